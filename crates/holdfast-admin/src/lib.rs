@@ -1,0 +1,8 @@
+//! The admin/status plane: `GET /health`, `GET /metrics`, `GET /status`, `POST /reload`.
+//! It runs on its own thread and runtime, bound to its own address, so it keeps answering
+//! when the data path is saturated or broken. It knows nothing of the proxy: it asks a
+//! `Backend` for answers.
+
+mod server;
+
+pub use server::{start, AdminHandle, Backend, ReloadOutcome};

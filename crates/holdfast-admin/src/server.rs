@@ -1,0 +1,141 @@
+//! The axum router and the thread it runs on.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What the admin plane asks of the running edge.
+pub trait Backend: Send + Sync + 'static {
+    /// True while the data path is serving.
+    fn healthy(&self) -> bool;
+    /// The `/status` document.
+    fn status(&self) -> serde_json::Value;
+    /// Re-read the configuration; blocking (file and name look-ups), called off the runtime.
+    fn reload(&self) -> ReloadOutcome;
+    /// The metrics registry to expose.
+    fn registry(&self) -> &prometheus::Registry;
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ReloadOutcome {
+    Applied {
+        generation: u64,
+    },
+    Rejected {
+        generation: u64,
+        errors: Vec<String>,
+    },
+}
+
+pub struct AdminHandle {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AdminHandle {
+    pub fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Bind `listen` now (so a busy port is reported at start) and serve on a new thread.
+pub fn start(listen: SocketAddr, backend: Arc<dyn Backend>) -> std::io::Result<AdminHandle> {
+    let listener = std::net::TcpListener::bind(listen)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name("holdfast-admin".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "admin listener failed");
+                        return;
+                    }
+                };
+                let app = router(backend);
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "admin server stopped");
+                }
+            });
+        })?;
+    Ok(AdminHandle {
+        addr,
+        stop: Some(stop),
+        thread: Some(thread),
+    })
+}
+
+type Shared = Arc<dyn Backend>;
+
+fn router(backend: Shared) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .route("/reload", post(reload))
+        .with_state(backend)
+}
+
+async fn index() -> Html<&'static str> {
+    Html(
+        "<!doctype html><title>Holdfast admin</title><h1>Holdfast admin</h1><ul>\
+         <li><a href=\"/status\">/status</a> (JSON)</li><li><a href=\"/metrics\">/metrics</a></li>\
+         <li><a href=\"/health\">/health</a></li><li>POST /reload</li></ul>",
+    )
+}
+
+async fn health(State(b): State<Shared>) -> Response {
+    if b.healthy() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not serving\n").into_response()
+    }
+}
+
+async fn metrics(State(b): State<Shared>) -> Response {
+    use prometheus::Encoder;
+    let encoder = prometheus::TextEncoder::new();
+    let mut out = Vec::new();
+    match encoder.encode(&b.registry().gather(), &mut out) {
+        Ok(()) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], out).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn status(State(b): State<Shared>) -> Json<serde_json::Value> {
+    Json(b.status())
+}
+
+async fn reload(State(b): State<Shared>) -> Response {
+    let outcome = tokio::task::spawn_blocking(move || b.reload()).await;
+    match outcome {
+        Ok(o @ ReloadOutcome::Applied { .. }) => (StatusCode::OK, Json(o)).into_response(),
+        Ok(o @ ReloadOutcome::Rejected { .. }) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(o)).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}

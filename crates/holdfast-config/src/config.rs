@@ -1,0 +1,169 @@
+//! `Config`: the validated, typed configuration the runtime is built from. Every value here
+//! has passed `validate`; references between tables are indices, not names.
+
+use http::{HeaderName, HeaderValue};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub edge: Edge,
+    pub admin: Admin,
+    pub pools: Vec<Pool>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edge {
+    pub listen: Vec<SocketAddr>,
+    pub tls_listen: Vec<SocketAddr>,
+    pub tls: Vec<TlsCert>,
+    /// Data-path worker threads; `None` means one per core.
+    pub threads: Option<usize>,
+    /// Accept cleartext HTTP/2 (prior knowledge) on plain listeners.
+    pub h2c: bool,
+    /// Also send the RFC 7239 `Forwarded` header to origins.
+    pub forwarded: bool,
+    pub access_log: AccessLog,
+    pub limits: Limits,
+    pub client_header_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccessLog {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+/// Request-side limits enforced by the edge before anything reaches an origin.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_request_body: u64,
+}
+
+/// A certificate chain and key for the TLS listeners; no names means the default certificate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsCert {
+    pub names: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub name: String,
+    pub servers: Vec<ServerAddr>,
+    pub host_header: Option<HeaderValue>,
+    pub http2: bool,
+    pub tls: Option<UpstreamTls>,
+    pub max_idle_per_server: usize,
+    pub idle_timeout: Duration,
+}
+
+/// An origin server address as written: an IP socket address, or a name resolved when the
+/// runtime is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerAddr {
+    Ip(SocketAddr),
+    Name { host: String, port: u16 },
+}
+
+impl std::fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerAddr::Ip(a) => write!(f, "{a}"),
+            ServerAddr::Name { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamTls {
+    /// Server name sent in SNI and verified; defaults to the host of each server address.
+    pub sni: Option<String>,
+    /// PEM file of CA certificates to trust instead of the system store.
+    pub ca_file: Option<PathBuf>,
+    pub verify: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub hosts: Vec<HostMatch>,
+    pub path_prefix: String,
+    /// Index into `Config::pools`.
+    pub pool: usize,
+    pub timeouts: Timeouts,
+    pub request_headers: HeaderOps,
+    pub response_headers: HeaderOps,
+}
+
+/// How a route matches the request's host (lower-case, without port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    Exact(String),
+    /// `*.example.com`, stored as `.example.com`: matches any name with at least one more label.
+    Suffix(String),
+}
+
+impl HostMatch {
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostMatch::Exact(h) => h.eq_ignore_ascii_case(host),
+            HostMatch::Suffix(s) => {
+                host.len() > s.len()
+                    && host
+                        .get(host.len() - s.len()..)
+                        .is_some_and(|tail| tail.eq_ignore_ascii_case(s))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Longest wait for the next read from the origin: the response head, then each body chunk.
+    pub read: Duration,
+    /// Whole exchange with the origin, body included; `None` means no overall limit.
+    pub total: Option<Duration>,
+}
+
+/// Header changes applied in order: remove, then set (replace), then add (append).
+#[derive(Debug, Clone, Default)]
+pub struct HeaderOps {
+    pub remove: Vec<HeaderName>,
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub add: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl HeaderOps {
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HostMatch;
+
+    #[test]
+    fn wildcard_needs_a_label() {
+        let m = HostMatch::Suffix(".example.com".into());
+        assert!(m.matches("a.example.com"));
+        assert!(m.matches("A.Example.COM"));
+        assert!(!m.matches("example.com"));
+        assert!(!m.matches(".example.com"));
+        assert!(!m.matches("badexample.com"));
+    }
+}

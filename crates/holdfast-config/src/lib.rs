@@ -1,0 +1,20 @@
+//! Holdfast's configuration: the TOML a user wrote (`Spec`) is parsed, checked as a whole
+//! and turned into a typed, validated `Config`. Every problem is reported at once, each with
+//! its key path and a hint. Nothing in this crate does I/O: callers hand it text and the
+//! folder that relative paths are resolved against.
+
+mod config;
+mod error;
+mod parse;
+mod spec;
+mod units;
+mod validate;
+
+pub use config::{
+    AccessLog, Admin, Config, Edge, HeaderOps, HostMatch, Limits, Pool, Route, ServerAddr,
+    Timeouts, TlsCert, UpstreamTls,
+};
+pub use error::ConfigError;
+pub use parse::{parse, MAX_CONFIG_BYTES};
+pub use spec::Spec;
+pub use units::ByteSize;

@@ -1,0 +1,100 @@
+//! From TOML text to a `Config`: syntax, then shape (every unknown key, with its path), then
+//! meaning (`validate`). All errors found are returned together.
+
+use crate::error::ConfigError;
+use crate::spec::Spec;
+use crate::validate::validate;
+use crate::Config;
+use std::path::Path;
+
+/// The largest configuration file accepted; callers enforce it while reading.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Parse and validate a configuration. Relative paths in it are resolved against `base_dir`
+/// (the folder of the file it came from).
+pub fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
+    let (spec, mut errors) = parse_spec(text)?;
+    match validate(spec, base_dir) {
+        Ok(config) if errors.is_empty() => Ok(config),
+        Ok(_) => Err(errors),
+        Err(semantic) => {
+            errors.extend(semantic);
+            Err(errors)
+        }
+    }
+}
+
+/// The `Spec` and its unknown keys, or (syntax or type error) the errors found so far.
+fn parse_spec(text: &str) -> Result<(Spec, Vec<ConfigError>), Vec<ConfigError>> {
+    let de = toml::Deserializer::parse(text).map_err(|e| vec![syntax_error(text, &e)])?;
+    let mut unknown = Vec::new();
+    let mut track = serde_path_to_error::Track::new();
+    let result = {
+        let de = serde_path_to_error::Deserializer::new(de, &mut track);
+        serde_ignored::deserialize(de, |path| unknown.push(unknown_key(&path)))
+    };
+    match result {
+        Ok(spec) => Ok((spec, unknown)),
+        Err(e) => {
+            let path = track.path().to_string();
+            let path = if path == "." {
+                "(top level)".to_string()
+            } else {
+                path
+            };
+            unknown.push(ConfigError::new(
+                path,
+                e.message().to_string(),
+                "see docs/config.md for the expected type",
+            ));
+            Err(unknown)
+        }
+    }
+}
+
+fn unknown_key(path: &serde_ignored::Path<'_>) -> ConfigError {
+    ConfigError::new(
+        key_path(path),
+        "unknown key",
+        "remove it or check its spelling against docs/config.md",
+    )
+}
+
+/// `routes[2].pool` from serde_ignored's path (which writes `routes.2.pool`).
+fn key_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
+        P::Map { parent, key } => {
+            let parent = key_path(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            key_path(parent)
+        }
+    }
+}
+
+fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let at = match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            // Characters, not bytes: editors count a non-ASCII character as one column.
+            let column = before.get(line_start..).map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}")
+        }
+        None => "(document)".to_string(),
+    };
+    ConfigError::new(
+        at,
+        format!("TOML syntax error: {}", e.message().trim()),
+        "fix the TOML syntax at that position",
+    )
+}

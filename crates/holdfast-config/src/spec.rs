@@ -1,0 +1,137 @@
+//! `Spec`: the configuration exactly as the user wrote it. Only shape lives here; every
+//! meaning (addresses, durations > 0, references between tables) is checked in `validate`.
+
+use crate::units::ByteSize;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The whole file. Unknown keys are collected by `parse` (all of them, with their paths)
+/// rather than rejected one at a time by `deny_unknown_fields`.
+#[derive(Debug, Deserialize)]
+pub struct Spec {
+    pub edge: EdgeSpec,
+    #[serde(default)]
+    pub admin: Option<AdminSpec>,
+    #[serde(default)]
+    pub pools: Vec<PoolSpec>,
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EdgeSpec {
+    pub listen: Vec<String>,
+    #[serde(default)]
+    pub tls_listen: Vec<String>,
+    #[serde(default)]
+    pub tls: Vec<TlsCertSpec>,
+    pub threads: Option<i64>,
+    #[serde(default)]
+    pub h2c: bool,
+    #[serde(default)]
+    pub forwarded: bool,
+    pub access_log: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub client_header_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_grace: Option<Duration>,
+    pub max_header_bytes: Option<ByteSize>,
+    pub max_headers: Option<i64>,
+    pub max_request_body: Option<ByteSize>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TlsCertSpec {
+    #[serde(default)]
+    pub names: Vec<String>,
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AdminSpec {
+    pub listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PoolSpec {
+    pub name: String,
+    pub servers: Vec<String>,
+    pub host_header: Option<String>,
+    #[serde(default)]
+    pub http2: bool,
+    pub tls: Option<UpstreamTlsSpec>,
+    pub max_idle_per_server: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UpstreamTlsSpec {
+    pub sni: Option<String>,
+    pub ca_file: Option<String>,
+    #[serde(default = "yes")]
+    pub verify: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RouteSpec {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matcher: MatchSpec,
+    pub pool: String,
+    #[serde(default)]
+    pub timeouts: TimeoutsSpec,
+    #[serde(default)]
+    pub request_headers: HeaderOpsSpec,
+    #[serde(default)]
+    pub response_headers: HeaderOpsSpec,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MatchSpec {
+    pub path_prefix: Option<String>,
+    pub host: Option<OneOrMany>,
+}
+
+/// `host = "a.example"` or `host = ["a.example", "*.b.example"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            OneOrMany::One(s) => std::slice::from_ref(s),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TimeoutsSpec {
+    #[serde(default, with = "humantime_serde")]
+    pub connect: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub read: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub total: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct HeaderOpsSpec {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}

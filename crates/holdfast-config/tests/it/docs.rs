@@ -1,0 +1,83 @@
+//! `docs/config.md` stays true: every TOML example in it is accepted, and the sample error
+//! output is exactly what the crate reports for the file it describes.
+
+use crate::{accept, reject};
+
+const REFERENCE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md"));
+
+/// The bodies of the fenced blocks opened with "```{lang}", indentation removed.
+fn blocks(lang: &str) -> Vec<String> {
+    let fence = format!("```{lang}");
+    let mut out = Vec::new();
+    let mut current: Option<Vec<&str>> = None;
+    for line in REFERENCE.lines() {
+        let trimmed = line.trim_start();
+        match current.as_mut() {
+            None if trimmed == fence => current = Some(Vec::new()),
+            None => {}
+            Some(lines) if trimmed == "```" => {
+                out.push(lines.join("\n"));
+                current = None;
+            }
+            Some(lines) => lines.push(trimmed),
+        }
+    }
+    assert!(
+        current.is_none(),
+        "unclosed ```{lang} block in docs/config.md"
+    );
+    out
+}
+
+#[test]
+fn every_toml_example_is_accepted() {
+    let examples = blocks("toml");
+    assert_eq!(examples.len(), 2, "the complete and the smallest example");
+    for example in &examples {
+        accept(example);
+    }
+}
+
+#[test]
+fn complete_example_uses_every_table() {
+    let config = accept(&blocks("toml")[0]);
+    assert!(!config.edge.tls.is_empty());
+    assert!(config.pools.iter().any(|p| p.tls.is_some()));
+    assert!(config.pools.iter().any(|p| p.host_header.is_some()));
+    assert!(config.routes.iter().any(|r| r.timeouts.total.is_some()));
+    assert!(config
+        .routes
+        .iter()
+        .any(|r| !r.request_headers.is_empty() && !r.response_headers.is_empty()));
+}
+
+#[test]
+fn sample_error_output_is_real() {
+    let [sample] = blocks("text").try_into().expect("one ```text block");
+    let expected: String = sample
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("holdfast.toml: ").unwrap_or(l)))
+        .collect();
+    let actual = reject(
+        r#"
+[edge]
+listen = ["127.0.0.1:8080"]
+colour = "blue"
+
+[[pools]]
+name = "app"
+servers = ["127.0.0.1:9000"]
+
+[[pools]]
+name = "static"
+servers = []
+
+[[routes]]
+name = "r"
+match = {}
+pool = "api"
+timeouts = { connect = "0s" }
+"#,
+    );
+    assert_eq!(actual, expected);
+}

@@ -1,0 +1,732 @@
+//! Semantic errors (`validate`): each kind on its own, then many at once. Each snapshot is
+//! the whole error list, so it also proves that nothing else was reported.
+
+use crate::{check_errors, edge_with, file_with, pool_with, route_with};
+use expect_test::expect;
+
+#[test]
+fn many_errors_are_reported_together() {
+    check_errors(
+        r#"
+[edge]
+listen = ["127.0.0.1:8080", "localhost:8081"]
+colour = "blue"
+
+[admin]
+listen = "127.0.0.1:8080"
+
+[[pools]]
+name = "app"
+servers = ["127.0.0.1:9000"]
+
+[[pools]]
+name = "app"
+servers = []
+
+[[routes]]
+name = "api"
+match = { path_prefix = "/api/" }
+pool = "api"
+timeouts = { connect = "0s" }
+"#,
+        expect![[r#"
+            edge.colour: unknown key (remove it or check its spelling against docs/config.md)
+            edge.listen[1]: invalid listen address "localhost:8081" (write an IP address and port, e.g. "127.0.0.1:8080" or "[::1]:8080")
+            admin.listen: 127.0.0.1:8080 is also the data listener edge.listen[0] (the admin plane must have its own address: change admin.listen)
+            pools[1].name: duplicate pool name "app" (pool names must be unique)
+            pools[1].servers: pool "app" has no servers (list at least one origin, e.g. servers = ["127.0.0.1:9000"])
+            routes[0].pool: unknown pool "api" (define it under [[pools]] or use one of ["app", "app"])
+            routes[0].timeouts.connect: must be greater than zero (write a duration such as "5s" or "250ms")
+        "#]],
+    );
+}
+
+#[test]
+fn errors_are_in_file_order_with_indices_of_the_entries_written() {
+    check_errors(
+        r#"
+[edge]
+listen = ["not an address", "127.0.0.1:8080", "127.0.0.1:8080"]
+
+[[pools]]
+name = "a"
+servers = ["127.0.0.1:9000", "nope", "127.0.0.1:0"]
+
+[[routes]]
+name = "r"
+match = { path_prefix = "/" }
+pool = "a"
+
+[[routes]]
+name = "r"
+match = { path_prefix = "api" }
+pool = "b"
+"#,
+        expect![[r#"
+            edge.listen[0]: invalid listen address "not an address" (write an IP address and port, e.g. "127.0.0.1:8080" or "[::1]:8080")
+            edge.listen[2]: 127.0.0.1:8080 is already used by edge.listen[1] (list each listen address once)
+            pools[0].servers[1]: invalid server address "nope" (write host:port, e.g. "127.0.0.1:9000" or "origin.internal:443" (port 1-65535))
+            pools[0].servers[2]: invalid server address "127.0.0.1:0" (write host:port, e.g. "127.0.0.1:9000" or "origin.internal:443" (port 1-65535))
+            routes[1].name: duplicate route name "r" (route names must be unique)
+            routes[1].pool: unknown pool "b" (define it under [[pools]] or use one of ["a"])
+            routes[1].match.path_prefix: "api" does not start with '/' (write an absolute path prefix such as "/api/")
+        "#]],
+    );
+}
+
+// --- [edge] listeners -------------------------------------------------------------------
+
+#[test]
+fn listen_address_must_be_ip_and_port() {
+    check_errors(
+        r#"
+[edge]
+listen = ["127.0.0.1", "localhost:8080", ":8080", "127.0.0.1:65536", "[::1]:8080"]
+[[pools]]
+name = "p"
+servers = ["127.0.0.1:9000"]
+[[routes]]
+name = "r"
+match = {}
+pool = "p"
+"#,
+        expect![[r#"
+            edge.listen[0]: invalid listen address "127.0.0.1" (write an IP address and port, e.g. "127.0.0.1:8080" or "[::1]:8080")
+            edge.listen[1]: invalid listen address "localhost:8080" (write an IP address and port, e.g. "127.0.0.1:8080" or "[::1]:8080")
+            edge.listen[2]: invalid listen address ":8080" (write an IP address and port, e.g. "127.0.0.1:8080" or "[::1]:8080")
+            edge.listen[3]: invalid listen address "127.0.0.1:65536" (write an IP address and port, e.g. "127.0.0.1:8080" or "[::1]:8080")
+        "#]],
+    );
+}
+
+#[test]
+fn tls_listen_address_must_be_ip_and_port() {
+    check_errors(
+        &edge_with(
+            r#"
+tls_listen = ["example.com:443"]
+[[edge.tls]]
+cert = "c.pem"
+key = "k.pem"
+"#,
+        ),
+        expect![[r#"
+            edge.tls_listen[0]: invalid listen address "example.com:443" (write an IP address and port, e.g. "127.0.0.1:8080" or "[::1]:8080")
+        "#]],
+    );
+}
+
+#[test]
+fn no_listener_at_all() {
+    check_errors(
+        r#"
+[edge]
+listen = []
+[[pools]]
+name = "p"
+servers = ["127.0.0.1:9000"]
+[[routes]]
+name = "r"
+match = {}
+pool = "p"
+"#,
+        expect![[r#"
+            edge.listen: no listener configured (add at least one address, e.g. listen = ["127.0.0.1:8080"])
+        "#]],
+    );
+}
+
+#[test]
+fn admin_listener_may_not_share_a_data_listener_address() {
+    check_errors(
+        &edge_with(
+            r#"
+[admin]
+listen = "127.0.0.1:8080"
+"#,
+        ),
+        expect![[r#"
+            admin.listen: 127.0.0.1:8080 is also the data listener edge.listen[0] (the admin plane must have its own address: change admin.listen)
+        "#]],
+    );
+}
+
+#[test]
+fn wildcard_address_overlaps_any_ip_on_the_same_port() {
+    check_errors(
+        r#"
+[edge]
+listen = ["0.0.0.0:9901"]
+[[pools]]
+name = "p"
+servers = ["127.0.0.1:9000"]
+[[routes]]
+name = "r"
+match = {}
+pool = "p"
+"#,
+        expect![[r#"
+            admin.listen: 127.0.0.1:9901 is also the data listener edge.listen[0] (the admin plane must have its own address: change admin.listen)
+        "#]],
+    );
+}
+
+#[test]
+fn a_wildcard_listed_first_or_on_admin_overlaps_later_addresses() {
+    check_errors(
+        r#"
+[edge]
+listen = ["0.0.0.0:8080", "127.0.0.1:8080", "127.0.0.1:9000"]
+[admin]
+listen = "[::]:9000"
+[[pools]]
+name = "p"
+servers = ["127.0.0.1:9000"]
+[[routes]]
+name = "r"
+match = {}
+pool = "p"
+"#,
+        expect![[r#"
+            edge.listen[1]: 127.0.0.1:8080 is already used by edge.listen[0] (list each listen address once)
+            admin.listen: [::]:9000 is also the data listener edge.listen[2] (the admin plane must have its own address: change admin.listen)
+        "#]],
+    );
+}
+
+#[test]
+fn ipv4_and_ipv6_wildcards_on_one_port_overlap() {
+    check_errors(
+        &edge_with("").replace("\"127.0.0.1:8080\"", "\"0.0.0.0:80\", \"[::]:80\""),
+        expect![[r#"
+            edge.listen[1]: [::]:80 is already used by edge.listen[0] (list each listen address once)
+        "#]],
+    );
+}
+
+#[test]
+fn plain_and_tls_listeners_may_not_share_an_address() {
+    check_errors(
+        &edge_with(
+            r#"
+tls_listen = ["[::]:8080"]
+[[edge.tls]]
+cert = "c.pem"
+key = "k.pem"
+"#,
+        ),
+        expect![[r#"
+            edge.tls_listen[0]: [::]:8080 is already used by edge.listen[0] (list each listen address once)
+        "#]],
+    );
+}
+
+#[test]
+fn admin_listen_must_be_ip_and_port() {
+    check_errors(
+        &edge_with(
+            r#"
+[admin]
+listen = "localhost:9901"
+"#,
+        ),
+        expect![[r#"
+            admin.listen: invalid listen address "localhost:9901" (write an IP address and port, e.g. "127.0.0.1:8080" or "[::1]:8080")
+        "#]],
+    );
+}
+
+#[test]
+fn an_invalid_admin_address_is_not_compared_with_the_data_listeners() {
+    // Only the address error: no overlap is claimed for an address that was never parsed.
+    check_errors(
+        r#"
+[edge]
+listen = ["127.0.0.1:9901"]
+[admin]
+listen = "localhost:9901"
+[[pools]]
+name = "p"
+servers = ["127.0.0.1:9000"]
+[[routes]]
+name = "r"
+match = {}
+pool = "p"
+"#,
+        expect![[r#"
+            admin.listen: invalid listen address "localhost:9901" (write an IP address and port, e.g. "127.0.0.1:8080" or "[::1]:8080")
+        "#]],
+    );
+}
+
+#[test]
+fn listener_overlaps_name_tls_listen_entries_as_written() {
+    check_errors(
+        &edge_with(
+            r#"
+tls_listen = ["bad", "127.0.0.1:8443", "0.0.0.0:8443"]
+[[edge.tls]]
+cert = "c.pem"
+key = "k.pem"
+[admin]
+listen = "127.0.0.1:8443"
+"#,
+        ),
+        expect![[r#"
+            edge.tls_listen[0]: invalid listen address "bad" (write an IP address and port, e.g. "127.0.0.1:8080" or "[::1]:8080")
+            admin.listen: 127.0.0.1:8443 is also the data listener edge.tls_listen[1] (the admin plane must have its own address: change admin.listen)
+            admin.listen: 127.0.0.1:8443 is also the data listener edge.tls_listen[2] (the admin plane must have its own address: change admin.listen)
+            edge.tls_listen[2]: 0.0.0.0:8443 is already used by edge.tls_listen[1] (list each listen address once)
+        "#]],
+    );
+}
+
+// --- [edge] scalars ---------------------------------------------------------------------
+
+#[test]
+fn threads_zero() {
+    check_errors(
+        &edge_with("threads = 0"),
+        expect![[r#"
+        edge.threads: 0 is out of range (use 1 to 1024, or leave it out for one worker per core)
+    "#]],
+    );
+}
+
+#[test]
+fn threads_out_of_range() {
+    check_errors(
+        &edge_with("threads = 1025"),
+        expect![[r#"
+        edge.threads: 1025 is out of range (use 1 to 1024, or leave it out for one worker per core)
+    "#]],
+    );
+    check_errors(
+        &edge_with("threads = -1"),
+        expect![[r#"
+        edge.threads: -1 is out of range (use 1 to 1024, or leave it out for one worker per core)
+    "#]],
+    );
+}
+
+#[test]
+fn max_headers_out_of_range() {
+    check_errors(
+        &edge_with("max_headers = 0"),
+        expect![[r#"
+        edge.max_headers: 0 is out of range (use 1 to 1000)
+    "#]],
+    );
+    check_errors(
+        &edge_with("max_headers = 1001"),
+        expect![[r#"
+        edge.max_headers: 1001 is out of range (use 1 to 1000)
+    "#]],
+    );
+}
+
+#[test]
+fn max_header_bytes_out_of_range() {
+    check_errors(
+        &edge_with("max_header_bytes = \"4KiB\""),
+        expect![[r#"
+        edge.max_header_bytes: 4096 bytes is out of range (use 8KiB to 1MiB)
+    "#]],
+    );
+    check_errors(
+        &edge_with("max_header_bytes = 1048577"),
+        expect![[r#"
+        edge.max_header_bytes: 1048577 bytes is out of range (use 8KiB to 1MiB)
+    "#]],
+    );
+}
+
+#[test]
+fn max_request_body_zero() {
+    check_errors(
+        &edge_with("max_request_body = 0"),
+        expect![[r#"
+        edge.max_request_body: must be greater than zero (write a size such as "10MiB")
+    "#]],
+    );
+}
+
+#[test]
+fn client_header_timeout_zero() {
+    check_errors(
+        &edge_with("client_header_timeout = \"0s\""),
+        expect![[r#"
+        edge.client_header_timeout: must be greater than zero (write a duration such as "5s" or "250ms")
+    "#]],
+    );
+}
+
+#[test]
+fn access_log_empty() {
+    check_errors(
+        &edge_with("access_log = \"\""),
+        expect![[r#"
+        edge.access_log: empty path (use "stdout", "off" or a file path)
+    "#]],
+    );
+}
+
+// --- [[edge.tls]] -----------------------------------------------------------------------
+
+#[test]
+fn tls_listen_without_certificates() {
+    check_errors(
+        &edge_with("tls_listen = [\"127.0.0.1:8443\"]"),
+        expect![[r#"
+            edge.tls: tls_listen is set but no certificate is configured (add an [[edge.tls]] table with cert and key)
+        "#]],
+    );
+}
+
+#[test]
+fn certificates_without_tls_listen() {
+    check_errors(
+        &edge_with(
+            r#"
+[[edge.tls]]
+cert = "c.pem"
+key = "k.pem"
+"#,
+        ),
+        expect![[r#"
+            edge.tls_listen: certificates are configured but no TLS listener (add tls_listen = ["127.0.0.1:8443"] or remove the [[edge.tls]] tables)
+        "#]],
+    );
+}
+
+#[test]
+fn two_default_certificates() {
+    check_errors(
+        &edge_with(
+            r#"
+tls_listen = ["127.0.0.1:8443"]
+[[edge.tls]]
+cert = "a.pem"
+key = "a.key"
+[[edge.tls]]
+names = ["example.com"]
+cert = "b.pem"
+key = "b.key"
+[[edge.tls]]
+cert = "c.pem"
+key = "c.key"
+"#,
+        ),
+        expect![[r#"
+            edge.tls[2].names: a second default certificate (no names) (give this certificate its server names)
+        "#]],
+    );
+}
+
+#[test]
+fn a_server_name_on_two_certificates() {
+    check_errors(
+        &edge_with(
+            r#"
+tls_listen = ["127.0.0.1:8443"]
+[[edge.tls]]
+names = ["example.com", "*.example.com"]
+cert = "a.pem"
+key = "a.key"
+[[edge.tls]]
+names = ["EXAMPLE.com"]
+cert = "b.pem"
+key = "b.key"
+"#,
+        ),
+        expect![[r#"
+            edge.tls[1].names[0]: server name "example.com" is given to two certificates (each name may appear on one certificate only)
+        "#]],
+    );
+}
+
+#[test]
+fn certificate_names_and_paths_are_checked() {
+    check_errors(
+        &edge_with(
+            r#"
+tls_listen = ["127.0.0.1:8443"]
+[[edge.tls]]
+names = ["example.com:443", "https://example.com"]
+cert = ""
+key = ""
+"#,
+        ),
+        expect![[r#"
+            edge.tls[0].names[0]: invalid host name "example.com:443" (write a DNS name such as "example.com" or "*.example.com" (no port, no scheme))
+            edge.tls[0].names[1]: invalid host name "https://example.com" (write a DNS name such as "example.com" or "*.example.com" (no port, no scheme))
+            edge.tls[0].cert: empty path (give the path of a PEM file)
+            edge.tls[0].key: empty path (give the path of a PEM file)
+        "#]],
+    );
+}
+
+// --- [[pools]] --------------------------------------------------------------------------
+
+#[test]
+fn pool_names_must_be_unique_and_non_empty() {
+    check_errors(
+        &file_with(
+            r#"
+[[pools]]
+name = "primary"
+servers = ["127.0.0.1:9001"]
+
+[[pools]]
+name = ""
+servers = ["127.0.0.1:9002"]
+"#,
+            "",
+            "",
+        ),
+        expect![[r#"
+            pools[1].name: empty name (give the pool a name)
+            pools[2].name: duplicate pool name "primary" (pool names must be unique)
+        "#]],
+    );
+}
+
+#[test]
+fn pool_without_servers() {
+    check_errors(
+        r#"
+[edge]
+listen = ["127.0.0.1:8080"]
+[[pools]]
+name = "p"
+servers = []
+[[routes]]
+name = "r"
+match = {}
+pool = "p"
+"#,
+        expect![[r#"
+            pools[0].servers: pool "p" has no servers (list at least one origin, e.g. servers = ["127.0.0.1:9000"])
+        "#]],
+    );
+}
+
+#[test]
+fn server_addresses_need_a_host_and_a_port_1_to_65535() {
+    check_errors(
+        r#"
+[edge]
+listen = ["127.0.0.1:8080"]
+[[pools]]
+name = "p"
+servers = [
+    "127.0.0.1",
+    "127.0.0.1:0",
+    "origin:65536",
+    "http://origin:80",
+    ":80",
+    "::1:80",
+    "origin_1:80",
+]
+[[routes]]
+name = "r"
+match = {}
+pool = "p"
+"#,
+        expect![[r#"
+            pools[0].servers[0]: invalid server address "127.0.0.1" (write host:port, e.g. "127.0.0.1:9000" or "origin.internal:443" (port 1-65535))
+            pools[0].servers[1]: invalid server address "127.0.0.1:0" (write host:port, e.g. "127.0.0.1:9000" or "origin.internal:443" (port 1-65535))
+            pools[0].servers[2]: invalid server address "origin:65536" (write host:port, e.g. "127.0.0.1:9000" or "origin.internal:443" (port 1-65535))
+            pools[0].servers[3]: invalid server address "http://origin:80" (write host:port, e.g. "127.0.0.1:9000" or "origin.internal:443" (port 1-65535))
+            pools[0].servers[4]: invalid server address ":80" (write host:port, e.g. "127.0.0.1:9000" or "origin.internal:443" (port 1-65535))
+            pools[0].servers[5]: invalid server address "::1:80" (write host:port, e.g. "127.0.0.1:9000" or "origin.internal:443" (port 1-65535))
+            pools[0].servers[6]: invalid server address "origin_1:80" (write host:port, e.g. "127.0.0.1:9000" or "origin.internal:443" (port 1-65535))
+        "#]],
+    );
+}
+
+#[test]
+fn host_header_must_be_a_header_value() {
+    check_errors(
+        &pool_with(r#"host_header = """#),
+        expect![[r#"
+        pools[0].host_header: invalid Host value "" (write a host name, optionally with a port)
+    "#]],
+    );
+    check_errors(
+        &pool_with(r#"host_header = "a\nb""#),
+        expect![[r#"
+        pools[0].host_header: invalid Host value "a\nb" (write a host name, optionally with a port)
+    "#]],
+    );
+}
+
+#[test]
+fn max_idle_per_server_out_of_range() {
+    check_errors(
+        &pool_with("max_idle_per_server = -1"),
+        expect![[r#"
+        pools[0].max_idle_per_server: -1 is out of range (use 0 to 65536)
+    "#]],
+    );
+    check_errors(
+        &pool_with("max_idle_per_server = 65537"),
+        expect![[r#"
+        pools[0].max_idle_per_server: 65537 is out of range (use 0 to 65536)
+    "#]],
+    );
+}
+
+#[test]
+fn pool_idle_timeout_zero() {
+    check_errors(
+        &pool_with("idle_timeout = \"0s\""),
+        expect![[r#"
+        pools[0].idle_timeout: must be greater than zero (write a duration such as "5s" or "250ms")
+    "#]],
+    );
+}
+
+// --- [[routes]] -------------------------------------------------------------------------
+
+#[test]
+fn no_routes() {
+    check_errors(
+        r#"
+[edge]
+listen = ["127.0.0.1:8080"]
+[[pools]]
+name = "p"
+servers = ["127.0.0.1:9000"]
+"#,
+        expect![[r#"
+            routes: no routes defined (add a [[routes]] table with name, match and pool)
+        "#]],
+    );
+}
+
+#[test]
+fn route_names_must_be_unique_and_non_empty() {
+    check_errors(
+        &route_with(
+            r#"
+[[routes]]
+name = "all"
+match = {}
+pool = "primary"
+
+[[routes]]
+name = ""
+match = {}
+pool = "primary"
+"#,
+        ),
+        expect![[r#"
+            routes[1].name: duplicate route name "all" (route names must be unique)
+            routes[2].name: empty name (give the route a name)
+        "#]],
+    );
+}
+
+#[test]
+fn route_naming_an_unknown_pool() {
+    check_errors(
+        &file_with("", "", "").replace("pool = \"primary\"", "pool = \"primry\""),
+        expect![[r#"
+            routes[0].pool: unknown pool "primry" (define it under [[pools]] or use one of ["primary"])
+        "#]],
+    );
+}
+
+#[test]
+fn path_prefix_must_start_with_a_slash() {
+    check_errors(
+        &file_with("", "", "").replace("path_prefix = \"/\"", "path_prefix = \"api/\""),
+        expect![[r#"
+            routes[0].match.path_prefix: "api/" does not start with '/' (write an absolute path prefix such as "/api/")
+        "#]],
+    );
+}
+
+#[test]
+fn bad_host_patterns() {
+    check_errors(
+        &file_with("", "", "").replace(
+            "match = { path_prefix = \"/\" }",
+            r#"match = { host = ["example.com:8080", "http://example.com", "*", "*.*.example.com", "a..b", "", "under_score.example", "example.com.", "ok.example.com"] }"#,
+        ),
+        expect![[r#"
+            routes[0].match.host[0]: invalid host name "example.com:8080" (write a DNS name such as "example.com" or "*.example.com" (no port, no scheme))
+            routes[0].match.host[1]: invalid host name "http://example.com" (write a DNS name such as "example.com" or "*.example.com" (no port, no scheme))
+            routes[0].match.host[2]: invalid host name "*" (write a DNS name such as "example.com" or "*.example.com" (no port, no scheme))
+            routes[0].match.host[3]: invalid host name "*.*.example.com" (write a DNS name such as "example.com" or "*.example.com" (no port, no scheme))
+            routes[0].match.host[4]: invalid host name "a..b" (write a DNS name such as "example.com" or "*.example.com" (no port, no scheme))
+            routes[0].match.host[5]: invalid host name "" (write a DNS name such as "example.com" or "*.example.com" (no port, no scheme))
+            routes[0].match.host[6]: invalid host name "under_score.example" (write a DNS name such as "example.com" or "*.example.com" (no port, no scheme))
+            routes[0].match.host[7]: invalid host name "example.com." (write a DNS name such as "example.com" or "*.example.com" (no port, no scheme))
+        "#]],
+    );
+}
+
+#[test]
+fn a_single_bad_host_string() {
+    check_errors(
+        &file_with("", "", "").replace(
+            "match = { path_prefix = \"/\" }",
+            r#"match = { host = "*example.com" }"#,
+        ),
+        expect![[r#"
+            routes[0].match.host[0]: invalid host name "*example.com" (write a DNS name such as "example.com" or "*.example.com" (no port, no scheme))
+        "#]],
+    );
+}
+
+#[test]
+fn zero_timeouts() {
+    check_errors(
+        &route_with(r#"timeouts = { connect = "0s", read = "0ms", total = "0ns" }"#),
+        expect![[r#"
+            routes[0].timeouts.connect: must be greater than zero (write a duration such as "5s" or "250ms")
+            routes[0].timeouts.read: must be greater than zero (write a duration such as "5s" or "250ms")
+            routes[0].timeouts.total: must be greater than zero (write a duration such as "5s" or "250ms")
+        "#]],
+    );
+}
+
+#[test]
+fn invalid_header_names() {
+    check_errors(
+        &route_with(
+            r#"
+[routes.request_headers]
+set = { "bad name" = "v", "x-ok" = "v" }
+add = { "x:colon" = "v" }
+remove = ["", "é"]
+"#,
+        ),
+        expect![[r#"
+            routes[0].request_headers.remove[0]: invalid header name "" (use letters, digits and '-' only)
+            routes[0].request_headers.remove[1]: invalid header name "é" (use letters, digits and '-' only)
+            routes[0].request_headers.set.bad name: invalid header name "bad name" (use letters, digits and '-' only)
+            routes[0].request_headers.add.x:colon: invalid header name "x:colon" (use letters, digits and '-' only)
+        "#]],
+    );
+}
+
+#[test]
+fn invalid_header_values() {
+    check_errors(
+        &route_with(
+            r#"
+[routes.response_headers]
+set = { "x-newline" = "a\r\nInjected: yes" }
+add = { "x-nul" = "a\u0000b", "x-del" = "a\u007fb" }
+"#,
+        ),
+        expect![[r#"
+            routes[0].response_headers.set.x-newline: invalid header value "a\r\nInjected: yes" (use visible ASCII characters only (no line breaks))
+            routes[0].response_headers.add.x-del: invalid header value "a\u{7f}b" (use visible ASCII characters only (no line breaks))
+            routes[0].response_headers.add.x-nul: invalid header value "a\0b" (use visible ASCII characters only (no line breaks))
+        "#]],
+    );
+}

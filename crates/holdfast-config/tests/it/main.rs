@@ -1,0 +1,87 @@
+//! Integration tests for `holdfast-config`: one binary, one module per concern. `valid`
+//! checks what accepted files turn into (defaults included); `errors` checks each semantic
+//! error on its own and many at once; `shape` checks what goes wrong before validation
+//! (TOML syntax, types, unknown keys); `docs` keeps the reference's example honest.
+//! Error lists are `expect-test` snapshots: `UPDATE_EXPECT=1 cargo test -p holdfast-config`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod docs;
+mod errors;
+mod shape;
+mod valid;
+
+use expect_test::Expect;
+use holdfast_config::{Config, ConfigError};
+use std::path::Path;
+
+/// Where relative paths in test files resolve to.
+pub const BASE_DIR: &str = "/etc/holdfast";
+
+pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+    holdfast_config::parse(text, Path::new(BASE_DIR))
+}
+
+/// The file must be accepted; on failure the message lists every error.
+pub fn accept(text: &str) -> Config {
+    match parse(text) {
+        Ok(config) => config,
+        Err(errs) => panic!("expected the file to be accepted, got:\n{}", render(&errs)),
+    }
+}
+
+/// The file must be rejected; its errors, one per line, as `holdfast check` prints them.
+pub fn reject(text: &str) -> String {
+    match parse(text) {
+        Ok(config) => panic!("expected errors, the file was accepted as {config:#?}"),
+        Err(errs) => render(&errs),
+    }
+}
+
+pub fn check_errors(text: &str, expect: Expect) {
+    expect.assert_eq(&reject(text));
+}
+
+fn render(errs: &[ConfigError]) -> String {
+    errs.iter().map(|e| format!("{e}\n")).collect()
+}
+
+/// A valid file with extra lines added to `[edge]`, the one pool and the one route.
+/// Lines may be keys or, for `edge`, whole sub-tables such as `[[edge.tls]]`.
+pub fn file_with(edge: &str, pool: &str, route: &str) -> String {
+    format!(
+        r#"
+[edge]
+listen = ["127.0.0.1:8080"]
+{edge}
+
+[[pools]]
+name = "primary"
+servers = ["127.0.0.1:9000"]
+{pool}
+
+[[routes]]
+name = "all"
+match = {{ path_prefix = "/" }}
+pool = "primary"
+{route}
+"#
+    )
+}
+
+pub fn edge_with(lines: &str) -> String {
+    file_with(lines, "", "")
+}
+
+pub fn pool_with(lines: &str) -> String {
+    file_with("", lines, "")
+}
+
+pub fn route_with(lines: &str) -> String {
+    file_with("", "", lines)
+}

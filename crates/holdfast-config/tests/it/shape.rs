@@ -1,0 +1,225 @@
+//! What goes wrong before validation: TOML syntax (reported with line and column), wrong
+//! types (reported with their key path) and unknown keys (all of them, with their paths).
+
+use crate::{check_errors, edge_with, file_with, pool_with, route_with};
+use expect_test::expect;
+
+#[test]
+fn syntax_error_has_line_and_column() {
+    check_errors(
+        "[edge]\nlisten = [\"127.0.0.1:8080\"]\nthreads = \n",
+        expect![[r#"
+            line 3, column 11: TOML syntax error: string values must be quoted, expected literal string (fix the TOML syntax at that position)
+        "#]],
+    );
+}
+
+#[test]
+fn unclosed_string_reports_the_end_of_its_line() {
+    check_errors(
+        "[edge]\nlisten = [\"127.0.0.1:8080]\n",
+        expect![[r#"
+            line 2, column 27: TOML syntax error: unclosed array, expected `]` (fix the TOML syntax at that position)
+        "#]],
+    );
+}
+
+#[test]
+fn duplicate_key_is_a_syntax_error() {
+    check_errors(
+        &edge_with("listen = [\"127.0.0.1:8081\"]"),
+        expect![[r#"
+        line 4, column 1: TOML syntax error: duplicate key (fix the TOML syntax at that position)
+    "#]],
+    );
+}
+
+#[test]
+fn wrong_type_names_its_key_path() {
+    check_errors(
+        &edge_with("threads = \"two\""),
+        expect![[r#"
+        edge.threads: invalid type: string "two", expected i64 (see docs/config.md for the expected type)
+    "#]],
+    );
+}
+
+#[test]
+fn wrong_type_in_an_array_of_tables() {
+    check_errors(
+        &pool_with("http2 = \"yes\""),
+        expect![[r#"
+        pools[0].http2: invalid type: string "yes", expected a boolean (see docs/config.md for the expected type)
+    "#]],
+    );
+    check_errors(
+        &route_with("timeouts = { connect = 5 }"),
+        expect![[r#"
+        routes[0].timeouts.connect: invalid type: integer `5`, expected a duration (see docs/config.md for the expected type)
+    "#]],
+    );
+}
+
+#[test]
+fn negative_and_malformed_durations() {
+    check_errors(
+        &route_with("timeouts = { read = \"-5s\" }"),
+        expect![[r#"
+        routes[0].timeouts.read: invalid value: string "-5s", expected a duration (see docs/config.md for the expected type)
+    "#]],
+    );
+    check_errors(
+        &edge_with("shutdown_grace = \"ten seconds\""),
+        expect![[r#"
+        edge.shutdown_grace: invalid value: string "ten seconds", expected a duration (see docs/config.md for the expected type)
+    "#]],
+    );
+}
+
+#[test]
+fn malformed_byte_sizes() {
+    check_errors(
+        &edge_with("max_request_body = \"10 parsecs\""),
+        expect![[r#"
+        edge.max_request_body: invalid byte size "10 parsecs": write a number with an optional unit B, KiB, MiB, GiB, KB, MB or GB (see docs/config.md for the expected type)
+    "#]],
+    );
+    check_errors(
+        &edge_with("max_request_body = -1"),
+        expect![[r#"
+        edge.max_request_body: a byte size cannot be negative (see docs/config.md for the expected type)
+    "#]],
+    );
+}
+
+#[test]
+fn host_of_the_wrong_type() {
+    check_errors(
+        &file_with("", "", "").replace("path_prefix = \"/\"", "host = 5"),
+        expect![[r#"
+            routes[0].match.host: data did not match any variant of untagged enum OneOrMany (see docs/config.md for the expected type)
+        "#]],
+    );
+}
+
+#[test]
+fn missing_required_keys() {
+    check_errors(
+        "",
+        expect![[r#"
+        (top level): missing field `edge` (see docs/config.md for the expected type)
+    "#]],
+    );
+    check_errors(
+        "[edge]\n",
+        expect![[r#"
+        edge: missing field `listen` (see docs/config.md for the expected type)
+    "#]],
+    );
+    check_errors(
+        &file_with("", "", "").replace("servers = [\"127.0.0.1:9000\"]", ""),
+        expect![[r#"
+            pools[0]: missing field `servers` (see docs/config.md for the expected type)
+        "#]],
+    );
+}
+
+#[test]
+fn every_unknown_key_is_reported_with_its_path() {
+    check_errors(
+        r#"
+colour = "blue"
+
+[edge]
+listen = ["127.0.0.1:8080"]
+tls_listen = ["127.0.0.1:8443"]
+thread = 4
+
+[[edge.tls]]
+cert = "c.pem"
+key = "k.pem"
+name = ["example.com"]
+
+[admin]
+listen = "127.0.0.1:9901"
+auth = "none"
+
+[[pools]]
+name = "p"
+servers = ["127.0.0.1:9000"]
+
+[pools.tls]
+verify = false
+insecure = true
+
+[[routes]]
+name = "r"
+match = { path_prefix = "/", method = "GET" }
+pool = "p"
+timeouts = { connect = "1s", idle = "1s" }
+request_headers = { append = {} }
+
+[[routes]]
+name = "s"
+match = {}
+pool = "p"
+weight = 2
+"#,
+        expect![[r#"
+            admin.auth: unknown key (remove it or check its spelling against docs/config.md)
+            colour: unknown key (remove it or check its spelling against docs/config.md)
+            edge.thread: unknown key (remove it or check its spelling against docs/config.md)
+            edge.tls[0].name: unknown key (remove it or check its spelling against docs/config.md)
+            pools[0].tls.insecure: unknown key (remove it or check its spelling against docs/config.md)
+            routes[0].match.method: unknown key (remove it or check its spelling against docs/config.md)
+            routes[0].request_headers.append: unknown key (remove it or check its spelling against docs/config.md)
+            routes[0].timeouts.idle: unknown key (remove it or check its spelling against docs/config.md)
+            routes[1].weight: unknown key (remove it or check its spelling against docs/config.md)
+        "#]],
+    );
+}
+
+#[test]
+fn unknown_keys_come_with_the_semantic_errors() {
+    check_errors(
+        &pool_with("weight = 2\nservers2 = []").replace("name = \"primary\"", "name = \"\""),
+        expect![[r#"
+            pools[0].servers2: unknown key (remove it or check its spelling against docs/config.md)
+            pools[0].weight: unknown key (remove it or check its spelling against docs/config.md)
+            pools[0].name: empty name (give the pool a name)
+            routes[0].pool: unknown pool "primary" (define it under [[pools]] or use one of [""])
+        "#]],
+    );
+}
+
+#[test]
+fn type_error_keeps_unknown_keys_found_before_it() {
+    check_errors(
+        &file_with("colour = \"blue\"", "", "").replace("name = \"all\"", "name = 7"),
+        expect![[r#"
+            edge.colour: unknown key (remove it or check its spelling against docs/config.md)
+            routes[0].name: invalid type: integer `7`, expected a string (see docs/config.md for the expected type)
+        "#]],
+    );
+}
+
+#[test]
+fn column_counts_characters_not_bytes() {
+    // `x` is the 16th character of line 2; `é` is two bytes in UTF-8.
+    check_errors(
+        "[edge]\nlisten = [\"é\"] x\n",
+        expect![[r#"
+        line 2, column 16: TOML syntax error: unexpected key or value, expected newline, `#` (fix the TOML syntax at that position)
+    "#]],
+    );
+}
+
+#[test]
+fn syntax_error_on_the_first_line() {
+    check_errors(
+        "edge = \n",
+        expect![[r#"
+        line 1, column 8: TOML syntax error: string values must be quoted, expected literal string (fix the TOML syntax at that position)
+    "#]],
+    );
+}

@@ -1,0 +1,557 @@
+//! Accepted files and what they turn into: the minimal file with every default, a file that
+//! uses every feature, and the edges of each allowed range.
+
+use crate::{accept, edge_with, file_with, pool_with, route_with};
+use expect_test::expect;
+use holdfast_config::{
+    AccessLog, Admin, Edge, HostMatch, Limits, ServerAddr, Timeouts, TlsCert, UpstreamTls,
+};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const MINIMAL: &str = r#"
+[edge]
+listen = ["127.0.0.1:8080"]
+
+[admin]
+listen = "127.0.0.1:9901"
+
+[[pools]]
+name = "primary"
+servers = ["127.0.0.1:9000"]
+
+[[routes]]
+name = "all"
+match = { path_prefix = "/" }
+pool = "primary"
+"#;
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[test]
+fn minimal_file_is_accepted_with_every_default() {
+    let config = accept(MINIMAL);
+
+    assert_eq!(
+        config.edge,
+        Edge {
+            listen: vec![addr("127.0.0.1:8080")],
+            tls_listen: vec![],
+            tls: vec![],
+            threads: None,
+            h2c: false,
+            forwarded: false,
+            access_log: AccessLog::Stdout,
+            limits: Limits {
+                max_header_bytes: 64 * 1024,
+                max_headers: 100,
+                max_request_body: 100 * 1024 * 1024,
+            },
+            client_header_timeout: secs(30),
+            shutdown_grace: secs(10),
+        }
+    );
+    assert_eq!(
+        config.admin,
+        Admin {
+            listen: addr("127.0.0.1:9901")
+        }
+    );
+
+    let [pool] = config.pools.as_slice() else {
+        panic!("expected one pool, got {:?}", config.pools)
+    };
+    assert_eq!(pool.name, "primary");
+    assert_eq!(pool.servers, [ServerAddr::Ip(addr("127.0.0.1:9000"))]);
+    assert_eq!(pool.host_header, None);
+    assert!(!pool.http2);
+    assert_eq!(pool.tls, None);
+    assert_eq!(pool.max_idle_per_server, 256);
+    assert_eq!(pool.idle_timeout, secs(60));
+
+    let [route] = config.routes.as_slice() else {
+        panic!("expected one route, got {:?}", config.routes)
+    };
+    assert_eq!(route.name, "all");
+    assert_eq!(route.hosts, []);
+    assert_eq!(route.path_prefix, "/");
+    assert_eq!(route.pool, 0);
+    assert_eq!(
+        route.timeouts,
+        Timeouts {
+            connect: secs(5),
+            read: secs(60),
+            total: None,
+        }
+    );
+    assert!(route.request_headers.is_empty());
+    assert!(route.response_headers.is_empty());
+}
+
+#[test]
+fn admin_defaults_to_loopback_9901() {
+    let config = accept(&edge_with(""));
+    assert_eq!(config.admin.listen, addr("127.0.0.1:9901"));
+}
+
+#[test]
+fn path_prefix_defaults_to_slash() {
+    let config = accept(
+        r#"
+[edge]
+listen = ["127.0.0.1:8080"]
+[[pools]]
+name = "p"
+servers = ["127.0.0.1:9000"]
+[[routes]]
+name = "r"
+match = { host = "example.com" }
+pool = "p"
+"#,
+    );
+    assert_eq!(config.routes[0].path_prefix, "/");
+    assert_eq!(
+        config.routes[0].hosts,
+        [HostMatch::Exact("example.com".into())]
+    );
+}
+
+const FULL: &str = r#"
+[edge]
+listen = ["0.0.0.0:80", "[::]:8080"]
+tls_listen = ["0.0.0.0:443"]
+threads = 4
+h2c = true
+forwarded = true
+access_log = "logs/access.log"
+client_header_timeout = "10s"
+shutdown_grace = "1m 30s"
+max_header_bytes = "32KiB"
+max_headers = 200
+max_request_body = "10MiB"
+
+[[edge.tls]]
+cert = "certs/default.pem"
+key = "certs/default.key"
+
+[[edge.tls]]
+names = ["Example.COM", "*.example.com"]
+cert = "/srv/tls/example.pem"
+key = "/srv/tls/example.key"
+
+[admin]
+listen = "127.0.0.1:9901"
+
+[[pools]]
+name = "app"
+servers = ["10.0.0.1:8000", "[2001:db8::1]:8000", "App-2.Internal:8000"]
+host_header = "app.internal"
+http2 = true
+max_idle_per_server = 0
+idle_timeout = "90s"
+
+[pools.tls]
+sni = "app.internal"
+ca_file = "ca/internal.pem"
+
+[[pools]]
+name = "static"
+servers = ["static.internal:443"]
+
+[pools.tls]
+verify = false
+
+[[routes]]
+name = "api"
+match = { host = ["api.example.com", "*.API.example.com"], path_prefix = "/v1/" }
+pool = "app"
+timeouts = { connect = "250ms", read = "30s", total = "2m" }
+
+[routes.request_headers]
+set = { "X-Forwarded-Proto" = "https", "x-edge" = "holdfast" }
+add = { Via = "1.1 holdfast" }
+remove = ["X-Internal-Token", "cookie"]
+
+[routes.response_headers]
+set = { Strict-Transport-Security = "max-age=31536000" }
+remove = ["Server"]
+
+[[routes]]
+name = "assets"
+match = { host = "static.example.com" }
+pool = "static"
+"#;
+
+#[test]
+fn full_featured_file_is_accepted() {
+    let config = accept(FULL);
+    let e = &config.edge;
+
+    assert_eq!(e.listen, [addr("0.0.0.0:80"), addr("[::]:8080")]);
+    assert_eq!(e.tls_listen, [addr("0.0.0.0:443")]);
+    assert_eq!(e.threads, Some(4));
+    assert!(e.h2c);
+    assert!(e.forwarded);
+    assert_eq!(
+        e.access_log,
+        AccessLog::File(PathBuf::from("/etc/holdfast/logs/access.log"))
+    );
+    assert_eq!(e.client_header_timeout, secs(10));
+    assert_eq!(e.shutdown_grace, secs(90));
+    assert_eq!(
+        e.limits,
+        Limits {
+            max_header_bytes: 32 * 1024,
+            max_headers: 200,
+            max_request_body: 10 * 1024 * 1024,
+        }
+    );
+}
+
+#[test]
+fn tls_paths_resolve_against_base_dir_and_names_are_lower_cased() {
+    let config = accept(FULL);
+    assert_eq!(
+        config.edge.tls,
+        [
+            TlsCert {
+                names: vec![],
+                cert: "/etc/holdfast/certs/default.pem".into(),
+                key: "/etc/holdfast/certs/default.key".into(),
+            },
+            TlsCert {
+                names: vec!["example.com".into(), "*.example.com".into()],
+                cert: "/srv/tls/example.pem".into(),
+                key: "/srv/tls/example.key".into(),
+            },
+        ]
+    );
+}
+
+#[test]
+fn pools_keep_servers_host_header_and_upstream_tls() {
+    let config = accept(FULL);
+    let [app, stat] = config.pools.as_slice() else {
+        panic!("expected two pools, got {:?}", config.pools)
+    };
+
+    assert_eq!(
+        app.servers,
+        [
+            ServerAddr::Ip(addr("10.0.0.1:8000")),
+            ServerAddr::Ip(addr("[2001:db8::1]:8000")),
+            ServerAddr::Name {
+                host: "app-2.internal".into(),
+                port: 8000
+            },
+        ]
+    );
+    assert_eq!(app.host_header.as_ref().unwrap(), "app.internal");
+    assert!(app.http2);
+    assert_eq!(app.max_idle_per_server, 0);
+    assert_eq!(app.idle_timeout, secs(90));
+    assert_eq!(
+        app.tls,
+        Some(UpstreamTls {
+            sni: Some("app.internal".into()),
+            ca_file: Some("/etc/holdfast/ca/internal.pem".into()),
+            verify: true,
+        })
+    );
+
+    assert_eq!(
+        stat.servers,
+        [ServerAddr::Name {
+            host: "static.internal".into(),
+            port: 443
+        }]
+    );
+    assert_eq!(
+        stat.tls,
+        Some(UpstreamTls {
+            sni: None,
+            ca_file: None,
+            verify: false,
+        })
+    );
+}
+
+#[test]
+fn routes_resolve_pools_hosts_timeouts_and_header_ops() {
+    let config = accept(FULL);
+    let [api, assets] = config.routes.as_slice() else {
+        panic!("expected two routes, got {:?}", config.routes)
+    };
+
+    assert_eq!(api.pool, 0);
+    assert_eq!(assets.pool, 1);
+    assert_eq!(api.path_prefix, "/v1/");
+    assert_eq!(
+        api.hosts,
+        [
+            HostMatch::Exact("api.example.com".into()),
+            HostMatch::Suffix(".api.example.com".into()),
+        ]
+    );
+    assert_eq!(
+        assets.hosts,
+        [HostMatch::Exact("static.example.com".into())]
+    );
+    assert_eq!(
+        api.timeouts,
+        Timeouts {
+            connect: Duration::from_millis(250),
+            read: secs(30),
+            total: Some(secs(120)),
+        }
+    );
+    assert_eq!(assets.timeouts.connect, secs(5));
+
+    // Header names are normalised to lower case; set/add keep the map's (sorted) key order.
+    expect![[r#"
+        HeaderOps {
+            remove: [
+                "x-internal-token",
+                "cookie",
+            ],
+            set: [
+                (
+                    "x-forwarded-proto",
+                    "https",
+                ),
+                (
+                    "x-edge",
+                    "holdfast",
+                ),
+            ],
+            add: [
+                (
+                    "via",
+                    "1.1 holdfast",
+                ),
+            ],
+        }
+    "#]]
+    .assert_debug_eq(&api.request_headers);
+    expect![[r#"
+        HeaderOps {
+            remove: [
+                "server",
+            ],
+            set: [
+                (
+                    "strict-transport-security",
+                    "max-age=31536000",
+                ),
+            ],
+            add: [],
+        }
+    "#]]
+    .assert_debug_eq(&api.response_headers);
+    assert!(assets.request_headers.is_empty());
+}
+
+#[test]
+fn host_patterns_match_as_documented() {
+    let config = accept(FULL);
+    let hosts = &config.routes[0].hosts;
+    let matches = |h: &str| hosts.iter().any(|m| m.matches(h));
+
+    assert!(matches("api.example.com"));
+    assert!(matches("API.Example.com"));
+    assert!(matches("eu.api.example.com"));
+    assert!(matches("a.b.api.example.com"));
+    assert!(!matches("example.com"));
+    assert!(!matches("www.example.com"));
+    assert!(!matches("xapi.example.com"));
+}
+
+#[test]
+fn byte_sizes_accept_integers_and_units() {
+    for (written, bytes) in [
+        ("8192", 8192),
+        ("\"8KiB\"", 8192),
+        ("\"8 KiB\"", 8192),
+        ("\"10kb\"", 10_000),
+        ("\"1MiB\"", 1 << 20),
+        ("\"1MB\"", 1_000_000),
+        ("\"1048576B\"", 1 << 20),
+    ] {
+        let config = accept(&edge_with(&format!("max_header_bytes = {written}")));
+        assert_eq!(
+            config.edge.limits.max_header_bytes, bytes,
+            "max_header_bytes = {written}"
+        );
+    }
+    let config = accept(&edge_with("max_request_body = \"2GiB\""));
+    assert_eq!(config.edge.limits.max_request_body, 2 << 30);
+}
+
+#[test]
+fn range_bounds_are_inclusive() {
+    for lines in [
+        "threads = 1",
+        "threads = 1024",
+        "max_headers = 1",
+        "max_headers = 1000",
+        "max_header_bytes = \"8KiB\"",
+        "max_header_bytes = \"1MiB\"",
+        "max_request_body = 1",
+        "shutdown_grace = \"0s\"",
+    ] {
+        let config = crate::parse(&edge_with(lines));
+        assert!(config.is_ok(), "{lines}: {config:?}");
+    }
+    let config = accept(&pool_with("max_idle_per_server = 65536"));
+    assert_eq!(config.pools[0].max_idle_per_server, 65536);
+}
+
+#[test]
+fn access_log_off_and_stdout() {
+    let off = accept(&edge_with("access_log = \"off\""));
+    assert_eq!(off.edge.access_log, AccessLog::Off);
+    let stdout = accept(&edge_with("access_log = \"stdout\""));
+    assert_eq!(stdout.edge.access_log, AccessLog::Stdout);
+    let abs = accept(&edge_with("access_log = \"/var/log/holdfast.log\""));
+    assert_eq!(
+        abs.edge.access_log,
+        AccessLog::File("/var/log/holdfast.log".into())
+    );
+}
+
+#[test]
+fn tls_only_edge_needs_an_empty_plain_listen_list() {
+    let config = accept(
+        r#"
+[edge]
+listen = []
+tls_listen = ["[::1]:8443"]
+[[edge.tls]]
+cert = "c.pem"
+key = "k.pem"
+[[pools]]
+name = "p"
+servers = ["127.0.0.1:9000"]
+[[routes]]
+name = "r"
+match = {}
+pool = "p"
+"#,
+    );
+    assert_eq!(config.edge.listen, []);
+    assert_eq!(config.edge.tls_listen, [addr("[::1]:8443")]);
+}
+
+#[test]
+fn port_zero_listeners_never_overlap() {
+    let config = accept(
+        r#"
+[edge]
+listen = ["127.0.0.1:0", "127.0.0.1:0"]
+[admin]
+listen = "127.0.0.1:0"
+[[pools]]
+name = "p"
+servers = ["127.0.0.1:9000"]
+[[routes]]
+name = "r"
+match = {}
+pool = "p"
+"#,
+    );
+    assert_eq!(config.edge.listen.len(), 2);
+}
+
+#[test]
+fn same_port_on_different_ips_is_not_an_overlap() {
+    let config = accept(
+        r#"
+[edge]
+listen = ["127.0.0.1:8080", "127.0.0.2:8080"]
+[admin]
+listen = "127.0.0.3:8080"
+[[pools]]
+name = "p"
+servers = ["127.0.0.1:9000"]
+[[routes]]
+name = "r"
+match = {}
+pool = "p"
+"#,
+    );
+    assert_eq!(config.admin.listen, addr("127.0.0.3:8080"));
+}
+
+#[test]
+fn routes_may_share_a_pool_and_keep_their_order() {
+    let config = accept(&file_with(
+        "",
+        "",
+        r#"
+[[routes]]
+name = "second"
+match = { path_prefix = "/b/" }
+pool = "primary"
+"#,
+    ));
+    let names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["all", "second"]);
+    assert_eq!(config.routes[1].pool, 0);
+}
+
+#[test]
+fn a_single_total_timeout_keeps_the_other_defaults() {
+    let config = accept(&route_with("timeouts = { total = \"45s\" }"));
+    assert_eq!(
+        config.routes[0].timeouts,
+        Timeouts {
+            connect: secs(5),
+            read: secs(60),
+            total: Some(secs(45)),
+        }
+    );
+}
+
+#[test]
+fn server_names_are_lower_cased_and_display_as_host_port() {
+    let config = accept(
+        r#"
+[edge]
+listen = ["127.0.0.1:8080"]
+[[pools]]
+name = "p"
+servers = ["127.0.0.1:9000", "[::1]:9001", "Origin.internal:443"]
+[[routes]]
+name = "r"
+match = {}
+pool = "p"
+"#,
+    );
+    let shown: Vec<String> = config.pools[0]
+        .servers
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        shown,
+        ["127.0.0.1:9000", "[::1]:9001", "origin.internal:443"]
+    );
+}
+
+#[test]
+fn header_values_may_carry_non_ascii_bytes() {
+    // RFC 9110 obs-text: passed through as the UTF-8 bytes written; control characters are not.
+    let config = accept(&route_with(
+        r#"response_headers = { set = { x-city = "Zürich" } }"#,
+    ));
+    let (name, value) = &config.routes[0].response_headers.set[0];
+    assert_eq!(name, "x-city");
+    assert_eq!(value.as_bytes(), "Zürich".as_bytes());
+}

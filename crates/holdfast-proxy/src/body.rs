@@ -1,0 +1,235 @@
+//! Body types of the data path. `RequestBody` streams the client's body to the origin under
+//! the edge's size limit; `ResponseBody` streams the origin's body (or an edge-made page) to
+//! the client, returns the origin connection to the pool at end of stream, enforces the read
+//! and total timeouts while it streams, and writes the access-log line when it is dropped.
+
+use crate::service::Completion;
+use crate::upstream::Release;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::time::Sleep;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body exceeds the edge's limit")]
+    TooLarge,
+    #[error("origin stopped sending the body in time")]
+    Timeout,
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+}
+
+/// The body sent to the origin.
+pub enum RequestBody {
+    Empty,
+    Client { inner: Incoming, remaining: u64 },
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Client { inner, remaining } => match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    match remaining.checked_sub(len) {
+                        Some(left) => {
+                            *remaining = left;
+                            Poll::Ready(Some(Ok(frame)))
+                        }
+                        None => Poll::Ready(Some(Err(BodyError::TooLarge))),
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Client { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Client { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// The body sent to the client.
+pub struct ResponseBody {
+    kind: Kind,
+    bytes: u64,
+    failed: bool,
+    completion: Option<Box<Completion>>,
+}
+
+enum Kind {
+    Full(Option<Bytes>),
+    Upstream(UpstreamBody),
+}
+
+struct UpstreamBody {
+    inner: Incoming,
+    release: Option<Release>,
+    read_timeout: Duration,
+    deadline: Option<Instant>,
+    /// Created only when the origin makes us wait, so bodies already buffered cost no timer.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl UpstreamBody {
+    fn next_deadline(&self) -> Instant {
+        let idle = Instant::now() + self.read_timeout;
+        self.deadline.map_or(idle, |d| d.min(idle))
+    }
+}
+
+impl ResponseBody {
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        ResponseBody::from_kind(Kind::Full((!bytes.is_empty()).then_some(bytes)))
+    }
+
+    pub fn empty() -> Self {
+        ResponseBody::from_kind(Kind::Full(None))
+    }
+
+    pub(crate) fn upstream(
+        inner: Incoming,
+        release: Option<Release>,
+        read_timeout: Duration,
+        deadline: Option<Instant>,
+    ) -> Self {
+        ResponseBody::from_kind(Kind::Upstream(UpstreamBody {
+            inner,
+            release,
+            read_timeout,
+            deadline,
+            timer: None,
+        }))
+    }
+
+    fn from_kind(kind: Kind) -> Self {
+        ResponseBody {
+            kind,
+            bytes: 0,
+            failed: false,
+            completion: None,
+        }
+    }
+
+    pub(crate) fn set_completion(&mut self, completion: Box<Completion>) {
+        self.completion = Some(completion);
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Kind::Upstream(up) = &mut self.kind {
+            if up.inner.is_end_stream() {
+                if let Some(r) = up.release.take() {
+                    r.release();
+                }
+            }
+        }
+        if let Some(c) = self.completion.take() {
+            c.complete(self.bytes, self.failed);
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream(up) => poll_upstream(up, cx),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            Poll::Ready(Some(Err(_))) => this.failed = true,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(b) => b.is_none(),
+            Kind::Upstream(up) => up.inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Upstream(up) => up.inner.size_hint(),
+        }
+    }
+}
+
+fn poll_upstream(
+    up: &mut UpstreamBody,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    match Pin::new(&mut up.inner).poll_frame(cx) {
+        Poll::Ready(Some(Ok(frame))) => {
+            if up.timer.is_some() {
+                let next = up.next_deadline();
+                if let Some(t) = up.timer.as_mut() {
+                    t.as_mut().reset(next.into());
+                }
+            }
+            Poll::Ready(Some(Ok(frame)))
+        }
+        Poll::Ready(Some(Err(e))) => {
+            up.release = None;
+            Poll::Ready(Some(Err(e.into())))
+        }
+        Poll::Ready(None) => {
+            if let Some(r) = up.release.take() {
+                r.release();
+            }
+            Poll::Ready(None)
+        }
+        Poll::Pending => {
+            let next = up.next_deadline();
+            let timer = up
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(next.into())));
+            match timer.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    up.release = None;
+                    Poll::Ready(Some(Err(BodyError::Timeout)))
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! `RequestCtx`: what the phases learn about one request, each phase writing its own part.
+//! It outlives the handler inside the response body, where it becomes the access-log line.
+
+use http::{HeaderValue, Method, Request};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Facts about the client connection, fixed for its lifetime.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub client: SocketAddr,
+    pub tls: bool,
+}
+
+pub struct RequestCtx {
+    pub conn: ConnInfo,
+    pub start: Instant,
+    pub request_id: HeaderValue,
+    pub method: Method,
+    pub host: Option<HeaderValue>,
+    pub path: http::uri::PathAndQuery,
+    pub wants_json: bool,
+    pub route: RouteCtx,
+    pub upstream: UpstreamCtx,
+    pub status: u16,
+}
+
+/// Written by `phases::route`.
+#[derive(Default)]
+pub struct RouteCtx {
+    pub index: Option<usize>,
+}
+
+/// Written by `phases::upstream`.
+#[derive(Default)]
+pub struct UpstreamCtx {
+    pub server: Option<SocketAddr>,
+    /// Request sent to the origin until its response head arrived.
+    pub duration: Option<std::time::Duration>,
+}
+
+impl RequestCtx {
+    pub fn new<B>(req: &Request<B>, conn: ConnInfo) -> Self {
+        let headers = req.headers();
+        let request_id = headers
+            .get(&crate::request_id::HEADER)
+            .filter(|v| crate::request_id::is_well_formed(v))
+            .cloned()
+            .unwrap_or_else(crate::request_id::generate);
+        let wants_json = headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("json") && !a.contains("html"));
+        let host = match req.uri().authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => headers.get(http::header::HOST).cloned(),
+        };
+        RequestCtx {
+            conn,
+            start: Instant::now(),
+            request_id,
+            method: req.method().clone(),
+            host,
+            path: req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+            wants_json,
+            route: RouteCtx::default(),
+            upstream: UpstreamCtx::default(),
+            status: 0,
+        }
+    }
+
+    /// The request's host name: no port, as sent (callers compare case-insensitively).
+    pub fn host_name(&self) -> &str {
+        let host = self
+            .host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        strip_port(host)
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| h.get(1..).unwrap_or(h));
+    }
+    host.rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(h, _)| h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn strips_ports() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:80"), "::1");
+        assert_eq!(strip_port(""), "");
+    }
+}

@@ -1,0 +1,61 @@
+//! `ProxyError`: why the edge answered a request itself, and whose side failed.
+
+use http::StatusCode;
+
+/// Whose side failed, as shown on error pages and in logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Edge,
+    Origin,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Edge => "edge",
+            Side::Origin => "origin",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route matches this host and path")]
+    NoRoute,
+    #[error("request body is larger than the edge accepts")]
+    BodyTooLarge,
+    #[error("the origin could not be reached")]
+    Connect(#[source] std::io::Error),
+    #[error("the origin did not answer in time")]
+    Timeout,
+    #[error("the origin failed during the exchange")]
+    Upstream(#[source] hyper::Error),
+    #[error("the TLS handshake with the origin failed")]
+    UpstreamTls(#[source] std::io::Error),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::UpstreamTls(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::NoRoute => Side::Edge,
+            ProxyError::BodyTooLarge => Side::Client,
+            ProxyError::Connect(_)
+            | ProxyError::Timeout
+            | ProxyError::Upstream(_)
+            | ProxyError::UpstreamTls(_) => Side::Origin,
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Holdfast's data path. `server` binds the listeners and runs one single-threaded runtime
+//! per worker thread; each connection is served by hyper with `service::handle`, whose body
+//! reads as the request phases in order (`phases`). All per-generation runtime state
+//! (routes, pools, TLS) is one `State`, swapped atomically on reload. Nothing here panics on
+//! any input: errors become small error pages that name the request id and the failing side.
+
+mod access_log;
+mod body;
+mod ctx;
+mod error;
+mod metrics;
+mod phases;
+mod request_id;
+mod server;
+mod service;
+mod state;
+mod tls;
+mod upstream;
+
+pub use access_log::{AccessLogTarget, AccessLogWriter};
+pub use body::ResponseBody;
+pub use error::ProxyError;
+pub use metrics::Metrics;
+pub use server::{start, EdgeHandle, Listeners};
+pub use state::{PoolStatus, ServerStatus, State, StateInputs};

@@ -1,0 +1,181 @@
+//! Data-path metrics. Label sets are resolved once per config generation (`RouteMetrics`),
+//! so a request only touches atomics: no map look-ups, no locks, no allocation.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The label value used for requests that matched no route.
+pub const NO_ROUTE: &str = "(none)";
+
+pub struct Metrics {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    upstream_requests: IntCounterVec,
+    upstream_duration: HistogramVec,
+    upstream_errors: IntCounterVec,
+    pub(crate) bad_requests: IntCounterVec,
+    pub(crate) connections: IntCounter,
+    pub(crate) connections_active: IntGauge,
+    pub(crate) tls_handshake_errors: IntCounter,
+    pub(crate) access_log_dropped: IntCounter,
+}
+
+/// Counters for one route, resolved when the state is built.
+#[derive(Clone)]
+pub(crate) struct RouteMetrics {
+    by_class: [IntCounter; 5],
+    duration: Histogram,
+}
+
+impl RouteMetrics {
+    pub(crate) fn observe(&self, status: u16, seconds: f64) {
+        let class = usize::from(status / 100).saturating_sub(1);
+        if let Some(c) = self.by_class.get(class) {
+            c.inc();
+        }
+        self.duration.observe(seconds);
+    }
+}
+
+/// Counters for one upstream server, resolved when the state is built.
+#[derive(Clone)]
+pub(crate) struct ServerMetrics {
+    by_class: [IntCounter; 5],
+    duration: Histogram,
+    pub(crate) connect_errors: IntCounter,
+    pub(crate) timeouts: IntCounter,
+    pub(crate) other_errors: IntCounter,
+}
+
+impl ServerMetrics {
+    pub(crate) fn observe(&self, status: u16, seconds: f64) {
+        let class = usize::from(status / 100).saturating_sub(1);
+        if let Some(c) = self.by_class.get(class) {
+            c.inc();
+        }
+        self.duration.observe(seconds);
+    }
+}
+
+fn classes(vec: &IntCounterVec, prefix: &[&str]) -> [IntCounter; 5] {
+    ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| {
+        let mut labels: Vec<&str> = prefix.to_vec();
+        labels.push(class);
+        vec.with_label_values(&labels)
+    })
+}
+
+impl Metrics {
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Metrics {
+            requests: IntCounterVec::new(
+                Opts::new(
+                    "holdfast_http_requests_total",
+                    "Requests answered by the edge, by route and status class.",
+                ),
+                &["route", "status_class"],
+            )?,
+            duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "holdfast_http_request_duration_seconds",
+                    "Time from request head to the end of the response body, by route.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["route"],
+            )?,
+            upstream_requests: IntCounterVec::new(
+                Opts::new(
+                    "holdfast_upstream_requests_total",
+                    "Responses received from origin servers, by pool, server and status class.",
+                ),
+                &["pool", "server", "status_class"],
+            )?,
+            upstream_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "holdfast_upstream_request_duration_seconds",
+                    "Time from sending the request to the origin to its response head.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["pool"],
+            )?,
+            upstream_errors: IntCounterVec::new(
+                Opts::new(
+                    "holdfast_upstream_errors_total",
+                    "Failed exchanges with origin servers, by kind (connect, timeout, protocol).",
+                ),
+                &["pool", "server", "kind"],
+            )?,
+            bad_requests: IntCounterVec::new(
+                Opts::new(
+                    "holdfast_http_bad_requests_total",
+                    "Requests refused by the edge before routing, by reason.",
+                ),
+                &["reason"],
+            )?,
+            connections: IntCounter::new(
+                "holdfast_http_connections_total",
+                "Client connections accepted.",
+            )?,
+            connections_active: IntGauge::new(
+                "holdfast_http_connections_active",
+                "Client connections open now.",
+            )?,
+            tls_handshake_errors: IntCounter::new(
+                "holdfast_tls_handshake_errors_total",
+                "TLS handshakes with clients that failed or timed out.",
+            )?,
+            access_log_dropped: IntCounter::new(
+                "holdfast_access_log_dropped_total",
+                "Access-log lines dropped because the writer could not keep up.",
+            )?,
+        };
+        registry.register(Box::new(m.requests.clone()))?;
+        registry.register(Box::new(m.duration.clone()))?;
+        registry.register(Box::new(m.upstream_requests.clone()))?;
+        registry.register(Box::new(m.upstream_duration.clone()))?;
+        registry.register(Box::new(m.upstream_errors.clone()))?;
+        registry.register(Box::new(m.bad_requests.clone()))?;
+        registry.register(Box::new(m.connections.clone()))?;
+        registry.register(Box::new(m.connections_active.clone()))?;
+        registry.register(Box::new(m.tls_handshake_errors.clone()))?;
+        registry.register(Box::new(m.access_log_dropped.clone()))?;
+        Ok(m)
+    }
+
+    pub(crate) fn route(&self, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            by_class: classes(&self.requests, &[route]),
+            duration: self.duration.with_label_values(&[route]),
+        }
+    }
+
+    pub(crate) fn server(&self, pool: &str, server: &str) -> ServerMetrics {
+        ServerMetrics {
+            by_class: classes(&self.upstream_requests, &[pool, server]),
+            duration: self.upstream_duration.with_label_values(&[pool]),
+            connect_errors: self
+                .upstream_errors
+                .with_label_values(&[pool, server, "connect"]),
+            timeouts: self
+                .upstream_errors
+                .with_label_values(&[pool, server, "timeout"]),
+            other_errors: self
+                .upstream_errors
+                .with_label_values(&[pool, server, "protocol"]),
+        }
+    }
+
+    /// The counter the access-log writer bumps when it drops lines.
+    pub fn access_log_dropped(&self) -> IntCounter {
+        self.access_log_dropped.clone()
+    }
+
+    pub(crate) fn bad_request(&self, reason: &str) {
+        self.bad_requests.with_label_values(&[reason]).inc();
+    }
+}

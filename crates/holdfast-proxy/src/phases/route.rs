@@ -1,0 +1,24 @@
+//! Route selection: the first route whose host and path prefix match wins.
+
+use crate::ctx::RequestCtx;
+use crate::error::ProxyError;
+use crate::state::{RouteRt, State};
+
+pub(crate) fn select<'s>(
+    state: &'s State,
+    ctx: &mut RequestCtx,
+) -> Result<&'s RouteRt, ProxyError> {
+    let host = ctx.host_name();
+    let path = ctx.path.path();
+    let found = state.routes.iter().enumerate().find(|(_, r)| {
+        path.starts_with(&*r.path_prefix)
+            && (r.hosts.is_empty() || r.hosts.iter().any(|h| h.matches(host)))
+    });
+    match found {
+        Some((i, route)) => {
+            ctx.route.index = Some(i);
+            Ok(route)
+        }
+        None => Err(ProxyError::NoRoute),
+    }
+}

@@ -1,0 +1,60 @@
+//! The hyper service. `handle` reads as the phases in order; the response body carries a
+//! `Completion` that records metrics and the access-log line when the body is done.
+
+use crate::body::ResponseBody;
+use crate::ctx::{ConnInfo, RequestCtx};
+use crate::error::ProxyError;
+use crate::phases;
+use crate::state::State;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+pub(crate) async fn handle(
+    state: Arc<State>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let mut ctx = RequestCtx::new(&req, conn);
+    let mut resp = match proxy(&state, req, &mut ctx).await {
+        Ok(resp) => resp,
+        Err(e) => phases::respond::error(&e, &ctx),
+    };
+    ctx.status = resp.status().as_u16();
+    resp.headers_mut()
+        .insert(crate::request_id::HEADER, ctx.request_id.clone());
+    resp.body_mut()
+        .set_completion(Box::new(Completion { state, ctx }));
+    Ok(resp)
+}
+
+async fn proxy(
+    state: &State,
+    req: Request<Incoming>,
+    ctx: &mut RequestCtx,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let route = phases::route::select(state, ctx)?;
+    phases::limits::check(state, &req)?;
+    phases::upstream::forward(state, route, req, ctx).await
+}
+
+/// Runs when the response body is finished or dropped: metrics, then the access-log line.
+pub(crate) struct Completion {
+    state: Arc<State>,
+    ctx: RequestCtx,
+}
+
+impl Completion {
+    pub(crate) fn complete(self, bytes: u64, failed: bool) {
+        let Completion { state, ctx } = self;
+        let elapsed = ctx.start.elapsed();
+        let route = ctx.route.index.and_then(|i| state.routes.get(i));
+        let metrics = route.map_or(&state.no_route, |r| &r.metrics);
+        metrics.observe(ctx.status, elapsed.as_secs_f64());
+        if let Some(log) = &state.access_log {
+            let route_name = route.map_or("-", |r| &*r.name);
+            log.record(&ctx, route_name, bytes, elapsed, failed);
+        }
+    }
+}

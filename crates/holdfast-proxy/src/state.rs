@@ -1,0 +1,239 @@
+//! `State`: everything one config generation needs at run time — routes with their pools
+//! resolved, origin addresses resolved, TLS loaded, metric handles looked up. Built off the
+//! data path (at start and on reload) and swapped in whole; a request keeps the `State` it
+//! started with.
+
+use crate::access_log::AccessLogWriter;
+use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
+use crate::upstream::{Pool, Server, UpstreamTls};
+use holdfast_config::{Config, ConfigError, HeaderOps, HostMatch, ServerAddr, Timeouts};
+use serde::Serialize;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::ServerConfig;
+
+/// What `State::build` needs besides the config.
+pub struct StateInputs {
+    pub config: Arc<Config>,
+    pub generation: u64,
+    pub metrics: Arc<Metrics>,
+    /// The writer for access-log lines; `None` (e.g. for `holdfast check`) logs nothing.
+    pub access_log: Option<Arc<AccessLogWriter>>,
+    /// Number of data-path worker threads (per-worker idle connection lists).
+    pub workers: usize,
+}
+
+pub struct State {
+    pub generation: u64,
+    pub config: Arc<Config>,
+    pub(crate) routes: Box<[RouteRt]>,
+    pub(crate) pools: Box<[Arc<Pool>]>,
+    pub(crate) tls: Option<Arc<ServerConfig>>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) no_route: RouteMetrics,
+    pub(crate) access_log: Option<Arc<AccessLogWriter>>,
+}
+
+pub(crate) struct RouteRt {
+    pub name: Arc<str>,
+    pub hosts: Box<[HostMatch]>,
+    pub path_prefix: Box<str>,
+    pub pool: Arc<Pool>,
+    pub timeouts: Timeouts,
+    pub request_headers: HeaderOps,
+    pub response_headers: HeaderOps,
+    pub metrics: RouteMetrics,
+}
+
+/// A pool as shown on `/status`.
+#[derive(Debug, Serialize)]
+pub struct PoolStatus {
+    pub name: String,
+    pub servers: Vec<ServerStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerStatus {
+    pub address: String,
+    pub resolved: String,
+    /// Health checking arrives with the upstream-resilience work; until then servers are
+    /// reported as `unchecked`, with their request and failure counts.
+    pub health: &'static str,
+    pub requests: u64,
+    pub failures: u64,
+    pub idle_connections: usize,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+}
+
+impl State {
+    pub fn build(inputs: StateInputs) -> Result<State, Vec<ConfigError>> {
+        let StateInputs {
+            config,
+            generation,
+            metrics,
+            access_log,
+            workers,
+        } = inputs;
+        let mut errors = Vec::new();
+        let pools: Vec<Arc<Pool>> = config
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| build_pool(i, p, &metrics, workers, &mut errors))
+            .collect();
+        let tls = if config.edge.tls.is_empty() {
+            None
+        } else {
+            match crate::tls::server_config(&config.edge.tls) {
+                Ok(t) => Some(t),
+                Err(mut e) => {
+                    errors.append(&mut e);
+                    None
+                }
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let routes = config
+            .routes
+            .iter()
+            .filter_map(|r| {
+                let pool = pools.get(r.pool)?;
+                Some(RouteRt {
+                    name: Arc::from(r.name.as_str()),
+                    hosts: r.hosts.clone().into_boxed_slice(),
+                    path_prefix: r.path_prefix.clone().into_boxed_str(),
+                    pool: Arc::clone(pool),
+                    timeouts: r.timeouts,
+                    request_headers: r.request_headers.clone(),
+                    response_headers: r.response_headers.clone(),
+                    metrics: metrics.route(&r.name),
+                })
+            })
+            .collect();
+        let access_log =
+            access_log.filter(|_| config.edge.access_log != holdfast_config::AccessLog::Off);
+        Ok(State {
+            generation,
+            routes,
+            pools: pools.into_boxed_slice(),
+            tls,
+            no_route: metrics.route(NO_ROUTE),
+            metrics,
+            access_log,
+            config,
+        })
+    }
+
+    pub fn pool_status(&self) -> Vec<PoolStatus> {
+        self.pools
+            .iter()
+            .map(|p| PoolStatus {
+                name: p.name.to_string(),
+                servers: p
+                    .servers
+                    .iter()
+                    .map(|s| {
+                        let last = s.last_error();
+                        ServerStatus {
+                            address: s.label.to_string(),
+                            resolved: s.addr.to_string(),
+                            health: "unchecked",
+                            requests: s.requests(),
+                            failures: s.failures(),
+                            idle_connections: s.idle_count(),
+                            last_error_at: last
+                                .as_ref()
+                                .map(|(t, _)| humantime::format_rfc3339_seconds(*t).to_string()),
+                            last_error: last.map(|(_, e)| e),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    pub fn has_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+}
+
+fn resolve(addr: &ServerAddr) -> std::io::Result<SocketAddr> {
+    match addr {
+        ServerAddr::Ip(a) => Ok(*a),
+        ServerAddr::Name { host, port } => (host.as_str(), *port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other("the name has no addresses")),
+    }
+}
+
+fn build_pool(
+    i: usize,
+    p: &holdfast_config::Pool,
+    metrics: &Metrics,
+    workers: usize,
+    errors: &mut Vec<ConfigError>,
+) -> Arc<Pool> {
+    let at = format!("pools[{i}]");
+    let tls = p.tls.as_ref().and_then(|t| {
+        match crate::tls::client_config(t, p.http2, &format!("{at}.tls")) {
+            Ok(c) => Some(UpstreamTls {
+                connector: tokio_rustls::TlsConnector::from(c),
+            }),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        }
+    });
+    let mut servers = Vec::new();
+    for (j, s) in p.servers.iter().enumerate() {
+        let addr = match resolve(s) {
+            Ok(a) => a,
+            Err(e) => {
+                errors.push(ConfigError::new(
+                    format!("{at}.servers[{j}]"),
+                    format!("cannot resolve {s}: {e}"),
+                    "check the name, or write an IP address",
+                ));
+                continue;
+            }
+        };
+        let sni = p.tls.as_ref().and_then(|t| {
+            let name = match (&t.sni, s) {
+                (Some(sni), _) => sni.clone(),
+                (None, ServerAddr::Name { host, .. }) => host.clone(),
+                (None, ServerAddr::Ip(a)) => a.ip().to_string(),
+            };
+            ServerName::try_from(name.clone()).ok().or_else(|| {
+                errors.push(ConfigError::new(
+                    format!("{at}.tls.sni"),
+                    format!("{name:?} is not a valid TLS server name"),
+                    "write a DNS name",
+                ));
+                None
+            })
+        });
+        let label = s.to_string();
+        servers.push(Arc::new(Server::new(
+            addr,
+            Arc::from(label.as_str()),
+            sni,
+            metrics.server(&p.name, &label),
+            workers,
+            p.max_idle_per_server,
+            p.idle_timeout,
+        )));
+    }
+    Arc::new(Pool::new(
+        Arc::from(p.name.as_str()),
+        servers,
+        p.host_header.clone(),
+        tls,
+        p.http2,
+    ))
+}

@@ -1,0 +1,8 @@
+//! Origin connections: pools of servers, per-worker idle lists of keep-alive connections,
+//! and connection set-up (TCP, optional TLS, HTTP/1.1 or HTTP/2 handshake).
+
+mod connect;
+mod pool;
+
+pub(crate) use connect::connect;
+pub(crate) use pool::{set_worker_slot, Conn, Pool, Release, Server, UpstreamTls};

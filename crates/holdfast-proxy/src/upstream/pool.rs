@@ -1,0 +1,220 @@
+//! `Pool` and `Server`: the runtime form of a `[[pools]]` table. Idle HTTP/1.1 connections
+//! are kept per worker thread (no cross-thread wake-ups, uncontended locks), bounded by
+//! `max_idle_per_server` and `idle_timeout`; an HTTP/2 connection is shared per worker.
+
+use crate::body::RequestBody;
+use crate::metrics::ServerMetrics;
+use hyper::client::conn::{http1, http2};
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+
+thread_local! {
+    static WORKER_SLOT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Called once by each worker thread so pools can keep per-worker idle lists.
+pub(crate) fn set_worker_slot(slot: usize) {
+    WORKER_SLOT.with(|s| s.set(slot));
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub(crate) struct UpstreamTls {
+    pub connector: TlsConnector,
+}
+
+pub(crate) struct Pool {
+    pub name: Arc<str>,
+    pub servers: Box<[Arc<Server>]>,
+    next: AtomicUsize,
+    pub host_header: Option<http::HeaderValue>,
+    pub tls: Option<UpstreamTls>,
+    pub http2: bool,
+}
+
+impl Pool {
+    pub fn new(
+        name: Arc<str>,
+        servers: Vec<Arc<Server>>,
+        host_header: Option<http::HeaderValue>,
+        tls: Option<UpstreamTls>,
+        http2: bool,
+    ) -> Self {
+        Pool {
+            name,
+            servers: servers.into_boxed_slice(),
+            next: AtomicUsize::new(0),
+            host_header,
+            tls,
+            http2,
+        }
+    }
+
+    /// Round-robin over the pool's servers.
+    pub fn pick(&self) -> Option<&Arc<Server>> {
+        let n = self.servers.len();
+        if n == 0 {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        self.servers.get(i)
+    }
+}
+
+struct Idle {
+    sender: http1::SendRequest<RequestBody>,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Slot {
+    idle: Vec<Idle>,
+    h2: Option<http2::SendRequest<RequestBody>>,
+}
+
+/// One origin server of a pool.
+pub(crate) struct Server {
+    pub addr: SocketAddr,
+    /// The address as the operator wrote it.
+    pub label: Arc<str>,
+    pub sni: Option<ServerName<'static>>,
+    pub metrics: ServerMetrics,
+    slots: Box<[Mutex<Slot>]>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    requests: AtomicU64,
+    failures: AtomicU64,
+    last_error: Mutex<Option<(SystemTime, String)>>,
+}
+
+/// A connection ready to carry one request.
+pub(crate) enum Conn {
+    H1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
+}
+
+/// Hands an HTTP/1.1 connection back to its server's idle list once the response body ended.
+pub(crate) struct Release {
+    server: Arc<Server>,
+    sender: http1::SendRequest<RequestBody>,
+}
+
+impl Release {
+    pub fn release(self) {
+        self.server.put_idle(self.sender);
+    }
+}
+
+impl Server {
+    pub fn new(
+        addr: SocketAddr,
+        label: Arc<str>,
+        sni: Option<ServerName<'static>>,
+        metrics: ServerMetrics,
+        workers: usize,
+        max_idle: usize,
+        idle_timeout: Duration,
+    ) -> Self {
+        Server {
+            addr,
+            label,
+            sni,
+            metrics,
+            slots: (0..workers.max(1))
+                .map(|_| Mutex::new(Slot::default()))
+                .collect(),
+            max_idle,
+            idle_timeout,
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    fn slot(&self) -> Option<&Mutex<Slot>> {
+        let i = WORKER_SLOT.with(Cell::get);
+        self.slots.get(i % self.slots.len().max(1))
+    }
+
+    /// An idle HTTP/1.1 connection of this worker, or the worker's HTTP/2 connection.
+    pub fn checkout(&self) -> Option<Conn> {
+        let slot = self.slot()?;
+        let mut slot = lock(slot);
+        if let Some(h2) = &slot.h2 {
+            if !h2.is_closed() {
+                return Some(Conn::H2(h2.clone()));
+            }
+            slot.h2 = None;
+        }
+        while let Some(idle) = slot.idle.pop() {
+            if idle.since.elapsed() <= self.idle_timeout && !idle.sender.is_closed() {
+                return Some(Conn::H1(idle.sender));
+            }
+        }
+        None
+    }
+
+    /// Keep a new HTTP/2 connection for this worker's later requests.
+    pub fn keep_h2(&self, sender: &http2::SendRequest<RequestBody>) {
+        if let Some(slot) = self.slot() {
+            lock(slot).h2 = Some(sender.clone());
+        }
+    }
+
+    fn put_idle(&self, sender: http1::SendRequest<RequestBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Some(slot) = self.slot() {
+            let mut slot = lock(slot);
+            if slot.idle.len() < self.max_idle {
+                slot.idle.push(Idle {
+                    sender,
+                    since: Instant::now(),
+                });
+            }
+        }
+    }
+
+    pub fn release_for(self: &Arc<Self>, conn: Conn) -> Option<Release> {
+        match conn {
+            Conn::H1(sender) => Some(Release {
+                server: Arc::clone(self),
+                sender,
+            }),
+            Conn::H2(_) => None,
+        }
+    }
+
+    pub fn record_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_failure(&self, what: &dyn std::fmt::Display) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.last_error) = Some((SystemTime::now(), what.to_string()));
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.slots.iter().map(|s| lock(s).idle.len()).sum()
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    pub fn last_error(&self) -> Option<(SystemTime, String)> {
+        lock(&self.last_error).clone()
+    }
+}

@@ -1,0 +1,94 @@
+//! Wiring: load the configuration, build the first `State`, start the data path and the
+//! admin plane, and stop them in order.
+
+use crate::controller::{listeners_json, load, ConfigSource, Controller};
+use holdfast_admin::{AdminHandle, ReloadOutcome};
+use holdfast_proxy::{EdgeHandle, Listeners};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Every problem found, each formatted `FILE: key.path: message (hint)`.
+    #[error("invalid configuration:\n{}", .0.join("\n"))]
+    Config(Vec<String>),
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    #[error("metrics registry: {0}")]
+    Metrics(String),
+}
+
+impl StartError {
+    pub(crate) fn metrics(e: prometheus::Error) -> Self {
+        StartError::Metrics(e.to_string())
+    }
+}
+
+/// A running edge: data listeners, admin plane and the reload controller.
+pub struct Running {
+    pub http_addrs: Vec<SocketAddr>,
+    pub https_addrs: Vec<SocketAddr>,
+    pub admin_addr: SocketAddr,
+    controller: Arc<Controller>,
+    edge: EdgeHandle,
+    admin: AdminHandle,
+}
+
+impl Running {
+    pub fn start(source: ConfigSource) -> Result<Running, StartError> {
+        let loaded = load(&source).map_err(StartError::Config)?;
+        let config = Arc::clone(&loaded.config);
+        let workers = config.edge.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let controller = Arc::new(Controller::new(source, loaded, workers)?);
+        let listeners = Listeners {
+            plain: config.edge.listen.clone(),
+            tls: config.edge.tls_listen.clone(),
+            threads: workers,
+        };
+        let edge = holdfast_proxy::start(&listeners, Arc::clone(&controller.states))
+            .map_err(|e| StartError::Io("edge.listen: cannot listen".into(), e))?;
+        let admin = match holdfast_admin::start(config.admin.listen, controller.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                edge.shutdown();
+                edge.join();
+                return Err(StartError::Io(
+                    format!("admin.listen: cannot listen on {}", config.admin.listen),
+                    e,
+                ));
+            }
+        };
+        *controller
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) =
+            listeners_json(&edge.plain, &edge.tls, admin.addr);
+        tracing::info!(http = ?edge.plain, https = ?edge.tls, admin = %admin.addr, workers, "holdfast is serving");
+        Ok(Running {
+            http_addrs: edge.plain.clone(),
+            https_addrs: edge.tls.clone(),
+            admin_addr: admin.addr,
+            controller,
+            edge,
+            admin,
+        })
+    }
+
+    /// Re-read the configuration now (what `SIGHUP` and `POST /reload` do).
+    pub fn reload(&self) -> ReloadOutcome {
+        self.controller.do_reload()
+    }
+
+    /// Stop accepting, let open requests finish within `edge.shutdown_grace`, then stop the
+    /// admin plane and flush the access log.
+    pub fn shutdown(self) {
+        self.controller.set_serving(false);
+        self.edge.shutdown();
+        self.edge.join();
+        self.admin.shutdown();
+        self.controller.access_log.sync();
+        tracing::info!("holdfast stopped");
+    }
+}

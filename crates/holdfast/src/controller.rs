@@ -1,0 +1,338 @@
+//! The reload controller: loads a configuration through the artifact path, validates it,
+//! builds the next `State` and swaps it in — or rejects it and keeps the active one. Reloads
+//! are serialised; the data path never waits for one. It is also the admin plane's `Backend`.
+
+use arc_swap::ArcSwap;
+use holdfast_admin::{Backend, ReloadOutcome};
+use holdfast_config::{AccessLog, Config};
+use holdfast_proxy::{AccessLogTarget, AccessLogWriter, Metrics, State, StateInputs};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// Text built into the binary (the demo); relative paths resolve against the current folder.
+    Embedded {
+        name: String,
+        text: String,
+    },
+}
+
+impl ConfigSource {
+    pub fn label(&self) -> String {
+        match self {
+            ConfigSource::File(p) => p.display().to_string(),
+            ConfigSource::Embedded { name, .. } => name.clone(),
+        }
+    }
+}
+
+/// A parsed, validated configuration and the fingerprint of its bytes.
+pub(crate) struct Loaded {
+    pub config: Arc<Config>,
+    pub sha256: String,
+}
+
+/// Read and validate; every error is formatted `FILE: key.path: message (hint)`.
+pub(crate) fn load(source: &ConfigSource) -> Result<Loaded, Vec<String>> {
+    let label = source.label();
+    let (text, sha256, base) = match source {
+        ConfigSource::File(path) => {
+            let read =
+                holdfast_artifact::read_bounded_text(path, holdfast_config::MAX_CONFIG_BYTES)
+                    .map_err(|e| vec![format!("{label}: {e}")])?;
+            let base = path
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            (read.content, read.sha256, base)
+        }
+        ConfigSource::Embedded { text, .. } => (
+            text.clone(),
+            holdfast_artifact::sha256_hex(text.as_bytes()),
+            PathBuf::from("."),
+        ),
+    };
+    let config = holdfast_config::parse(&text, &base).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| format!("{label}: {e}"))
+            .collect::<Vec<_>>()
+    })?;
+    Ok(Loaded {
+        config: Arc::new(config),
+        sha256,
+    })
+}
+
+/// Settings that only a restart can change, compared on every reload.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut changed = Vec::new();
+    if old.edge.listen != new.edge.listen {
+        changed.push("edge.listen");
+    }
+    if old.edge.tls_listen != new.edge.tls_listen {
+        changed.push("edge.tls_listen");
+    }
+    if old.edge.threads != new.edge.threads {
+        changed.push("edge.threads");
+    }
+    if old.admin.listen != new.admin.listen {
+        changed.push("admin.listen");
+    }
+    changed
+        .into_iter()
+        .map(|k| format!("{k}: changed, but listeners and threads are fixed while running (restart Holdfast to apply this change)"))
+        .collect()
+}
+
+pub(crate) fn access_log_target(log: &AccessLog) -> AccessLogTarget {
+    match log {
+        AccessLog::File(p) => AccessLogTarget::File(p.clone()),
+        AccessLog::Stdout | AccessLog::Off => AccessLogTarget::Stdout,
+    }
+}
+
+struct LastReload {
+    at: SystemTime,
+    generation: u64,
+    errors: Vec<String>,
+}
+
+struct Book {
+    generation: u64,
+    sha256: String,
+    loaded_at: SystemTime,
+    last: Option<LastReload>,
+}
+
+pub(crate) struct Controller {
+    source: ConfigSource,
+    registry: Registry,
+    metrics: Arc<Metrics>,
+    pub(crate) states: Arc<ArcSwap<State>>,
+    pub(crate) access_log: Arc<AccessLogWriter>,
+    workers: usize,
+    started: Instant,
+    book: Mutex<Book>,
+    reloads: IntCounterVec,
+    generation: IntGauge,
+    serving: AtomicBool,
+    pub(crate) listeners: Mutex<serde_json::Value>,
+}
+
+impl Controller {
+    pub(crate) fn new(
+        source: ConfigSource,
+        loaded: Loaded,
+        workers: usize,
+    ) -> Result<Controller, crate::app::StartError> {
+        use crate::app::StartError;
+        let registry = Registry::new();
+        let metrics = Arc::new(Metrics::new(&registry).map_err(StartError::metrics)?);
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "holdfast_config_reload_total",
+                "Configuration reloads, by result (applied, rejected).",
+            ),
+            &["result"],
+        )
+        .map_err(StartError::metrics)?;
+        let generation = IntGauge::new(
+            "holdfast_config_generation",
+            "Generation number of the active configuration.",
+        )
+        .map_err(StartError::metrics)?;
+        registry
+            .register(Box::new(reloads.clone()))
+            .map_err(StartError::metrics)?;
+        registry
+            .register(Box::new(generation.clone()))
+            .map_err(StartError::metrics)?;
+        let dropped = IntGauge::new("holdfast_build_info", "Build information (always 1).")
+            .map_err(StartError::metrics)?;
+        dropped.set(1);
+        registry
+            .register(Box::new(dropped))
+            .map_err(StartError::metrics)?;
+        let access_log = Arc::new(
+            AccessLogWriter::start(
+                &access_log_target(&loaded.config.edge.access_log),
+                metrics.access_log_dropped(),
+            )
+            .map_err(|e| StartError::Io("edge.access_log".into(), e))?,
+        );
+        let state = State::build(StateInputs {
+            config: Arc::clone(&loaded.config),
+            generation: 1,
+            metrics: Arc::clone(&metrics),
+            access_log: Some(Arc::clone(&access_log)),
+            workers,
+        })
+        .map_err(|errors| {
+            StartError::Config(
+                errors
+                    .iter()
+                    .map(|e| format!("{}: {e}", source.label()))
+                    .collect(),
+            )
+        })?;
+        generation.set(1);
+        Ok(Controller {
+            source,
+            registry,
+            metrics,
+            states: Arc::new(ArcSwap::from_pointee(state)),
+            access_log,
+            workers,
+            started: Instant::now(),
+            book: Mutex::new(Book {
+                generation: 1,
+                sha256: loaded.sha256,
+                loaded_at: SystemTime::now(),
+                last: None,
+            }),
+            reloads,
+            generation,
+            serving: AtomicBool::new(true),
+            listeners: Mutex::new(serde_json::Value::Null),
+        })
+    }
+
+    pub(crate) fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::Relaxed);
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn try_reload(&self, generation: u64) -> Result<(State, String), Vec<String>> {
+        let loaded = load(&self.source)?;
+        let current = self.states.load();
+        let label = self.source.label();
+        let fixed = restart_only_changes(&current.config, &loaded.config);
+        if !fixed.is_empty() {
+            return Err(fixed.into_iter().map(|e| format!("{label}: {e}")).collect());
+        }
+        let state = State::build(StateInputs {
+            config: Arc::clone(&loaded.config),
+            generation,
+            metrics: Arc::clone(&self.metrics),
+            access_log: Some(Arc::clone(&self.access_log)),
+            workers: self.workers,
+        })
+        .map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| format!("{label}: {e}"))
+                .collect::<Vec<_>>()
+        })?;
+        let old_log = &current.config.edge.access_log;
+        let new_log = &loaded.config.edge.access_log;
+        if matches!(new_log, AccessLog::File(_)) || old_log != new_log {
+            self.access_log
+                .reopen(&access_log_target(new_log))
+                .map_err(|e| vec![format!("{label}: edge.access_log: cannot open: {e} (check the path and permissions)")])?;
+        }
+        Ok((state, loaded.sha256))
+    }
+
+    pub(crate) fn do_reload(&self) -> ReloadOutcome {
+        let mut book = self.book();
+        let candidate = book.generation + 1;
+        let outcome = match self.try_reload(candidate) {
+            Ok((state, sha256)) => {
+                self.states.store(Arc::new(state));
+                book.generation = candidate;
+                book.sha256 = sha256;
+                book.loaded_at = SystemTime::now();
+                self.generation
+                    .set(i64::try_from(candidate).unwrap_or(i64::MAX));
+                self.reloads.with_label_values(&["applied"]).inc();
+                tracing::info!(generation = candidate, "configuration reloaded");
+                ReloadOutcome::Applied {
+                    generation: candidate,
+                }
+            }
+            Err(errors) => {
+                self.reloads.with_label_values(&["rejected"]).inc();
+                tracing::warn!(errors = ?errors, active_generation = book.generation, "configuration rejected; the active configuration stays");
+                ReloadOutcome::Rejected {
+                    generation: book.generation,
+                    errors,
+                }
+            }
+        };
+        book.last = Some(LastReload {
+            at: SystemTime::now(),
+            generation: book.generation,
+            errors: match &outcome {
+                ReloadOutcome::Rejected { errors, .. } => errors.clone(),
+                ReloadOutcome::Applied { .. } => Vec::new(),
+            },
+        });
+        outcome
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+impl Backend for Controller {
+    fn healthy(&self) -> bool {
+        self.serving.load(Ordering::Relaxed)
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let state = self.states.load();
+        let book = self.book();
+        let last = book.last.as_ref().map(|l| {
+            json!({
+                "at": rfc3339(l.at),
+                "result": if l.errors.is_empty() { "applied" } else { "rejected" },
+                "active_generation": l.generation,
+                "errors": l.errors,
+            })
+        });
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "serving": self.healthy(),
+            "config": {
+                "source": self.source.label(),
+                "generation": book.generation,
+                "sha256": book.sha256,
+                "loaded_at": rfc3339(book.loaded_at),
+            },
+            "last_reload": last,
+            "listeners": *self.listeners.lock().unwrap_or_else(|p| p.into_inner()),
+            "workers": self.workers,
+            "pools": state.pool_status(),
+        })
+    }
+
+    fn reload(&self) -> ReloadOutcome {
+        self.do_reload()
+    }
+
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+/// The addresses actually bound, for `/status`.
+pub(crate) fn listeners_json(
+    plain: &[SocketAddr],
+    tls: &[SocketAddr],
+    admin: SocketAddr,
+) -> serde_json::Value {
+    json!({ "http": plain, "https": tls, "admin": admin })
+}

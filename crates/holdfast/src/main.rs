@@ -1,0 +1,151 @@
+//! The `holdfast` command: `run`, `check`, `demo`. Parses arguments, sets up logging, starts
+//! the edge and turns signals into reloads and shutdown. Everything else is in the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use holdfast::{ConfigSource, ReloadOutcome, Running};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "holdfast",
+    version,
+    about = "A self-hosted edge that keeps serving."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the edge on a configuration file.
+    Run {
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate configuration files offline; prints every error, exits 1 if any file is invalid.
+    Check {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Run a self-contained demo: an in-process origin behind the edge.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOLDFAST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { files } => check(&files),
+        Command::Run { config } => {
+            init_logging();
+            exit(serve(ConfigSource::File(config), None))
+        }
+        Command::Demo { listen, admin } => {
+            init_logging();
+            exit(demo(listen, admin))
+        }
+    }
+}
+
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("holdfast: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(files: &[PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for file in files {
+        match holdfast::check_file(file) {
+            Ok(()) => println!("{}: ok", file.display()),
+            Err(errors) => {
+                ok = false;
+                for e in errors {
+                    println!("{e}");
+                }
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn demo(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<()> {
+    let origin = holdfast::demo::DemoOrigin::start().context("starting the demo origin")?;
+    let source = holdfast::demo::config(listen, admin, origin.addr)?;
+    serve(
+        source,
+        Some(&|r: &Running| {
+            eprintln!(
+                "{}",
+                holdfast::demo::instructions(
+                    r.http_addrs.first().copied().unwrap_or(listen),
+                    r.admin_addr
+                )
+            );
+        }),
+    )
+}
+
+fn serve(source: ConfigSource, on_ready: Option<&dyn Fn(&Running)>) -> anyhow::Result<()> {
+    let running = Running::start(source)?;
+    if let Some(f) = on_ready {
+        f(&running);
+    }
+    let result = wait_for_signals(&running);
+    running.shutdown();
+    result
+}
+
+/// SIGHUP reloads; SIGINT and SIGTERM stop.
+fn wait_for_signals(running: &Running) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => match running.reload() {
+                    ReloadOutcome::Applied { generation } => tracing::info!(generation, "SIGHUP: reloaded"),
+                    ReloadOutcome::Rejected { errors, .. } => tracing::warn!(?errors, "SIGHUP: reload rejected"),
+                },
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        tracing::info!("stopping");
+        Ok(())
+    })
+}
