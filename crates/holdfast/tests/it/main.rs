@@ -1,0 +1,18 @@
+//! End-to-end tests of the edge: real listeners on 127.0.0.1:0, in-process origins, real
+//! clients. One module per behaviour; `support` holds the origins, clients and edge set-up.
+
+mod support;
+
+mod access_log;
+mod admin;
+mod bad_input;
+mod check;
+mod demo;
+mod headers;
+mod keepalive;
+mod origin_down;
+mod reload;
+mod routing;
+mod streaming;
+mod timeouts;
+mod tls;
