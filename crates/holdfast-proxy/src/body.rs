@@ -10,6 +10,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::time::Sleep;
@@ -27,7 +29,57 @@ pub enum BodyError {
 /// The body sent to the origin.
 pub enum RequestBody {
     Empty,
-    Client { inner: Incoming, remaining: u64 },
+    Client {
+        inner: Incoming,
+        remaining: u64,
+        upload: Arc<Upload>,
+    },
+}
+
+impl RequestBody {
+    /// How the client's body is getting on; `None` for an empty body.
+    pub(crate) fn upload(&self) -> Option<Arc<Upload>> {
+        match self {
+            RequestBody::Empty => None,
+            RequestBody::Client { upload, .. } => Some(Arc::clone(upload)),
+        }
+    }
+}
+
+/// Progress of the client's body, written by `RequestBody` as it forwards frames and read by
+/// the exchange waiting for the origin's response head: the read timeout counts from the
+/// last progress, so a long upload that keeps moving is not taken for a silent origin, and a
+/// stalled one is known to be the client's fault.
+pub(crate) struct Upload {
+    start: Instant,
+    /// Nanoseconds after `start` of the last frame taken from the client.
+    last: AtomicU64,
+    /// The last poll of the client's body found nothing yet: the edge waits on the client.
+    waiting_on_client: AtomicBool,
+}
+
+impl Upload {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Upload {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+            waiting_on_client: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn last_progress(&self) -> Instant {
+        self.start + Duration::from_nanos(self.last.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn waiting_on_client(&self) -> bool {
+        self.waiting_on_client.load(Ordering::Relaxed)
+    }
+
+    fn progressed(&self) {
+        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last.store(nanos, Ordering::Relaxed);
+        self.waiting_on_client.store(false, Ordering::Relaxed);
+    }
 }
 
 impl Body for RequestBody {
@@ -40,8 +92,13 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
-            RequestBody::Client { inner, remaining } => match Pin::new(inner).poll_frame(cx) {
+            RequestBody::Client {
+                inner,
+                remaining,
+                upload,
+            } => match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
+                    upload.progressed();
                     let len = frame.data_ref().map_or(0, |d| d.len() as u64);
                     match remaining.checked_sub(len) {
                         Some(left) => {
@@ -52,8 +109,14 @@ impl Body for RequestBody {
                     }
                 }
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
+                Poll::Ready(None) => {
+                    upload.progressed();
+                    Poll::Ready(None)
+                }
+                Poll::Pending => {
+                    upload.waiting_on_client.store(true, Ordering::Relaxed);
+                    Poll::Pending
+                }
             },
         }
     }

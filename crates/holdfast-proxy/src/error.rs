@@ -26,6 +26,10 @@ pub enum ProxyError {
     NoRoute,
     #[error("request body is larger than the edge accepts")]
     BodyTooLarge,
+    #[error("the request body could not be read from the client")]
+    ClientBody(#[source] hyper::Error),
+    #[error("the client stopped sending its request body")]
+    ClientTimeout,
     #[error("the origin could not be reached")]
     Connect(#[source] std::io::Error),
     #[error("the origin did not answer in time")]
@@ -41,6 +45,8 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::UpstreamTls(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -51,7 +57,9 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
             ProxyError::NoRoute => Side::Edge,
-            ProxyError::BodyTooLarge => Side::Client,
+            ProxyError::BodyTooLarge | ProxyError::ClientBody(_) | ProxyError::ClientTimeout => {
+                Side::Client
+            }
             ProxyError::Connect(_)
             | ProxyError::Timeout
             | ProxyError::Upstream(_)

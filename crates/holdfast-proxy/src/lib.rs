@@ -8,6 +8,7 @@ mod access_log;
 mod body;
 mod ctx;
 mod error;
+mod h2c;
 mod metrics;
 mod phases;
 mod request_id;

@@ -233,10 +233,16 @@ async fn connection(
         service_fn(move |req| handle(states.load_full(), info, req))
     };
     if !tls {
-        if state.config.edge.h2c {
-            return serve_auto(TokioIo::new(stream), svc, &state, shutdown).await;
+        if !state.config.edge.h2c {
+            return serve_h1(TokioIo::new(stream), svc, &state, shutdown).await;
         }
-        return serve_h1(TokioIo::new(stream), svc, &state, shutdown).await;
+        let timeout = state.config.edge.client_header_timeout;
+        return match tokio::time::timeout(timeout, crate::h2c::sniff(stream)).await {
+            Ok(Ok((true, s))) => serve_h2(TokioIo::new(s), svc, &state, shutdown).await,
+            Ok(Ok((false, s))) => serve_h1(TokioIo::new(s), svc, &state, shutdown).await,
+            Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "connection failed"),
+            Err(_) => state.metrics.bad_request("header_timeout"),
+        };
     }
     let Some(config) = state.tls.clone() else {
         return;
@@ -354,27 +360,5 @@ where
         .serve_connection(io, svc);
     if let Err(e) = until_shutdown(conn, shutdown, |c| c.graceful_shutdown()).await {
         count_error(state, &e);
-    }
-}
-
-async fn serve_auto<I, S>(io: I, svc: S, state: &State, shutdown: watch::Receiver<bool>)
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: EdgeService,
-{
-    let edge = &state.config.edge;
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(edge.client_header_timeout)
-        .max_buf_size(CLIENT_BUF.max(edge.limits.max_header_bytes))
-        .max_headers(edge.limits.max_headers);
-    builder.http2().timer(TokioTimer::new());
-    let conn = builder.serve_connection_with_upgrades(io, svc);
-    if let Err(e) = until_shutdown(conn, shutdown, |c| c.graceful_shutdown()).await {
-        if let Some(e) = e.downcast_ref::<hyper::Error>() {
-            count_error(state, e);
-        }
     }
 }

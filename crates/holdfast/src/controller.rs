@@ -121,6 +121,9 @@ pub(crate) struct Controller {
     workers: usize,
     started: Instant,
     book: Mutex<Book>,
+    /// Serialises reloads. `book` is locked only briefly, so `/status` never waits for a
+    /// reload that is reading files or resolving names.
+    reloading: Mutex<()>,
     reloads: IntCounterVec,
     generation: IntGauge,
     serving: AtomicBool,
@@ -198,6 +201,7 @@ impl Controller {
                 loaded_at: SystemTime::now(),
                 last: None,
             }),
+            reloading: Mutex::new(()),
             reloads,
             generation,
             serving: AtomicBool::new(true),
@@ -245,9 +249,12 @@ impl Controller {
     }
 
     pub(crate) fn do_reload(&self) -> ReloadOutcome {
+        let _reloading = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        // Only reloads change the generation, and they are serialised: it stays current.
+        let candidate = self.book().generation + 1;
+        let result = self.try_reload(candidate);
         let mut book = self.book();
-        let candidate = book.generation + 1;
-        let outcome = match self.try_reload(candidate) {
+        let outcome = match result {
             Ok((state, sha256)) => {
                 self.states.store(Arc::new(state));
                 book.generation = candidate;

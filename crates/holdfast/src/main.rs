@@ -8,8 +8,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[cfg(not(feature = "jemalloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
 #[command(
@@ -116,36 +121,63 @@ fn demo(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<()> {
 }
 
 fn serve(source: ConfigSource, on_ready: Option<&dyn Fn(&Running)>) -> anyhow::Result<()> {
+    // Handlers go in before the edge starts: SIGHUP's default action is to terminate, so a
+    // reload signal sent as soon as the edge says it is serving must already be ours.
+    let signals = Signals::install()?;
     let running = Running::start(source)?;
     if let Some(f) = on_ready {
         f(&running);
     }
-    let result = wait_for_signals(&running);
+    signals.wait(&running);
     running.shutdown();
-    result
+    Ok(())
 }
 
-/// SIGHUP reloads; SIGINT and SIGTERM stop.
-fn wait_for_signals(running: &Running) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut hup = signal(SignalKind::hangup())?;
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        loop {
-            tokio::select! {
-                _ = hup.recv() => match running.reload() {
-                    ReloadOutcome::Applied { generation } => tracing::info!(generation, "SIGHUP: reloaded"),
-                    ReloadOutcome::Rejected { errors, .. } => tracing::warn!(?errors, "SIGHUP: reload rejected"),
-                },
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+/// SIGHUP reloads; SIGINT and SIGTERM stop. Installed before the edge starts.
+struct Signals {
+    rt: tokio::runtime::Runtime,
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (hup, term, int) = {
+            let _runtime = rt.enter();
+            (
+                signal(SignalKind::hangup())?,
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            )
+        };
+        Ok(Signals { rt, hup, term, int })
+    }
+
+    /// Reload on SIGHUP until SIGINT or SIGTERM.
+    fn wait(self, running: &Running) {
+        let Signals {
+            rt,
+            mut hup,
+            mut term,
+            mut int,
+        } = self;
+        rt.block_on(async {
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => match running.reload() {
+                        ReloadOutcome::Applied { generation } => tracing::info!(generation, "SIGHUP: reloaded"),
+                        ReloadOutcome::Rejected { errors, .. } => tracing::warn!(?errors, "SIGHUP: reload rejected"),
+                    },
+                    _ = term.recv() => break,
+                    _ = int.recv() => break,
+                }
             }
-        }
-        tracing::info!("stopping");
-        Ok(())
-    })
+            tracing::info!("stopping");
+        });
+    }
 }

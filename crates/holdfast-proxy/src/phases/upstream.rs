@@ -1,11 +1,13 @@
 //! Forwarding to the route's pool: pick a server, reuse or open a connection, send the
 //! rewritten request with the route's timeouts, and hand back the origin's response with a
-//! streaming body. A pooled connection that turns out stale is replaced once by a fresh one
-//! (the request had not been sent, so this is safe for any method).
+//! streaming body. A pooled connection that turns out stale is replaced once by a fresh one:
+//! for any method if the request had not been sent; for an idempotent request without a
+//! body also if the origin closed the connection before answering (its keep-alive ended as
+//! the request went out, a race no check before sending can rule out).
 
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::{BodyError, RequestBody, ResponseBody, Upload};
 use crate::ctx::RequestCtx;
-use crate::error::ProxyError;
+use crate::error::{ProxyError, Side};
 use crate::phases::headers::{self, RequestRewrite};
 use crate::state::{RouteRt, State};
 use crate::upstream::{connect, Conn, Pool, Release, Server};
@@ -36,6 +38,7 @@ pub(crate) async fn forward(
         RequestBody::Client {
             inner: body,
             remaining: state.config.edge.limits.max_request_body,
+            upload: Upload::new(),
         }
     };
     let pool = &route.pool;
@@ -59,6 +62,10 @@ pub(crate) async fn forward(
     .await;
     let (mut resp, release) = match result {
         Ok(ok) => ok,
+        Err(e) if e.side() == Side::Client => {
+            count_client_error(state, &e);
+            return Err(e);
+        }
         Err(e) => {
             count_failure(server, &e);
             return Err(e);
@@ -80,14 +87,54 @@ pub(crate) async fn forward(
     Ok(Response::from_parts(parts, body))
 }
 
+/// The exchange failed while streaming the client's body: the client's fault, not the
+/// origin's, so it is not held against the server.
+fn count_client_error(state: &State, e: &ProxyError) {
+    match e {
+        ProxyError::BodyTooLarge => state.metrics.bad_request("body_too_large"),
+        ProxyError::ClientTimeout => state.metrics.bad_request("body_timeout"),
+        // A client that went away mid-body sent nothing malformed.
+        ProxyError::ClientBody(h) if !h.is_incomplete_message() => {
+            state.metrics.bad_request("malformed");
+        }
+        _ => {}
+    }
+    tracing::debug!(error = %with_causes(e), "client request body failed");
+}
+
+/// A failed send is the origin's failure unless reading the client's body is what failed
+/// (hyper reports both the same way; the body's own error tells them apart).
+fn send_error(e: hyper::Error) -> ProxyError {
+    let body = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<BodyError>());
+    match body {
+        Some(BodyError::TooLarge) => ProxyError::BodyTooLarge,
+        Some(BodyError::Hyper(_)) => ProxyError::ClientBody(e),
+        _ => ProxyError::Upstream(e),
+    }
+}
+
 fn count_failure(server: &Server, e: &ProxyError) {
     match e {
         ProxyError::Timeout => server.metrics.timeouts.inc(),
         ProxyError::Connect(_) | ProxyError::UpstreamTls(_) => server.metrics.connect_errors.inc(),
         _ => server.metrics.other_errors.inc(),
     }
-    server.record_failure(e);
-    tracing::debug!(server = %server.addr, error = %e, "origin exchange failed");
+    let why = with_causes(e);
+    server.record_failure(&why);
+    tracing::debug!(server = %server.addr, error = %why, "origin exchange failed");
+}
+
+/// The error and its sources, `a: b: c`: "the origin could not be reached" alone does not
+/// tell an operator whether the port was closed, the host unreachable or a name unknown.
+fn with_causes(e: &ProxyError) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 fn is_upgrade<B>(req: &Request<B>) -> bool {
@@ -121,7 +168,9 @@ async fn exchange(
         let mut conn = match pooled {
             Some(c) => c,
             None => {
-                let c = connect(pool, server, route.timeouts.connect, upgrade).await?;
+                // Boxed: connection set-up (TLS, handshakes) is a large future that only new
+                // connections need; inline it would be copied with every request's future.
+                let c = Box::pin(connect(pool, server, route.timeouts.connect, upgrade)).await?;
                 if let Conn::H2(s) = &c {
                     server.keep_h2(s);
                 }
@@ -129,21 +178,97 @@ async fn exchange(
             }
         };
         set_target(&mut req, &conn, server);
-        let read_deadline = {
-            let by_read = Instant::now() + route.timeouts.read;
-            deadline.map_or(by_read, |d| d.min(by_read))
+        let replay = if reused { replayable(&req) } else { None };
+        let upload = req.body().upload();
+        let waits = Waits {
+            read: route.timeouts.read,
+            deadline,
+            upload: upload.as_deref(),
         };
-        let sent = tokio::time::timeout_at(read_deadline.into(), send(&mut conn, req)).await;
-        match sent {
-            Err(_) => return Err(ProxyError::Timeout),
-            Ok(Ok(resp)) => return Ok((resp, server.release_for(conn))),
-            Ok(Err(mut e)) => match e.take_message() {
+        let outcome = {
+            let sending = std::pin::pin!(send(&mut conn, req));
+            waits.head(sending).await?
+        };
+        match outcome {
+            Ok(resp) => return Ok((resp, server.release_for(conn))),
+            Err(mut e) => match e.take_message() {
                 Some(unsent) if reused => {
                     req = unsent;
                     reuse = false;
                 }
-                _ => return Err(ProxyError::Upstream(e.into_error())),
+                _ => {
+                    let e = e.into_error();
+                    match replay.filter(|_| closed_without_answer(&e)) {
+                        Some(again) => {
+                            req = *again;
+                            reuse = false;
+                        }
+                        None => return Err(send_error(e)),
+                    }
+                }
             },
+        }
+    }
+}
+
+/// A copy of `req` to send again if a pooled connection turns out closed after it was sent:
+/// only for idempotent methods without a body (a streamed body cannot be sent twice).
+/// Boxed so the exchange's future stays small.
+fn replayable(req: &Request<RequestBody>) -> Option<Box<Request<RequestBody>>> {
+    if !req.method().is_idempotent() || !matches!(req.body(), RequestBody::Empty) {
+        return None;
+    }
+    let mut copy = Request::new(RequestBody::Empty);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(Box::new(copy))
+}
+
+/// The origin closed (or reset) the connection before its answer was complete.
+fn closed_without_answer(e: &hyper::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    e.is_incomplete_message()
+        || std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted))
+}
+
+/// The bounds on waiting for the origin's response head.
+struct Waits<'a> {
+    read: std::time::Duration,
+    deadline: Option<Instant>,
+    upload: Option<&'a Upload>,
+}
+
+impl Waits<'_> {
+    /// Await `sending` (which streams the client's body, then waits for the head). The read
+    /// timeout counts from the client body's last progress, as nginx's counts from the last
+    /// write: a long upload that keeps moving is not the origin's silence. Expiring while
+    /// the edge waits on the client's body is the client's timeout (408), not the origin's.
+    async fn head<F: std::future::Future>(
+        &self,
+        mut sending: std::pin::Pin<&mut F>,
+    ) -> Result<F::Output, ProxyError> {
+        let started = Instant::now();
+        loop {
+            let from = self
+                .upload
+                .map_or(started, |u| u.last_progress().max(started));
+            let by_read = from + self.read;
+            let until = self.deadline.map_or(by_read, |d| d.min(by_read));
+            if let Ok(done) = tokio::time::timeout_at(until.into(), sending.as_mut()).await {
+                return Ok(done);
+            }
+            let past_deadline = self.deadline.is_some_and(|d| Instant::now() >= d);
+            if !past_deadline && self.upload.is_some_and(|u| u.last_progress() > from) {
+                continue;
+            }
+            if self.upload.is_some_and(Upload::waiting_on_client) {
+                return Err(ProxyError::ClientTimeout);
+            }
+            return Err(ProxyError::Timeout);
         }
     }
 }

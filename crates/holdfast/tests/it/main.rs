@@ -1,6 +1,15 @@
 //! End-to-end tests of the edge: real listeners on 127.0.0.1:0, in-process origins, real
 //! clients. One module per behaviour; `support` holds the origins, clients and edge set-up.
 
+// A failing test is the point: helpers may unwrap, panic and index too (clippy.toml's
+// allow-*-in-tests covers only `#[test]` functions, not the helpers beside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 mod access_log;

@@ -78,9 +78,17 @@ async fn no_matching_route_is_a_404_page_from_the_edge() {
     let got = get_with(&edge.url("/"), &[("host", "example.org")]).await;
     assert_eq!(got.status, 404);
     let id = got.header("x-request-id").unwrap().to_string();
-    assert!(got.text().contains(&id), "page names the request id: {}", got.text());
+    assert!(
+        got.text().contains(&id),
+        "page names the request id: {}",
+        got.text()
+    );
     assert!(got.text().contains("edge"));
-    let json = get_with(&edge.url("/"), &[("host", "other.net"), ("accept", "application/json")]).await;
+    let json = get_with(
+        &edge.url("/"),
+        &[("host", "other.net"), ("accept", "application/json")],
+    )
+    .await;
     assert_eq!(json.status, 404);
     assert_eq!(json.json()["failed"], "edge");
     assert_eq!(json.json()["status"], 404);

@@ -18,8 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub type Body = Full<Bytes>;
-pub type Handler =
-    Arc<dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync>;
+pub type Handler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync,
+>;
 
 /// What an origin saw of one request.
 #[derive(Debug, Clone)]
@@ -95,7 +96,12 @@ impl Origin {
     }
 
     pub fn last(&self) -> Seen {
-        self.seen.lock().unwrap().last().cloned().expect("origin saw no request")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("origin saw no request")
     }
 
     /// Stop accepting new connections (open ones are not cut).
@@ -131,9 +137,12 @@ pub fn status(code: u16, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 /// A local port with nothing listening on it.
+/// The port stays bound (never listening) for the rest of the test process, so connections
+/// to it are refused and no parallel test can be given it.
 pub fn dead_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    let (socket, addr) = reserved_port();
+    std::mem::forget(socket);
+    addr
 }
 
 /// A running edge built from a TOML template; `{edge}` and `{admin}` are replaced by
@@ -207,7 +216,8 @@ impl Drop for Edge {
 }
 
 /// A pooled HTTP/1.1 client.
-pub fn client() -> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body> {
+pub fn client(
+) -> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body> {
     hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
 }
 
@@ -228,7 +238,8 @@ impl Got {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
@@ -299,3 +310,413 @@ name = "all"
 match = { path_prefix = "/" }
 pool = "primary"
 "#;
+
+// ---- Helpers for reload, admin, check, TLS and access-log tests ----
+
+/// Run blocking edge calls (`reload`, `stop`, `Running::start`) from a multi-thread test.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// Poll `check` until it holds, at most `within`; fails the test with `what` otherwise.
+/// For conditions that become true eventually (a log flushed, a signal handled), never for
+/// ordering between steps the test controls.
+pub async fn eventually<F, Fut>(what: &str, within: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let until = std::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of one sample in Prometheus text, e.g.
+/// `metric(&text, r#"holdfast_config_reload_total{result="applied"}"#)`.
+pub fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(sample)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+impl Edge {
+    pub async fn status(&self) -> serde_json::Value {
+        let got = get(&self.admin_url("/status")).await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        got.json()
+    }
+
+    pub async fn metrics(&self) -> String {
+        let got = get(&self.admin_url("/metrics")).await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        got.text()
+    }
+
+    /// `edge.reload()` off the async worker, expecting it to be applied; returns the generation.
+    pub fn reload_applied(&self) -> u64 {
+        match blocking(|| self.reload()) {
+            holdfast::ReloadOutcome::Applied { generation } => generation,
+            other => panic!("reload was not applied: {other:?}"),
+        }
+    }
+
+    /// `edge.reload()` off the async worker, expecting a rejection; returns its errors.
+    pub fn reload_rejected(&self) -> (u64, Vec<String>) {
+        match blocking(|| self.reload()) {
+            holdfast::ReloadOutcome::Rejected { generation, errors } => (generation, errors),
+            other => panic!("reload was not rejected: {other:?}"),
+        }
+    }
+}
+
+/// A certificate authority made at run time (no keys are committed), issuing leaf
+/// certificates for the TLS tests.
+pub struct TestCa {
+    pub pem: String,
+    pub der: tokio_rustls::rustls::pki_types::CertificateDer<'static>,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+/// A leaf certificate and its key, PEM and DER.
+pub struct Leaf {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub der: tokio_rustls::rustls::pki_types::CertificateDer<'static>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            pem: cert.pem(),
+            der: cert.der().clone(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A server certificate for `names` (DNS names, `*.` wildcards allowed).
+    pub fn leaf(&self, names: &[&str]) -> Leaf {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names.clone()).unwrap();
+        if let Some(first) = names.first() {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, first.as_str());
+        }
+        params
+            .extended_key_usages
+            .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+        }
+    }
+}
+
+impl Leaf {
+    /// Write `<stem>.pem` and `<stem>.key` into `dir`.
+    pub fn write(&self, dir: &std::path::Path, stem: &str) {
+        std::fs::write(dir.join(format!("{stem}.pem")), &self.cert_pem).unwrap();
+        std::fs::write(dir.join(format!("{stem}.key")), &self.key_pem).unwrap();
+    }
+}
+
+/// Run the real `holdfast` binary with `args`; (exit code, stdout, stderr).
+pub fn holdfast_cmd(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args(args)
+        .env("HOLDFAST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// ---- Helpers for header, timeout, origin-down, bad-input, streaming and keep-alive tests ----
+
+/// Longest wait for any single read or write of a raw connection before the test fails.
+pub const RAW_IO_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One HTTP/1.x connection spoken byte by byte: a client to the edge, or the server side of
+/// a `RawOrigin`. Every read is bounded by `RAW_IO_LIMIT`.
+pub struct RawConn {
+    pub stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+/// A response read by `RawConn::read_response`.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Status line and header lines, without the blank line.
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        head_header(&self.head, name)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// The first value of header `name` in a message head.
+pub fn head_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn head_status(head: &str) -> u16 {
+    head.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a status line: {head:?}"))
+}
+
+impl RawConn {
+    pub async fn connect(addr: SocketAddr) -> RawConn {
+        RawConn::new(tokio::net::TcpStream::connect(addr).await.unwrap())
+    }
+
+    pub fn new(stream: tokio::net::TcpStream) -> RawConn {
+        RawConn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        tokio::time::timeout(RAW_IO_LIMIT, self.stream.write_all(bytes))
+            .await
+            .expect("write timed out")
+            .unwrap();
+    }
+
+    /// Read more bytes into the buffer; false at end of stream or on a reset.
+    async fn fill(&mut self) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 16 << 10];
+        match tokio::time::timeout(RAW_IO_LIMIT, self.stream.read(&mut chunk)).await {
+            Err(_) => panic!("read timed out after {RAW_IO_LIMIT:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => false,
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    /// The next message head (start line and headers, without the blank line).
+    pub async fn read_head(&mut self) -> String {
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                self.buf.drain(..end + 4);
+                return head;
+            }
+            if !self.fill().await {
+                panic!(
+                    "connection closed before a complete head; got {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                );
+            }
+        }
+    }
+
+    /// Exactly `n` bytes.
+    pub async fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            if !self.fill().await {
+                panic!("connection closed after {} of {n} bytes", self.buf.len());
+            }
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// Everything until the peer closes (or resets) the connection.
+    pub async fn read_to_end(&mut self) -> Vec<u8> {
+        while self.fill().await {}
+        std::mem::take(&mut self.buf)
+    }
+
+    /// One response: the head, then a `Content-Length` or chunked body (none for 1xx, 204,
+    /// 304 or a response to HEAD is not handled here: callers read those with `read_head`).
+    pub async fn read_response(&mut self) -> RawResponse {
+        let head = self.read_head().await;
+        let status = head_status(&head);
+        let body = if let Some(len) = head_header(&head, "content-length") {
+            self.read_exact(len.parse().unwrap()).await
+        } else if head_header(&head, "transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+            self.read_chunked().await
+        } else if status == 204 || status == 304 || status < 200 {
+            Vec::new()
+        } else {
+            self.read_to_end().await
+        };
+        RawResponse { status, head, body }
+    }
+
+    async fn read_line(&mut self) -> String {
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                self.buf.drain(..end + 2);
+                return line;
+            }
+            if !self.fill().await {
+                panic!("connection closed inside a chunked body");
+            }
+        }
+    }
+
+    async fn read_chunked(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let size_line = self.read_line().await;
+            let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16)
+                .unwrap_or_else(|_| panic!("bad chunk size line {size_line:?}"));
+            if size == 0 {
+                while !self.read_line().await.is_empty() {}
+                return body;
+            }
+            body.extend(self.read_exact(size).await);
+            assert_eq!(self.read_line().await, "", "chunk not followed by CRLF");
+        }
+    }
+
+    /// A whole request as an origin sees it: head, then a `Content-Length` body if any.
+    pub async fn read_request(&mut self) -> (String, Vec<u8>) {
+        let head = self.read_head().await;
+        let body = match head_header(&head, "content-length") {
+            Some(len) => self.read_exact(len.parse().unwrap()).await,
+            None if head_header(&head, "transfer-encoding").is_some() => self.read_chunked().await,
+            None => Vec::new(),
+        };
+        (head, body)
+    }
+}
+
+/// Send one request on a new connection and read one response.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> RawResponse {
+    let mut c = RawConn::connect(addr).await;
+    c.write(request).await;
+    c.read_response().await
+}
+
+/// An origin that speaks HTTP/1.1 by hand, one `script` run per accepted connection, for
+/// behaviour a well-behaved server library will not produce (stalls, drips, closes).
+pub struct RawOrigin {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl RawOrigin {
+    pub async fn start<F, Fut>(script: F) -> RawOrigin
+    where
+        F: Fn(RawConn) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                // An accept error (a connection reset while queued) must not stop the origin.
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(script(RawConn::new(stream)));
+            }
+        });
+        RawOrigin {
+            addr,
+            connections,
+            accept,
+        }
+    }
+}
+
+impl Drop for RawOrigin {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// The `/status` entry for the server `addr` (as written in the config) of pool `pool`.
+pub fn server_status(status: &serde_json::Value, pool: &str, addr: &str) -> serde_json::Value {
+    let pools = status["pools"].as_array().expect("status has pools");
+    let pool = pools
+        .iter()
+        .find(|p| p["name"] == pool)
+        .unwrap_or_else(|| panic!("no pool {pool:?} in {status}"));
+    pool["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["address"] == addr)
+        .cloned()
+        .unwrap_or_else(|| panic!("no server {addr:?} in {pool}"))
+}
+
+/// Deterministic, non-repeating-looking bytes (a xorshift stream), for body integrity checks.
+pub fn pattern_bytes(len: usize, seed: u64) -> Bytes {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    Bytes::from(out)
+}
+
+/// A loopback port that refuses connections and stays reserved while the returned socket
+/// lives: bound but not listening, without `SO_REUSEADDR`, so no other test's listener (nor
+/// an outgoing connection's local port) is given it, as can happen to `dead_addr`'s port
+/// once it is freed. `listen` on the socket brings the port up.
+pub fn reserved_port() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(false).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
