@@ -170,10 +170,66 @@ impl AccessLogWriter {
     }
 }
 
+/// A JSON string; plain ASCII without quotes or backslashes (the usual case) is copied as is.
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    if serde_json::to_writer(&mut *out, s).is_err() {
+    let plain = s
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+    if plain {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else if serde_json::to_writer(&mut *out, s).is_err() {
         out.extend_from_slice(b"\"\"");
     }
+}
+
+/// Integers through `itoa`: `write!` costs hundreds of instructions per call.
+fn write_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// `n` (below 1000) as exactly three digits.
+fn write_3digits(out: &mut Vec<u8>, n: u32) {
+    let n = n % 1000;
+    out.extend_from_slice(&[
+        b'0' + (n / 100) as u8,
+        b'0' + (n / 10 % 10) as u8,
+        b'0' + (n % 10) as u8,
+    ]);
+}
+
+thread_local! {
+    /// `YYYY-MM-DDTHH:MM:SS` of the last second formatted on this thread.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// RFC 3339 with milliseconds; the calendar part is formatted once per second per thread.
+fn write_time(out: &mut Vec<u8>, at: SystemTime) {
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    SECOND.with(|cell| {
+        let Ok(mut cached) = cell.try_borrow_mut() else {
+            return;
+        };
+        if cached.0 != secs {
+            let full = humantime::format_rfc3339_seconds(at).to_string();
+            cached.1 = full.trim_end_matches('Z').to_string();
+            cached.0 = secs;
+        }
+        out.extend_from_slice(cached.1.as_bytes());
+    });
+    out.push(b'.');
+    write_3digits(out, since.subsec_millis());
+    out.push(b'Z');
+}
+
+/// Milliseconds with three decimals, from whole microseconds (no float formatting).
+fn write_ms(out: &mut Vec<u8>, d: Duration) {
+    let micros = d.as_micros();
+    write_int(out, micros / 1000);
+    out.push(b'.');
+    write_3digits(out, (micros % 1000) as u32);
 }
 
 fn write_line(
@@ -184,10 +240,23 @@ fn write_line(
     elapsed: Duration,
     failed: bool,
 ) {
-    let time = humantime::format_rfc3339_millis(SystemTime::now() - elapsed);
-    let _ = write!(out, "{{\"time\":\"{time}\",\"request_id\":");
+    out.extend_from_slice(b"{\"time\":\"");
+    write_time(out, SystemTime::now() - elapsed);
+    out.extend_from_slice(b"\",\"request_id\":");
     json_str(out, ctx.request_id.to_str().unwrap_or("-"));
-    let _ = write!(out, ",\"client\":\"{}\",\"method\":", ctx.conn.client);
+    // The client IP was formatted once for the connection; Display for SocketAddr is slow.
+    out.extend_from_slice(b",\"client\":\"");
+    let v6 = ctx.conn.client.is_ipv6();
+    if v6 {
+        out.push(b'[');
+    }
+    out.extend_from_slice(ctx.conn.client_ip.as_bytes());
+    if v6 {
+        out.push(b']');
+    }
+    out.push(b':');
+    write_int(out, ctx.conn.client.port());
+    out.extend_from_slice(b"\",\"method\":");
     json_str(out, ctx.method.as_str());
     out.extend_from_slice(b",\"host\":");
     json_str(
@@ -199,22 +268,25 @@ fn write_line(
     );
     out.extend_from_slice(b",\"path\":");
     json_str(out, ctx.path.as_str());
-    let _ = write!(out, ",\"status\":{},\"route\":", ctx.status);
+    out.extend_from_slice(b",\"status\":");
+    write_int(out, ctx.status);
+    out.extend_from_slice(b",\"route\":");
     json_str(out, route);
-    match ctx.upstream.server {
+    match &ctx.upstream.server {
         Some(s) => {
-            let _ = write!(out, ",\"upstream\":\"{s}\"");
+            out.extend_from_slice(b",\"upstream\":");
+            json_str(out, s);
         }
         None => out.extend_from_slice(b",\"upstream\":null"),
     }
-    let _ = write!(
-        out,
-        ",\"bytes\":{bytes},\"duration_ms\":{:.3}",
-        elapsed.as_secs_f64() * 1000.0
-    );
+    out.extend_from_slice(b",\"bytes\":");
+    write_int(out, bytes);
+    out.extend_from_slice(b",\"duration_ms\":");
+    write_ms(out, elapsed);
     match ctx.upstream.duration {
         Some(d) => {
-            let _ = write!(out, ",\"upstream_ms\":{:.3}", d.as_secs_f64() * 1000.0);
+            out.extend_from_slice(b",\"upstream_ms\":");
+            write_ms(out, d);
         }
         None => out.extend_from_slice(b",\"upstream_ms\":null"),
     }
@@ -222,4 +294,30 @@ fn write_line(
         out.extend_from_slice(b",\"body_error\":true");
     }
     out.extend_from_slice(b"}\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_time_with_millis_and_caches_the_second() {
+        let at = std::time::UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
+        let mut out = Vec::new();
+        write_time(&mut out, at);
+        write_time(&mut out, at + Duration::from_millis(5));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2025-11-24T16:00:00.123Z2025-11-24T16:00:00.128Z"
+        );
+    }
+
+    #[test]
+    fn formats_milliseconds_from_micros() {
+        let mut out = Vec::new();
+        write_ms(&mut out, Duration::from_micros(1_234_567));
+        out.push(b' ');
+        write_ms(&mut out, Duration::from_micros(7));
+        assert_eq!(String::from_utf8(out).unwrap(), "1234.567 0.007");
+    }
 }

@@ -6,10 +6,25 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 /// Facts about the client connection, fixed for its lifetime.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub client: SocketAddr,
+    /// The client's IP as a header value, formatted once per connection for
+    /// `X-Forwarded-For`.
+    pub client_ip: HeaderValue,
     pub tls: bool,
+}
+
+impl ConnInfo {
+    pub fn new(client: SocketAddr, tls: bool) -> Self {
+        let client_ip = HeaderValue::try_from(client.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
+        ConnInfo {
+            client,
+            client_ip,
+            tls,
+        }
+    }
 }
 
 pub struct RequestCtx {
@@ -34,7 +49,8 @@ pub struct RouteCtx {
 /// Written by `phases::upstream`.
 #[derive(Default)]
 pub struct UpstreamCtx {
-    pub server: Option<SocketAddr>,
+    /// The origin server's address, formatted (it goes into the access log).
+    pub server: Option<std::sync::Arc<str>>,
     /// Request sent to the origin until its response head arrived.
     pub duration: Option<std::time::Duration>,
 }

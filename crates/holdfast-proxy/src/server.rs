@@ -227,10 +227,10 @@ async fn connection(
     state.metrics.connections.inc();
     state.metrics.connections_active.inc();
     let _guard = ConnGuard(Arc::clone(&state));
-    let info = ConnInfo { client: peer, tls };
+    let info = ConnInfo::new(peer, tls);
     let svc = {
         let states = Arc::clone(&states);
-        service_fn(move |req| handle(states.load_full(), info, req))
+        service_fn(move |req| handle(states.load_full(), info.clone(), req))
     };
     if !tls {
         if !state.config.edge.h2c {

@@ -15,57 +15,127 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
+// Hop-by-hop headers present in a head, as bits: found in one pass over the names so the
+// common case (none, or only `Connection: keep-alive`) costs no hash look-ups.
+const HAS_CONNECTION: u8 = 1;
+const HAS_KEEP_ALIVE: u8 = 1 << 1;
+const HAS_PROXY_CONNECTION: u8 = 1 << 2;
+const HAS_TRANSFER_ENCODING: u8 = 1 << 3;
+const HAS_TRAILER: u8 = 1 << 4;
+const HAS_TE: u8 = 1 << 5;
+const HAS_UPGRADE: u8 = 1 << 6;
+
+fn hop_by_hop_present(headers: &HeaderMap) -> u8 {
+    headers.keys().fold(0, |bits, name| {
+        bits | if name == header::CONNECTION {
+            HAS_CONNECTION
+        } else if name == header::TRANSFER_ENCODING {
+            HAS_TRANSFER_ENCODING
+        } else if name == header::TRAILER {
+            HAS_TRAILER
+        } else if name == header::TE {
+            HAS_TE
+        } else if name == header::UPGRADE {
+            HAS_UPGRADE
+        } else if name == KEEP_ALIVE {
+            HAS_KEEP_ALIVE
+        } else if name == PROXY_CONNECTION {
+            HAS_PROXY_CONNECTION
+        } else {
+            0
+        }
+    })
+}
+
+/// Header names listed in `Connection`, except the tokens that name no header.
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut named = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        for token in value.to_str().unwrap_or("").split(',') {
+            let token = token.trim();
+            if token.is_empty()
+                || token.eq_ignore_ascii_case("close")
+                || token.eq_ignore_ascii_case("keep-alive")
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                named.push(name);
+            }
+        }
+    }
+    named
+}
+
 /// Remove hop-by-hop headers. For a protocol upgrade, `Upgrade` survives and `Connection`
 /// is re-set to `upgrade` so the next hop sees the request it must act on.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
+    let present = hop_by_hop_present(headers);
+    if present & HAS_CONNECTION != 0 {
+        for name in connection_named(headers) {
             if !(upgrade && name == header::UPGRADE) {
                 headers.remove(&name);
             }
         }
         headers.remove(header::CONNECTION);
     }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(header::TRANSFER_ENCODING);
-    headers.remove(header::TRAILER);
-    if headers
-        .get(header::TE)
-        .is_some_and(|te| te.as_bytes() != b"trailers")
+    if present & HAS_KEEP_ALIVE != 0 {
+        headers.remove(&KEEP_ALIVE);
+    }
+    if present & HAS_PROXY_CONNECTION != 0 {
+        headers.remove(&PROXY_CONNECTION);
+    }
+    if present & HAS_TRANSFER_ENCODING != 0 {
+        headers.remove(header::TRANSFER_ENCODING);
+    }
+    if present & HAS_TRAILER != 0 {
+        headers.remove(header::TRAILER);
+    }
+    // `TE: trailers` is end-to-end in practice (gRPC needs it); other codings are not.
+    if present & HAS_TE != 0
+        && headers
+            .get(header::TE)
+            .is_some_and(|te| te.as_bytes() != b"trailers")
     {
         headers.remove(header::TE);
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if present & HAS_UPGRADE != 0 {
         headers.remove(header::UPGRADE);
     }
 }
 
-fn append_value(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    let joined = match headers.get(name).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {value}"),
-        _ => value.to_string(),
-    };
-    if let Ok(v) = HeaderValue::try_from(joined) {
-        headers.insert(name.clone(), v);
+/// Append `value` to a comma-separated list header, or set it if absent (no formatting or
+/// allocation in that common case).
+fn append_value(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue) {
+    match headers.entry(name) {
+        header::Entry::Vacant(e) => {
+            e.insert(value);
+        }
+        header::Entry::Occupied(mut e) => {
+            let prev = e.get().as_bytes();
+            if prev.is_empty() {
+                e.insert(value);
+                return;
+            }
+            let mut joined = Vec::with_capacity(prev.len() + 2 + value.len());
+            joined.extend_from_slice(prev);
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(value.as_bytes());
+            if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+                e.insert(v);
+            }
+        }
     }
 }
 
-fn via(version: Version) -> &'static str {
-    match version {
+fn via(version: Version) -> HeaderValue {
+    HeaderValue::from_static(match version {
         Version::HTTP_2 => "2 holdfast",
         Version::HTTP_10 => "1.0 holdfast",
         _ => "1.1 holdfast",
-    }
+    })
 }
 
 pub(crate) fn apply_ops(headers: &mut HeaderMap, ops: &HeaderOps) {
@@ -100,8 +170,7 @@ pub(crate) fn rewrite_request(
     remove_hop_by_hop(headers, rw.upgrade);
     // The edge answers `Expect: 100-continue` itself (hyper sends 100 when the body is read).
     headers.remove(header::EXPECT);
-    let client_ip = ctx.conn.client.ip().to_string();
-    append_value(headers, &X_FORWARDED_FOR, &client_ip);
+    append_value(headers, &X_FORWARDED_FOR, ctx.conn.client_ip.clone());
     let proto = if ctx.conn.tls { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(host) = &ctx.host {
@@ -122,11 +191,9 @@ pub(crate) fn rewrite_request(
             .and_then(|h| h.to_str().ok())
             .map(|h| format!(";host=\"{h}\""))
             .unwrap_or_default();
-        append_value(
-            headers,
-            &FORWARDED,
-            &format!("for={for_};proto={proto}{host}"),
-        );
+        if let Ok(v) = HeaderValue::try_from(format!("for={for_};proto={proto}{host}")) {
+            append_value(headers, &FORWARDED, v);
+        }
     }
     append_value(headers, &header::VIA, via(client_version));
     if let Some(host) = &rw.route.pool.host_header {
@@ -188,7 +255,11 @@ mod tests {
     fn appends_to_existing_lists() {
         let mut h = HeaderMap::new();
         h.insert(header::VIA, HeaderValue::from_static("1.1 cdn"));
-        append_value(&mut h, &header::VIA, "1.1 holdfast");
+        append_value(
+            &mut h,
+            &header::VIA,
+            HeaderValue::from_static("1.1 holdfast"),
+        );
         assert_eq!(
             h.get(header::VIA).map(|v| v.as_bytes()),
             Some(&b"1.1 cdn, 1.1 holdfast"[..])

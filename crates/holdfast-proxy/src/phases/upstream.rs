@@ -47,7 +47,7 @@ pub(crate) async fn forward(
             "pool has no servers",
         )));
     };
-    ctx.upstream.server = Some(server.addr);
+    ctx.upstream.server = Some(Arc::clone(&server.addr_text));
     server.record_request();
     let deadline = route.timeouts.total.map(|t| ctx.start + t);
     let sent = Instant::now();

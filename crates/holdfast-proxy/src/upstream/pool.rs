@@ -82,6 +82,8 @@ struct Slot {
 /// One origin server of a pool.
 pub(crate) struct Server {
     pub addr: SocketAddr,
+    /// `addr` formatted once, for access-log lines.
+    pub addr_text: Arc<str>,
     /// The address as the operator wrote it.
     pub label: Arc<str>,
     pub sni: Option<ServerName<'static>>,
@@ -124,6 +126,7 @@ impl Server {
     ) -> Self {
         Server {
             addr,
+            addr_text: Arc::from(addr.to_string()),
             label,
             sni,
             metrics,
