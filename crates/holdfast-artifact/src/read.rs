@@ -68,17 +68,16 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("holdfast-artifact-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join(name);
+    fn temp(name: &str, bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(name);
         std::fs::write(&p, bytes).unwrap();
-        p
+        (dir, p)
     }
 
     #[test]
     fn reads_within_limit_and_hashes() {
-        let p = temp("ok.txt", b"abc");
+        let (_dir, p) = temp("ok.txt", b"abc");
         let s = read_bounded_text(&p, 3).unwrap();
         assert_eq!(s.content, "abc");
         assert_eq!(
@@ -89,7 +88,7 @@ mod tests {
 
     #[test]
     fn rejects_oversize() {
-        let p = temp("big.txt", &[b'a'; 11]);
+        let (_dir, p) = temp("big.txt", &[b'a'; 11]);
         assert!(matches!(
             read_bounded(&p, 10),
             Err(ReadError::TooLarge { limit: 10, .. })
@@ -98,7 +97,7 @@ mod tests {
 
     #[test]
     fn rejects_non_utf8_with_offset() {
-        let p = temp("bin.txt", b"ab\xffcd");
+        let (_dir, p) = temp("bin.txt", b"ab\xffcd");
         match read_bounded_text(&p, 100) {
             Err(ReadError::NotUtf8 { at, .. }) => assert_eq!(at, 2),
             other => panic!("unexpected {other:?}"),

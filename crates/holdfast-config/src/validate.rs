@@ -17,7 +17,7 @@ const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_IDLE_PER_SERVER: usize = 256;
-const DEFAULT_MAX_HEADER_BYTES: u64 = 64 << 10;
+const DEFAULT_MAX_HEADER_BYTES: u64 = 32 << 10;
 /// hyper's smallest read buffer; headers must fit in it.
 const MIN_MAX_HEADER_BYTES: u64 = 8 << 10;
 const MAX_MAX_HEADER_BYTES: u64 = 1 << 20;

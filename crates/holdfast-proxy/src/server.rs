@@ -25,7 +25,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCESS_LOG_FLUSH_EVERY: Duration = Duration::from_millis(100);
 const LISTEN_BACKLOG: i32 = 4096;
 /// Smallest read buffer per client connection (hyper's minimum is 8 KiB).
-const CLIENT_BUF: usize = 64 << 10;
+const CLIENT_BUF: usize = 16 << 10;
 
 /// Where the data path listens and how many workers serve it.
 #[derive(Debug, Clone)]

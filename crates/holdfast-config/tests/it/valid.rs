@@ -50,7 +50,7 @@ fn minimal_file_is_accepted_with_every_default() {
             forwarded: false,
             access_log: AccessLog::Stdout,
             limits: Limits {
-                max_header_bytes: 64 * 1024,
+                max_header_bytes: 32 * 1024,
                 max_headers: 100,
                 max_request_body: 100 * 1024 * 1024,
             },
