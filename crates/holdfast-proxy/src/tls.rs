@@ -38,10 +38,25 @@ fn read_pem(path: &Path, at: &str) -> Result<Vec<u8>, ConfigError> {
         })
 }
 
-fn load_certified_key(cert: &TlsCert, at: &str) -> Result<CertifiedKey, ConfigError> {
-    let cert_pem = read_pem(&cert.cert, &format!("{at}.cert"))?;
-    let key_pem = read_pem(&cert.key, &format!("{at}.key"))?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+fn load_certified_key(cert: &TlsCert, at: &str) -> Result<CertifiedKey, Vec<ConfigError>> {
+    // Read both files before giving up, so a missing cert and a missing key are both reported.
+    let (cert_pem, key_pem) = match (
+        read_pem(&cert.cert, &format!("{at}.cert")),
+        read_pem(&cert.key, &format!("{at}.key")),
+    ) {
+        (Ok(c), Ok(k)) => (c, k),
+        (c, k) => return Err(c.err().into_iter().chain(k.err()).collect()),
+    };
+    parse_certified_key(cert, at, &cert_pem, &key_pem).map_err(|e| vec![e])
+}
+
+fn parse_certified_key(
+    cert: &TlsCert,
+    at: &str,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<CertifiedKey, ConfigError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| {
             ConfigError::new(
@@ -57,7 +72,7 @@ fn load_certified_key(cert: &TlsCert, at: &str) -> Result<CertifiedKey, ConfigEr
             "give a PEM file with one or more CERTIFICATE blocks",
         ));
     }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
         ConfigError::new(
             format!("{at}.key"),
             format!("{}: no usable private key: {e}", cert.key.display()),
@@ -114,8 +129,8 @@ pub(crate) fn server_config(certs: &[TlsCert]) -> Result<Arc<ServerConfig>, Vec<
     for (i, cert) in certs.iter().enumerate() {
         let key = match load_certified_key(cert, &format!("edge.tls[{i}]")) {
             Ok(k) => Arc::new(k),
-            Err(e) => {
-                errors.push(e);
+            Err(mut e) => {
+                errors.append(&mut e);
                 continue;
             }
         };

@@ -228,6 +228,11 @@ fn tls_files_are_read_and_their_errors_named() {
     );
     write(
         dir.path(),
+        "neither.toml",
+        tls_config("missing.pem", "missing.key"),
+    );
+    write(
+        dir.path(),
         "mismatch.toml",
         tls_config("example.pem", "other.key"),
     );
@@ -259,6 +264,19 @@ fn tls_files_are_read_and_their_errors_named() {
         "{out}"
     );
     assert_eq!(out.lines().count(), 1, "{out}");
+    // Both files missing: both reported, not just the first.
+    let (code, out) = check(dir.path(), &["neither.toml"]);
+    assert_eq!(code, Some(1));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with("$DIR/neither.toml: edge.tls[0].cert: $DIR/missing.pem: cannot read"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("$DIR/neither.toml: edge.tls[0].key: $DIR/missing.key: cannot read"),
+        "{out}"
+    );
     assert_check(
         dir.path(),
         &["mismatch.toml"],
