@@ -68,6 +68,37 @@ pub struct Pool {
     pub tls: Option<UpstreamTls>,
     pub max_idle_per_server: usize,
     pub idle_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// When and how often a failed exchange is tried again on another server of the pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Extra tries after the first; 0 disables retries.
+    pub attempts: u32,
+    pub on: RetryOn,
+    /// Also retry methods that are not idempotent (connect failures always are: nothing was sent).
+    pub non_idempotent: bool,
+    /// Retries may add at most this share (in percent) of the pool's requests over the window.
+    pub budget_percent: u32,
+    /// Retries always allowed per second, whatever the share.
+    pub min_per_second: u32,
+    pub budget_window: Duration,
+    /// Base delay before a retry; jittered and doubled for each further retry.
+    pub backoff: Duration,
+}
+
+/// The failures a retry is allowed for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RetryOn {
+    /// No connection could be made (refused, unreachable, TLS failed): the request was not sent.
+    pub connect: bool,
+    /// The origin closed or reset the connection before a complete response head.
+    pub reset: bool,
+    /// No response head within the read timeout.
+    pub timeout: bool,
+    /// Response statuses (500-599) that are retried.
+    pub statuses: Vec<u16>,
 }
 
 /// An origin server address as written: an IP socket address, or a name resolved when the

@@ -65,6 +65,22 @@ pub struct PoolSpec {
     pub max_idle_per_server: Option<i64>,
     #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
+    #[serde(default)]
+    pub retry: RetrySpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RetrySpec {
+    pub attempts: Option<i64>,
+    pub on: Option<Vec<String>>,
+    #[serde(default)]
+    pub non_idempotent: bool,
+    pub budget_percent: Option<i64>,
+    pub min_per_second: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub budget_window: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub backoff: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -25,6 +25,8 @@ const DEFAULT_MAX_HEADERS: usize = 100;
 const MAX_MAX_HEADERS: usize = 1000;
 const DEFAULT_MAX_REQUEST_BODY: u64 = 100 << 20;
 const MAX_THREADS: usize = 1024;
+const DEFAULT_BUDGET_WINDOW: Duration = Duration::from_secs(10);
+const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(25);
 
 #[derive(Default)]
 struct Errors(Vec<ConfigError>);
@@ -413,6 +415,103 @@ fn pool(at: &str, p: &PoolSpec, base_dir: &Path, errs: &mut Errors) -> Pool {
             DEFAULT_IDLE_TIMEOUT,
             errs,
         ),
+        retry: retry(&format!("{at}.retry"), &p.retry, errs),
+    }
+}
+
+fn in_range(path: &str, value: Option<i64>, default: u32, max: u32, errs: &mut Errors) -> u32 {
+    match value {
+        None => default,
+        Some(v) => match u32::try_from(v).ok().filter(|v| *v <= max) {
+            Some(v) => v,
+            None => {
+                errs.add(
+                    path,
+                    format!("{v} is out of range"),
+                    &format!("use 0 to {max}"),
+                );
+                default
+            }
+        },
+    }
+}
+
+fn retry_on(at: &str, names: Option<&[String]>, errs: &mut Errors) -> RetryOn {
+    let Some(names) = names else {
+        return RetryOn {
+            connect: true,
+            reset: true,
+            ..RetryOn::default()
+        };
+    };
+    let mut on = RetryOn::default();
+    for (i, name) in names.iter().enumerate() {
+        match name.as_str() {
+            "connect" => on.connect = true,
+            "reset" => on.reset = true,
+            "timeout" => on.timeout = true,
+            code => match code.parse::<u16>() {
+                Ok(c) if (500..=599).contains(&c) => {
+                    if !on.statuses.contains(&c) {
+                        on.statuses.push(c);
+                    }
+                }
+                _ => errs.add(
+                    format!("{at}.on[{i}]"),
+                    format!("unknown retry condition {name:?}"),
+                    "use \"connect\", \"reset\", \"timeout\" or a status code \"500\" to \"599\"",
+                ),
+            },
+        }
+    }
+    on
+}
+
+fn retry(at: &str, spec: &RetrySpec, errs: &mut Errors) -> RetryPolicy {
+    let window = spec.budget_window.unwrap_or(DEFAULT_BUDGET_WINDOW);
+    if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&window) {
+        errs.add(
+            format!("{at}.budget_window"),
+            format!(
+                "{} is out of range",
+                humantime_serde::re::humantime::format_duration(window)
+            ),
+            "use 1s to 60s",
+        );
+    }
+    let backoff = positive(
+        &format!("{at}.backoff"),
+        spec.backoff,
+        DEFAULT_RETRY_BACKOFF,
+        errs,
+    );
+    if backoff > Duration::from_secs(10) {
+        errs.add(
+            format!("{at}.backoff"),
+            "longer than 10s",
+            "a retry that waits longer than that is no help to the client: use at most 10s",
+        );
+    }
+    RetryPolicy {
+        attempts: in_range(&format!("{at}.attempts"), spec.attempts, 1, 10, errs),
+        on: retry_on(at, spec.on.as_deref(), errs),
+        non_idempotent: spec.non_idempotent,
+        budget_percent: in_range(
+            &format!("{at}.budget_percent"),
+            spec.budget_percent,
+            20,
+            100,
+            errs,
+        ),
+        min_per_second: in_range(
+            &format!("{at}.min_per_second"),
+            spec.min_per_second,
+            10,
+            10_000,
+            errs,
+        ),
+        budget_window: window,
+        backoff,
     }
 }
 

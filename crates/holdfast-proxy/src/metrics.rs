@@ -18,6 +18,8 @@ pub struct Metrics {
     upstream_requests: IntCounterVec,
     upstream_duration: HistogramVec,
     upstream_errors: IntCounterVec,
+    retries: IntCounterVec,
+    retry_budget_exhausted: IntCounterVec,
     pub(crate) bad_requests: IntCounterVec,
     pub(crate) connections: IntCounter,
     pub(crate) connections_active: IntGauge,
@@ -40,6 +42,14 @@ impl RouteMetrics {
         }
         self.duration.observe(seconds);
     }
+}
+
+/// Counters for one pool, resolved when the state is built.
+#[derive(Clone)]
+pub(crate) struct PoolMetrics {
+    pub(crate) retry_succeeded: IntCounter,
+    pub(crate) retry_failed: IntCounter,
+    pub(crate) budget_exhausted: IntCounter,
 }
 
 /// Counters for one upstream server, resolved when the state is built.
@@ -110,6 +120,21 @@ impl Metrics {
                 ),
                 &["pool", "server", "kind"],
             )?,
+            retries: IntCounterVec::new(
+                Opts::new(
+                    "holdfast_upstream_retries_total",
+                    "Retries on another server, by pool and outcome (succeeded: the retry's \
+                     response was returned; failed: it failed too).",
+                ),
+                &["pool", "outcome"],
+            )?,
+            retry_budget_exhausted: IntCounterVec::new(
+                Opts::new(
+                    "holdfast_upstream_retry_budget_exhausted_total",
+                    "Retries a pool's retry budget refused.",
+                ),
+                &["pool"],
+            )?,
             bad_requests: IntCounterVec::new(
                 Opts::new(
                     "holdfast_http_bad_requests_total",
@@ -139,6 +164,8 @@ impl Metrics {
         registry.register(Box::new(m.upstream_requests.clone()))?;
         registry.register(Box::new(m.upstream_duration.clone()))?;
         registry.register(Box::new(m.upstream_errors.clone()))?;
+        registry.register(Box::new(m.retries.clone()))?;
+        registry.register(Box::new(m.retry_budget_exhausted.clone()))?;
         registry.register(Box::new(m.bad_requests.clone()))?;
         registry.register(Box::new(m.connections.clone()))?;
         registry.register(Box::new(m.connections_active.clone()))?;
@@ -151,6 +178,14 @@ impl Metrics {
         RouteMetrics {
             by_class: classes(&self.requests, &[route]),
             duration: self.duration.with_label_values(&[route]),
+        }
+    }
+
+    pub(crate) fn pool(&self, pool: &str) -> PoolMetrics {
+        PoolMetrics {
+            retry_succeeded: self.retries.with_label_values(&[pool, "succeeded"]),
+            retry_failed: self.retries.with_label_values(&[pool, "failed"]),
+            budget_exhausted: self.retry_budget_exhausted.with_label_values(&[pool]),
         }
     }
 

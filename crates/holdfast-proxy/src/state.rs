@@ -5,7 +5,7 @@
 
 use crate::access_log::AccessLogWriter;
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
-use crate::upstream::{Pool, Server, UpstreamTls};
+use crate::upstream::{Pool, PoolParts, Server, UpstreamTls};
 use holdfast_config::{Config, ConfigError, HeaderOps, HostMatch, ServerAddr, Timeouts};
 use serde::Serialize;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -229,11 +229,13 @@ fn build_pool(
             p.idle_timeout,
         )));
     }
-    Arc::new(Pool::new(
-        Arc::from(p.name.as_str()),
+    Arc::new(Pool::new(PoolParts {
+        name: Arc::from(p.name.as_str()),
         servers,
-        p.host_header.clone(),
+        host_header: p.host_header.clone(),
         tls,
-        p.http2,
-    ))
+        http2: p.http2,
+        retry: p.retry.clone(),
+        metrics: metrics.pool(&p.name),
+    }))
 }

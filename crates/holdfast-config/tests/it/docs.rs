@@ -44,6 +44,10 @@ fn complete_example_uses_every_table() {
     assert!(!config.edge.tls.is_empty());
     assert!(config.pools.iter().any(|p| p.tls.is_some()));
     assert!(config.pools.iter().any(|p| p.host_header.is_some()));
+    assert!(config
+        .pools
+        .iter()
+        .any(|p| !p.retry.on.statuses.is_empty() && p.retry.attempts > 1));
     assert!(config.routes.iter().any(|r| r.timeouts.total.is_some()));
     assert!(config
         .routes

@@ -587,6 +587,144 @@ fn pool_idle_timeout_zero() {
     );
 }
 
+// --- [pools.retry] ----------------------------------------------------------------------
+
+fn retry_with(lines: &str) -> String {
+    pool_with(&format!("[pools.retry]\n{lines}"))
+}
+
+#[test]
+fn retry_attempts_out_of_range() {
+    check_errors(
+        &retry_with("attempts = 11"),
+        expect![[r#"
+            pools[0].retry.attempts: 11 is out of range (use 0 to 10)
+        "#]],
+    );
+    check_errors(
+        &retry_with("attempts = -1"),
+        expect![[r#"
+            pools[0].retry.attempts: -1 is out of range (use 0 to 10)
+        "#]],
+    );
+}
+
+#[test]
+fn retry_budget_percent_out_of_range() {
+    check_errors(
+        &retry_with("budget_percent = 150"),
+        expect![[r#"
+            pools[0].retry.budget_percent: 150 is out of range (use 0 to 100)
+        "#]],
+    );
+    check_errors(
+        &retry_with("budget_percent = -5"),
+        expect![[r#"
+            pools[0].retry.budget_percent: -5 is out of range (use 0 to 100)
+        "#]],
+    );
+}
+
+#[test]
+fn retry_min_per_second_out_of_range() {
+    check_errors(
+        &retry_with("min_per_second = 10001"),
+        expect![[r#"
+            pools[0].retry.min_per_second: 10001 is out of range (use 0 to 10000)
+        "#]],
+    );
+    check_errors(
+        &retry_with("min_per_second = -1"),
+        expect![[r#"
+            pools[0].retry.min_per_second: -1 is out of range (use 0 to 10000)
+        "#]],
+    );
+}
+
+#[test]
+fn retry_budget_window_out_of_range() {
+    check_errors(
+        &retry_with("budget_window = \"0s\""),
+        expect![[r#"
+            pools[0].retry.budget_window: 0s is out of range (use 1s to 60s)
+        "#]],
+    );
+    check_errors(
+        &retry_with("budget_window = \"999ms\""),
+        expect![[r#"
+            pools[0].retry.budget_window: 999ms is out of range (use 1s to 60s)
+        "#]],
+    );
+    check_errors(
+        &retry_with("budget_window = \"61s\""),
+        expect![[r#"
+            pools[0].retry.budget_window: 1m 1s is out of range (use 1s to 60s)
+        "#]],
+    );
+}
+
+#[test]
+fn retry_backoff_zero_or_too_long() {
+    check_errors(
+        &retry_with("backoff = \"0s\""),
+        expect![[r#"
+            pools[0].retry.backoff: must be greater than zero (write a duration such as "5s" or "250ms")
+        "#]],
+    );
+    check_errors(
+        &retry_with("backoff = \"10s 1ms\""),
+        expect![[r#"
+            pools[0].retry.backoff: longer than 10s (a retry that waits longer than that is no help to the client: use at most 10s)
+        "#]],
+    );
+}
+
+#[test]
+fn retry_unknown_conditions() {
+    check_errors(
+        &retry_with(r#"on = ["connect", "50x", "499", "600", "", "200", "reset", "5xx"]"#),
+        expect![[r#"
+            pools[0].retry.on[1]: unknown retry condition "50x" (use "connect", "reset", "timeout" or a status code "500" to "599")
+            pools[0].retry.on[2]: unknown retry condition "499" (use "connect", "reset", "timeout" or a status code "500" to "599")
+            pools[0].retry.on[3]: unknown retry condition "600" (use "connect", "reset", "timeout" or a status code "500" to "599")
+            pools[0].retry.on[4]: unknown retry condition "" (use "connect", "reset", "timeout" or a status code "500" to "599")
+            pools[0].retry.on[5]: unknown retry condition "200" (use "connect", "reset", "timeout" or a status code "500" to "599")
+            pools[0].retry.on[7]: unknown retry condition "5xx" (use "connect", "reset", "timeout" or a status code "500" to "599")
+        "#]],
+    );
+}
+
+#[test]
+fn retry_errors_name_their_pool_and_are_reported_together() {
+    check_errors(
+        &file_with(
+            "",
+            r#"
+[[pools]]
+name = "second"
+servers = ["127.0.0.1:9001"]
+
+[pools.retry]
+attempts = 20
+on = ["connect", "timeouts"]
+budget_percent = 101
+min_per_second = 20000
+budget_window = "2m"
+backoff = "0ms"
+"#,
+            "",
+        ),
+        expect![[r#"
+            pools[1].retry.budget_window: 2m is out of range (use 1s to 60s)
+            pools[1].retry.backoff: must be greater than zero (write a duration such as "5s" or "250ms")
+            pools[1].retry.attempts: 20 is out of range (use 0 to 10)
+            pools[1].retry.on[1]: unknown retry condition "timeouts" (use "connect", "reset", "timeout" or a status code "500" to "599")
+            pools[1].retry.budget_percent: 101 is out of range (use 0 to 100)
+            pools[1].retry.min_per_second: 20000 is out of range (use 0 to 10000)
+        "#]],
+    );
+}
+
 // --- [[routes]] -------------------------------------------------------------------------
 
 #[test]

@@ -223,3 +223,32 @@ fn syntax_error_on_the_first_line() {
     "#]],
     );
 }
+
+#[test]
+fn retry_unknown_keys_and_wrong_types() {
+    check_errors(
+        &pool_with("[pools.retry]\nattemps = 2\nbudget = 20"),
+        expect![[r#"
+            pools[0].retry.attemps: unknown key (remove it or check its spelling against docs/config.md)
+            pools[0].retry.budget: unknown key (remove it or check its spelling against docs/config.md)
+        "#]],
+    );
+    check_errors(
+        &pool_with("[pools.retry]\non = \"connect\""),
+        expect![[r#"
+            pools[0].retry.on: invalid type: string "connect", expected a sequence (see docs/config.md for the expected type)
+        "#]],
+    );
+    check_errors(
+        &pool_with("[pools.retry]\non = [503]"),
+        expect![[r#"
+            pools[0].retry.on[0]: invalid type: integer `503`, expected a string (see docs/config.md for the expected type)
+        "#]],
+    );
+    check_errors(
+        &pool_with("[pools.retry]\nbackoff = 25"),
+        expect![[r#"
+            pools[0].retry.backoff: invalid type: integer `25`, expected a duration (see docs/config.md for the expected type)
+        "#]],
+    );
+}

@@ -4,7 +4,8 @@
 use crate::{accept, edge_with, file_with, pool_with, route_with};
 use expect_test::expect;
 use holdfast_config::{
-    AccessLog, Admin, Edge, HostMatch, Limits, ServerAddr, Timeouts, TlsCert, UpstreamTls,
+    AccessLog, Admin, Edge, HostMatch, Limits, RetryOn, RetryPolicy, ServerAddr, Timeouts, TlsCert,
+    UpstreamTls,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -554,4 +555,147 @@ fn header_values_may_carry_non_ascii_bytes() {
     let (name, value) = &config.routes[0].response_headers.set[0];
     assert_eq!(name, "x-city");
     assert_eq!(value.as_bytes(), "Zürich".as_bytes());
+}
+
+// --- [pools.retry] ----------------------------------------------------------------------
+
+/// The documented defaults: one retry, on connect failures and resets, idempotent methods
+/// only, a 20% budget with 10 retries a second always allowed over 10 s, 25 ms back-off.
+fn assert_default_retry(retry: &RetryPolicy) {
+    assert_eq!(retry.attempts, 1);
+    assert_default_retry_on(&retry.on);
+    assert!(!retry.non_idempotent);
+    assert_eq!(retry.budget_percent, 20);
+    assert_eq!(retry.min_per_second, 10);
+    assert_eq!(retry.budget_window, secs(10));
+    assert_eq!(retry.backoff, Duration::from_millis(25));
+}
+
+fn assert_default_retry_on(on: &RetryOn) {
+    assert!(on.connect, "{on:?}");
+    assert!(on.reset, "{on:?}");
+    assert!(!on.timeout, "{on:?}");
+    assert!(on.statuses.is_empty(), "{on:?}");
+}
+
+fn sorted(statuses: &[u16]) -> Vec<u16> {
+    let mut v = statuses.to_vec();
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn retry_defaults_when_the_table_is_absent() {
+    let config = accept(MINIMAL);
+    assert_default_retry(&config.pools[0].retry);
+}
+
+#[test]
+fn retry_defaults_when_the_table_is_empty() {
+    let config = accept(&pool_with("[pools.retry]"));
+    assert_default_retry(&config.pools[0].retry);
+}
+
+#[test]
+fn retry_table_is_read() {
+    let config = accept(&pool_with(
+        r#"
+[pools.retry]
+attempts = 3
+on = ["timeout", "503", "connect", "502"]
+non_idempotent = true
+budget_percent = 50
+min_per_second = 0
+budget_window = "30s"
+backoff = "100ms"
+"#,
+    ));
+    let retry = &config.pools[0].retry;
+    assert_eq!(retry.attempts, 3);
+    assert!(retry.on.connect);
+    assert!(!retry.on.reset, "reset is not listed, so not retried");
+    assert!(retry.on.timeout);
+    assert_eq!(sorted(&retry.on.statuses), [502, 503]);
+    assert!(retry.non_idempotent);
+    assert_eq!(retry.budget_percent, 50);
+    assert_eq!(retry.min_per_second, 0);
+    assert_eq!(retry.budget_window, secs(30));
+    assert_eq!(retry.backoff, Duration::from_millis(100));
+}
+
+#[test]
+fn retry_on_replaces_the_default_list() {
+    let config = accept(&pool_with("[pools.retry]\non = [\"503\"]"));
+    let on = &config.pools[0].retry.on;
+    assert!(!on.connect, "{on:?}");
+    assert!(!on.reset, "{on:?}");
+    assert!(!on.timeout, "{on:?}");
+    assert_eq!(on.statuses, [503]);
+    // The other keys keep their defaults.
+    assert_eq!(config.pools[0].retry.attempts, 1);
+    assert_eq!(config.pools[0].retry.budget_percent, 20);
+}
+
+#[test]
+fn retry_ranges_are_inclusive() {
+    for lines in [
+        "attempts = 0",
+        "attempts = 10",
+        "budget_percent = 0",
+        "budget_percent = 100",
+        "min_per_second = 0",
+        "min_per_second = 10000",
+        "budget_window = \"1s\"",
+        "budget_window = \"60s\"",
+        "backoff = \"1ms\"",
+        "backoff = \"10s\"",
+        "on = [\"500\", \"599\"]",
+    ] {
+        let config = crate::parse(&pool_with(&format!("[pools.retry]\n{lines}")));
+        assert!(config.is_ok(), "{lines}: {config:?}");
+    }
+    let config = accept(&pool_with(
+        "[pools.retry]\nattempts = 10\nbudget_percent = 100\nmin_per_second = 10000\nbudget_window = \"1m\"\nbackoff = \"10s\"\non = [\"599\", \"500\"]",
+    ));
+    let retry = &config.pools[0].retry;
+    assert_eq!(retry.attempts, 10);
+    assert_eq!(retry.budget_percent, 100);
+    assert_eq!(retry.min_per_second, 10000);
+    assert_eq!(retry.budget_window, secs(60));
+    assert_eq!(retry.backoff, secs(10));
+    assert_eq!(sorted(&retry.on.statuses), [500, 599]);
+}
+
+#[test]
+fn each_pool_has_its_own_retry_policy() {
+    let config = accept(&file_with(
+        "",
+        r#"
+[pools.retry]
+attempts = 0
+
+[[pools]]
+name = "second"
+servers = ["127.0.0.1:9001"]
+
+[[pools]]
+name = "third"
+servers = ["127.0.0.1:9002"]
+
+[pools.retry]
+attempts = 2
+on = ["reset", "504"]
+"#,
+        "",
+    ));
+    let [first, second, third] = config.pools.as_slice() else {
+        panic!("expected three pools, got {:?}", config.pools)
+    };
+    assert_eq!(first.retry.attempts, 0);
+    assert_default_retry(&second.retry);
+    assert_eq!(third.retry.attempts, 2);
+    assert!(!third.retry.on.connect);
+    assert!(third.retry.on.reset);
+    assert_eq!(third.retry.on.statuses, [504]);
+    assert_eq!(third.retry.budget_percent, 20);
 }

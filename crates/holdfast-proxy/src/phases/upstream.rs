@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::Instant;
+use tower::retry::budget::Budget;
 
 pub(crate) async fn forward(
     state: &State,
@@ -41,41 +42,20 @@ pub(crate) async fn forward(
             upload: Upload::new(),
         }
     };
-    let pool = &route.pool;
-    let Some(server) = pool.pick() else {
-        return Err(ProxyError::Connect(std::io::Error::other(
-            "pool has no servers",
-        )));
-    };
-    ctx.upstream.server = Some(Arc::clone(&server.addr_text));
-    server.record_request();
     let deadline = route.timeouts.total.map(|t| ctx.start + t);
-    let sent = Instant::now();
-    let result = exchange(
-        pool,
-        server,
+    let (server, (mut resp, release)) = attempts(
+        state,
         route,
         Request::from_parts(parts, body),
         deadline,
         upgrade,
+        ctx,
     )
-    .await;
-    let (mut resp, release) = match result {
-        Ok(ok) => ok,
-        Err(e) if e.side() == Side::Client => {
-            count_client_error(state, &e);
-            return Err(e);
-        }
-        Err(e) => {
-            count_failure(server, &e);
-            return Err(e);
-        }
-    };
-    let took = sent.elapsed();
-    ctx.upstream.duration = Some(took);
-    server
-        .metrics
-        .observe(resp.status().as_u16(), took.as_secs_f64());
+    .await?;
+    server.metrics.observe(
+        resp.status().as_u16(),
+        ctx.upstream.duration.unwrap_or_default().as_secs_f64(),
+    );
     if let Some(client_upgrade) = client_upgrade {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             tunnel(client_upgrade, hyper::upgrade::on(&mut resp));
@@ -85,6 +65,146 @@ pub(crate) async fn forward(
     headers::rewrite_response(&mut parts, route);
     let body = ResponseBody::upstream(body, release, route.timeouts.read, deadline);
     Ok(Response::from_parts(parts, body))
+}
+
+type Exchanged = (Response<Incoming>, Option<Release>);
+
+/// Why an attempt failed in a way a retry may fix.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retryable {
+    /// Nothing was sent: safe for any method.
+    Connect,
+    Reset,
+    Timeout,
+    Status,
+}
+
+fn retryable(
+    result: &Result<Exchanged, ProxyError>,
+    unsent: bool,
+    on: &holdfast_config::RetryOn,
+) -> Option<Retryable> {
+    let why = match result {
+        Ok((resp, _)) => on
+            .statuses
+            .contains(&resp.status().as_u16())
+            .then_some(Retryable::Status)?,
+        Err(_) if unsent => Retryable::Connect,
+        Err(ProxyError::Timeout) => Retryable::Timeout,
+        Err(ProxyError::Upstream(e)) if closed_without_answer(e) => Retryable::Reset,
+        Err(_) => return None,
+    };
+    let enabled = match why {
+        Retryable::Connect => on.connect,
+        Retryable::Reset => on.reset,
+        Retryable::Timeout => on.timeout,
+        Retryable::Status => true,
+    };
+    enabled.then_some(why)
+}
+
+/// Jittered exponential back-off: `base × 2^(retry-1)`, scaled by a random 0.5–1.5.
+fn backoff(base: std::time::Duration, retry: u32) -> std::time::Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let scaled = base.saturating_mul(1 << retry.saturating_sub(1).min(10));
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let factor = 0.5 + (random % 1000) as f64 / 1000.0;
+    scaled.mul_f64(factor)
+}
+
+/// Send the request to the pool, retrying on another server within the pool's policy and
+/// budget. A request whose body has started streaming is never re-sent; a request that was
+/// not sent at all (connect failure) comes back from `exchange` and can go anywhere.
+async fn attempts<'p>(
+    state: &State,
+    route: &'p RouteRt,
+    req: Request<RequestBody>,
+    deadline: Option<Instant>,
+    upgrade: bool,
+    ctx: &mut RequestCtx,
+) -> Result<(&'p Arc<Server>, Exchanged), ProxyError> {
+    let pool = &route.pool;
+    let policy = &pool.retry;
+    pool.budget.deposit();
+    let may_resend = policy.non_idempotent || req.method().is_idempotent();
+    // A copy to re-send after a failure that consumed the request: bodiless requests only
+    // (a streamed body cannot be sent twice). Also used by `exchange` when a pooled
+    // connection turns out closed after the request went out.
+    let template = (may_resend && !upgrade && matches!(req.body(), RequestBody::Empty))
+        .then(|| copy_request(&req));
+    let mut next = Some(req);
+    let mut tried: Vec<usize> = Vec::new();
+    let mut retries = 0u32;
+    loop {
+        let Some(req) = next.take().or_else(|| template.as_ref().map(copy_request)) else {
+            return Err(ProxyError::Connect(std::io::Error::other(
+                "no request left to send",
+            )));
+        };
+        let Some((index, server)) = pool.pick(&tried) else {
+            return Err(ProxyError::Connect(std::io::Error::other(
+                "pool has no servers",
+            )));
+        };
+        ctx.upstream.server = Some(Arc::clone(&server.addr_text));
+        server.record_request();
+        let sent = Instant::now();
+        let (result, unsent) = match exchange(
+            pool,
+            server,
+            route,
+            req,
+            template.as_ref(),
+            deadline,
+            upgrade,
+        )
+        .await
+        {
+            Ok(ok) => (Ok(ok), None),
+            Err((e, unsent)) => (Err(e), unsent),
+        };
+        // Upstream time is the wait for a response head: none if there was no response.
+        ctx.upstream.duration = result.is_ok().then(|| sent.elapsed());
+        let why = retryable(&result, unsent.is_some(), &policy.on);
+        if retries > 0 {
+            // Each retry counts once: did this attempt bring back a usable answer?
+            match (&result, why) {
+                (Ok(_), None) => pool.metrics.retry_succeeded.inc(),
+                _ => pool.metrics.retry_failed.inc(),
+            }
+        }
+        let resendable = unsent.is_some() || template.is_some();
+        let allowed = why.is_some_and(|w| w == Retryable::Connect || may_resend);
+        // Retries go to another server only: hammering the one that just failed helps no one.
+        let another = tried.len() + 1 < pool.servers.len();
+        if retries < policy.attempts && allowed && resendable && another {
+            if pool.budget.withdraw() {
+                if let Err(e) = &result {
+                    count_failure(server, e);
+                }
+                drop(result);
+                retries += 1;
+                tried.push(index);
+                next = unsent;
+                tokio::time::sleep(backoff(policy.backoff, retries)).await;
+                continue;
+            }
+            pool.metrics.budget_exhausted.inc();
+        }
+        return match result {
+            Ok(ok) => Ok((server, ok)),
+            Err(e) if e.side() == Side::Client => {
+                count_client_error(state, &e);
+                Err(e)
+            }
+            Err(e) => {
+                count_failure(server, &e);
+                Err(e)
+            }
+        };
+    }
 }
 
 /// The exchange failed while streaming the client's body: the client's fault, not the
@@ -158,9 +278,10 @@ async fn exchange(
     server: &Arc<Server>,
     route: &RouteRt,
     mut req: Request<RequestBody>,
+    template: Option<&Request<RequestBody>>,
     deadline: Option<Instant>,
     upgrade: bool,
-) -> Result<(Response<Incoming>, Option<Release>), ProxyError> {
+) -> Result<Exchanged, (ProxyError, Option<Request<RequestBody>>)> {
     let mut reuse = !upgrade;
     loop {
         let pooled = if reuse { server.checkout() } else { None };
@@ -170,7 +291,12 @@ async fn exchange(
             None => {
                 // Boxed: connection set-up (TLS, handshakes) is a large future that only new
                 // connections need; inline it would be copied with every request's future.
-                let c = Box::pin(connect(pool, server, route.timeouts.connect, upgrade)).await?;
+                let connected = Box::pin(connect(pool, server, route.timeouts.connect, upgrade));
+                let c = match connected.await {
+                    Ok(c) => c,
+                    // Nothing was sent: hand the request back so it can go elsewhere.
+                    Err(e) => return Err((e, Some(req))),
+                };
                 if let Conn::H2(s) = &c {
                     server.keep_h2(s);
                 }
@@ -178,7 +304,6 @@ async fn exchange(
             }
         };
         set_target(&mut req, &conn, server);
-        let replay = if reused { replayable(&req) } else { None };
         let upload = req.body().upload();
         let waits = Waits {
             read: route.timeouts.read,
@@ -187,7 +312,7 @@ async fn exchange(
         };
         let outcome = {
             let sending = std::pin::pin!(send(&mut conn, req));
-            waits.head(sending).await?
+            waits.head(sending).await.map_err(|e| (e, None))?
         };
         match outcome {
             Ok(resp) => return Ok((resp, server.release_for(conn))),
@@ -198,12 +323,14 @@ async fn exchange(
                 }
                 _ => {
                     let e = e.into_error();
-                    match replay.filter(|_| closed_without_answer(&e)) {
+                    // Copied only now, from the template kept by the caller: no copy per request.
+                    let again = template.filter(|_| reused && closed_without_answer(&e));
+                    match again.map(copy_request) {
                         Some(again) => {
-                            req = *again;
+                            req = again;
                             reuse = false;
                         }
-                        None => return Err(send_error(e)),
+                        None => return Err((send_error(e), None)),
                     }
                 }
             },
@@ -211,19 +338,14 @@ async fn exchange(
     }
 }
 
-/// A copy of `req` to send again if a pooled connection turns out closed after it was sent:
-/// only for idempotent methods without a body (a streamed body cannot be sent twice).
-/// Boxed so the exchange's future stays small.
-fn replayable(req: &Request<RequestBody>) -> Option<Box<Request<RequestBody>>> {
-    if !req.method().is_idempotent() || !matches!(req.body(), RequestBody::Empty) {
-        return None;
-    }
+/// Another copy of a bodiless request kept for re-sending.
+fn copy_request(template: &Request<RequestBody>) -> Request<RequestBody> {
     let mut copy = Request::new(RequestBody::Empty);
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    Some(Box::new(copy))
+    *copy.method_mut() = template.method().clone();
+    *copy.uri_mut() = template.uri().clone();
+    *copy.version_mut() = template.version();
+    *copy.headers_mut() = template.headers().clone();
+    copy
 }
 
 /// The origin closed (or reset) the connection before its answer was complete.

@@ -5,4 +5,4 @@ mod connect;
 mod pool;
 
 pub(crate) use connect::connect;
-pub(crate) use pool::{set_worker_slot, Conn, Pool, Release, Server, UpstreamTls};
+pub(crate) use pool::{set_worker_slot, Conn, Pool, PoolParts, Release, Server, UpstreamTls};

@@ -3,7 +3,8 @@
 //! `max_idle_per_server` and `idle_timeout`; an HTTP/2 connection is shared per worker.
 
 use crate::body::RequestBody;
-use crate::metrics::ServerMetrics;
+use crate::metrics::{PoolMetrics, ServerMetrics};
+use holdfast_config::RetryPolicy;
 use hyper::client::conn::{http1, http2};
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
+use tower::retry::budget::TpsBudget;
 
 thread_local! {
     static WORKER_SLOT: Cell<usize> = const { Cell::new(0) };
@@ -37,35 +39,61 @@ pub(crate) struct Pool {
     pub host_header: Option<http::HeaderValue>,
     pub tls: Option<UpstreamTls>,
     pub http2: bool,
+    pub retry: RetryPolicy,
+    /// Caps retries to a share of requests (Finagle/Linkerd style), so retries never
+    /// multiply the load on a failing origin.
+    pub budget: TpsBudget,
+    pub metrics: PoolMetrics,
 }
 
 impl Pool {
-    pub fn new(
-        name: Arc<str>,
-        servers: Vec<Arc<Server>>,
-        host_header: Option<http::HeaderValue>,
-        tls: Option<UpstreamTls>,
-        http2: bool,
-    ) -> Self {
+    pub fn new(parts: PoolParts) -> Self {
+        let retry = parts.retry;
+        // The validated ranges are within TpsBudget's; clamp anyway, it asserts on them.
+        let window = retry
+            .budget_window
+            .clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let share = (retry.budget_percent.min(100) as f32) / 100.0;
         Pool {
-            name,
-            servers: servers.into_boxed_slice(),
+            name: parts.name,
+            servers: parts.servers.into_boxed_slice(),
             next: AtomicUsize::new(0),
-            host_header,
-            tls,
-            http2,
+            host_header: parts.host_header,
+            tls: parts.tls,
+            http2: parts.http2,
+            budget: TpsBudget::new(window, retry.min_per_second.min(1_000_000), share),
+            retry,
+            metrics: parts.metrics,
         }
     }
 
-    /// Round-robin over the pool's servers.
-    pub fn pick(&self) -> Option<&Arc<Server>> {
+    /// Round-robin over the pool's servers, skipping those already `tried` for this request
+    /// while others remain.
+    pub fn pick(&self, tried: &[usize]) -> Option<(usize, &Arc<Server>)> {
         let n = self.servers.len();
         if n == 0 {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        self.servers.get(i)
+        let mut i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        for _ in 0..n {
+            if !tried.contains(&i) {
+                break;
+            }
+            i = (i + 1) % n;
+        }
+        self.servers.get(i).map(|s| (i, s))
     }
+}
+
+/// What `Pool::new` is built from.
+pub(crate) struct PoolParts {
+    pub name: Arc<str>,
+    pub servers: Vec<Arc<Server>>,
+    pub host_header: Option<http::HeaderValue>,
+    pub tls: Option<UpstreamTls>,
+    pub http2: bool,
+    pub retry: RetryPolicy,
+    pub metrics: PoolMetrics,
 }
 
 struct Idle {

@@ -21,6 +21,7 @@ mod headers;
 mod keepalive;
 mod origin_down;
 mod reload;
+mod retries;
 mod routing;
 mod streaming;
 mod timeouts;

@@ -720,3 +720,33 @@ pub fn reserved_port() -> (tokio::net::TcpSocket, SocketAddr) {
     let addr = socket.local_addr().unwrap();
     (socket, addr)
 }
+
+// ---- Helpers for retry tests ----
+
+/// The value of the sample of metric `name` whose labels are exactly `labels`, in any order
+/// (Prometheus text lists labels sorted by name, not in the order they were declared).
+/// Label values must not contain `,` or escaped quotes.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    wanted.sort();
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        let (have, value) = match rest.strip_prefix('{') {
+            Some(inner) => {
+                let (set, value) = inner.split_once('}')?;
+                let mut have: Vec<String> = set
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                have.sort();
+                (have, value)
+            }
+            None => (Vec::new(), rest),
+        };
+        if have != wanted {
+            return None;
+        }
+        value.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
