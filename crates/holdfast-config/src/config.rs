@@ -69,6 +69,19 @@ pub struct Pool {
     pub max_idle_per_server: usize,
     pub idle_timeout: Duration,
     pub retry: RetryPolicy,
+    /// Admission limits; `None` when `max_concurrent` is not set (unlimited).
+    pub overload: Option<Overload>,
+}
+
+/// How many requests a pool takes at once before the edge answers 503 itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overload {
+    /// Requests in flight to the pool, from sending until the response body ends.
+    pub max_concurrent: usize,
+    /// Requests that may wait for a free slot (within the route's timeouts).
+    pub max_queued: usize,
+    /// Sent as `Retry-After` (whole seconds) on the 503.
+    pub retry_after: Duration,
 }
 
 /// When and how often a failed exchange is tried again on another server of the pool.

@@ -67,6 +67,10 @@ pub struct PoolSpec {
     pub idle_timeout: Option<Duration>,
     #[serde(default)]
     pub retry: RetrySpec,
+    pub max_concurrent: Option<i64>,
+    pub max_queued: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub retry_after: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

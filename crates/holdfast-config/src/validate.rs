@@ -416,7 +416,53 @@ fn pool(at: &str, p: &PoolSpec, base_dir: &Path, errs: &mut Errors) -> Pool {
             errs,
         ),
         retry: retry(&format!("{at}.retry"), &p.retry, errs),
+        overload: overload(at, p, errs),
     }
+}
+
+const MAX_ADMISSION: u64 = 1_000_000;
+
+fn overload(at: &str, p: &PoolSpec, errs: &mut Errors) -> Option<Overload> {
+    let count = |key: &str, v: i64, min: u64, errs: &mut Errors| -> usize {
+        match u64::try_from(v)
+            .ok()
+            .filter(|v| (min..=MAX_ADMISSION).contains(v))
+        {
+            Some(v) => usize::try_from(v).unwrap_or(usize::MAX),
+            None => {
+                errs.add(
+                    format!("{at}.{key}"),
+                    format!("{v} is out of range"),
+                    &format!("use {min} to {MAX_ADMISSION}"),
+                );
+                0
+            }
+        }
+    };
+    let retry_after = p.retry_after.unwrap_or(Duration::from_secs(1));
+    let whole = retry_after.subsec_nanos() == 0;
+    if !whole || !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&retry_after) {
+        errs.add(
+            format!("{at}.retry_after"),
+            "must be whole seconds from 1s to 1h",
+            "it is sent as Retry-After in seconds, e.g. \"1s\" or \"30s\"",
+        );
+    }
+    let Some(max_concurrent) = p.max_concurrent else {
+        if p.max_queued.is_some() {
+            errs.add(
+                format!("{at}.max_queued"),
+                "set without max_concurrent",
+                "a queue only forms behind a concurrency limit: set max_concurrent too",
+            );
+        }
+        return None;
+    };
+    Some(Overload {
+        max_concurrent: count("max_concurrent", max_concurrent, 1, errs),
+        max_queued: p.max_queued.map_or(0, |q| count("max_queued", q, 0, errs)),
+        retry_after,
+    })
 }
 
 fn in_range(path: &str, value: Option<i64>, default: u32, max: u32, errs: &mut Errors) -> u32 {

@@ -156,6 +156,8 @@ struct UpstreamBody {
     deadline: Option<Instant>,
     /// Created only when the origin makes us wait, so bodies already buffered cost no timer.
     timer: Option<Pin<Box<Sleep>>>,
+    /// The pool's concurrency slot, released when the body is done or dropped.
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl UpstreamBody {
@@ -180,6 +182,7 @@ impl ResponseBody {
         release: Option<Release>,
         read_timeout: Duration,
         deadline: Option<Instant>,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Self {
         ResponseBody::from_kind(Kind::Upstream(UpstreamBody {
             inner,
@@ -187,6 +190,7 @@ impl ResponseBody {
             read_timeout,
             deadline,
             timer: None,
+            _slot: slot,
         }))
     }
 

@@ -24,6 +24,8 @@ impl Side {
 pub enum ProxyError {
     #[error("no route matches this host and path")]
     NoRoute,
+    #[error("the origin pool is at its concurrency limit; try again shortly")]
+    Overloaded { retry_after: http::HeaderValue },
     #[error("request body is larger than the edge accepts")]
     BodyTooLarge,
     #[error("the request body could not be read from the client")]
@@ -44,6 +46,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -56,7 +59,7 @@ impl ProxyError {
 
     pub fn side(&self) -> Side {
         match self {
-            ProxyError::NoRoute => Side::Edge,
+            ProxyError::NoRoute | ProxyError::Overloaded { .. } => Side::Edge,
             ProxyError::BodyTooLarge | ProxyError::ClientBody(_) | ProxyError::ClientTimeout => {
                 Side::Client
             }

@@ -20,6 +20,7 @@ pub struct Metrics {
     upstream_errors: IntCounterVec,
     retries: IntCounterVec,
     retry_budget_exhausted: IntCounterVec,
+    overload_rejected: IntCounterVec,
     pub(crate) bad_requests: IntCounterVec,
     pub(crate) connections: IntCounter,
     pub(crate) connections_active: IntGauge,
@@ -50,6 +51,7 @@ pub(crate) struct PoolMetrics {
     pub(crate) retry_succeeded: IntCounter,
     pub(crate) retry_failed: IntCounter,
     pub(crate) budget_exhausted: IntCounter,
+    pub(crate) overload_rejected: IntCounter,
 }
 
 /// Counters for one upstream server, resolved when the state is built.
@@ -135,6 +137,14 @@ impl Metrics {
                 ),
                 &["pool"],
             )?,
+            overload_rejected: IntCounterVec::new(
+                Opts::new(
+                    "holdfast_upstream_overload_rejected_total",
+                    "Requests answered 503 by the edge because the pool was at max_concurrent \
+                     with a full queue.",
+                ),
+                &["pool"],
+            )?,
             bad_requests: IntCounterVec::new(
                 Opts::new(
                     "holdfast_http_bad_requests_total",
@@ -166,6 +176,7 @@ impl Metrics {
         registry.register(Box::new(m.upstream_errors.clone()))?;
         registry.register(Box::new(m.retries.clone()))?;
         registry.register(Box::new(m.retry_budget_exhausted.clone()))?;
+        registry.register(Box::new(m.overload_rejected.clone()))?;
         registry.register(Box::new(m.bad_requests.clone()))?;
         registry.register(Box::new(m.connections.clone()))?;
         registry.register(Box::new(m.connections_active.clone()))?;
@@ -186,6 +197,7 @@ impl Metrics {
             retry_succeeded: self.retries.with_label_values(&[pool, "succeeded"]),
             retry_failed: self.retries.with_label_values(&[pool, "failed"]),
             budget_exhausted: self.retry_budget_exhausted.with_label_values(&[pool]),
+            overload_rejected: self.overload_rejected.with_label_values(&[pool]),
         }
     }
 

@@ -237,5 +237,6 @@ fn build_pool(
         http2: p.http2,
         retry: p.retry.clone(),
         metrics: metrics.pool(&p.name),
+        overload: p.overload,
     }))
 }

@@ -48,6 +48,10 @@ fn complete_example_uses_every_table() {
         .pools
         .iter()
         .any(|p| !p.retry.on.statuses.is_empty() && p.retry.attempts > 1));
+    assert!(config
+        .pools
+        .iter()
+        .any(|p| p.overload.is_some_and(|o| o.max_queued > 0)));
     assert!(config.routes.iter().any(|r| r.timeouts.total.is_some()));
     assert!(config
         .routes

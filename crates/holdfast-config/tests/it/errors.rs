@@ -587,6 +587,113 @@ fn pool_idle_timeout_zero() {
     );
 }
 
+// --- overload protection (max_concurrent, max_queued, retry_after) ----------------------
+
+#[test]
+fn max_concurrent_out_of_range() {
+    check_errors(
+        &pool_with("max_concurrent = 0"),
+        expect![[r#"
+            pools[0].max_concurrent: 0 is out of range (use 1 to 1000000)
+        "#]],
+    );
+    check_errors(
+        &pool_with("max_concurrent = 1000001"),
+        expect![[r#"
+            pools[0].max_concurrent: 1000001 is out of range (use 1 to 1000000)
+        "#]],
+    );
+    check_errors(
+        &pool_with("max_concurrent = -1"),
+        expect![[r#"
+            pools[0].max_concurrent: -1 is out of range (use 1 to 1000000)
+        "#]],
+    );
+}
+
+#[test]
+fn max_queued_out_of_range() {
+    check_errors(
+        &pool_with("max_concurrent = 10\nmax_queued = -1"),
+        expect![[r#"
+            pools[0].max_queued: -1 is out of range (use 0 to 1000000)
+        "#]],
+    );
+    check_errors(
+        &pool_with("max_concurrent = 10\nmax_queued = 1000001"),
+        expect![[r#"
+            pools[0].max_queued: 1000001 is out of range (use 0 to 1000000)
+        "#]],
+    );
+}
+
+#[test]
+fn max_queued_without_max_concurrent() {
+    for queued in ["0", "5"] {
+        let errors = crate::reject(&pool_with(&format!("max_queued = {queued}")));
+        assert!(
+            errors.starts_with("pools[0].max_queued: set without max_concurrent ("),
+            "max_queued = {queued}: {errors}"
+        );
+        assert_eq!(errors.lines().count(), 1, "{errors}");
+    }
+    check_errors(
+        &pool_with("max_queued = 5"),
+        expect![[r#"
+            pools[0].max_queued: set without max_concurrent (a queue only forms behind a concurrency limit: set max_concurrent too)
+        "#]],
+    );
+}
+
+#[test]
+fn retry_after_zero_too_long_or_not_whole_seconds() {
+    for written in ["0s", "1h 1s", "2h", "1500ms", "999ms", "1s 1ns"] {
+        let errors = crate::reject(&pool_with(&format!(
+            "max_concurrent = 10\nretry_after = \"{written}\""
+        )));
+        assert!(
+            errors.starts_with("pools[0].retry_after: "),
+            "retry_after = {written:?}: {errors}"
+        );
+        assert_eq!(errors.lines().count(), 1, "{errors}");
+    }
+    check_errors(
+        &pool_with("max_concurrent = 10\nretry_after = \"0s\""),
+        expect![[r#"
+            pools[0].retry_after: must be whole seconds from 1s to 1h (it is sent as Retry-After in seconds, e.g. "1s" or "30s")
+        "#]],
+    );
+}
+
+#[test]
+fn overload_errors_name_their_pool_and_are_reported_together() {
+    check_errors(
+        &file_with(
+            "",
+            r#"
+[[pools]]
+name = "second"
+servers = ["127.0.0.1:9001"]
+max_concurrent = 0
+max_queued = -3
+retry_after = "90m"
+
+[[pools]]
+name = "third"
+servers = ["127.0.0.1:9002"]
+max_queued = 1
+"#,
+            "",
+        ),
+        expect![[r#"
+            pools[1].retry_after: must be whole seconds from 1s to 1h (it is sent as Retry-After in seconds, e.g. "1s" or "30s")
+            pools[1].max_concurrent: 0 is out of range (use 1 to 1000000)
+            pools[1].max_queued: -3 is out of range (use 0 to 1000000)
+            pools[2].max_queued: set without max_concurrent (a queue only forms behind a concurrency limit: set max_concurrent too)
+        "#]],
+    );
+}
+
 // --- [pools.retry] ----------------------------------------------------------------------
 
 fn retry_with(lines: &str) -> String {

@@ -4,8 +4,8 @@
 use crate::{accept, edge_with, file_with, pool_with, route_with};
 use expect_test::expect;
 use holdfast_config::{
-    AccessLog, Admin, Edge, HostMatch, Limits, RetryOn, RetryPolicy, ServerAddr, Timeouts, TlsCert,
-    UpstreamTls,
+    AccessLog, Admin, Edge, HostMatch, Limits, Overload, RetryOn, RetryPolicy, ServerAddr,
+    Timeouts, TlsCert, UpstreamTls,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,6 +76,7 @@ fn minimal_file_is_accepted_with_every_default() {
     assert_eq!(pool.tls, None);
     assert_eq!(pool.max_idle_per_server, 256);
     assert_eq!(pool.idle_timeout, secs(60));
+    assert_eq!(pool.overload, None, "no max_concurrent: unlimited");
 
     let [route] = config.routes.as_slice() else {
         panic!("expected one route, got {:?}", config.routes)
@@ -157,6 +158,9 @@ host_header = "app.internal"
 http2 = true
 max_idle_per_server = 0
 idle_timeout = "90s"
+max_concurrent = 500
+max_queued = 50
+retry_after = "30s"
 
 [pools.tls]
 sni = "app.internal"
@@ -259,6 +263,14 @@ fn pools_keep_servers_host_header_and_upstream_tls() {
     assert_eq!(app.max_idle_per_server, 0);
     assert_eq!(app.idle_timeout, secs(90));
     assert_eq!(
+        app.overload,
+        Some(Overload {
+            max_concurrent: 500,
+            max_queued: 50,
+            retry_after: secs(30),
+        })
+    );
+    assert_eq!(
         app.tls,
         Some(UpstreamTls {
             sni: Some("app.internal".into()),
@@ -282,6 +294,7 @@ fn pools_keep_servers_host_header_and_upstream_tls() {
             verify: false,
         })
     );
+    assert_eq!(stat.overload, None);
 }
 
 #[test]
@@ -698,4 +711,95 @@ on = ["reset", "504"]
     assert!(third.retry.on.reset);
     assert_eq!(third.retry.on.statuses, [504]);
     assert_eq!(third.retry.budget_percent, 20);
+}
+
+// --- overload protection (max_concurrent, max_queued, retry_after) ----------------------
+
+#[test]
+fn max_concurrent_alone_takes_the_queue_and_retry_after_defaults() {
+    let config = accept(&pool_with("max_concurrent = 10"));
+    assert_eq!(
+        config.pools[0].overload,
+        Some(Overload {
+            max_concurrent: 10,
+            max_queued: 0,
+            retry_after: secs(1),
+        })
+    );
+}
+
+#[test]
+fn overload_keys_are_read() {
+    let config = accept(&pool_with(
+        "max_concurrent = 10\nmax_queued = 5\nretry_after = \"1m 30s\"",
+    ));
+    assert_eq!(
+        config.pools[0].overload,
+        Some(Overload {
+            max_concurrent: 10,
+            max_queued: 5,
+            retry_after: secs(90),
+        })
+    );
+}
+
+#[test]
+fn overload_ranges_are_inclusive() {
+    for (lines, want) in [
+        ("max_concurrent = 1", (1, 0, 1)),
+        ("max_concurrent = 1000000", (1_000_000, 0, 1)),
+        ("max_concurrent = 1\nmax_queued = 0", (1, 0, 1)),
+        (
+            "max_concurrent = 1\nmax_queued = 1000000",
+            (1, 1_000_000, 1),
+        ),
+        ("max_concurrent = 1\nretry_after = \"1s\"", (1, 0, 1)),
+        ("max_concurrent = 1\nretry_after = \"1h\"", (1, 0, 3600)),
+        ("max_concurrent = 1\nretry_after = \"60000ms\"", (1, 0, 60)),
+    ] {
+        let config = accept(&pool_with(lines));
+        let (max_concurrent, max_queued, retry_after) = want;
+        assert_eq!(
+            config.pools[0].overload,
+            Some(Overload {
+                max_concurrent,
+                max_queued,
+                retry_after: secs(retry_after),
+            }),
+            "{lines}"
+        );
+    }
+}
+
+#[test]
+fn each_pool_has_its_own_limits() {
+    let config = accept(&file_with(
+        "",
+        r#"max_concurrent = 3
+
+[[pools]]
+name = "second"
+servers = ["127.0.0.1:9001"]
+
+[[pools]]
+name = "third"
+servers = ["127.0.0.1:9002"]
+max_concurrent = 7
+max_queued = 2
+"#,
+        "",
+    ));
+    let [first, second, third] = config.pools.as_slice() else {
+        panic!("expected three pools, got {:?}", config.pools)
+    };
+    assert_eq!(first.overload.map(|o| o.max_concurrent), Some(3));
+    assert_eq!(second.overload, None);
+    assert_eq!(
+        third.overload,
+        Some(Overload {
+            max_concurrent: 7,
+            max_queued: 2,
+            retry_after: secs(1),
+        })
+    );
 }

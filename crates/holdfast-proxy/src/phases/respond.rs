@@ -37,5 +37,8 @@ pub(crate) fn error(err: &ProxyError, ctx: &RequestCtx) -> Response<ResponseBody
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let ProxyError::Overloaded { retry_after } = err {
+        h.insert(header::RETRY_AFTER, retry_after.clone());
+    }
     resp
 }

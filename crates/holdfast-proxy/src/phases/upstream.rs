@@ -43,6 +43,7 @@ pub(crate) async fn forward(
         }
     };
     let deadline = route.timeouts.total.map(|t| ctx.start + t);
+    let slot = admit(route, deadline).await?;
     let (server, (mut resp, release)) = attempts(
         state,
         route,
@@ -63,8 +64,30 @@ pub(crate) async fn forward(
     }
     let (mut parts, body) = resp.into_parts();
     headers::rewrite_response(&mut parts, route);
-    let body = ResponseBody::upstream(body, release, route.timeouts.read, deadline);
+    let body = ResponseBody::upstream(body, release, route.timeouts.read, deadline, slot);
     Ok(Response::from_parts(parts, body))
+}
+
+/// A slot in the pool's concurrency limit, if it has one: held until the response body
+/// ends. Over the limit with a full queue, the edge answers 503 without contacting the origin.
+async fn admit(
+    route: &RouteRt,
+    deadline: Option<Instant>,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ProxyError> {
+    let Some(admission) = &route.pool.admission else {
+        return Ok(None);
+    };
+    let by_read = Instant::now() + route.timeouts.read;
+    let until = deadline.map_or(by_read, |d| d.min(by_read));
+    match admission.admit(until).await {
+        Some(slot) => Ok(Some(slot)),
+        None => {
+            route.pool.metrics.overload_rejected.inc();
+            Err(ProxyError::Overloaded {
+                retry_after: admission.retry_after.clone(),
+            })
+        }
+    }
 }
 
 type Exchanged = (Response<Incoming>, Option<Release>);

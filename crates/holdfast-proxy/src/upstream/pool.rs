@@ -4,13 +4,14 @@
 
 use crate::body::RequestBody;
 use crate::metrics::{PoolMetrics, ServerMetrics};
-use holdfast_config::RetryPolicy;
+use holdfast_config::{Overload, RetryPolicy};
 use hyper::client::conn::{http1, http2};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 use tower::retry::budget::TpsBudget;
@@ -44,6 +45,58 @@ pub(crate) struct Pool {
     /// multiply the load on a failing origin.
     pub budget: TpsBudget,
     pub metrics: PoolMetrics,
+    /// Concurrency limit and queue; `None` is unlimited (and costs nothing per request).
+    pub admission: Option<Admission>,
+}
+
+/// Slots for requests in flight to a pool, and a bounded queue for a free slot. A slot is
+/// held from sending until the response body ends (the permit travels in the body).
+pub(crate) struct Admission {
+    slots: Arc<Semaphore>,
+    queued: AtomicUsize,
+    max_queued: usize,
+    /// `Retry-After` for the 503, in seconds.
+    pub retry_after: http::HeaderValue,
+}
+
+/// Leaves the queue when dropped, also when the waiting request is cancelled.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Admission {
+    pub fn new(limits: &Overload) -> Self {
+        let secs = limits.retry_after.as_secs().max(1);
+        Admission {
+            slots: Arc::new(Semaphore::new(
+                limits.max_concurrent.min(Semaphore::MAX_PERMITS),
+            )),
+            queued: AtomicUsize::new(0),
+            max_queued: limits.max_queued,
+            retry_after: http::HeaderValue::from(secs),
+        }
+    }
+
+    /// A slot now, or after waiting in the queue until `deadline`; `None` means answer 503.
+    pub async fn admit(&self, deadline: Instant) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+            return Some(permit);
+        }
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queued {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let _in_queue = Queued(&self.queued);
+        let wait = Arc::clone(&self.slots).acquire_owned();
+        tokio::time::timeout_at(deadline.into(), wait)
+            .await
+            .ok()?
+            .ok()
+    }
 }
 
 impl Pool {
@@ -55,6 +108,7 @@ impl Pool {
             .clamp(Duration::from_secs(1), Duration::from_secs(60));
         let share = (retry.budget_percent.min(100) as f32) / 100.0;
         Pool {
+            admission: parts.overload.as_ref().map(Admission::new),
             name: parts.name,
             servers: parts.servers.into_boxed_slice(),
             next: AtomicUsize::new(0),
@@ -94,6 +148,7 @@ pub(crate) struct PoolParts {
     pub http2: bool,
     pub retry: RetryPolicy,
     pub metrics: PoolMetrics,
+    pub overload: Option<Overload>,
 }
 
 struct Idle {

@@ -20,6 +20,7 @@ mod demo;
 mod headers;
 mod keepalive;
 mod origin_down;
+mod overload;
 mod reload;
 mod retries;
 mod routing;

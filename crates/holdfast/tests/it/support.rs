@@ -750,3 +750,51 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         value.strip_prefix(' ')?.trim().parse().ok()
     })
 }
+
+// ---- Helpers for overload tests ----
+
+/// A gate the test opens: origins wait at it until then, and pass at once ever after.
+/// Waiting only needs the gate to be opened at some point, not while the wait is parked, so
+/// an origin that reaches it after `open` does not hang (unlike `Notify::notify_waiters`).
+#[derive(Clone)]
+pub struct Gate {
+    open: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate {
+            open: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    pub async fn wait(&self) {
+        let mut open = self.open.subscribe();
+        // The sender lives in `self`, so this cannot fail while we wait.
+        let _ = open.wait_for(|o| *o).await;
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate::new()
+    }
+}
+
+/// An origin that answers 200 with `body` to every request once `gate` is open; until then
+/// each request it has seen (counted by `Origin::requests`) hangs.
+pub async fn gated_origin(gate: &Gate, body: &'static str) -> Origin {
+    let gate = gate.clone();
+    Origin::start(handler(move |_req| {
+        let gate = gate.clone();
+        async move {
+            gate.wait().await;
+            ok(body)
+        }
+    }))
+    .await
+}
