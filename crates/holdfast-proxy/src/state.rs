@@ -5,7 +5,7 @@
 
 use crate::access_log::AccessLogWriter;
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
-use crate::upstream::{Pool, PoolParts, Server, UpstreamTls};
+use crate::upstream::{retry_budget, Admission, Pool, PoolParts, Server, UpstreamTls};
 use holdfast_config::{Config, ConfigError, HeaderOps, HostMatch, ServerAddr, Timeouts};
 use serde::Serialize;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -22,6 +22,9 @@ pub struct StateInputs {
     pub access_log: Option<Arc<AccessLogWriter>>,
     /// Number of data-path worker threads (per-worker idle connection lists).
     pub workers: usize,
+    /// The generation being replaced: servers (with their idle connections and counters),
+    /// retry budgets and concurrency slots carry over where their settings did not change.
+    pub previous: Option<Arc<State>>,
 }
 
 pub struct State {
@@ -75,13 +78,17 @@ impl State {
             metrics,
             access_log,
             workers,
+            previous,
         } = inputs;
         let mut errors = Vec::new();
         let pools: Vec<Arc<Pool>> = config
             .pools
             .iter()
             .enumerate()
-            .map(|(i, p)| build_pool(i, p, &metrics, workers, &mut errors))
+            .map(|(i, p)| {
+                let before = previous.as_deref().and_then(|s| s.pool_named(&p.name));
+                build_pool(i, p, before, &metrics, workers, &mut errors)
+            })
             .collect();
         let tls = if config.edge.tls.is_empty() {
             None
@@ -156,6 +163,12 @@ impl State {
             .collect()
     }
 
+    /// A pool of this generation with its configuration, by name.
+    fn pool_named(&self, name: &str) -> Option<(&holdfast_config::Pool, &Arc<Pool>)> {
+        let i = self.config.pools.iter().position(|p| p.name == name)?;
+        Some((self.config.pools.get(i)?, self.pools.get(i)?))
+    }
+
     pub fn has_tls(&self) -> bool {
         self.tls.is_some()
     }
@@ -174,6 +187,7 @@ fn resolve(addr: &ServerAddr) -> std::io::Result<SocketAddr> {
 fn build_pool(
     i: usize,
     p: &holdfast_config::Pool,
+    before: Option<(&holdfast_config::Pool, &Arc<Pool>)>,
     metrics: &Metrics,
     workers: usize,
     errors: &mut Vec<ConfigError>,
@@ -219,6 +233,24 @@ fn build_pool(
             })
         });
         let label = s.to_string();
+        // Same server, same connection settings: keep it, with its idle connections and
+        // counters, so a reload causes no reconnect storm.
+        let kept = before
+            .filter(|(q, _)| {
+                q.tls == p.tls
+                    && q.http2 == p.http2
+                    && q.max_idle_per_server == p.max_idle_per_server
+                    && q.idle_timeout == p.idle_timeout
+            })
+            .and_then(|(_, old)| {
+                old.servers
+                    .iter()
+                    .find(|o| *o.label == *label && o.addr == addr)
+            });
+        if let Some(old) = kept {
+            servers.push(Arc::clone(old));
+            continue;
+        }
         servers.push(Arc::new(Server::new(
             addr,
             Arc::from(label.as_str()),
@@ -229,6 +261,26 @@ fn build_pool(
             p.idle_timeout,
         )));
     }
+    let same_budget = |q: &holdfast_config::Pool| {
+        (
+            q.retry.budget_percent,
+            q.retry.min_per_second,
+            q.retry.budget_window,
+        ) == (
+            p.retry.budget_percent,
+            p.retry.min_per_second,
+            p.retry.budget_window,
+        )
+    };
+    let budget = match before {
+        Some((q, old)) if same_budget(q) => Arc::clone(&old.budget),
+        _ => Arc::new(retry_budget(&p.retry)),
+    };
+    // Unchanged limits keep their slots: requests in flight stay counted across a reload.
+    let admission = match before {
+        Some((q, old)) if q.overload == p.overload => old.admission.clone(),
+        _ => p.overload.as_ref().map(|o| Arc::new(Admission::new(o))),
+    };
     Arc::new(Pool::new(PoolParts {
         name: Arc::from(p.name.as_str()),
         servers,
@@ -236,7 +288,8 @@ fn build_pool(
         tls,
         http2: p.http2,
         retry: p.retry.clone(),
+        budget,
         metrics: metrics.pool(&p.name),
-        overload: p.overload,
+        admission,
     }))
 }

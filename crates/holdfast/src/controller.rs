@@ -177,6 +177,7 @@ impl Controller {
             metrics: Arc::clone(&metrics),
             access_log: Some(Arc::clone(&access_log)),
             workers,
+            previous: None,
         })
         .map_err(|errors| {
             StartError::Config(
@@ -231,6 +232,7 @@ impl Controller {
             metrics: Arc::clone(&self.metrics),
             access_log: Some(Arc::clone(&self.access_log)),
             workers: self.workers,
+            previous: Some(self.states.load_full()),
         })
         .map_err(|errors| {
             errors

@@ -5,4 +5,6 @@ mod connect;
 mod pool;
 
 pub(crate) use connect::connect;
-pub(crate) use pool::{set_worker_slot, Conn, Pool, PoolParts, Release, Server, UpstreamTls};
+pub(crate) use pool::{
+    retry_budget, set_worker_slot, Admission, Conn, Pool, PoolParts, Release, Server, UpstreamTls,
+};

@@ -5,6 +5,7 @@
 use crate::body::RequestBody;
 use crate::metrics::{PoolMetrics, ServerMetrics};
 use holdfast_config::{Overload, RetryPolicy};
+
 use hyper::client::conn::{http1, http2};
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -43,10 +44,20 @@ pub(crate) struct Pool {
     pub retry: RetryPolicy,
     /// Caps retries to a share of requests (Finagle/Linkerd style), so retries never
     /// multiply the load on a failing origin.
-    pub budget: TpsBudget,
+    pub budget: Arc<TpsBudget>,
     pub metrics: PoolMetrics,
     /// Concurrency limit and queue; `None` is unlimited (and costs nothing per request).
-    pub admission: Option<Admission>,
+    pub admission: Option<Arc<Admission>>,
+}
+
+/// The retry budget for a policy. The validated ranges are within `TpsBudget`'s; clamp
+/// anyway, it asserts on them.
+pub(crate) fn retry_budget(retry: &RetryPolicy) -> TpsBudget {
+    let window = retry
+        .budget_window
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let share = (retry.budget_percent.min(100) as f32) / 100.0;
+    TpsBudget::new(window, retry.min_per_second.min(1_000_000), share)
 }
 
 /// Slots for requests in flight to a pool, and a bounded queue for a free slot. A slot is
@@ -101,23 +112,17 @@ impl Admission {
 
 impl Pool {
     pub fn new(parts: PoolParts) -> Self {
-        let retry = parts.retry;
-        // The validated ranges are within TpsBudget's; clamp anyway, it asserts on them.
-        let window = retry
-            .budget_window
-            .clamp(Duration::from_secs(1), Duration::from_secs(60));
-        let share = (retry.budget_percent.min(100) as f32) / 100.0;
         Pool {
-            admission: parts.overload.as_ref().map(Admission::new),
             name: parts.name,
             servers: parts.servers.into_boxed_slice(),
             next: AtomicUsize::new(0),
             host_header: parts.host_header,
             tls: parts.tls,
             http2: parts.http2,
-            budget: TpsBudget::new(window, retry.min_per_second.min(1_000_000), share),
-            retry,
+            retry: parts.retry,
+            budget: parts.budget,
             metrics: parts.metrics,
+            admission: parts.admission,
         }
     }
 
@@ -147,8 +152,9 @@ pub(crate) struct PoolParts {
     pub tls: Option<UpstreamTls>,
     pub http2: bool,
     pub retry: RetryPolicy,
+    pub budget: Arc<TpsBudget>,
     pub metrics: PoolMetrics,
-    pub overload: Option<Overload>,
+    pub admission: Option<Arc<Admission>>,
 }
 
 struct Idle {

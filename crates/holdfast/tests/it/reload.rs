@@ -475,3 +475,65 @@ async fn sighup_reloads_the_binary_and_sigterm_stops_it_cleanly() {
     assert!(log.contains("SIGHUP: reload rejected"), "{log}");
     assert!(log.contains("holdfast stopped"), "{log}");
 }
+
+const ONE_WORKER: &str = r#"
+[edge]
+listen = ["{edge}"]
+threads = 1
+access_log = "off"
+
+[admin]
+listen = "{admin}"
+
+[[pools]]
+name = "primary"
+servers = ["{origin}"]
+
+[[routes]]
+name = "all"
+match = { path_prefix = "/" }
+pool = "primary"
+response_headers = { set = { "x-generation" = "{generation}" } }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_origin_connections_and_server_counters() {
+    let origin = Origin::text("hello").await;
+    let vars = |g: &str| {
+        vec![
+            ("origin", origin.addr.to_string()),
+            ("generation", g.to_string()),
+        ]
+    };
+    let edge = Edge::start(ONE_WORKER, &vars("1"));
+    for _ in 0..5 {
+        assert_eq!(get(&edge.url("/")).await.status, 200);
+    }
+    let connections_before = origin.connections.load(Ordering::SeqCst);
+    let addr = origin.addr.to_string();
+    let before = server_status(&edge.status().await, "primary", &addr);
+    assert_eq!(before["requests"], 5, "{before}");
+
+    edge.rewrite(ONE_WORKER, &vars("2"));
+    let outcome = blocking(|| edge.reload());
+    assert!(
+        matches!(outcome, holdfast::ReloadOutcome::Applied { .. }),
+        "{outcome:?}"
+    );
+
+    for _ in 0..5 {
+        let got = get(&edge.url("/")).await;
+        assert_eq!(
+            got.header("x-generation"),
+            Some("2"),
+            "the new generation serves"
+        );
+    }
+    assert_eq!(
+        origin.connections.load(Ordering::SeqCst),
+        connections_before,
+        "idle origin connections survived the reload: no new connection was opened"
+    );
+    let after = server_status(&edge.status().await, "primary", &addr);
+    assert_eq!(after["requests"], 10, "counters carry over: {after}");
+}
