@@ -63,6 +63,9 @@ pub struct Admin {
 pub struct Pool {
     pub name: String,
     pub servers: Vec<ServerAddr>,
+    /// One weight per server, in the same order (1 when not given).
+    pub weights: Vec<u32>,
+    pub balance: Balance,
     pub host_header: Option<HeaderValue>,
     pub http2: bool,
     pub tls: Option<UpstreamTls>,
@@ -112,6 +115,26 @@ pub struct RetryOn {
     pub timeout: bool,
     /// Response statuses (500-599) that are retried.
     pub statuses: Vec<u16>,
+}
+
+/// How a pool picks a server for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balance {
+    /// Smooth weighted round robin.
+    RoundRobin,
+    /// Power of two random choices: fewer requests in flight (per unit of weight) wins.
+    LeastRequest,
+    /// Rendezvous hashing on a request key: the same key goes to the same server.
+    Hash(HashKey),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    ClientIp,
+    /// The path without the query.
+    Path,
+    Host,
+    Header(HeaderName),
 }
 
 /// An origin server address as written: an IP socket address, or a name resolved when the

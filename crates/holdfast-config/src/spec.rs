@@ -57,7 +57,9 @@ pub struct AdminSpec {
 #[derive(Debug, Deserialize)]
 pub struct PoolSpec {
     pub name: String,
-    pub servers: Vec<String>,
+    pub servers: Vec<ServerSpec>,
+    pub balance: Option<String>,
+    pub hash_key: Option<String>,
     pub host_header: Option<String>,
     #[serde(default)]
     pub http2: bool,
@@ -154,4 +156,58 @@ pub struct HeaderOpsSpec {
     pub add: BTreeMap<String, String>,
     #[serde(default)]
     pub remove: Vec<String>,
+}
+
+/// A server: `"host:port"`, or `{ address = "host:port", weight = 3 }`.
+#[derive(Debug)]
+pub enum ServerSpec {
+    Addr(String),
+    Table(ServerTable),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ServerTable {
+    pub address: String,
+    pub weight: Option<i64>,
+}
+
+impl ServerSpec {
+    pub fn address(&self) -> &str {
+        match self {
+            ServerSpec::Addr(a) => a,
+            ServerSpec::Table(t) => &t.address,
+        }
+    }
+
+    pub fn weight(&self) -> Option<i64> {
+        match self {
+            ServerSpec::Addr(_) => None,
+            ServerSpec::Table(t) => t.weight,
+        }
+    }
+}
+
+// By hand rather than `untagged`: the table form is read through the caller's map access, so
+// unknown keys in it are reported with their paths like everywhere else.
+impl<'de> Deserialize<'de> for ServerSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ServerSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"host:port\" or { address = \"host:port\", weight = N }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ServerSpec, E> {
+                Ok(ServerSpec::Addr(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ServerSpec, A::Error> {
+                ServerTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(ServerSpec::Table)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }

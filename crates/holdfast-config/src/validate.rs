@@ -366,12 +366,33 @@ fn pool(at: &str, p: &PoolSpec, base_dir: &Path, errs: &mut Errors) -> Pool {
             "list at least one origin, e.g. servers = [\"127.0.0.1:9000\"]",
         );
     }
-    let servers = p
-        .servers
-        .iter()
-        .enumerate()
-        .filter_map(|(j, s)| server_addr(&format!("{at}.servers[{j}]"), s, errs))
-        .collect();
+    let mut servers = Vec::new();
+    let mut weights = Vec::new();
+    for (j, s) in p.servers.iter().enumerate() {
+        let Some(addr) = server_addr(&format!("{at}.servers[{j}]"), s.address(), errs) else {
+            continue;
+        };
+        servers.push(addr);
+        let weight = match s.weight() {
+            None => 1,
+            Some(w) => match u32::try_from(w)
+                .ok()
+                .filter(|w| (1..=MAX_WEIGHT).contains(w))
+            {
+                Some(w) => w,
+                None => {
+                    errs.add(
+                        format!("{at}.servers[{j}].weight"),
+                        format!("{w} is out of range"),
+                        "use 1 to 1000",
+                    );
+                    1
+                }
+            },
+        };
+        weights.push(weight);
+    }
+    let balance = balance(at, p, errs);
     let host_header = p.host_header.as_ref().and_then(|h| {
         let v = HeaderValue::from_str(h).ok().filter(|_| !h.is_empty());
         if v.is_none() {
@@ -405,6 +426,8 @@ fn pool(at: &str, p: &PoolSpec, base_dir: &Path, errs: &mut Errors) -> Pool {
     Pool {
         name: p.name.clone(),
         servers,
+        weights,
+        balance,
         host_header,
         http2: p.http2,
         tls,
@@ -421,6 +444,61 @@ fn pool(at: &str, p: &PoolSpec, base_dir: &Path, errs: &mut Errors) -> Pool {
 }
 
 const MAX_ADMISSION: u64 = 1_000_000;
+const MAX_WEIGHT: u32 = 1000;
+
+fn balance(at: &str, p: &PoolSpec, errs: &mut Errors) -> Balance {
+    let hash_key = p.hash_key.as_deref().map(|k| {
+        let key = match k {
+            "client_ip" => Some(HashKey::ClientIp),
+            "path" => Some(HashKey::Path),
+            "host" => Some(HashKey::Host),
+            other => other
+                .strip_prefix("header:")
+                .and_then(|h| HeaderName::from_bytes(h.trim().as_bytes()).ok())
+                .map(HashKey::Header),
+        };
+        if key.is_none() {
+            errs.add(
+                format!("{at}.hash_key"),
+                format!("unknown hash key {k:?}"),
+                "use \"client_ip\", \"path\", \"host\" or \"header:<name>\"",
+            );
+        }
+        key
+    });
+    match p.balance.as_deref() {
+        None | Some("round_robin") | Some("least_request") if hash_key.is_some() => {
+            errs.add(
+                format!("{at}.hash_key"),
+                "set without balance = \"hash\"",
+                "remove it, or set balance = \"hash\"",
+            );
+            Balance::RoundRobin
+        }
+        None | Some("round_robin") => Balance::RoundRobin,
+        Some("least_request") => Balance::LeastRequest,
+        Some("hash") => match hash_key {
+            Some(Some(key)) => Balance::Hash(key),
+            Some(None) => Balance::RoundRobin,
+            None => {
+                errs.add(
+                    format!("{at}.hash_key"),
+                    "required with balance = \"hash\"",
+                    "set hash_key = \"client_ip\", \"path\", \"host\" or \"header:<name>\"",
+                );
+                Balance::RoundRobin
+            }
+        },
+        Some(other) => {
+            errs.add(
+                format!("{at}.balance"),
+                format!("unknown balance {other:?}"),
+                "use \"round_robin\", \"least_request\" or \"hash\"",
+            );
+            Balance::RoundRobin
+        }
+    }
+}
 
 fn overload(at: &str, p: &PoolSpec, errs: &mut Errors) -> Option<Overload> {
     let count = |key: &str, v: i64, min: u64, errs: &mut Errors| -> usize {

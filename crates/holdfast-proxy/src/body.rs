@@ -156,8 +156,17 @@ struct UpstreamBody {
     deadline: Option<Instant>,
     /// Created only when the origin makes us wait, so bodies already buffered cost no timer.
     timer: Option<Pin<Box<Sleep>>>,
-    /// The pool's concurrency slot, released when the body is done or dropped.
-    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The pool's concurrency slot and the server's in-flight count, released when the body
+    /// is done or dropped.
+    _hold: Hold,
+}
+
+/// What a response holds on to until its body ends.
+#[derive(Default)]
+pub(crate) struct Hold {
+    // Held only to be released (dropped) with the body.
+    pub _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    pub _in_flight: Option<crate::upstream::InFlight>,
 }
 
 impl UpstreamBody {
@@ -182,7 +191,7 @@ impl ResponseBody {
         release: Option<Release>,
         read_timeout: Duration,
         deadline: Option<Instant>,
-        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+        hold: Hold,
     ) -> Self {
         ResponseBody::from_kind(Kind::Upstream(UpstreamBody {
             inner,
@@ -190,7 +199,7 @@ impl ResponseBody {
             read_timeout,
             deadline,
             timer: None,
-            _slot: slot,
+            _hold: hold,
         }))
     }
 

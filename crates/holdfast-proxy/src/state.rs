@@ -5,7 +5,7 @@
 
 use crate::access_log::AccessLogWriter;
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
-use crate::upstream::{retry_budget, Admission, Pool, PoolParts, Server, UpstreamTls};
+use crate::upstream::{retry_budget, Admission, Balancer, Pool, PoolParts, Server, UpstreamTls};
 use holdfast_config::{Config, ConfigError, HeaderOps, HostMatch, ServerAddr, Timeouts};
 use serde::Serialize;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -63,6 +63,8 @@ pub struct ServerStatus {
     /// Health checking arrives with the upstream-resilience work; until then servers are
     /// reported as `unchecked`, with their request and failure counts.
     pub health: &'static str,
+    pub weight: u32,
+    pub in_flight: usize,
     pub requests: u64,
     pub failures: u64,
     pub idle_connections: usize,
@@ -149,6 +151,8 @@ impl State {
                             address: s.label.to_string(),
                             resolved: s.addr.to_string(),
                             health: "unchecked",
+                            weight: s.weight,
+                            in_flight: s.in_flight(),
                             requests: s.requests(),
                             failures: s.failures(),
                             idle_connections: s.idle_count(),
@@ -233,6 +237,7 @@ fn build_pool(
             })
         });
         let label = s.to_string();
+        let weight = p.weights.get(j).copied().unwrap_or(1);
         // Same server, same connection settings: keep it, with its idle connections and
         // counters, so a reload causes no reconnect storm.
         let kept = before
@@ -245,7 +250,7 @@ fn build_pool(
             .and_then(|(_, old)| {
                 old.servers
                     .iter()
-                    .find(|o| *o.label == *label && o.addr == addr)
+                    .find(|o| *o.label == *label && o.addr == addr && o.weight == weight)
             });
         if let Some(old) = kept {
             servers.push(Arc::clone(old));
@@ -254,6 +259,7 @@ fn build_pool(
         servers.push(Arc::new(Server::new(
             addr,
             Arc::from(label.as_str()),
+            weight,
             sni,
             metrics.server(&p.name, &label),
             workers,
@@ -291,5 +297,6 @@ fn build_pool(
         budget,
         metrics: metrics.pool(&p.name),
         admission,
+        balancer: Balancer::new(&p.balance, &p.weights),
     }))
 }

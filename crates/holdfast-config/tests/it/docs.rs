@@ -52,6 +52,14 @@ fn complete_example_uses_every_table() {
         .pools
         .iter()
         .any(|p| p.overload.is_some_and(|o| o.max_queued > 0)));
+    assert!(config
+        .pools
+        .iter()
+        .any(|p| matches!(p.balance, holdfast_config::Balance::Hash(_))));
+    assert!(config
+        .pools
+        .iter()
+        .any(|p| p.weights.iter().any(|w| *w > 1)));
     assert!(config.routes.iter().any(|r| r.timeouts.total.is_some()));
     assert!(config
         .routes

@@ -975,3 +975,171 @@ add = { "x-nul" = "a\u0000b", "x-del" = "a\u007fb" }
         "#]],
     );
 }
+
+// --- balancing (balance, hash_key, server weights) --------------------------------------
+
+/// A valid file whose one pool has `servers` (written as the inside of the array).
+fn servers_with(servers: &str) -> String {
+    pool_with("").replace(
+        "servers = [\"127.0.0.1:9000\"]",
+        &format!("servers = [{servers}]"),
+    )
+}
+
+#[test]
+fn unknown_balance() {
+    check_errors(
+        &pool_with("balance = \"random\""),
+        expect![[r#"
+            pools[0].balance: unknown balance "random" (use "round_robin", "least_request" or "hash")
+        "#]],
+    );
+    // Names are exact: no other spelling or case.
+    for written in ["", "Round_Robin", "least-request", "consistent_hash"] {
+        let errors = crate::reject(&pool_with(&format!("balance = {written:?}")));
+        assert_eq!(
+            errors,
+            format!(
+                "pools[0].balance: unknown balance {written:?} (use \"round_robin\", \"least_request\" or \"hash\")\n"
+            ),
+            "balance = {written:?}"
+        );
+    }
+}
+
+#[test]
+fn hash_needs_a_hash_key() {
+    check_errors(
+        &pool_with("balance = \"hash\""),
+        expect![[r#"
+            pools[0].hash_key: required with balance = "hash" (set hash_key = "client_ip", "path", "host" or "header:<name>")
+        "#]],
+    );
+}
+
+#[test]
+fn hash_key_without_hash() {
+    check_errors(
+        &pool_with("hash_key = \"path\""),
+        expect![[r#"
+            pools[0].hash_key: set without balance = "hash" (remove it, or set balance = "hash")
+        "#]],
+    );
+    for balance in ["round_robin", "least_request"] {
+        let errors = crate::reject(&pool_with(&format!(
+            "balance = \"{balance}\"\nhash_key = \"client_ip\""
+        )));
+        assert!(
+            errors.starts_with("pools[0].hash_key: set without balance = \"hash\" ("),
+            "{balance}: {errors}"
+        );
+        assert_eq!(errors.lines().count(), 1, "{balance}: {errors}");
+    }
+}
+
+#[test]
+fn unknown_hash_key() {
+    check_errors(
+        &pool_with("balance = \"hash\"\nhash_key = \"cookie\""),
+        expect![[r#"
+            pools[0].hash_key: unknown hash key "cookie" (use "client_ip", "path", "host" or "header:<name>")
+        "#]],
+    );
+    for written in ["", "Path", "client-ip", "header", "query"] {
+        let errors = crate::reject(&pool_with(&format!(
+            "balance = \"hash\"\nhash_key = {written:?}"
+        )));
+        assert!(
+            errors.starts_with(&format!(
+                "pools[0].hash_key: unknown hash key {written:?} ("
+            )),
+            "hash_key = {written:?}: {errors}"
+        );
+        assert_eq!(errors.lines().count(), 1, "{written:?}: {errors}");
+    }
+}
+
+#[test]
+fn hash_key_header_needs_a_valid_header_name() {
+    for written in ["header:", "header:bad name", "header:x:y"] {
+        let errors = crate::reject(&pool_with(&format!(
+            "balance = \"hash\"\nhash_key = {written:?}"
+        )));
+        assert!(
+            errors.starts_with("pools[0].hash_key: "),
+            "hash_key = {written:?}: {errors}"
+        );
+        assert_eq!(errors.lines().count(), 1, "{written:?}: {errors}");
+    }
+}
+
+#[test]
+fn weight_out_of_range() {
+    check_errors(
+        &servers_with(
+            r#""127.0.0.1:9001", { address = "127.0.0.1:9002", weight = 0 }, { address = "127.0.0.1:9003", weight = 1001 }, { address = "127.0.0.1:9004", weight = -1 }"#,
+        ),
+        expect![[r#"
+            pools[0].servers[1].weight: 0 is out of range (use 1 to 1000)
+            pools[0].servers[2].weight: 1001 is out of range (use 1 to 1000)
+            pools[0].servers[3].weight: -1 is out of range (use 1 to 1000)
+        "#]],
+    );
+}
+
+#[test]
+fn invalid_address_in_a_server_table() {
+    let errors = crate::reject(&servers_with(
+        r#""127.0.0.1:9001", { address = "nope", weight = 2 }"#,
+    ));
+    assert!(
+        errors.starts_with("pools[0].servers[1]")
+            && errors.contains("invalid server address \"nope\""),
+        "{errors}"
+    );
+    assert_eq!(errors.lines().count(), 1, "{errors}");
+}
+
+#[test]
+fn balancing_errors_name_their_pool_and_are_reported_together() {
+    check_errors(
+        r#"
+[edge]
+listen = ["127.0.0.1:8080"]
+
+[[pools]]
+name = "a"
+servers = ["127.0.0.1:9001"]
+balance = "random"
+
+[[pools]]
+name = "b"
+servers = ["127.0.0.1:9002", { address = "127.0.0.1:9003", weight = 0 }]
+balance = "hash"
+
+[[pools]]
+name = "c"
+servers = ["127.0.0.1:9004"]
+balance = "least_request"
+hash_key = "path"
+
+[[pools]]
+name = "d"
+servers = ["127.0.0.1:9005"]
+balance = "hash"
+hash_key = "cookie"
+
+[[routes]]
+name = "r"
+match = {}
+pool = "a"
+"#,
+        expect![[r#"
+            pools[0].balance: unknown balance "random" (use "round_robin", "least_request" or "hash")
+            pools[1].servers[1].weight: 0 is out of range (use 1 to 1000)
+            pools[1].hash_key: required with balance = "hash" (set hash_key = "client_ip", "path", "host" or "header:<name>")
+            pools[2].hash_key: set without balance = "hash" (remove it, or set balance = "hash")
+            pools[3].hash_key: unknown hash key "cookie" (use "client_ip", "path", "host" or "header:<name>")
+        "#]],
+    );
+}

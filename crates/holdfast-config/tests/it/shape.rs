@@ -252,3 +252,80 @@ fn retry_unknown_keys_and_wrong_types() {
         "#]],
     );
 }
+
+/// A valid file whose one pool has `servers` (written as the inside of the array).
+fn servers_with(servers: &str) -> String {
+    pool_with("").replace(
+        "servers = [\"127.0.0.1:9000\"]",
+        &format!("servers = [{servers}]"),
+    )
+}
+
+#[test]
+fn unknown_keys_in_a_server_table() {
+    check_errors(
+        &servers_with(
+            r#""127.0.0.1:9001", { address = "127.0.0.1:9002", colour = "blue" }, { address = "127.0.0.1:9003", weight = 2, weigth = 3 }"#,
+        ),
+        expect![[r#"
+            pools[0].servers[1].colour: unknown key (remove it or check its spelling against docs/config.md)
+            pools[0].servers[2].weigth: unknown key (remove it or check its spelling against docs/config.md)
+        "#]],
+    );
+}
+
+#[test]
+fn unknown_keys_in_a_server_table_come_with_the_semantic_errors() {
+    check_errors(
+        &servers_with(r#"{ address = "127.0.0.1:9002", weight = 0, colour = "blue" }"#).replace(
+            "name = \"primary\"",
+            "name = \"primary\"\nbalance = \"random\"",
+        ),
+        expect![[r#"
+            pools[0].servers[0].colour: unknown key (remove it or check its spelling against docs/config.md)
+            pools[0].servers[0].weight: 0 is out of range (use 1 to 1000)
+            pools[0].balance: unknown balance "random" (use "round_robin", "least_request" or "hash")
+        "#]],
+    );
+}
+
+/// The whole error list for `text` is one error located at `path` (or below it).
+fn one_error_at(text: &str, path: &str) {
+    let errors = crate::reject(text);
+    assert!(
+        errors.starts_with(path),
+        "expected an error at {path}: {errors}"
+    );
+    assert_eq!(errors.lines().count(), 1, "{errors}");
+}
+
+#[test]
+fn server_tables_of_the_wrong_shape() {
+    // No address.
+    one_error_at(
+        &servers_with(r#""127.0.0.1:9001", { weight = 2 }"#),
+        "pools[0].servers[1]",
+    );
+    // A weight that is not an integer.
+    one_error_at(
+        &servers_with(r#"{ address = "127.0.0.1:9001", weight = "3" }"#),
+        "pools[0].servers[0]",
+    );
+    one_error_at(
+        &servers_with(r#"{ address = "127.0.0.1:9001", weight = 1.5 }"#),
+        "pools[0].servers[0]",
+    );
+    // An address that is not a string.
+    one_error_at(&servers_with("{ address = 9001 }"), "pools[0].servers[0]");
+    // Neither a string nor a table.
+    one_error_at(&servers_with("9001"), "pools[0].servers[0]");
+}
+
+#[test]
+fn balance_and_hash_key_of_the_wrong_type() {
+    one_error_at(&pool_with("balance = 1"), "pools[0].balance: ");
+    one_error_at(
+        &pool_with("balance = \"hash\"\nhash_key = [\"path\"]"),
+        "pools[0].hash_key: ",
+    );
+}

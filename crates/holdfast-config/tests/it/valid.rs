@@ -4,8 +4,8 @@
 use crate::{accept, edge_with, file_with, pool_with, route_with};
 use expect_test::expect;
 use holdfast_config::{
-    AccessLog, Admin, Edge, HostMatch, Limits, Overload, RetryOn, RetryPolicy, ServerAddr,
-    Timeouts, TlsCert, UpstreamTls,
+    AccessLog, Admin, Balance, Edge, HashKey, HostMatch, Limits, Overload, RetryOn, RetryPolicy,
+    ServerAddr, Timeouts, TlsCert, UpstreamTls,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -802,4 +802,147 @@ max_queued = 2
             retry_after: secs(1),
         })
     );
+}
+
+// --- balancing (balance, hash_key, server weights) --------------------------------------
+
+/// A valid file whose one pool has `servers` (written as the inside of the array) and
+/// `lines` after them.
+fn servers_with(servers: &str, lines: &str) -> String {
+    file_with("", lines, "").replace(
+        "servers = [\"127.0.0.1:9000\"]",
+        &format!("servers = [{servers}]"),
+    )
+}
+
+#[test]
+fn balance_defaults_to_round_robin_with_every_weight_1() {
+    let config = accept(MINIMAL);
+    assert_eq!(config.pools[0].balance, Balance::RoundRobin);
+    assert_eq!(config.pools[0].weights, [1]);
+
+    let config = accept(&servers_with(
+        r#""127.0.0.1:9001", "127.0.0.1:9002", "origin.internal:80""#,
+        "",
+    ));
+    assert_eq!(config.pools[0].balance, Balance::RoundRobin);
+    assert_eq!(config.pools[0].weights, [1, 1, 1]);
+}
+
+#[test]
+fn servers_may_be_tables_with_an_address_and_a_weight() {
+    let config = accept(&servers_with(
+        r#""127.0.0.1:9001", { address = "127.0.0.1:9002", weight = 3 }, { address = "Origin.Internal:80" }, { weight = 7, address = "[::1]:9003" }"#,
+        "",
+    ));
+    let pool = &config.pools[0];
+    assert_eq!(
+        pool.servers,
+        [
+            ServerAddr::Ip(addr("127.0.0.1:9001")),
+            ServerAddr::Ip(addr("127.0.0.1:9002")),
+            ServerAddr::Name {
+                host: "origin.internal".into(),
+                port: 80
+            },
+            ServerAddr::Ip(addr("[::1]:9003")),
+        ]
+    );
+    assert_eq!(pool.weights, [1, 3, 1, 7], "same order as servers");
+    assert_eq!(pool.balance, Balance::RoundRobin);
+}
+
+#[test]
+fn servers_table_form_in_a_multi_line_array() {
+    let config = accept(&servers_with(
+        "\n  { address = \"127.0.0.1:9001\", weight = 2 },\n  \"127.0.0.1:9002\",\n",
+        "",
+    ));
+    assert_eq!(config.pools[0].weights, [2, 1]);
+    assert_eq!(
+        config.pools[0].servers,
+        [
+            ServerAddr::Ip(addr("127.0.0.1:9001")),
+            ServerAddr::Ip(addr("127.0.0.1:9002")),
+        ]
+    );
+}
+
+#[test]
+fn weight_range_is_inclusive() {
+    let config = accept(&servers_with(
+        r#"{ address = "127.0.0.1:9001", weight = 1 }, { address = "127.0.0.1:9002", weight = 1000 }"#,
+        "",
+    ));
+    assert_eq!(config.pools[0].weights, [1, 1000]);
+}
+
+#[test]
+fn balance_modes_are_read() {
+    for (lines, want) in [
+        ("balance = \"round_robin\"", Balance::RoundRobin),
+        ("balance = \"least_request\"", Balance::LeastRequest),
+        (
+            "balance = \"hash\"\nhash_key = \"client_ip\"",
+            Balance::Hash(HashKey::ClientIp),
+        ),
+        (
+            "balance = \"hash\"\nhash_key = \"path\"",
+            Balance::Hash(HashKey::Path),
+        ),
+        (
+            "balance = \"hash\"\nhash_key = \"host\"",
+            Balance::Hash(HashKey::Host),
+        ),
+        (
+            "balance = \"hash\"\nhash_key = \"header:x-user\"",
+            Balance::Hash(HashKey::Header(http::HeaderName::from_static("x-user"))),
+        ),
+    ] {
+        let config = accept(&pool_with(lines));
+        assert_eq!(config.pools[0].balance, want, "{lines}");
+        assert_eq!(config.pools[0].weights, [1], "{lines}");
+    }
+}
+
+#[test]
+fn hash_header_names_are_case_insensitive() {
+    let config = accept(&pool_with(
+        "balance = \"hash\"\nhash_key = \"header:X-Session-Id\"",
+    ));
+    assert_eq!(
+        config.pools[0].balance,
+        Balance::Hash(HashKey::Header(http::HeaderName::from_static(
+            "x-session-id"
+        )))
+    );
+}
+
+#[test]
+fn each_pool_has_its_own_balance_and_weights() {
+    let config = accept(&file_with(
+        "",
+        r#"balance = "least_request"
+
+[[pools]]
+name = "second"
+servers = ["127.0.0.1:9001", { address = "127.0.0.1:9002", weight = 5 }]
+balance = "hash"
+hash_key = "path"
+
+[[pools]]
+name = "third"
+servers = [{ address = "127.0.0.1:9003", weight = 2 }]
+"#,
+        "",
+    ));
+    let [first, second, third] = config.pools.as_slice() else {
+        panic!("expected three pools, got {:?}", config.pools)
+    };
+    assert_eq!(first.balance, Balance::LeastRequest);
+    assert_eq!(first.weights, [1]);
+    assert_eq!(second.balance, Balance::Hash(HashKey::Path));
+    assert_eq!(second.weights, [1, 5]);
+    assert_eq!(third.balance, Balance::RoundRobin);
+    assert_eq!(third.weights, [2]);
 }

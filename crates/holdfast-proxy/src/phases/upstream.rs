@@ -5,12 +5,12 @@
 //! body also if the origin closed the connection before answering (its keep-alive ended as
 //! the request went out, a race no check before sending can rule out).
 
-use crate::body::{BodyError, RequestBody, ResponseBody, Upload};
+use crate::body::{BodyError, Hold, RequestBody, ResponseBody, Upload};
 use crate::ctx::RequestCtx;
 use crate::error::{ProxyError, Side};
 use crate::phases::headers::{self, RequestRewrite};
 use crate::state::{RouteRt, State};
-use crate::upstream::{connect, Conn, Pool, Release, Server};
+use crate::upstream::{connect, stable_hash, Conn, InFlight, Pool, Release, Server};
 use http::{header, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -44,7 +44,7 @@ pub(crate) async fn forward(
     };
     let deadline = route.timeouts.total.map(|t| ctx.start + t);
     let slot = admit(route, deadline).await?;
-    let (server, (mut resp, release)) = attempts(
+    let (server, (mut resp, release), in_flight) = attempts(
         state,
         route,
         Request::from_parts(parts, body),
@@ -64,7 +64,11 @@ pub(crate) async fn forward(
     }
     let (mut parts, body) = resp.into_parts();
     headers::rewrite_response(&mut parts, route);
-    let body = ResponseBody::upstream(body, release, route.timeouts.read, deadline, slot);
+    let hold = Hold {
+        _slot: slot,
+        _in_flight: Some(in_flight),
+    };
+    let body = ResponseBody::upstream(body, release, route.timeouts.read, deadline, hold);
     Ok(Response::from_parts(parts, body))
 }
 
@@ -86,6 +90,23 @@ async fn admit(
             Err(ProxyError::Overloaded {
                 retry_after: admission.retry_after.clone(),
             })
+        }
+    }
+}
+
+/// The request's key for a hashing balancer.
+fn request_key(
+    key: &holdfast_config::HashKey,
+    req: &Request<RequestBody>,
+    ctx: &RequestCtx,
+) -> u64 {
+    use holdfast_config::HashKey;
+    match key {
+        HashKey::ClientIp => stable_hash(&[ctx.conn.client_ip.as_bytes()]),
+        HashKey::Path => stable_hash(&[ctx.path.path().as_bytes()]),
+        HashKey::Host => stable_hash(&[ctx.host_name().to_ascii_lowercase().as_bytes()]),
+        HashKey::Header(name) => {
+            stable_hash(&[req.headers().get(name).map_or(&b""[..], |v| v.as_bytes())])
         }
     }
 }
@@ -147,8 +168,12 @@ async fn attempts<'p>(
     deadline: Option<Instant>,
     upgrade: bool,
     ctx: &mut RequestCtx,
-) -> Result<(&'p Arc<Server>, Exchanged), ProxyError> {
+) -> Result<(&'p Arc<Server>, Exchanged, InFlight), ProxyError> {
     let pool = &route.pool;
+    let key = pool
+        .balancer
+        .hash_key()
+        .map_or(0, |k| request_key(k, &req, ctx));
     let policy = &pool.retry;
     pool.budget.deposit();
     let may_resend = policy.non_idempotent || req.method().is_idempotent();
@@ -166,13 +191,14 @@ async fn attempts<'p>(
                 "no request left to send",
             )));
         };
-        let Some((index, server)) = pool.pick(&tried) else {
+        let Some((index, server)) = pool.pick(&tried, key) else {
             return Err(ProxyError::Connect(std::io::Error::other(
                 "pool has no servers",
             )));
         };
         ctx.upstream.server = Some(Arc::clone(&server.addr_text));
         server.record_request();
+        let in_flight = InFlight::new(server);
         let sent = Instant::now();
         let (result, unsent) = match exchange(
             pool,
@@ -217,7 +243,7 @@ async fn attempts<'p>(
             pool.metrics.budget_exhausted.inc();
         }
         return match result {
-            Ok(ok) => Ok((server, ok)),
+            Ok(ok) => Ok((server, ok, in_flight)),
             Err(e) if e.side() == Side::Client => {
                 count_client_error(state, &e);
                 Err(e)

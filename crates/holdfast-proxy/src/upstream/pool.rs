@@ -2,6 +2,7 @@
 //! are kept per worker thread (no cross-thread wake-ups, uncontended locks), bounded by
 //! `max_idle_per_server` and `idle_timeout`; an HTTP/2 connection is shared per worker.
 
+use super::Balancer;
 use crate::body::RequestBody;
 use crate::metrics::{PoolMetrics, ServerMetrics};
 use holdfast_config::{Overload, RetryPolicy};
@@ -37,7 +38,7 @@ pub(crate) struct UpstreamTls {
 pub(crate) struct Pool {
     pub name: Arc<str>,
     pub servers: Box<[Arc<Server>]>,
-    next: AtomicUsize,
+    pub balancer: Balancer,
     pub host_header: Option<http::HeaderValue>,
     pub tls: Option<UpstreamTls>,
     pub http2: bool,
@@ -115,7 +116,7 @@ impl Pool {
         Pool {
             name: parts.name,
             servers: parts.servers.into_boxed_slice(),
-            next: AtomicUsize::new(0),
+            balancer: parts.balancer,
             host_header: parts.host_header,
             tls: parts.tls,
             http2: parts.http2,
@@ -126,20 +127,10 @@ impl Pool {
         }
     }
 
-    /// Round-robin over the pool's servers, skipping those already `tried` for this request
-    /// while others remain.
-    pub fn pick(&self, tried: &[usize]) -> Option<(usize, &Arc<Server>)> {
-        let n = self.servers.len();
-        if n == 0 {
-            return None;
-        }
-        let mut i = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        for _ in 0..n {
-            if !tried.contains(&i) {
-                break;
-            }
-            i = (i + 1) % n;
-        }
+    /// The server for this attempt, by the pool's balancer, skipping those already `tried`
+    /// for this request while others remain. `key` is the request's hash key (0 if unused).
+    pub fn pick(&self, tried: &[usize], key: u64) -> Option<(usize, &Arc<Server>)> {
+        let i = self.balancer.pick(&self.servers, tried, key)?;
         self.servers.get(i).map(|s| (i, s))
     }
 }
@@ -155,6 +146,23 @@ pub(crate) struct PoolParts {
     pub budget: Arc<TpsBudget>,
     pub metrics: PoolMetrics,
     pub admission: Option<Arc<Admission>>,
+    pub balancer: Balancer,
+}
+
+/// Counts a request in flight to a server until dropped (with the response body).
+pub(crate) struct InFlight(Arc<Server>);
+
+impl InFlight {
+    pub fn new(server: &Arc<Server>) -> Self {
+        server.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(server))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct Idle {
@@ -175,6 +183,10 @@ pub(crate) struct Server {
     pub addr_text: Arc<str>,
     /// The address as the operator wrote it.
     pub label: Arc<str>,
+    pub weight: u32,
+    /// Stable hash of `label`, for rendezvous hashing.
+    pub hash_id: u64,
+    in_flight: AtomicUsize,
     pub sni: Option<ServerName<'static>>,
     pub metrics: ServerMetrics,
     slots: Box<[Mutex<Slot>]>,
@@ -204,9 +216,11 @@ impl Release {
 }
 
 impl Server {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         addr: SocketAddr,
         label: Arc<str>,
+        weight: u32,
         sni: Option<ServerName<'static>>,
         metrics: ServerMetrics,
         workers: usize,
@@ -216,7 +230,10 @@ impl Server {
         Server {
             addr,
             addr_text: Arc::from(addr.to_string()),
+            hash_id: super::stable_hash(&[label.as_bytes()]),
             label,
+            weight,
+            in_flight: AtomicUsize::new(0),
             sni,
             metrics,
             slots: (0..workers.max(1))
@@ -296,6 +313,10 @@ impl Server {
 
     pub fn idle_count(&self) -> usize {
         self.slots.iter().map(|s| lock(s).idle.len()).sum()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     pub fn requests(&self) -> u64 {

@@ -15,6 +15,7 @@ mod support;
 mod access_log;
 mod admin;
 mod bad_input;
+mod balancing;
 mod check;
 mod demo;
 mod headers;
