@@ -72,8 +72,20 @@ pub struct Pool {
     pub max_idle_per_server: usize,
     pub idle_timeout: Duration,
     pub retry: RetryPolicy,
+    pub outlier: Outlier,
     /// Admission limits; `None` when `max_concurrent` is not set (unlimited).
     pub overload: Option<Overload>,
+}
+
+/// Passive health: a server failing `consecutive_failures` times in a row is ejected for a
+/// while (longer on each ejection), within a cap on the share of the pool ejected at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outlier {
+    /// 0 disables ejection.
+    pub consecutive_failures: u32,
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    pub max_ejection_percent: u32,
 }
 
 /// How many requests a pool takes at once before the edge answers 503 itself.

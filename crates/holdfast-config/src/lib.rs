@@ -11,8 +11,8 @@ mod units;
 mod validate;
 
 pub use config::{
-    AccessLog, Admin, Balance, Config, Edge, HashKey, HeaderOps, HostMatch, Limits, Overload, Pool,
-    RetryOn, RetryPolicy, Route, ServerAddr, Timeouts, TlsCert, UpstreamTls,
+    AccessLog, Admin, Balance, Config, Edge, HashKey, HeaderOps, HostMatch, Limits, Outlier,
+    Overload, Pool, RetryOn, RetryPolicy, Route, ServerAddr, Timeouts, TlsCert, UpstreamTls,
 };
 pub use error::ConfigError;
 pub use parse::{parse, MAX_CONFIG_BYTES};

@@ -69,10 +69,22 @@ pub struct PoolSpec {
     pub idle_timeout: Option<Duration>,
     #[serde(default)]
     pub retry: RetrySpec,
+    #[serde(default)]
+    pub outlier: OutlierSpec,
     pub max_concurrent: Option<i64>,
     pub max_queued: Option<i64>,
     #[serde(default, with = "humantime_serde")]
     pub retry_after: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct OutlierSpec {
+    pub consecutive_failures: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub base_ejection: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_ejection: Option<Duration>,
+    pub max_ejection_percent: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

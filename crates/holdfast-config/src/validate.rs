@@ -440,6 +440,52 @@ fn pool(at: &str, p: &PoolSpec, base_dir: &Path, errs: &mut Errors) -> Pool {
         ),
         retry: retry(&format!("{at}.retry"), &p.retry, errs),
         overload: overload(at, p, errs),
+        outlier: outlier(&format!("{at}.outlier"), &p.outlier, errs),
+    }
+}
+
+fn outlier(at: &str, spec: &OutlierSpec, errs: &mut Errors) -> Outlier {
+    let base = spec.base_ejection.unwrap_or(Duration::from_secs(30));
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&base) {
+        errs.add(
+            format!("{at}.base_ejection"),
+            "out of range",
+            "use 1s to 1h",
+        );
+    }
+    let max = spec
+        .max_ejection
+        .unwrap_or(Duration::from_secs(300).max(base));
+    if max < base {
+        errs.add(
+            format!("{at}.max_ejection"),
+            "shorter than base_ejection",
+            "make max_ejection at least as long as base_ejection",
+        );
+    } else if max > Duration::from_secs(24 * 3600) {
+        errs.add(
+            format!("{at}.max_ejection"),
+            "out of range",
+            "use at most 24h",
+        );
+    }
+    Outlier {
+        consecutive_failures: in_range(
+            &format!("{at}.consecutive_failures"),
+            spec.consecutive_failures,
+            5,
+            1000,
+            errs,
+        ),
+        base_ejection: base,
+        max_ejection: max,
+        max_ejection_percent: in_range(
+            &format!("{at}.max_ejection_percent"),
+            spec.max_ejection_percent,
+            50,
+            100,
+            errs,
+        ),
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Metrics {
     upstream_requests: IntCounterVec,
     upstream_duration: HistogramVec,
     upstream_errors: IntCounterVec,
+    ejections: IntCounterVec,
+    healthy: prometheus::IntGaugeVec,
     retries: IntCounterVec,
     retry_budget_exhausted: IntCounterVec,
     overload_rejected: IntCounterVec,
@@ -62,6 +64,8 @@ pub(crate) struct ServerMetrics {
     pub(crate) connect_errors: IntCounter,
     pub(crate) timeouts: IntCounter,
     pub(crate) other_errors: IntCounter,
+    pub(crate) ejections: IntCounter,
+    pub(crate) healthy: IntGauge,
 }
 
 impl ServerMetrics {
@@ -122,6 +126,20 @@ impl Metrics {
                 ),
                 &["pool", "server", "kind"],
             )?,
+            ejections: IntCounterVec::new(
+                Opts::new(
+                    "holdfast_upstream_ejections_total",
+                    "Times a server was ejected for consecutive failures (outlier detection).",
+                ),
+                &["pool", "server"],
+            )?,
+            healthy: prometheus::IntGaugeVec::new(
+                Opts::new(
+                    "holdfast_upstream_healthy",
+                    "1 while a server may be picked, 0 while it is ejected.",
+                ),
+                &["pool", "server"],
+            )?,
             retries: IntCounterVec::new(
                 Opts::new(
                     "holdfast_upstream_retries_total",
@@ -174,6 +192,8 @@ impl Metrics {
         registry.register(Box::new(m.upstream_requests.clone()))?;
         registry.register(Box::new(m.upstream_duration.clone()))?;
         registry.register(Box::new(m.upstream_errors.clone()))?;
+        registry.register(Box::new(m.ejections.clone()))?;
+        registry.register(Box::new(m.healthy.clone()))?;
         registry.register(Box::new(m.retries.clone()))?;
         registry.register(Box::new(m.retry_budget_exhausted.clone()))?;
         registry.register(Box::new(m.overload_rejected.clone()))?;
@@ -214,6 +234,8 @@ impl Metrics {
             other_errors: self
                 .upstream_errors
                 .with_label_values(&[pool, server, "protocol"]),
+            ejections: self.ejections.with_label_values(&[pool, server]),
+            healthy: self.healthy.with_label_values(&[pool, server]),
         }
     }
 

@@ -60,9 +60,10 @@ pub struct PoolStatus {
 pub struct ServerStatus {
     pub address: String,
     pub resolved: String,
-    /// Health checking arrives with the upstream-resilience work; until then servers are
-    /// reported as `unchecked`, with their request and failure counts.
+    /// `up`, or `ejected` (outlier detection) until `ejected_until`.
     pub health: &'static str,
+    pub ejections: u32,
+    pub ejected_until: Option<String>,
     pub weight: u32,
     pub in_flight: usize,
     pub requests: u64,
@@ -147,10 +148,18 @@ impl State {
                     .iter()
                     .map(|s| {
                         let last = s.last_error();
+                        let ejected_until = s.ejected_until();
                         ServerStatus {
                             address: s.label.to_string(),
                             resolved: s.addr.to_string(),
-                            health: "unchecked",
+                            health: if ejected_until.is_some() {
+                                "ejected"
+                            } else {
+                                "up"
+                            },
+                            ejections: s.ejections(),
+                            ejected_until: ejected_until
+                                .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
                             weight: s.weight,
                             in_flight: s.in_flight(),
                             requests: s.requests(),
@@ -298,5 +307,6 @@ fn build_pool(
         metrics: metrics.pool(&p.name),
         admission,
         balancer: Balancer::new(&p.balance, &p.weights),
+        outlier: p.outlier,
     }))
 }

@@ -55,6 +55,10 @@ fn complete_example_uses_every_table() {
     assert!(config
         .pools
         .iter()
+        .any(|p| p.outlier.consecutive_failures != 5 && p.outlier.max_ejection_percent > 0));
+    assert!(config
+        .pools
+        .iter()
         .any(|p| matches!(p.balance, holdfast_config::Balance::Hash(_))));
     assert!(config
         .pools

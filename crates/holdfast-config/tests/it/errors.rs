@@ -832,6 +832,145 @@ backoff = "0ms"
     );
 }
 
+// --- [pools.outlier] --------------------------------------------------------------------
+
+fn outlier_with(lines: &str) -> String {
+    pool_with(&format!("[pools.outlier]\n{lines}"))
+}
+
+/// The whole error list for `lines` in `[pools.outlier]` is one error starting with `start`.
+fn one_outlier_error(lines: &str, start: &str) {
+    let errors = crate::reject(&outlier_with(lines));
+    assert!(errors.starts_with(start), "{lines:?}: {errors}");
+    assert_eq!(errors.lines().count(), 1, "{lines:?}: {errors}");
+}
+
+#[test]
+fn outlier_consecutive_failures_out_of_range() {
+    check_errors(
+        &outlier_with("consecutive_failures = 1001"),
+        expect![[r#"
+            pools[0].outlier.consecutive_failures: 1001 is out of range (use 0 to 1000)
+        "#]],
+    );
+    check_errors(
+        &outlier_with("consecutive_failures = -1"),
+        expect![[r#"
+            pools[0].outlier.consecutive_failures: -1 is out of range (use 0 to 1000)
+        "#]],
+    );
+}
+
+#[test]
+fn outlier_max_ejection_percent_out_of_range() {
+    check_errors(
+        &outlier_with("max_ejection_percent = 101"),
+        expect![[r#"
+            pools[0].outlier.max_ejection_percent: 101 is out of range (use 0 to 100)
+        "#]],
+    );
+    check_errors(
+        &outlier_with("max_ejection_percent = -1"),
+        expect![[r#"
+            pools[0].outlier.max_ejection_percent: -1 is out of range (use 0 to 100)
+        "#]],
+    );
+}
+
+#[test]
+fn outlier_base_ejection_zero_or_over_an_hour() {
+    // max_ejection is written so that it cannot be the one at fault.
+    for written in ["0s", "0ms", "999ms", "1h 1s", "2h"] {
+        one_outlier_error(
+            &format!("base_ejection = \"{written}\"\nmax_ejection = \"24h\""),
+            "pools[0].outlier.base_ejection: ",
+        );
+    }
+    check_errors(
+        &outlier_with("base_ejection = \"0s\""),
+        expect![[r#"
+            pools[0].outlier.base_ejection: out of range (use 1s to 1h)
+        "#]],
+    );
+    check_errors(
+        &outlier_with("base_ejection = \"2h\"\nmax_ejection = \"24h\""),
+        expect![[r#"
+            pools[0].outlier.base_ejection: out of range (use 1s to 1h)
+        "#]],
+    );
+}
+
+#[test]
+fn outlier_max_ejection_shorter_than_base_ejection() {
+    for lines in [
+        "base_ejection = \"1m\"\nmax_ejection = \"59s\"",
+        // The default base_ejection is 30s.
+        "max_ejection = \"29s\"",
+        "base_ejection = \"10s\"\nmax_ejection = \"9999ms\"",
+    ] {
+        one_outlier_error(
+            lines,
+            "pools[0].outlier.max_ejection: shorter than base_ejection (",
+        );
+    }
+    check_errors(
+        &outlier_with("base_ejection = \"1m\"\nmax_ejection = \"30s\""),
+        expect![[r#"
+            pools[0].outlier.max_ejection: shorter than base_ejection (make max_ejection at least as long as base_ejection)
+        "#]],
+    );
+}
+
+#[test]
+fn outlier_max_ejection_over_a_day() {
+    for written in ["24h 1s", "2d"] {
+        one_outlier_error(
+            &format!("max_ejection = \"{written}\""),
+            "pools[0].outlier.max_ejection: ",
+        );
+    }
+    check_errors(
+        &outlier_with("max_ejection = \"25h\""),
+        expect![[r#"
+            pools[0].outlier.max_ejection: out of range (use at most 24h)
+        "#]],
+    );
+}
+
+#[test]
+fn outlier_errors_name_their_pool_and_are_reported_together() {
+    check_errors(
+        &file_with(
+            "",
+            r#"
+[[pools]]
+name = "second"
+servers = ["127.0.0.1:9001"]
+
+[pools.outlier]
+consecutive_failures = 1001
+base_ejection = "2m"
+max_ejection = "1m"
+max_ejection_percent = 101
+
+[[pools]]
+name = "third"
+servers = ["127.0.0.1:9002"]
+
+[pools.outlier]
+base_ejection = "0s"
+"#,
+            "",
+        ),
+        expect![[r#"
+            pools[1].outlier.max_ejection: shorter than base_ejection (make max_ejection at least as long as base_ejection)
+            pools[1].outlier.consecutive_failures: 1001 is out of range (use 0 to 1000)
+            pools[1].outlier.max_ejection_percent: 101 is out of range (use 0 to 100)
+            pools[2].outlier.base_ejection: out of range (use 1s to 1h)
+        "#]],
+    );
+}
+
 // --- [[routes]] -------------------------------------------------------------------------
 
 #[test]

@@ -253,6 +253,47 @@ fn retry_unknown_keys_and_wrong_types() {
     );
 }
 
+#[test]
+fn outlier_unknown_keys_and_wrong_types() {
+    check_errors(
+        &pool_with("[pools.outlier]\nconsecutive_failure = 2\nenabled = true"),
+        expect![[r#"
+            pools[0].outlier.consecutive_failure: unknown key (remove it or check its spelling against docs/config.md)
+            pools[0].outlier.enabled: unknown key (remove it or check its spelling against docs/config.md)
+        "#]],
+    );
+    check_errors(
+        &pool_with("[pools.outlier]\nconsecutive_failures = \"5\""),
+        expect![[r#"
+            pools[0].outlier.consecutive_failures: invalid type: string "5", expected i64 (see docs/config.md for the expected type)
+        "#]],
+    );
+    check_errors(
+        &pool_with("[pools.outlier]\nbase_ejection = 30"),
+        expect![[r#"
+            pools[0].outlier.base_ejection: invalid type: integer `30`, expected a duration (see docs/config.md for the expected type)
+        "#]],
+    );
+    check_errors(
+        &pool_with("[pools.outlier]\nmax_ejection = \"-5s\""),
+        expect![[r#"
+            pools[0].outlier.max_ejection: invalid value: string "-5s", expected a duration (see docs/config.md for the expected type)
+        "#]],
+    );
+    check_errors(
+        &pool_with("[pools.outlier]\nmax_ejection_percent = 50.5"),
+        expect![[r#"
+            pools[0].outlier.max_ejection_percent: invalid type: floating point `50.5`, expected i64 (see docs/config.md for the expected type)
+        "#]],
+    );
+    check_errors(
+        &pool_with("outlier = \"on\""),
+        expect![[r#"
+            pools[0].outlier: invalid type: string "on", expected struct OutlierSpec (see docs/config.md for the expected type)
+        "#]],
+    );
+}
+
 /// A valid file whose one pool has `servers` (written as the inside of the array).
 fn servers_with(servers: &str) -> String {
     pool_with("").replace(

@@ -4,8 +4,8 @@
 use crate::{accept, edge_with, file_with, pool_with, route_with};
 use expect_test::expect;
 use holdfast_config::{
-    AccessLog, Admin, Balance, Edge, HashKey, HostMatch, Limits, Overload, RetryOn, RetryPolicy,
-    ServerAddr, Timeouts, TlsCert, UpstreamTls,
+    AccessLog, Admin, Balance, Edge, HashKey, HostMatch, Limits, Outlier, Overload, RetryOn,
+    RetryPolicy, ServerAddr, Timeouts, TlsCert, UpstreamTls,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -77,6 +77,7 @@ fn minimal_file_is_accepted_with_every_default() {
     assert_eq!(pool.max_idle_per_server, 256);
     assert_eq!(pool.idle_timeout, secs(60));
     assert_eq!(pool.overload, None, "no max_concurrent: unlimited");
+    assert_eq!(pool.outlier, DEFAULT_OUTLIER);
 
     let [route] = config.routes.as_slice() else {
         panic!("expected one route, got {:?}", config.routes)
@@ -165,6 +166,12 @@ retry_after = "30s"
 [pools.tls]
 sni = "app.internal"
 ca_file = "ca/internal.pem"
+
+[pools.outlier]
+consecutive_failures = 3
+base_ejection = "10s"
+max_ejection = "2m"
+max_ejection_percent = 34
 
 [[pools]]
 name = "static"
@@ -295,6 +302,16 @@ fn pools_keep_servers_host_header_and_upstream_tls() {
         })
     );
     assert_eq!(stat.overload, None);
+    assert_eq!(
+        app.outlier,
+        Outlier {
+            consecutive_failures: 3,
+            base_ejection: secs(10),
+            max_ejection: secs(120),
+            max_ejection_percent: 34,
+        }
+    );
+    assert_eq!(stat.outlier, DEFAULT_OUTLIER);
 }
 
 #[test]
@@ -711,6 +728,161 @@ on = ["reset", "504"]
     assert!(third.retry.on.reset);
     assert_eq!(third.retry.on.statuses, [504]);
     assert_eq!(third.retry.budget_percent, 20);
+}
+
+// --- [pools.outlier] --------------------------------------------------------------------
+
+/// The documented defaults: ejected after 5 failures in a row, for 30 s × the number of
+/// ejections up to 300 s, at most half of the pool at once.
+const DEFAULT_OUTLIER: Outlier = Outlier {
+    consecutive_failures: 5,
+    base_ejection: Duration::from_secs(30),
+    max_ejection: Duration::from_secs(300),
+    max_ejection_percent: 50,
+};
+
+fn outlier_with(lines: &str) -> Outlier {
+    accept(&pool_with(&format!("[pools.outlier]\n{lines}"))).pools[0].outlier
+}
+
+#[test]
+fn outlier_defaults_when_the_table_is_absent() {
+    assert_eq!(accept(MINIMAL).pools[0].outlier, DEFAULT_OUTLIER);
+}
+
+#[test]
+fn outlier_defaults_when_the_table_is_empty() {
+    assert_eq!(outlier_with(""), DEFAULT_OUTLIER);
+}
+
+#[test]
+fn outlier_table_is_read() {
+    assert_eq!(
+        outlier_with(
+            r#"
+consecutive_failures = 3
+base_ejection = "1m 30s"
+max_ejection = "1h"
+max_ejection_percent = 25
+"#
+        ),
+        Outlier {
+            consecutive_failures: 3,
+            base_ejection: secs(90),
+            max_ejection: secs(3600),
+            max_ejection_percent: 25,
+        }
+    );
+}
+
+#[test]
+fn outlier_keys_not_written_keep_their_defaults() {
+    assert_eq!(
+        outlier_with("consecutive_failures = 0"),
+        Outlier {
+            consecutive_failures: 0,
+            ..DEFAULT_OUTLIER
+        },
+        "0 is accepted: it turns ejection off"
+    );
+    assert_eq!(
+        outlier_with("max_ejection_percent = 100"),
+        Outlier {
+            max_ejection_percent: 100,
+            ..DEFAULT_OUTLIER
+        }
+    );
+    assert_eq!(
+        outlier_with("base_ejection = \"5s\""),
+        Outlier {
+            base_ejection: secs(5),
+            ..DEFAULT_OUTLIER
+        }
+    );
+    assert_eq!(
+        outlier_with("max_ejection = \"30s\""),
+        Outlier {
+            max_ejection: secs(30),
+            ..DEFAULT_OUTLIER
+        },
+        "max_ejection may equal the default base_ejection"
+    );
+}
+
+#[test]
+fn outlier_ranges_are_inclusive() {
+    for (lines, want) in [
+        ("consecutive_failures = 0", (0, 30, 300, 50)),
+        ("consecutive_failures = 1000", (1000, 30, 300, 50)),
+        ("max_ejection_percent = 0", (5, 30, 300, 0)),
+        ("max_ejection_percent = 100", (5, 30, 300, 100)),
+        ("base_ejection = \"1s\"", (5, 1, 300, 50)),
+        ("base_ejection = \"1000ms\"", (5, 1, 300, 50)),
+        (
+            "base_ejection = \"1h\"\nmax_ejection = \"1h\"",
+            (5, 3600, 3600, 50),
+        ),
+        (
+            "base_ejection = \"1s\"\nmax_ejection = \"1s\"",
+            (5, 1, 1, 50),
+        ),
+        ("max_ejection = \"24h\"", (5, 30, 86400, 50)),
+        ("max_ejection = \"1d\"", (5, 30, 86400, 50)),
+    ] {
+        let (consecutive_failures, base, max, max_ejection_percent) = want;
+        assert_eq!(
+            outlier_with(lines),
+            Outlier {
+                consecutive_failures,
+                base_ejection: secs(base),
+                max_ejection: secs(max),
+                max_ejection_percent,
+            },
+            "{lines}"
+        );
+    }
+}
+
+#[test]
+fn each_pool_has_its_own_outlier_policy() {
+    let config = accept(&file_with(
+        "",
+        r#"
+[pools.outlier]
+consecutive_failures = 0
+
+[[pools]]
+name = "second"
+servers = ["127.0.0.1:9001"]
+
+[[pools]]
+name = "third"
+servers = ["127.0.0.1:9002"]
+
+[pools.retry]
+attempts = 2
+
+[pools.outlier]
+base_ejection = "2s"
+max_ejection = "10s"
+"#,
+        "",
+    ));
+    let [first, second, third] = config.pools.as_slice() else {
+        panic!("expected three pools, got {:?}", config.pools)
+    };
+    assert_eq!(first.outlier.consecutive_failures, 0);
+    assert_eq!(first.outlier.base_ejection, secs(30));
+    assert_eq!(second.outlier, DEFAULT_OUTLIER);
+    assert_eq!(
+        third.outlier,
+        Outlier {
+            base_ejection: secs(2),
+            max_ejection: secs(10),
+            ..DEFAULT_OUTLIER
+        }
+    );
+    assert_eq!(third.retry.attempts, 2);
 }
 
 // --- overload protection (max_concurrent, max_queued, retry_after) ----------------------

@@ -111,6 +111,15 @@ fn request_key(
     }
 }
 
+/// Whether an attempt counts as the server's failure for outlier detection: the origin side
+/// failed, or answered 502, 503 or 504.
+fn origin_failed(result: &Result<Exchanged, ProxyError>) -> bool {
+    match result {
+        Ok((resp, _)) => matches!(resp.status().as_u16(), 502..=504),
+        Err(e) => e.side() == Side::Origin,
+    }
+}
+
 type Exchanged = (Response<Incoming>, Option<Release>);
 
 /// Why an attempt failed in a way a retry may fix.
@@ -216,6 +225,7 @@ async fn attempts<'p>(
         };
         // Upstream time is the wait for a response head: none if there was no response.
         ctx.upstream.duration = result.is_ok().then(|| sent.elapsed());
+        pool.record_outcome(server, origin_failed(&result));
         let why = retryable(&result, unsent.is_some(), &policy.on);
         if retries > 0 {
             // Each retry counts once: did this attempt bring back a usable answer?

@@ -5,12 +5,12 @@
 use super::Balancer;
 use crate::body::RequestBody;
 use crate::metrics::{PoolMetrics, ServerMetrics};
-use holdfast_config::{Overload, RetryPolicy};
+use holdfast_config::{Outlier, Overload, RetryPolicy};
 
 use hyper::client::conn::{http1, http2};
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -39,6 +39,10 @@ pub(crate) struct Pool {
     pub name: Arc<str>,
     pub servers: Box<[Arc<Server>]>,
     pub balancer: Balancer,
+    pub outlier: Outlier,
+    /// The latest end of any server's ejection (`now_nanos` scale): while it is in the past,
+    /// picking needs no look at ejections at all.
+    ejections_end: AtomicU64,
     pub host_header: Option<http::HeaderValue>,
     pub tls: Option<UpstreamTls>,
     pub http2: bool,
@@ -113,10 +117,19 @@ impl Admission {
 
 impl Pool {
     pub fn new(parts: PoolParts) -> Self {
+        // Servers carried over a reload may still be ejected.
+        let ejections_end = parts
+            .servers
+            .iter()
+            .map(|s| s.ejected_until.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
         Pool {
             name: parts.name,
             servers: parts.servers.into_boxed_slice(),
             balancer: parts.balancer,
+            outlier: parts.outlier,
+            ejections_end: AtomicU64::new(ejections_end),
             host_header: parts.host_header,
             tls: parts.tls,
             http2: parts.http2,
@@ -128,10 +141,66 @@ impl Pool {
     }
 
     /// The server for this attempt, by the pool's balancer, skipping those already `tried`
-    /// for this request while others remain. `key` is the request's hash key (0 if unused).
+    /// for this request and those ejected while others remain (if every server that could be
+    /// picked is ejected, they are used anyway: panic mode). `key` is the request's hash key.
     pub fn pick(&self, tried: &[usize], key: u64) -> Option<(usize, &Arc<Server>)> {
-        let i = self.balancer.pick(&self.servers, tried, key)?;
+        let now = now_nanos();
+        let i = if self.ejections_end.load(Ordering::Relaxed) <= now {
+            self.balancer.pick(&self.servers, tried, key)
+        } else {
+            let mut excluded = tried.to_vec();
+            for (i, s) in self.servers.iter().enumerate() {
+                if s.is_ejected(now) && !excluded.contains(&i) {
+                    excluded.push(i);
+                }
+            }
+            if excluded.len() < self.servers.len() {
+                self.balancer.pick(&self.servers, &excluded, key)
+            } else {
+                self.balancer.pick(&self.servers, tried, key)
+            }
+        }?;
         self.servers.get(i).map(|s| (i, s))
+    }
+
+    /// Count an attempt's outcome for outlier detection; may eject the server.
+    pub fn record_outcome(&self, server: &Server, failed: bool) {
+        let now = now_nanos();
+        if server.is_ejected(now) {
+            // Answers while ejected (panic mode) do not count: the server comes back with a
+            // clean count when its ejection ends.
+            return;
+        }
+        if server.metrics.healthy.get() == 0 {
+            server.metrics.healthy.set(1);
+        }
+        if !failed {
+            server.consecutive_failures.store(0, Ordering::Relaxed);
+            return;
+        }
+        let threshold = self.outlier.consecutive_failures;
+        let count = server.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if threshold == 0 || count < threshold {
+            return;
+        }
+        let cap = self.servers.len() * self.outlier.max_ejection_percent as usize / 100;
+        let ejected = self.servers.iter().filter(|s| s.is_ejected(now)).count();
+        if ejected >= cap {
+            return;
+        }
+        let times = server.ejections.fetch_add(1, Ordering::Relaxed) + 1;
+        let length = self
+            .outlier
+            .base_ejection
+            .saturating_mul(times)
+            .min(self.outlier.max_ejection);
+        let until = now.saturating_add(u64::try_from(length.as_nanos()).unwrap_or(u64::MAX));
+        server.ejected_until.store(until, Ordering::Relaxed);
+        server.consecutive_failures.store(0, Ordering::Relaxed);
+        self.ejections_end.fetch_max(until, Ordering::Relaxed);
+        server.metrics.ejections.inc();
+        server.metrics.healthy.set(0);
+        tracing::warn!(pool = %self.name, server = %server.label, ejected_for = ?length, "server ejected after consecutive failures");
     }
 }
 
@@ -147,6 +216,14 @@ pub(crate) struct PoolParts {
     pub metrics: PoolMetrics,
     pub admission: Option<Arc<Admission>>,
     pub balancer: Balancer,
+    pub outlier: Outlier,
+}
+
+/// Nanoseconds since the first call in this process: a monotonic clock that fits an atomic.
+pub(crate) fn now_nanos() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Counts a request in flight to a server until dropped (with the response body).
@@ -187,6 +264,10 @@ pub(crate) struct Server {
     /// Stable hash of `label`, for rendezvous hashing.
     pub hash_id: u64,
     in_flight: AtomicUsize,
+    consecutive_failures: AtomicU32,
+    /// End of the current ejection (`now_nanos` scale); 0 when never ejected.
+    ejected_until: AtomicU64,
+    ejections: AtomicU32,
     pub sni: Option<ServerName<'static>>,
     pub metrics: ServerMetrics,
     slots: Box<[Mutex<Slot>]>,
@@ -227,6 +308,7 @@ impl Server {
         max_idle: usize,
         idle_timeout: Duration,
     ) -> Self {
+        metrics.healthy.set(1);
         Server {
             addr,
             addr_text: Arc::from(addr.to_string()),
@@ -234,6 +316,9 @@ impl Server {
             label,
             weight,
             in_flight: AtomicUsize::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            ejections: AtomicU32::new(0),
             sni,
             metrics,
             slots: (0..workers.max(1))
@@ -313,6 +398,21 @@ impl Server {
 
     pub fn idle_count(&self) -> usize {
         self.slots.iter().map(|s| lock(s).idle.len()).sum()
+    }
+
+    pub fn is_ejected(&self, now: u64) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) > now
+    }
+
+    pub fn ejections(&self) -> u32 {
+        self.ejections.load(Ordering::Relaxed)
+    }
+
+    /// When the current ejection ends, if the server is ejected now.
+    pub fn ejected_until(&self) -> Option<SystemTime> {
+        let now = now_nanos();
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        (until > now).then(|| SystemTime::now() + Duration::from_nanos(until - now))
     }
 
     pub fn in_flight(&self) -> usize {

@@ -21,6 +21,7 @@ mod demo;
 mod headers;
 mod keepalive;
 mod origin_down;
+mod outlier;
 mod overload;
 mod reload;
 mod retries;
