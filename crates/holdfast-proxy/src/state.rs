@@ -5,7 +5,7 @@
 
 use crate::access_log::AccessLogWriter;
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
-use crate::upstream::{retry_budget, Admission, Balancer, Pool, PoolParts, Server, UpstreamTls};
+use crate::upstream::{Admission, Balancer, Pool, PoolParts, RetryBudget, Server, UpstreamTls};
 use holdfast_config::{Config, ConfigError, HeaderOps, HostMatch, ServerAddr, Timeouts};
 use serde::Serialize;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -289,7 +289,7 @@ fn build_pool(
     };
     let budget = match before {
         Some((q, old)) if same_budget(q) => Arc::clone(&old.budget),
-        _ => Arc::new(retry_budget(&p.retry)),
+        _ => Arc::new(RetryBudget::new(&p.retry)),
     };
     // Unchanged limits keep their slots: requests in flight stay counted across a reload.
     let admission = match before {

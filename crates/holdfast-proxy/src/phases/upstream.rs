@@ -16,7 +16,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::Instant;
-use tower::retry::budget::Budget;
 
 pub(crate) async fn forward(
     state: &State,
@@ -184,7 +183,7 @@ async fn attempts<'p>(
         .hash_key()
         .map_or(0, |k| request_key(k, &req, ctx));
     let policy = &pool.retry;
-    pool.budget.deposit();
+    pool.budget.record_request();
     let may_resend = policy.non_idempotent || req.method().is_idempotent();
     // A copy to re-send after a failure that consumed the request: bodiless requests only
     // (a streamed body cannot be sent twice). Also used by `exchange` when a pooled
@@ -239,7 +238,7 @@ async fn attempts<'p>(
         // Retries go to another server only: hammering the one that just failed helps no one.
         let another = tried.len() + 1 < pool.servers.len();
         if retries < policy.attempts && allowed && resendable && another {
-            if pool.budget.withdraw() {
+            if pool.budget.try_retry() {
                 if let Err(e) = &result {
                     count_failure(server, e);
                 }

@@ -8,6 +8,6 @@ mod pool;
 pub(crate) use balance::{stable_hash, Balancer};
 pub(crate) use connect::connect;
 pub(crate) use pool::{
-    retry_budget, set_worker_slot, Admission, Conn, InFlight, Pool, PoolParts, Release, Server,
+    set_worker_slot, Admission, Conn, InFlight, Pool, PoolParts, Release, RetryBudget, Server,
     UpstreamTls,
 };

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
-use tower::retry::budget::TpsBudget;
+use tower::retry::budget::{Budget, TpsBudget};
 
 thread_local! {
     static WORKER_SLOT: Cell<usize> = const { Cell::new(0) };
@@ -49,20 +49,50 @@ pub(crate) struct Pool {
     pub retry: RetryPolicy,
     /// Caps retries to a share of requests (Finagle/Linkerd style), so retries never
     /// multiply the load on a failing origin.
-    pub budget: Arc<TpsBudget>,
+    pub budget: Arc<RetryBudget>,
     pub metrics: PoolMetrics,
     /// Concurrency limit and queue; `None` is unlimited (and costs nothing per request).
     pub admission: Option<Arc<Admission>>,
 }
 
-/// The retry budget for a policy. The validated ranges are within `TpsBudget`'s; clamp
-/// anyway, it asserts on them.
-pub(crate) fn retry_budget(retry: &RetryPolicy) -> TpsBudget {
-    let window = retry
-        .budget_window
-        .clamp(Duration::from_secs(1), Duration::from_secs(60));
-    let share = (retry.budget_percent.min(100) as f32) / 100.0;
-    TpsBudget::new(window, retry.min_per_second.min(1_000_000), share)
+/// Requests per deposit into the budget: depositing on every request would take the
+/// budget's mutex and read the clock each time; the share per deposit is scaled to match.
+const REQUESTS_PER_DEPOSIT: u64 = 16;
+
+/// A pool's retry budget (tower's `TpsBudget`), fed once every `REQUESTS_PER_DEPOSIT`
+/// requests with a share scaled by the same factor.
+pub(crate) struct RetryBudget {
+    budget: TpsBudget,
+    requests: AtomicU64,
+}
+
+impl RetryBudget {
+    /// The validated ranges are within `TpsBudget`'s; clamp anyway, it asserts on them.
+    pub fn new(retry: &RetryPolicy) -> Self {
+        let window = retry
+            .budget_window
+            .clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let share = (retry.budget_percent.min(100) as f32) / 100.0;
+        let per_deposit = share * REQUESTS_PER_DEPOSIT as f32;
+        RetryBudget {
+            budget: TpsBudget::new(window, retry.min_per_second.min(1_000_000), per_deposit),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    pub fn record_request(&self) {
+        if self
+            .requests
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(REQUESTS_PER_DEPOSIT)
+        {
+            self.budget.deposit();
+        }
+    }
+
+    pub fn try_retry(&self) -> bool {
+        self.budget.withdraw()
+    }
 }
 
 /// Slots for requests in flight to a pool, and a bounded queue for a free slot. A slot is
@@ -144,8 +174,10 @@ impl Pool {
     /// for this request and those ejected while others remain (if every server that could be
     /// picked is ejected, they are used anyway: panic mode). `key` is the request's hash key.
     pub fn pick(&self, tried: &[usize], key: u64) -> Option<(usize, &Arc<Server>)> {
-        let now = now_nanos();
-        let i = if self.ejections_end.load(Ordering::Relaxed) <= now {
+        // No ejection ever (the usual case): no clock read at all.
+        let end = self.ejections_end.load(Ordering::Relaxed);
+        let now = if end == 0 { 0 } else { now_nanos() };
+        let i = if end <= now {
             self.balancer.pick(&self.servers, tried, key)
         } else {
             let mut excluded = tried.to_vec();
@@ -165,6 +197,11 @@ impl Pool {
 
     /// Count an attempt's outcome for outlier detection; may eject the server.
     pub fn record_outcome(&self, server: &Server, failed: bool) {
+        let never_ejected = server.ejected_until.load(Ordering::Relaxed) == 0;
+        if !failed && never_ejected {
+            server.consecutive_failures.store(0, Ordering::Relaxed);
+            return;
+        }
         let now = now_nanos();
         if server.is_ejected(now) {
             // Answers while ejected (panic mode) do not count: the server comes back with a
@@ -212,7 +249,7 @@ pub(crate) struct PoolParts {
     pub tls: Option<UpstreamTls>,
     pub http2: bool,
     pub retry: RetryPolicy,
-    pub budget: Arc<TpsBudget>,
+    pub budget: Arc<RetryBudget>,
     pub metrics: PoolMetrics,
     pub admission: Option<Arc<Admission>>,
     pub balancer: Balancer,
