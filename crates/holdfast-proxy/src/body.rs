@@ -182,10 +182,6 @@ impl ResponseBody {
         ResponseBody::from_kind(Kind::Full((!bytes.is_empty()).then_some(bytes)))
     }
 
-    pub fn empty() -> Self {
-        ResponseBody::from_kind(Kind::Full(None))
-    }
-
     pub(crate) fn upstream(
         inner: Incoming,
         release: Option<Release>,

@@ -19,8 +19,6 @@ mod tls;
 mod upstream;
 
 pub use access_log::{AccessLogTarget, AccessLogWriter};
-pub use body::ResponseBody;
-pub use error::ProxyError;
 pub use metrics::Metrics;
 pub use server::{start, EdgeHandle, Listeners};
 pub use state::{PoolStatus, ServerStatus, State, StateInputs};
