@@ -75,6 +75,38 @@ pub struct Pool {
     pub outlier: Outlier,
     /// Admission limits; `None` when `max_concurrent` is not set (unlimited).
     pub overload: Option<Overload>,
+    /// Requests in flight to one server at once; `None` is unlimited.
+    pub max_connections: Option<usize>,
+    /// Below this share (percent) of healthy servers, balance over all of them (panic mode).
+    pub panic_threshold: u32,
+    /// Active health checks; `None` when the pool has no `[pools.health]` table.
+    pub health: Option<HealthCheck>,
+}
+
+/// Active health checks of every server of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub kind: CheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive passes that turn a down server up.
+    pub healthy_after: u32,
+    /// Consecutive failures that turn a server down.
+    pub unhealthy_after: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// A TCP connect is a pass.
+    Tcp,
+    /// `GET path` answered with a status in `expect` is a pass.
+    Http {
+        path: String,
+        /// Inclusive status range.
+        expect: (u16, u16),
+        /// `Host` sent; `None`: the pool's `host_header`, else the server address as written.
+        host: Option<HeaderValue>,
+    },
 }
 
 /// Passive health: a server failing `consecutive_failures` times in a row is ejected for a
@@ -114,6 +146,9 @@ pub struct RetryPolicy {
     pub budget_window: Duration,
     /// Base delay before a retry; jittered and doubled for each further retry.
     pub backoff: Duration,
+    /// Request bodies with a `Content-Length` up to this many bytes are kept so the request
+    /// can be re-sent; 0 keeps none.
+    pub buffer_body: u64,
 }
 
 /// The failures a retry is allowed for.
@@ -180,12 +215,27 @@ pub struct Route {
     pub name: String,
     pub hosts: Vec<HostMatch>,
     pub path_prefix: String,
-    /// Index into `Config::pools`.
-    pub pool: usize,
+    /// The failover chain: indices into `Config::pools`, in order of preference (at least one).
+    pub pools: Vec<usize>,
+    /// Served when every pool of the chain is down.
+    pub fallback: Option<Fallback>,
     pub timeouts: Timeouts,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
 }
+
+/// A fixed response a route serves when its whole failover chain is down.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fallback {
+    pub status: http::StatusCode,
+    /// Read when the runtime is built (at most `MAX_FALLBACK_BYTES`).
+    pub file: PathBuf,
+    pub content_type: HeaderValue,
+    pub retry_after: Option<Duration>,
+}
+
+/// Largest fallback file.
+pub const MAX_FALLBACK_BYTES: u64 = 1 << 20;
 
 /// How a route matches the request's host (lower-case, without port).
 #[derive(Debug, Clone, PartialEq, Eq)]

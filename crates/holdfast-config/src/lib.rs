@@ -11,8 +11,9 @@ mod units;
 mod validate;
 
 pub use config::{
-    AccessLog, Admin, Balance, Config, Edge, HashKey, HeaderOps, HostMatch, Limits, Outlier,
-    Overload, Pool, RetryOn, RetryPolicy, Route, ServerAddr, Timeouts, TlsCert, UpstreamTls,
+    AccessLog, Admin, Balance, CheckKind, Config, Edge, Fallback, HashKey, HeaderOps, HealthCheck,
+    HostMatch, Limits, Outlier, Overload, Pool, RetryOn, RetryPolicy, Route, ServerAddr, Timeouts,
+    TlsCert, UpstreamTls, MAX_FALLBACK_BYTES,
 };
 pub use error::ConfigError;
 pub use parse::{parse, MAX_CONFIG_BYTES};

@@ -75,6 +75,24 @@ pub struct PoolSpec {
     pub max_queued: Option<i64>,
     #[serde(default, with = "humantime_serde")]
     pub retry_after: Option<Duration>,
+    pub max_connections: Option<i64>,
+    pub panic_threshold: Option<i64>,
+    pub health: Option<HealthSpec>,
+}
+
+/// `[pools.health]`: active checks.
+#[derive(Debug, Deserialize)]
+pub struct HealthSpec {
+    pub kind: Option<String>,
+    pub path: Option<String>,
+    pub expect: Option<String>,
+    pub host: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    pub healthy_after: Option<i64>,
+    pub unhealthy_after: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +117,7 @@ pub struct RetrySpec {
     pub budget_window: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub backoff: Option<Duration>,
+    pub buffer_body: Option<ByteSize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,13 +137,25 @@ pub struct RouteSpec {
     pub name: String,
     #[serde(rename = "match")]
     pub matcher: MatchSpec,
-    pub pool: String,
+    pub pool: Option<String>,
+    pub pools: Option<Vec<String>>,
+    pub fallback: Option<FallbackSpec>,
     #[serde(default)]
     pub timeouts: TimeoutsSpec,
     #[serde(default)]
     pub request_headers: HeaderOpsSpec,
     #[serde(default)]
     pub response_headers: HeaderOpsSpec,
+}
+
+/// `fallback = { status = 503, file = "maintenance.html" }`.
+#[derive(Debug, Deserialize)]
+pub struct FallbackSpec {
+    pub status: Option<i64>,
+    pub file: String,
+    pub content_type: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub retry_after: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -29,6 +29,8 @@ pub enum BodyError {
 /// The body sent to the origin.
 pub enum RequestBody {
     Empty,
+    /// A client body read whole before sending, so the request can be sent again.
+    Buffered(Option<Bytes>),
     Client {
         inner: Incoming,
         remaining: u64,
@@ -40,8 +42,17 @@ impl RequestBody {
     /// How the client's body is getting on; `None` for an empty body.
     pub(crate) fn upload(&self) -> Option<Arc<Upload>> {
         match self {
-            RequestBody::Empty => None,
+            RequestBody::Empty | RequestBody::Buffered(_) => None,
             RequestBody::Client { upload, .. } => Some(Arc::clone(upload)),
+        }
+    }
+
+    /// A copy for sending again; `None` for a streamed client body.
+    pub(crate) fn try_clone(&self) -> Option<RequestBody> {
+        match self {
+            RequestBody::Empty => Some(RequestBody::Empty),
+            RequestBody::Buffered(b) => Some(RequestBody::Buffered(b.clone())),
+            RequestBody::Client { .. } => None,
         }
     }
 }
@@ -92,6 +103,7 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Buffered(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             RequestBody::Client {
                 inner,
                 remaining,
@@ -124,6 +136,7 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Empty => true,
+            RequestBody::Buffered(b) => b.is_none(),
             RequestBody::Client { inner, .. } => inner.is_end_stream(),
         }
     }
@@ -131,6 +144,9 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Buffered(b) => {
+                SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
             RequestBody::Client { inner, .. } => inner.size_hint(),
         }
     }

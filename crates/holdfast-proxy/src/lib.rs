@@ -21,4 +21,5 @@ mod upstream;
 pub use access_log::{AccessLogTarget, AccessLogWriter};
 pub use metrics::Metrics;
 pub use server::{start, EdgeHandle, Listeners};
-pub use state::{PoolStatus, ServerStatus, State, StateInputs};
+pub use state::{PoolStatus, RouteStatus, ServerStatus, State, StateInputs};
+pub use upstream::HealthChecker;

@@ -23,6 +23,7 @@ pub struct Metrics {
     retries: IntCounterVec,
     retry_budget_exhausted: IntCounterVec,
     overload_rejected: IntCounterVec,
+    failovers: IntCounterVec,
     pub(crate) bad_requests: IntCounterVec,
     pub(crate) connections: IntCounter,
     pub(crate) connections_active: IntGauge,
@@ -136,7 +137,8 @@ impl Metrics {
             healthy: prometheus::IntGaugeVec::new(
                 Opts::new(
                     "holdfast_upstream_healthy",
-                    "1 while a server may be picked, 0 while it is ejected.",
+                    "1 while a server may be picked, 0 while its active checks hold it down or \
+                     it is ejected (as of the scrape).",
                 ),
                 &["pool", "server"],
             )?,
@@ -162,6 +164,14 @@ impl Metrics {
                      with a full queue.",
                 ),
                 &["pool"],
+            )?,
+            failovers: IntCounterVec::new(
+                Opts::new(
+                    "holdfast_pool_failover_total",
+                    "Changes of the pool a route sends to along its failover chain \
+                     (to=\"fallback\": the fallback response).",
+                ),
+                &["route", "from", "to"],
             )?,
             bad_requests: IntCounterVec::new(
                 Opts::new(
@@ -197,6 +207,7 @@ impl Metrics {
         registry.register(Box::new(m.retries.clone()))?;
         registry.register(Box::new(m.retry_budget_exhausted.clone()))?;
         registry.register(Box::new(m.overload_rejected.clone()))?;
+        registry.register(Box::new(m.failovers.clone()))?;
         registry.register(Box::new(m.bad_requests.clone()))?;
         registry.register(Box::new(m.connections.clone()))?;
         registry.register(Box::new(m.connections_active.clone()))?;
@@ -237,6 +248,10 @@ impl Metrics {
             ejections: self.ejections.with_label_values(&[pool, server]),
             healthy: self.healthy.with_label_values(&[pool, server]),
         }
+    }
+
+    pub(crate) fn failovers(&self) -> IntCounterVec {
+        self.failovers.clone()
     }
 
     /// The counter the access-log writer bumps when it drops lines.

@@ -5,7 +5,9 @@
 
 use crate::access_log::AccessLogWriter;
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
-use crate::upstream::{Admission, Balancer, Pool, PoolParts, RetryBudget, Server, UpstreamTls};
+use crate::upstream::{
+    Admission, Balancer, Chain, FallbackRt, Pool, PoolParts, RetryBudget, Server, UpstreamTls,
+};
 use holdfast_config::{Config, ConfigError, HeaderOps, HostMatch, ServerAddr, Timeouts};
 use serde::Serialize;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -42,11 +44,22 @@ pub(crate) struct RouteRt {
     pub name: Arc<str>,
     pub hosts: Box<[HostMatch]>,
     pub path_prefix: Box<str>,
-    pub pool: Arc<Pool>,
+    /// The pools in order of preference, and the fallback response.
+    pub chain: Chain,
     pub timeouts: Timeouts,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
     pub metrics: RouteMetrics,
+}
+
+/// A route's failover chain as shown on `/status`.
+#[derive(Debug, Serialize)]
+pub struct RouteStatus {
+    pub name: String,
+    pub pools: Vec<String>,
+    pub fallback: bool,
+    /// The pool the route sends to now, or `fallback`.
+    pub active: String,
 }
 
 /// A pool as shown on `/status`.
@@ -60,8 +73,12 @@ pub struct PoolStatus {
 pub struct ServerStatus {
     pub address: String,
     pub resolved: String,
-    /// `up`, or `ejected` (outlier detection) until `ejected_until`.
+    /// `unknown` (no verdict from active checks yet: counts as healthy), `up`, `down`
+    /// (active checks), or `ejected` (outlier detection) until `ejected_until`.
     pub health: &'static str,
+    /// When the current health began (RFC 3339).
+    pub since: String,
+    pub last_check: Option<LastCheck>,
     pub ejections: u32,
     pub ejected_until: Option<String>,
     pub weight: u32,
@@ -71,6 +88,18 @@ pub struct ServerStatus {
     pub idle_connections: usize,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LastCheck {
+    pub at: String,
+    pub ok: bool,
+    /// The status code, or why the check failed.
+    pub result: String,
+}
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 impl State {
@@ -107,28 +136,58 @@ impl State {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let routes = config
-            .routes
-            .iter()
-            .filter_map(|r| {
-                let pool = pools.get(r.pool)?;
-                Some(RouteRt {
-                    name: Arc::from(r.name.as_str()),
-                    hosts: r.hosts.clone().into_boxed_slice(),
-                    path_prefix: r.path_prefix.clone().into_boxed_str(),
-                    pool: Arc::clone(pool),
-                    timeouts: r.timeouts,
-                    request_headers: r.request_headers.clone(),
-                    response_headers: r.response_headers.clone(),
-                    metrics: metrics.route(&r.name),
+        let mut routes = Vec::new();
+        for (i, r) in config.routes.iter().enumerate() {
+            let fallback = r.fallback.as_ref().and_then(|f| {
+                load_fallback(f, &format!("routes[{i}].fallback.file"))
+                    .map_err(|e| errors.push(e))
+                    .ok()
+            });
+            let chain: Box<[Arc<Pool>]> = r
+                .pools
+                .iter()
+                .filter_map(|p| pools.get(*p).cloned())
+                .collect();
+            // A reload that keeps the chain keeps where it sends (no failover counted twice).
+            let active = previous
+                .as_deref()
+                .and_then(|s| s.routes.iter().find(|o| *o.name == *r.name))
+                .filter(|o| {
+                    o.chain.pools.len() == chain.len()
+                        && o.chain.fallback.is_some() == fallback.is_some()
+                        && o.chain
+                            .pools
+                            .iter()
+                            .zip(chain.iter())
+                            .all(|(a, b)| a.name == b.name)
                 })
-            })
-            .collect();
+                .map_or(0, |o| o.chain.active_index());
+            let name: Arc<str> = Arc::from(r.name.as_str());
+            routes.push(RouteRt {
+                chain: Chain::new(
+                    Arc::clone(&name),
+                    chain,
+                    fallback,
+                    active,
+                    metrics.failovers(),
+                ),
+                name,
+                hosts: r.hosts.clone().into_boxed_slice(),
+                path_prefix: r.path_prefix.clone().into_boxed_str(),
+                timeouts: r.timeouts,
+                request_headers: r.request_headers.clone(),
+                response_headers: r.response_headers.clone(),
+                metrics: metrics.route(&r.name),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         let access_log =
             access_log.filter(|_| config.edge.access_log != holdfast_config::AccessLog::Off);
         Ok(State {
             generation,
-            routes,
+            routes: routes.into_boxed_slice(),
             pools: pools.into_boxed_slice(),
             tls,
             no_route: metrics.route(NO_ROUTE),
@@ -146,34 +205,32 @@ impl State {
                 servers: p
                     .servers
                     .iter()
-                    .map(|s| {
-                        let last = s.last_error();
-                        let ejected_until = s.ejected_until();
-                        ServerStatus {
-                            address: s.label.to_string(),
-                            resolved: s.addr.to_string(),
-                            health: if ejected_until.is_some() {
-                                "ejected"
-                            } else {
-                                "up"
-                            },
-                            ejections: s.ejections(),
-                            ejected_until: ejected_until
-                                .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-                            weight: s.weight,
-                            in_flight: s.in_flight(),
-                            requests: s.requests(),
-                            failures: s.failures(),
-                            idle_connections: s.idle_count(),
-                            last_error_at: last
-                                .as_ref()
-                                .map(|(t, _)| humantime::format_rfc3339_seconds(*t).to_string()),
-                            last_error: last.map(|(_, e)| e),
-                        }
-                    })
+                    .map(|s| server_status(s, p.health.is_some()))
                     .collect(),
             })
             .collect()
+    }
+
+    pub fn route_status(&self) -> Vec<RouteStatus> {
+        self.routes
+            .iter()
+            .map(|r| RouteStatus {
+                name: r.name.to_string(),
+                pools: r.chain.pools.iter().map(|p| p.name.to_string()).collect(),
+                fallback: r.chain.fallback.is_some(),
+                active: r.chain.active().to_string(),
+            })
+            .collect()
+    }
+
+    /// Bring the `holdfast_upstream_healthy` gauges up to date (before a scrape): ejections
+    /// end by the clock, not by an event.
+    pub fn refresh_health_gauges(&self) {
+        for pool in self.pools.iter() {
+            for server in pool.servers.iter() {
+                server.refresh_gauge();
+            }
+        }
     }
 
     /// A pool of this generation with its configuration, by name.
@@ -185,6 +242,52 @@ impl State {
     pub fn has_tls(&self) -> bool {
         self.tls.is_some()
     }
+}
+
+fn server_status(s: &Server, checked: bool) -> ServerStatus {
+    let last = s.last_error();
+    let ejected_until = s.ejected_until();
+    let (health, since) = s.health_view(checked);
+    ServerStatus {
+        address: s.label.to_string(),
+        resolved: s.addr.to_string(),
+        health,
+        since: rfc3339(since),
+        last_check: s.health.last_check().map(|c| LastCheck {
+            at: rfc3339(c.at),
+            ok: c.ok,
+            result: c.detail,
+        }),
+        ejections: s.ejections(),
+        ejected_until: ejected_until.map(rfc3339),
+        weight: s.weight,
+        in_flight: s.in_flight(),
+        requests: s.requests(),
+        failures: s.failures(),
+        idle_connections: s.idle_count(),
+        last_error_at: last.as_ref().map(|(t, _)| rfc3339(*t)),
+        last_error: last.map(|(_, e)| e),
+    }
+}
+
+fn load_fallback(f: &holdfast_config::Fallback, at: &str) -> Result<FallbackRt, ConfigError> {
+    let bytes = holdfast_artifact::read_bounded(&f.file, holdfast_config::MAX_FALLBACK_BYTES)
+        .map_err(|e| {
+            ConfigError::new(
+                at,
+                format!("{}: {e}", f.file.display()),
+                "fix the path (relative to the config file's folder) or the file",
+            )
+        })?
+        .content;
+    Ok(FallbackRt {
+        status: f.status,
+        body: bytes::Bytes::from(bytes),
+        content_type: f.content_type.clone(),
+        retry_after: f
+            .retry_after
+            .map(|d| http::HeaderValue::from(d.as_secs().max(1))),
+    })
 }
 
 fn resolve(addr: &ServerAddr) -> std::io::Result<SocketAddr> {
@@ -308,5 +411,8 @@ fn build_pool(
         admission,
         balancer: Balancer::new(&p.balance, &p.weights),
         outlier: p.outlier,
+        panic_threshold: p.panic_threshold,
+        max_connections: p.max_connections,
+        health: p.health.clone(),
     }))
 }

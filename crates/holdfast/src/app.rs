@@ -88,6 +88,7 @@ impl Running {
         self.edge.shutdown();
         self.edge.join();
         self.admin.shutdown();
+        self.controller.stop_checks();
         self.controller.access_log.sync();
         tracing::info!("holdfast stopped");
     }

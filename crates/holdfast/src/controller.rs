@@ -5,7 +5,9 @@
 use arc_swap::ArcSwap;
 use holdfast_admin::{Backend, ReloadOutcome};
 use holdfast_config::{AccessLog, Config};
-use holdfast_proxy::{AccessLogTarget, AccessLogWriter, Metrics, State, StateInputs};
+use holdfast_proxy::{
+    AccessLogTarget, AccessLogWriter, HealthChecker, Metrics, State, StateInputs,
+};
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -128,6 +130,8 @@ pub(crate) struct Controller {
     generation: IntGauge,
     serving: AtomicBool,
     pub(crate) listeners: Mutex<serde_json::Value>,
+    /// Runs the active health checks of the current state's pools, off the data path.
+    health: HealthChecker,
 }
 
 impl Controller {
@@ -188,11 +192,14 @@ impl Controller {
             )
         })?;
         generation.set(1);
+        let state = Arc::new(state);
+        let health = HealthChecker::start(&state)
+            .map_err(|e| StartError::Io("health checks: cannot start the thread".into(), e))?;
         Ok(Controller {
             source,
             registry,
             metrics,
-            states: Arc::new(ArcSwap::from_pointee(state)),
+            states: Arc::new(ArcSwap::new(state)),
             access_log,
             workers,
             started: Instant::now(),
@@ -207,7 +214,13 @@ impl Controller {
             generation,
             serving: AtomicBool::new(true),
             listeners: Mutex::new(serde_json::Value::Null),
+            health,
         })
+    }
+
+    /// Stop the active health checks (at shutdown).
+    pub(crate) fn stop_checks(&self) {
+        self.health.stop();
     }
 
     pub(crate) fn set_serving(&self, serving: bool) {
@@ -258,7 +271,9 @@ impl Controller {
         let mut book = self.book();
         let outcome = match result {
             Ok((state, sha256)) => {
-                self.states.store(Arc::new(state));
+                let state = Arc::new(state);
+                self.health.follow(&state);
+                self.states.store(state);
                 book.generation = candidate;
                 book.sha256 = sha256;
                 book.loaded_at = SystemTime::now();
@@ -324,6 +339,7 @@ impl Backend for Controller {
             "last_reload": last,
             "listeners": *self.listeners.lock().unwrap_or_else(|p| p.into_inner()),
             "workers": self.workers,
+            "routes": state.route_status(),
             "pools": state.pool_status(),
         })
     }
@@ -333,6 +349,8 @@ impl Backend for Controller {
     }
 
     fn registry(&self) -> &Registry {
+        // Ejections end by the clock: bring the health gauges up to date for this scrape.
+        self.states.load().refresh_health_gauges();
         &self.registry
     }
 }

@@ -2,6 +2,7 @@
 //! output is exactly what the crate reports for the file it describes.
 
 use crate::{accept, reject};
+use holdfast_config::CheckKind;
 
 const REFERENCE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md"));
 
@@ -64,7 +65,41 @@ fn complete_example_uses_every_table() {
         .pools
         .iter()
         .any(|p| p.weights.iter().any(|w| *w > 1)));
+    assert!(config.pools.iter().any(|p| p.max_connections.is_some()));
+    assert!(config.pools.iter().any(|p| p.retry.buffer_body > 0));
+    assert!(config
+        .pools
+        .iter()
+        .any(|p| matches!(&p.health, Some(h) if matches!(h.kind, CheckKind::Http { .. }))));
+    assert!(config
+        .pools
+        .iter()
+        .any(|p| matches!(&p.health, Some(h) if h.kind == CheckKind::Tcp)));
     assert!(config.routes.iter().any(|r| r.timeouts.total.is_some()));
+    // A failover chain across pools of two providers, ending in a fallback page.
+    let failover = config
+        .routes
+        .iter()
+        .find(|r| r.pools.len() >= 2)
+        .expect("a route with a failover chain of two pools or more");
+    let fallback = failover
+        .fallback
+        .as_ref()
+        .expect("the failover route has a fallback");
+    assert!(fallback.retry_after.is_some());
+    let [first, second, ..] = failover.pools.as_slice() else {
+        panic!("the failover chain has two pools: {:?}", failover.pools)
+    };
+    assert!(config.pools[*first].health.is_some());
+    assert!(config.pools[*second].host_header.is_some());
+    assert!(config.pools[*second]
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.sni.is_some()));
+    assert!(
+        config.routes.iter().any(|r| r.pools.len() == 1),
+        "a route with a single `pool`"
+    );
     assert!(config
         .routes
         .iter()

@@ -1282,3 +1282,505 @@ pool = "a"
         "#]],
     );
 }
+
+// --- retry.buffer_body, max_connections, panic_threshold --------------------------------
+
+#[test]
+fn buffer_body_over_16mib() {
+    check_errors(
+        &retry_with("buffer_body = \"17MiB\""),
+        expect![[r#"
+            pools[0].retry.buffer_body: 17825792 bytes is more than the 16MiB allowed (buffer at most 16MiB per request; larger bodies are streamed and not retried)
+        "#]],
+    );
+    check_errors(
+        &retry_with("buffer_body = 16777217"),
+        expect![[r#"
+            pools[0].retry.buffer_body: 16777217 bytes is more than the 16MiB allowed (buffer at most 16MiB per request; larger bodies are streamed and not retried)
+        "#]],
+    );
+}
+
+#[test]
+fn max_connections_out_of_range() {
+    check_errors(
+        &pool_with("max_connections = 0"),
+        expect![[r#"
+            pools[0].max_connections: 0 is out of range (use 1 to 1000000)
+        "#]],
+    );
+    check_errors(
+        &pool_with("max_connections = 1000001"),
+        expect![[r#"
+            pools[0].max_connections: 1000001 is out of range (use 1 to 1000000)
+        "#]],
+    );
+    check_errors(
+        &pool_with("max_connections = -1"),
+        expect![[r#"
+            pools[0].max_connections: -1 is out of range (use 1 to 1000000)
+        "#]],
+    );
+}
+
+#[test]
+fn panic_threshold_out_of_range() {
+    check_errors(
+        &pool_with("panic_threshold = 101"),
+        expect![[r#"
+            pools[0].panic_threshold: 101 is out of range (use 0 to 100)
+        "#]],
+    );
+    check_errors(
+        &pool_with("panic_threshold = -1"),
+        expect![[r#"
+            pools[0].panic_threshold: -1 is out of range (use 0 to 100)
+        "#]],
+    );
+}
+
+// --- [pools.health] ---------------------------------------------------------------------
+
+fn health_with(lines: &str) -> String {
+    pool_with(&format!("[pools.health]\n{lines}"))
+}
+
+/// The whole error list for `lines` in `[pools.health]` is one error starting with `start`.
+fn one_health_error(lines: &str, start: &str) {
+    let errors = crate::reject(&health_with(lines));
+    assert!(errors.starts_with(start), "{lines:?}: {errors}");
+    assert_eq!(errors.lines().count(), 1, "{lines:?}: {errors}");
+}
+
+#[test]
+fn health_thresholds_of_zero() {
+    check_errors(
+        &health_with("healthy_after = 0\nunhealthy_after = 0"),
+        expect![[r#"
+            pools[0].health.healthy_after: 0 is out of range (use 1 to 100)
+            pools[0].health.unhealthy_after: 0 is out of range (use 1 to 100)
+        "#]],
+    );
+    check_errors(
+        &health_with("healthy_after = 101\nunhealthy_after = -1"),
+        expect![[r#"
+            pools[0].health.healthy_after: 101 is out of range (use 1 to 100)
+            pools[0].health.unhealthy_after: -1 is out of range (use 1 to 100)
+        "#]],
+    );
+}
+
+#[test]
+fn unknown_check_kind() {
+    check_errors(
+        &health_with("kind = \"grpc\""),
+        expect![[r#"
+            pools[0].health.kind: unknown check kind "grpc" (use "http" or "tcp")
+        "#]],
+    );
+    for written in ["", "HTTP", "https", "tcp "] {
+        one_health_error(
+            &format!("kind = {written:?}"),
+            &format!("pools[0].health.kind: unknown check kind {written:?} ("),
+        );
+    }
+}
+
+#[test]
+fn http_keys_with_a_tcp_check() {
+    check_errors(
+        &health_with(
+            "kind = \"tcp\"\npath = \"/healthz\"\nexpect = \"200\"\nhost = \"origin.example\"",
+        ),
+        expect![[r#"
+            pools[0].health.path: path applies to HTTP checks only (remove it, or set kind = "http")
+            pools[0].health.expect: expect applies to HTTP checks only (remove it, or set kind = "http")
+            pools[0].health.host: host applies to HTTP checks only (remove it, or set kind = "http")
+        "#]],
+    );
+}
+
+#[test]
+fn check_path_must_be_absolute() {
+    check_errors(
+        &health_with("path = \"healthz\""),
+        expect![[r#"
+            pools[0].health.path: invalid check path "healthz" (write an absolute path such as "/healthz")
+        "#]],
+    );
+    for written in ["", "http://origin/healthz", "/a b"] {
+        one_health_error(
+            &format!("path = {written:?}"),
+            &format!("pools[0].health.path: invalid check path {written:?} ("),
+        );
+    }
+}
+
+#[test]
+fn malformed_expect() {
+    check_errors(
+        &health_with("expect = \"abc\""),
+        expect![[r#"
+            pools[0].health.expect: invalid status range "abc" (write a status "200" or a range "200-399" (100 to 599))
+        "#]],
+    );
+    check_errors(
+        &health_with("expect = \"600\""),
+        expect![[r#"
+            pools[0].health.expect: invalid status range "600" (write a status "200" or a range "200-399" (100 to 599))
+        "#]],
+    );
+    check_errors(
+        &health_with("expect = \"399-200\""),
+        expect![[r#"
+            pools[0].health.expect: invalid status range "399-200" (write a status "200" or a range "200-399" (100 to 599))
+        "#]],
+    );
+    for written in [
+        "",
+        "99",
+        "2xx",
+        "200-",
+        "-399",
+        "200-600",
+        "200-399-499",
+        "200,204",
+    ] {
+        one_health_error(
+            &format!("expect = {written:?}"),
+            &format!("pools[0].health.expect: invalid status range {written:?} ("),
+        );
+    }
+}
+
+#[test]
+fn check_host_must_be_a_header_value() {
+    check_errors(
+        &health_with(r#"host = """#),
+        expect![[r#"
+            pools[0].health.host: invalid Host value "" (write a host name, optionally with a port)
+        "#]],
+    );
+    check_errors(
+        &health_with(r#"host = "a\nb""#),
+        expect![[r#"
+            pools[0].health.host: invalid Host value "a\nb" (write a host name, optionally with a port)
+        "#]],
+    );
+}
+
+#[test]
+fn check_interval_and_timeout_out_of_range() {
+    check_errors(
+        &health_with("interval = \"1ms\""),
+        expect![[r#"
+            pools[0].health.interval: 1ms is out of range (use 10ms to 1h)
+        "#]],
+    );
+    check_errors(
+        &health_with("interval = \"1h 1s\"\ntimeout = \"0s\""),
+        expect![[r#"
+            pools[0].health.interval: 1h 1s is out of range (use 10ms to 1h)
+            pools[0].health.timeout: 0s is out of range (use 1ms to 60s)
+        "#]],
+    );
+    check_errors(
+        &health_with("timeout = \"61s\""),
+        expect![[r#"
+            pools[0].health.timeout: 1m 1s is out of range (use 1ms to 60s)
+        "#]],
+    );
+    for (lines, start) in [
+        ("interval = \"0s\"", "pools[0].health.interval: "),
+        ("interval = \"9ms\"", "pools[0].health.interval: "),
+        ("interval = \"2h\"", "pools[0].health.interval: "),
+        ("timeout = \"999us\"", "pools[0].health.timeout: "),
+        ("timeout = \"1m 1ms\"", "pools[0].health.timeout: "),
+    ] {
+        one_health_error(lines, start);
+    }
+}
+
+#[test]
+fn health_errors_name_their_pool_and_are_reported_together() {
+    check_errors(
+        &file_with(
+            "",
+            r#"
+[[pools]]
+name = "second"
+servers = ["127.0.0.1:9001"]
+max_connections = 0
+panic_threshold = 101
+
+[pools.retry]
+buffer_body = "17MiB"
+
+[pools.health]
+path = "healthz"
+expect = "2xx"
+interval = "1ms"
+healthy_after = 0
+
+[[pools]]
+name = "third"
+servers = ["127.0.0.1:9002"]
+
+[pools.health]
+kind = "tcp"
+host = "origin.example"
+unhealthy_after = 0
+"#,
+            "",
+        ),
+        expect![[r#"
+            pools[1].retry.buffer_body: 17825792 bytes is more than the 16MiB allowed (buffer at most 16MiB per request; larger bodies are streamed and not retried)
+            pools[1].max_connections: 0 is out of range (use 1 to 1000000)
+            pools[1].panic_threshold: 101 is out of range (use 0 to 100)
+            pools[1].health.interval: 1ms is out of range (use 10ms to 1h)
+            pools[1].health.path: invalid check path "healthz" (write an absolute path such as "/healthz")
+            pools[1].health.expect: invalid status range "2xx" (write a status "200" or a range "200-399" (100 to 599))
+            pools[1].health.healthy_after: 0 is out of range (use 1 to 100)
+            pools[2].health.host: host applies to HTTP checks only (remove it, or set kind = "http")
+            pools[2].health.unhealthy_after: 0 is out of range (use 1 to 100)
+        "#]],
+    );
+}
+
+// --- [[routes]] failover chain ----------------------------------------------------------
+
+/// A file with pools "primary" and "secondary" and one route whose `pool = "primary"` line
+/// is replaced by `route`.
+fn chain_with(route: &str) -> String {
+    file_with(
+        "",
+        "[[pools]]\nname = \"secondary\"\nservers = [\"127.0.0.1:9001\"]",
+        "",
+    )
+    .replace("pool = \"primary\"\n", &format!("{route}\n"))
+}
+
+#[test]
+fn both_pool_and_pools() {
+    check_errors(
+        &chain_with("pool = \"primary\"\npools = [\"primary\", \"secondary\"]"),
+        expect![[r#"
+            routes[0].pools: give either pool or pools, not both (use pool = "name" for one pool, pools = ["primary", "secondary"] for a failover chain)
+        "#]],
+    );
+}
+
+#[test]
+fn neither_pool_nor_pools() {
+    check_errors(
+        &chain_with(""),
+        expect![[r#"
+            routes[0].pool: missing pool (name a pool: pool = "..." or pools = ["primary", "secondary"])
+        "#]],
+    );
+}
+
+#[test]
+fn empty_failover_chain() {
+    check_errors(
+        &chain_with("pools = []"),
+        expect![[r#"
+            routes[0].pools: empty failover chain (list at least one pool, e.g. pools = ["primary", "secondary"])
+        "#]],
+    );
+}
+
+#[test]
+fn unknown_pool_in_the_chain() {
+    check_errors(
+        &chain_with("pools = [\"primary\", \"secundary\"]"),
+        expect![[r#"
+            routes[0].pools[1]: unknown pool "secundary" (define it under [[pools]] or use one of ["primary", "secondary"])
+        "#]],
+    );
+    check_errors(
+        &chain_with("pools = [\"nope\", \"secondary\", \"never\"]"),
+        expect![[r#"
+            routes[0].pools[0]: unknown pool "nope" (define it under [[pools]] or use one of ["primary", "secondary"])
+            routes[0].pools[2]: unknown pool "never" (define it under [[pools]] or use one of ["primary", "secondary"])
+        "#]],
+    );
+}
+
+#[test]
+fn repeated_pool_in_the_chain() {
+    check_errors(
+        &chain_with("pools = [\"secondary\", \"secondary\"]"),
+        expect![[r#"
+            routes[0].pools[1]: pool "secondary" appears twice in the chain (list each pool once, in order of preference)
+        "#]],
+    );
+    check_errors(
+        &chain_with("pools = [\"primary\", \"secondary\", \"primary\"]"),
+        expect![[r#"
+            routes[0].pools[2]: pool "primary" appears twice in the chain (list each pool once, in order of preference)
+        "#]],
+    );
+}
+
+// --- [[routes]] fallback ----------------------------------------------------------------
+
+#[test]
+fn fallback_status_out_of_range() {
+    check_errors(
+        &route_with("fallback = { status = 99, file = \"down.html\" }"),
+        expect![[r#"
+            routes[0].fallback.status: 99 is out of range (use a status from 200 to 599, e.g. 503)
+        "#]],
+    );
+    check_errors(
+        &route_with("fallback = { status = 600, file = \"down.html\" }"),
+        expect![[r#"
+            routes[0].fallback.status: 600 is out of range (use a status from 200 to 599, e.g. 503)
+        "#]],
+    );
+    for status in ["0", "-1", "100", "199", "1000", "65736"] {
+        let errors = crate::reject(&route_with(&format!(
+            "fallback = {{ status = {status}, file = \"down.html\" }}"
+        )));
+        assert_eq!(
+            errors,
+            format!(
+                "routes[0].fallback.status: {status} is out of range (use a status from 200 to 599, e.g. 503)\n"
+            ),
+            "status = {status}"
+        );
+    }
+}
+
+#[test]
+fn fallback_content_type_must_be_a_header_value() {
+    check_errors(
+        &route_with(
+            r#"fallback = { file = "down.html", content_type = "text/html\r\nX-Injected: 1" }"#,
+        ),
+        expect![[r#"
+            routes[0].fallback.content_type: invalid Content-Type "text/html\r\nX-Injected: 1" (write a media type such as "text/html; charset=utf-8")
+        "#]],
+    );
+    check_errors(
+        &route_with(r#"fallback = { file = "down.html", content_type = "" }"#),
+        expect![[r#"
+            routes[0].fallback.content_type: invalid Content-Type "" (write a media type such as "text/html; charset=utf-8")
+        "#]],
+    );
+}
+
+#[test]
+fn fallback_file_empty() {
+    check_errors(
+        &route_with(r#"fallback = { file = "" }"#),
+        expect![[r#"
+            routes[0].fallback.file: empty file name (name the file to serve, e.g. file = "maintenance.html")
+        "#]],
+    );
+}
+
+#[test]
+fn fallback_retry_after_zero() {
+    check_errors(
+        &route_with(r#"fallback = { file = "down.html", retry_after = "0s" }"#),
+        expect![[r#"
+            routes[0].fallback.retry_after: must be whole seconds from 1s to 1h (it is sent as Retry-After in seconds, e.g. "1s" or "30s")
+        "#]],
+    );
+}
+
+#[test]
+fn chain_and_fallback_errors_are_reported_together() {
+    check_errors(
+        &chain_with(
+            r#"pools = ["primary", "tertiary", "primary"]
+fallback = { status = 99, file = "", content_type = "a\u0000b", retry_after = "0s" }
+
+[[routes]]
+name = "second"
+match = { path_prefix = "/b/" }
+pool = "secondary"
+pools = ["secondary"]
+
+[[routes]]
+name = "third"
+match = { path_prefix = "api" }
+pools = []
+
+[[routes]]
+name = "fourth"
+match = {}
+fallback = { status = 600, file = "down.html" }
+"#,
+        ),
+        expect![[r#"
+            routes[0].pools[1]: unknown pool "tertiary" (define it under [[pools]] or use one of ["primary", "secondary"])
+            routes[0].pools[2]: pool "primary" appears twice in the chain (list each pool once, in order of preference)
+            routes[0].fallback.status: 99 is out of range (use a status from 200 to 599, e.g. 503)
+            routes[0].fallback.file: empty file name (name the file to serve, e.g. file = "maintenance.html")
+            routes[0].fallback.content_type: invalid Content-Type "a\0b" (write a media type such as "text/html; charset=utf-8")
+            routes[0].fallback.retry_after: must be whole seconds from 1s to 1h (it is sent as Retry-After in seconds, e.g. "1s" or "30s")
+            routes[1].pools: give either pool or pools, not both (use pool = "name" for one pool, pools = ["primary", "secondary"] for a failover chain)
+            routes[2].pools: empty failover chain (list at least one pool, e.g. pools = ["primary", "secondary"])
+            routes[2].match.path_prefix: "api" does not start with '/' (write an absolute path prefix such as "/api/")
+            routes[3].pool: missing pool (name a pool: pool = "..." or pools = ["primary", "secondary"])
+            routes[3].fallback.status: 600 is out of range (use a status from 200 to 599, e.g. 503)
+        "#]],
+    );
+}
+
+#[test]
+fn every_new_key_is_checked_in_one_pass() {
+    // Pools, health checks, chains and fallbacks all wrong in one file: nothing hides another.
+    check_errors(
+        r#"
+[edge]
+listen = ["127.0.0.1:8080"]
+
+[[pools]]
+name = "primary"
+servers = ["127.0.0.1:9000"]
+max_connections = 0
+
+[pools.health]
+kind = "tcp"
+path = "/healthz"
+healthy_after = 0
+
+[[pools]]
+name = "secondary"
+servers = ["127.0.0.1:9001"]
+panic_threshold = 101
+
+[pools.retry]
+buffer_body = "17MiB"
+
+[pools.health]
+expect = "399-200"
+interval = "1ms"
+unhealthy_after = 0
+
+[[routes]]
+name = "site"
+match = {}
+pools = ["primary", "backup", "primary"]
+fallback = { status = 600, file = "" }
+"#,
+        expect![[r#"
+            pools[0].max_connections: 0 is out of range (use 1 to 1000000)
+            pools[0].health.path: path applies to HTTP checks only (remove it, or set kind = "http")
+            pools[0].health.healthy_after: 0 is out of range (use 1 to 100)
+            pools[1].retry.buffer_body: 17825792 bytes is more than the 16MiB allowed (buffer at most 16MiB per request; larger bodies are streamed and not retried)
+            pools[1].panic_threshold: 101 is out of range (use 0 to 100)
+            pools[1].health.interval: 1ms is out of range (use 10ms to 1h)
+            pools[1].health.expect: invalid status range "399-200" (write a status "200" or a range "200-399" (100 to 599))
+            pools[1].health.unhealthy_after: 0 is out of range (use 1 to 100)
+            routes[0].pools[1]: unknown pool "backup" (define it under [[pools]] or use one of ["primary", "secondary"])
+            routes[0].pools[2]: pool "primary" appears twice in the chain (list each pool once, in order of preference)
+            routes[0].fallback.status: 600 is out of range (use a status from 200 to 599, e.g. 503)
+            routes[0].fallback.file: empty file name (name the file to serve, e.g. file = "maintenance.html")
+        "#]],
+    );
+}

@@ -370,3 +370,60 @@ fn balance_and_hash_key_of_the_wrong_type() {
         "pools[0].hash_key: ",
     );
 }
+
+#[test]
+fn health_unknown_keys_and_wrong_types() {
+    check_errors(
+        &pool_with("[pools.health]\ntype = \"tcp\"\nport = 8081"),
+        expect![[r#"
+            pools[0].health.port: unknown key (remove it or check its spelling against docs/config.md)
+            pools[0].health.type: unknown key (remove it or check its spelling against docs/config.md)
+        "#]],
+    );
+    check_errors(
+        &pool_with("[pools.health]\nexpect = 200"),
+        expect![[r#"
+            pools[0].health.expect: invalid type: integer `200`, expected a string (see docs/config.md for the expected type)
+        "#]],
+    );
+    check_errors(
+        &pool_with("[pools.health]\ninterval = 5"),
+        expect![[r#"
+            pools[0].health.interval: invalid type: integer `5`, expected a duration (see docs/config.md for the expected type)
+        "#]],
+    );
+    check_errors(
+        &pool_with("[pools.retry]\nbuffer_body = \"64 KiBs\""),
+        expect![[r#"
+            pools[0].retry.buffer_body: invalid byte size "64 KiBs": write a number with an optional unit B, KiB, MiB, GiB, KB, MB or GB (see docs/config.md for the expected type)
+        "#]],
+    );
+}
+
+#[test]
+fn chain_and_fallback_unknown_keys_and_wrong_types() {
+    check_errors(
+        &route_with("fallback = { file = \"down.html\", body = \"sorry\" }"),
+        expect![[r#"
+            routes[0].fallback.body: unknown key (remove it or check its spelling against docs/config.md)
+        "#]],
+    );
+    check_errors(
+        &route_with("fallback = { status = 503 }"),
+        expect![[r#"
+            routes[0].fallback: missing field `file` (see docs/config.md for the expected type)
+        "#]],
+    );
+    check_errors(
+        &route_with("fallback = \"down.html\""),
+        expect![[r#"
+            routes[0].fallback: invalid type: string "down.html", expected struct FallbackSpec (see docs/config.md for the expected type)
+        "#]],
+    );
+    check_errors(
+        &file_with("", "", "").replace("pool = \"primary\"", "pools = \"primary\""),
+        expect![[r#"
+            routes[0].pools: invalid type: string "primary", expected a sequence (see docs/config.md for the expected type)
+        "#]],
+    );
+}

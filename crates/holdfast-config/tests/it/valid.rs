@@ -4,8 +4,8 @@
 use crate::{accept, edge_with, file_with, pool_with, route_with};
 use expect_test::expect;
 use holdfast_config::{
-    AccessLog, Admin, Balance, Edge, HashKey, HostMatch, Limits, Outlier, Overload, RetryOn,
-    RetryPolicy, ServerAddr, Timeouts, TlsCert, UpstreamTls,
+    AccessLog, Admin, Balance, CheckKind, Edge, Fallback, HashKey, HealthCheck, HostMatch, Limits,
+    Outlier, Overload, RetryOn, RetryPolicy, ServerAddr, Timeouts, TlsCert, UpstreamTls,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -78,6 +78,9 @@ fn minimal_file_is_accepted_with_every_default() {
     assert_eq!(pool.idle_timeout, secs(60));
     assert_eq!(pool.overload, None, "no max_concurrent: unlimited");
     assert_eq!(pool.outlier, DEFAULT_OUTLIER);
+    assert_eq!(pool.max_connections, None, "unlimited");
+    assert_eq!(pool.panic_threshold, 50);
+    assert_eq!(pool.health, None, "no [pools.health]: no active checks");
 
     let [route] = config.routes.as_slice() else {
         panic!("expected one route, got {:?}", config.routes)
@@ -85,7 +88,8 @@ fn minimal_file_is_accepted_with_every_default() {
     assert_eq!(route.name, "all");
     assert_eq!(route.hosts, []);
     assert_eq!(route.path_prefix, "/");
-    assert_eq!(route.pool, 0);
+    assert_eq!(route.pools, vec![0]);
+    assert_eq!(route.fallback, None);
     assert_eq!(
         route.timeouts,
         Timeouts {
@@ -321,8 +325,8 @@ fn routes_resolve_pools_hosts_timeouts_and_header_ops() {
         panic!("expected two routes, got {:?}", config.routes)
     };
 
-    assert_eq!(api.pool, 0);
-    assert_eq!(assets.pool, 1);
+    assert_eq!(api.pools, vec![0]);
+    assert_eq!(assets.pools, vec![1]);
     assert_eq!(api.path_prefix, "/v1/");
     assert_eq!(
         api.hosts,
@@ -534,7 +538,7 @@ pool = "primary"
     ));
     let names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["all", "second"]);
-    assert_eq!(config.routes[1].pool, 0);
+    assert_eq!(config.routes[1].pools, vec![0]);
 }
 
 #[test]
@@ -599,6 +603,7 @@ fn assert_default_retry(retry: &RetryPolicy) {
     assert_eq!(retry.min_per_second, 10);
     assert_eq!(retry.budget_window, secs(10));
     assert_eq!(retry.backoff, Duration::from_millis(25));
+    assert_eq!(retry.buffer_body, 64 * 1024);
 }
 
 fn assert_default_retry_on(on: &RetryOn) {
@@ -1117,4 +1122,394 @@ servers = [{ address = "127.0.0.1:9003", weight = 2 }]
     assert_eq!(second.weights, [1, 5]);
     assert_eq!(third.balance, Balance::RoundRobin);
     assert_eq!(third.weights, [2]);
+}
+
+// --- retry.buffer_body, max_connections, panic_threshold --------------------------------
+
+#[test]
+fn buffer_body_is_read_and_zero_turns_it_off() {
+    for (written, bytes) in [
+        ("\"0\"", 0),
+        ("0", 0),
+        ("1024", 1024),
+        ("\"1KB\"", 1000),
+        ("\"256KiB\"", 256 << 10),
+        ("\"16MiB\"", 16 << 20),
+        ("16777216", 16 << 20),
+    ] {
+        let config = accept(&pool_with(&format!(
+            "[pools.retry]\nbuffer_body = {written}"
+        )));
+        let retry = &config.pools[0].retry;
+        assert_eq!(retry.buffer_body, bytes, "buffer_body = {written}");
+        assert_eq!(
+            retry.attempts, 1,
+            "the other retry keys keep their defaults"
+        );
+    }
+}
+
+#[test]
+fn max_connections_and_panic_threshold_are_read() {
+    let config = accept(&pool_with("max_connections = 100\npanic_threshold = 25"));
+    assert_eq!(config.pools[0].max_connections, Some(100));
+    assert_eq!(config.pools[0].panic_threshold, 25);
+    assert_eq!(
+        config.pools[0].overload, None,
+        "max_connections is per server, not the pool's max_concurrent"
+    );
+}
+
+#[test]
+fn max_connections_and_panic_threshold_ranges_are_inclusive() {
+    for (lines, connections, threshold) in [
+        ("max_connections = 1", Some(1), 50),
+        ("max_connections = 1000000", Some(1_000_000), 50),
+        ("panic_threshold = 0", None, 0),
+        ("panic_threshold = 100", None, 100),
+    ] {
+        let config = accept(&pool_with(lines));
+        assert_eq!(config.pools[0].max_connections, connections, "{lines}");
+        assert_eq!(config.pools[0].panic_threshold, threshold, "{lines}");
+    }
+}
+
+// --- [pools.health] ---------------------------------------------------------------------
+
+/// The documented defaults: an HTTP `GET /` expecting 200-399 every 5 s with a 2 s timeout,
+/// up after 2 passes in a row, down after 3 failures in a row.
+fn default_health() -> HealthCheck {
+    HealthCheck {
+        kind: CheckKind::Http {
+            path: "/".into(),
+            expect: (200, 399),
+            host: None,
+        },
+        interval: secs(5),
+        timeout: secs(2),
+        healthy_after: 2,
+        unhealthy_after: 3,
+    }
+}
+
+fn health_with(lines: &str) -> HealthCheck {
+    let config = accept(&pool_with(&format!("[pools.health]\n{lines}")));
+    config.pools[0]
+        .health
+        .clone()
+        .expect("[pools.health] is written, so checks are on")
+}
+
+#[test]
+fn an_empty_health_table_is_an_http_check_with_every_default() {
+    assert_eq!(health_with(""), default_health());
+    assert_eq!(health_with("kind = \"http\""), default_health());
+}
+
+#[test]
+fn health_table_is_read() {
+    assert_eq!(
+        health_with(
+            r#"
+kind = "http"
+path = "/healthz?deep=1"
+expect = "204"
+host = "origin.example"
+interval = "500ms"
+timeout = "250ms"
+healthy_after = 1
+unhealthy_after = 10
+"#
+        ),
+        HealthCheck {
+            kind: CheckKind::Http {
+                path: "/healthz?deep=1".into(),
+                expect: (204, 204),
+                host: Some(http::HeaderValue::from_static("origin.example")),
+            },
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_millis(250),
+            healthy_after: 1,
+            unhealthy_after: 10,
+        }
+    );
+}
+
+#[test]
+fn tcp_check_takes_the_same_timings() {
+    assert_eq!(
+        health_with("kind = \"tcp\""),
+        HealthCheck {
+            kind: CheckKind::Tcp,
+            ..default_health()
+        }
+    );
+    assert_eq!(
+        health_with("kind = \"tcp\"\ninterval = \"1s\"\ntimeout = \"100ms\"\nunhealthy_after = 1"),
+        HealthCheck {
+            kind: CheckKind::Tcp,
+            interval: secs(1),
+            timeout: Duration::from_millis(100),
+            unhealthy_after: 1,
+            ..default_health()
+        }
+    );
+}
+
+#[test]
+fn expect_is_a_status_or_an_inclusive_range() {
+    for (written, range) in [
+        ("200", (200, 200)),
+        ("200-299", (200, 299)),
+        ("200-200", (200, 200)),
+        ("100", (100, 100)),
+        ("599", (599, 599)),
+        ("100-599", (100, 599)),
+        ("301-302", (301, 302)),
+    ] {
+        let health = health_with(&format!("expect = {written:?}"));
+        let CheckKind::Http { expect, path, host } = health.kind else {
+            panic!("expect = {written:?}: not an HTTP check: {health:?}")
+        };
+        assert_eq!(expect, range, "expect = {written:?}");
+        assert_eq!(path, "/", "expect = {written:?}");
+        assert_eq!(host, None, "expect = {written:?}");
+    }
+}
+
+#[test]
+fn health_ranges_are_inclusive() {
+    for (lines, want) in [
+        ("interval = \"10ms\"", (10, 2_000, 2, 3)),
+        ("interval = \"1h\"", (3_600_000, 2_000, 2, 3)),
+        ("timeout = \"1ms\"", (5_000, 1, 2, 3)),
+        ("timeout = \"60s\"", (5_000, 60_000, 2, 3)),
+        ("healthy_after = 1", (5_000, 2_000, 1, 3)),
+        ("healthy_after = 100", (5_000, 2_000, 100, 3)),
+        ("unhealthy_after = 1", (5_000, 2_000, 2, 1)),
+        ("unhealthy_after = 100", (5_000, 2_000, 2, 100)),
+    ] {
+        let (interval, timeout, healthy_after, unhealthy_after) = want;
+        assert_eq!(
+            health_with(lines),
+            HealthCheck {
+                interval: Duration::from_millis(interval),
+                timeout: Duration::from_millis(timeout),
+                healthy_after,
+                unhealthy_after,
+                ..default_health()
+            },
+            "{lines}"
+        );
+    }
+}
+
+#[test]
+fn each_pool_has_its_own_health_check() {
+    let config = accept(&file_with(
+        "",
+        r#"
+[pools.health]
+path = "/healthz"
+
+[[pools]]
+name = "second"
+servers = ["127.0.0.1:9001"]
+
+[[pools]]
+name = "third"
+servers = ["127.0.0.1:9002"]
+max_connections = 8
+
+[pools.retry]
+attempts = 2
+
+[pools.health]
+kind = "tcp"
+"#,
+        "",
+    ));
+    let [first, second, third] = config.pools.as_slice() else {
+        panic!("expected three pools, got {:?}", config.pools)
+    };
+    assert_eq!(
+        first.health,
+        Some(HealthCheck {
+            kind: CheckKind::Http {
+                path: "/healthz".into(),
+                expect: (200, 399),
+                host: None,
+            },
+            ..default_health()
+        })
+    );
+    assert_eq!(first.max_connections, None);
+    assert_eq!(second.health, None);
+    assert_eq!(
+        third.health,
+        Some(HealthCheck {
+            kind: CheckKind::Tcp,
+            ..default_health()
+        })
+    );
+    assert_eq!(third.max_connections, Some(8));
+    assert_eq!(third.retry.attempts, 2);
+}
+
+// --- [[routes]] failover chain and fallback ---------------------------------------------
+
+/// A valid file with pools "primary", "secondary" and "tertiary" (indices 0, 1, 2) and one
+/// route whose `pool = "primary"` line is replaced by `route`.
+fn chain_with(route: &str) -> String {
+    file_with(
+        "",
+        r#"
+[[pools]]
+name = "secondary"
+servers = ["127.0.0.1:9001"]
+
+[[pools]]
+name = "tertiary"
+servers = ["127.0.0.1:9002"]
+"#,
+        "",
+    )
+    .replace("pool = \"primary\"\n", &format!("{route}\n"))
+}
+
+#[test]
+fn pools_list_the_failover_chain_in_order() {
+    for (route, chain) in [
+        (r#"pools = ["primary", "secondary"]"#, vec![0, 1]),
+        (r#"pools = ["tertiary", "primary"]"#, vec![2, 0]),
+        (
+            r#"pools = ["secondary", "tertiary", "primary"]"#,
+            vec![1, 2, 0],
+        ),
+        (r#"pools = ["tertiary"]"#, vec![2]),
+        (r#"pool = "secondary""#, vec![1]),
+    ] {
+        let config = accept(&chain_with(route));
+        assert_eq!(config.routes[0].pools, chain, "{route}");
+        assert_eq!(config.pools.len(), 3, "{route}");
+    }
+}
+
+#[test]
+fn pool_is_the_same_as_a_chain_of_one() {
+    let one = accept(&chain_with(r#"pool = "secondary""#));
+    let list = accept(&chain_with(r#"pools = ["secondary"]"#));
+    assert_eq!(one.routes[0].pools, list.routes[0].pools);
+    assert_eq!(one.routes[0].fallback, list.routes[0].fallback);
+    assert_eq!(one.routes[0].pools, vec![1]);
+}
+
+#[test]
+fn routes_may_share_pools_in_different_orders() {
+    let config = accept(&chain_with(
+        r#"pools = ["primary", "secondary"]
+
+[[routes]]
+name = "reverse"
+match = { path_prefix = "/b/" }
+pools = ["secondary", "primary"]
+"#,
+    ));
+    assert_eq!(config.routes[0].pools, vec![0, 1]);
+    assert_eq!(config.routes[1].pools, vec![1, 0]);
+}
+
+fn fallback_with(fallback: &str) -> Fallback {
+    accept(&route_with(&format!("fallback = {fallback}")))
+        .routes
+        .remove(0)
+        .fallback
+        .expect("fallback is written")
+}
+
+#[test]
+fn fallback_defaults_to_503_with_the_type_of_its_file() {
+    assert_eq!(
+        fallback_with(r#"{ file = "maintenance.html" }"#),
+        Fallback {
+            status: http::StatusCode::SERVICE_UNAVAILABLE,
+            file: PathBuf::from("/etc/holdfast/maintenance.html"),
+            content_type: http::HeaderValue::from_static("text/html; charset=utf-8"),
+            retry_after: None,
+        }
+    );
+}
+
+#[test]
+fn fallback_is_read() {
+    assert_eq!(
+        fallback_with(
+            r#"{ status = 200, file = "pages/down.txt", content_type = "text/html; charset=utf-8", retry_after = "30s" }"#
+        ),
+        Fallback {
+            status: http::StatusCode::OK,
+            file: PathBuf::from("/etc/holdfast/pages/down.txt"),
+            content_type: http::HeaderValue::from_static("text/html; charset=utf-8"),
+            retry_after: Some(secs(30)),
+        }
+    );
+    // As a table of its own, with an absolute path, which is kept.
+    let config = accept(&route_with(
+        "[routes.fallback]\nstatus = 599\nfile = \"/srv/www/sorry.json\"\nretry_after = \"2m\"",
+    ));
+    assert_eq!(
+        config.routes[0].fallback,
+        Some(Fallback {
+            status: http::StatusCode::from_u16(599).unwrap(),
+            file: PathBuf::from("/srv/www/sorry.json"),
+            content_type: http::HeaderValue::from_static("application/json"),
+            retry_after: Some(secs(120)),
+        })
+    );
+}
+
+#[test]
+fn fallback_status_range_is_inclusive() {
+    for status in [200, 503, 599] {
+        let fallback = fallback_with(&format!("{{ status = {status}, file = \"down.html\" }}"));
+        assert_eq!(fallback.status.as_u16(), status);
+    }
+}
+
+#[test]
+fn fallback_content_type_follows_the_file_extension() {
+    for (file, content_type) in [
+        ("down.html", "text/html; charset=utf-8"),
+        ("down.htm", "text/html; charset=utf-8"),
+        ("DOWN.HTML", "text/html; charset=utf-8"),
+        ("down.json", "application/json"),
+        ("down.txt", "text/plain; charset=utf-8"),
+        ("down.png", "application/octet-stream"),
+        ("down", "application/octet-stream"),
+        ("pages.html/down", "application/octet-stream"),
+    ] {
+        let fallback = fallback_with(&format!("{{ file = {file:?} }}"));
+        assert_eq!(fallback.content_type, content_type, "file = {file:?}");
+        assert_eq!(
+            fallback.file,
+            PathBuf::from("/etc/holdfast").join(file),
+            "file = {file:?}"
+        );
+    }
+    // A content_type that is written wins over the extension.
+    let fallback = fallback_with(r#"{ file = "down.html", content_type = "text/plain" }"#);
+    assert_eq!(fallback.content_type, "text/plain");
+}
+
+#[test]
+fn a_chain_with_a_fallback() {
+    let config = accept(&chain_with(
+        r#"pools = ["primary", "secondary"]
+fallback = { file = "maintenance.html", retry_after = "30s" }"#,
+    ));
+    let route = &config.routes[0];
+    assert_eq!(route.pools, vec![0, 1]);
+    let fallback = route.fallback.as_ref().unwrap();
+    assert_eq!(fallback.status, 503);
+    assert_eq!(fallback.retry_after, Some(secs(30)));
 }

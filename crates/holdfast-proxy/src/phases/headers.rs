@@ -155,6 +155,8 @@ pub(crate) fn apply_ops(headers: &mut HeaderMap, ops: &HeaderOps) {
 
 pub(crate) struct RequestRewrite<'a> {
     pub route: &'a RouteRt,
+    /// The `Host` of the pool the request goes to first, if it sets one.
+    pub pool_host: Option<&'a HeaderValue>,
     pub forwarded: bool,
     pub upgrade: bool,
 }
@@ -196,11 +198,29 @@ pub(crate) fn rewrite_request(
         }
     }
     append_value(headers, &header::VIA, via(client_version));
-    if let Some(host) = &rw.route.pool.host_header {
+    if let Some(host) = rw.pool_host {
         headers.insert(header::HOST, host.clone());
     }
     apply_ops(headers, &rw.route.request_headers);
     headers.insert(crate::request_id::HEADER, ctx.request_id.clone());
+}
+
+/// A retry moved to another pool of the chain: send that pool's `Host` (a provider's name),
+/// or the client's if the pool sets none; a `Host` rule of the route's own wins over both.
+pub(crate) fn set_pool_host(headers: &mut HeaderMap, host: Option<&HeaderValue>, route: &RouteRt) {
+    let ops = &route.request_headers;
+    let route_sets_host = ops.remove.contains(&header::HOST)
+        || ops
+            .set
+            .iter()
+            .chain(ops.add.iter())
+            .any(|(n, _)| n == header::HOST);
+    if route_sets_host {
+        return;
+    }
+    if let Some(host) = host {
+        headers.insert(header::HOST, host.clone());
+    }
 }
 
 /// Rewrite the origin's response head for the client.

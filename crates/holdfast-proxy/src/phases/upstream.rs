@@ -1,19 +1,20 @@
-//! Forwarding to the route's pool: pick a server, reuse or open a connection, send the
-//! rewritten request with the route's timeouts, and hand back the origin's response with a
-//! streaming body. A pooled connection that turns out stale is replaced once by a fresh one:
-//! for any method if the request had not been sent; for an idempotent request without a
-//! body also if the origin closed the connection before answering (its keep-alive ended as
-//! the request went out, a race no check before sending can rule out).
+//! Forwarding along the route's failover chain: pick the pool (or serve the fallback),
+//! buffer a small body so the request can be sent again, take a slot in the pool's
+//! concurrency limit, then try servers — retrying on another server, or the next pool of the
+//! chain, within the retry policy and budget — and hand back the origin's response with a
+//! streaming body. One exchange with one server is `exchange`'s.
 
+use super::exchange::{
+    closed_without_answer, copy_request, exchange, is_upgrade, tunnel, Exchanged,
+};
 use crate::body::{BodyError, Hold, RequestBody, ResponseBody, Upload};
 use crate::ctx::RequestCtx;
 use crate::error::{ProxyError, Side};
 use crate::phases::headers::{self, RequestRewrite};
 use crate::state::{RouteRt, State};
-use crate::upstream::{connect, stable_hash, Conn, InFlight, Pool, Release, Server};
-use http::{header, Request, Response, StatusCode, Uri, Version};
+use crate::upstream::{stable_hash, InFlight, Picked, Pool, Server, Target};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,35 +24,50 @@ pub(crate) async fn forward(
     mut req: Request<Incoming>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
+    let first = match route.chain.choose() {
+        Target::Pool(i) => i,
+        Target::Fallback => return fallback(route),
+    };
+    let Some(pool) = route.chain.pools.get(first) else {
+        return Err(no_servers());
+    };
     let upgrade = is_upgrade(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
+    // Kept only where a retry may move to another pool, which sets its own `Host`.
+    let client_host = (route.chain.pools.len() > 1)
+        .then(|| parts.headers.get(header::HOST).cloned())
+        .flatten();
     let rewrite = RequestRewrite {
         route,
+        pool_host: pool.host_header.as_ref(),
         forwarded: state.config.edge.forwarded,
         upgrade,
     };
     headers::rewrite_request(&mut parts, ctx, &rewrite);
-    let body = if http_body::Body::is_end_stream(&body) {
-        RequestBody::Empty
-    } else {
-        RequestBody::Client {
-            inner: body,
-            remaining: state.config.edge.limits.max_request_body,
-            upload: Upload::new(),
-        }
-    };
     let deadline = route.timeouts.total.map(|t| ctx.start + t);
-    let slot = admit(route, deadline).await?;
-    let (server, (mut resp, release), in_flight) = attempts(
+    let body = request_body(state, route, pool, &parts, body, upgrade).await?;
+    let slot = admit(pool, route, deadline).await?;
+    let request = Request::from_parts(parts, body);
+    let sent = attempts(
         state,
         route,
-        Request::from_parts(parts, body),
+        first,
+        client_host,
+        request,
         deadline,
         upgrade,
         ctx,
     )
-    .await?;
+    .await;
+    let (server, (mut resp, release), in_flight) = match sent {
+        Ok(sent) => sent,
+        // The chain failed on the origin side: the operator's page rather than the edge's.
+        Err(e) if e.side() == Side::Origin && route.chain.fallback.is_some() => {
+            return fallback(route);
+        }
+        Err(e) => return Err(e),
+    };
     server.metrics.observe(
         resp.status().as_u16(),
         ctx.upstream.duration.unwrap_or_default().as_secs_f64(),
@@ -71,13 +87,80 @@ pub(crate) async fn forward(
     Ok(Response::from_parts(parts, body))
 }
 
+fn no_servers() -> ProxyError {
+    ProxyError::Connect(std::io::Error::other("pool has no servers"))
+}
+
+/// The route's fallback response (every pool of its chain is down).
+fn fallback(route: &RouteRt) -> Result<Response<ResponseBody>, ProxyError> {
+    let Some(f) = &route.chain.fallback else {
+        return Err(no_servers());
+    };
+    let mut resp = Response::new(ResponseBody::full(f.body.clone()));
+    *resp.status_mut() = f.status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, f.content_type.clone());
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(retry_after) = &f.retry_after {
+        h.insert(header::RETRY_AFTER, retry_after.clone());
+    }
+    let (mut parts, body) = resp.into_parts();
+    headers::rewrite_response(&mut parts, route);
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The body to send: streamed as it arrives, or — when the request may be retried and its
+/// `Content-Length` is within the pool's `retry.buffer_body` — read whole first, so that it
+/// can be sent again (bounded by the route's read timeout).
+async fn request_body(
+    state: &State,
+    route: &RouteRt,
+    pool: &Pool,
+    parts: &http::request::Parts,
+    body: Incoming,
+    upgrade: bool,
+) -> Result<RequestBody, ProxyError> {
+    if http_body::Body::is_end_stream(&body) {
+        return Ok(RequestBody::Empty);
+    }
+    let client = RequestBody::Client {
+        inner: body,
+        remaining: state.config.edge.limits.max_request_body,
+        upload: Upload::new(),
+    };
+    let retry = &pool.retry;
+    let may_resend = retry.non_idempotent || parts.method.is_idempotent();
+    let length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let small = length.is_some_and(|n| n <= retry.buffer_body);
+    if retry.attempts == 0 || retry.buffer_body == 0 || !may_resend || upgrade || !small {
+        return Ok(client);
+    }
+    let read = http_body_util::BodyExt::collect(client);
+    let error = match tokio::time::timeout(route.timeouts.read, read).await {
+        Ok(Ok(collected)) => {
+            let bytes = collected.to_bytes();
+            return Ok(RequestBody::Buffered((!bytes.is_empty()).then_some(bytes)));
+        }
+        Err(_) | Ok(Err(BodyError::Timeout)) => ProxyError::ClientTimeout,
+        Ok(Err(BodyError::TooLarge)) => ProxyError::BodyTooLarge,
+        Ok(Err(BodyError::Hyper(e))) => ProxyError::ClientBody(e),
+    };
+    count_client_error(state, &error);
+    Err(error)
+}
+
 /// A slot in the pool's concurrency limit, if it has one: held until the response body
 /// ends. Over the limit with a full queue, the edge answers 503 without contacting the origin.
 async fn admit(
+    pool: &Pool,
     route: &RouteRt,
     deadline: Option<Instant>,
 ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ProxyError> {
-    let Some(admission) = &route.pool.admission else {
+    let Some(admission) = &pool.admission else {
         return Ok(None);
     };
     let by_read = Instant::now() + route.timeouts.read;
@@ -85,12 +168,19 @@ async fn admit(
     match admission.admit(until).await {
         Some(slot) => Ok(Some(slot)),
         None => {
-            route.pool.metrics.overload_rejected.inc();
+            pool.metrics.overload_rejected.inc();
             Err(ProxyError::Overloaded {
                 retry_after: admission.retry_after.clone(),
             })
         }
     }
+}
+
+/// `Retry-After` for a 503 the pool's limits caused.
+fn retry_after(pool: &Pool) -> HeaderValue {
+    pool.admission
+        .as_ref()
+        .map_or_else(|| HeaderValue::from_static("1"), |a| a.retry_after.clone())
 }
 
 /// The request's key for a hashing balancer.
@@ -118,8 +208,6 @@ fn origin_failed(result: &Result<Exchanged, ProxyError>) -> bool {
         Err(e) => e.side() == Side::Origin,
     }
 }
-
-type Exchanged = (Response<Incoming>, Option<Release>);
 
 /// Why an attempt failed in a way a retry may fix.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -166,47 +254,91 @@ fn backoff(base: std::time::Duration, retry: u32) -> std::time::Duration {
     scaled.mul_f64(factor)
 }
 
-/// Send the request to the pool, retrying on another server within the pool's policy and
-/// budget. A request whose body has started streaming is never re-sent; a request that was
-/// not sent at all (connect failure) comes back from `exchange` and can go anywhere.
-async fn attempts<'p>(
+/// Where a retry goes.
+enum Next {
+    /// Another server of the same pool.
+    Same,
+    /// The pool at this index of the chain.
+    Pool(usize),
+}
+
+/// Where the retry after a failure on server `index` of chain pool `at` goes: another
+/// healthy server of the pool; else the next pool of the chain that is not down; else any
+/// server of the pool not yet tried.
+fn next_target(
+    route: &RouteRt,
+    at: usize,
+    pool: &Pool,
+    tried: &[usize],
+    index: usize,
+) -> Option<Next> {
+    let mut tried_now = tried.to_vec();
+    tried_now.push(index);
+    if pool.has_untried_usable(&tried_now) {
+        return Some(Next::Same);
+    }
+    if let Some(j) = route.chain.next_up(at) {
+        return Some(Next::Pool(j));
+    }
+    (tried_now.len() < pool.servers.len()).then_some(Next::Same)
+}
+
+/// Send the request, retrying on another server or pool within the first pool's policy and
+/// budget. A request whose body is streaming is never re-sent; a request that was not sent
+/// at all (connect failure) comes back from `exchange` and can go anywhere.
+#[allow(clippy::too_many_arguments)]
+async fn attempts<'r>(
     state: &State,
-    route: &'p RouteRt,
+    route: &'r RouteRt,
+    first: usize,
+    client_host: Option<HeaderValue>,
     req: Request<RequestBody>,
     deadline: Option<Instant>,
     upgrade: bool,
     ctx: &mut RequestCtx,
-) -> Result<(&'p Arc<Server>, Exchanged, InFlight), ProxyError> {
-    let pool = &route.pool;
-    let key = pool
+) -> Result<(&'r Arc<Server>, Exchanged, InFlight), ProxyError> {
+    let mut at = first;
+    let Some(mut pool) = route.chain.pools.get(at) else {
+        return Err(no_servers());
+    };
+    let policy = &pool.retry;
+    let budget = &pool.budget;
+    budget.record_request();
+    let mut key = pool
         .balancer
         .hash_key()
         .map_or(0, |k| request_key(k, &req, ctx));
-    let policy = &pool.retry;
-    pool.budget.record_request();
     let may_resend = policy.non_idempotent || req.method().is_idempotent();
-    // A copy to re-send after a failure that consumed the request: bodiless requests only
-    // (a streamed body cannot be sent twice). Also used by `exchange` when a pooled
-    // connection turns out closed after the request went out.
-    let template = (may_resend && !upgrade && matches!(req.body(), RequestBody::Empty))
-        .then(|| copy_request(&req));
+    // A copy to re-send after a failure that consumed the request (bodiless or buffered
+    // requests only). Also used by `exchange` when a pooled connection turns out closed
+    // after the request went out.
+    let mut template = (may_resend && !upgrade)
+        .then(|| copy_request(&req))
+        .flatten();
     let mut next = Some(req);
     let mut tried: Vec<usize> = Vec::new();
     let mut retries = 0u32;
     loop {
-        let Some(req) = next.take().or_else(|| template.as_ref().map(copy_request)) else {
+        let Some(req) = next
+            .take()
+            .or_else(|| template.as_ref().and_then(copy_request))
+        else {
             return Err(ProxyError::Connect(std::io::Error::other(
                 "no request left to send",
             )));
         };
-        let Some((index, server)) = pool.pick(&tried, key) else {
-            return Err(ProxyError::Connect(std::io::Error::other(
-                "pool has no servers",
-            )));
+        let (index, server, in_flight) = match pool.pick(&tried, key) {
+            Picked::Server(i, s, in_flight) => (i, s, in_flight),
+            Picked::Full => {
+                pool.metrics.overload_rejected.inc();
+                return Err(ProxyError::Overloaded {
+                    retry_after: retry_after(pool),
+                });
+            }
+            Picked::Empty => return Err(no_servers()),
         };
         ctx.upstream.server = Some(Arc::clone(&server.addr_text));
         server.record_request();
-        let in_flight = InFlight::new(server);
         let sent = Instant::now();
         let (result, unsent) = match exchange(
             pool,
@@ -236,16 +368,38 @@ async fn attempts<'p>(
         let resendable = unsent.is_some() || template.is_some();
         let allowed = why.is_some_and(|w| w == Retryable::Connect || may_resend);
         // Retries go to another server only: hammering the one that just failed helps no one.
-        let another = tried.len() + 1 < pool.servers.len();
-        if retries < policy.attempts && allowed && resendable && another {
-            if pool.budget.try_retry() {
+        let target = (retries < policy.attempts && allowed && resendable)
+            .then(|| next_target(route, at, pool, &tried, index))
+            .flatten();
+        if let Some(target) = target {
+            if budget.try_retry() {
                 if let Err(e) = &result {
                     count_failure(server, e);
                 }
                 drop(result);
+                drop(in_flight);
                 retries += 1;
-                tried.push(index);
                 next = unsent;
+                match target {
+                    Next::Same => tried.push(index),
+                    Next::Pool(j) => {
+                        let Some(p) = route.chain.pools.get(j) else {
+                            return Err(no_servers());
+                        };
+                        at = j;
+                        pool = p;
+                        tried.clear();
+                        let host = pool.host_header.as_ref().or(client_host.as_ref());
+                        for r in next.iter_mut().chain(template.iter_mut()) {
+                            headers::set_pool_host(r.headers_mut(), host, route);
+                        }
+                        if let Some(k) = pool.balancer.hash_key() {
+                            if let Some(r) = next.as_ref().or(template.as_ref()) {
+                                key = request_key(k, r, ctx);
+                            }
+                        }
+                    }
+                }
                 tokio::time::sleep(backoff(policy.backoff, retries)).await;
                 continue;
             }
@@ -280,17 +434,6 @@ fn count_client_error(state: &State, e: &ProxyError) {
     tracing::debug!(error = %with_causes(e), "client request body failed");
 }
 
-/// A failed send is the origin's failure unless reading the client's body is what failed
-/// (hyper reports both the same way; the body's own error tells them apart).
-fn send_error(e: hyper::Error) -> ProxyError {
-    let body = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<BodyError>());
-    match body {
-        Some(BodyError::TooLarge) => ProxyError::BodyTooLarge,
-        Some(BodyError::Hyper(_)) => ProxyError::ClientBody(e),
-        _ => ProxyError::Upstream(e),
-    }
-}
-
 fn count_failure(server: &Server, e: &ProxyError) {
     match e {
         ProxyError::Timeout => server.metrics.timeouts.inc(),
@@ -313,215 +456,4 @@ fn with_causes(e: &ProxyError) -> String {
         source = s.source();
     }
     out
-}
-
-fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
-}
-
-/// Send one request, on a pooled connection if there is one (replacing it once if it was
-/// stale), bounded by the read timeout and the route's total deadline.
-async fn exchange(
-    pool: &Pool,
-    server: &Arc<Server>,
-    route: &RouteRt,
-    mut req: Request<RequestBody>,
-    template: Option<&Request<RequestBody>>,
-    deadline: Option<Instant>,
-    upgrade: bool,
-) -> Result<Exchanged, (ProxyError, Option<Request<RequestBody>>)> {
-    let mut reuse = !upgrade;
-    loop {
-        let pooled = if reuse { server.checkout() } else { None };
-        let reused = pooled.is_some();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => {
-                // Boxed: connection set-up (TLS, handshakes) is a large future that only new
-                // connections need; inline it would be copied with every request's future.
-                let connected = Box::pin(connect(pool, server, route.timeouts.connect, upgrade));
-                let c = match connected.await {
-                    Ok(c) => c,
-                    // Nothing was sent: hand the request back so it can go elsewhere.
-                    Err(e) => return Err((e, Some(req))),
-                };
-                if let Conn::H2(s) = &c {
-                    server.keep_h2(s);
-                }
-                c
-            }
-        };
-        set_target(&mut req, &conn, server);
-        let upload = req.body().upload();
-        let waits = Waits {
-            read: route.timeouts.read,
-            deadline,
-            upload: upload.as_deref(),
-        };
-        let outcome = {
-            let sending = std::pin::pin!(send(&mut conn, req));
-            waits.head(sending).await.map_err(|e| (e, None))?
-        };
-        match outcome {
-            Ok(resp) => return Ok((resp, server.release_for(conn))),
-            Err(mut e) => match e.take_message() {
-                Some(unsent) if reused => {
-                    req = unsent;
-                    reuse = false;
-                }
-                _ => {
-                    let e = e.into_error();
-                    // Copied only now, from the template kept by the caller: no copy per request.
-                    let again = template.filter(|_| reused && closed_without_answer(&e));
-                    match again.map(copy_request) {
-                        Some(again) => {
-                            req = again;
-                            reuse = false;
-                        }
-                        None => return Err((send_error(e), None)),
-                    }
-                }
-            },
-        }
-    }
-}
-
-/// Another copy of a bodiless request kept for re-sending.
-fn copy_request(template: &Request<RequestBody>) -> Request<RequestBody> {
-    let mut copy = Request::new(RequestBody::Empty);
-    *copy.method_mut() = template.method().clone();
-    *copy.uri_mut() = template.uri().clone();
-    *copy.version_mut() = template.version();
-    *copy.headers_mut() = template.headers().clone();
-    copy
-}
-
-/// The origin closed (or reset) the connection before its answer was complete.
-fn closed_without_answer(e: &hyper::Error) -> bool {
-    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
-    e.is_incomplete_message()
-        || std::error::Error::source(e)
-            .and_then(|s| s.downcast_ref::<std::io::Error>())
-            .is_some_and(|io| matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted))
-}
-
-/// The bounds on waiting for the origin's response head.
-struct Waits<'a> {
-    read: std::time::Duration,
-    deadline: Option<Instant>,
-    upload: Option<&'a Upload>,
-}
-
-impl Waits<'_> {
-    /// Await `sending` (which streams the client's body, then waits for the head). The read
-    /// timeout counts from the client body's last progress, as nginx's counts from the last
-    /// write: a long upload that keeps moving is not the origin's silence. Expiring while
-    /// the edge waits on the client's body is the client's timeout (408), not the origin's.
-    async fn head<F: std::future::Future>(
-        &self,
-        mut sending: std::pin::Pin<&mut F>,
-    ) -> Result<F::Output, ProxyError> {
-        let started = Instant::now();
-        loop {
-            let from = self
-                .upload
-                .map_or(started, |u| u.last_progress().max(started));
-            let by_read = from + self.read;
-            let until = self.deadline.map_or(by_read, |d| d.min(by_read));
-            if let Ok(done) = tokio::time::timeout_at(until.into(), sending.as_mut()).await {
-                return Ok(done);
-            }
-            let past_deadline = self.deadline.is_some_and(|d| Instant::now() >= d);
-            if !past_deadline && self.upload.is_some_and(|u| u.last_progress() > from) {
-                continue;
-            }
-            if self.upload.is_some_and(Upload::waiting_on_client) {
-                return Err(ProxyError::ClientTimeout);
-            }
-            return Err(ProxyError::Timeout);
-        }
-    }
-}
-
-async fn send(
-    conn: &mut Conn,
-    req: Request<RequestBody>,
-) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<RequestBody>>> {
-    match conn {
-        Conn::H1(s) => {
-            // A pooled connection may still be finishing its previous exchange; a dead one
-            // fails here and `try_send_request` hands the request back for a fresh connection.
-            let _ = std::future::poll_fn(|cx| s.poll_ready(cx)).await;
-            s.try_send_request(req).await
-        }
-        Conn::H2(s) => s.try_send_request(req).await,
-    }
-}
-
-/// HTTP/1.1 origins get origin-form targets; HTTP/2 needs scheme and authority.
-fn set_target(req: &mut Request<RequestBody>, conn: &Conn, server: &Server) {
-    let path = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    match conn {
-        Conn::H1(_) => {
-            *req.version_mut() = Version::HTTP_11;
-            if req.uri().scheme().is_some() {
-                *req.uri_mut() = Uri::from(path);
-            }
-        }
-        Conn::H2(_) => {
-            *req.version_mut() = Version::HTTP_2;
-            let authority = req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-                .unwrap_or_else(|| server.addr.to_string());
-            let scheme = if server.sni.is_some() {
-                "https"
-            } else {
-                "http"
-            };
-            if let Ok(uri) = Uri::builder()
-                .scheme(scheme)
-                .authority(authority)
-                .path_and_query(path)
-                .build()
-            {
-                *req.uri_mut() = uri;
-            }
-            req.headers_mut().remove(header::HOST);
-        }
-    }
-}
-
-/// After `101 Switching Protocols`, copy bytes both ways until either side closes.
-fn tunnel(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpgrade) {
-    tokio::spawn(async move {
-        let (client, origin) = match tokio::try_join!(client, origin) {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::debug!(error = %e, "upgrade failed");
-                return;
-            }
-        };
-        let mut client = TokioIo::new(client);
-        let mut origin = TokioIo::new(origin);
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut origin).await {
-            tracing::debug!(error = %e, "tunnel closed with an error");
-        }
-    });
 }

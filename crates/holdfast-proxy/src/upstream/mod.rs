@@ -1,13 +1,18 @@
 //! Origin connections: pools of servers, per-worker idle lists of keep-alive connections,
-//! and connection set-up (TCP, optional TLS, HTTP/1.1 or HTTP/2 handshake).
+//! connection set-up (TCP, optional TLS, HTTP/1.1 or HTTP/2 handshake), active health checks
+//! and the failover chains of routes.
 
 mod balance;
+mod chain;
 mod connect;
+mod health;
 mod pool;
 
 pub(crate) use balance::{stable_hash, Balancer};
+pub(crate) use chain::{Chain, FallbackRt, Target};
 pub(crate) use connect::connect;
+pub use health::HealthChecker;
 pub(crate) use pool::{
-    set_worker_slot, Admission, Conn, InFlight, Pool, PoolParts, Release, RetryBudget, Server,
-    UpstreamTls,
+    set_worker_slot, Admission, Conn, InFlight, Picked, Pool, PoolParts, Release, RetryBudget,
+    Server, UpstreamTls,
 };

@@ -2,10 +2,12 @@
 //! are kept per worker thread (no cross-thread wake-ups, uncontended locks), bounded by
 //! `max_idle_per_server` and `idle_timeout`; an HTTP/2 connection is shared per worker.
 
+use super::health::{Checked, HealthState};
 use super::Balancer;
 use crate::body::RequestBody;
 use crate::metrics::{PoolMetrics, ServerMetrics};
-use holdfast_config::{Outlier, Overload, RetryPolicy};
+use holdfast_config::{HealthCheck, Outlier, Overload, RetryPolicy};
+use std::borrow::Cow;
 
 use hyper::client::conn::{http1, http2};
 use std::cell::Cell;
@@ -40,9 +42,14 @@ pub(crate) struct Pool {
     pub servers: Box<[Arc<Server>]>,
     pub balancer: Balancer,
     pub outlier: Outlier,
-    /// The latest end of any server's ejection (`now_nanos` scale): while it is in the past,
-    /// picking needs no look at ejections at all.
+    /// The latest end of any server's ejection or trip (`now_nanos` scale): while it is in
+    /// the past, picking needs no look at ejections at all.
     ejections_end: AtomicU64,
+    /// Servers the active checks hold down, recounted by the checker on every change.
+    down_servers: AtomicUsize,
+    pub panic_threshold: u32,
+    pub max_connections: Option<usize>,
+    pub health: Option<HealthCheck>,
     pub host_header: Option<http::HeaderValue>,
     pub tls: Option<UpstreamTls>,
     pub http2: bool,
@@ -151,15 +158,19 @@ impl Pool {
         let ejections_end = parts
             .servers
             .iter()
-            .map(|s| s.ejected_until.load(Ordering::Relaxed))
+            .map(|s| s.tripped_until.load(Ordering::Relaxed))
             .max()
             .unwrap_or(0);
-        Pool {
+        let pool = Pool {
             name: parts.name,
             servers: parts.servers.into_boxed_slice(),
             balancer: parts.balancer,
             outlier: parts.outlier,
             ejections_end: AtomicU64::new(ejections_end),
+            down_servers: AtomicUsize::new(0),
+            panic_threshold: parts.panic_threshold,
+            max_connections: parts.max_connections,
+            health: parts.health,
             host_header: parts.host_header,
             tls: parts.tls,
             http2: parts.http2,
@@ -167,39 +178,118 @@ impl Pool {
             budget: parts.budget,
             metrics: parts.metrics,
             admission: parts.admission,
-        }
+        };
+        pool.recount_down();
+        pool
     }
 
-    /// The server for this attempt, by the pool's balancer, skipping those already `tried`
-    /// for this request and those ejected while others remain (if every server that could be
-    /// picked is ejected, they are used anyway: panic mode). `key` is the request's hash key.
-    pub fn pick(&self, tried: &[usize], key: u64) -> Option<(usize, &Arc<Server>)> {
-        // No ejection ever (the usual case): no clock read at all.
+    /// Which servers to leave out of this pick: those already `tried` for the request, and
+    /// those ejected or down while enough others remain. When fewer than `panic_threshold`
+    /// percent of the servers are healthy, only `tried` (panic mode: balance over all rather
+    /// than overload the few).
+    fn excluded<'t>(&self, tried: &'t [usize]) -> Cow<'t, [usize]> {
         let end = self.ejections_end.load(Ordering::Relaxed);
-        let now = if end == 0 { 0 } else { now_nanos() };
-        let i = if end <= now {
-            self.balancer.pick(&self.servers, tried, key)
-        } else {
-            let mut excluded = tried.to_vec();
-            for (i, s) in self.servers.iter().enumerate() {
-                if s.is_ejected(now) && !excluded.contains(&i) {
-                    excluded.push(i);
-                }
-            }
-            if excluded.len() < self.servers.len() {
-                self.balancer.pick(&self.servers, &excluded, key)
-            } else {
-                self.balancer.pick(&self.servers, tried, key)
-            }
-        }?;
-        self.servers.get(i).map(|s| (i, s))
+        let down = self.down_servers.load(Ordering::Relaxed);
+        if end == 0 && down == 0 {
+            // No ejection ever and no server down (the usual case): no clock read at all.
+            return Cow::Borrowed(tried);
+        }
+        let now = now_nanos();
+        if end <= now && down == 0 {
+            return Cow::Borrowed(tried);
+        }
+        let unusable: Vec<usize> = (0..self.servers.len())
+            .filter(|i| self.servers.get(*i).is_some_and(|s| !s.usable(now)))
+            .collect();
+        let n = self.servers.len();
+        let healthy = n - unusable.len();
+        if healthy == 0 || healthy * 100 < self.panic_threshold as usize * n {
+            return Cow::Borrowed(tried);
+        }
+        let mut excluded = tried.to_vec();
+        excluded.extend(unusable.into_iter().filter(|i| !tried.contains(i)));
+        if excluded.len() >= n {
+            // Every healthy server was tried: the rest may still answer.
+            return Cow::Borrowed(tried);
+        }
+        Cow::Owned(excluded)
     }
 
-    /// Count an attempt's outcome for outlier detection; may eject the server.
-    pub fn record_outcome(&self, server: &Server, failed: bool) {
-        let never_ejected = server.ejected_until.load(Ordering::Relaxed) == 0;
-        if !failed && never_ejected {
+    /// The server for this attempt, by the pool's balancer (see `excluded`), with its
+    /// in-flight count taken. A server at `max_connections` is passed over for another.
+    pub fn pick(&self, tried: &[usize], key: u64) -> Picked<'_> {
+        let mut excluded = self.excluded(tried);
+        let n = self.servers.len();
+        for _ in 0..=n {
+            if excluded.len() >= n && !excluded.is_empty() && self.max_connections.is_some() {
+                return Picked::Full;
+            }
+            let Some(i) = self.balancer.pick(&self.servers, &excluded, key) else {
+                return Picked::Empty;
+            };
+            let Some(server) = self.servers.get(i) else {
+                return Picked::Empty;
+            };
+            match InFlight::enter(server, self.max_connections) {
+                Some(in_flight) => return Picked::Server(i, server, in_flight),
+                None => excluded.to_mut().push(i),
+            }
+        }
+        Picked::Full
+    }
+
+    /// Whether an untried server that is healthy remains (a retry may stay in this pool).
+    pub fn has_untried_usable(&self, tried: &[usize]) -> bool {
+        let now = now_nanos();
+        self.servers
+            .iter()
+            .enumerate()
+            .any(|(i, s)| !tried.contains(&i) && s.usable(now))
+    }
+
+    /// Whether the whole pool is down for a failover chain: every server held down by its
+    /// active checks or failing passively (ejected, or tripped past the ejection cap).
+    pub fn is_down(&self) -> bool {
+        let end = self.ejections_end.load(Ordering::Relaxed);
+        let down = self.down_servers.load(Ordering::Relaxed);
+        if end == 0 && down == 0 {
+            return false;
+        }
+        let now = now_nanos();
+        if end <= now && down == 0 {
+            return false;
+        }
+        self.servers
+            .iter()
+            .all(|s| s.health.is_down() || s.tripped_until.load(Ordering::Relaxed) > now)
+    }
+
+    /// The checker changed a server's verdict: recount, and end a passive ejection when the
+    /// server passes its checks again.
+    pub(crate) fn health_changed(&self, server: &Server, verdict: Checked) {
+        if verdict == Checked::Up {
+            server.ejected_until.store(0, Ordering::Relaxed);
+            server.tripped_until.store(0, Ordering::Relaxed);
             server.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+        self.recount_down();
+    }
+
+    fn recount_down(&self) {
+        let down = self.servers.iter().filter(|s| s.health.is_down()).count();
+        self.down_servers.store(down, Ordering::Relaxed);
+    }
+
+    /// Count an attempt's outcome for outlier detection; may trip or eject the server.
+    pub fn record_outcome(&self, server: &Server, failed: bool) {
+        if !failed {
+            if server.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                server.consecutive_failures.store(0, Ordering::Relaxed);
+            }
+            if server.tripped_until.load(Ordering::Relaxed) != 0 && !server.is_ejected(now_nanos())
+            {
+                server.tripped_until.store(0, Ordering::Relaxed);
+            }
             return;
         }
         let now = now_nanos();
@@ -208,37 +298,44 @@ impl Pool {
             // clean count when its ejection ends.
             return;
         }
-        if server.metrics.healthy.get() == 0 {
-            server.metrics.healthy.set(1);
-        }
-        if !failed {
-            server.consecutive_failures.store(0, Ordering::Relaxed);
-            return;
-        }
         let threshold = self.outlier.consecutive_failures;
         let count = server.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if threshold == 0 || count < threshold {
             return;
         }
-        let cap = self.servers.len() * self.outlier.max_ejection_percent as usize / 100;
-        let ejected = self.servers.iter().filter(|s| s.is_ejected(now)).count();
-        if ejected >= cap {
-            return;
-        }
-        let times = server.ejections.fetch_add(1, Ordering::Relaxed) + 1;
+        server.consecutive_failures.store(0, Ordering::Relaxed);
+        let times = server.ejections.load(Ordering::Relaxed).saturating_add(1);
         let length = self
             .outlier
             .base_ejection
             .saturating_mul(times)
             .min(self.outlier.max_ejection);
         let until = now.saturating_add(u64::try_from(length.as_nanos()).unwrap_or(u64::MAX));
-        server.ejected_until.store(until, Ordering::Relaxed);
-        server.consecutive_failures.store(0, Ordering::Relaxed);
+        // Tripped: the pool counts it as failing for its failover chain, even where the
+        // ejection cap keeps it in the pool's rotation.
+        server.tripped_until.store(until, Ordering::Relaxed);
         self.ejections_end.fetch_max(until, Ordering::Relaxed);
+        let cap = self.servers.len() * self.outlier.max_ejection_percent as usize / 100;
+        let ejected = self.servers.iter().filter(|s| s.is_ejected(now)).count();
+        if ejected >= cap {
+            tracing::debug!(pool = %self.name, server = %server.label, "server failing, not ejected: max_ejection_percent reached");
+            return;
+        }
+        server.ejections.fetch_add(1, Ordering::Relaxed);
+        server.ejected_from.store(now, Ordering::Relaxed);
+        server.ejected_until.store(until, Ordering::Relaxed);
         server.metrics.ejections.inc();
-        server.metrics.healthy.set(0);
         tracing::warn!(pool = %self.name, server = %server.label, ejected_for = ?length, "server ejected after consecutive failures");
     }
+}
+
+/// The outcome of `Pool::pick`.
+pub(crate) enum Picked<'p> {
+    Server(usize, &'p Arc<Server>, InFlight),
+    /// Every server that could be picked is at `max_connections`.
+    Full,
+    /// The pool has no servers.
+    Empty,
 }
 
 /// What `Pool::new` is built from.
@@ -254,6 +351,9 @@ pub(crate) struct PoolParts {
     pub admission: Option<Arc<Admission>>,
     pub balancer: Balancer,
     pub outlier: Outlier,
+    pub panic_threshold: u32,
+    pub max_connections: Option<usize>,
+    pub health: Option<HealthCheck>,
 }
 
 /// Nanoseconds since the first call in this process: a monotonic clock that fits an atomic.
@@ -267,9 +367,22 @@ pub(crate) fn now_nanos() -> u64 {
 pub(crate) struct InFlight(Arc<Server>);
 
 impl InFlight {
-    pub fn new(server: &Arc<Server>) -> Self {
-        server.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(Arc::clone(server))
+    /// Count a request in, unless the server already has `cap` in flight.
+    fn enter(server: &Arc<Server>, cap: Option<usize>) -> Option<Self> {
+        match cap {
+            None => {
+                server.in_flight.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(cap) => {
+                server
+                    .in_flight
+                    .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                        (n < cap).then_some(n + 1)
+                    })
+                    .ok()?;
+            }
+        }
+        Some(InFlight(Arc::clone(server)))
     }
 }
 
@@ -304,7 +417,13 @@ pub(crate) struct Server {
     consecutive_failures: AtomicU32,
     /// End of the current ejection (`now_nanos` scale); 0 when never ejected.
     ejected_until: AtomicU64,
+    /// Start of the latest ejection (`now_nanos` scale).
+    ejected_from: AtomicU64,
+    /// End of the latest trip (failures reached the threshold, ejected or not): until then
+    /// the server counts as failing for the pool's failover chain; a success clears it.
+    tripped_until: AtomicU64,
     ejections: AtomicU32,
+    pub health: HealthState,
     pub sni: Option<ServerName<'static>>,
     pub metrics: ServerMetrics,
     slots: Box<[Mutex<Slot>]>,
@@ -345,7 +464,6 @@ impl Server {
         max_idle: usize,
         idle_timeout: Duration,
     ) -> Self {
-        metrics.healthy.set(1);
         Server {
             addr,
             addr_text: Arc::from(addr.to_string()),
@@ -355,7 +473,10 @@ impl Server {
             in_flight: AtomicUsize::new(0),
             consecutive_failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
+            ejected_from: AtomicU64::new(0),
+            tripped_until: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
+            health: HealthState::new(),
             sni,
             metrics,
             slots: (0..workers.max(1))
@@ -439,6 +560,46 @@ impl Server {
 
     pub fn is_ejected(&self, now: u64) -> bool {
         self.ejected_until.load(Ordering::Relaxed) > now
+    }
+
+    /// May be picked outside panic mode: not held down by checks, not ejected.
+    fn usable(&self, now: u64) -> bool {
+        !self.health.is_down() && !self.is_ejected(now)
+    }
+
+    /// The server's health as shown on `/status`, and since when it has held. Without active
+    /// checks (`checked` false) the passive view is all there is: `up` unless ejected.
+    pub fn health_view(&self, checked: bool) -> (&'static str, SystemTime) {
+        let now = now_nanos();
+        let at = |nanos: u64| {
+            let wall = SystemTime::now();
+            if nanos <= now {
+                wall - Duration::from_nanos(now - nanos)
+            } else {
+                wall + Duration::from_nanos(nanos - now)
+            }
+        };
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        if until > now {
+            return ("ejected", at(self.ejected_from.load(Ordering::Relaxed)));
+        }
+        let verdict = match self.health.verdict() {
+            Checked::Unknown if !checked => Checked::Up,
+            v => v,
+        };
+        let mut since = self.health.since();
+        if verdict != Checked::Down && until != 0 {
+            // Back from an ejection that ended after the checks' last verdict.
+            since = since.max(at(until));
+        }
+        (verdict.as_str(), since)
+    }
+
+    /// 1 while the server may be picked outside panic mode, for the `healthy` gauge.
+    pub fn refresh_gauge(&self) {
+        self.metrics
+            .healthy
+            .set(i64::from(self.usable(now_nanos())));
     }
 
     pub fn ejections(&self) -> u32 {

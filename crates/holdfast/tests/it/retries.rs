@@ -237,13 +237,14 @@ async fn a_reset_before_the_response_head_is_retried_for_a_get() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_with_a_body_is_not_retried_after_a_reset() {
-    // The body is streamed, not buffered: once the origin has taken part of it, it cannot be
-    // sent again. Same pool as above, where a GET is retried.
+    // The body is larger than `buffer_body`, so it is streamed, not buffered: once the
+    // origin has taken part of it, it cannot be sent again. Same pool as above, where a GET
+    // is retried.
     let reset = resetting().await;
     let live = reading().await;
     let edge = start(
         &[reset.addr, live.addr],
-        "[pools.retry]\nnon_idempotent = true",
+        "[pools.retry]\nnon_idempotent = true\nbuffer_body = \"32KiB\"",
     );
 
     let url = edge.url("/upload");

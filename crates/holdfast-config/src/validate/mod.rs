@@ -1,0 +1,335 @@
+//! `Spec` -> `Config`: every semantic check, collecting all errors with their key paths.
+//! Defaults live here too, next to the checks that bound them. Pools (`pool`) and routes
+//! (`route`) have modules of their own.
+
+use crate::config::*;
+use crate::error::ConfigError;
+use crate::spec::*;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
+const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_HEADER_BYTES: u64 = 32 << 10;
+/// hyper's smallest read buffer; headers must fit in it.
+const MIN_MAX_HEADER_BYTES: u64 = 8 << 10;
+const MAX_MAX_HEADER_BYTES: u64 = 1 << 20;
+const DEFAULT_MAX_HEADERS: usize = 100;
+const MAX_MAX_HEADERS: usize = 1000;
+const DEFAULT_MAX_REQUEST_BODY: u64 = 100 << 20;
+const MAX_THREADS: usize = 1024;
+
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>, hint: &str) {
+        self.0.push(ConfigError::new(path, message, hint));
+    }
+}
+
+pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
+    let mut errs = Errors::default();
+    let edge = edge(&spec.edge, base_dir, &mut errs);
+    let admin_listen = admin_listen(spec.admin.as_ref(), &mut errs);
+    check_listener_overlap(&spec.edge, admin_listen, &mut errs);
+    let admin = Admin {
+        listen: admin_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9901))),
+    };
+    let pools = pool::pools(&spec.pools, base_dir, &mut errs);
+    let routes = route::routes(&spec.routes, &spec.pools, base_dir, &mut errs);
+    if errs.0.is_empty() {
+        Ok(Config {
+            edge,
+            admin,
+            pools,
+            routes,
+        })
+    } else {
+        Err(errs.0)
+    }
+}
+
+fn listen_addr(path: &str, text: &str, errs: &mut Errors) -> Option<SocketAddr> {
+    match text.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errs.add(
+                path,
+                format!("invalid listen address {text:?}"),
+                "write an IP address and port, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\"",
+            );
+            None
+        }
+    }
+}
+
+fn positive(path: &str, d: Option<Duration>, default: Duration, errs: &mut Errors) -> Duration {
+    match d {
+        Some(d) if d.is_zero() => {
+            errs.add(
+                path,
+                "must be greater than zero",
+                "write a duration such as \"5s\" or \"250ms\"",
+            );
+            default
+        }
+        Some(d) => d,
+        None => default,
+    }
+}
+
+fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
+    let listen: Vec<SocketAddr> = spec
+        .listen
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| listen_addr(&format!("edge.listen[{i}]"), a, errs))
+        .collect();
+    let tls_listen: Vec<SocketAddr> = spec
+        .tls_listen
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| listen_addr(&format!("edge.tls_listen[{i}]"), a, errs))
+        .collect();
+    if spec.listen.is_empty() && spec.tls_listen.is_empty() {
+        errs.add(
+            "edge.listen",
+            "no listener configured",
+            "add at least one address, e.g. listen = [\"127.0.0.1:8080\"]",
+        );
+    }
+    let tls = tls_certs(spec, base_dir, errs);
+    let threads = match spec.threads {
+        None => None,
+        Some(n) if n >= 1 && n as u64 <= MAX_THREADS as u64 => usize::try_from(n).ok(),
+        Some(n) => {
+            errs.add(
+                "edge.threads",
+                format!("{n} is out of range"),
+                "use 1 to 1024, or leave it out for one worker per core",
+            );
+            None
+        }
+    };
+    let access_log = match spec.access_log.as_deref() {
+        None | Some("stdout") => AccessLog::Stdout,
+        Some("off") => AccessLog::Off,
+        Some("") => {
+            errs.add(
+                "edge.access_log",
+                "empty path",
+                "use \"stdout\", \"off\" or a file path",
+            );
+            AccessLog::Off
+        }
+        Some(p) => AccessLog::File(base_dir.join(p)),
+    };
+    let limits = limits(spec, errs);
+    Edge {
+        listen,
+        tls_listen,
+        tls,
+        threads,
+        h2c: spec.h2c,
+        forwarded: spec.forwarded,
+        access_log,
+        limits,
+        client_header_timeout: positive(
+            "edge.client_header_timeout",
+            spec.client_header_timeout,
+            DEFAULT_CLIENT_HEADER_TIMEOUT,
+            errs,
+        ),
+        shutdown_grace: spec.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+    }
+}
+
+fn limits(spec: &EdgeSpec, errs: &mut Errors) -> Limits {
+    let header_bytes = spec
+        .max_header_bytes
+        .map_or(DEFAULT_MAX_HEADER_BYTES, |b| b.0);
+    if !(MIN_MAX_HEADER_BYTES..=MAX_MAX_HEADER_BYTES).contains(&header_bytes) {
+        errs.add(
+            "edge.max_header_bytes",
+            format!("{header_bytes} bytes is out of range"),
+            "use 8KiB to 1MiB",
+        );
+    }
+    let max_headers = match spec.max_headers {
+        None => DEFAULT_MAX_HEADERS,
+        Some(n) if n >= 1 && n as u64 <= MAX_MAX_HEADERS as u64 => {
+            usize::try_from(n).unwrap_or(DEFAULT_MAX_HEADERS)
+        }
+        Some(n) => {
+            errs.add(
+                "edge.max_headers",
+                format!("{n} is out of range"),
+                "use 1 to 1000",
+            );
+            DEFAULT_MAX_HEADERS
+        }
+    };
+    let body = spec
+        .max_request_body
+        .map_or(DEFAULT_MAX_REQUEST_BODY, |b| b.0);
+    if body == 0 {
+        errs.add(
+            "edge.max_request_body",
+            "must be greater than zero",
+            "write a size such as \"10MiB\"",
+        );
+    }
+    Limits {
+        max_header_bytes: usize::try_from(header_bytes).unwrap_or(usize::MAX),
+        max_headers,
+        max_request_body: body,
+    }
+}
+
+fn tls_certs(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Vec<TlsCert> {
+    if !spec.tls_listen.is_empty() && spec.tls.is_empty() {
+        errs.add(
+            "edge.tls",
+            "tls_listen is set but no certificate is configured",
+            "add an [[edge.tls]] table with cert and key",
+        );
+    }
+    if spec.tls_listen.is_empty() && !spec.tls.is_empty() {
+        errs.add(
+            "edge.tls_listen",
+            "certificates are configured but no TLS listener",
+            "add tls_listen = [\"127.0.0.1:8443\"] or remove the [[edge.tls]] tables",
+        );
+    }
+    let mut seen = HashSet::new();
+    let mut defaults = 0;
+    let mut out = Vec::new();
+    for (i, t) in spec.tls.iter().enumerate() {
+        if t.names.is_empty() {
+            defaults += 1;
+            if defaults == 2 {
+                errs.add(
+                    format!("edge.tls[{i}].names"),
+                    "a second default certificate (no names)",
+                    "give this certificate its server names",
+                );
+            }
+        }
+        let mut names = Vec::new();
+        for (j, n) in t.names.iter().enumerate() {
+            let path = format!("edge.tls[{i}].names[{j}]");
+            if let Some(n) = host_pattern(&path, n, errs) {
+                let key = n.to_string();
+                if !seen.insert(key.clone()) {
+                    errs.add(
+                        path,
+                        format!("server name {key:?} is given to two certificates"),
+                        "each name may appear on one certificate only",
+                    );
+                }
+                names.push(key);
+            }
+        }
+        for (field, v) in [("cert", &t.cert), ("key", &t.key)] {
+            if v.is_empty() {
+                errs.add(
+                    format!("edge.tls[{i}].{field}"),
+                    "empty path",
+                    "give the path of a PEM file",
+                );
+            }
+        }
+        out.push(TlsCert {
+            names,
+            cert: base_dir.join(&t.cert),
+            key: base_dir.join(&t.key),
+        });
+    }
+    out
+}
+
+/// A host name or `*.suffix` pattern, lower-cased; `None` (and an error) if malformed.
+fn host_pattern<'a>(path: &str, text: &'a str, errs: &mut Errors) -> Option<HostPattern<'a>> {
+    let (wild, name) = match text.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if valid {
+        Some(HostPattern { wild, name })
+    } else {
+        errs.add(
+            path,
+            format!("invalid host name {text:?}"),
+            "write a DNS name such as \"example.com\" or \"*.example.com\" (no port, no scheme)",
+        );
+        None
+    }
+}
+
+struct HostPattern<'a> {
+    wild: bool,
+    name: &'a str,
+}
+
+impl std::fmt::Display for HostPattern<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.name.to_ascii_lowercase();
+        if self.wild {
+            write!(f, "*.{name}")
+        } else {
+            f.write_str(&name)
+        }
+    }
+}
+
+fn admin_listen(spec: Option<&AdminSpec>, errs: &mut Errors) -> Option<SocketAddr> {
+    let text = spec.map_or(DEFAULT_ADMIN_LISTEN, |a| a.listen.as_str());
+    listen_addr("admin.listen", text, errs)
+}
+
+fn overlaps(a: &SocketAddr, b: &SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// Paths name the entries as written: addresses that do not parse (already reported) are
+/// skipped without shifting the indices of the others. `admin` is `None` if it did not parse.
+fn check_listener_overlap(edge: &EdgeSpec, admin: Option<SocketAddr>, errs: &mut Errors) {
+    fn parsed(field: &str, list: &[String]) -> Vec<(String, SocketAddr)> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, a)| Some((format!("edge.{field}[{i}]"), a.parse().ok()?)))
+            .collect()
+    }
+    let mut all = parsed("listen", &edge.listen);
+    all.extend(parsed("tls_listen", &edge.tls_listen));
+    for (i, (path, addr)) in all.iter().enumerate() {
+        if let Some(admin) = admin.filter(|a| overlaps(addr, a)) {
+            errs.add(
+                "admin.listen",
+                format!("{admin} is also the data listener {path}"),
+                "the admin plane must have its own address: change admin.listen",
+            );
+        }
+        if let Some((first, _)) = all.iter().take(i).find(|(_, b)| overlaps(addr, b)) {
+            errs.add(
+                path.clone(),
+                format!("{addr} is already used by {first}"),
+                "list each listen address once",
+            );
+        }
+    }
+}
+
+mod pool;
+mod route;
