@@ -65,6 +65,10 @@ impl Chain {
             Target::Pool(i) => i,
             Target::Fallback => self.pools.len(),
         };
+        // Read first: a write on every request would bounce this line between workers.
+        if self.active.load(Ordering::Relaxed) == index {
+            return target;
+        }
         let before = self.active.swap(index, Ordering::Relaxed);
         if before != index {
             let (from, to) = (self.label(before), self.label(index));

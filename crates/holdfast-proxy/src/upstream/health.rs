@@ -324,3 +324,95 @@ fn with_source(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn check(healthy_after: u32, unhealthy_after: u32) -> HealthCheck {
+        HealthCheck {
+            kind: CheckKind::Tcp,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            healthy_after,
+            unhealthy_after,
+        }
+    }
+
+    fn result(ok: bool) -> CheckResult {
+        CheckResult {
+            at: SystemTime::now(),
+            ok,
+            detail: String::new(),
+        }
+    }
+
+    /// Feed results, return the verdict after each.
+    fn run(state: &HealthState, check: &HealthCheck, results: &[bool]) -> Vec<Checked> {
+        results
+            .iter()
+            .map(|ok| {
+                state.record(result(*ok), check);
+                state.verdict()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unknown_until_a_verdict_and_one_pass_confirms() {
+        let s = HealthState::new();
+        assert_eq!(s.verdict(), Checked::Unknown);
+        assert!(!s.is_down());
+        assert_eq!(run(&s, &check(2, 3), &[true]), [Checked::Up]);
+    }
+
+    #[test]
+    fn failing_from_the_start_is_down_only_after_unhealthy_after() {
+        let s = HealthState::new();
+        let got = run(&s, &check(2, 3), &[false, false, false]);
+        assert_eq!(got, [Checked::Unknown, Checked::Unknown, Checked::Down]);
+        assert!(s.is_down());
+    }
+
+    #[test]
+    fn down_needs_healthy_after_passes_in_a_row() {
+        let s = HealthState::new();
+        run(&s, &check(2, 1), &[false]);
+        let got = run(&s, &check(2, 1), &[true, false, true, true]);
+        assert_eq!(
+            got,
+            [Checked::Down, Checked::Down, Checked::Down, Checked::Up]
+        );
+    }
+
+    #[test]
+    fn alternating_results_inside_the_thresholds_change_nothing() {
+        let s = HealthState::new();
+        run(&s, &check(2, 2), &[true]);
+        let got = run(&s, &check(2, 2), &[false, true, false, true, false, true]);
+        assert!(got.iter().all(|v| *v == Checked::Up), "{got:?}");
+        let d = HealthState::new();
+        run(&d, &check(2, 1), &[false]);
+        let got = run(&d, &check(2, 1), &[true, false, true, false]);
+        assert!(got.iter().all(|v| *v == Checked::Down), "{got:?}");
+    }
+
+    #[test]
+    fn the_last_result_and_since_are_kept() {
+        let s = HealthState::new();
+        let before = s.since();
+        s.record(
+            CheckResult {
+                at: before + Duration::from_secs(5),
+                ok: false,
+                detail: "status 500".into(),
+            },
+            &check(1, 1),
+        );
+        assert_eq!(s.since(), before + Duration::from_secs(5));
+        let last = s.last_check().unwrap();
+        assert!(!last.ok);
+        assert_eq!(last.detail, "status 500");
+    }
+}
