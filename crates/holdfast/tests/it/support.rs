@@ -798,3 +798,167 @@ pub async fn gated_origin(gate: &Gate, body: &'static str) -> Origin {
     }))
     .await
 }
+
+// ---- Helpers for health-check, failover and fallback tests ----
+
+/// How many of the requests in `seen` were for `path` (the query ignored).
+pub fn requests_to(seen: &Mutex<Vec<Seen>>, path: &str) -> usize {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.uri.path() == path)
+        .count()
+}
+
+impl Origin {
+    /// The requests it saw for `path` (the query ignored).
+    pub fn requests_to(&self, path: &str) -> usize {
+        requests_to(&self.seen, path)
+    }
+}
+
+/// The check path origins behind active health checks answer on.
+pub const HEALTHZ: &str = "/healthz";
+
+/// A handler for an origin behind active health checks: `HEALTHZ` is answered with the
+/// status `check(n)` returns for the n-th check it sees (from 0), every other path with 200
+/// and `body`.
+pub fn with_checks(
+    body: &'static str,
+    check: impl Fn(usize) -> u16 + Send + Sync + 'static,
+) -> Handler {
+    let checks = Arc::new(AtomicUsize::new(0));
+    let check = Arc::new(check);
+    handler(move |req| {
+        let reply = if req.uri().path() == HEALTHZ {
+            let n = checks.fetch_add(1, Ordering::SeqCst);
+            status(check(n), "check")
+        } else {
+            ok(body)
+        };
+        async move { reply }
+    })
+}
+
+/// An origin that can be killed — its listener closed and every open connection cut, so
+/// requests in progress fail and new connections are refused — and started again on the
+/// same port, which stays reserved for it in between.
+pub struct Killable {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    handler: Handler,
+    accept: Option<tokio::task::JoinHandle<()>>,
+    connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    reserved: Option<tokio::net::TcpSocket>,
+}
+
+impl Killable {
+    pub async fn start(handler: Handler) -> Killable {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut k = Killable {
+            addr: listener.local_addr().unwrap(),
+            seen: Arc::new(Mutex::new(Vec::new())),
+            handler,
+            accept: None,
+            connections: Arc::new(Mutex::new(Vec::new())),
+            reserved: None,
+        };
+        k.serve(listener);
+        k
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let (handler, seen, connections) = (
+            self.handler.clone(),
+            self.seen.clone(),
+            self.connections.clone(),
+        );
+        self.accept = Some(tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (handler, seen) = (handler.clone(), seen.clone());
+                let conn = tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        seen.lock().unwrap().push(Seen {
+                            method: req.method().clone(),
+                            uri: req.uri().clone(),
+                            version: req.version(),
+                            headers: req.headers().clone(),
+                        });
+                        let fut = handler(req);
+                        async move { Ok::<_, Infallible>(fut.await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+                connections.lock().unwrap().push(conn);
+            }
+        }));
+    }
+
+    /// Close the listener and cut every open connection; when this returns, connections to
+    /// `addr` are refused.
+    pub async fn kill(&mut self) {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+            let _ = accept.await;
+        }
+        let open = std::mem::take(&mut *self.connections.lock().unwrap());
+        for c in &open {
+            c.abort();
+        }
+        for c in open {
+            let _ = c.await;
+        }
+        if self.reserved.is_none() {
+            // Bound but not listening: connections are refused, and no other test is given
+            // the port. SO_REUSEADDR because the cut connections linger in TIME_WAIT.
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_reuseaddr(true).unwrap();
+            socket
+                .bind(self.addr)
+                .unwrap_or_else(|e| panic!("could not keep port {} after a kill: {e}", self.addr));
+            self.reserved = Some(socket);
+        }
+    }
+
+    /// Serve again, on the same port, with the same handler.
+    pub fn restart(&mut self) {
+        let socket = self.reserved.take().expect("restart after kill");
+        self.serve(socket.listen(1024).unwrap());
+    }
+
+    pub fn requests(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// The requests it saw for `path` (the query ignored).
+    pub fn requests_to(&self, path: &str) -> usize {
+        requests_to(&self.seen, path)
+    }
+}
+
+impl Drop for Killable {
+    fn drop(&mut self) {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+        }
+        for c in self.connections.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+}
+
+/// The `/status` entry for route `name`.
+pub fn route_status(status: &serde_json::Value, name: &str) -> serde_json::Value {
+    status["routes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("status has no routes: {status}"))
+        .iter()
+        .find(|r| r["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no route {name:?} in {status}"))
+}

@@ -1,0 +1,316 @@
+//! Retrying requests with a body (`[pools.retry] buffer_body`): a body with a
+//! `Content-Length` up to `buffer_body` (default 64KiB) is kept in memory, so the request can
+//! be re-sent whole to another server; larger or chunked bodies are streamed and never
+//! retried; `buffer_body = "0"` keeps none.
+//!
+//! Round robin alternates between the two servers (a retry takes a turn too), so of two
+//! requests sent one after the other that are not retried, exactly one goes to the failing
+//! server: the counts below are exact whatever server the pool starts with.
+
+use crate::support::*;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// "Returns at all": far above every timeout and back-off here, far below "hangs".
+const LIMIT: Duration = Duration::from_secs(20);
+
+const EDGE: &str = r#"
+[edge]
+listen = ["{edge}"]
+threads = 2
+access_log = "off"
+
+[admin]
+listen = "{admin}"
+
+[[pools]]
+name = "app"
+servers = [{servers}]
+
+[pools.retry]
+min_per_second = 100
+{retry}
+
+[[routes]]
+name = "all"
+match = { path_prefix = "/" }
+pool = "app"
+"#;
+
+/// An edge with one pool "app" of `servers`; `retry` is added to its `[pools.retry]`.
+fn start(servers: &[SocketAddr], retry: &str) -> Edge {
+    let servers = servers
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Edge::start(EDGE, &[("servers", servers), ("retry", retry.to_string())])
+}
+
+async fn within_limit<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("the edge did not answer within the limit")
+}
+
+/// An origin that reads a request head, then resets the connection (RST, no response),
+/// with whatever part of the body it was sent unread.
+async fn resetting() -> RawOrigin {
+    RawOrigin::start(|mut c| async move {
+        c.read_head().await;
+        c.stream.set_zero_linger().unwrap();
+        drop(c);
+    })
+    .await
+}
+
+/// An origin that reads every request body whole, keeps it, and answers 200 with its length.
+async fn recording() -> (Origin, Arc<Mutex<Vec<Bytes>>>) {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    let origin = Origin::start(handler(move |req| {
+        let kept = kept.clone();
+        async move {
+            match req.into_body().collect().await {
+                Ok(body) => {
+                    let body = body.to_bytes();
+                    let len = body.len();
+                    kept.lock().unwrap().push(body);
+                    ok(len.to_string())
+                }
+                Err(e) => status(400, e.to_string()),
+            }
+        }
+    }))
+    .await;
+    (origin, bodies)
+}
+
+/// A failing server: "connect" (refused) or "reset" (RST after the request head); what keeps
+/// it running.
+async fn failing(kind: &str) -> (SocketAddr, Option<RawOrigin>) {
+    match kind {
+        "connect" => (dead_addr(), None),
+        "reset" => {
+            let o = resetting().await;
+            (o.addr, Some(o))
+        }
+        other => panic!("unknown failure {other}"),
+    }
+}
+
+/// A request with `body` and its `Content-Length`.
+async fn send_body(method: &str, url: &str, body: Bytes) -> Got {
+    within_limit(send(
+        Request::builder()
+            .method(method)
+            .uri(url)
+            .header("content-type", "application/octet-stream")
+            .body(Full::new(body))
+            .unwrap(),
+    ))
+    .await
+}
+
+fn retries(metrics: &str, outcome: &str) -> f64 {
+    sample(
+        metrics,
+        "holdfast_upstream_retries_total",
+        &[("pool", "app"), ("outcome", outcome)],
+    )
+    .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_put_is_retried_with_its_whole_body() {
+    for kind in ["connect", "reset"] {
+        let (bad, _keep) = failing(kind).await;
+        let (live, bodies) = recording().await;
+        // Default buffer_body: 64KiB.
+        let edge = start(&[bad, live.addr], "");
+        let url = edge.url("/upload");
+
+        let sent: Vec<Bytes> = (0..4).map(|i| pattern_bytes(1000, i + 1)).collect();
+        for (i, body) in sent.iter().enumerate() {
+            let got = send_body("PUT", &url, body.clone()).await;
+            assert_eq!(got.status, 200, "{kind}: request {i}: {}", got.text());
+            assert_eq!(got.text(), "1000", "{kind}: request {i}");
+        }
+        assert_eq!(
+            *bodies.lock().unwrap(),
+            sent,
+            "{kind}: the live origin got every body, whole, once"
+        );
+        assert!(live.seen.lock().unwrap().iter().all(|s| s.method == "PUT"));
+        let metrics = edge.metrics().await;
+        let retried = retries(&metrics, "succeeded");
+        assert!(
+            retried >= 1.0,
+            "{kind}: PUTs sent first to the failing server were retried:\n{metrics}"
+        );
+        assert_eq!(retries(&metrics, "failed"), 0.0, "{metrics}");
+        if kind == "connect" {
+            assert_eq!(
+                retried,
+                sample(
+                    &metrics,
+                    "holdfast_upstream_errors_total",
+                    &[
+                        ("pool", "app"),
+                        ("server", &bad.to_string()),
+                        ("kind", "connect")
+                    ],
+                )
+                .unwrap_or(0.0),
+                "one successful retry per refused connection:\n{metrics}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_up_to_buffer_body_is_retried_a_larger_one_is_not() {
+    let bad = resetting().await;
+    let (live, bodies) = recording().await;
+    let edge = start(&[bad.addr, live.addr], "buffer_body = \"1KiB\"");
+    let url = edge.url("/upload");
+
+    // Exactly 1KiB: kept, so both PUTs succeed.
+    for i in 0..2 {
+        let got = send_body("PUT", &url, pattern_bytes(1024, i + 1)).await;
+        assert_eq!(got.status, 200, "request {i}: {}", got.text());
+    }
+    assert_eq!(bodies.lock().unwrap().len(), 2);
+
+    // One byte more: streamed, so the PUT sent first to the resetting server fails.
+    let mut got = Vec::new();
+    for i in 0..2 {
+        got.push(send_body("PUT", &url, pattern_bytes(1025, i + 10)).await);
+    }
+    let statuses: Vec<u16> = got.iter().map(|g| g.status.as_u16()).collect();
+    let mut sorted = statuses.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [200, 502], "{statuses:?}");
+    let bodies = bodies.lock().unwrap();
+    assert_eq!(bodies.len(), 3, "the failed PUT was not sent again");
+    assert_eq!(bodies[2].len(), 1025);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_body_is_not_retried_even_after_a_connect_failure() {
+    // The spec: larger bodies "are streamed and never retried".
+    let dead = dead_addr();
+    let (live, bodies) = recording().await;
+    let edge = start(&[dead, live.addr], "buffer_body = \"1KiB\"");
+    let url = edge.url("/upload");
+
+    let mut statuses = Vec::new();
+    for i in 0..2 {
+        statuses.push(
+            send_body("PUT", &url, pattern_bytes(4096, i + 1))
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    let mut sorted = statuses.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [200, 502], "{statuses:?}");
+    assert_eq!(bodies.lock().unwrap().len(), 1);
+    assert_eq!(live.requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_is_not_retried() {
+    let bad = resetting().await;
+    let (live, bodies) = recording().await;
+    let edge = start(&[bad.addr, live.addr], "");
+    let addr = edge.running().http_addrs[0];
+
+    let body = "x".repeat(100);
+    let request = format!(
+        "PUT /upload HTTP/1.1\r\nHost: edge\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n64\r\n{body}\r\n0\r\n\r\n"
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        statuses.push(
+            within_limit(raw_exchange(addr, request.as_bytes()))
+                .await
+                .status,
+        );
+    }
+    let mut sorted = statuses.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        [200, 502],
+        "a chunked body, however small, is streamed: {statuses:?}"
+    );
+    let bodies = bodies.lock().unwrap();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0], body.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffer_body_0_keeps_no_body() {
+    let bad = resetting().await;
+    let (live, bodies) = recording().await;
+    let edge = start(&[bad.addr, live.addr], "buffer_body = \"0\"");
+    let url = edge.url("/upload");
+
+    let mut statuses = Vec::new();
+    for i in 0..2 {
+        statuses.push(
+            send_body("PUT", &url, pattern_bytes(100, i + 1))
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    let mut sorted = statuses.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [200, 502], "{statuses:?}");
+    assert_eq!(bodies.lock().unwrap().len(), 1);
+    assert_eq!(live.requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buffered_post_is_retried_only_when_non_idempotent_is_set() {
+    let bad = resetting().await;
+    let (live, bodies) = recording().await;
+    let edge = start(&[bad.addr, live.addr], "");
+    let url = edge.url("/submit");
+    let mut statuses = Vec::new();
+    for i in 0..2 {
+        statuses.push(
+            send_body("POST", &url, pattern_bytes(100, i + 1))
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    let mut sorted = statuses.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        [200, 502],
+        "a POST is not retried after it reached a server: {statuses:?}"
+    );
+    assert_eq!(bodies.lock().unwrap().len(), 1);
+
+    let bad = resetting().await;
+    let (live, bodies) = recording().await;
+    let edge = start(&[bad.addr, live.addr], "non_idempotent = true");
+    let url = edge.url("/submit");
+    let sent: Vec<Bytes> = (0..2).map(|i| pattern_bytes(100, i + 1)).collect();
+    for (i, body) in sent.iter().enumerate() {
+        let got = send_body("POST", &url, body.clone()).await;
+        assert_eq!(got.status, 200, "request {i}: {}", got.text());
+    }
+    assert_eq!(*bodies.lock().unwrap(), sent);
+    assert!(live.seen.lock().unwrap().iter().all(|s| s.method == "POST"));
+}

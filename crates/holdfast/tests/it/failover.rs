@@ -1,0 +1,372 @@
+//! Route failover chains (`pools = ["primary", "secondary"]`): a route sends to the first
+//! pool of its chain that is not down (every server down by active check, or failed
+//! `consecutive_failures` times in a row within its ejection period), and back as soon as an
+//! earlier pool is not down. Retries move along the chain. `/status` shows each route's
+//! chain and active pool; `holdfast_pool_failover_total{route,from,to}` counts the changes.
+
+use crate::support::*;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// "Returns at all", and the longest wait for a health or chain state: far above the check
+/// intervals used here, far below "never".
+const LIMIT: Duration = Duration::from_secs(20);
+
+const EDGE: &str = r#"
+[edge]
+listen = ["{edge}"]
+threads = 2
+access_log = "off"
+
+[admin]
+listen = "{admin}"
+
+[[pools]]
+name = "primary"
+servers = [{primary}]
+{primary_extra}
+
+[[pools]]
+name = "secondary"
+servers = [{secondary}]
+{secondary_extra}
+
+[[routes]]
+name = "site"
+match = { path_prefix = "/" }
+pools = ["primary", "secondary"]
+"#;
+
+fn list(servers: &[SocketAddr]) -> String {
+    servers
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An edge whose route "site" fails over from pool "primary" to pool "secondary"; the
+/// `*_extra` text follows each pool's `servers` line.
+fn start(
+    primary: &[SocketAddr],
+    primary_extra: &str,
+    secondary: &[SocketAddr],
+    secondary_extra: &str,
+) -> Edge {
+    Edge::start(
+        EDGE,
+        &[
+            ("primary", list(primary)),
+            ("primary_extra", primary_extra.to_string()),
+            ("secondary", list(secondary)),
+            ("secondary_extra", secondary_extra.to_string()),
+        ],
+    )
+}
+
+/// Checks every 50ms on `HEALTHZ`, two results in a row to change state.
+const CHECKS: &str = r#"
+[pools.health]
+path = "/healthz"
+interval = "50ms"
+healthy_after = 2
+unhealthy_after = 2
+"#;
+
+/// Retries enough to try both primary servers and then the secondary pool, with room for
+/// every retry in the budget.
+const RETRY_ALONG: &str = r#"
+[pools.retry]
+attempts = 3
+min_per_second = 100
+"#;
+
+/// Passive ejections that end within a second, so that coming back is up to the checks.
+const SHORT_EJECTIONS: &str = r#"
+[pools.outlier]
+base_ejection = "1s"
+max_ejection = "1s"
+"#;
+
+async fn within_limit<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("the edge did not answer within the limit")
+}
+
+fn spawn_get(url: String) -> JoinHandle<Got> {
+    tokio::spawn(async move { get(&url).await })
+}
+
+/// `n` GETs sent together; every one must be a 200; their bodies.
+async fn together_ok(url: &str, n: usize) -> Vec<String> {
+    let requests: Vec<_> = (0..n).map(|_| spawn_get(url.to_owned())).collect();
+    let mut bodies = Vec::new();
+    for (i, r) in requests.into_iter().enumerate() {
+        let got = within_limit(r).await.unwrap();
+        assert_eq!(got.status, 200, "request {i}: {}", got.text());
+        bodies.push(got.text());
+    }
+    bodies
+}
+
+async fn active(edge: &Edge) -> String {
+    let route = route_status(&edge.status().await, "site");
+    route["active"]
+        .as_str()
+        .unwrap_or_else(|| panic!("active is not a string: {route}"))
+        .to_owned()
+}
+
+fn failovers(metrics: &str, from: &str, to: &str) -> f64 {
+    sample(
+        metrics,
+        "holdfast_pool_failover_total",
+        &[("route", "site"), ("from", from), ("to", to)],
+    )
+    .unwrap_or(0.0)
+}
+
+fn connect_errors(metrics: &str, pool: &str, addr: SocketAddr) -> f64 {
+    sample(
+        metrics,
+        "holdfast_upstream_errors_total",
+        &[
+            ("pool", pool),
+            ("server", &addr.to_string()),
+            ("kind", "connect"),
+        ],
+    )
+    .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pool_down_sends_every_request_to_the_next_and_they_come_back() {
+    const N: usize = 20;
+    let mut p1 = Killable::start(with_checks("p1", |_| 200)).await;
+    let mut p2 = Killable::start(with_checks("p2", |_| 200)).await;
+    let s = Origin::start(with_checks("s", |_| 200)).await;
+    let edge = start(
+        &[p1.addr, p2.addr],
+        &format!("{RETRY_ALONG}{SHORT_EJECTIONS}{CHECKS}"),
+        &[s.addr],
+        CHECKS,
+    );
+    let url = edge.url("/page");
+
+    let route = route_status(&edge.status().await, "site");
+    assert_eq!(route["pools"], serde_json::json!(["primary", "secondary"]));
+    assert_eq!(route["active"], "primary", "{route}");
+    let bodies = together_ok(&url, 4).await;
+    assert!(bodies.iter().all(|b| b == "p1" || b == "p2"), "{bodies:?}");
+    assert_eq!(s.requests_to("/page"), 0);
+
+    // The whole primary pool dies. Requests sent at once, before any check has noticed, are
+    // retried along the chain: no client sees an error.
+    p1.kill().await;
+    p2.kill().await;
+    let bodies = together_ok(&url, N).await;
+    assert!(bodies.iter().all(|b| b == "s"), "{bodies:?}");
+
+    eventually("the route to fail over to secondary", LIMIT, || async {
+        active(&edge).await == "secondary"
+    })
+    .await;
+    let bodies = together_ok(&url, N).await;
+    assert!(bodies.iter().all(|b| b == "s"), "{bodies:?}");
+    assert_eq!(
+        s.requests_to("/page"),
+        2 * N,
+        "the secondary pool took every request, each once"
+    );
+    let metrics = edge.metrics().await;
+    assert!(
+        failovers(&metrics, "primary", "secondary") >= 1.0,
+        "{metrics}"
+    );
+
+    // The primary pool comes back: traffic returns to it.
+    p1.restart();
+    p2.restart();
+    let back = || p1.requests_to("/page") + p2.requests_to("/page");
+    let before = back();
+    eventually("traffic to return to the primary pool", LIMIT, || async {
+        let got = within_limit(get(&url)).await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        back() > before
+    })
+    .await;
+    eventually("the route to show primary again", LIMIT, || async {
+        active(&edge).await == "primary"
+    })
+    .await;
+    let at_secondary = s.requests_to("/page");
+    let bodies = together_ok(&url, N).await;
+    assert!(
+        bodies.iter().all(|b| b == "p1" || b == "p2"),
+        "the primary pool takes every request again: {bodies:?}"
+    );
+    assert_eq!(s.requests_to("/page"), at_secondary);
+    let metrics = edge.metrics().await;
+    assert!(
+        failovers(&metrics, "secondary", "primary") >= 1.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_failures_alone_take_a_pool_out_of_the_chain() {
+    // No active checks. Each primary server fails once in a row (consecutive_failures = 1):
+    // the pool is down for the chain, though the ejection cap (50% of 2) ejects only one.
+    let (d1, d2) = (dead_addr(), dead_addr());
+    let s = Origin::text("s").await;
+    let edge = start(
+        &[d1, d2],
+        "[pools.retry]\nattempts = 2\nmin_per_second = 100\n\n[pools.outlier]\nconsecutive_failures = 1\nbase_ejection = \"1h\"\nmax_ejection = \"1h\"\n",
+        &[s.addr],
+        "",
+    );
+
+    let url = edge.url("/page");
+    for i in 0..20 {
+        let got = within_limit(get(&url)).await;
+        assert_eq!(got.status, 200, "request {i}: {}", got.text());
+        assert_eq!(got.text(), "s");
+    }
+    assert_eq!(s.requests(), 20);
+    assert_eq!(active(&edge).await, "secondary");
+    let metrics = edge.metrics().await;
+    assert_eq!(
+        connect_errors(&metrics, "primary", d1) + connect_errors(&metrics, "primary", d2),
+        2.0,
+        "the first request tried both primary servers; then the pool was out:\n{metrics}"
+    );
+    assert!(
+        failovers(&metrics, "primary", "secondary") >= 1.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_every_routes_chain_and_active_pool() {
+    let a = Origin::text("a").await;
+    let b = Origin::text("b").await;
+    let edge = Edge::start(
+        r#"
+[edge]
+listen = ["{edge}"]
+threads = 1
+access_log = "off"
+
+[admin]
+listen = "{admin}"
+
+[[pools]]
+name = "one"
+servers = ["{a}"]
+
+[[pools]]
+name = "two"
+servers = ["{b}"]
+
+[[routes]]
+name = "single"
+match = { path_prefix = "/single/" }
+pool = "two"
+
+[[routes]]
+name = "chain"
+match = { path_prefix = "/" }
+pools = ["one", "two"]
+"#,
+        &[("a", a.addr.to_string()), ("b", b.addr.to_string())],
+    );
+    assert_eq!(within_limit(get(&edge.url("/single/x"))).await.text(), "b");
+    assert_eq!(within_limit(get(&edge.url("/x"))).await.text(), "a");
+    let status = edge.status().await;
+    assert_eq!(
+        route_status(&status, "single"),
+        serde_json::json!({"name": "single", "pools": ["two"], "active": "two"})
+    );
+    assert_eq!(
+        route_status(&status, "chain"),
+        serde_json::json!({"name": "chain", "pools": ["one", "two"], "active": "one"})
+    );
+}
+
+#[test]
+fn chain_errors_are_named_by_key_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("edge.toml");
+    std::fs::write(
+        &file,
+        r#"
+[edge]
+listen = ["127.0.0.1:8080"]
+
+[[pools]]
+name = "a"
+servers = ["127.0.0.1:9000"]
+
+[[pools]]
+name = "b"
+servers = ["127.0.0.1:9001"]
+
+[[routes]]
+name = "both"
+match = { path_prefix = "/0/" }
+pool = "a"
+pools = ["a", "b"]
+
+[[routes]]
+name = "neither"
+match = { path_prefix = "/1/" }
+
+[[routes]]
+name = "empty"
+match = { path_prefix = "/2/" }
+pools = []
+
+[[routes]]
+name = "unknown"
+match = { path_prefix = "/3/" }
+pools = ["a", "x"]
+
+[[routes]]
+name = "twice"
+match = { path_prefix = "/" }
+pools = ["a", "a"]
+"#,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = holdfast_cmd(&[std::ffi::OsStr::new("check"), file.as_os_str()]);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(code, Some(1), "{stdout}");
+    let line = |key: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(&format!(": {key}: ")))
+            .unwrap_or_else(|| panic!("no error at {key}:\n{stdout}"))
+            .to_owned()
+    };
+    assert!(
+        line("routes[0].pools").contains("give either pool or pools, not both"),
+        "{stdout}"
+    );
+    let neither = line("routes[1].pool");
+    assert!(neither.contains("missing pool"), "{stdout}");
+    assert!(
+        neither.contains(r#"pools = ["primary", "secondary"]"#),
+        "{stdout}"
+    );
+    line("routes[2].pools");
+    assert!(
+        line("routes[3].pools[1]").contains(r#"unknown pool "x""#),
+        "{stdout}"
+    );
+    assert!(
+        line("routes[4].pools[1]").contains(r#"pool "a" appears twice in the chain"#),
+        "{stdout}"
+    );
+}
