@@ -77,6 +77,8 @@ pub struct Pool {
     pub overload: Option<Overload>,
     /// Requests in flight to one server at once; `None` is unlimited.
     pub max_connections: Option<usize>,
+    /// Sent as `Retry-After` (whole seconds) on a 503 the pool's limits cause.
+    pub retry_after: Duration,
     /// Below this share (percent) of healthy servers, balance over all of them (panic mode).
     pub panic_threshold: u32,
     /// Active health checks; `None` when the pool has no `[pools.health]` table.

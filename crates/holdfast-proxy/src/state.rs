@@ -413,6 +413,7 @@ fn build_pool(
         outlier: p.outlier,
         panic_threshold: p.panic_threshold,
         max_connections: p.max_connections,
+        retry_after: http::HeaderValue::from(p.retry_after.as_secs().max(1)),
         health: p.health.clone(),
     }))
 }

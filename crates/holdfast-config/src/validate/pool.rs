@@ -131,6 +131,7 @@ fn pool(at: &str, p: &PoolSpec, base_dir: &Path, errs: &mut Errors) -> Pool {
                 errs,
             )
         }),
+        retry_after: p.retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
         panic_threshold: in_range(
             &format!("{at}.panic_threshold"),
             p.panic_threshold,
@@ -146,6 +147,7 @@ fn pool(at: &str, p: &PoolSpec, base_dir: &Path, errs: &mut Errors) -> Pool {
 }
 
 const MAX_CONNECTIONS: u64 = 1_000_000;
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Envoy's default: below half the servers healthy, balance over all.
 const DEFAULT_PANIC_THRESHOLD: u32 = 50;
 const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -435,7 +437,7 @@ fn overload(at: &str, p: &PoolSpec, errs: &mut Errors) -> Option<Overload> {
             }
         }
     };
-    let retry_after = p.retry_after.unwrap_or(Duration::from_secs(1));
+    let retry_after = p.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
     retry_after_seconds(&format!("{at}.retry_after"), retry_after, errs);
     let Some(max_concurrent) = p.max_concurrent else {
         if p.max_queued.is_some() {

@@ -176,13 +176,6 @@ async fn admit(
     }
 }
 
-/// `Retry-After` for a 503 the pool's limits caused.
-fn retry_after(pool: &Pool) -> HeaderValue {
-    pool.admission
-        .as_ref()
-        .map_or_else(|| HeaderValue::from_static("1"), |a| a.retry_after.clone())
-}
-
 /// The request's key for a hashing balancer.
 fn request_key(
     key: &holdfast_config::HashKey,
@@ -332,7 +325,7 @@ async fn attempts<'r>(
             Picked::Full => {
                 pool.metrics.overload_rejected.inc();
                 return Err(ProxyError::Overloaded {
-                    retry_after: retry_after(pool),
+                    retry_after: pool.retry_after.clone(),
                 });
             }
             Picked::Empty => return Err(no_servers()),

@@ -49,6 +49,8 @@ pub(crate) struct Pool {
     down_servers: AtomicUsize,
     pub panic_threshold: u32,
     pub max_connections: Option<usize>,
+    /// `Retry-After` on a 503 the pool's limits cause.
+    pub retry_after: http::HeaderValue,
     pub health: Option<HealthCheck>,
     pub host_header: Option<http::HeaderValue>,
     pub tls: Option<UpstreamTls>,
@@ -170,6 +172,7 @@ impl Pool {
             down_servers: AtomicUsize::new(0),
             panic_threshold: parts.panic_threshold,
             max_connections: parts.max_connections,
+            retry_after: parts.retry_after,
             health: parts.health,
             host_header: parts.host_header,
             tls: parts.tls,
@@ -353,6 +356,7 @@ pub(crate) struct PoolParts {
     pub outlier: Outlier,
     pub panic_threshold: u32,
     pub max_connections: Option<usize>,
+    pub retry_after: http::HeaderValue,
     pub health: Option<HealthCheck>,
 }
 
