@@ -12,6 +12,45 @@ pub struct Config {
     pub admin: Admin,
     pub pools: Vec<Pool>,
     pub routes: Vec<Route>,
+    pub modules: Modules,
+}
+
+/// The per-request decision modules that are configured.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Modules {
+    pub bot: Option<BotModule>,
+}
+
+/// `[modules.bot]`: bot scoring from a feature file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BotModule {
+    pub enabled: bool,
+    /// The feature file (resolved against the config file's folder).
+    pub features: PathBuf,
+    pub fail_policy: FailPolicy,
+    /// Base64 ed25519 public key; when set, the feature file needs a valid `.sig`.
+    pub public_key: Option<String>,
+    pub max_shrink_percent: u32,
+    pub time_budget: Duration,
+    pub report_interval: Duration,
+    pub breaker: Breaker,
+}
+
+/// What a module's failure means for the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPolicy {
+    Open,
+    Closed,
+    Stale,
+}
+
+/// A module's circuit breaker: trips into the fail policy when errors pass a share of calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Breaker {
+    pub error_percent: u32,
+    pub min_requests: u32,
+    pub window: Duration,
+    pub cooldown: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +68,8 @@ pub struct Edge {
     pub limits: Limits,
     pub client_header_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Where last-known-good artifacts and operator overrides are kept; `None`: nowhere.
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -11,9 +11,9 @@ mod units;
 mod validate;
 
 pub use config::{
-    AccessLog, Admin, Balance, CheckKind, Config, Edge, Fallback, HashKey, HeaderOps, HealthCheck,
-    HostMatch, Limits, Outlier, Overload, Pool, RetryOn, RetryPolicy, Route, ServerAddr, Timeouts,
-    TlsCert, UpstreamTls, MAX_FALLBACK_BYTES,
+    AccessLog, Admin, Balance, BotModule, Breaker, CheckKind, Config, Edge, FailPolicy, Fallback,
+    HashKey, HeaderOps, HealthCheck, HostMatch, Limits, Modules, Outlier, Overload, Pool, RetryOn,
+    RetryPolicy, Route, ServerAddr, Timeouts, TlsCert, UpstreamTls, MAX_FALLBACK_BYTES,
 };
 pub use error::ConfigError;
 pub use parse::{parse, MAX_CONFIG_BYTES};

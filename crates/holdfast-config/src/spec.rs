@@ -17,6 +17,41 @@ pub struct Spec {
     pub pools: Vec<PoolSpec>,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    #[serde(default)]
+    pub modules: ModulesSpec,
+}
+
+/// `[modules.*]`: one table per module.
+#[derive(Debug, Default, Deserialize)]
+pub struct ModulesSpec {
+    pub bot: Option<BotSpec>,
+}
+
+/// `[modules.bot]`.
+#[derive(Debug, Deserialize)]
+pub struct BotSpec {
+    pub enabled: Option<bool>,
+    pub features: String,
+    pub fail_policy: Option<String>,
+    pub public_key: Option<String>,
+    pub max_shrink_percent: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub time_budget: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub report_interval: Option<Duration>,
+    #[serde(default)]
+    pub breaker: BreakerSpec,
+}
+
+/// `[modules.<name>.breaker]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct BreakerSpec {
+    pub error_percent: Option<i64>,
+    pub min_requests: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub window: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub cooldown: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -39,6 +74,7 @@ pub struct EdgeSpec {
     pub max_header_bytes: Option<ByteSize>,
     pub max_headers: Option<i64>,
     pub max_request_body: Option<ByteSize>,
+    pub state_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

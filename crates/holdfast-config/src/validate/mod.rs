@@ -41,12 +41,14 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
     };
     let pools = pool::pools(&spec.pools, base_dir, &mut errs);
     let routes = route::routes(&spec.routes, &spec.pools, base_dir, &mut errs);
+    let modules = modules::modules(&spec.modules, base_dir, &mut errs);
     if errs.0.is_empty() {
         Ok(Config {
             edge,
             admin,
             pools,
             routes,
+            modules,
         })
     } else {
         Err(errs.0)
@@ -145,6 +147,17 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
             errs,
         ),
         shutdown_grace: spec.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+        state_dir: spec.state_dir.as_deref().and_then(|d| {
+            if d.is_empty() {
+                errs.add(
+                    "edge.state_dir",
+                    "empty path",
+                    "name a folder Holdfast may write, e.g. \"/var/lib/holdfast\", or leave it out",
+                );
+                return None;
+            }
+            Some(base_dir.join(d))
+        }),
     }
 }
 
@@ -331,5 +344,6 @@ fn check_listener_overlap(edge: &EdgeSpec, admin: Option<SocketAddr>, errs: &mut
     }
 }
 
+mod modules;
 mod pool;
 mod route;

@@ -172,7 +172,7 @@ fn count(path: &str, n: i64, min: u64, max: u64, errs: &mut Errors) -> usize {
 }
 
 /// A duration in `min..=max`, reported at `path` otherwise.
-fn duration_in(
+pub(super) fn duration_in(
     path: &str,
     value: Option<Duration>,
     default: Duration,

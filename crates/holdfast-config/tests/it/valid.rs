@@ -57,8 +57,10 @@ fn minimal_file_is_accepted_with_every_default() {
             },
             client_header_timeout: secs(30),
             shutdown_grace: secs(10),
+            state_dir: None,
         }
     );
+    assert_eq!(config.modules, holdfast_config::Modules::default());
     assert_eq!(
         config.admin,
         Admin {
@@ -1512,4 +1514,52 @@ fallback = { file = "maintenance.html", retry_after = "30s" }"#,
     let fallback = route.fallback.as_ref().unwrap();
     assert_eq!(fallback.status, 503);
     assert_eq!(fallback.retry_after, Some(secs(30)));
+}
+
+#[test]
+fn bot_module_defaults_and_state_dir() {
+    let config = accept(
+        &format!("{MINIMAL}\n[modules.bot]\nfeatures = \"bot-features.json\"\n")
+            .replace("[edge]\n", "[edge]\nstate_dir = \"state\"\n"),
+    );
+    assert_eq!(
+        config.edge.state_dir,
+        Some(std::path::PathBuf::from("/etc/holdfast/state"))
+    );
+    let bot = config.modules.bot.expect("bot module");
+    assert_eq!(
+        bot,
+        holdfast_config::BotModule {
+            enabled: true,
+            features: std::path::PathBuf::from("/etc/holdfast/bot-features.json"),
+            fail_policy: holdfast_config::FailPolicy::Open,
+            public_key: None,
+            max_shrink_percent: 50,
+            time_budget: std::time::Duration::from_millis(2),
+            report_interval: secs(10),
+            breaker: holdfast_config::Breaker {
+                error_percent: 50,
+                min_requests: 20,
+                window: secs(10),
+                cooldown: secs(5),
+            },
+        }
+    );
+}
+
+#[test]
+fn bot_module_as_written() {
+    let config = accept(&format!(
+        "{MINIMAL}\n[modules.bot]\nenabled = false\nfeatures = \"f.json\"\nfail_policy = \"stale\"\npublic_key = \"AAAA\"\nmax_shrink_percent = 100\ntime_budget = \"500us\"\nreport_interval = \"1m\"\n[modules.bot.breaker]\nerror_percent = 10\nmin_requests = 5\nwindow = \"30s\"\ncooldown = \"200ms\"\n"
+    ));
+    let bot = config.modules.bot.expect("bot module");
+    assert!(!bot.enabled);
+    assert_eq!(bot.fail_policy, holdfast_config::FailPolicy::Stale);
+    assert_eq!(bot.public_key.as_deref(), Some("AAAA"));
+    assert_eq!(bot.max_shrink_percent, 100);
+    assert_eq!(bot.time_budget, std::time::Duration::from_micros(500));
+    assert_eq!(bot.report_interval, secs(60));
+    assert_eq!(bot.breaker.error_percent, 10);
+    assert_eq!(bot.breaker.min_requests, 5);
+    assert_eq!(bot.breaker.cooldown, std::time::Duration::from_millis(200));
 }
