@@ -38,6 +38,8 @@ pub struct RequestCtx {
     pub route: RouteCtx,
     pub upstream: UpstreamCtx,
     pub status: u16,
+    /// Headers the modules add to the origin request (empty without modules: no allocation).
+    pub module_headers: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 /// Written by `phases::route`.
@@ -86,6 +88,7 @@ impl RequestCtx {
             route: RouteCtx::default(),
             upstream: UpstreamCtx::default(),
             status: 0,
+            module_headers: Vec::new(),
         }
     }
 

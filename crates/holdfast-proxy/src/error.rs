@@ -24,6 +24,8 @@ impl Side {
 pub enum ProxyError {
     #[error("no route matches this host and path")]
     NoRoute,
+    #[error("the request was refused by the edge's {module} module")]
+    Denied { module: &'static str },
     #[error("the origin pool is at its concurrency limit; try again shortly")]
     Overloaded { retry_after: http::HeaderValue },
     #[error("request body is larger than the edge accepts")]
@@ -46,6 +48,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Denied { .. } => StatusCode::FORBIDDEN,
             ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
@@ -59,7 +62,9 @@ impl ProxyError {
 
     pub fn side(&self) -> Side {
         match self {
-            ProxyError::NoRoute | ProxyError::Overloaded { .. } => Side::Edge,
+            ProxyError::NoRoute | ProxyError::Denied { .. } | ProxyError::Overloaded { .. } => {
+                Side::Edge
+            }
             ProxyError::BodyTooLarge | ProxyError::ClientBody(_) | ProxyError::ClientTimeout => {
                 Side::Client
             }

@@ -10,6 +10,7 @@ mod ctx;
 mod error;
 mod h2c;
 mod metrics;
+mod modules;
 mod phases;
 mod request_id;
 mod server;
@@ -20,6 +21,7 @@ mod upstream;
 
 pub use access_log::{AccessLogTarget, AccessLogWriter};
 pub use metrics::Metrics;
+pub use modules::{ModuleAction, RequestModule};
 pub use server::{start, EdgeHandle, Listeners};
 pub use state::{PoolStatus, RouteStatus, ServerStatus, State, StateInputs};
 pub use upstream::HealthChecker;

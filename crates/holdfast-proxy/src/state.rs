@@ -24,6 +24,9 @@ pub struct StateInputs {
     pub access_log: Option<Arc<AccessLogWriter>>,
     /// Number of data-path worker threads (per-worker idle connection lists).
     pub workers: usize,
+    /// The per-request decision modules, in the order they run (owned by the caller, which
+    /// keeps them, with their artifacts and breakers, across reloads).
+    pub modules: Vec<Arc<dyn crate::modules::RequestModule>>,
     /// The generation being replaced: servers (with their idle connections and counters),
     /// retry budgets and concurrency slots carry over where their settings did not change.
     pub previous: Option<Arc<State>>,
@@ -38,6 +41,7 @@ pub struct State {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) no_route: RouteMetrics,
     pub(crate) access_log: Option<Arc<AccessLogWriter>>,
+    pub(crate) modules: Box<[Arc<dyn crate::modules::RequestModule>]>,
 }
 
 pub(crate) struct RouteRt {
@@ -110,6 +114,7 @@ impl State {
             metrics,
             access_log,
             workers,
+            modules,
             previous,
         } = inputs;
         let mut errors = Vec::new();
@@ -193,6 +198,7 @@ impl State {
             no_route: metrics.route(NO_ROUTE),
             metrics,
             access_log,
+            modules: modules.into_boxed_slice(),
             config,
         })
     }

@@ -18,6 +18,7 @@ pub fn check_file(path: &Path) -> Result<(), Vec<String>> {
         metrics: Arc::new(metrics),
         access_log: None,
         workers: 1,
+        modules: Vec::new(),
         previous: None,
     })
     .map(|_| ())

@@ -181,6 +181,7 @@ impl Controller {
             metrics: Arc::clone(&metrics),
             access_log: Some(Arc::clone(&access_log)),
             workers,
+            modules: Vec::new(),
             previous: None,
         })
         .map_err(|errors| {
@@ -245,6 +246,7 @@ impl Controller {
             metrics: Arc::clone(&self.metrics),
             access_log: Some(Arc::clone(&self.access_log)),
             workers: self.workers,
+            modules: Vec::new(),
             previous: Some(self.states.load_full()),
         })
         .map_err(|errors| {

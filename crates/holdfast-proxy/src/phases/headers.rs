@@ -201,6 +201,10 @@ pub(crate) fn rewrite_request(
     if let Some(host) = rw.pool_host {
         headers.insert(header::HOST, host.clone());
     }
+    // The modules' headers replace any the client sent under the same names.
+    for (name, value) in &ctx.module_headers {
+        headers.insert(name.clone(), value.clone());
+    }
     apply_ops(headers, &rw.route.request_headers);
     headers.insert(crate::request_id::HEADER, ctx.request_id.clone());
 }

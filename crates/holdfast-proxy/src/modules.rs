@@ -1,0 +1,27 @@
+//! How the data path runs per-request decision modules. A `RequestModule` is a module behind
+//! its runner (`holdfast_modules::ModuleSlot`: kill switch, fail policy, budget, breaker) and
+//! says what its decision means for the request: a header for the origin, or a denial. It
+//! cannot fail: every failure was already turned into an action by the module's policy.
+
+use holdfast_modules::RequestView;
+use http::{HeaderName, HeaderValue};
+
+/// What a module's decision does to the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleAction {
+    /// Go on; nothing to add.
+    Pass,
+    /// Go on, sending this header to the origin (it replaces any the client sent).
+    Header(HeaderName, HeaderValue),
+    /// The edge answers 403 itself (a `closed` fail policy): never a 5xx.
+    Deny,
+}
+
+/// A module as the data path sees it; the implementations live with the modules' wiring.
+pub trait RequestModule: Send + Sync + 'static {
+    /// Its name, as in `[modules.<name>]`.
+    fn name(&self) -> &'static str;
+    /// Decide for one request. Must not block and must not panic (the runner catches a
+    /// module's panics; this layer only maps verdicts to actions).
+    fn apply(&self, req: &RequestView<'_>) -> ModuleAction;
+}
