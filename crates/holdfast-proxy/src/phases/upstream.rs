@@ -393,7 +393,11 @@ async fn attempts<'r>(
                         }
                     }
                 }
-                tokio::time::sleep(backoff(policy.backoff, retries)).await;
+                // Nothing was sent on a connect failure: another server is tried at once
+                // (as nginx does); after a reset, timeout or status, back off first.
+                if why != Some(Retryable::Connect) {
+                    tokio::time::sleep(backoff(policy.backoff, retries)).await;
+                }
                 continue;
             }
             pool.metrics.budget_exhausted.inc();
