@@ -3,7 +3,43 @@
 //! failure means. No module error, timeout or panic reaches the request beyond that module's
 //! own decision: the declared fail policy turns it into "no decision" (`open`), a denial
 //! (`closed`) or the last good decision (`stale`).
+//!
+//! `ModuleSlot::run`, in order:
+//! 1. disabled (config `enabled = false`, or the operator `Override`, which wins) →
+//!    `Verdict::Unknown`, the module is not called;
+//! 2. breaker open (tripped, in cool-down, or its half-open probe in flight) → the fail
+//!    policy, the module is not called;
+//! 3. otherwise the module is called inside `catch_unwind` and timed: a panic is a failure of
+//!    kind `panic`, an `Err(e)` of kind `e.kind()`, a success that took longer than
+//!    `time_budget` of kind `timeout` (its result is discarded; the budget is enforced by
+//!    accounting, the call itself is not interrupted, so a slow module trips its breaker);
+//! 4. a failure is counted (`holdfast_module_errors_total{module,kind}`), reported at most
+//!    once per `report_interval` per kind, fed to the breaker, and answered by the policy:
+//!    `open` → `Unknown`, `closed` → `Deny`, `stale` → `Stale(last decision for the
+//!    module's stale key)` or `Unknown`.
+//!
+//! Panics are caught only with `panic = "unwind"` (the workspace's release profile).
+//! `install_rate_limited_panic_hook` keeps a panic storm from writing a report per request.
 
+mod breaker;
+mod clock;
+mod metrics;
 mod module;
+mod panic_hook;
+mod report;
+mod settings;
+mod slot;
+mod stale;
 
+pub use breaker::MAX_COOLDOWN_FACTOR;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use metrics::ModuleMetrics;
 pub use module::{FailPolicy, Module, ModuleError, RequestView, Verdict};
+pub use panic_hook::{
+    install_rate_limited_panic_hook, panic_hook_stats, PanicHookStats, PanicLimiter, PanicReport,
+    PANIC_REPORT_INTERVAL,
+};
+pub use report::{MAX_KINDS, OTHER_KIND, PANIC_KIND, TIMEOUT_KIND};
+pub use settings::{BreakerSettings, ModuleSettings, ModuleState, Override};
+pub use slot::{LastErrorStatus, ModuleSlot, ModuleStatus};
+pub use stale::STALE_SLOTS;
