@@ -47,6 +47,22 @@ pub fn check_errors(text: &str, expect: Expect) {
     expect.assert_eq(&reject(text));
 }
 
+/// Each of `cases` (lines `with` adds to a valid file) must be rejected on its own; the
+/// snapshot lists every case followed, indented, by its whole error list.
+pub fn check_each(with: impl Fn(&str) -> String, cases: &[&str], expect: Expect) {
+    let mut out = String::new();
+    for case in cases {
+        out.push_str(case);
+        out.push('\n');
+        for error in reject(&with(case)).lines() {
+            out.push_str("    ");
+            out.push_str(error);
+            out.push('\n');
+        }
+    }
+    expect.assert_eq(&out);
+}
+
 fn render(errs: &[ConfigError]) -> String {
     errs.iter().map(|e| format!("{e}\n")).collect()
 }

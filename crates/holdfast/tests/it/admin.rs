@@ -8,7 +8,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_says_ok() {
     let origin = Origin::text("hello").await;
-    let edge = Edge::start(BASIC, &[("origin", origin.addr.to_string())]);
+    let edge = Edge::start(&basic(), &[("origin", origin.addr.to_string())]);
     let got = get(&edge.admin_url("/health")).await;
     assert_eq!(got.status, 200);
     assert_eq!(got.text().trim(), "ok");
@@ -24,7 +24,7 @@ async fn metrics_count_requests_by_route_and_status_class() {
         }
     }))
     .await;
-    let edge = Edge::start(BASIC, &[("origin", origin.addr.to_string())]);
+    let edge = Edge::start(&basic(), &[("origin", origin.addr.to_string())]);
     let before = edge.metrics().await;
     let ok_sample = r#"holdfast_http_requests_total{route="all",status_class="2xx"}"#;
     let not_found = r#"holdfast_http_requests_total{route="all",status_class="4xx"}"#;
@@ -78,7 +78,7 @@ fn is_hex64(v: &serde_json::Value) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_describes_the_running_edge() {
     let origin = Origin::text("hello").await;
-    let edge = Edge::start(BASIC, &[("origin", origin.addr.to_string())]);
+    let edge = Edge::start(&basic(), &[("origin", origin.addr.to_string())]);
     let got = get(&edge.admin_url("/status")).await;
     assert_eq!(got.status, 200);
     assert!(got
@@ -139,7 +139,7 @@ async fn status_describes_the_running_edge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_reload_applies_or_rejects_with_errors() {
     let origin = Origin::text("hello").await;
-    let edge = Edge::start(BASIC, &[("origin", origin.addr.to_string())]);
+    let edge = Edge::start(&basic(), &[("origin", origin.addr.to_string())]);
 
     let got = post(&edge.admin_url("/reload")).await;
     assert_eq!(got.status, 200, "{}", got.text());
@@ -179,7 +179,7 @@ async fn admin_paths_on_the_data_listener_go_to_the_origin() {
         ok(format!("origin saw {}", req.uri().path()))
     }))
     .await;
-    let edge = Edge::start(BASIC, &[("origin", origin.addr.to_string())]);
+    let edge = Edge::start(&basic(), &[("origin", origin.addr.to_string())]);
     for path in ["/status", "/metrics", "/health"] {
         let got = get(&edge.url(path)).await;
         assert_eq!(got.status, 200);
@@ -208,7 +208,7 @@ async fn admin_answers_while_the_data_path_is_busy() {
         }
     }))
     .await;
-    let template = BASIC.replace("threads = 2", "threads = 1");
+    let template = edge_config(1, BASIC_POOL);
     let edge = Edge::start(&template, &[("origin", origin.addr.to_string())]);
 
     let url = edge.url("/hang");
@@ -256,7 +256,7 @@ async fn admin_answers_while_a_reload_is_in_progress() {
     // Linux's O_NONBLOCK: opening a FIFO's write end this way succeeds only once a reader has it open.
     const O_NONBLOCK: i32 = 0o4000;
     let origin = Origin::text("hello").await;
-    let edge = Edge::start(BASIC, &[("origin", origin.addr.to_string())]);
+    let edge = Edge::start(&basic(), &[("origin", origin.addr.to_string())]);
     let text = std::fs::read_to_string(&edge.config_path).unwrap();
     // The config becomes a FIFO: the reload blocks reading it until the test writes it.
     std::fs::remove_file(&edge.config_path).unwrap();

@@ -8,30 +8,6 @@ use crate::support::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// "Returns at all": far above any step of these tests, far below "hangs".
-const LIMIT: Duration = Duration::from_secs(20);
-
-const EDGE: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 1
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
-[[pools]]
-name = "app"
-servers = [{servers}]
-{balance}
-
-[[routes]]
-name = "all"
-match = { path_prefix = "/" }
-pool = "app"
-"#;
 
 /// A server entry written as a plain string.
 fn plain(addr: SocketAddr) -> String {
@@ -43,25 +19,25 @@ fn weighted(addr: SocketAddr, weight: u32) -> String {
     format!("{{ address = \"{addr}\", weight = {weight} }}")
 }
 
-fn vars(servers: &[String], balance: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("servers", servers.join(", ")),
-        ("balance", balance.to_string()),
-    ]
-}
-
 /// An edge with one pool "app" of `servers` (entries as written by `plain`/`weighted`) and
 /// `balance` lines (e.g. `balance = "hash"\nhash_key = "path"`, or "" for the default),
 /// followed by anything else for the pool (a `[pools.retry]` table).
 fn start(servers: &[String], balance: &str) -> Edge {
-    Edge::start(EDGE, &vars(servers, balance))
+    Edge::start(&config(), &vars(servers, balance))
+}
+
+/// `APP_POOL` behind one worker thread.
+fn config() -> String {
+    edge_config(1, APP_POOL)
+}
+
+fn vars(servers: &[String], balance: &str) -> Vec<(&'static str, String)> {
+    app_vars(&servers.join(", "), balance, "")
 }
 
 /// GET `path` with `headers`; the body of the 200 answer (each origin answers its name).
 async fn served_by(edge: &Edge, path: &str, headers: &[(&str, &str)]) -> String {
-    let got = tokio::time::timeout(LIMIT, get_with(&edge.url(path), headers))
-        .await
-        .expect("the edge did not answer within the limit");
+    let got = within_limit(get_with(&edge.url(path), headers)).await;
     assert_eq!(got.status, 200, "GET {path} {headers:?}: {}", got.text());
     got.text()
 }
@@ -152,7 +128,7 @@ async fn weights_and_balance_change_on_reload() {
     }
     assert_eq!((a.requests(), b.requests()), (5, 5));
 
-    edge.rewrite(EDGE, &vars(&[plain(a.addr), weighted(b.addr, 4)], ""));
+    edge.rewrite(&config(), &vars(&[plain(a.addr), weighted(b.addr, 4)], ""));
     assert_eq!(edge.reload_applied(), 2);
     let mut seq = Vec::new();
     for i in 0..20 {
@@ -167,7 +143,10 @@ async fn weights_and_balance_change_on_reload() {
 
     // From round robin to hashing on the path: now one path, one server.
     let hash = "balance = \"hash\"\nhash_key = \"path\"";
-    edge.rewrite(EDGE, &vars(&[plain(a.addr), weighted(b.addr, 4)], hash));
+    edge.rewrite(
+        &config(),
+        &vars(&[plain(a.addr), weighted(b.addr, 4)], hash),
+    );
     assert_eq!(edge.reload_applied(), 3);
     let first = served_by(&edge, "/same", &[]).await;
     for _ in 0..9 {
@@ -386,7 +365,7 @@ async fn removing_a_server_moves_only_the_keys_it_had() {
 
     // Remove the middle server: its neighbours' positions in the list change, their keys
     // must not (rendezvous hashing depends on the servers, not on their order).
-    edge.rewrite(EDGE, &vars(&[plain(a.addr), plain(c.addr)], balance));
+    edge.rewrite(&config(), &vars(&[plain(a.addr), plain(c.addr)], balance));
     assert_eq!(edge.reload_applied(), 2);
     let b_before = b.requests();
 
@@ -446,9 +425,7 @@ async fn least_request_sends_new_requests_away_from_a_busy_server() {
     // Ten more, one after another: the quick server has at most the previous one still
     // finishing (1), the slow one 2, so every one goes to the quick server.
     for i in 0..10 {
-        let got = tokio::time::timeout(LIMIT, get(&edge.url(&format!("/q/{i}"))))
-            .await
-            .expect("answered within the limit");
+        let got = within_limit(get(&edge.url(&format!("/q/{i}")))).await;
         assert_eq!(got.status, 200);
         assert_eq!(got.text(), "quick", "request {i}");
     }
@@ -458,7 +435,7 @@ async fn least_request_sends_new_requests_away_from_a_busy_server() {
     slow_gate.open();
     let mut bodies = Vec::new();
     for task in held {
-        let got = tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
+        let got = within_limit(task).await.unwrap();
         assert_eq!(got.status, 200);
         bodies.push(got.text());
     }
@@ -515,7 +492,7 @@ async fn status_shows_each_servers_weight_and_requests_in_flight() {
 
     gate.open();
     for task in tasks {
-        let got = tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
+        let got = within_limit(task).await.unwrap();
         assert_eq!(got.status, 200);
     }
     eventually("the held requests ended", LIMIT, || async {
@@ -528,20 +505,6 @@ async fn status_shows_each_servers_weight_and_requests_in_flight() {
 }
 
 // --- retries ----------------------------------------------------------------------------
-
-/// `holdfast_upstream_errors_total{pool="app",server,kind="connect"}`, 0 when not exported.
-fn connect_errors(metrics: &str, server: SocketAddr) -> f64 {
-    sample(
-        metrics,
-        "holdfast_upstream_errors_total",
-        &[
-            ("pool", "app"),
-            ("server", &server.to_string()),
-            ("kind", "connect"),
-        ],
-    )
-    .unwrap_or(0.0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hashing_to_a_dead_server_retries_on_the_other() {
@@ -562,7 +525,7 @@ async fn hashing_to_a_dead_server_retries_on_the_other() {
     );
     let metrics = edge.metrics().await;
     assert!(
-        connect_errors(&metrics, dead) > 0.0,
+        connect_errors(&metrics, "app", dead) > 0.0,
         "some of 40 paths hash to the dead server, and are retried:\n{metrics}"
     );
 }
@@ -587,12 +550,11 @@ async fn retries_skip_the_tried_server_in_every_balance_mode() {
         let before = live.requests();
         for i in 0..20 {
             let (path, user, host) = (format!("/k/{i}"), format!("u{i}"), format!("h{i}.test"));
-            let got = tokio::time::timeout(
-                LIMIT,
-                get_with(&edge.url(&path), &[("x-user", &user), ("host", &host)]),
-            )
-            .await
-            .expect("answered within the limit");
+            let got = within_limit(get_with(
+                &edge.url(&path),
+                &[("x-user", &user), ("host", &host)],
+            ))
+            .await;
             assert_eq!(got.status, 200, "{balance}: GET {path}: {}", got.text());
             assert_eq!(got.text(), "live", "{balance}");
         }

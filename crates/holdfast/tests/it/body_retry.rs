@@ -13,59 +13,12 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-/// "Returns at all": far above every timeout and back-off here, far below "hangs".
-const LIMIT: Duration = Duration::from_secs(20);
-
-const EDGE: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 2
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
-[[pools]]
-name = "app"
-servers = [{servers}]
-
-[pools.retry]
-min_per_second = 100
-{retry}
-
-[[routes]]
-name = "all"
-match = { path_prefix = "/" }
-pool = "app"
-"#;
-
-/// An edge with one pool "app" of `servers`; `retry` is added to its `[pools.retry]`.
+/// An edge with one pool "app" of `servers`; `retry` is added to its `[pools.retry]`, which
+/// leaves room for every retry in the budget.
 fn start(servers: &[SocketAddr], retry: &str) -> Edge {
-    let servers = servers
-        .iter()
-        .map(|s| format!("\"{s}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Edge::start(EDGE, &[("servers", servers), ("retry", retry.to_string())])
-}
-
-async fn within_limit<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("the edge did not answer within the limit")
-}
-
-/// An origin that reads a request head, then resets the connection (RST, no response),
-/// with whatever part of the body it was sent unread.
-async fn resetting() -> RawOrigin {
-    RawOrigin::start(|mut c| async move {
-        c.read_head().await;
-        c.stream.set_zero_linger().unwrap();
-        drop(c);
-    })
-    .await
+    let retry = format!("[pools.retry]\nmin_per_second = 100\n{retry}");
+    app_edge(2, &server_list(servers), &retry, "")
 }
 
 /// An origin that reads every request body whole, keeps it, and answers 200 with its length.
@@ -116,13 +69,23 @@ async fn send_body(method: &str, url: &str, body: Bytes) -> Got {
     .await
 }
 
-fn retries(metrics: &str, outcome: &str) -> f64 {
-    sample(
-        metrics,
-        "holdfast_upstream_retries_total",
-        &[("pool", "app"), ("outcome", outcome)],
-    )
-    .unwrap_or(0.0)
+/// The statuses of two `method` requests sent one after the other, with bodies of `len`
+/// pattern bytes (seeds `seed` and `seed + 1`).
+async fn send_two(method: &str, url: &str, len: usize, seed: u64) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for i in 0..2 {
+        let got = send_body(method, url, pattern_bytes(len, seed + i)).await;
+        statuses.push(got.status.as_u16());
+    }
+    statuses
+}
+
+/// Of two requests, one failed (502) and one succeeded, in either order: the one sent to the
+/// failing server was not retried.
+fn assert_one_failed(statuses: &[u16], why: &str) {
+    let mut sorted = statuses.to_vec();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [200, 502], "{why}: {statuses:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,25 +110,16 @@ async fn a_small_put_is_retried_with_its_whole_body() {
         );
         assert!(live.seen.lock().unwrap().iter().all(|s| s.method == "PUT"));
         let metrics = edge.metrics().await;
-        let retried = retries(&metrics, "succeeded");
+        let retried = retries(&metrics, "app", "succeeded");
         assert!(
             retried >= 1.0,
             "{kind}: PUTs sent first to the failing server were retried:\n{metrics}"
         );
-        assert_eq!(retries(&metrics, "failed"), 0.0, "{metrics}");
+        assert_eq!(retries(&metrics, "app", "failed"), 0.0, "{metrics}");
         if kind == "connect" {
             assert_eq!(
                 retried,
-                sample(
-                    &metrics,
-                    "holdfast_upstream_errors_total",
-                    &[
-                        ("pool", "app"),
-                        ("server", &bad.to_string()),
-                        ("kind", "connect")
-                    ],
-                )
-                .unwrap_or(0.0),
+                connect_errors(&metrics, "app", bad),
                 "one successful retry per refused connection:\n{metrics}"
             );
         }
@@ -187,14 +141,8 @@ async fn a_body_up_to_buffer_body_is_retried_a_larger_one_is_not() {
     assert_eq!(bodies.lock().unwrap().len(), 2);
 
     // One byte more: streamed, so the PUT sent first to the resetting server fails.
-    let mut got = Vec::new();
-    for i in 0..2 {
-        got.push(send_body("PUT", &url, pattern_bytes(1025, i + 10)).await);
-    }
-    let statuses: Vec<u16> = got.iter().map(|g| g.status.as_u16()).collect();
-    let mut sorted = statuses.clone();
-    sorted.sort_unstable();
-    assert_eq!(sorted, [200, 502], "{statuses:?}");
+    let statuses = send_two("PUT", &url, 1025, 10).await;
+    assert_one_failed(&statuses, "a body over buffer_body is streamed");
     let bodies = bodies.lock().unwrap();
     assert_eq!(bodies.len(), 3, "the failed PUT was not sent again");
     assert_eq!(bodies[2].len(), 1025);
@@ -244,13 +192,7 @@ async fn a_chunked_body_is_not_retried() {
                 .status,
         );
     }
-    let mut sorted = statuses.clone();
-    sorted.sort_unstable();
-    assert_eq!(
-        sorted,
-        [200, 502],
-        "a chunked body, however small, is streamed: {statuses:?}"
-    );
+    assert_one_failed(&statuses, "a chunked body, however small, is streamed");
     let bodies = bodies.lock().unwrap();
     assert_eq!(bodies.len(), 1);
     assert_eq!(bodies[0], body.as_bytes());
@@ -263,18 +205,8 @@ async fn buffer_body_0_keeps_no_body() {
     let edge = start(&[bad.addr, live.addr], "buffer_body = \"0\"");
     let url = edge.url("/upload");
 
-    let mut statuses = Vec::new();
-    for i in 0..2 {
-        statuses.push(
-            send_body("PUT", &url, pattern_bytes(100, i + 1))
-                .await
-                .status
-                .as_u16(),
-        );
-    }
-    let mut sorted = statuses.clone();
-    sorted.sort_unstable();
-    assert_eq!(sorted, [200, 502], "{statuses:?}");
+    let statuses = send_two("PUT", &url, 100, 1).await;
+    assert_one_failed(&statuses, "buffer_body = 0 keeps no body");
     assert_eq!(bodies.lock().unwrap().len(), 1);
     assert_eq!(live.requests(), 1);
 }
@@ -285,22 +217,8 @@ async fn a_buffered_post_is_retried_only_when_non_idempotent_is_set() {
     let (live, bodies) = recording().await;
     let edge = start(&[bad.addr, live.addr], "");
     let url = edge.url("/submit");
-    let mut statuses = Vec::new();
-    for i in 0..2 {
-        statuses.push(
-            send_body("POST", &url, pattern_bytes(100, i + 1))
-                .await
-                .status
-                .as_u16(),
-        );
-    }
-    let mut sorted = statuses.clone();
-    sorted.sort_unstable();
-    assert_eq!(
-        sorted,
-        [200, 502],
-        "a POST is not retried after it reached a server: {statuses:?}"
-    );
+    let statuses = send_two("POST", &url, 100, 1).await;
+    assert_one_failed(&statuses, "a POST is not retried after it reached a server");
     assert_eq!(bodies.lock().unwrap().len(), 1);
 
     let bad = resetting().await;

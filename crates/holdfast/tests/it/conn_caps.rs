@@ -5,96 +5,14 @@
 
 use crate::support::*;
 use std::net::SocketAddr;
-use std::time::Duration;
-use tokio::task::JoinHandle;
 
-/// "Answers at all": far above anything the edge should take here, far below the 60s read
-/// timeout a request waiting for a busy origin would be answered at.
-const LIMIT: Duration = Duration::from_secs(10);
-
-const EDGE: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 2
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
-[[pools]]
-name = "app"
-servers = [{servers}]
-{pool}
-
-[[routes]]
-name = "app"
-match = { path_prefix = "/" }
-pool = "app"
-"#;
-
+/// An edge with one pool "app" of `servers`; `pool` follows its `servers` line.
 fn start(servers: &[SocketAddr], pool: &str) -> Edge {
-    let servers: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
-    Edge::start(
-        EDGE,
-        &[("servers", servers.join(", ")), ("pool", pool.to_string())],
-    )
-}
-
-async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no answer within {LIMIT:?}"))
-}
-
-fn spawn_get(url: String, headers: &'static [(&'static str, &'static str)]) -> JoinHandle<Got> {
-    tokio::spawn(async move { get_with(&url, headers).await })
-}
-
-/// Wait (bounded) until `origins` have seen `n` requests in all.
-async fn until_seen(origins: &[&Origin], n: usize) {
-    eventually(
-        &format!("the origins to see {n} requests"),
-        LIMIT,
-        || async { origins.iter().map(|o| o.requests()).sum::<usize>() >= n },
-    )
-    .await;
-    assert_eq!(
-        origins.iter().map(|o| o.requests()).sum::<usize>(),
-        n,
-        "the origins saw more than {n} requests"
-    );
-}
-
-async fn all_ok(requests: Vec<JoinHandle<Got>>, bodies: &[&str]) {
-    for (i, r) in requests.into_iter().enumerate() {
-        let got = within("a request held at the origin", r).await.unwrap();
-        assert_eq!(got.status, 200, "request {i}: {}", got.text());
-        assert!(
-            bodies.contains(&got.text().as_str()),
-            "request {i}: {}",
-            got.text()
-        );
-    }
+    app_edge(2, &server_list(servers), pool, "")
 }
 
 fn rejected(metrics: &str) -> f64 {
-    sample(
-        metrics,
-        "holdfast_upstream_overload_rejected_total",
-        &[("pool", "app")],
-    )
-    .unwrap_or(0.0)
-}
-
-fn assert_full_page(got: &Got, retry_after: &str) {
-    assert_eq!(got.status, 503, "{}", got.text());
-    assert_eq!(got.header("retry-after"), Some(retry_after));
-    let id = got.header("x-request-id").expect("a request id");
-    assert!(
-        got.text().contains(id),
-        "the edge's page names the request id {id}: {}",
-        got.text()
-    );
+    overload_rejected(metrics, "app").unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,12 +22,12 @@ async fn a_full_server_turns_the_next_request_away_at_once() {
     let edge = start(&[origin.addr], "max_connections = 2");
     let url = edge.url("/page");
 
-    let held = vec![spawn_get(url.clone(), &[]), spawn_get(url.clone(), &[])];
+    let held = vec![spawn_get(url.clone()), spawn_get(url.clone())];
     until_seen(&[&origin], 2).await;
 
     // The gate is still closed: this answer can only come from the edge.
     let got = within("a third request", get(&url)).await;
-    assert_full_page(&got, "1");
+    assert_overload_page(&got, "1");
     assert_eq!(origin.requests(), 2, "the third never reached the origin");
     assert!(
         held.iter().all(|h| !h.is_finished()),
@@ -135,12 +53,12 @@ async fn the_pools_retry_after_is_sent() {
     let edge = start(&[origin.addr], "max_connections = 1\nretry_after = \"7s\"");
     let url = edge.url("/page");
 
-    let held = vec![spawn_get(url.clone(), &[])];
+    let held = vec![spawn_get(url.clone())];
     until_seen(&[&origin], 1).await;
     let got = within("a second request", get(&url)).await;
     gate.open();
     all_ok(held, &["slow"]).await;
-    assert_full_page(&got, "7");
+    assert_overload_page(&got, "7");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +74,10 @@ async fn a_full_server_is_skipped_for_another() {
     let url = edge.url("/page");
     const USER: &[(&str, &str)] = &[("x-user", "alice")];
 
-    let mut held = vec![spawn_get(url.clone(), USER), spawn_get(url.clone(), USER)];
+    let mut held = vec![
+        spawn_get_with(url.clone(), USER),
+        spawn_get_with(url.clone(), USER),
+    ];
     until_seen(&[&a, &b], 2).await;
     let (full, other) = if a.requests() == 2 {
         (&a, &b)
@@ -166,7 +87,7 @@ async fn a_full_server_is_skipped_for_another() {
     assert_eq!(full.requests(), 2, "one user, one server");
     assert_eq!(other.requests(), 0);
 
-    held.push(spawn_get(url.clone(), USER));
+    held.push(spawn_get_with(url.clone(), USER));
     eventually("the third request at the other server", LIMIT, || async {
         other.requests() >= 1
     })
@@ -188,13 +109,13 @@ async fn with_every_server_full_the_pool_turns_requests_away() {
     let edge = start(&[a.addr, b.addr], "max_connections = 1");
     let url = edge.url("/page");
 
-    let held = vec![spawn_get(url.clone(), &[]), spawn_get(url.clone(), &[])];
+    let held = vec![spawn_get(url.clone()), spawn_get(url.clone())];
     until_seen(&[&a, &b], 2).await;
     assert_eq!(a.requests(), 1, "one each");
     assert_eq!(b.requests(), 1, "one each");
 
     let got = within("a third request", get(&url)).await;
-    assert_full_page(&got, "1");
+    assert_overload_page(&got, "1");
     assert_eq!(a.requests() + b.requests(), 2);
     assert_eq!(rejected(&edge.metrics().await), 1.0);
 
@@ -212,10 +133,10 @@ async fn a_full_server_is_not_a_failed_server() {
         "max_connections = 1\n\n[pools.outlier]\nconsecutive_failures = 1\nmax_ejection_percent = 100",
     );
     let url = edge.url("/page");
-    let held = vec![spawn_get(url.clone(), &[])];
+    let held = vec![spawn_get(url.clone())];
     until_seen(&[&origin], 1).await;
     for _ in 0..3 {
-        assert_full_page(&within("a request to a full server", get(&url)).await, "1");
+        assert_overload_page(&within("a request to a full server", get(&url)).await, "1");
     }
     let entry = server_status(&edge.status().await, "app", &origin.addr.to_string());
     assert_eq!(entry["health"], "up", "{entry}");

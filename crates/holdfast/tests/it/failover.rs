@@ -7,45 +7,6 @@
 use crate::support::*;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-use tokio::task::JoinHandle;
-
-/// "Returns at all", and the longest wait for a health or chain state: far above the check
-/// intervals used here, far below "never".
-const LIMIT: Duration = Duration::from_secs(20);
-
-const EDGE: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 2
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
-[[pools]]
-name = "primary"
-servers = [{primary}]
-{primary_extra}
-
-[[pools]]
-name = "secondary"
-servers = [{secondary}]
-{secondary_extra}
-
-[[routes]]
-name = "site"
-match = { path_prefix = "/" }
-pools = ["primary", "secondary"]
-"#;
-
-fn list(servers: &[SocketAddr]) -> String {
-    servers
-        .iter()
-        .map(|s| format!("\"{s}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// An edge whose route "site" fails over from pool "primary" to pool "secondary"; the
 /// `*_extra` text follows each pool's `servers` line.
@@ -56,24 +17,10 @@ fn start(
     secondary_extra: &str,
 ) -> Edge {
     Edge::start(
-        EDGE,
-        &[
-            ("primary", list(primary)),
-            ("primary_extra", primary_extra.to_string()),
-            ("secondary", list(secondary)),
-            ("secondary_extra", secondary_extra.to_string()),
-        ],
+        &edge_config(2, CHAIN),
+        &chain_vars(primary, primary_extra, secondary, secondary_extra, ""),
     )
 }
-
-/// Checks every 50ms on `HEALTHZ`, two results in a row to change state.
-const CHECKS: &str = r#"
-[pools.health]
-path = "/healthz"
-interval = "50ms"
-healthy_after = 2
-unhealthy_after = 2
-"#;
 
 /// Retries enough to try both primary servers and then the secondary pool, with room for
 /// every retry in the budget.
@@ -83,41 +30,10 @@ attempts = 3
 min_per_second = 100
 "#;
 
-/// Passive ejections that end within a second, so that coming back is up to the checks.
-const SHORT_EJECTIONS: &str = r#"
-[pools.outlier]
-base_ejection = "1s"
-max_ejection = "1s"
-"#;
-
-async fn within_limit<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("the edge did not answer within the limit")
-}
-
-fn spawn_get(url: String) -> JoinHandle<Got> {
-    tokio::spawn(async move { get(&url).await })
-}
-
-/// `n` GETs sent together; every one must be a 200; their bodies.
-async fn together_ok(url: &str, n: usize) -> Vec<String> {
-    let requests: Vec<_> = (0..n).map(|_| spawn_get(url.to_owned())).collect();
-    let mut bodies = Vec::new();
-    for (i, r) in requests.into_iter().enumerate() {
-        let got = within_limit(r).await.unwrap();
-        assert_eq!(got.status, 200, "request {i}: {}", got.text());
-        bodies.push(got.text());
-    }
-    bodies
-}
-
-async fn active(edge: &Edge) -> String {
-    let route = route_status(&edge.status().await, "site");
-    route["active"]
-        .as_str()
-        .unwrap_or_else(|| panic!("active is not a string: {route}"))
-        .to_owned()
+/// `n` GETs sent together; every one must be a 200 with one of `bodies`.
+async fn together_ok(url: &str, n: usize, bodies: &[&str]) {
+    let requests = (0..n).map(|_| spawn_get(url.to_owned())).collect();
+    all_ok(requests, bodies).await;
 }
 
 fn failovers(metrics: &str, from: &str, to: &str) -> f64 {
@@ -125,19 +41,6 @@ fn failovers(metrics: &str, from: &str, to: &str) -> f64 {
         metrics,
         "holdfast_pool_failover_total",
         &[("route", "site"), ("from", from), ("to", to)],
-    )
-    .unwrap_or(0.0)
-}
-
-fn connect_errors(metrics: &str, pool: &str, addr: SocketAddr) -> f64 {
-    sample(
-        metrics,
-        "holdfast_upstream_errors_total",
-        &[
-            ("pool", pool),
-            ("server", &addr.to_string()),
-            ("kind", "connect"),
-        ],
     )
     .unwrap_or(0.0)
 }
@@ -150,25 +53,23 @@ async fn a_pool_down_sends_every_request_to_the_next_and_they_come_back() {
     let s = Origin::start(with_checks("s", |_| 200)).await;
     let edge = start(
         &[p1.addr, p2.addr],
-        &format!("{RETRY_ALONG}{SHORT_EJECTIONS}{CHECKS}"),
+        &format!("{RETRY_ALONG}{SHORT_EJECTIONS}{QUICK_CHECKS}"),
         &[s.addr],
-        CHECKS,
+        QUICK_CHECKS,
     );
     let url = edge.url("/page");
 
     let route = route_status(&edge.status().await, "site");
     assert_eq!(route["pools"], serde_json::json!(["primary", "secondary"]));
     assert_eq!(route["active"], "primary", "{route}");
-    let bodies = together_ok(&url, 4).await;
-    assert!(bodies.iter().all(|b| b == "p1" || b == "p2"), "{bodies:?}");
+    together_ok(&url, 4, &["p1", "p2"]).await;
     assert_eq!(s.requests_to("/page"), 0);
 
     // The whole primary pool dies. Requests sent at once, before any check has noticed, are
     // retried along the chain: no client sees an error.
     p1.kill().await;
     p2.kill().await;
-    let bodies = together_ok(&url, N).await;
-    assert!(bodies.iter().all(|b| b == "s"), "{bodies:?}");
+    together_ok(&url, N, &["s"]).await;
 
     // `active` is the pool the route last chose for a request: polled with requests, each
     // of which must succeed on the secondary pool.
@@ -178,11 +79,10 @@ async fn a_pool_down_sends_every_request_to_the_next_and_they_come_back() {
         assert_eq!(got.status, 200, "{}", got.text());
         assert_eq!(got.text(), "s");
         polled.fetch_add(1, Ordering::SeqCst);
-        active(&edge).await == "secondary"
+        active_pool(&edge, "site").await == "secondary"
     })
     .await;
-    let bodies = together_ok(&url, N).await;
-    assert!(bodies.iter().all(|b| b == "s"), "{bodies:?}");
+    together_ok(&url, N, &["s"]).await;
     assert_eq!(
         s.requests_to("/page"),
         2 * N + polled.load(Ordering::SeqCst),
@@ -205,13 +105,10 @@ async fn a_pool_down_sends_every_request_to_the_next_and_they_come_back() {
         back() > before
     })
     .await;
-    assert_eq!(active(&edge).await, "primary");
+    assert_eq!(active_pool(&edge, "site").await, "primary");
     let at_secondary = s.requests_to("/page");
-    let bodies = together_ok(&url, N).await;
-    assert!(
-        bodies.iter().all(|b| b == "p1" || b == "p2"),
-        "the primary pool takes every request again: {bodies:?}"
-    );
+    // The primary pool takes every request again.
+    together_ok(&url, N, &["p1", "p2"]).await;
     assert_eq!(s.requests_to("/page"), at_secondary);
     let metrics = edge.metrics().await;
     assert!(
@@ -240,7 +137,7 @@ async fn passive_failures_alone_take_a_pool_out_of_the_chain() {
         assert_eq!(got.text(), "s");
     }
     assert_eq!(s.requests(), 20);
-    assert_eq!(active(&edge).await, "secondary");
+    assert_eq!(active_pool(&edge, "site").await, "secondary");
     let metrics = edge.metrics().await;
     assert_eq!(
         connect_errors(&metrics, "primary", d1) + connect_errors(&metrics, "primary", d2),
@@ -258,15 +155,9 @@ async fn status_lists_every_routes_chain_and_active_pool() {
     let a = Origin::text("a").await;
     let b = Origin::text("b").await;
     let edge = Edge::start(
-        r#"
-[edge]
-listen = ["{edge}"]
-threads = 1
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
+        &edge_config(
+            1,
+            r#"
 [[pools]]
 name = "one"
 servers = ["{a}"]
@@ -285,6 +176,7 @@ name = "chain"
 match = { path_prefix = "/" }
 pools = ["one", "two"]
 "#,
+        ),
         &[("a", a.addr.to_string()), ("b", b.addr.to_string())],
     );
     assert_eq!(within_limit(get(&edge.url("/single/x"))).await.text(), "b");
@@ -302,10 +194,7 @@ pools = ["one", "two"]
 
 #[test]
 fn chain_errors_are_named_by_key_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("edge.toml");
-    std::fs::write(
-        &file,
+    let stdout = check_errors_of(
         r#"
 [edge]
 listen = ["127.0.0.1:8080"]
@@ -343,18 +232,8 @@ name = "twice"
 match = { path_prefix = "/" }
 pools = ["a", "a"]
 "#,
-    )
-    .unwrap();
-    let (code, stdout, stderr) = holdfast_cmd(&[std::ffi::OsStr::new("check"), file.as_os_str()]);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(code, Some(1), "{stdout}");
-    let line = |key: &str| {
-        stdout
-            .lines()
-            .find(|l| l.contains(&format!(": {key}: ")))
-            .unwrap_or_else(|| panic!("no error at {key}:\n{stdout}"))
-            .to_owned()
-    };
+    );
+    let line = |key: &str| error_at(&stdout, key);
     assert!(
         line("routes[0].pools").contains("give either pool or pools, not both"),
         "{stdout}"

@@ -6,72 +6,12 @@
 
 use crate::support::*;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::time::Duration;
-
-/// "Returns at all", and the longest wait for a health or chain state.
-const LIMIT: Duration = Duration::from_secs(20);
 
 const MAINTENANCE: &str = "<h1>Back soon</h1>\n";
 
-const EDGE: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 2
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
-[[pools]]
-name = "primary"
-servers = ["{primary}"]
-{primary_extra}
-
-[[pools]]
-name = "secondary"
-servers = ["{secondary}"]
-{secondary_extra}
-
-[[routes]]
-name = "site"
-match = { path_prefix = "/" }
-pools = ["primary", "secondary"]
-fallback = {fallback}
-"#;
-
-/// One pool, one server, one route; the route's `timeouts` and `fallback`.
-const SINGLE: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 2
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
-[[pools]]
-name = "primary"
-servers = ["{primary}"]
-{primary_extra}
-
-[[routes]]
-name = "site"
-match = { path_prefix = "/" }
-pool = "primary"
-timeouts = {timeouts}
-fallback = {fallback}
-"#;
-
-/// Write `files` beside the config, then start the edge from `template`.
-fn start_with_files(template: &str, vars: &[(&str, String)], files: &[(&str, &[u8])]) -> Edge {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, bytes) in files {
-        std::fs::write(dir.path().join(name), bytes).unwrap();
-    }
-    let config_path = dir.path().join("edge.toml");
-    std::fs::write(&config_path, render(template, vars)).unwrap();
-    Edge::start_file(dir, config_path)
+/// The failover chain (`CHAIN`), its route ending in `fallback`.
+fn chain() -> String {
+    edge_config(2, CHAIN)
 }
 
 fn vars(
@@ -81,40 +21,33 @@ fn vars(
     secondary_extra: &str,
     fallback: &str,
 ) -> Vec<(&'static str, String)> {
-    vec![
-        ("primary", primary.to_string()),
-        ("primary_extra", primary_extra.to_string()),
-        ("secondary", secondary.to_string()),
-        ("secondary_extra", secondary_extra.to_string()),
-        ("fallback", fallback.to_string()),
-    ]
+    let route = format!("fallback = {fallback}");
+    chain_vars(
+        &[primary],
+        primary_extra,
+        &[secondary],
+        secondary_extra,
+        &route,
+    )
+}
+
+/// One pool, one server, one route (`APP_POOL`); the route's `timeouts` and `fallback`.
+fn single() -> String {
+    edge_config(2, APP_POOL)
 }
 
 fn single_vars(primary: SocketAddr, timeouts: &str, fallback: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("primary", primary.to_string()),
-        ("primary_extra", String::new()),
-        ("timeouts", timeouts.to_string()),
-        ("fallback", fallback.to_string()),
-    ]
+    let route = format!("timeouts = {timeouts}\nfallback = {fallback}");
+    app_vars(&server_list(&[primary]), "", &route)
 }
 
-const CHECKS: &str = r#"
-[pools.outlier]
-base_ejection = "1s"
-max_ejection = "1s"
-
-[pools.health]
-path = "/healthz"
-interval = "50ms"
-healthy_after = 2
-unhealthy_after = 2
-"#;
-
-async fn within_limit<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("the edge did not answer within the limit")
+/// Write `files` beside the config, then start the edge from `template`.
+fn start_with_files(template: &str, vars: &[(&str, String)], files: &[(&str, &[u8])]) -> Edge {
+    Edge::start_in_dir(template, vars, |dir| {
+        for (name, bytes) in files {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    })
 }
 
 /// `got` is the fallback: `status`, the file's bytes, `content_type`, `retry_after`,
@@ -134,12 +67,15 @@ fn assert_fallback(
     assert!(got.header("x-request-id").is_some(), "{:?}", got.headers);
 }
 
-async fn active(edge: &Edge) -> String {
-    let route = route_status(&edge.status().await, "site");
-    route["active"]
-        .as_str()
-        .unwrap_or_else(|| panic!("active is not a string: {route}"))
-        .to_owned()
+/// `got` is the fallback `MAINTENANCE_FALLBACK`.
+fn assert_maintenance(got: &Got) {
+    assert_fallback(
+        got,
+        503,
+        MAINTENANCE,
+        "text/html; charset=utf-8",
+        Some("30"),
+    );
 }
 
 /// The sum of `holdfast_pool_failover_total{route="site"}` samples with the label `label`
@@ -153,35 +89,23 @@ fn failovers_with(metrics: &str, label: &str) -> f64 {
         .sum()
 }
 
-fn connect_errors(metrics: &str, pool: &str, addr: SocketAddr) -> f64 {
-    sample(
-        metrics,
-        "holdfast_upstream_errors_total",
-        &[
-            ("pool", pool),
-            ("server", &addr.to_string()),
-            ("kind", "connect"),
-        ],
-    )
-    .unwrap_or(0.0)
-}
-
 const MAINTENANCE_FALLBACK: &str = r#"{ status = 503, file = "maintenance.html", content_type = "text/html; charset=utf-8", retry_after = "30s" }"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_pool_down_the_fallback_is_served_until_a_pool_is_back() {
     let mut p = Killable::start(with_checks("p", |_| 200)).await;
     let mut s = Killable::start(with_checks("s", |_| 200)).await;
+    let checks = format!("{SHORT_EJECTIONS}{QUICK_CHECKS}");
     let edge = start_with_files(
-        EDGE,
-        &vars(p.addr, CHECKS, s.addr, CHECKS, MAINTENANCE_FALLBACK),
+        &chain(),
+        &vars(p.addr, &checks, s.addr, &checks, MAINTENANCE_FALLBACK),
         &[("maintenance.html", MAINTENANCE.as_bytes())],
     );
     let url = edge.url("/page");
     let got = within_limit(get(&url)).await;
     assert_eq!(got.status, 200);
     assert_eq!(got.text(), "p");
-    assert_eq!(active(&edge).await, "primary");
+    assert_eq!(active_pool(&edge, "site").await, "primary");
 
     // Every origin dies. From the first request on, clients get the fallback: before the
     // checks notice, in place of the 502 of the last failed attempt; after, directly.
@@ -189,25 +113,13 @@ async fn with_every_pool_down_the_fallback_is_served_until_a_pool_is_back() {
     s.kill().await;
     for _ in 0..5 {
         let got = within_limit(get(&url)).await;
-        assert_fallback(
-            &got,
-            503,
-            MAINTENANCE,
-            "text/html; charset=utf-8",
-            Some("30"),
-        );
+        assert_maintenance(&got);
     }
     // `active` is what the route last chose for a request: polled with requests.
     eventually("the route to serve its fallback", LIMIT, || async {
         let got = within_limit(get(&url)).await;
-        assert_fallback(
-            &got,
-            503,
-            MAINTENANCE,
-            "text/html; charset=utf-8",
-            Some("30"),
-        );
-        active(&edge).await == "fallback"
+        assert_maintenance(&got);
+        active_pool(&edge, "site").await == "fallback"
     })
     .await;
     let metrics = edge.metrics().await;
@@ -224,18 +136,12 @@ async fn with_every_pool_down_the_fallback_is_served_until_a_pool_is_back() {
             assert_eq!(got.text(), "s");
             true
         } else {
-            assert_fallback(
-                &got,
-                503,
-                MAINTENANCE,
-                "text/html; charset=utf-8",
-                Some("30"),
-            );
+            assert_maintenance(&got);
             false
         }
     })
     .await;
-    assert_eq!(active(&edge).await, "secondary");
+    assert_eq!(active_pool(&edge, "site").await, "secondary");
     for _ in 0..5 {
         let got = within_limit(get(&url)).await;
         assert_eq!(got.status, 200, "{}", got.text());
@@ -256,7 +162,7 @@ async fn without_active_checks_failed_pools_also_lead_to_the_fallback() {
     let passive = "[pools.outlier]\nconsecutive_failures = 1\nbase_ejection = \"1h\"\nmax_ejection = \"1h\"\n";
     let body = r#"{"status":"maintenance"}"#;
     let edge = start_with_files(
-        EDGE,
+        &chain(),
         &vars(
             d1,
             passive,
@@ -272,7 +178,7 @@ async fn without_active_checks_failed_pools_also_lead_to_the_fallback() {
         let got = within_limit(get(&url)).await;
         assert_fallback(&got, 200, body, "application/json", None);
     }
-    assert_eq!(active(&edge).await, "fallback");
+    assert_eq!(active_pool(&edge, "site").await, "fallback");
     let metrics = edge.metrics().await;
     assert_eq!(
         connect_errors(&metrics, "primary", d1) + connect_errors(&metrics, "secondary", d2),
@@ -288,28 +194,22 @@ async fn without_active_checks_failed_pools_also_lead_to_the_fallback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fallback_replaces_the_edges_timeout_page_but_not_an_origins_answer() {
     let slow = Origin::start(handler(|_req| async {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
+        tokio::time::sleep(FOREVER).await;
         ok("too late")
     }))
     .await;
     let edge = start_with_files(
-        SINGLE,
+        &single(),
         &single_vars(slow.addr, r#"{ read = "300ms" }"#, MAINTENANCE_FALLBACK),
         &[("maintenance.html", MAINTENANCE.as_bytes())],
     );
     let got = within_limit(get(&edge.url("/page"))).await;
-    assert_fallback(
-        &got,
-        503,
-        MAINTENANCE,
-        "text/html; charset=utf-8",
-        Some("30"),
-    );
+    assert_maintenance(&got);
 
     // An origin's own 502 is its answer, not an edge error page.
     let answering = Origin::start(handler(|_req| async { status(502, "origin says 502") })).await;
     let edge = start_with_files(
-        SINGLE,
+        &single(),
         &single_vars(answering.addr, "{}", MAINTENANCE_FALLBACK),
         &[("maintenance.html", MAINTENANCE.as_bytes())],
     );
@@ -328,7 +228,7 @@ async fn the_content_type_follows_the_file_extension() {
         ("page.bin", "application/octet-stream"),
     ] {
         let edge = start_with_files(
-            SINGLE,
+            &single(),
             &single_vars(dead_addr(), "{}", &format!(r#"{{ file = "{file}" }}"#)),
             &[(file, b"down")],
         );
@@ -338,30 +238,29 @@ async fn the_content_type_follows_the_file_extension() {
     }
 }
 
-/// The errors of `holdfast check FILE`; it must exit 1.
-fn check_errors(file: &Path) -> String {
-    let (code, stdout, stderr) = holdfast_cmd(&[std::ffi::OsStr::new("check"), file.as_os_str()]);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(code, Some(1), "{stdout}");
-    stdout
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_or_oversized_fallback_file_is_rejected() {
     let origin = Origin::text("page").await;
     let fallback = r#"{ file = "maintenance.html" }"#;
     let edge = start_with_files(
-        SINGLE,
+        &single(),
         &single_vars(origin.addr, "{}", fallback),
         &[("maintenance.html", MAINTENANCE.as_bytes())],
     );
     assert_eq!(within_limit(get(&edge.url("/"))).await.text(), "page");
+    let rewrite = |fallback: &str| {
+        edge.rewrite(&single(), &single_vars(origin.addr, "{}", fallback));
+    };
+    // A reload must be rejected with an error at `key`, which `holdfast check` names too.
+    let assert_rejected_at = |key: &str| {
+        let (_, errors) = edge.reload_rejected();
+        let at = format!(": {key}: ");
+        assert!(errors.iter().any(|e| e.contains(&at)), "{errors:?}");
+        assert!(check_errors(&edge.config_path).contains(&at));
+    };
 
     // A reload naming a file that is not there.
-    edge.rewrite(
-        SINGLE,
-        &single_vars(origin.addr, "{}", r#"{ file = "missing.html" }"#),
-    );
+    rewrite(r#"{ file = "missing.html" }"#);
     let got = post(&edge.admin_url("/reload")).await;
     assert_eq!(got.status, 422, "{}", got.text());
     let body = got.json();
@@ -384,42 +283,16 @@ async fn a_missing_or_oversized_fallback_file_is_rejected() {
 
     // More than 1 MiB.
     std::fs::write(edge.dir.path().join("huge.html"), vec![b'x'; (1 << 20) + 1]).unwrap();
-    edge.rewrite(
-        SINGLE,
-        &single_vars(origin.addr, "{}", r#"{ file = "huge.html" }"#),
-    );
-    let (_, errors) = edge.reload_rejected();
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains(": routes[0].fallback.file: ")),
-        "{errors:?}"
-    );
-    assert!(check_errors(&edge.config_path).contains(": routes[0].fallback.file: "));
+    rewrite(r#"{ file = "huge.html" }"#);
+    assert_rejected_at("routes[0].fallback.file");
 
     // A status out of range.
-    edge.rewrite(
-        SINGLE,
-        &single_vars(
-            origin.addr,
-            "{}",
-            r#"{ status = 600, file = "maintenance.html" }"#,
-        ),
-    );
-    let (_, errors) = edge.reload_rejected();
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains(": routes[0].fallback.status: ")),
-        "{errors:?}"
-    );
+    rewrite(r#"{ status = 600, file = "maintenance.html" }"#);
+    assert_rejected_at("routes[0].fallback.status");
 
     // Exactly 1 MiB is allowed.
     std::fs::write(edge.dir.path().join("big.html"), vec![b'x'; 1 << 20]).unwrap();
-    edge.rewrite(
-        SINGLE,
-        &single_vars(origin.addr, "{}", r#"{ file = "big.html" }"#),
-    );
+    rewrite(r#"{ file = "big.html" }"#);
     edge.reload_applied();
 }
 
@@ -428,7 +301,7 @@ async fn the_file_is_read_again_on_reload() {
     let dead = dead_addr();
     let fallback = r#"{ file = "maintenance.txt" }"#;
     let edge = start_with_files(
-        SINGLE,
+        &single(),
         &single_vars(dead, "{}", fallback),
         &[("maintenance.txt", b"first")],
     );
@@ -451,7 +324,7 @@ fn an_edge_does_not_start_without_its_fallback_file() {
     std::fs::write(
         &config_path,
         render(
-            SINGLE,
+            &single(),
             &single_vars(
                 "127.0.0.1:9".parse().unwrap(),
                 "{}",

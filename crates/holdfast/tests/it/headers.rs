@@ -7,15 +7,6 @@ use crate::support::*;
 use http::Request;
 
 const EDGE: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 1
-access_log = "off"
-{extra_edge}
-
-[admin]
-listen = "{admin}"
-
 [[pools]]
 name = "primary"
 servers = ["{origin}"]
@@ -30,7 +21,7 @@ pool = "primary"
 
 fn start(origin: &Origin, extra_edge: &str, extra_pool: &str, extra_route: &str) -> Edge {
     Edge::start(
-        EDGE,
+        &edge_config_with(1, "{extra_edge}", EDGE),
         &[
             ("origin", origin.addr.to_string()),
             ("extra_edge", extra_edge.to_string()),

@@ -12,42 +12,11 @@ use crate::support::*;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::task::JoinHandle;
-
-/// "Returns at all", and the longest wait for a health state: far above the check intervals
-/// used here (at most 2s, a few in a row), far below "never".
-const LIMIT: Duration = Duration::from_secs(20);
-
-const EDGE: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 2
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
-[[pools]]
-name = "app"
-servers = [{servers}]
-{pool}
-
-[[routes]]
-name = "all"
-match = { path_prefix = "/" }
-pool = "app"
-"#;
 
 /// An edge with one pool "app" of `servers` (in that order); `pool` is written after the
 /// pool's `servers` line (pool keys first, then its `[pools.*]` tables).
 fn start(servers: &[SocketAddr], pool: &str) -> Edge {
-    let servers = servers
-        .iter()
-        .map(|s| format!("\"{s}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Edge::start(EDGE, &[("servers", servers), ("pool", pool.to_string())])
+    app_edge(2, &server_list(servers), pool, "")
 }
 
 /// A `[pools.health]` table checking `HEALTHZ`, with `lines` added.
@@ -55,13 +24,8 @@ fn http_checks(lines: &str) -> String {
     format!("[pools.health]\npath = \"{HEALTHZ}\"\n{lines}\n")
 }
 
-/// The `/status` entry of server `addr` of pool "app".
-async fn server(edge: &Edge, addr: SocketAddr) -> serde_json::Value {
-    server_status(&edge.status().await, "app", &addr.to_string())
-}
-
 async fn health(edge: &Edge, addr: SocketAddr) -> String {
-    let entry = server(edge, addr).await;
+    let entry = edge.server("app", addr).await;
     entry["health"]
         .as_str()
         .unwrap_or_else(|| panic!("health is not a string: {entry}"))
@@ -74,45 +38,6 @@ async fn wait_health(edge: &Edge, addr: SocketAddr, want: &str) {
         health(edge, addr).await == want
     })
     .await;
-}
-
-/// `holdfast_upstream_healthy{pool="app",server=addr}`; `None` when not exported.
-fn healthy(metrics: &str, addr: SocketAddr) -> Option<f64> {
-    sample(
-        metrics,
-        "holdfast_upstream_healthy",
-        &[("pool", "app"), ("server", &addr.to_string())],
-    )
-}
-
-fn ejections_total(metrics: &str, addr: SocketAddr) -> f64 {
-    sample(
-        metrics,
-        "holdfast_upstream_ejections_total",
-        &[("pool", "app"), ("server", &addr.to_string())],
-    )
-    .unwrap_or(0.0)
-}
-
-async fn within_limit<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("the edge did not answer within the limit")
-}
-
-fn spawn_get(url: String) -> JoinHandle<Got> {
-    tokio::spawn(async move { get(&url).await })
-}
-
-/// Every request answered 200; their bodies.
-async fn all_ok(requests: Vec<JoinHandle<Got>>) -> Vec<String> {
-    let mut bodies = Vec::new();
-    for (i, r) in requests.into_iter().enumerate() {
-        let got = within_limit(r).await.unwrap();
-        assert_eq!(got.status, 200, "request {i}: {}", got.text());
-        bodies.push(got.text());
-    }
-    bodies
 }
 
 /// `at` must be an RFC 3339 time.
@@ -171,8 +96,7 @@ async fn a_server_killed_mid_load_costs_no_request_and_comes_back() {
     // Kill a with those requests in progress: they are retried on b.
     a.kill().await;
     gate.open();
-    let bodies = all_ok(wave).await;
-    assert!(bodies.iter().all(|b| b == "b"), "{bodies:?}");
+    all_ok(wave, &["b"]).await;
     assert_eq!(
         b.requests_to("/page"),
         N,
@@ -181,30 +105,29 @@ async fn a_server_killed_mid_load_costs_no_request_and_comes_back() {
 
     // While a is dead, a second wave: no error either.
     let wave: Vec<_> = (0..N).map(|_| spawn_get(url.clone())).collect();
-    let bodies = all_ok(wave).await;
-    assert!(bodies.iter().all(|b| b == "b"), "{bodies:?}");
+    all_ok(wave, &["b"]).await;
     assert_eq!(b.requests_to("/page"), 2 * N);
 
     // Passive ejection saw it first; the 2s checks have not failed twice yet.
-    let entry = server(&edge, a.addr).await;
+    let entry = edge.server("app", a.addr).await;
     assert_eq!(entry["health"], "ejected", "{entry}");
     assert!(
         entry["ejections"].as_u64().is_some_and(|n| n >= 1),
         "{entry}"
     );
     let metrics = edge.metrics().await;
-    assert!(ejections_total(&metrics, a.addr) >= 1.0, "{metrics}");
-    assert_eq!(healthy(&metrics, a.addr), Some(0.0), "{metrics}");
-    assert_eq!(healthy(&metrics, b.addr), Some(1.0), "{metrics}");
+    assert!(ejections_total(&metrics, "app", a.addr) >= 1.0, "{metrics}");
+    assert_eq!(healthy(&metrics, "app", a.addr), Some(0.0), "{metrics}");
+    assert_eq!(healthy(&metrics, "app", b.addr), Some(1.0), "{metrics}");
 
     // Later, the active checks turn it down.
     wait_health(&edge, a.addr, "down").await;
-    let entry = server(&edge, a.addr).await;
+    let entry = edge.server("app", a.addr).await;
     assert_eq!(entry["last_check"]["ok"], false, "{entry}");
     assert_time(&entry, &entry["last_check"]["at"]);
     assert_time(&entry, &entry["since"]);
     assert_eq!(
-        healthy(&edge.metrics().await, a.addr),
+        healthy(&edge.metrics().await, "app", a.addr),
         Some(0.0),
         "a down server may not be picked"
     );
@@ -213,10 +136,10 @@ async fn a_server_killed_mid_load_costs_no_request_and_comes_back() {
     // Back on the same port: two passing checks bring it up, and it takes requests again.
     a.restart();
     wait_health(&edge, a.addr, "up").await;
-    let entry = server(&edge, a.addr).await;
+    let entry = edge.server("app", a.addr).await;
     assert_eq!(entry["last_check"]["ok"], true, "{entry}");
     assert_eq!(entry["last_check"]["result"], "200", "{entry}");
-    assert_eq!(healthy(&edge.metrics().await, a.addr), Some(1.0));
+    assert_eq!(healthy(&edge.metrics().await, "app", a.addr), Some(1.0));
     let before = a.requests_to("/page");
     eventually("a to serve a page again", LIMIT, || async {
         let got = within_limit(get(&url)).await;
@@ -232,10 +155,7 @@ async fn a_server_killed_mid_load_costs_no_request_and_comes_back() {
 async fn alternating_checks_inside_the_thresholds_change_nothing() {
     // pass, fail, pass, fail, ...: never two failures in a row.
     let origin = Origin::start(with_checks("page", |n| if n % 2 == 0 { 200 } else { 500 })).await;
-    let edge = start(
-        &[origin.addr],
-        &http_checks("interval = \"50ms\"\nhealthy_after = 2\nunhealthy_after = 2"),
-    );
+    let edge = start(&[origin.addr], QUICK_CHECKS);
 
     let observed = Mutex::new(Vec::new());
     eventually("8 checks at the origin", LIMIT, || async {
@@ -251,7 +171,7 @@ async fn alternating_checks_inside_the_thresholds_change_nothing() {
     );
     assert_eq!(health(&edge, origin.addr).await, "up", "{observed:?}");
     assert_eq!(
-        healthy(&edge.metrics().await, origin.addr),
+        healthy(&edge.metrics().await, "app", origin.addr),
         Some(1.0),
         "{observed:?}"
     );
@@ -273,10 +193,7 @@ async fn a_down_server_needs_healthy_after_passes_in_a_row() {
         }
     }))
     .await;
-    let edge = start(
-        &[origin.addr],
-        &http_checks("interval = \"50ms\"\nhealthy_after = 2\nunhealthy_after = 2"),
-    );
+    let edge = start(&[origin.addr], QUICK_CHECKS);
 
     wait_health(&edge, origin.addr, "down").await;
     let base = origin.requests_to(HEALTHZ);
@@ -292,11 +209,17 @@ async fn a_down_server_needs_healthy_after_passes_in_a_row() {
         observed.iter().all(|h| h == "down"),
         "one pass at a time does not bring it up: {observed:?}"
     );
-    assert_eq!(healthy(&edge.metrics().await, origin.addr), Some(0.0));
+    assert_eq!(
+        healthy(&edge.metrics().await, "app", origin.addr),
+        Some(0.0)
+    );
 
     all_pass.store(true, Ordering::SeqCst);
     wait_health(&edge, origin.addr, "up").await;
-    assert_eq!(healthy(&edge.metrics().await, origin.addr), Some(1.0));
+    assert_eq!(
+        healthy(&edge.metrics().await, "app", origin.addr),
+        Some(1.0)
+    );
 }
 
 /// An origin whose checks fail (503): the first two at once, the later ones only once `gate`
@@ -351,18 +274,18 @@ async fn before_unhealthy_after_failures_the_servers_are_still_used() {
     );
     for addr in [a.addr, b.addr] {
         eventually("the failed checks on /status", LIMIT, || async {
-            server(&edge, addr).await["last_check"]["ok"] == false
+            edge.server("app", addr).await["last_check"]["ok"] == false
         })
         .await;
-        let entry = server(&edge, addr).await;
+        let entry = edge.server("app", addr).await;
         assert_eq!(
             entry["health"], "unknown",
             "two failures of three, and no pass yet: {entry}"
         );
     }
     let metrics = edge.metrics().await;
-    assert_eq!(healthy(&metrics, a.addr), Some(1.0), "{metrics}");
-    assert_eq!(healthy(&metrics, b.addr), Some(1.0), "{metrics}");
+    assert_eq!(healthy(&metrics, "app", a.addr), Some(1.0), "{metrics}");
+    assert_eq!(healthy(&metrics, "app", b.addr), Some(1.0), "{metrics}");
 
     // Requests still go to both servers, which serve them.
     let url = edge.url("/page");
@@ -378,15 +301,15 @@ async fn before_unhealthy_after_failures_the_servers_are_still_used() {
     wait_health(&edge, a.addr, "down").await;
     wait_health(&edge, b.addr, "down").await;
     let metrics = edge.metrics().await;
-    assert_eq!(healthy(&metrics, a.addr), Some(0.0), "{metrics}");
-    assert_eq!(healthy(&metrics, b.addr), Some(0.0), "{metrics}");
+    assert_eq!(healthy(&metrics, "app", a.addr), Some(0.0), "{metrics}");
+    assert_eq!(healthy(&metrics, "app", b.addr), Some(0.0), "{metrics}");
     // No fallback and no other pool: with every server down the pool is used anyway.
     let got = within_limit(get(&url)).await;
     assert_eq!(got.status, 200, "{}", got.text());
 
     // The spec's `last_check.result`: the status answered ("503"), or an error text when
     // there was no answer.
-    let entry = server(&edge, a.addr).await;
+    let entry = edge.server("app", a.addr).await;
     assert_eq!(entry["last_check"]["result"], "503", "{entry}");
 }
 
@@ -398,15 +321,9 @@ async fn an_http_check_passes_only_on_an_expected_status() {
     let strict = Origin::text("strict").await;
     let plain = Origin::text("plain").await;
     let edge = Edge::start(
-        r#"
-[edge]
-listen = ["{edge}"]
-threads = 2
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
+        &edge_config(
+            2,
+            r#"
 [[pools]]
 name = "app"
 servers = ["{strict}"]
@@ -437,6 +354,7 @@ name = "all"
 match = { path_prefix = "/" }
 pool = "app"
 "#,
+        ),
         &[
             ("strict", strict.addr.to_string()),
             ("plain", plain.addr.to_string()),
@@ -456,10 +374,10 @@ pool = "app"
         "a 200 never passes a check expecting 204: {observed:?}"
     );
     assert!(strict.requests_to(HEALTHZ) >= 2);
-    let entry = server(&edge, strict.addr).await;
+    let entry = edge.server("app", strict.addr).await;
     assert_eq!(entry["last_check"]["ok"], false, "{entry}");
     assert_eq!(
-        healthy(&edge.metrics().await, strict.addr),
+        healthy(&edge.metrics().await, "app", strict.addr),
         Some(0.0),
         "{entry}"
     );
@@ -472,18 +390,14 @@ pool = "app"
     assert_eq!(entry["last_check"]["ok"], true, "{entry}");
     let metrics = edge.metrics().await;
     assert_eq!(
-        sample(
-            &metrics,
-            "holdfast_upstream_healthy",
-            &[("pool", "plain"), ("server", &plain.addr.to_string())]
-        ),
+        healthy(&metrics, "plain", plain.addr),
         Some(1.0),
         "{metrics}"
     );
 
     // The spec's `last_check.result`: the status answered ("200"), or an error text when
     // there was no answer.
-    let entry = server(&edge, strict.addr).await;
+    let entry = edge.server("app", strict.addr).await;
     assert_eq!(entry["last_check"]["result"], "200", "{entry}");
 }
 
@@ -500,12 +414,12 @@ async fn a_tcp_check_against_a_dead_port_turns_the_server_down() {
     wait_health(&edge, dead, "down").await;
     wait_health(&edge, one.addr, "up").await;
     wait_health(&edge, two.addr, "up").await;
-    let entry = server(&edge, dead).await;
+    let entry = edge.server("app", dead).await;
     assert_eq!(entry["last_check"]["ok"], false, "{entry}");
     let metrics = edge.metrics().await;
-    assert_eq!(healthy(&metrics, dead), Some(0.0), "{metrics}");
-    assert_eq!(healthy(&metrics, one.addr), Some(1.0), "{metrics}");
-    assert_eq!(healthy(&metrics, two.addr), Some(1.0), "{metrics}");
+    assert_eq!(healthy(&metrics, "app", dead), Some(0.0), "{metrics}");
+    assert_eq!(healthy(&metrics, "app", one.addr), Some(1.0), "{metrics}");
+    assert_eq!(healthy(&metrics, "app", two.addr), Some(1.0), "{metrics}");
     assert_eq!(
         one.requests() + two.requests(),
         0,
@@ -521,16 +435,7 @@ async fn a_tcp_check_against_a_dead_port_turns_the_server_down() {
     assert_eq!(one.requests() + two.requests(), 12);
     let metrics = edge.metrics().await;
     assert_eq!(
-        sample(
-            &metrics,
-            "holdfast_upstream_errors_total",
-            &[
-                ("pool", "app"),
-                ("server", &dead.to_string()),
-                ("kind", "connect")
-            ],
-        )
-        .unwrap_or(0.0),
+        connect_errors(&metrics, "app", dead),
         0.0,
         "no request was sent to the down server:\n{metrics}"
     );
@@ -545,15 +450,9 @@ async fn http_checks_send_the_path_and_the_host() {
         Origin::text("c").await,
     );
     let edge = Edge::start(
-        r#"
-[edge]
-listen = ["{edge}"]
-threads = 2
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
+        &edge_config(
+            2,
+            r#"
 [[pools]]
 name = "a"
 servers = ["{a}"]
@@ -595,6 +494,7 @@ name = "a"
 match = { path_prefix = "/" }
 pool = "a"
 "#,
+        ),
         &[
             ("a", a.addr.to_string()),
             ("b", b.addr.to_string()),
@@ -639,7 +539,7 @@ async fn without_health_checks_servers_are_only_checked_by_traffic() {
         let got = within_limit(get(&edge.url("/page"))).await;
         assert_eq!(got.status, 200);
     }
-    let entry = server(&edge, origin.addr).await;
+    let entry = edge.server("app", origin.addr).await;
     assert_eq!(entry["health"], "up", "{entry}");
     assert!(entry["last_check"].is_null(), "{entry}");
     assert_eq!(origin.requests(), 3, "no check requests");
@@ -650,10 +550,7 @@ async fn without_health_checks_servers_are_only_checked_by_traffic() {
 
 #[test]
 fn check_and_capacity_keys_are_validated_with_their_paths() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("edge.toml");
-    std::fs::write(
-        &file,
+    let stdout = check_errors_of(
         r#"
 [edge]
 listen = ["127.0.0.1:8080"]
@@ -706,18 +603,8 @@ name = "c"
 match = { path_prefix = "/" }
 pool = "c"
 "#,
-    )
-    .unwrap();
-    let (code, stdout, stderr) = holdfast_cmd(&[std::ffi::OsStr::new("check"), file.as_os_str()]);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(code, Some(1), "{stdout}");
-    let line = |key: &str| {
-        stdout
-            .lines()
-            .find(|l| l.contains(&format!(": {key}: ")))
-            .unwrap_or_else(|| panic!("no error at {key}:\n{stdout}"))
-            .to_owned()
-    };
+    );
+    let line = |key: &str| error_at(&stdout, key);
     for key in [
         "pools[0].max_connections",
         "pools[0].panic_threshold",

@@ -11,14 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const EDGE: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 1
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
 [[pools]]
 name = "primary"
 servers = ["{origin}"]
@@ -32,7 +24,7 @@ pool = "primary"
 
 fn start(origin: std::net::SocketAddr, pool: &str) -> Edge {
     Edge::start(
-        EDGE,
+        &edge_config(1, EDGE),
         &[("origin", origin.to_string()), ("pool", pool.to_string())],
     )
 }

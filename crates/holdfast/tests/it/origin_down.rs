@@ -5,14 +5,6 @@
 use crate::support::*;
 
 const EDGE: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 1
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
 [[pools]]
 name = "down"
 servers = ["{down}"]
@@ -33,7 +25,10 @@ pool = "down"
 "#;
 
 fn start(down: std::net::SocketAddr, up: std::net::SocketAddr) -> Edge {
-    Edge::start(EDGE, &[("down", down.to_string()), ("up", up.to_string())])
+    Edge::start(
+        &edge_config(1, EDGE),
+        &[("down", down.to_string()), ("up", up.to_string())],
+    )
 }
 
 fn connect_errors(metrics: &str, pool: &str, server: std::net::SocketAddr) -> Option<f64> {

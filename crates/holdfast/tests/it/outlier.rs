@@ -15,38 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// "Returns at all": far above every configured timeout, far below "hangs".
-const LIMIT: Duration = Duration::from_secs(20);
-/// What stalling origins wait when they mean "forever" (they are dropped with the test).
-const FOREVER: Duration = Duration::from_secs(3600);
 /// An ejection that outlasts any test: the server stays out for the whole test.
 const LONG: &str = "base_ejection = \"1h\"\nmax_ejection = \"1h\"";
-
-const EDGE: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 1
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
-[[pools]]
-name = "app"
-servers = [{servers}]
-
-[pools.retry]
-{retry}
-
-[pools.outlier]
-{outlier}
-
-[[routes]]
-name = "all"
-match = { path_prefix = "/" }
-pool = "app"
-timeouts = {timeouts}
-"#;
 
 /// An edge with one pool "app" of `servers` (in that order), `retry` and `outlier` lines in
 /// its `[pools.retry]` and `[pools.outlier]` tables ("" for the defaults).
@@ -55,19 +25,12 @@ fn start(servers: &[SocketAddr], retry: &str, outlier: &str) -> Edge {
 }
 
 fn start_with_timeouts(servers: &[SocketAddr], retry: &str, outlier: &str, timeouts: &str) -> Edge {
-    let servers = servers
-        .iter()
-        .map(|s| format!("\"{s}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Edge::start(
-        EDGE,
-        &[
-            ("servers", servers),
-            ("retry", retry.to_string()),
-            ("outlier", outlier.to_string()),
-            ("timeouts", timeouts.to_string()),
-        ],
+    let pool = format!("[pools.retry]\n{retry}\n\n[pools.outlier]\n{outlier}");
+    app_edge(
+        1,
+        &server_list(servers),
+        &pool,
+        &format!("timeouts = {timeouts}"),
     )
 }
 
@@ -76,11 +39,7 @@ const NO_RETRY: &str = "attempts = 0";
 
 /// The status of one GET through the edge.
 async fn get_status(edge: &Edge) -> u16 {
-    tokio::time::timeout(LIMIT, get(&edge.url("/page")))
-        .await
-        .expect("the edge did not answer within the limit")
-        .status
-        .as_u16()
+    within_limit(get(&edge.url("/page"))).await.status.as_u16()
 }
 
 /// The statuses of `n` sequential GETs.
@@ -123,11 +82,6 @@ async fn send_until(
     }
 }
 
-/// The `/status` entry of server `addr` of pool "app".
-async fn server(edge: &Edge, addr: SocketAddr) -> serde_json::Value {
-    server_status(&edge.status().await, "app", &addr.to_string())
-}
-
 /// `ejected_until` of a `/status` server entry, which must be an RFC 3339 time.
 fn ejected_until(entry: &serde_json::Value) -> SystemTime {
     let text = entry["ejected_until"]
@@ -147,43 +101,6 @@ fn assert_ejected(entry: &serde_json::Value, ejections: u64) {
     assert_eq!(entry["health"], "ejected", "{entry}");
     assert_eq!(entry["ejections"], ejections, "{entry}");
     ejected_until(entry);
-}
-
-/// `holdfast_upstream_ejections_total{pool="app",server=addr}`, 0 when not exported.
-fn ejections_total(metrics: &str, addr: SocketAddr) -> f64 {
-    sample(
-        metrics,
-        "holdfast_upstream_ejections_total",
-        &[("pool", "app"), ("server", &addr.to_string())],
-    )
-    .unwrap_or(0.0)
-}
-
-/// `holdfast_upstream_healthy{pool="app",server=addr}`; `None` when not exported.
-fn healthy(metrics: &str, addr: SocketAddr) -> Option<f64> {
-    sample(
-        metrics,
-        "holdfast_upstream_healthy",
-        &[("pool", "app"), ("server", &addr.to_string())],
-    )
-}
-
-fn connect_errors(metrics: &str, addr: SocketAddr) -> f64 {
-    sample(
-        metrics,
-        "holdfast_upstream_errors_total",
-        &[
-            ("pool", "app"),
-            ("server", &addr.to_string()),
-            ("kind", "connect"),
-        ],
-    )
-    .unwrap_or(0.0)
-}
-
-/// An origin answering every request with `code`.
-async fn answering(code: u16) -> Origin {
-    Origin::start(handler(move |_req| async move { status(code, "answer") })).await
 }
 
 /// An origin answering 503 while `failing` is set, 200 otherwise.
@@ -206,7 +123,7 @@ async fn switchable(failing: Arc<AtomicBool>) -> Origin {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_failing_in_a_row_is_ejected_and_gets_no_more_requests() {
     let one = Origin::text("one").await;
-    let bad = answering(503).await;
+    let bad = answering(503, "answer").await;
     let two = Origin::text("two").await;
     let edge = start(
         &[one.addr, bad.addr, two.addr],
@@ -221,7 +138,7 @@ async fn a_server_failing_in_a_row_is_ejected_and_gets_no_more_requests() {
         got.len() <= 6,
         "round robin reaches each server every 3: {got:?}"
     );
-    assert_up(&server(&edge, bad.addr).await, 0);
+    assert_up(&edge.server("app", bad.addr).await, 0);
 
     let (more, before, after) = send_until(&edge, || bad.requests(), 3, LIMIT).await;
     assert!(more.len() <= 3, "{more:?}");
@@ -234,7 +151,7 @@ async fn a_server_failing_in_a_row_is_ejected_and_gets_no_more_requests() {
     assert_eq!(count(&got, 200), got.len() - 3, "{got:?}");
 
     // The third failure ejected it.
-    let entry = server(&edge, bad.addr).await;
+    let entry = edge.server("app", bad.addr).await;
     assert_ejected(&entry, 1);
     let until = ejected_until(&entry);
     assert!(
@@ -242,7 +159,7 @@ async fn a_server_failing_in_a_row_is_ejected_and_gets_no_more_requests() {
         "ejected for base_ejection (1h): {entry}"
     );
     for good in [one.addr, two.addr] {
-        assert_up(&server(&edge, good).await, 0);
+        assert_up(&edge.server("app", good).await, 0);
     }
 
     let (one_before, two_before) = (one.requests(), two.requests());
@@ -257,14 +174,14 @@ async fn a_server_failing_in_a_row_is_ejected_and_gets_no_more_requests() {
     assert!(one.requests() > one_before && two.requests() > two_before);
 
     let metrics = edge.metrics().await;
-    assert_eq!(ejections_total(&metrics, bad.addr), 1.0, "{metrics}");
-    assert_eq!(healthy(&metrics, bad.addr), Some(0.0), "{metrics}");
+    assert_eq!(ejections_total(&metrics, "app", bad.addr), 1.0, "{metrics}");
+    assert_eq!(healthy(&metrics, "app", bad.addr), Some(0.0), "{metrics}");
     for good in [one.addr, two.addr] {
-        assert_eq!(ejections_total(&metrics, good), 0.0, "{metrics}");
-        assert_eq!(healthy(&metrics, good), Some(1.0), "{metrics}");
+        assert_eq!(ejections_total(&metrics, "app", good), 0.0, "{metrics}");
+        assert_eq!(healthy(&metrics, "app", good), Some(1.0), "{metrics}");
     }
     // Still ejected after all those requests.
-    assert_ejected(&server(&edge, bad.addr).await, 1);
+    assert_ejected(&edge.server("app", bad.addr).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,15 +214,19 @@ async fn a_success_resets_the_count() {
     );
     assert_eq!(good.requests(), 20);
     assert_eq!(count(&got, 503), 10, "{got:?}");
-    assert_up(&server(&edge, flaky.addr).await, 0);
+    assert_up(&edge.server("app", flaky.addr).await, 0);
     let metrics = edge.metrics().await;
-    assert_eq!(ejections_total(&metrics, flaky.addr), 0.0, "{metrics}");
-    assert_eq!(healthy(&metrics, flaky.addr), Some(1.0), "{metrics}");
+    assert_eq!(
+        ejections_total(&metrics, "app", flaky.addr),
+        0.0,
+        "{metrics}"
+    );
+    assert_eq!(healthy(&metrics, "app", flaky.addr), Some(1.0), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consecutive_failures_0_never_ejects() {
-    let bad = answering(503).await;
+    let bad = answering(503, "answer").await;
     let good = Origin::text("good").await;
     let edge = start(
         &[bad.addr, good.addr],
@@ -316,20 +237,20 @@ async fn consecutive_failures_0_never_ejects() {
     let got = statuses(&edge, 20).await;
     assert_eq!(bad.requests(), 10, "{got:?}");
     assert_eq!(count(&got, 503), 10, "{got:?}");
-    assert_up(&server(&edge, bad.addr).await, 0);
+    assert_up(&edge.server("app", bad.addr).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_is_five_failures_in_a_row() {
-    let bad = answering(503).await;
+    let bad = answering(503, "answer").await;
     let good = Origin::text("good").await;
     // No [pools.outlier] keys: 5 failures, 30s, at most 50% (1 of 2) ejected.
     let edge = start(&[bad.addr, good.addr], NO_RETRY, "");
 
     send_until(&edge, || bad.requests(), 4, LIMIT).await;
-    assert_up(&server(&edge, bad.addr).await, 0);
+    assert_up(&edge.server("app", bad.addr).await, 0);
     send_until(&edge, || bad.requests(), 5, LIMIT).await;
-    let entry = server(&edge, bad.addr).await;
+    let entry = edge.server("app", bad.addr).await;
     assert_ejected(&entry, 1);
 
     let got = statuses(&edge, 10).await;
@@ -372,7 +293,7 @@ async fn failing(kind: &str) -> (SocketAddr, Box<dyn std::any::Any + Send>) {
             (o.addr, Box::new(o))
         }
         code => {
-            let o = answering(code.parse().unwrap()).await;
+            let o = answering(code.parse().unwrap(), "answer").await;
             (o.addr, Box::new(o))
         }
     }
@@ -393,7 +314,7 @@ async fn every_kind_of_failure_counts() {
         // Round robin sends one of the first two requests to each server.
         let got = statuses(&edge, 2).await;
         assert_eq!(count(&got, 200), 1, "{kind}: {got:?}");
-        assert_ejected(&server(&edge, bad).await, 1);
+        assert_ejected(&edge.server("app", bad).await, 1);
 
         let got = statuses(&edge, 10).await;
         assert_eq!(
@@ -403,15 +324,23 @@ async fn every_kind_of_failure_counts() {
         );
         assert_eq!(good.requests(), 11, "{kind}");
         let metrics = edge.metrics().await;
-        assert_eq!(ejections_total(&metrics, bad), 1.0, "{kind}:\n{metrics}");
-        assert_eq!(healthy(&metrics, bad), Some(0.0), "{kind}:\n{metrics}");
+        assert_eq!(
+            ejections_total(&metrics, "app", bad),
+            1.0,
+            "{kind}:\n{metrics}"
+        );
+        assert_eq!(
+            healthy(&metrics, "app", bad),
+            Some(0.0),
+            "{kind}:\n{metrics}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_answers_are_not_failures() {
     for code in [500, 501, 505, 404, 429, 302] {
-        let other = answering(code).await;
+        let other = answering(code, "answer").await;
         let good = Origin::text("good").await;
         let edge = start(
             &[other.addr, good.addr],
@@ -422,15 +351,15 @@ async fn other_answers_are_not_failures() {
         let got = statuses(&edge, 10).await;
         assert_eq!(count(&got, code), 5, "{code}: {got:?}");
         assert_eq!(other.requests(), 5, "{code}");
-        assert_up(&server(&edge, other.addr).await, 0);
+        assert_up(&edge.server("app", other.addr).await, 0);
         let metrics = edge.metrics().await;
         assert_eq!(
-            ejections_total(&metrics, other.addr),
+            ejections_total(&metrics, "app", other.addr),
             0.0,
             "{code}:\n{metrics}"
         );
         assert_eq!(
-            healthy(&metrics, other.addr),
+            healthy(&metrics, "app", other.addr),
             Some(1.0),
             "{code}:\n{metrics}"
         );
@@ -442,8 +371,8 @@ async fn other_answers_are_not_failures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_ejection_percent_caps_how_many_are_ejected_at_once() {
     // floor(2 × 50%) = 1: the first server to fail is ejected, the second never is.
-    let a = answering(503).await;
-    let b = answering(503).await;
+    let a = answering(503, "answer").await;
+    let b = answering(503, "answer").await;
     let edge = start(
         &[a.addr, b.addr],
         NO_RETRY,
@@ -460,19 +389,31 @@ async fn max_ejection_percent_caps_how_many_are_ejected_at_once() {
     assert_eq!(first.requests(), 1, "ejected after its first failure");
     assert_eq!(second.requests(), 19, "the other keeps getting requests");
 
-    assert_ejected(&server(&edge, first.addr).await, 1);
-    assert_up(&server(&edge, second.addr).await, 0);
+    assert_ejected(&edge.server("app", first.addr).await, 1);
+    assert_up(&edge.server("app", second.addr).await, 0);
     let metrics = edge.metrics().await;
-    assert_eq!(ejections_total(&metrics, first.addr), 1.0, "{metrics}");
-    assert_eq!(ejections_total(&metrics, second.addr), 0.0, "{metrics}");
-    assert_eq!(healthy(&metrics, first.addr), Some(0.0), "{metrics}");
-    assert_eq!(healthy(&metrics, second.addr), Some(1.0), "{metrics}");
+    assert_eq!(
+        ejections_total(&metrics, "app", first.addr),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        ejections_total(&metrics, "app", second.addr),
+        0.0,
+        "{metrics}"
+    );
+    assert_eq!(healthy(&metrics, "app", first.addr), Some(0.0), "{metrics}");
+    assert_eq!(
+        healthy(&metrics, "app", second.addr),
+        Some(1.0),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_server_pool_never_ejects() {
     // floor(1 × 50%) = 0.
-    let only = answering(503).await;
+    let only = answering(503, "answer").await;
     let edge = start(
         &[only.addr],
         NO_RETRY,
@@ -482,10 +423,14 @@ async fn a_one_server_pool_never_ejects() {
     let got = statuses(&edge, 10).await;
     assert_eq!(count(&got, 503), 10, "{got:?}");
     assert_eq!(only.requests(), 10);
-    assert_up(&server(&edge, only.addr).await, 0);
+    assert_up(&edge.server("app", only.addr).await, 0);
     let metrics = edge.metrics().await;
-    assert_eq!(ejections_total(&metrics, only.addr), 0.0, "{metrics}");
-    assert_eq!(healthy(&metrics, only.addr), Some(1.0), "{metrics}");
+    assert_eq!(
+        ejections_total(&metrics, "app", only.addr),
+        0.0,
+        "{metrics}"
+    );
+    assert_eq!(healthy(&metrics, "app", only.addr), Some(1.0), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -505,7 +450,7 @@ async fn with_every_server_ejected_requests_still_go_out() {
         "the edge answers 502, it does not hang: {got:?}"
     );
     for addr in [a, b] {
-        let entry = server(&edge, addr).await;
+        let entry = edge.server("app", addr).await;
         assert_eq!(entry["health"], "ejected", "{entry}");
         assert!(
             entry["ejections"].as_u64().is_some_and(|n| n >= 1),
@@ -515,12 +460,12 @@ async fn with_every_server_ejected_requests_still_go_out() {
     }
     let metrics = edge.metrics().await;
     assert_eq!(
-        connect_errors(&metrics, a) + connect_errors(&metrics, b),
+        connect_errors(&metrics, "app", a) + connect_errors(&metrics, "app", b),
         10.0,
         "every request was tried on a server:\n{metrics}"
     );
     for addr in [a, b] {
-        assert_eq!(healthy(&metrics, addr), Some(0.0), "{metrics}");
+        assert_eq!(healthy(&metrics, "app", addr), Some(0.0), "{metrics}");
     }
 }
 
@@ -538,36 +483,36 @@ async fn an_ejected_server_comes_back_when_its_time_is_up() {
     );
 
     send_until(&edge, || bad.requests(), 1, LIMIT).await;
-    assert_ejected(&server(&edge, bad.addr).await, 1);
+    assert_ejected(&edge.server("app", bad.addr).await, 1);
 
     // It answers again; once its second is up the balancer picks it again.
     failing.store(false, Ordering::SeqCst);
     send_until(&edge, || bad.requests(), 2, Duration::from_secs(10)).await;
-    assert_up(&server(&edge, bad.addr).await, 1);
+    assert_up(&edge.server("app", bad.addr).await, 1);
     let metrics = edge.metrics().await;
-    assert_eq!(healthy(&metrics, bad.addr), Some(1.0), "{metrics}");
-    assert_eq!(ejections_total(&metrics, bad.addr), 1.0, "{metrics}");
+    assert_eq!(healthy(&metrics, "app", bad.addr), Some(1.0), "{metrics}");
+    assert_eq!(ejections_total(&metrics, "app", bad.addr), 1.0, "{metrics}");
 
     // Back in the rotation, and successes do not eject it.
     let before = bad.requests();
     let got = statuses(&edge, 10).await;
     assert_eq!(count(&got, 200), 10, "{got:?}");
     assert!(bad.requests() - before >= 3, "it takes its share again");
-    assert_up(&server(&edge, bad.addr).await, 1);
+    assert_up(&edge.server("app", bad.addr).await, 1);
 
     // A failure after that counts again: a second ejection.
     failing.store(true, Ordering::SeqCst);
     let n = bad.requests();
     send_until(&edge, || bad.requests(), n + 1, LIMIT).await;
-    assert_ejected(&server(&edge, bad.addr).await, 2);
+    assert_ejected(&edge.server("app", bad.addr).await, 2);
     let metrics = edge.metrics().await;
-    assert_eq!(ejections_total(&metrics, bad.addr), 2.0, "{metrics}");
-    assert_eq!(healthy(&metrics, bad.addr), Some(0.0), "{metrics}");
+    assert_eq!(ejections_total(&metrics, "app", bad.addr), 2.0, "{metrics}");
+    assert_eq!(healthy(&metrics, "app", bad.addr), Some(0.0), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_an_ejection_the_count_starts_again() {
-    let bad = answering(503).await;
+    let bad = answering(503, "answer").await;
     let good = Origin::text("good").await;
     let edge = start(
         &[bad.addr, good.addr],
@@ -576,23 +521,23 @@ async fn after_an_ejection_the_count_starts_again() {
     );
 
     send_until(&edge, || bad.requests(), 2, LIMIT).await;
-    assert_ejected(&server(&edge, bad.addr).await, 1);
+    assert_ejected(&edge.server("app", bad.addr).await, 1);
 
     // Back after 1s: one failure is not two in a row.
     send_until(&edge, || bad.requests(), 3, Duration::from_secs(10)).await;
-    assert_up(&server(&edge, bad.addr).await, 1);
+    assert_up(&edge.server("app", bad.addr).await, 1);
     let metrics = edge.metrics().await;
     assert_eq!(
-        healthy(&metrics, bad.addr),
+        healthy(&metrics, "app", bad.addr),
         Some(1.0),
         "up again, though its last answer failed:\n{metrics}"
     );
 
     // The second failure in a row ejects it again.
     send_until(&edge, || bad.requests(), 4, LIMIT).await;
-    assert_ejected(&server(&edge, bad.addr).await, 2);
+    assert_ejected(&edge.server("app", bad.addr).await, 2);
     let metrics = edge.metrics().await;
-    assert_eq!(healthy(&metrics, bad.addr), Some(0.0), "{metrics}");
+    assert_eq!(healthy(&metrics, "app", bad.addr), Some(0.0), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -611,7 +556,7 @@ async fn failures_in_panic_mode_do_not_count_after_the_ejection() {
     assert_eq!(count(&got, 502), 8, "{got:?}");
     let metrics = edge.metrics().await;
     assert_eq!(
-        connect_errors(&metrics, a) + connect_errors(&metrics, b),
+        connect_errors(&metrics, "app", a) + connect_errors(&metrics, "app", b),
         8.0,
         "{metrics}"
     );
@@ -626,11 +571,11 @@ async fn failures_in_panic_mode_do_not_count_after_the_ejection() {
     let got = statuses(&edge, 1).await;
     assert_eq!(got, [502]);
     for addr in [a, b] {
-        assert_up(&server(&edge, addr).await, 1);
+        assert_up(&edge.server("app", addr).await, 1);
     }
     let metrics = edge.metrics().await;
     assert_eq!(
-        connect_errors(&metrics, a) + connect_errors(&metrics, b),
+        connect_errors(&metrics, "app", a) + connect_errors(&metrics, "app", b),
         9.0,
         "{metrics}"
     );
@@ -652,7 +597,7 @@ fn assert_ejected_for(entry: &serde_json::Value, secs: u64, before: SystemTime, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_ejection_lasts_longer_up_to_max_ejection() {
     // 1s, then 2 × 1s, then 3 × 1s capped at 2s.
-    let bad = answering(503).await;
+    let bad = answering(503, "answer").await;
     let good = Origin::text("good").await;
     let edge = start(
         &[bad.addr, good.addr],
@@ -661,24 +606,24 @@ async fn each_ejection_lasts_longer_up_to_max_ejection() {
     );
 
     let (_, before, after) = send_until(&edge, || bad.requests(), 1, LIMIT).await;
-    let entry = server(&edge, bad.addr).await;
+    let entry = edge.server("app", bad.addr).await;
     assert_ejected(&entry, 1);
     assert_ejected_for(&entry, 1, before, after);
 
     // Back after 1s: its next request fails, and the second ejection is twice as long.
     let (_, before, after) = send_until(&edge, || bad.requests(), 2, Duration::from_secs(10)).await;
-    let entry = server(&edge, bad.addr).await;
+    let entry = edge.server("app", bad.addr).await;
     assert_ejected(&entry, 2);
     assert_ejected_for(&entry, 2, before, after);
 
     // The third would be 3s; max_ejection caps it at 2s.
     let (_, before, after) = send_until(&edge, || bad.requests(), 3, Duration::from_secs(10)).await;
-    let entry = server(&edge, bad.addr).await;
+    let entry = edge.server("app", bad.addr).await;
     assert_ejected(&entry, 3);
     assert_ejected_for(&entry, 2, before, after);
     assert_eq!(bad.requests(), 3, "one request per return");
     let metrics = edge.metrics().await;
-    assert_eq!(ejections_total(&metrics, bad.addr), 3.0, "{metrics}");
+    assert_eq!(ejections_total(&metrics, "app", bad.addr), 3.0, "{metrics}");
 }
 
 // --- retries ----------------------------------------------------------------------------
@@ -699,22 +644,22 @@ async fn retries_skip_an_ejected_server() {
     eventually("the dead server was tried", LIMIT, || async {
         let status = get_status(&edge).await;
         got.lock().unwrap().push(status);
-        connect_errors(&edge.metrics().await, dead) >= 1.0
+        connect_errors(&edge.metrics().await, "app", dead) >= 1.0
     })
     .await;
     let got = got.into_inner().unwrap();
     assert_eq!(count(&got, 200), got.len(), "{got:?}");
-    assert_ejected(&server(&edge, dead).await, 1);
+    assert_ejected(&edge.server("app", dead).await, 1);
 
     let got = statuses(&edge, 20).await;
     assert_eq!(count(&got, 200), 20, "{got:?}");
     let metrics = edge.metrics().await;
     assert_eq!(
-        connect_errors(&metrics, dead),
+        connect_errors(&metrics, "app", dead),
         1.0,
         "never tried again:\n{metrics}"
     );
-    assert_ejected(&server(&edge, dead).await, 1);
+    assert_ejected(&edge.server("app", dead).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -744,12 +689,12 @@ async fn a_retry_goes_to_an_available_server_not_an_ejected_one() {
         eventually("the dead server was tried", LIMIT, || async {
             let status = get_status(&edge).await;
             got.lock().unwrap().push(status);
-            connect_errors(&edge.metrics().await, dead) >= 1.0
+            connect_errors(&edge.metrics().await, "app", dead) >= 1.0
         })
         .await;
         let got = got.into_inner().unwrap();
         assert_eq!(count(&got, 200), got.len(), "{order}: {got:?}");
-        assert_ejected(&server(&edge, dead).await, 1);
+        assert_ejected(&edge.server("app", dead).await, 1);
 
         failing.store(true, Ordering::SeqCst);
         let (busy_before, good_before) = (busy.requests(), good.requests());
@@ -771,11 +716,11 @@ async fn a_retry_goes_to_an_available_server_not_an_ejected_one() {
         );
         let metrics = edge.metrics().await;
         assert_eq!(
-            connect_errors(&metrics, dead),
+            connect_errors(&metrics, "app", dead),
             1.0,
             "{order}: no retry went to the ejected server:\n{metrics}"
         );
-        assert_up(&server(&edge, busy.addr).await, 0);
-        assert_ejected(&server(&edge, dead).await, 1);
+        assert_up(&edge.server("app", busy.addr).await, 0);
+        assert_ejected(&edge.server("app", dead).await, 1);
     }
 }

@@ -13,20 +13,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
-/// "Answers at all": far above anything the edge should take here, far below the 60s read
-/// timeout a request waiting in the queue would be answered at.
-const LIMIT: Duration = Duration::from_secs(10);
-
-const EDGE: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 2
-access_log = "off"
-shutdown_grace = "1s"
-
-[admin]
-listen = "{admin}"
-
+/// The pools and routes of `start`'s edge; route "quick" (`/quick/`) has a 300ms read
+/// timeout.
+const POOLS: &str = r#"
 [[pools]]
 name = "app"
 servers = [{servers}]
@@ -56,62 +45,13 @@ pool = "app"
 /// An edge whose pool "app" has `servers` and the pool keys `limits`; `/other/` goes to a
 /// second, unlimited pool served by `other`.
 fn start(servers: &[SocketAddr], other: SocketAddr, limits: &str) -> Edge {
-    let servers: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
     Edge::start(
-        EDGE,
+        &edge_config_with(2, "shutdown_grace = \"1s\"", POOLS),
         &[
-            ("servers", servers.join(", ")),
+            ("servers", server_list(servers)),
             ("other", other.to_string()),
             ("limits", limits.to_string()),
         ],
-    )
-}
-
-async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no answer within {LIMIT:?}"))
-}
-
-/// A GET running on its own task, so the test can go on while it hangs.
-fn spawn_get(url: String) -> JoinHandle<Got> {
-    tokio::spawn(async move { get(&url).await })
-}
-
-/// Wait (bounded) until `origin` has seen `n` requests, then check it saw no more.
-async fn until_seen(origin: &Origin, n: usize) {
-    eventually(
-        &format!("the origin to see {n} requests"),
-        LIMIT,
-        || async { origin.requests() >= n },
-    )
-    .await;
-    assert_eq!(
-        origin.requests(),
-        n,
-        "the origin saw more than {n} requests"
-    );
-}
-
-/// The edge's own 503 for an overloaded pool, as an HTML page.
-fn assert_overload_page(got: &Got, retry_after: &str) {
-    assert_eq!(got.status, 503, "{}", got.text());
-    assert_eq!(got.header("retry-after"), Some(retry_after));
-    let content_type = got.header("content-type").unwrap_or_default();
-    assert!(content_type.starts_with("text/html"), "{content_type}");
-    let id = got.header("x-request-id").expect("a request id");
-    assert!(
-        got.text().contains(id),
-        "page names the request id {id}: {}",
-        got.text()
-    );
-}
-
-fn rejected(metrics: &str, pool: &str) -> Option<f64> {
-    sample(
-        metrics,
-        "holdfast_upstream_overload_rejected_total",
-        &[("pool", pool)],
     )
 }
 
@@ -136,14 +76,6 @@ async fn one_queued_one_turned_away(a: JoinHandle<Got>, b: JoinHandle<Got>) -> J
     waiting
 }
 
-async fn all_ok(requests: Vec<JoinHandle<Got>>, body: &str) {
-    for (i, r) in requests.into_iter().enumerate() {
-        let got = within("a request held at the origin", r).await.unwrap();
-        assert_eq!(got.status, 200, "request {i}: {}", got.text());
-        assert_eq!(got.text(), body, "request {i}");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_limit_is_a_503_at_once_that_never_reaches_the_origin() {
     let gate = Gate::new();
@@ -154,7 +86,7 @@ async fn over_the_limit_is_a_503_at_once_that_never_reaches_the_origin() {
     let hanging: Vec<_> = (0..10)
         .map(|i| spawn_get(edge.url(&format!("/hang/{i}"))))
         .collect();
-    until_seen(&origin, 10).await;
+    until_seen(&[&origin], 10).await;
 
     // The gate is still closed: this answer cannot have waited for a slot to free.
     let got = within("the 11th request", get(&edge.url("/eleventh"))).await;
@@ -175,14 +107,14 @@ async fn over_the_limit_is_a_503_at_once_that_never_reaches_the_origin() {
     assert_eq!(elsewhere.text(), "other");
 
     let metrics = edge.metrics().await;
-    assert_eq!(rejected(&metrics, "app"), Some(1.0), "{metrics}");
+    assert_eq!(overload_rejected(&metrics, "app"), Some(1.0), "{metrics}");
     assert!(
-        matches!(rejected(&metrics, "other"), None | Some(0.0)),
+        matches!(overload_rejected(&metrics, "other"), None | Some(0.0)),
         "{metrics}"
     );
 
     gate.open();
-    all_ok(hanging, "slow").await;
+    all_ok(hanging, &["slow"]).await;
     assert_eq!(origin.requests(), 10);
 
     // Every slot was given back when its response ended.
@@ -276,7 +208,7 @@ async fn a_queued_request_waits_for_a_slot_and_one_beyond_the_queue_is_turned_aw
     );
 
     let running = spawn_get(edge.url("/running"));
-    until_seen(&origin, 1).await;
+    until_seen(&[&origin], 1).await;
 
     // Two more: the queue takes one of them and the other is answered 503 at once.
     let waiting = one_queued_one_turned_away(
@@ -287,17 +219,17 @@ async fn a_queued_request_waits_for_a_slot_and_one_beyond_the_queue_is_turned_aw
     assert!(!running.is_finished(), "the first request still hangs");
     assert_eq!(origin.requests(), 1, "the queued request was not sent yet");
     let metrics = edge.metrics().await;
-    assert_eq!(rejected(&metrics, "app"), Some(1.0), "{metrics}");
+    assert_eq!(overload_rejected(&metrics, "app"), Some(1.0), "{metrics}");
 
     gate.open();
-    all_ok(vec![running, waiting], "slow").await;
+    all_ok(vec![running, waiting], &["slow"]).await;
     assert_eq!(
         origin.requests(),
         2,
         "the queued request was sent once a slot was free"
     );
     let metrics = edge.metrics().await;
-    assert_eq!(rejected(&metrics, "app"), Some(1.0), "{metrics}");
+    assert_eq!(overload_rejected(&metrics, "app"), Some(1.0), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,7 +245,7 @@ async fn a_queued_request_waits_at_most_the_read_timeout_then_gets_a_503() {
 
     // Held by the "app" route (read timeout 60s).
     let running = spawn_get(edge.url("/running"));
-    until_seen(&origin, 1).await;
+    until_seen(&[&origin], 1).await;
 
     // The "quick" route (read timeout 300ms) shares the pool: its request queues, then gives up.
     let started = Instant::now();
@@ -342,7 +274,7 @@ async fn a_queued_request_waits_at_most_the_read_timeout_then_gets_a_503() {
     .await;
 
     gate.open();
-    all_ok(vec![running, queued], "slow").await;
+    all_ok(vec![running, queued], &["slow"]).await;
     assert_eq!(origin.requests(), 2);
 }
 
@@ -357,7 +289,7 @@ async fn the_503_is_json_for_json_clients_and_carries_the_configured_retry_after
         "max_concurrent = 1\nretry_after = \"30s\"",
     );
     let running = spawn_get(edge.url("/running"));
-    until_seen(&origin, 1).await;
+    until_seen(&[&origin], 1).await;
 
     let got = within(
         "a JSON request over the limit",
@@ -382,7 +314,7 @@ async fn the_503_is_json_for_json_clients_and_carries_the_configured_retry_after
     assert_eq!(origin.requests(), 1);
 
     gate.open();
-    all_ok(vec![running], "slow").await;
+    all_ok(vec![running], &["slow"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -394,7 +326,7 @@ async fn a_burst_of_rejections_never_reaches_the_origin() {
     let hanging: Vec<_> = (0..10)
         .map(|i| spawn_get(edge.url(&format!("/hang/{i}"))))
         .collect();
-    until_seen(&origin, 10).await;
+    until_seen(&[&origin], 10).await;
 
     within("200 requests over the limit", async {
         for i in 0..200 {
@@ -411,10 +343,10 @@ async fn a_burst_of_rejections_never_reaches_the_origin() {
     );
     assert!(hanging.iter().all(|h| !h.is_finished()));
     let metrics = edge.metrics().await;
-    assert_eq!(rejected(&metrics, "app"), Some(200.0), "{metrics}");
+    assert_eq!(overload_rejected(&metrics, "app"), Some(200.0), "{metrics}");
 
     gate.open();
-    all_ok(hanging, "slow").await;
+    all_ok(hanging, &["slow"]).await;
     let after = within("a request after the burst", get(&edge.url("/after"))).await;
     assert_eq!(after.status, 200, "{}", after.text());
 }

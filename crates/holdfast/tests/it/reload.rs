@@ -9,14 +9,6 @@ use std::time::Duration;
 
 /// Two pools; `{pool}` picks the one the catch-all route uses.
 const TWO_POOLS: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 2
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
 [[pools]]
 name = "blue"
 servers = ["{blue}"]
@@ -31,6 +23,10 @@ match = { path_prefix = "/" }
 pool = "{pool}"
 "#;
 
+fn two_pools() -> String {
+    edge_config(2, TWO_POOLS)
+}
+
 fn vars(blue: &Origin, green: &Origin, pool: &str) -> Vec<(&'static str, String)> {
     vec![
         ("blue", blue.addr.to_string()),
@@ -43,11 +39,11 @@ fn vars(blue: &Origin, green: &Origin, pool: &str) -> Vec<(&'static str, String)
 async fn a_valid_reload_switches_the_pool_and_bumps_the_generation() {
     let blue = Origin::text("blue").await;
     let green = Origin::text("green").await;
-    let edge = Edge::start(TWO_POOLS, &vars(&blue, &green, "blue"));
+    let edge = Edge::start(&two_pools(), &vars(&blue, &green, "blue"));
     assert_eq!(get(&edge.url("/")).await.text(), "blue");
     assert_eq!(edge.status().await["config"]["generation"], 1);
 
-    edge.rewrite(TWO_POOLS, &vars(&blue, &green, "green"));
+    edge.rewrite(&two_pools(), &vars(&blue, &green, "green"));
     assert_eq!(edge.reload_applied(), 2);
     assert_eq!(get(&edge.url("/")).await.text(), "green");
     // A pooled keep-alive connection opened before the reload sees the new routing too.
@@ -58,7 +54,7 @@ async fn a_valid_reload_switches_the_pool_and_bumps_the_generation() {
         resp.into_body().collect().await.unwrap().to_bytes()
     };
     assert_eq!(ask().await, "green");
-    edge.rewrite(TWO_POOLS, &vars(&blue, &green, "blue"));
+    edge.rewrite(&two_pools(), &vars(&blue, &green, "blue"));
     assert_eq!(edge.reload_applied(), 3);
     assert_eq!(ask().await, "blue");
 
@@ -130,7 +126,7 @@ const BAD_FILES: &[Bad] = &[
 async fn a_rejected_reload_changes_nothing_and_says_where() {
     let blue = Origin::text("blue").await;
     let green = Origin::text("green").await;
-    let edge = Edge::start(TWO_POOLS, &vars(&blue, &green, "blue"));
+    let edge = Edge::start(&two_pools(), &vars(&blue, &green, "blue"));
     let good = std::fs::read_to_string(&edge.config_path).unwrap();
     let sha = edge.status().await["config"]["sha256"].clone();
     let file = edge.config_path.display().to_string();
@@ -171,7 +167,7 @@ async fn a_rejected_reload_changes_nothing_and_says_where() {
     assert_eq!(green.requests(), 0, "no rejected file was ever applied");
 
     // Fixed, the next reload applies as generation 2: rejections use no generation number.
-    edge.rewrite(TWO_POOLS, &vars(&blue, &green, "green"));
+    edge.rewrite(&two_pools(), &vars(&blue, &green, "green"));
     assert_eq!(edge.reload_applied(), 2);
     assert_eq!(get(&edge.url("/")).await.text(), "green");
     assert_eq!(edge.status().await["last_reload"]["result"], "applied");
@@ -181,7 +177,7 @@ async fn a_rejected_reload_changes_nothing_and_says_where() {
 async fn changing_listeners_or_threads_is_rejected_with_a_restart_hint() {
     let blue = Origin::text("blue").await;
     let green = Origin::text("green").await;
-    let edge = Edge::start(TWO_POOLS, &vars(&blue, &green, "blue"));
+    let edge = Edge::start(&two_pools(), &vars(&blue, &green, "blue"));
     let good = std::fs::read_to_string(&edge.config_path).unwrap();
     let other = dead_addr().to_string();
     let changes = [
@@ -225,7 +221,7 @@ async fn fifty_reloads_under_load_fail_no_request() {
 
     let blue = Origin::text("blue").await;
     let green = Origin::text("green").await;
-    let edge = Edge::start(TWO_POOLS, &vars(&blue, &green, "blue"));
+    let edge = Edge::start(&two_pools(), &vars(&blue, &green, "blue"));
     let url: http::Uri = edge.url("/load").parse().unwrap();
 
     let done = Arc::new(AtomicBool::new(false));
@@ -284,7 +280,7 @@ async fn fifty_reloads_under_load_fail_no_request() {
         )
         .await;
         let pool = if i % 2 == 1 { "green" } else { "blue" };
-        edge.rewrite(TWO_POOLS, &vars(&blue, &green, pool));
+        edge.rewrite(&two_pools(), &vars(&blue, &green, pool));
         assert_eq!(edge.reload_applied(), i + 1);
     }
     let floor = completed.load(Ordering::SeqCst) + BETWEEN_RELOADS;
@@ -374,7 +370,7 @@ async fn sighup_reloads_the_binary_and_sigterm_stops_it_cleanly() {
     let green = Origin::text("green").await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("edge.toml");
-    std::fs::write(&config, render(TWO_POOLS, &vars(&blue, &green, "blue"))).unwrap();
+    std::fs::write(&config, render(&two_pools(), &vars(&blue, &green, "blue"))).unwrap();
 
     let mut child = Child(
         std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
@@ -422,7 +418,7 @@ async fn sighup_reloads_the_binary_and_sigterm_stops_it_cleanly() {
     .await;
     assert_eq!(get(&format!("http://{http}/")).await.text(), "blue");
 
-    std::fs::write(&config, render(TWO_POOLS, &vars(&blue, &green, "green"))).unwrap();
+    std::fs::write(&config, render(&two_pools(), &vars(&blue, &green, "green"))).unwrap();
     signal(&child.0, "HUP");
     eventually(
         "generation 3 after the second SIGHUP",
@@ -433,7 +429,7 @@ async fn sighup_reloads_the_binary_and_sigterm_stops_it_cleanly() {
     assert_eq!(get(&format!("http://{http}/")).await.text(), "green");
 
     // A bad file on SIGHUP is rejected; the process keeps serving the last good one.
-    std::fs::write(&config, render(TWO_POOLS, &vars(&blue, &green, "red"))).unwrap();
+    std::fs::write(&config, render(&two_pools(), &vars(&blue, &green, "red"))).unwrap();
     signal(&child.0, "HUP");
     eventually(
         "a rejected reload after the third SIGHUP",
@@ -476,15 +472,8 @@ async fn sighup_reloads_the_binary_and_sigterm_stops_it_cleanly() {
     assert!(log.contains("holdfast stopped"), "{log}");
 }
 
-const ONE_WORKER: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 1
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
+/// One pool and one route, whose responses carry `{generation}` in `x-generation`.
+const GENERATION: &str = r#"
 [[pools]]
 name = "primary"
 servers = ["{origin}"]
@@ -505,7 +494,7 @@ async fn a_reload_keeps_origin_connections_and_server_counters() {
             ("generation", g.to_string()),
         ]
     };
-    let edge = Edge::start(ONE_WORKER, &vars("1"));
+    let edge = Edge::start(&edge_config(1, GENERATION), &vars("1"));
     for _ in 0..5 {
         assert_eq!(get(&edge.url("/")).await.status, 200);
     }
@@ -514,7 +503,7 @@ async fn a_reload_keeps_origin_connections_and_server_counters() {
     let before = server_status(&edge.status().await, "primary", &addr);
     assert_eq!(before["requests"], 5, "{before}");
 
-    edge.rewrite(ONE_WORKER, &vars("2"));
+    edge.rewrite(&edge_config(1, GENERATION), &vars("2"));
     let outcome = blocking(|| edge.reload());
     assert!(
         matches!(outcome, holdfast::ReloadOutcome::Applied { .. }),

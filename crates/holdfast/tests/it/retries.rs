@@ -10,33 +10,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-
-/// "Returns at all": far above every configured timeout and back-off, far below "hangs".
-const LIMIT: Duration = Duration::from_secs(20);
-/// What slow origins wait when they mean "forever" (they are dropped with the test).
-const FOREVER: Duration = Duration::from_secs(3600);
-
-const EDGE: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 2
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
-[[pools]]
-name = "app"
-servers = [{servers}]
-{retry}
-
-[[routes]]
-name = "all"
-match = { path_prefix = "/" }
-pool = "app"
-timeouts = {timeouts}
-"#;
+use std::time::Instant;
 
 /// An edge with one pool "app" of `servers` (in that order); `retry` is written after the
 /// pool (a `[pools.retry]` table, or "" for none).
@@ -45,35 +19,8 @@ fn start(servers: &[SocketAddr], retry: &str) -> Edge {
 }
 
 fn start_with_timeouts(servers: &[SocketAddr], retry: &str, timeouts: &str) -> Edge {
-    let servers = servers
-        .iter()
-        .map(|s| format!("\"{s}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Edge::start(
-        EDGE,
-        &[
-            ("servers", servers),
-            ("retry", retry.to_string()),
-            ("timeouts", timeouts.to_string()),
-        ],
-    )
-}
-
-async fn within_limit<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("the edge did not answer within the limit")
-}
-
-/// `holdfast_upstream_retries_total{pool="app",outcome=...}`, 0 when not exported.
-fn retries(metrics: &str, outcome: &str) -> f64 {
-    sample(
-        metrics,
-        "holdfast_upstream_retries_total",
-        &[("pool", "app"), ("outcome", outcome)],
-    )
-    .unwrap_or(0.0)
+    let route = format!("timeouts = {timeouts}");
+    app_edge(2, &server_list(servers), retry, &route)
 }
 
 /// `holdfast_upstream_retry_budget_exhausted_total{pool="app"}`, 0 when not exported.
@@ -84,34 +31,6 @@ fn budget_exhausted(metrics: &str) -> f64 {
         &[("pool", "app")],
     )
     .unwrap_or(0.0)
-}
-
-fn connect_errors(metrics: &str, server: SocketAddr) -> f64 {
-    sample(
-        metrics,
-        "holdfast_upstream_errors_total",
-        &[
-            ("pool", "app"),
-            ("server", &server.to_string()),
-            ("kind", "connect"),
-        ],
-    )
-    .unwrap_or(0.0)
-}
-
-/// An origin answering every request with `code` and `body`.
-async fn answering(code: u16, body: &'static str) -> Origin {
-    Origin::start(handler(move |_req| async move { status(code, body) })).await
-}
-
-/// An origin that reads a request head, then resets the connection (RST, no response).
-async fn resetting() -> RawOrigin {
-    RawOrigin::start(|mut c| async move {
-        c.read_head().await;
-        c.stream.set_zero_linger().unwrap();
-        drop(c);
-    })
-    .await
 }
 
 /// An origin that reads the whole request body, then answers 200 with its length.
@@ -171,14 +90,14 @@ async fn connect_failures_are_retried_on_the_other_server_by_default() {
     );
 
     let metrics = edge.metrics().await;
-    let succeeded = retries(&metrics, "succeeded");
+    let succeeded = retries(&metrics, "app", "succeeded");
     assert!(succeeded > 0.0, "retries are counted:\n{metrics}");
     assert_eq!(
         succeeded,
-        connect_errors(&metrics, dead),
+        connect_errors(&metrics, "app", dead),
         "one successful retry per refused connection:\n{metrics}"
     );
-    assert_eq!(retries(&metrics, "failed"), 0.0, "{metrics}");
+    assert_eq!(retries(&metrics, "app", "failed"), 0.0, "{metrics}");
     assert_eq!(budget_exhausted(&metrics), 0.0, "{metrics}");
 }
 
@@ -196,8 +115,8 @@ async fn without_retries_a_dead_server_costs_requests() {
     assert_eq!(live.requests(), count(&got, 200));
 
     let metrics = edge.metrics().await;
-    assert_eq!(retries(&metrics, "succeeded"), 0.0, "{metrics}");
-    assert_eq!(retries(&metrics, "failed"), 0.0, "{metrics}");
+    assert_eq!(retries(&metrics, "app", "succeeded"), 0.0, "{metrics}");
+    assert_eq!(retries(&metrics, "app", "failed"), 0.0, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,7 +132,7 @@ async fn connect_failures_are_retried_for_any_method() {
     assert_eq!(live.requests(), 10);
     assert!(live.seen.lock().unwrap().iter().all(|s| s.method == "POST"));
     let metrics = edge.metrics().await;
-    assert!(retries(&metrics, "succeeded") > 0.0, "{metrics}");
+    assert!(retries(&metrics, "app", "succeeded") > 0.0, "{metrics}");
 }
 
 // --- resets -----------------------------------------------------------------------------
@@ -232,7 +151,7 @@ async fn a_reset_before_the_response_head_is_retried_for_a_get() {
         "the resetting server was tried"
     );
     let metrics = edge.metrics().await;
-    assert!(retries(&metrics, "succeeded") > 0.0, "{metrics}");
+    assert!(retries(&metrics, "app", "succeeded") > 0.0, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,7 +187,7 @@ async fn a_request_with_a_body_is_not_retried_after_a_reset() {
         "the other server saw only POSTs sent to it first, no retried ones"
     );
     let metrics = edge.metrics().await;
-    assert_eq!(retries(&metrics, "succeeded"), 0.0, "{metrics}");
+    assert_eq!(retries(&metrics, "app", "succeeded"), 0.0, "{metrics}");
 }
 
 // --- timeouts ---------------------------------------------------------------------------
@@ -316,7 +235,7 @@ async fn a_listed_status_is_retried_on_the_other_server() {
 
     let metrics = edge.metrics().await;
     assert_eq!(
-        retries(&metrics, "succeeded"),
+        retries(&metrics, "app", "succeeded"),
         busy.requests() as f64,
         "one successful retry per 503:\n{metrics}"
     );
@@ -424,7 +343,7 @@ backoff = "1ms"
     let metrics = edge.metrics().await;
     assert!(budget_exhausted(&metrics) > 0.0, "{metrics}");
     assert_eq!(
-        retries(&metrics, "succeeded") + retries(&metrics, "failed"),
+        retries(&metrics, "app", "succeeded") + retries(&metrics, "app", "failed"),
         retried as f64,
         "one count per retry attempt:\n{metrics}"
     );
@@ -454,12 +373,12 @@ async fn each_retry_attempt_is_counted() {
     }
     let metrics = edge.metrics().await;
     assert_eq!(
-        retries(&metrics, "succeeded") + retries(&metrics, "failed"),
+        retries(&metrics, "app", "succeeded") + retries(&metrics, "app", "failed"),
         10.0,
         "two retries for each of five requests:\n{metrics}"
     );
     assert!(
-        retries(&metrics, "failed") >= 5.0,
+        retries(&metrics, "app", "failed") >= 5.0,
         "the first retry's response was not returned:\n{metrics}"
     );
     assert_eq!(budget_exhausted(&metrics), 0.0, "{metrics}");
@@ -496,7 +415,7 @@ async fn a_one_server_pool_does_not_retry_on_that_server() {
     assert_eq!(flaky.requests(), 6, "each request was tried once");
     let metrics = edge.metrics().await;
     assert_eq!(
-        retries(&metrics, "succeeded") + retries(&metrics, "failed"),
+        retries(&metrics, "app", "succeeded") + retries(&metrics, "app", "failed"),
         0.0,
         "{metrics}"
     );
@@ -523,10 +442,10 @@ async fn attempts_stop_when_every_server_was_tried() {
     assert_eq!(b.requests(), 5, "each request tried both servers once");
     let metrics = edge.metrics().await;
     assert_eq!(
-        retries(&metrics, "failed"),
+        retries(&metrics, "app", "failed"),
         5.0,
         "one retry per request, and it failed too:\n{metrics}"
     );
-    assert_eq!(retries(&metrics, "succeeded"), 0.0, "{metrics}");
+    assert_eq!(retries(&metrics, "app", "succeeded"), 0.0, "{metrics}");
     assert_eq!(budget_exhausted(&metrics), 0.0, "{metrics}");
 }

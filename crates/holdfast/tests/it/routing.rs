@@ -3,14 +3,6 @@
 use crate::support::*;
 
 const ROUTES: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 1
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
 [[pools]]
 name = "api"
 servers = ["{api}"]
@@ -45,7 +37,7 @@ async fn host_and_prefix_pick_the_first_matching_route() {
     let www = Origin::text("www").await;
     let wild = Origin::text("wild").await;
     let edge = Edge::start(
-        ROUTES,
+        &edge_config(1, ROUTES),
         &[
             ("api", api.addr.to_string()),
             ("www", www.addr.to_string()),
@@ -68,7 +60,7 @@ async fn host_and_prefix_pick_the_first_matching_route() {
 async fn no_matching_route_is_a_404_page_from_the_edge() {
     let api = Origin::text("api").await;
     let edge = Edge::start(
-        ROUTES,
+        &edge_config(1, ROUTES),
         &[
             ("api", api.addr.to_string()),
             ("www", dead_addr().to_string()),

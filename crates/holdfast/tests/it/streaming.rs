@@ -11,24 +11,12 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 
-const LIMIT: Duration = Duration::from_secs(20);
 const BIG: usize = 8 << 20;
 
 const EDGE: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 1
-access_log = "off"
-h2c = {h2c}
-shutdown_grace = "1s"
-
-[admin]
-listen = "{admin}"
-
 [[pools]]
 name = "primary"
 servers = ["{origin}"]
@@ -41,19 +29,13 @@ pool = "primary"
 
 fn start_with(origin: std::net::SocketAddr, h2c: bool) -> Edge {
     Edge::start(
-        EDGE,
+        &edge_config_with(1, "h2c = {h2c}\nshutdown_grace = \"1s\"", EDGE),
         &[("origin", origin.to_string()), ("h2c", h2c.to_string())],
     )
 }
 
 fn start(origin: std::net::SocketAddr) -> Edge {
     start_with(origin, false)
-}
-
-async fn within_limit<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("no answer within the limit")
 }
 
 /// Echoes the request body back.

@@ -59,23 +59,7 @@ impl Origin {
                     _ = &mut stopped => break,
                 };
                 conns2.fetch_add(1, Ordering::SeqCst);
-                let handler = handler.clone();
-                let seen = seen2.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        seen.lock().unwrap().push(Seen {
-                            method: req.method().clone(),
-                            uri: req.uri().clone(),
-                            version: req.version(),
-                            headers: req.headers().clone(),
-                        });
-                        let fut = handler(req);
-                        async move { Ok::<_, Infallible>(fut.await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                        .await;
-                });
+                tokio::spawn(serve_recorded(stream, handler.clone(), seen2.clone()));
             }
         });
         Origin {
@@ -110,6 +94,27 @@ impl Origin {
             let _ = s.send(());
         }
     }
+}
+
+/// Serve one connection with `handler`, recording what is seen of each request in `seen`.
+async fn serve_recorded(
+    stream: tokio::net::TcpStream,
+    handler: Handler,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) {
+    let svc = service_fn(move |req: Request<Incoming>| {
+        seen.lock().unwrap().push(Seen {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+        });
+        let fut = handler(req);
+        async move { Ok::<_, Infallible>(fut.await) }
+    });
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+        .await;
 }
 
 impl Drop for Origin {
@@ -165,7 +170,17 @@ pub fn render(template: &str, vars: &[(&str, String)]) -> String {
 
 impl Edge {
     pub fn start(template: &str, vars: &[(&str, String)]) -> Edge {
+        Edge::start_in_dir(template, vars, |_| {})
+    }
+
+    /// `start`, with `files` first writing what the config refers to into its directory.
+    pub fn start_in_dir(
+        template: &str,
+        vars: &[(&str, String)],
+        files: impl FnOnce(&std::path::Path),
+    ) -> Edge {
         let dir = tempfile::tempdir().unwrap();
+        files(dir.path());
         let config_path = dir.path().join("edge.toml");
         std::fs::write(&config_path, render(template, vars)).unwrap();
         Edge::start_file(dir, config_path)
@@ -291,16 +306,48 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The basic one-pool, one-route file (the issue's example shape).
-pub const BASIC: &str = r#"
+// ---- Config templates ----
+
+/// A config template: the `[edge]` and `[admin]` tables every test edge starts with (both
+/// listeners on 127.0.0.1:0, through `{edge}` and `{admin}`; `threads` workers; no access
+/// log), then `rest`, its pools and routes.
+pub fn edge_config(threads: u32, rest: &str) -> String {
+    edge_config_with(threads, "", rest)
+}
+
+/// `edge_config` with the keys `edge_keys` added to `[edge]`.
+pub fn edge_config_with(threads: u32, edge_keys: &str, rest: &str) -> String {
+    format!(
+        r#"
 [edge]
-listen = ["{edge}"]
-threads = 2
+listen = ["{{edge}}"]
+threads = {threads}
 access_log = "off"
+{edge_keys}
 
 [admin]
-listen = "{admin}"
+listen = "{{admin}}"
+{rest}"#
+    )
+}
 
+/// `addrs` as the entries of a TOML array, in that order: `"127.0.0.1:1", "127.0.0.1:2"`.
+pub fn server_list(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The basic file (the issue's example shape), two workers: one pool "primary" of `{origin}`
+/// and one route "all" sending everything to it.
+pub fn basic() -> String {
+    edge_config(2, BASIC_POOL)
+}
+
+/// The pools and routes of `basic`.
+pub const BASIC_POOL: &str = r#"
 [[pools]]
 name = "primary"
 servers = ["{origin}"]
@@ -310,6 +357,157 @@ name = "all"
 match = { path_prefix = "/" }
 pool = "primary"
 "#;
+
+/// The pools and routes of an edge with one pool "app" of `{servers}` (the entries of its
+/// `servers` array) and one route "all" sending everything to it; `{pool}` follows the
+/// pool's `servers` line (pool keys first, then its `[pools.*]` tables), `{route}` the
+/// route's `pool` line.
+pub const APP_POOL: &str = r#"
+[[pools]]
+name = "app"
+servers = [{servers}]
+{pool}
+
+[[routes]]
+name = "all"
+match = { path_prefix = "/" }
+pool = "app"
+{route}
+"#;
+
+/// The values for `APP_POOL`: `servers` as written in the array (see `server_list`), and
+/// the lines added to the pool and to the route ("" for none).
+pub fn app_vars(servers: &str, pool: &str, route: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("servers", servers.to_owned()),
+        ("pool", pool.to_owned()),
+        ("route", route.to_owned()),
+    ]
+}
+
+/// An edge with `threads` workers and `APP_POOL`, filled in as `app_vars` says.
+pub fn app_edge(threads: u32, servers: &str, pool: &str, route: &str) -> Edge {
+    Edge::start(
+        &edge_config(threads, APP_POOL),
+        &app_vars(servers, pool, route),
+    )
+}
+
+/// The pools and routes of an edge whose route "site" fails over from pool "primary" (of
+/// `{primary}`) to pool "secondary" (of `{secondary}`), both written as the entries of a
+/// `servers` array; `{primary_extra}` and `{secondary_extra}` follow each pool's `servers`
+/// line, `{route}` the route's `pools` line.
+pub const CHAIN: &str = r#"
+[[pools]]
+name = "primary"
+servers = [{primary}]
+{primary_extra}
+
+[[pools]]
+name = "secondary"
+servers = [{secondary}]
+{secondary_extra}
+
+[[routes]]
+name = "site"
+match = { path_prefix = "/" }
+pools = ["primary", "secondary"]
+{route}
+"#;
+
+/// The values for `CHAIN`.
+pub fn chain_vars(
+    primary: &[SocketAddr],
+    primary_extra: &str,
+    secondary: &[SocketAddr],
+    secondary_extra: &str,
+    route: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("primary", server_list(primary)),
+        ("primary_extra", primary_extra.to_owned()),
+        ("secondary", server_list(secondary)),
+        ("secondary_extra", secondary_extra.to_owned()),
+        ("route", route.to_owned()),
+    ]
+}
+
+/// Active checks on `HEALTHZ` every 50ms, two results in a row to change state.
+pub const QUICK_CHECKS: &str = r#"
+[pools.health]
+path = "/healthz"
+interval = "50ms"
+healthy_after = 2
+unhealthy_after = 2
+"#;
+
+/// Passive ejections that end within a second, so that coming back is up to the checks.
+pub const SHORT_EJECTIONS: &str = r#"
+[pools.outlier]
+base_ejection = "1s"
+max_ejection = "1s"
+"#;
+
+// ---- Limits and waits ----
+
+/// "Returns at all", and the longest wait for a state the tests wait for (a health verdict,
+/// a chain's choice, requests reaching an origin): far above every timeout, back-off and
+/// check interval the tests configure, far below "hangs", and below the 60s read timeout a
+/// request waiting for a busy origin would be answered at.
+pub const LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// What stalling origins wait when they mean "forever" (they are dropped with the test).
+pub const FOREVER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// `f`, which must finish within `LIMIT`; `what` names it if it does not.
+pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {LIMIT:?}"))
+}
+
+/// An answer from the edge, which must come within `LIMIT`.
+pub async fn within_limit<T>(f: impl Future<Output = T>) -> T {
+    within("the edge", f).await
+}
+
+/// A GET running on its own task, so the test can go on while it hangs.
+pub fn spawn_get(url: String) -> tokio::task::JoinHandle<Got> {
+    tokio::spawn(async move { get(&url).await })
+}
+
+/// `spawn_get` with request headers.
+pub fn spawn_get_with(
+    url: String,
+    headers: &'static [(&'static str, &'static str)],
+) -> tokio::task::JoinHandle<Got> {
+    tokio::spawn(async move { get_with(&url, headers).await })
+}
+
+/// Every request answered (within `LIMIT`) 200 with one of `bodies`; their bodies.
+pub async fn all_ok(requests: Vec<tokio::task::JoinHandle<Got>>, bodies: &[&str]) -> Vec<String> {
+    let mut got_bodies = Vec::new();
+    for (i, r) in requests.into_iter().enumerate() {
+        let got = within(&format!("request {i}"), r).await.unwrap();
+        assert_eq!(got.status, 200, "request {i}: {}", got.text());
+        let body = got.text();
+        assert!(bodies.contains(&body.as_str()), "request {i}: {body}");
+        got_bodies.push(body);
+    }
+    got_bodies
+}
+
+/// Wait (bounded) until `origins` have seen `n` requests in all, then check they saw no more.
+pub async fn until_seen(origins: &[&Origin], n: usize) {
+    let seen = || origins.iter().map(|o| o.requests()).sum::<usize>();
+    eventually(
+        &format!("the origins to see {n} requests"),
+        LIMIT,
+        || async { seen() >= n },
+    )
+    .await;
+    assert_eq!(seen(), n, "the origins saw more than {n} requests");
+}
 
 // ---- Helpers for reload, admin, check, TLS and access-log tests ----
 
@@ -878,22 +1076,7 @@ impl Killable {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (handler, seen) = (handler.clone(), seen.clone());
-                let conn = tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        seen.lock().unwrap().push(Seen {
-                            method: req.method().clone(),
-                            uri: req.uri().clone(),
-                            version: req.version(),
-                            headers: req.headers().clone(),
-                        });
-                        let fut = handler(req);
-                        async move { Ok::<_, Infallible>(fut.await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
+                let conn = tokio::spawn(serve_recorded(stream, handler.clone(), seen.clone()));
                 connections.lock().unwrap().push(conn);
             }
         }));
@@ -961,4 +1144,134 @@ pub fn route_status(status: &serde_json::Value, name: &str) -> serde_json::Value
         .find(|r| r["name"] == name)
         .cloned()
         .unwrap_or_else(|| panic!("no route {name:?} in {status}"))
+}
+
+/// The pool route `route` last chose for a request (`active` on `/status`).
+pub async fn active_pool(edge: &Edge, route: &str) -> String {
+    let route = route_status(&edge.status().await, route);
+    route["active"]
+        .as_str()
+        .unwrap_or_else(|| panic!("active is not a string: {route}"))
+        .to_owned()
+}
+
+impl Edge {
+    /// The `/status` entry of server `addr` of pool `pool`.
+    pub async fn server(&self, pool: &str, addr: SocketAddr) -> serde_json::Value {
+        server_status(&self.status().await, pool, &addr.to_string())
+    }
+}
+
+// ---- Origins that fail ----
+
+/// An origin answering every request with `code` and `body`.
+pub async fn answering(code: u16, body: &'static str) -> Origin {
+    Origin::start(handler(move |_req| async move { status(code, body) })).await
+}
+
+/// An origin that reads a request head, then resets the connection (RST, no response),
+/// with whatever part of a body it was sent unread.
+pub async fn resetting() -> RawOrigin {
+    RawOrigin::start(|mut c| async move {
+        c.read_head().await;
+        c.stream.set_zero_linger().unwrap();
+        drop(c);
+    })
+    .await
+}
+
+// ---- Metrics (Prometheus text from `Edge::metrics`) ----
+
+/// `holdfast_upstream_errors_total{pool,server=addr,kind="connect"}`, 0 when not exported.
+pub fn connect_errors(metrics: &str, pool: &str, addr: SocketAddr) -> f64 {
+    sample(
+        metrics,
+        "holdfast_upstream_errors_total",
+        &[
+            ("pool", pool),
+            ("server", &addr.to_string()),
+            ("kind", "connect"),
+        ],
+    )
+    .unwrap_or(0.0)
+}
+
+/// `holdfast_upstream_healthy{pool,server=addr}`; `None` when not exported.
+pub fn healthy(metrics: &str, pool: &str, addr: SocketAddr) -> Option<f64> {
+    sample(
+        metrics,
+        "holdfast_upstream_healthy",
+        &[("pool", pool), ("server", &addr.to_string())],
+    )
+}
+
+/// `holdfast_upstream_ejections_total{pool,server=addr}`, 0 when not exported.
+pub fn ejections_total(metrics: &str, pool: &str, addr: SocketAddr) -> f64 {
+    sample(
+        metrics,
+        "holdfast_upstream_ejections_total",
+        &[("pool", pool), ("server", &addr.to_string())],
+    )
+    .unwrap_or(0.0)
+}
+
+/// `holdfast_upstream_retries_total{pool,outcome}`, 0 when not exported.
+pub fn retries(metrics: &str, pool: &str, outcome: &str) -> f64 {
+    sample(
+        metrics,
+        "holdfast_upstream_retries_total",
+        &[("pool", pool), ("outcome", outcome)],
+    )
+    .unwrap_or(0.0)
+}
+
+/// `holdfast_upstream_overload_rejected_total{pool}`; `None` when not exported.
+pub fn overload_rejected(metrics: &str, pool: &str) -> Option<f64> {
+    sample(
+        metrics,
+        "holdfast_upstream_overload_rejected_total",
+        &[("pool", pool)],
+    )
+}
+
+/// The edge's own 503 for a pool or server with no room, as an HTML page naming the request
+/// id, with `Retry-After: retry_after`.
+pub fn assert_overload_page(got: &Got, retry_after: &str) {
+    assert_eq!(got.status, 503, "{}", got.text());
+    assert_eq!(got.header("retry-after"), Some(retry_after));
+    let content_type = got.header("content-type").unwrap_or_default();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let id = got.header("x-request-id").expect("a request id");
+    assert!(
+        got.text().contains(id),
+        "page names the request id {id}: {}",
+        got.text()
+    );
+}
+
+// ---- `holdfast check` ----
+
+/// `holdfast check FILE`, which must reject the file (exit 1) without a panic; its output.
+pub fn check_errors(file: &std::path::Path) -> String {
+    let (code, stdout, stderr) = holdfast_cmd(&[std::ffi::OsStr::new("check"), file.as_os_str()]);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(code, Some(1), "{stdout}");
+    stdout
+}
+
+/// `check_errors` of a file holding `text`.
+pub fn check_errors_of(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("edge.toml");
+    std::fs::write(&file, text).unwrap();
+    check_errors(&file)
+}
+
+/// The line of `check_errors` output that reports an error at `key`; fails if there is none.
+pub fn error_at(output: &str, key: &str) -> String {
+    output
+        .lines()
+        .find(|l| l.contains(&format!(": {key}: ")))
+        .unwrap_or_else(|| panic!("no error at {key}:\n{output}"))
+        .to_owned()
 }

@@ -8,21 +8,10 @@ use crate::support::*;
 use http_body_util::BodyExt;
 use std::time::Duration;
 
-/// "Returns at all": far above every configured timeout, far below "hangs".
-const LIMIT: Duration = Duration::from_secs(10);
-/// What slow origins wait when they mean "forever" (they are dropped with the test).
-const FOREVER: Duration = Duration::from_secs(3600);
+/// Edges stop within a second, though origins here never answer.
+const SHUTDOWN_GRACE: &str = "shutdown_grace = \"1s\"";
 
 const EDGE: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 1
-access_log = "off"
-shutdown_grace = "1s"
-
-[admin]
-listen = "{admin}"
-
 [[pools]]
 name = "primary"
 servers = ["{origin}"]
@@ -36,18 +25,12 @@ timeouts = {timeouts}
 
 fn start(origin: std::net::SocketAddr, timeouts: &str) -> Edge {
     Edge::start(
-        EDGE,
+        &edge_config_with(1, SHUTDOWN_GRACE, EDGE),
         &[
             ("origin", origin.to_string()),
             ("timeouts", timeouts.to_string()),
         ],
     )
-}
-
-async fn within_limit<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("the edge did not answer within the limit")
 }
 
 fn assert_origin_timeout_page(got: &Got) {
@@ -261,15 +244,6 @@ async fn connect_timeout_is_a_504_from_the_edge() {
 }
 
 const TLS_POOL: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 1
-access_log = "off"
-shutdown_grace = "1s"
-
-[admin]
-listen = "{admin}"
-
 [[pools]]
 name = "primary"
 servers = ["{origin}"]
@@ -292,7 +266,10 @@ async fn connect_timeout_bounds_a_tls_handshake_that_never_finishes() {
         c.read_to_end().await;
     })
     .await;
-    let edge = Edge::start(TLS_POOL, &[("origin", origin.addr.to_string())]);
+    let edge = Edge::start(
+        &edge_config_with(1, SHUTDOWN_GRACE, TLS_POOL),
+        &[("origin", origin.addr.to_string())],
+    );
     let got = within_limit(get(&edge.url("/"))).await;
     assert_origin_timeout_page(&got);
     assert_eq!(

@@ -87,16 +87,8 @@ impl Certs {
 }
 
 /// An edge whose files (certificates first, then the config) are written into a new folder.
-fn start_in_dir(template: &str, vars: &[(&str, String)], files: impl FnOnce(&Path)) -> Edge {
-    let dir = tempfile::tempdir().unwrap();
-    files(dir.path());
-    let config_path = dir.path().join("edge.toml");
-    std::fs::write(&config_path, render(template, vars)).unwrap();
-    Edge::start_file(dir, config_path)
-}
-
 fn tls_edge(certs: &Certs, origin: &Origin) -> Edge {
-    start_in_dir(TLS_EDGE, &[("origin", origin.addr.to_string())], |dir| {
+    Edge::start_in_dir(TLS_EDGE, &[("origin", origin.addr.to_string())], |dir| {
         certs.write(dir)
     })
 }
@@ -451,14 +443,6 @@ impl TlsOrigin {
 }
 
 const TLS_POOL: &str = r#"
-[edge]
-listen = ["{edge}"]
-threads = 1
-access_log = "off"
-
-[admin]
-listen = "{admin}"
-
 [[pools]]
 name = "secure"
 servers = ["{origin}"]
@@ -488,8 +472,8 @@ async fn a_tls_pool_verifies_the_origin_against_its_ca() {
     let ca = TestCa::new("Holdfast test CA");
     let stranger = TestCa::new("Some other CA");
     let origin = TlsOrigin::start(&ca.leaf(&["origin.test"]), &[b"h2", b"http/1.1"]).await;
-    let edge = start_in_dir(
-        TLS_POOL,
+    let edge = Edge::start_in_dir(
+        &edge_config(1, TLS_POOL),
         &pool_vars(&origin, "ca.pem", "origin.test", false),
         |dir| {
             std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
@@ -514,7 +498,10 @@ async fn a_tls_pool_verifies_the_origin_against_its_ca() {
         ),
     ];
     for (n, (what, ca_file, sni)) in refused.into_iter().enumerate() {
-        edge.rewrite(TLS_POOL, &pool_vars(&origin, ca_file, sni, false));
+        edge.rewrite(
+            &edge_config(1, TLS_POOL),
+            &pool_vars(&origin, ca_file, sni, false),
+        );
         assert_eq!(edge.reload_applied(), n as u64 + 2);
         let got = get_with(&edge.url("/"), &[("accept", "application/json")]).await;
         assert_eq!(got.status, 502, "{what}: {}", got.text());
@@ -545,8 +532,8 @@ async fn a_tls_pool_verifies_the_origin_against_its_ca() {
 async fn a_tls_pool_with_http2_speaks_h2_to_the_origin() {
     let ca = TestCa::new("Holdfast test CA");
     let origin = TlsOrigin::start(&ca.leaf(&["origin.test"]), &[b"h2", b"http/1.1"]).await;
-    let edge = start_in_dir(
-        TLS_POOL,
+    let edge = Edge::start_in_dir(
+        &edge_config(1, TLS_POOL),
         &pool_vars(&origin, "ca.pem", "origin.test", true),
         |dir| {
             std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
