@@ -1,2 +1,22 @@
-//! Bot scoring (to be written): request features, the feature file (`BotFeatures`, an
-//! artifact kind) and the scoring module (`BotModule`).
+//! Bot scoring: request features (`features`), a JA4H-style fingerprint (`ja4h`), the client
+//! request rate (`rate`), the feature file as an artifact kind (`file::BotFeatures`), the
+//! compiled model and its score (`model`), and the scoring module (`module::BotModule`).
+//!
+//! The feature file is untrusted input (R1): its capacity is checked against
+//! [`MAX_FEATURES`], the same constant the model is allocated with; a file that cannot be
+//! loaded is a rejection, never a panic, and a score is always 1..=99 or explicitly
+//! "unknown" (R6).
+
+pub mod features;
+pub mod file;
+pub mod ja4h;
+pub mod model;
+pub mod module;
+pub mod rate;
+
+pub use features::{Family, Feature, FeatureName, RequestFeatures};
+pub use file::{BotFeatures, MAX_ABS_BIAS, MAX_ABS_WEIGHT};
+pub use ja4h::{ja4h, Ja4hA};
+pub use model::{unknown_header, Full, Model, ModelBuilder, Score, MAX_FEATURES, SCORE_HEADER};
+pub use module::{BotModule, FixedModel, ModelSource};
+pub use rate::{RateTable, DEFAULT_WINDOW, RATE_SLOTS};
