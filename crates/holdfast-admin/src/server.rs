@@ -18,6 +18,9 @@ pub trait Backend: Send + Sync + 'static {
     fn reload(&self) -> ReloadOutcome;
     /// The metrics registry to expose.
     fn registry(&self) -> &prometheus::Registry;
+    /// The operator's kill switch: `enable` false disables module `name` whatever the config
+    /// says, true enables it again; persisted. `Err` is (status, message) for the response.
+    fn set_module(&self, name: &str, enable: bool) -> Result<serde_json::Value, (u16, String)>;
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -96,6 +99,7 @@ fn router(backend: Shared) -> Router {
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/reload", post(reload))
+        .route("/modules/{name}/{action}", post(module_switch))
         .with_state(backend)
 }
 
@@ -103,7 +107,8 @@ async fn index() -> Html<&'static str> {
     Html(
         "<!doctype html><title>Holdfast admin</title><h1>Holdfast admin</h1><ul>\
          <li><a href=\"/status\">/status</a> (JSON)</li><li><a href=\"/metrics\">/metrics</a></li>\
-         <li><a href=\"/health\">/health</a></li><li>POST /reload</li></ul>",
+         <li><a href=\"/health\">/health</a></li><li>POST /reload</li>\
+         <li>POST /modules/NAME/disable, /modules/NAME/enable</li></ul>",
     )
 }
 
@@ -136,6 +141,34 @@ async fn reload(State(b): State<Shared>) -> Response {
         Ok(o @ ReloadOutcome::Rejected { .. }) => {
             (StatusCode::UNPROCESSABLE_ENTITY, Json(o)).into_response()
         }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn module_switch(
+    State(b): State<Shared>,
+    axum::extract::Path((name, action)): axum::extract::Path<(String, String)>,
+) -> Response {
+    let enable = match action.as_str() {
+        "enable" => true,
+        "disable" => false,
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                "use POST /modules/NAME/enable or /modules/NAME/disable\n",
+            )
+                .into_response()
+        }
+    };
+    // Persisting the override writes a file: off the admin runtime.
+    let outcome = tokio::task::spawn_blocking(move || b.set_module(&name, enable)).await;
+    match outcome {
+        Ok(Ok(status)) => (StatusCode::OK, Json(status)).into_response(),
+        Ok(Err((code, message))) => (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+            format!("{message}\n"),
+        )
+            .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }

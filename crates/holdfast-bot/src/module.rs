@@ -31,6 +31,14 @@ impl ModelSource for FixedModel {
     }
 }
 
+/// The edge's source: the model the artifact pipeline has active (lock-free read).
+impl ModelSource for holdfast_artifact::Artifact<crate::BotFeatures> {
+    fn with_model<R>(&self, f: impl FnOnce(Option<&Model>) -> R) -> R {
+        let current = self.current();
+        f(current.as_deref().map(|active| &active.value))
+    }
+}
+
 impl<S: ModelSource> ModelSource for Arc<S> {
     fn with_model<R>(&self, f: impl FnOnce(Option<&Model>) -> R) -> R {
         (**self).with_model(f)

@@ -24,4 +24,8 @@ pub trait RequestModule: Send + Sync + 'static {
     /// Decide for one request. Must not block and must not panic (the runner catches a
     /// module's panics; this layer only maps verdicts to actions).
     fn apply(&self, req: &RequestView<'_>) -> ModuleAction;
+    /// What `/status` shows of it, if anything.
+    fn status(&self) -> Option<serde_json::Value> {
+        None
+    }
 }

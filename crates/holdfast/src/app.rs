@@ -36,12 +36,21 @@ pub struct Running {
 
 impl Running {
     pub fn start(source: ConfigSource) -> Result<Running, StartError> {
+        Running::start_with_modules(source, Vec::new())
+    }
+
+    /// `start`, with modules of the embedding program's own run after the configured ones
+    /// (tests use it for modules that misbehave on purpose).
+    pub fn start_with_modules(
+        source: ConfigSource,
+        extra_modules: Vec<Arc<dyn holdfast_proxy::RequestModule>>,
+    ) -> Result<Running, StartError> {
         let loaded = load(&source).map_err(StartError::Config)?;
         let config = Arc::clone(&loaded.config);
         let workers = config.edge.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
-        let controller = Arc::new(Controller::new(source, loaded, workers)?);
+        let controller = Arc::new(Controller::new(source, loaded, workers, extra_modules)?);
         let listeners = Listeners {
             plain: config.edge.listen.clone(),
             tls: config.edge.tls_listen.clone(),

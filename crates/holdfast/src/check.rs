@@ -29,3 +29,40 @@ pub fn check_file(path: &Path) -> Result<(), Vec<String>> {
             .collect()
     })
 }
+
+/// The artifact kinds `holdfast check --kind` knows.
+pub const ARTIFACT_KINDS: &[&str] =
+    &[<holdfast_bot::BotFeatures as holdfast_artifact::ArtifactKind>::NAME];
+
+/// `holdfast check --kind KIND FILE`: exactly the checks a running edge applies to the file
+/// (size, signature when a key is given, parse, schema, the consumer's semantic checks).
+/// `Ok` carries a one-line summary; `Err` the error as `FILE: reason: detail`.
+pub fn check_artifact(
+    kind: &str,
+    path: &Path,
+    public_key: Option<&str>,
+) -> Result<String, Vec<String>> {
+    let at = path.display();
+    let key = match public_key {
+        None => None,
+        Some(text) => Some(
+            holdfast_artifact::decode_public_key(text)
+                .map_err(|e| vec![format!("--public-key: {e}")])?,
+        ),
+    };
+    match kind {
+        "bot-features" => {
+            let model =
+                holdfast_artifact::check_file::<holdfast_bot::BotFeatures>(path, key.as_ref())
+                    .map_err(|r| vec![format!("{at}: {}: {r}", r.reason.label())])?;
+            Ok(format!(
+                "bot-features version {}, {} features",
+                model.version(),
+                model.entries()
+            ))
+        }
+        other => Err(vec![format!(
+            "--kind: unknown kind {other:?} (use \"config\" or one of {ARTIFACT_KINDS:?})"
+        )]),
+    }
+}

@@ -2,11 +2,12 @@
 //! builds the next `State` and swaps it in — or rejects it and keeps the active one. Reloads
 //! are serialised; the data path never waits for one. It is also the admin plane's `Backend`.
 
+use crate::modules::{ModuleHost, Prepared};
 use arc_swap::ArcSwap;
 use holdfast_admin::{Backend, ReloadOutcome};
 use holdfast_config::{AccessLog, Config};
 use holdfast_proxy::{
-    AccessLogTarget, AccessLogWriter, HealthChecker, Metrics, State, StateInputs,
+    AccessLogTarget, AccessLogWriter, HealthChecker, Metrics, RequestModule, State, StateInputs,
 };
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use serde_json::json;
@@ -132,6 +133,8 @@ pub(crate) struct Controller {
     pub(crate) listeners: Mutex<serde_json::Value>,
     /// Runs the active health checks of the current state's pools, off the data path.
     health: HealthChecker,
+    /// The modules and their artifacts, kept across reloads.
+    modules: ModuleHost,
 }
 
 impl Controller {
@@ -139,6 +142,7 @@ impl Controller {
         source: ConfigSource,
         loaded: Loaded,
         workers: usize,
+        extra_modules: Vec<Arc<dyn RequestModule>>,
     ) -> Result<Controller, crate::app::StartError> {
         use crate::app::StartError;
         let registry = Registry::new();
@@ -175,23 +179,27 @@ impl Controller {
             )
             .map_err(|e| StartError::Io("edge.access_log".into(), e))?,
         );
-        let state = State::build(StateInputs {
-            config: Arc::clone(&loaded.config),
-            generation: 1,
-            metrics: Arc::clone(&metrics),
-            access_log: Some(Arc::clone(&access_log)),
-            workers,
-            modules: Vec::new(),
-            previous: None,
-        })
-        .map_err(|errors| {
+        let config_errors = |errors: Vec<holdfast_config::ConfigError>| {
             StartError::Config(
                 errors
                     .iter()
                     .map(|e| format!("{}: {e}", source.label()))
                     .collect(),
             )
-        })?;
+        };
+        let modules = ModuleHost::new(&registry, extra_modules).map_err(StartError::metrics)?;
+        let prepared = modules.prepare(&loaded.config).map_err(config_errors)?;
+        let state = State::build(StateInputs {
+            config: Arc::clone(&loaded.config),
+            generation: 1,
+            metrics: Arc::clone(&metrics),
+            access_log: Some(Arc::clone(&access_log)),
+            workers,
+            modules: modules.modules_for(&prepared),
+            previous: None,
+        })
+        .map_err(config_errors)?;
+        modules.install(prepared);
         generation.set(1);
         let state = Arc::new(state);
         let health = HealthChecker::start(&state)
@@ -216,6 +224,7 @@ impl Controller {
             serving: AtomicBool::new(true),
             listeners: Mutex::new(serde_json::Value::Null),
             health,
+            modules,
         })
     }
 
@@ -232,7 +241,7 @@ impl Controller {
         self.book.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn try_reload(&self, generation: u64) -> Result<(State, String), Vec<String>> {
+    fn try_reload(&self, generation: u64) -> Result<(State, String, Prepared), Vec<String>> {
         let loaded = load(&self.source)?;
         let current = self.states.load();
         let label = self.source.label();
@@ -240,21 +249,23 @@ impl Controller {
         if !fixed.is_empty() {
             return Err(fixed.into_iter().map(|e| format!("{label}: {e}")).collect());
         }
+        let in_file = |errors: Vec<holdfast_config::ConfigError>| {
+            errors
+                .iter()
+                .map(|e| format!("{label}: {e}"))
+                .collect::<Vec<_>>()
+        };
+        let prepared = self.modules.prepare(&loaded.config).map_err(in_file)?;
         let state = State::build(StateInputs {
             config: Arc::clone(&loaded.config),
             generation,
             metrics: Arc::clone(&self.metrics),
             access_log: Some(Arc::clone(&self.access_log)),
             workers: self.workers,
-            modules: Vec::new(),
+            modules: self.modules.modules_for(&prepared),
             previous: Some(self.states.load_full()),
         })
-        .map_err(|errors| {
-            errors
-                .iter()
-                .map(|e| format!("{label}: {e}"))
-                .collect::<Vec<_>>()
-        })?;
+        .map_err(in_file)?;
         let old_log = &current.config.edge.access_log;
         let new_log = &loaded.config.edge.access_log;
         if matches!(new_log, AccessLog::File(_)) || old_log != new_log {
@@ -262,17 +273,21 @@ impl Controller {
                 .reopen(&access_log_target(new_log))
                 .map_err(|e| vec![format!("{label}: edge.access_log: cannot open: {e} (check the path and permissions)")])?;
         }
-        Ok((state, loaded.sha256))
+        Ok((state, loaded.sha256, prepared))
     }
 
     pub(crate) fn do_reload(&self) -> ReloadOutcome {
         let _reloading = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         // Only reloads change the generation, and they are serialised: it stays current.
         let candidate = self.book().generation + 1;
+        // Artifacts are re-read whatever becomes of the config: each keeps its own
+        // last-known-good.
+        self.modules.reload_artifacts();
         let result = self.try_reload(candidate);
         let mut book = self.book();
         let outcome = match result {
-            Ok((state, sha256)) => {
+            Ok((state, sha256, prepared)) => {
+                self.modules.install(prepared);
                 let state = Arc::new(state);
                 self.health.follow(&state);
                 self.states.store(state);
@@ -319,6 +334,7 @@ impl Backend for Controller {
 
     fn status(&self) -> serde_json::Value {
         let state = self.states.load();
+        let (artifacts, modules) = self.modules.status();
         let book = self.book();
         let last = book.last.as_ref().map(|l| {
             json!({
@@ -341,6 +357,8 @@ impl Backend for Controller {
             "last_reload": last,
             "listeners": *self.listeners.lock().unwrap_or_else(|p| p.into_inner()),
             "workers": self.workers,
+            "artifacts": artifacts,
+            "modules": modules,
             "routes": state.route_status(),
             "pools": state.pool_status(),
         })
@@ -348,6 +366,10 @@ impl Backend for Controller {
 
     fn reload(&self) -> ReloadOutcome {
         self.do_reload()
+    }
+
+    fn set_module(&self, name: &str, enable: bool) -> Result<serde_json::Value, (u16, String)> {
+        self.modules.set_override(name, enable)
     }
 
     fn registry(&self) -> &Registry {

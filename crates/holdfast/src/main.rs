@@ -34,10 +34,19 @@ enum Command {
         #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
     },
-    /// Validate configuration files offline; prints every error, exits 1 if any file is invalid.
+    /// Validate files offline with the same checks as a running edge; prints every error,
+    /// exits 1 if any file is invalid.
     Check {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// What the files are: `config` (the main configuration) or an artifact kind
+        /// (`bot-features`).
+        #[arg(long, default_value = "config", value_name = "KIND")]
+        kind: String,
+        /// For artifacts from a generator: the ed25519 public key (base64); the file then
+        /// needs a valid detached `FILE.sig`.
+        #[arg(long, value_name = "BASE64")]
+        public_key: Option<String>,
     },
     /// Run a self-contained demo: an in-process origin behind the edge.
     Demo {
@@ -60,8 +69,14 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A panic anywhere (a module's, caught at its boundary) is reported at a bounded rate.
+    holdfast_modules::install_rate_limited_panic_hook();
     match cli.command {
-        Command::Check { files } => check(&files),
+        Command::Check {
+            files,
+            kind,
+            public_key,
+        } => check(&files, &kind, public_key.as_deref()),
         Command::Run { config } => {
             init_logging();
             exit(serve(ConfigSource::File(config), None))
@@ -83,11 +98,16 @@ fn exit(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn check(files: &[PathBuf]) -> ExitCode {
+fn check(files: &[PathBuf], kind: &str, public_key: Option<&str>) -> ExitCode {
     let mut ok = true;
     for file in files {
-        match holdfast::check_file(file) {
-            Ok(()) => println!("{}: ok", file.display()),
+        let checked = match kind {
+            "config" => holdfast::check_file(file).map(|()| String::new()),
+            _ => holdfast::check_artifact(kind, file, public_key),
+        };
+        match checked {
+            Ok(summary) if summary.is_empty() => println!("{}: ok", file.display()),
+            Ok(summary) => println!("{}: ok ({summary})", file.display()),
             Err(errors) => {
                 ok = false;
                 for e in errors {

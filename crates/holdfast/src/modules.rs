@@ -1,0 +1,345 @@
+//! The modules and their artifacts across the life of the process: built from the config at
+//! start, updated in place on reload (settings) or replaced (a new feature file path, key or
+//! state folder), their operator overrides kept in `state_dir`, their artifacts watched.
+//! The data path gets them as `RequestModule`s through `StateInputs`.
+
+use holdfast_artifact::{Artifact, ArtifactMetrics, ArtifactOptions, Watcher};
+use holdfast_bot::{unknown_header, BotFeatures, BotModule, SCORE_HEADER};
+use holdfast_config::{Config, ConfigError};
+use holdfast_modules::{
+    BreakerSettings, FailPolicy, ModuleMetrics, ModuleSettings, ModuleSlot, Override, RequestView,
+    Verdict,
+};
+use holdfast_proxy::{ModuleAction, RequestModule};
+use prometheus::Registry;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How often watched artifact files are checked when change events are not available.
+const ARTIFACT_POLL: Duration = Duration::from_secs(1);
+/// The file in `state_dir` that keeps the operator's module overrides.
+const OVERRIDES_FILE: &str = "module-overrides.json";
+
+type BotSlot = ModuleSlot<BotModule<Arc<Artifact<BotFeatures>>>>;
+
+/// The bot module as the data path runs it: the score, or `unknown`, as a header.
+struct BotRequest(Arc<BotSlot>);
+
+impl RequestModule for BotRequest {
+    fn name(&self) -> &'static str {
+        "bot"
+    }
+
+    fn apply(&self, req: &RequestView<'_>) -> ModuleAction {
+        match self.0.run(req) {
+            Verdict::Decided(score) | Verdict::Stale(score) => {
+                ModuleAction::Header(SCORE_HEADER, score.header_value())
+            }
+            Verdict::Unknown => ModuleAction::Header(SCORE_HEADER, unknown_header()),
+            Verdict::Deny => ModuleAction::Deny,
+        }
+    }
+}
+
+struct BotRuntime {
+    config: holdfast_config::BotModule,
+    state_dir: Option<PathBuf>,
+    artifact: Arc<Artifact<BotFeatures>>,
+    slot: Arc<BotSlot>,
+    _watcher: Option<Watcher>,
+}
+
+/// What a config asks of the modules, ready to be installed once the rest of the config
+/// has been accepted.
+pub(crate) struct Prepared {
+    bot: Option<BotPlan>,
+    state_dir: Option<PathBuf>,
+}
+
+enum BotPlan {
+    /// Same artifact: new settings for the running slot.
+    Keep(holdfast_config::BotModule),
+    New(BotRuntime),
+}
+
+pub(crate) struct ModuleHost {
+    artifact_metrics: Arc<ArtifactMetrics>,
+    module_metrics: ModuleMetrics,
+    bot: Mutex<Option<BotRuntime>>,
+    state_dir: Mutex<Option<PathBuf>>,
+    /// Modules added by the embedding program (tests), run after the configured ones.
+    extra: Vec<Arc<dyn RequestModule>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn settings(c: &holdfast_config::BotModule) -> ModuleSettings {
+    ModuleSettings {
+        enabled: c.enabled,
+        fail_policy: match c.fail_policy {
+            holdfast_config::FailPolicy::Open => FailPolicy::Open,
+            holdfast_config::FailPolicy::Closed => FailPolicy::Closed,
+            holdfast_config::FailPolicy::Stale => FailPolicy::Stale,
+        },
+        time_budget: c.time_budget,
+        breaker: BreakerSettings {
+            error_percent: c.breaker.error_percent,
+            min_requests: c.breaker.min_requests,
+            window: c.breaker.window,
+            cooldown: c.breaker.cooldown,
+        },
+        report_interval: c.report_interval,
+    }
+}
+
+impl ModuleHost {
+    pub(crate) fn new(
+        registry: &Registry,
+        extra: Vec<Arc<dyn RequestModule>>,
+    ) -> Result<Self, prometheus::Error> {
+        Ok(ModuleHost {
+            artifact_metrics: Arc::new(ArtifactMetrics::new(registry)?),
+            module_metrics: ModuleMetrics::new(registry)?,
+            bot: Mutex::new(None),
+            state_dir: Mutex::new(None),
+            extra,
+        })
+    }
+
+    /// Work out what `config` needs: a new bot runtime (artifact loaded through the
+    /// pipeline, falling back to its last-known-good) or new settings for the running one.
+    /// Nothing changes for requests until `install`.
+    pub(crate) fn prepare(&self, config: &Config) -> Result<Prepared, Vec<ConfigError>> {
+        let state_dir = config.edge.state_dir.clone();
+        let bot = match &config.modules.bot {
+            None => None,
+            Some(c) => {
+                let current = lock(&self.bot);
+                let same_artifact = current.as_ref().is_some_and(|r| {
+                    r.config.features == c.features
+                        && r.config.public_key == c.public_key
+                        && r.config.max_shrink_percent == c.max_shrink_percent
+                        && r.state_dir == state_dir
+                });
+                drop(current);
+                Some(if same_artifact {
+                    BotPlan::Keep(c.clone())
+                } else {
+                    BotPlan::New(self.new_bot(c, state_dir.as_deref())?)
+                })
+            }
+        };
+        Ok(Prepared { bot, state_dir })
+    }
+
+    fn new_bot(
+        &self,
+        c: &holdfast_config::BotModule,
+        state_dir: Option<&Path>,
+    ) -> Result<BotRuntime, Vec<ConfigError>> {
+        let public_key = match &c.public_key {
+            None => None,
+            Some(text) => Some(holdfast_artifact::decode_public_key(text).map_err(|e| {
+                vec![ConfigError::new(
+                    "modules.bot.public_key",
+                    e,
+                    "give the generator's ed25519 public key as base64 (32 bytes)",
+                )]
+            })?),
+        };
+        let mut options = ArtifactOptions::new(&c.features);
+        options.state_dir = state_dir.map(Path::to_path_buf);
+        options.public_key = public_key;
+        options.max_shrink_percent = c.max_shrink_percent;
+        let artifact = Arc::new(Artifact::<BotFeatures>::new(
+            options,
+            Arc::clone(&self.artifact_metrics),
+        ));
+        // A bad or missing file is not a config error: the module runs on the LKG, or
+        // answers `unknown` until a good file arrives (its fail policy).
+        artifact.start();
+        let slot = Arc::new(ModuleSlot::new(
+            BotModule::new(Arc::clone(&artifact)),
+            settings(c),
+            &self.module_metrics,
+        ));
+        if let Some(o) = read_overrides(state_dir).get("bot") {
+            slot.set_override(*o);
+        }
+        let watched = Arc::clone(&artifact);
+        let watcher = Watcher::start(artifact.watch_paths(), ARTIFACT_POLL, move |_| {
+            watched.reload();
+        })
+        .map_err(|e| tracing::error!(error = %e, "cannot watch the bot feature file; POST /reload re-reads it"))
+        .ok();
+        Ok(BotRuntime {
+            config: c.clone(),
+            state_dir: state_dir.map(Path::to_path_buf),
+            artifact,
+            slot,
+            _watcher: watcher,
+        })
+    }
+
+    /// The modules a `State` built for `prepared` runs (nothing is installed yet).
+    pub(crate) fn modules_for(&self, prepared: &Prepared) -> Vec<Arc<dyn RequestModule>> {
+        let slot = match &prepared.bot {
+            None => None,
+            Some(BotPlan::New(runtime)) => Some(Arc::clone(&runtime.slot)),
+            Some(BotPlan::Keep(_)) => lock(&self.bot).as_ref().map(|r| Arc::clone(&r.slot)),
+        };
+        let mut modules: Vec<Arc<dyn RequestModule>> = Vec::new();
+        if let Some(slot) = slot {
+            modules.push(Arc::new(BotRequest(slot)));
+        }
+        modules.extend(self.extra.iter().cloned());
+        modules
+    }
+
+    /// Make a prepared plan current (its `State` was accepted).
+    pub(crate) fn install(&self, prepared: Prepared) {
+        let mut bot = lock(&self.bot);
+        match prepared.bot {
+            None => *bot = None,
+            Some(BotPlan::New(runtime)) => *bot = Some(runtime),
+            Some(BotPlan::Keep(config)) => {
+                if let Some(runtime) = bot.as_mut() {
+                    runtime.slot.set_settings(settings(&config));
+                    runtime.config = config;
+                }
+            }
+        }
+        *lock(&self.state_dir) = prepared.state_dir;
+    }
+
+    /// Re-read every artifact now (`POST /reload`, `SIGHUP`).
+    pub(crate) fn reload_artifacts(&self) {
+        if let Some(runtime) = lock(&self.bot).as_ref() {
+            runtime.artifact.reload();
+        }
+    }
+
+    /// The operator's kill switch for module `name`, kept in `state_dir`.
+    pub(crate) fn set_override(
+        &self,
+        name: &str,
+        enable: bool,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let bot = lock(&self.bot);
+        let slot = match (name, bot.as_ref()) {
+            ("bot", Some(runtime)) => &runtime.slot,
+            _ => {
+                return Err((
+                    404,
+                    format!(
+                        "no module {name:?} is configured (configured: {:?})",
+                        self.names(bot.as_ref())
+                    ),
+                ))
+            }
+        };
+        let o = if enable {
+            Override::Enabled
+        } else {
+            Override::Disabled
+        };
+        slot.set_override(o);
+        tracing::warn!(module = name, state = o.as_str(), "operator override");
+        let state_dir = lock(&self.state_dir).clone();
+        let persisted = match &state_dir {
+            Some(dir) => {
+                let mut all = read_overrides(Some(dir));
+                all.insert(name.to_string(), o);
+                write_overrides(dir, &all).map_err(|e| {
+                    (
+                        500,
+                        format!("override applied but not saved in {}: {e}", dir.display()),
+                    )
+                })?;
+                true
+            }
+            None => false,
+        };
+        let mut status = serde_json::to_value(slot.status()).unwrap_or_default();
+        if let Some(map) = status.as_object_mut() {
+            map.insert("override_persisted".into(), persisted.into());
+        }
+        Ok(status)
+    }
+
+    fn names(&self, bot: Option<&BotRuntime>) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if bot.is_some() {
+            names.push("bot");
+        }
+        names.extend(self.extra.iter().map(|m| m.name()));
+        names
+    }
+
+    /// `/status`: every artifact and every module.
+    pub(crate) fn status(&self) -> (serde_json::Value, serde_json::Value) {
+        let bot = lock(&self.bot);
+        let artifacts: Vec<serde_json::Value> = bot
+            .iter()
+            .map(|r| serde_json::to_value(r.artifact.status()).unwrap_or_default())
+            .collect();
+        let modules: Vec<serde_json::Value> = bot
+            .iter()
+            .map(|r| serde_json::to_value(r.slot.status()).unwrap_or_default())
+            .chain(self.extra.iter().filter_map(|m| m.status()))
+            .collect();
+        (artifacts.into(), modules.into())
+    }
+}
+
+/// Overrides by module name; a missing or unreadable file means none (and says so).
+fn read_overrides(state_dir: Option<&Path>) -> BTreeMap<String, Override> {
+    let Some(dir) = state_dir else {
+        return BTreeMap::new();
+    };
+    let path = dir.join(OVERRIDES_FILE);
+    let text = match holdfast_artifact::read_bounded_text(&path, 64 << 10) {
+        Ok(source) => source.content,
+        Err(holdfast_artifact::ReadError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return BTreeMap::new()
+        }
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "module overrides not read");
+            return BTreeMap::new();
+        }
+    };
+    let parsed: Result<BTreeMap<String, String>, _> = serde_json::from_str(&text);
+    match parsed {
+        Ok(map) => map
+            .into_iter()
+            .filter_map(|(name, state)| {
+                let o = match state.as_str() {
+                    "disabled" => Override::Disabled,
+                    "enabled" => Override::Enabled,
+                    _ => return None,
+                };
+                Some((name, o))
+            })
+            .collect(),
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "module overrides not read");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// Write atomically: a temporary file, then rename over the old one.
+fn write_overrides(dir: &Path, all: &BTreeMap<String, Override>) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let map: BTreeMap<&str, &str> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let text = serde_json::to_string_pretty(&map).map_err(std::io::Error::other)?;
+    let tmp = dir.join(format!("{OVERRIDES_FILE}.tmp"));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, dir.join(OVERRIDES_FILE))
+}
