@@ -91,20 +91,20 @@ fn fail_policy(path: &str, text: Option<&str>, errs: &mut Errors) -> FailPolicy 
 }
 
 fn breaker(at: &str, b: &BreakerSpec, errs: &mut Errors) -> Breaker {
-    let error_percent = in_range(
-        &format!("{at}.error_percent"),
-        b.error_percent,
-        50,
-        100,
-        errs,
-    );
-    if error_percent == 0 {
-        errs.add(
-            format!("{at}.error_percent"),
-            "0 would trip on the first call",
-            "use 1 to 100",
-        );
-    }
+    let error_percent = match b.error_percent {
+        None => 50,
+        Some(p) => u32::try_from(p)
+            .ok()
+            .filter(|p| (1..=100).contains(p))
+            .unwrap_or_else(|| {
+                errs.add(
+                    format!("{at}.error_percent"),
+                    format!("{p} is out of range"),
+                    "use 1 to 100 (percent of calls that fail before the module trips)",
+                );
+                50
+            }),
+    };
     Breaker {
         error_percent,
         min_requests: in_range(

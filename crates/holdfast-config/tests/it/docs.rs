@@ -104,6 +104,14 @@ fn complete_example_uses_every_table() {
         .routes
         .iter()
         .any(|r| !r.request_headers.is_empty() && !r.response_headers.is_empty()));
+    // Bot scoring with a state folder for its last-known-good copy, every key written.
+    assert!(config.edge.state_dir.is_some());
+    let bot = config.modules.bot.as_ref().expect("a [modules.bot] table");
+    assert!(bot.features.ends_with("bot-features.json"));
+    assert_ne!(bot.fail_policy, holdfast_config::FailPolicy::Open);
+    assert!(bot.public_key.is_some());
+    assert_ne!(bot.max_shrink_percent, 50);
+    assert_ne!(bot.breaker.min_requests, 20);
 }
 
 #[test]

@@ -1842,3 +1842,67 @@ fallback = { status = 600, file = "" }
         "#]],
     );
 }
+
+/// A file with a `[modules.bot]` table made of `lines` (after `features`).
+fn bot_with(lines: &str) -> String {
+    format!(
+        "{}\n[modules.bot]\nfeatures = \"bot-features.json\"\n{lines}\n",
+        edge_with("")
+    )
+}
+
+#[test]
+fn bot_module_errors() {
+    check_each(
+        bot_with,
+        &[
+            "fail_policy = \"fail\"",
+            "max_shrink_percent = 101",
+            "time_budget = \"0s\"",
+            "time_budget = \"2s\"",
+            "report_interval = \"100ms\"",
+            "public_key = \"\"",
+            "[modules.bot.breaker]\nerror_percent = 0",
+            "[modules.bot.breaker]\nerror_percent = 101\nwindow = \"0s\"\ncooldown = \"2h\"",
+        ],
+        expect![[r#"
+            fail_policy = "fail"
+                modules.bot.fail_policy: unknown fail policy "fail" (use "open" (no decision), "stale" (the last good decision) or "closed" (deny))
+            max_shrink_percent = 101
+                modules.bot.max_shrink_percent: 101 is out of range (use 0 to 100)
+            time_budget = "0s"
+                modules.bot.time_budget: 0s is out of range (use 1us to 1s)
+            time_budget = "2s"
+                modules.bot.time_budget: 2s is out of range (use 1us to 1s)
+            report_interval = "100ms"
+                modules.bot.report_interval: 100ms is out of range (use 1s to 1h)
+            public_key = ""
+                modules.bot.public_key: empty key (give the generator's ed25519 public key in base64, or leave it out)
+            [modules.bot.breaker]
+            error_percent = 0
+                modules.bot.breaker.error_percent: 0 is out of range (use 1 to 100 (percent of calls that fail before the module trips))
+            [modules.bot.breaker]
+            error_percent = 101
+            window = "0s"
+            cooldown = "2h"
+                modules.bot.breaker.error_percent: 101 is out of range (use 1 to 100 (percent of calls that fail before the module trips))
+                modules.bot.breaker.window: 0s is out of range (use 1s to 10m)
+                modules.bot.breaker.cooldown: 2h is out of range (use 100ms to 1h)
+        "#]],
+    );
+}
+
+#[test]
+fn bot_module_needs_a_feature_file_and_state_dir_a_path() {
+    check_each(
+        |l| format!("{}\n[modules.bot]\n{l}\n", edge_with("state_dir = \"\"")),
+        &["features = \"\"", "enabled = true"],
+        expect![[r#"
+            features = ""
+                edge.state_dir: empty path (name a folder Holdfast may write, e.g. "/var/lib/holdfast", or leave it out)
+                modules.bot.features: empty path (name the feature file, e.g. features = "bot-features.json")
+            enabled = true
+                modules.bot: missing field `features` (see docs/config.md for the expected type)
+        "#]],
+    );
+}
