@@ -18,9 +18,25 @@ pub trait Backend: Send + Sync + 'static {
     fn reload(&self) -> ReloadOutcome;
     /// The metrics registry to expose.
     fn registry(&self) -> &prometheus::Registry;
-    /// The operator's kill switch: `enable` false disables module `name` whatever the config
-    /// says, true enables it again; persisted. `Err` is (status, message) for the response.
-    fn set_module(&self, name: &str, enable: bool) -> Result<serde_json::Value, (u16, String)>;
+    /// The operator's kill switch for module `name`, persisted. `Err` is (status, message).
+    fn set_module(
+        &self,
+        name: &str,
+        switch: ModuleSwitch,
+    ) -> Result<serde_json::Value, (u16, String)>;
+    /// Re-read artifact `name` now, applying it even if it shrinks sharply.
+    fn force_artifact(&self, name: &str) -> Result<serde_json::Value, (u16, String)>;
+}
+
+/// `POST /modules/NAME/{disable,enable,clear}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleSwitch {
+    /// Off, whatever the config says.
+    Disable,
+    /// On, whatever the config says.
+    Enable,
+    /// No override: the config's `enabled` decides again.
+    Clear,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -100,6 +116,7 @@ fn router(backend: Shared) -> Router {
         .route("/status", get(status))
         .route("/reload", post(reload))
         .route("/modules/{name}/{action}", post(module_switch))
+        .route("/artifacts/{name}/force", post(force_artifact))
         .with_state(backend)
 }
 
@@ -108,7 +125,8 @@ async fn index() -> Html<&'static str> {
         "<!doctype html><title>Holdfast admin</title><h1>Holdfast admin</h1><ul>\
          <li><a href=\"/status\">/status</a> (JSON)</li><li><a href=\"/metrics\">/metrics</a></li>\
          <li><a href=\"/health\">/health</a></li><li>POST /reload</li>\
-         <li>POST /modules/NAME/disable, /modules/NAME/enable</li></ul>",
+         <li>POST /modules/NAME/disable, /enable, /clear</li>\
+         <li>POST /artifacts/NAME/force</li></ul>",
     )
 }
 
@@ -149,20 +167,33 @@ async fn module_switch(
     State(b): State<Shared>,
     axum::extract::Path((name, action)): axum::extract::Path<(String, String)>,
 ) -> Response {
-    let enable = match action.as_str() {
-        "enable" => true,
-        "disable" => false,
+    let switch = match action.as_str() {
+        "enable" => ModuleSwitch::Enable,
+        "disable" => ModuleSwitch::Disable,
+        "clear" => ModuleSwitch::Clear,
         _ => {
             return (
                 StatusCode::NOT_FOUND,
-                "use POST /modules/NAME/enable or /modules/NAME/disable\n",
+                "use POST /modules/NAME/enable, /disable or /clear\n",
             )
                 .into_response()
         }
     };
     // Persisting the override writes a file: off the admin runtime.
-    let outcome = tokio::task::spawn_blocking(move || b.set_module(&name, enable)).await;
-    match outcome {
+    blocking_json(move || b.set_module(&name, switch)).await
+}
+
+async fn force_artifact(
+    State(b): State<Shared>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    blocking_json(move || b.force_artifact(&name)).await
+}
+
+async fn blocking_json(
+    work: impl FnOnce() -> Result<serde_json::Value, (u16, String)> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(work).await {
         Ok(Ok(status)) => (StatusCode::OK, Json(status)).into_response(),
         Ok(Err((code, message))) => (
             StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),

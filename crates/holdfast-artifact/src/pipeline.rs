@@ -110,6 +110,9 @@ impl<K: ArtifactKind> std::fmt::Debug for Artifact<K> {
     }
 }
 
+/// A value and the bytes it was loaded from.
+type Loaded<V> = (V, crate::read::Source<Vec<u8>>);
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -130,18 +133,28 @@ impl<K: ArtifactKind> Artifact<K> {
         }
     }
 
-    /// The first load. If the file is rejected (or missing) and `state_dir` holds a
-    /// last-known-good copy that passes `K::load`, that copy becomes active (source `Lkg`)
-    /// and an error is logged. Returns the file's outcome: a start on the last-known-good
-    /// copy returns the file's `Rejected` (counted and recorded as usual); `current()` tells
-    /// what is active.
+    /// The first load. A last-known-good copy in `state_dir` is the baseline: the file is applied only if it passes every check and is newer,
+    /// as on any reload — a restart does not let an older file replace a newer LKG. If the
+    /// file is rejected (or missing), the LKG stays active (source `Lkg`) and an error is
+    /// logged. Returns the file's outcome; `current()` tells what is active.
     pub fn start(&self) -> LoadOutcome {
         let mut memory = lock(&self.loading);
-        let outcome = self.load(&mut memory);
+        if let Some(Ok((value, source))) = self.lkg_value() {
+            self.activate_lkg(value, &source);
+        }
+        let mut outcome = self.load(&mut memory);
+        let on_lkg = self
+            .active
+            .load()
+            .as_deref()
+            .is_some_and(|a| a.source == SourceKind::Lkg);
+        if outcome == LoadOutcome::Unchanged && on_lkg {
+            // The file is the LKG's bytes: take it as the file it is.
+            self.active.store(None);
+            outcome = self.load(&mut memory);
+        }
         if let LoadOutcome::Rejected(rejection) = &outcome {
-            if self.active.load().is_none() {
-                self.start_on_lkg(rejection);
-            }
+            self.after_start_rejection(rejection);
         }
         outcome
     }
@@ -337,52 +350,69 @@ impl<K: ArtifactKind> Artifact<K> {
         Ok(())
     }
 
-    fn start_on_lkg(&self, rejection: &Rejection) {
-        let Some(dir) = &self.options.state_dir else {
-            return;
-        };
+    /// The LKG copy, through `K::load`: `None` when there is no state folder or no copy.
+    fn lkg_value(&self) -> Option<Result<Loaded<K::Value>, Rejection>> {
+        let dir = self.options.state_dir.as_ref()?;
         let lkg = lkg_path(dir, K::NAME);
         if !lkg.exists() {
-            tracing::error!(
+            return None;
+        }
+        Some(
+            read_bounded(&lkg, K::MAX_BYTES)
+                .map_err(read_rejection::<K>)
+                .and_then(|source| checked::<K>(&lkg, &source.content, None).map(|v| (v, source))),
+        )
+    }
+
+    fn activate_lkg(&self, value: K::Value, source: &crate::read::Source<Vec<u8>>) {
+        let version = K::version(&value);
+        self.active.store(Some(Arc::new(Active {
+            value,
+            version,
+            sha256: source.sha256.clone(),
+            loaded_at: SystemTime::now(),
+            source: SourceKind::Lkg,
+        })));
+        self.metrics.set_version(K::NAME, version);
+    }
+
+    /// The file was rejected at start: say loudly what runs instead (the LKG, or nothing).
+    fn after_start_rejection(&self, rejection: &Rejection) {
+        let lkg = self
+            .options
+            .state_dir
+            .as_ref()
+            .map(|dir| lkg_path(dir, K::NAME));
+        match self.active.load().as_deref() {
+            Some(active) if active.source == SourceKind::Lkg => tracing::error!(
                 artifact = K::NAME,
+                version = active.version,
+                sha256 = %active.sha256,
+                lkg = %lkg.as_deref().map_or_else(String::new, |p| p.display().to_string()),
                 path = %self.options.path.display(),
                 reason = rejection.reason.label(),
-                "the file was rejected at start and there is no last-known-good copy: the artifact has no value"
-            );
-            return;
-        }
-        let loaded = read_bounded(&lkg, K::MAX_BYTES)
-            .map_err(read_rejection::<K>)
-            .and_then(|source| checked::<K>(&lkg, &source.content, None).map(|v| (v, source)));
-        match loaded {
-            Ok((value, source)) => {
-                let version = K::version(&value);
-                self.active.store(Some(Arc::new(Active {
-                    value,
-                    version,
-                    sha256: source.sha256.clone(),
-                    loaded_at: SystemTime::now(),
-                    source: SourceKind::Lkg,
-                })));
-                self.metrics.set_version(K::NAME, version);
+                detail = %rejection.detail,
+                "STARTED ON THE LAST-KNOWN-GOOD COPY: the file was rejected; fix or replace it"
+            ),
+            Some(_) => {}
+            None => {
+                let why = match self.lkg_value() {
+                    None => "there is no last-known-good copy".to_string(),
+                    Some(Err(e)) => format!(
+                        "the last-known-good copy is unusable too ({}: {})",
+                        e.reason.label(),
+                        e.detail
+                    ),
+                    Some(Ok(_)) => "the last-known-good copy was not taken".to_string(),
+                };
                 tracing::error!(
                     artifact = K::NAME,
-                    version,
-                    sha256 = %source.sha256,
-                    lkg = %lkg.display(),
                     path = %self.options.path.display(),
                     reason = rejection.reason.label(),
                     detail = %rejection.detail,
-                    "STARTED ON THE LAST-KNOWN-GOOD COPY: the file was rejected; fix or replace it"
+                    "the file was rejected at start and {why}: the artifact has no value"
                 );
             }
-            Err(e) => tracing::error!(
-                artifact = K::NAME,
-                lkg = %lkg.display(),
-                reason = e.reason.label(),
-                detail = %e.detail,
-                "the file was rejected at start and the last-known-good copy is unusable too: the artifact has no value"
-            ),
         }
     }
 

@@ -74,8 +74,10 @@ fn decode_signature(bytes: &[u8]) -> Result<Signature, String> {
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|_| "the signature is neither 64 raw bytes nor base64 text".to_string())?;
+    // `base64` wraps its output at 76 columns unless told `-w0`: line breaks are not data.
+    let text: String = text.split_whitespace().collect();
     let decoded = BASE64
-        .decode(text.trim())
+        .decode(text)
         .map_err(|e| format!("the signature is not valid base64: {e}"))?;
     let raw: [u8; SIGNATURE_LENGTH] = decoded.as_slice().try_into().map_err(|_| {
         format!(

@@ -38,8 +38,9 @@ pub struct RequestCtx {
     pub route: RouteCtx,
     pub upstream: UpstreamCtx,
     pub status: u16,
-    /// Headers the modules add to the origin request (empty without modules: no allocation).
-    pub module_headers: Vec<(http::HeaderName, HeaderValue)>,
+    /// Headers the modules add to the origin request; the first inline, so running the bot
+    /// module costs no allocation.
+    pub module_headers: smallvec::SmallVec<[(http::HeaderName, HeaderValue); 1]>,
 }
 
 /// Written by `phases::route`.
@@ -88,7 +89,7 @@ impl RequestCtx {
             route: RouteCtx::default(),
             upstream: UpstreamCtx::default(),
             status: 0,
-            module_headers: Vec::new(),
+            module_headers: smallvec::SmallVec::new(),
         }
     }
 

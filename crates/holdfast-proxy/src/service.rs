@@ -75,10 +75,12 @@ mod tests {
     }
 
     /// hyper moves the service future into its dispatcher on every request, so its size is
-    /// a per-request memcpy: the origin exchange is boxed to keep it small.
+    /// a per-request memcpy: the origin exchange is boxed to keep it small. (1600: the
+    /// context's inline module header added 40 bytes to the 1536 this guarded before; a
+    /// heap allocation per request would cost more than copying them.)
     #[test]
     fn handle_future_stays_small() {
         let size = future_size(handle);
-        assert!(size <= 1536, "handle's future is {size} bytes");
+        assert!(size <= 1600, "handle's future is {size} bytes");
     }
 }

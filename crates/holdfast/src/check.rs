@@ -12,7 +12,15 @@ pub fn check_file(path: &Path) -> Result<(), Vec<String>> {
     let loaded = load(&source)?;
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry).map_err(|e| vec![format!("internal: {e}")])?;
-    State::build(StateInputs {
+    let key_errors = loaded
+        .config
+        .modules
+        .bot
+        .as_ref()
+        .map_or(Ok(None), crate::modules::bot_public_key)
+        .err()
+        .unwrap_or_default();
+    let built = State::build(StateInputs {
         config: loaded.config,
         generation: 0,
         metrics: Arc::new(metrics),
@@ -20,14 +28,16 @@ pub fn check_file(path: &Path) -> Result<(), Vec<String>> {
         workers: 1,
         modules: Vec::new(),
         previous: None,
-    })
-    .map(|_| ())
-    .map_err(|errors| {
-        errors
-            .iter()
-            .map(|e| format!("{}: {e}", source.label()))
-            .collect()
-    })
+    });
+    let mut errors = built.err().unwrap_or_default();
+    errors.extend(key_errors);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(errors
+        .iter()
+        .map(|e| format!("{}: {e}", source.label()))
+        .collect())
 }
 
 /// The artifact kinds `holdfast check --kind` knows.

@@ -4,8 +4,9 @@
 
 use crate::modules::{ModuleHost, Prepared};
 use arc_swap::ArcSwap;
-use holdfast_admin::{Backend, ReloadOutcome};
+use holdfast_admin::{Backend, ModuleSwitch, ReloadOutcome};
 use holdfast_config::{AccessLog, Config};
+use holdfast_modules::Override;
 use holdfast_proxy::{
     AccessLogTarget, AccessLogWriter, HealthChecker, Metrics, RequestModule, State, StateInputs,
 };
@@ -368,8 +369,21 @@ impl Backend for Controller {
         self.do_reload()
     }
 
-    fn set_module(&self, name: &str, enable: bool) -> Result<serde_json::Value, (u16, String)> {
-        self.modules.set_override(name, enable)
+    fn set_module(
+        &self,
+        name: &str,
+        switch: ModuleSwitch,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let o = match switch {
+            ModuleSwitch::Enable => Override::Enabled,
+            ModuleSwitch::Disable => Override::Disabled,
+            ModuleSwitch::Clear => Override::None,
+        };
+        self.modules.set_override(name, o)
+    }
+
+    fn force_artifact(&self, name: &str) -> Result<serde_json::Value, (u16, String)> {
+        self.modules.force_artifact(name)
     }
 
     fn registry(&self) -> &Registry {

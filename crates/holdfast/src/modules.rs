@@ -141,16 +141,7 @@ impl ModuleHost {
         c: &holdfast_config::BotModule,
         state_dir: Option<&Path>,
     ) -> Result<BotRuntime, Vec<ConfigError>> {
-        let public_key = match &c.public_key {
-            None => None,
-            Some(text) => Some(holdfast_artifact::decode_public_key(text).map_err(|e| {
-                vec![ConfigError::new(
-                    "modules.bot.public_key",
-                    e,
-                    "give the generator's ed25519 public key as base64 (32 bytes)",
-                )]
-            })?),
-        };
+        let public_key = bot_public_key(c)?;
         let mut options = ArtifactOptions::new(&c.features);
         options.state_dir = state_dir.map(Path::to_path_buf);
         options.public_key = public_key;
@@ -227,7 +218,7 @@ impl ModuleHost {
     pub(crate) fn set_override(
         &self,
         name: &str,
-        enable: bool,
+        o: Override,
     ) -> Result<serde_json::Value, (u16, String)> {
         let bot = lock(&self.bot);
         let slot = match (name, bot.as_ref()) {
@@ -242,18 +233,16 @@ impl ModuleHost {
                 ))
             }
         };
-        let o = if enable {
-            Override::Enabled
-        } else {
-            Override::Disabled
-        };
         slot.set_override(o);
         tracing::warn!(module = name, state = o.as_str(), "operator override");
         let state_dir = lock(&self.state_dir).clone();
         let persisted = match &state_dir {
             Some(dir) => {
                 let mut all = read_overrides(Some(dir));
-                all.insert(name.to_string(), o);
+                match o {
+                    Override::None => all.remove(name),
+                    o => all.insert(name.to_string(), o),
+                };
                 write_overrides(dir, &all).map_err(|e| {
                     (
                         500,
@@ -269,6 +258,28 @@ impl ModuleHost {
             map.insert("override_persisted".into(), persisted.into());
         }
         Ok(status)
+    }
+
+    /// `POST /artifacts/NAME/force`: apply the file now even if it shrinks sharply.
+    pub(crate) fn force_artifact(&self, name: &str) -> Result<serde_json::Value, (u16, String)> {
+        let bot = lock(&self.bot);
+        let Some(runtime) = bot.as_ref().filter(|_| name == "bot-features") else {
+            return Err((
+                404,
+                format!(
+                    "no artifact {name:?} is loaded (loaded: {:?})",
+                    if bot.is_some() {
+                        vec!["bot-features"]
+                    } else {
+                        vec![]
+                    }
+                ),
+            ));
+        };
+        runtime.artifact.force_next();
+        let outcome = runtime.artifact.reload();
+        tracing::warn!(artifact = name, outcome = ?outcome, "operator forced a reload");
+        Ok(serde_json::to_value(runtime.artifact.status()).unwrap_or_default())
     }
 
     fn names(&self, bot: Option<&BotRuntime>) -> Vec<&'static str> {
@@ -294,6 +305,24 @@ impl ModuleHost {
             .collect();
         (artifacts.into(), modules.into())
     }
+}
+
+/// The bot feature file's public key, decoded (also checked by `holdfast check`).
+pub(crate) fn bot_public_key(
+    c: &holdfast_config::BotModule,
+) -> Result<Option<holdfast_artifact::VerifyingKey>, Vec<ConfigError>> {
+    let Some(text) = &c.public_key else {
+        return Ok(None);
+    };
+    holdfast_artifact::decode_public_key(text)
+        .map(Some)
+        .map_err(|e| {
+            vec![ConfigError::new(
+                "modules.bot.public_key",
+                e,
+                "give the generator's ed25519 public key as base64 (32 bytes)",
+            )]
+        })
 }
 
 /// Overrides by module name; a missing or unreadable file means none (and says so).

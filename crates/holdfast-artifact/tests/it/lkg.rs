@@ -138,14 +138,29 @@ fn no_state_dir_no_copy() {
 }
 
 #[test]
-fn a_good_file_at_start_wins_over_the_lkg() {
+fn an_older_file_at_start_does_not_replace_a_newer_lkg() {
+    // Only if newer, across restarts too: a delayed generator's older file stays out.
     let env = Env::new();
     env.write(list(5, 2));
     env.artifact().start();
-    // An operator rolls back on purpose, with a valid older file.
     env.write(list(4, 2));
     let a = env.artifact();
-    assert_eq!(a.start(), LoadOutcome::Applied { version: 4 });
+    assert_eq!(reason(a.start()), Reason::NotNewer);
+    let active = a.current();
+    let active = active.as_ref().unwrap();
+    assert_eq!((active.version, active.source), (5, SourceKind::Lkg));
+    assert_eq!(fs::read(env.lkg()).unwrap(), list(5, 2).as_bytes());
+    // A rollback is a newer version number.
+    env.write(list(6, 2));
+    assert_eq!(a.reload(), LoadOutcome::Applied { version: 6 });
+}
+
+#[test]
+fn the_same_file_as_the_lkg_at_start_is_taken_from_the_file() {
+    let env = Env::new();
+    env.write(list(5, 2));
+    env.artifact().start();
+    let a = env.artifact();
+    assert_eq!(a.start(), LoadOutcome::Applied { version: 5 });
     assert_eq!(a.current().as_ref().unwrap().source, SourceKind::File);
-    assert_eq!(fs::read(env.lkg()).unwrap(), list(4, 2).as_bytes());
 }

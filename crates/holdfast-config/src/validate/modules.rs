@@ -107,14 +107,20 @@ fn breaker(at: &str, b: &BreakerSpec, errs: &mut Errors) -> Breaker {
     };
     Breaker {
         error_percent,
-        min_requests: in_range(
-            &format!("{at}.min_requests"),
-            b.min_requests,
-            20,
-            1_000_000,
-            errs,
-        )
-        .max(1),
+        min_requests: match b.min_requests {
+            None => 20,
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .unwrap_or_else(|| {
+                    errs.add(
+                        format!("{at}.min_requests"),
+                        format!("{n} is out of range"),
+                        "use 1 to 1000000: the calls in a window before the error share counts",
+                    );
+                    20
+                }),
+        },
         window: duration_in(
             &format!("{at}.window"),
             b.window,
