@@ -17,7 +17,7 @@ mod watch;
 
 pub use error::ReadError;
 pub use kind::{parse_json, text, ArtifactKind, Reason, Rejection};
-pub use lkg::lkg_path;
+pub use lkg::{lkg_path, write_atomic};
 pub use metrics::ArtifactMetrics;
 pub use pipeline::{
     check_file, Active, Artifact, ArtifactOptions, LoadOutcome, DEFAULT_MAX_SHRINK_PERCENT,

@@ -13,7 +13,7 @@ pub fn lkg_path(state_dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Replace `path` with `bytes` atomically (creating its folder if needed).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

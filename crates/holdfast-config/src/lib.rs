@@ -16,6 +16,6 @@ pub use config::{
     RetryPolicy, Route, ServerAddr, Timeouts, TlsCert, UpstreamTls, MAX_FALLBACK_BYTES,
 };
 pub use error::ConfigError;
-pub use parse::{parse, MAX_CONFIG_BYTES};
+pub use parse::{parse, state_dir_hint, MAX_CONFIG_BYTES};
 pub use spec::Spec;
 pub use units::ByteSize;

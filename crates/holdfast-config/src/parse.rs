@@ -24,6 +24,15 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
     }
 }
 
+/// `[edge] state_dir` of a file that may be invalid otherwise (where to look for the
+/// last-known-good configuration when this one is rejected at start): `None` if the TOML
+/// cannot be read as far as that key.
+pub fn state_dir_hint(text: &str, base_dir: &Path) -> Option<std::path::PathBuf> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    let dir = table.get("edge")?.get("state_dir")?.as_str()?;
+    (!dir.is_empty()).then(|| base_dir.join(dir))
+}
+
 /// The `Spec` and its unknown keys, or (syntax or type error) the errors found so far.
 fn parse_spec(text: &str) -> Result<(Spec, Vec<ConfigError>), Vec<ConfigError>> {
     let de = toml::Deserializer::parse(text).map_err(|e| vec![syntax_error(text, &e)])?;

@@ -1,7 +1,7 @@
 //! Wiring: load the configuration, build the first `State`, start the data path and the
 //! admin plane, and stop them in order.
 
-use crate::controller::{listeners_json, load, ConfigSource, Controller};
+use crate::controller::{listeners_json, load_at_start, ConfigSource, Controller};
 use holdfast_admin::{AdminHandle, ReloadOutcome};
 use holdfast_proxy::{EdgeHandle, Listeners};
 use std::net::SocketAddr;
@@ -45,7 +45,7 @@ impl Running {
         source: ConfigSource,
         extra_modules: Vec<Arc<dyn holdfast_proxy::RequestModule>>,
     ) -> Result<Running, StartError> {
-        let loaded = load(&source).map_err(StartError::Config)?;
+        let loaded = load_at_start(&source).map_err(StartError::Config)?;
         let config = Arc::clone(&loaded.config);
         let workers = config.edge.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)

@@ -42,6 +42,73 @@ impl ConfigSource {
 pub(crate) struct Loaded {
     pub config: Arc<Config>,
     pub sha256: String,
+    /// The text, kept as the last-known-good copy once it is running.
+    pub text: String,
+    /// Where it came from: the file, or (at start) the last-known-good copy.
+    pub from_lkg: Option<Vec<String>>,
+}
+
+/// The name of the main configuration's last-known-good copy in `state_dir`.
+const CONFIG_LKG: &str = "config";
+
+/// `load` at start: if the file is rejected and its `[edge] state_dir` (read leniently from
+/// the rejected text) holds a last-known-good copy that is valid, start on that copy — with
+/// the rejection logged loudly and shown on `/status`. Relative paths in the copy resolve
+/// against the configuration file's folder, as they did when it ran.
+pub(crate) fn load_at_start(source: &ConfigSource) -> Result<Loaded, Vec<String>> {
+    let errors = match load(source) {
+        Ok(loaded) => return Ok(loaded),
+        Err(errors) => errors,
+    };
+    let ConfigSource::File(path) = source else {
+        return Err(errors);
+    };
+    let base = base_dir(path);
+    let hint = holdfast_artifact::read_bounded_text(path, holdfast_config::MAX_CONFIG_BYTES)
+        .ok()
+        .and_then(|read| holdfast_config::state_dir_hint(&read.content, &base));
+    let Some(state_dir) = hint else {
+        return Err(errors);
+    };
+    let lkg = holdfast_artifact::lkg_path(&state_dir, CONFIG_LKG);
+    let Ok(read) = holdfast_artifact::read_bounded_text(&lkg, holdfast_config::MAX_CONFIG_BYTES)
+    else {
+        return Err(errors);
+    };
+    let Ok(config) = holdfast_config::parse(&read.content, &base) else {
+        tracing::error!(lkg = %lkg.display(), "the last-known-good configuration is invalid too");
+        return Err(errors);
+    };
+    tracing::error!(
+        file = %path.display(),
+        lkg = %lkg.display(),
+        errors = ?errors,
+        "STARTED ON THE LAST-KNOWN-GOOD CONFIGURATION: the file was rejected; fix it and reload"
+    );
+    Ok(Loaded {
+        config: Arc::new(config),
+        sha256: read.sha256,
+        text: read.content,
+        from_lkg: Some(errors),
+    })
+}
+
+/// Keep the running configuration's text as the last-known-good copy (after it started or
+/// was applied by a reload), if there is a state folder; a failure is logged, not fatal.
+pub(crate) fn save_lkg(config: &Config, text: &str) {
+    let Some(dir) = &config.edge.state_dir else {
+        return;
+    };
+    let lkg = holdfast_artifact::lkg_path(dir, CONFIG_LKG);
+    if let Err(e) = holdfast_artifact::write_atomic(&lkg, text.as_bytes()) {
+        tracing::error!(lkg = %lkg.display(), error = %e, "cannot save the last-known-good configuration");
+    }
+}
+
+fn base_dir(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// Read and validate; every error is formatted `FILE: key.path: message (hint)`.
@@ -52,10 +119,7 @@ pub(crate) fn load(source: &ConfigSource) -> Result<Loaded, Vec<String>> {
             let read =
                 holdfast_artifact::read_bounded_text(path, holdfast_config::MAX_CONFIG_BYTES)
                     .map_err(|e| vec![format!("{label}: {e}")])?;
-            let base = path
-                .parent()
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-            (read.content, read.sha256, base)
+            (read.content, read.sha256, base_dir(path))
         }
         ConfigSource::Embedded { text, .. } => (
             text.clone(),
@@ -72,6 +136,8 @@ pub(crate) fn load(source: &ConfigSource) -> Result<Loaded, Vec<String>> {
     Ok(Loaded {
         config: Arc::new(config),
         sha256,
+        text,
+        from_lkg: None,
     })
 }
 
@@ -114,6 +180,8 @@ struct Book {
     sha256: String,
     loaded_at: SystemTime,
     last: Option<LastReload>,
+    /// Set while running on the last-known-good copy: why the file was rejected at start.
+    started_on_lkg: Option<Vec<String>>,
 }
 
 pub(crate) struct Controller {
@@ -201,6 +269,9 @@ impl Controller {
         })
         .map_err(config_errors)?;
         modules.install(prepared);
+        if loaded.from_lkg.is_none() {
+            save_lkg(&loaded.config, &loaded.text);
+        }
         generation.set(1);
         let state = Arc::new(state);
         let health = HealthChecker::start(&state)
@@ -218,6 +289,7 @@ impl Controller {
                 sha256: loaded.sha256,
                 loaded_at: SystemTime::now(),
                 last: None,
+                started_on_lkg: loaded.from_lkg,
             }),
             reloading: Mutex::new(()),
             reloads,
@@ -242,7 +314,7 @@ impl Controller {
         self.book.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn try_reload(&self, generation: u64) -> Result<(State, String, Prepared), Vec<String>> {
+    fn try_reload(&self, generation: u64) -> Result<(State, Loaded, Prepared), Vec<String>> {
         let loaded = load(&self.source)?;
         let current = self.states.load();
         let label = self.source.label();
@@ -274,7 +346,7 @@ impl Controller {
                 .reopen(&access_log_target(new_log))
                 .map_err(|e| vec![format!("{label}: edge.access_log: cannot open: {e} (check the path and permissions)")])?;
         }
-        Ok((state, loaded.sha256, prepared))
+        Ok((state, loaded, prepared))
     }
 
     pub(crate) fn do_reload(&self) -> ReloadOutcome {
@@ -287,8 +359,11 @@ impl Controller {
         let result = self.try_reload(candidate);
         let mut book = self.book();
         let outcome = match result {
-            Ok((state, sha256, prepared)) => {
+            Ok((state, loaded, prepared)) => {
                 self.modules.install(prepared);
+                save_lkg(&loaded.config, &loaded.text);
+                book.started_on_lkg = None;
+                let sha256 = loaded.sha256;
                 let state = Arc::new(state);
                 self.health.follow(&state);
                 self.states.store(state);
@@ -351,6 +426,8 @@ impl Backend for Controller {
             "serving": self.healthy(),
             "config": {
                 "source": self.source.label(),
+                "running_on": if book.started_on_lkg.is_some() { "lkg" } else { "file" },
+                "rejected_at_start": book.started_on_lkg,
                 "generation": book.generation,
                 "sha256": book.sha256,
                 "loaded_at": rfc3339(book.loaded_at),

@@ -18,6 +18,7 @@ mod bad_input;
 mod balancing;
 mod body_retry;
 mod check;
+mod config_lkg;
 mod conn_caps;
 mod demo;
 mod failover;
