@@ -1275,3 +1275,163 @@ pub fn error_at(output: &str, key: &str) -> String {
         .unwrap_or_else(|| panic!("no error at {key}:\n{output}"))
         .to_owned()
 }
+
+// ---- Helpers for bot scoring, artifacts and modules ----
+
+impl Edge {
+    /// `start_in_dir`, with modules of the test's own run after the configured ones
+    /// (`holdfast::Running::start_with_modules`).
+    pub fn start_with_modules(
+        template: &str,
+        vars: &[(&str, String)],
+        files: impl FnOnce(&std::path::Path),
+        modules: Vec<Arc<dyn holdfast::RequestModule>>,
+    ) -> Edge {
+        let dir = tempfile::tempdir().unwrap();
+        files(dir.path());
+        let config_path = dir.path().join("edge.toml");
+        std::fs::write(&config_path, render(template, vars)).unwrap();
+        let running = holdfast::Running::start_with_modules(
+            holdfast::ConfigSource::File(config_path.clone()),
+            modules,
+        )
+        .unwrap_or_else(|e| panic!("edge did not start: {e}"));
+        Edge {
+            running: Some(running),
+            dir,
+            config_path,
+        }
+    }
+
+    /// Shut the edge down and start it again from the same config file in the same folder
+    /// (what is in its `state_dir` is kept). New listeners: take URLs again afterwards.
+    pub fn restart(&mut self) {
+        self.stop();
+        let running =
+            holdfast::Running::start(holdfast::ConfigSource::File(self.config_path.clone()))
+                .unwrap_or_else(|e| panic!("edge did not start again: {e}"));
+        self.running = Some(running);
+    }
+
+    /// A file in the edge's folder (where its config is).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Replace `path` as a generator does: write a temporary file in the same folder, then
+/// rename it over `path`, so a reader never sees half a file.
+pub fn replace_file(path: &std::path::Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The score header the bot module sends to the origin.
+pub const SCORE_HEADER: &str = "x-holdfast-bot-score";
+
+/// The shipped default feature file.
+pub const EXAMPLE_FEATURES: &str = include_str!("../../../../examples/bot-features.json");
+
+/// What the origin got in `x-holdfast-bot-score`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BotScore {
+    Score(u8),
+    Unknown,
+}
+
+/// The bot score in `headers`: exactly one header, `1`..=`99` or `unknown`; anything else
+/// (absent, `0`, out of range, repeated) is an error naming what was there.
+pub fn bot_score(headers: &http::HeaderMap) -> Result<BotScore, String> {
+    let all: Vec<_> = headers.get_all(SCORE_HEADER).iter().collect();
+    let [value] = all.as_slice() else {
+        return Err(format!("{} {SCORE_HEADER} headers: {all:?}", all.len()));
+    };
+    match value.to_str() {
+        Ok("unknown") => Ok(BotScore::Unknown),
+        Ok(text) => match text.parse::<u8>() {
+            Ok(n @ 1..=99) => Ok(BotScore::Score(n)),
+            _ => Err(format!(
+                "{SCORE_HEADER}: {text:?} is neither 1-99 nor unknown"
+            )),
+        },
+        Err(_) => Err(format!("{SCORE_HEADER}: {value:?} is not text")),
+    }
+}
+
+impl Seen {
+    /// The bot score this request reached the origin with; fails the test if it is not
+    /// a valid one.
+    pub fn bot_score(&self) -> BotScore {
+        bot_score(&self.headers).unwrap_or_else(|e| panic!("{} {}: {e}", self.method, self.uri))
+    }
+}
+
+/// A valid feature file: the shipped example's bias and entries, with `version`, padded to
+/// `entries` entries with `header:x-test-N` ones (as the generator's `--fill` does).
+pub fn features_file(version: u64, entries: usize) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_str(EXAMPLE_FEATURES).unwrap();
+    v["version"] = version.into();
+    let list = v["features"].as_array_mut().unwrap();
+    let mut i = 0;
+    while list.len() < entries {
+        list.push(serde_json::json!({"name": format!("header:x-test-{i}"), "weight": 0.0}));
+        i += 1;
+    }
+    list.truncate(entries);
+    v
+}
+
+/// `file` with every feature listed twice in a row (the 18 Nov 2025 generator's mistake).
+pub fn doubled(file: &serde_json::Value) -> serde_json::Value {
+    let mut v = file.clone();
+    let twice: Vec<serde_json::Value> = file["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| [e.clone(), e.clone()])
+        .collect();
+    v["features"] = twice.into();
+    v
+}
+
+/// The `/status` entry of artifact `kind`.
+pub fn artifact_status(status: &serde_json::Value, kind: &str) -> serde_json::Value {
+    status["artifacts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("status has no artifacts: {status}"))
+        .iter()
+        .find(|a| a["kind"] == kind)
+        .cloned()
+        .unwrap_or_else(|| panic!("no artifact {kind:?} in {status}"))
+}
+
+/// The `/status` entry of module `name`.
+pub fn module_status(status: &serde_json::Value, name: &str) -> serde_json::Value {
+    status["modules"]
+        .as_array()
+        .unwrap_or_else(|| panic!("status has no modules: {status}"))
+        .iter()
+        .find(|m| m["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no module {name:?} in {status}"))
+}
+
+/// `holdfast_artifact_rejected_total{artifact="bot-features",reason}`; 0 when not exported.
+pub fn bot_rejections(metrics: &str, reason: &str) -> f64 {
+    sample(
+        metrics,
+        "holdfast_artifact_rejected_total",
+        &[("artifact", "bot-features"), ("reason", reason)],
+    )
+    .unwrap_or(0.0)
+}
+
+/// `holdfast_artifact_version{artifact="bot-features"}`; `None` when not exported.
+pub fn bot_version(metrics: &str) -> Option<f64> {
+    sample(
+        metrics,
+        "holdfast_artifact_version",
+        &[("artifact", "bot-features")],
+    )
+}
