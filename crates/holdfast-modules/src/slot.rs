@@ -168,9 +168,10 @@ impl<M: Module> ModuleSlot<M> {
             Err(payload) => Err(Failure::Panic(payload)),
         };
         let now = ticks(self.anchor, end);
-        let transition = self
-            .breaker
-            .record(now, admit, outcome.is_ok(), &settings.breaker);
+        // "No data yet" is a state, not a malfunction: it must not trip the breaker, or the
+        // first good data would wait out a cool-down before it is used.
+        let working = matches!(outcome, Ok(_) | Err(Failure::Error(ModuleError::NoData)));
+        let transition = self.breaker.record(now, admit, working, &settings.breaker);
         self.on_transition(transition);
         match outcome {
             Ok(v) => {

@@ -28,4 +28,9 @@ pub trait RequestModule: Send + Sync + 'static {
     fn status(&self) -> Option<serde_json::Value> {
         None
     }
+    /// The operator's kill switch (`POST /modules/NAME/...`); `None`: this module has none
+    /// of its own (the configured modules are switched by their host).
+    fn set_override(&self, _o: holdfast_modules::Override) -> Option<serde_json::Value> {
+        None
+    }
 }

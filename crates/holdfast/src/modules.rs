@@ -221,6 +221,12 @@ impl ModuleHost {
         o: Override,
     ) -> Result<serde_json::Value, (u16, String)> {
         let bot = lock(&self.bot);
+        if let Some(extra) = self.extra.iter().find(|m| m.name() == name) {
+            tracing::warn!(module = name, state = o.as_str(), "operator override");
+            return extra
+                .set_override(o)
+                .ok_or_else(|| (404, format!("module {name:?} has no kill switch")));
+        }
         let slot = match (name, bot.as_ref()) {
             ("bot", Some(runtime)) => &runtime.slot,
             _ => {

@@ -169,3 +169,18 @@ fn slow_calls_trip_too() {
     assert_eq!(h.errors("timeout"), 20.0);
     assert_eq!(h.slot.state(), ModuleState::Tripped);
 }
+
+#[test]
+fn no_data_never_trips_and_the_first_data_is_used_at_once() {
+    // A module waiting for its first data (no feature file yet) is not broken: the breaker
+    // stays closed, so the data is used on the next call after it arrives.
+    let h = Harness::new(settings(FailPolicy::Closed));
+    h.set(Behave::NoData);
+    for _ in 0..1000 {
+        assert_eq!(h.run(None), Verdict::Deny);
+    }
+    assert_eq!(h.slot.state(), ModuleState::Ok);
+    assert_eq!(h.errors("no_data"), 1000.0);
+    h.set(Behave::Decide(7));
+    assert_eq!(h.run(None), Verdict::Decided(7));
+}

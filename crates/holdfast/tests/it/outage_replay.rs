@@ -507,6 +507,11 @@ impl holdfast::RequestModule for PanickyRequest {
     fn status(&self) -> Option<serde_json::Value> {
         Some(serde_json::to_value(self.0.status()).unwrap())
     }
+
+    fn set_override(&self, o: holdfast_modules::Override) -> Option<serde_json::Value> {
+        self.0.set_override(o);
+        self.status()
+    }
 }
 
 /// Set in the child process that runs the scenario (the panic hook is process-wide: it is
@@ -689,5 +694,12 @@ async fn panicking_module_child() {
         "{stats:?} in {elapsed}s"
     );
     println!("PANIC HOOK {} {}", stats.reported, stats.suppressed);
+
+    // Its kill switch is the operator's too.
+    let off = post(&edge.admin_url(&format!("/modules/{PANICKY}/disable"))).await;
+    assert_eq!(off.status, 200, "{}", off.text());
+    assert_eq!(off.json()["state"], "disabled");
+    let got = get(&edge.url("/p")).await;
+    assert_eq!(got.status, 200);
     println!("{CHILD_DONE}");
 }
