@@ -49,7 +49,7 @@ impl Default for ModuleSettings {
         ModuleSettings {
             enabled: true,
             fail_policy: FailPolicy::Open,
-            time_budget: Duration::from_millis(2),
+            time_budget: Duration::from_millis(10),
             breaker: BreakerSettings::default(),
             report_interval: Duration::from_secs(10),
         }
@@ -171,7 +171,7 @@ mod tests {
         let s = ModuleSettings::default();
         assert!(s.enabled);
         assert_eq!(s.fail_policy, FailPolicy::Open);
-        assert_eq!(s.time_budget, Duration::from_millis(2));
+        assert_eq!(s.time_budget, Duration::from_millis(10));
         assert_eq!(s.report_interval, Duration::from_secs(10));
         assert_eq!(s.breaker.error_percent, 50);
         assert_eq!(s.breaker.min_requests, 20);

@@ -8,7 +8,9 @@ use crate::spec::*;
 use std::path::Path;
 use std::time::Duration;
 
-const DEFAULT_TIME_BUDGET: Duration = Duration::from_millis(2);
+/// Far above what scoring takes (about a microsecond), so a thread paused by the scheduler
+/// mid-call (the budget is wall-clock time) is not taken for a slow module.
+const DEFAULT_TIME_BUDGET: Duration = Duration::from_millis(10);
 const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_SHRINK_PERCENT: u32 = 50;
 

@@ -1535,7 +1535,7 @@ fn bot_module_defaults_and_state_dir() {
             fail_policy: holdfast_config::FailPolicy::Open,
             public_key: None,
             max_shrink_percent: 50,
-            time_budget: std::time::Duration::from_millis(2),
+            time_budget: std::time::Duration::from_millis(10),
             report_interval: secs(10),
             breaker: holdfast_config::Breaker {
                 error_percent: 50,

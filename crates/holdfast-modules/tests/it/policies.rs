@@ -14,7 +14,7 @@ fn failures() -> Vec<(Behave, &'static str)> {
         (Behave::Fail("bad_input"), "bad_input"),
         (Behave::NoData, "no_data"),
         (Behave::Panic, "panic"),
-        (Behave::Slow(Duration::from_millis(3)), "timeout"),
+        (Behave::Slow(Duration::from_millis(11)), "timeout"),
     ]
 }
 
@@ -82,10 +82,10 @@ fn stale_policy_reuses_the_last_decision_for_the_key() {
 #[test]
 fn a_slow_result_is_discarded_even_when_it_succeeded() {
     let h = Harness::new(with_policy(FailPolicy::Closed));
-    h.set(Behave::Slow(Duration::from_millis(2)));
+    h.set(Behave::Slow(Duration::from_millis(10)));
     // Exactly at the budget: fine.
     assert_eq!(h.run(None), Verdict::Decided(1));
-    h.set(Behave::Slow(Duration::from_micros(2001)));
+    h.set(Behave::Slow(Duration::from_micros(10001)));
     assert_eq!(h.run(None), Verdict::Deny);
     assert_eq!(h.errors("timeout"), 1.0);
     let last = h.slot.status().last_error.unwrap();
