@@ -1,9 +1,10 @@
 //! The scoring module: `decide` computes the request's features and scores them with the
 //! active model.
 //!
-//! Cost (not asserted; `timing_note` below, release build, the example model, on a shared
-//! 2-core VM under load): ≈0.5 µs per `decide` for a 15-header browser request, ≈0.3 µs for a
-//! curl-like one, including the clock read and the rate-table update. Nothing is allocated:
+//! Cost (measured once in a release build with the example model on a shared 2-core VM, not
+//! asserted; `bench/bot.sh` measures it in the edge): ≈0.5 µs per `decide` for a 15-header
+//! browser request, ≈0.3 µs for a curl-like one, including the clock read and the rate-table
+//! update. Nothing is allocated:
 //! the fixed features live in stack arrays, the user agent is lower-cased into a stack buffer
 //! and searched once by the model's automaton, family headers are map look-ups.
 
@@ -212,24 +213,5 @@ mod tests {
         assert_eq!(m.decide(&req), Err(ModuleError::NoData));
         *src.0.lock().unwrap() = Some(Arc::new(BotFeatures::load(DEFAULT).unwrap()));
         assert!(m.decide(&req).is_ok());
-    }
-
-    /// Not a benchmark: run with `--ignored --nocapture` in release to refresh the note at the
-    /// top of this file.
-    #[test]
-    #[ignore]
-    fn timing_note() {
-        let m = module();
-        let get = Method::GET;
-        for (label, set) in [("browser", CHROME), ("curl", CURL)] {
-            let h = headers(set);
-            let req = view(&get, Version::HTTP_2, &h, "/a/b", Some("q=1"), true);
-            let n = 200_000u32;
-            let t = Instant::now();
-            for _ in 0..n {
-                std::hint::black_box(m.decide(std::hint::black_box(&req)).unwrap());
-            }
-            println!("{label}: {:?} per decide", t.elapsed() / n);
-        }
     }
 }
