@@ -518,6 +518,7 @@ pub(crate) mod tests {
             query,
             client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
             tls,
+            route: "all",
         }
     }
 

@@ -13,6 +13,34 @@ pub struct Config {
     pub pools: Vec<Pool>,
     pub routes: Vec<Route>,
     pub modules: Modules,
+    pub limits: Vec<Limit>,
+}
+
+/// A local rate limit (`[[limits]]`): GCRA, `requests` per `per` with `burst`, per key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit {
+    pub name: String,
+    pub key: LimitKey,
+    pub requests: u32,
+    pub per: Duration,
+    pub burst: u32,
+    /// Indices into `Config::routes`; empty: every route.
+    pub routes: Vec<usize>,
+    /// Count what would be limited, limit nothing.
+    pub shadow: bool,
+    /// Keys tracked at once (memory bound).
+    pub max_keys: usize,
+}
+
+/// What a rate limit counts by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey {
+    ClientIp,
+    /// IPv4: the address; IPv6: its /64.
+    ClientPrefix,
+    Header(HeaderName),
+    Cookie(String),
+    Route,
 }
 
 /// The per-request decision modules that are configured.

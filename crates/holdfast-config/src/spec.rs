@@ -19,6 +19,23 @@ pub struct Spec {
     pub routes: Vec<RouteSpec>,
     #[serde(default)]
     pub modules: ModulesSpec,
+    #[serde(default)]
+    pub limits: Vec<LimitSpec>,
+}
+
+/// `[[limits]]`: a local rate limit.
+#[derive(Debug, Deserialize)]
+pub struct LimitSpec {
+    pub name: String,
+    pub key: String,
+    pub requests: i64,
+    #[serde(with = "humantime_serde")]
+    pub per: Duration,
+    pub burst: Option<i64>,
+    pub routes: Option<Vec<String>>,
+    #[serde(default)]
+    pub shadow: bool,
+    pub max_keys: Option<i64>,
 }
 
 /// `[modules.*]`: one table per module.

@@ -14,6 +14,8 @@ pub struct RequestView<'a> {
     pub client_ip: IpAddr,
     /// The request came over TLS.
     pub tls: bool,
+    /// The name of the route the request matched.
+    pub route: &'a str,
 }
 
 /// A per-request decision maker. Implementations must not block; the runner times each call

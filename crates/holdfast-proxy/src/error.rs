@@ -26,6 +26,8 @@ pub enum ProxyError {
     NoRoute,
     #[error("the request was refused by the edge's {module} module")]
     Denied { module: &'static str },
+    #[error("too many requests: the rate limit {:?} was passed; try again later", .0.limit)]
+    TooMany(Box<crate::modules::TooMany>),
     #[error("the origin pool is at its concurrency limit; try again shortly")]
     Overloaded { retry_after: http::HeaderValue },
     #[error("request body is larger than the edge accepts")]
@@ -49,6 +51,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Denied { .. } => StatusCode::FORBIDDEN,
+            ProxyError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
@@ -65,9 +68,10 @@ impl ProxyError {
             ProxyError::NoRoute | ProxyError::Denied { .. } | ProxyError::Overloaded { .. } => {
                 Side::Edge
             }
-            ProxyError::BodyTooLarge | ProxyError::ClientBody(_) | ProxyError::ClientTimeout => {
-                Side::Client
-            }
+            ProxyError::BodyTooLarge
+            | ProxyError::ClientBody(_)
+            | ProxyError::ClientTimeout
+            | ProxyError::TooMany(_) => Side::Client,
             ProxyError::Connect(_)
             | ProxyError::Timeout
             | ProxyError::Upstream(_)

@@ -15,6 +15,20 @@ pub enum ModuleAction {
     Header(HeaderName, HeaderValue),
     /// The edge answers 403 itself (a `closed` fail policy): never a 5xx.
     Deny,
+    /// The edge answers 429 itself: a rate limit was passed.
+    TooMany(Box<TooMany>),
+}
+
+/// A 429 answer and the headers that explain it (RFC 6585; `RateLimit` and
+/// `RateLimit-Policy` per draft-ietf-httpapi-ratelimit-headers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooMany {
+    /// The limit's name, for the page.
+    pub limit: String,
+    /// Whole seconds.
+    pub retry_after: HeaderValue,
+    pub ratelimit: Option<HeaderValue>,
+    pub policy: Option<HeaderValue>,
 }
 
 /// A module as the data path sees it; the implementations live with the modules' wiring.

@@ -4,3 +4,4 @@
 //! self-hosted challenge come later (issue 7).
 
 pub mod limit;
+pub mod limits;

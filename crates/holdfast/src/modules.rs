@@ -10,7 +10,8 @@ use holdfast_modules::{
     BreakerSettings, FailPolicy, ModuleMetrics, ModuleSettings, ModuleSlot, Override, RequestView,
     Verdict,
 };
-use holdfast_proxy::{ModuleAction, RequestModule};
+use holdfast_proxy::{ModuleAction, RequestModule, TooMany};
+use holdfast_shield::limits::{Counters, LimitOutcome, RateLimits, RouteLimit};
 use prometheus::Registry;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,45 @@ const ARTIFACT_POLL: Duration = Duration::from_secs(1);
 const OVERRIDES_FILE: &str = "module-overrides.json";
 
 type BotSlot = ModuleSlot<BotModule<Arc<Artifact<BotFeatures>>>>;
+type LimitsSlot = ModuleSlot<RateLimits>;
+
+/// The rate limits as the data path runs them: 429 over a limit.
+struct LimitsRequest(Arc<LimitsSlot>);
+
+impl RequestModule for LimitsRequest {
+    fn name(&self) -> &'static str {
+        "limits"
+    }
+
+    fn apply(&self, req: &RequestView<'_>) -> ModuleAction {
+        match self.0.run(req) {
+            Verdict::Decided(LimitOutcome::Limited(l))
+            | Verdict::Stale(LimitOutcome::Limited(l)) => {
+                let l = *l;
+                ModuleAction::TooMany(Box::new(TooMany {
+                    limit: l.limit,
+                    retry_after: l.retry_after,
+                    ratelimit: l.ratelimit,
+                    policy: Some(l.policy),
+                }))
+            }
+            Verdict::Decided(LimitOutcome::Pass)
+            | Verdict::Stale(LimitOutcome::Pass)
+            | Verdict::Unknown => ModuleAction::Pass,
+            Verdict::Deny => ModuleAction::Deny,
+        }
+    }
+}
+
+/// The limits as configured, with route names instead of indices (what decides whether a
+/// reload keeps the running limiters and their counts).
+#[derive(Clone, PartialEq)]
+struct LimitsConfig(Vec<(holdfast_config::Limit, Vec<String>)>);
+
+struct LimitsRuntime {
+    config: LimitsConfig,
+    slot: Arc<LimitsSlot>,
+}
 
 /// The bot module as the data path runs it: the score, or `unknown`, as a header.
 struct BotRequest(Arc<BotSlot>);
@@ -55,7 +95,13 @@ struct BotRuntime {
 /// has been accepted.
 pub(crate) struct Prepared {
     bot: Option<BotPlan>,
+    limits: Option<LimitsPlan>,
     state_dir: Option<PathBuf>,
+}
+
+enum LimitsPlan {
+    Keep,
+    New(LimitsRuntime),
 }
 
 enum BotPlan {
@@ -67,7 +113,9 @@ enum BotPlan {
 pub(crate) struct ModuleHost {
     artifact_metrics: Arc<ArtifactMetrics>,
     module_metrics: ModuleMetrics,
+    limit_decisions: prometheus::IntCounterVec,
     bot: Mutex<Option<BotRuntime>>,
+    limits: Mutex<Option<LimitsRuntime>>,
     state_dir: Mutex<Option<PathBuf>>,
     /// Modules added by the embedding program (tests), run after the configured ones.
     extra: Vec<Arc<dyn RequestModule>>,
@@ -101,10 +149,21 @@ impl ModuleHost {
         registry: &Registry,
         extra: Vec<Arc<dyn RequestModule>>,
     ) -> Result<Self, prometheus::Error> {
+        let limit_decisions = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "holdfast_ratelimit_decisions_total",
+                "Rate-limit checks, by limit and result (allowed, limited, shadow: would be \
+                 limited in shadow mode, no_key: the request has no key under the limit).",
+            ),
+            &["limit", "result"],
+        )?;
+        registry.register(Box::new(limit_decisions.clone()))?;
         Ok(ModuleHost {
             artifact_metrics: Arc::new(ArtifactMetrics::new(registry)?),
             module_metrics: ModuleMetrics::new(registry)?,
+            limit_decisions,
             bot: Mutex::new(None),
+            limits: Mutex::new(None),
             state_dir: Mutex::new(None),
             extra,
         })
@@ -133,7 +192,83 @@ impl ModuleHost {
                 })
             }
         };
-        Ok(Prepared { bot, state_dir })
+        let limits = self.prepare_limits(config);
+        Ok(Prepared {
+            bot,
+            limits,
+            state_dir,
+        })
+    }
+
+    /// Limits unchanged (same entries, same route names): keep the running limiters and
+    /// their counts; otherwise new ones (counts start again).
+    fn prepare_limits(&self, config: &Config) -> Option<LimitsPlan> {
+        if config.limits.is_empty() {
+            return None;
+        }
+        let wanted = LimitsConfig(
+            config
+                .limits
+                .iter()
+                .map(|l| {
+                    let routes = l
+                        .routes
+                        .iter()
+                        .filter_map(|i| config.routes.get(*i).map(|r| r.name.clone()))
+                        .collect();
+                    (l.clone(), routes)
+                })
+                .collect(),
+        );
+        if lock(&self.limits)
+            .as_ref()
+            .is_some_and(|r| r.config == wanted)
+        {
+            return Some(LimitsPlan::Keep);
+        }
+        let limits = wanted
+            .0
+            .iter()
+            .map(|(l, routes)| {
+                let key = match &l.key {
+                    holdfast_config::LimitKey::ClientIp => {
+                        holdfast_shield::limit::LimitKey::ClientIp
+                    }
+                    holdfast_config::LimitKey::ClientPrefix => {
+                        holdfast_shield::limit::LimitKey::ClientPrefix
+                    }
+                    holdfast_config::LimitKey::Header(h) => {
+                        holdfast_shield::limit::LimitKey::Header(h.clone())
+                    }
+                    holdfast_config::LimitKey::Cookie(c) => {
+                        holdfast_shield::limit::LimitKey::Cookie(c.clone())
+                    }
+                    holdfast_config::LimitKey::Route => holdfast_shield::limit::LimitKey::Route,
+                };
+                let mut spec =
+                    holdfast_shield::limit::LimitSpec::new(&l.name, key, l.requests, l.per);
+                spec.burst = l.burst;
+                spec.shadow = l.shadow;
+                spec.max_keys = l.max_keys;
+                RouteLimit::new(
+                    spec,
+                    routes.clone(),
+                    Counters::new(&self.limit_decisions, &l.name),
+                )
+            })
+            .collect();
+        let slot = Arc::new(ModuleSlot::new(
+            RateLimits { limits },
+            ModuleSettings::default(),
+            &self.module_metrics,
+        ));
+        if let Some(o) = read_overrides(config.edge.state_dir.as_deref()).get("limits") {
+            slot.set_override(*o);
+        }
+        Some(LimitsPlan::New(LimitsRuntime {
+            config: wanted,
+            slot,
+        }))
     }
 
     fn new_bot(
@@ -178,12 +313,21 @@ impl ModuleHost {
 
     /// The modules a `State` built for `prepared` runs (nothing is installed yet).
     pub(crate) fn modules_for(&self, prepared: &Prepared) -> Vec<Arc<dyn RequestModule>> {
+        let mut modules: Vec<Arc<dyn RequestModule>> = Vec::new();
+        // Limits first: a request over a limit costs no scoring.
+        let limits = match &prepared.limits {
+            None => None,
+            Some(LimitsPlan::New(runtime)) => Some(Arc::clone(&runtime.slot)),
+            Some(LimitsPlan::Keep) => lock(&self.limits).as_ref().map(|r| Arc::clone(&r.slot)),
+        };
+        if let Some(slot) = limits {
+            modules.push(Arc::new(LimitsRequest(slot)));
+        }
         let slot = match &prepared.bot {
             None => None,
             Some(BotPlan::New(runtime)) => Some(Arc::clone(&runtime.slot)),
             Some(BotPlan::Keep(_)) => lock(&self.bot).as_ref().map(|r| Arc::clone(&r.slot)),
         };
-        let mut modules: Vec<Arc<dyn RequestModule>> = Vec::new();
         if let Some(slot) = slot {
             modules.push(Arc::new(BotRequest(slot)));
         }
@@ -203,6 +347,12 @@ impl ModuleHost {
                     runtime.config = config;
                 }
             }
+        }
+        let mut limits = lock(&self.limits);
+        match prepared.limits {
+            None => *limits = None,
+            Some(LimitsPlan::New(runtime)) => *limits = Some(runtime),
+            Some(LimitsPlan::Keep) => {}
         }
         *lock(&self.state_dir) = prepared.state_dir;
     }
@@ -227,6 +377,17 @@ impl ModuleHost {
                 .set_override(o)
                 .ok_or_else(|| (404, format!("module {name:?} has no kill switch")));
         }
+        if name == "limits" {
+            let limits = lock(&self.limits);
+            let Some(runtime) = limits.as_ref() else {
+                return Err((404, "no [[limits]] are configured".to_string()));
+            };
+            runtime.slot.set_override(o);
+            tracing::warn!(module = name, state = o.as_str(), "operator override");
+            let status = serde_json::to_value(runtime.slot.status()).unwrap_or_default();
+            drop(limits);
+            return self.persist_override(name, o, status);
+        }
         let slot = match (name, bot.as_ref()) {
             ("bot", Some(runtime)) => &runtime.slot,
             _ => {
@@ -241,6 +402,17 @@ impl ModuleHost {
         };
         slot.set_override(o);
         tracing::warn!(module = name, state = o.as_str(), "operator override");
+        let status = serde_json::to_value(slot.status()).unwrap_or_default();
+        self.persist_override(name, o, status)
+    }
+
+    /// Keep an override in `state_dir`; the answer is the module's status.
+    fn persist_override(
+        &self,
+        name: &str,
+        o: Override,
+        mut status: serde_json::Value,
+    ) -> Result<serde_json::Value, (u16, String)> {
         let state_dir = lock(&self.state_dir).clone();
         let persisted = match &state_dir {
             Some(dir) => {
@@ -259,7 +431,6 @@ impl ModuleHost {
             }
             None => false,
         };
-        let mut status = serde_json::to_value(slot.status()).unwrap_or_default();
         if let Some(map) = status.as_object_mut() {
             map.insert("override_persisted".into(), persisted.into());
         }
@@ -290,6 +461,9 @@ impl ModuleHost {
 
     fn names(&self, bot: Option<&BotRuntime>) -> Vec<&'static str> {
         let mut names = Vec::new();
+        if lock(&self.limits).is_some() {
+            names.push("limits");
+        }
         if bot.is_some() {
             names.push("bot");
         }
@@ -304,9 +478,37 @@ impl ModuleHost {
             .iter()
             .map(|r| serde_json::to_value(r.artifact.status()).unwrap_or_default())
             .collect();
-        let modules: Vec<serde_json::Value> = bot
-            .iter()
-            .map(|r| serde_json::to_value(r.slot.status()).unwrap_or_default())
+        let limits = lock(&self.limits);
+        let limit_status = limits.as_ref().map(|r| {
+            let mut status = serde_json::to_value(r.slot.status()).unwrap_or_default();
+            let each: Vec<serde_json::Value> = r
+                .slot
+                .module()
+                .limits
+                .iter()
+                .map(|l| {
+                    serde_json::json!({
+                        "name": l.limiter.name(),
+                        "routes": l.routes,
+                        "keys": l.limiter.keys(),
+                        "memory_bytes": l.limiter.memory_bytes(),
+                        "rotations": l.limiter.rotations(),
+                        "limited": l.limiter.denied(),
+                        "shadow": l.limiter.shadowed(),
+                    })
+                })
+                .collect();
+            if let Some(map) = status.as_object_mut() {
+                map.insert("limits".into(), each.into());
+            }
+            status
+        });
+        let modules: Vec<serde_json::Value> = limit_status
+            .into_iter()
+            .chain(
+                bot.iter()
+                    .map(|r| serde_json::to_value(r.slot.status()).unwrap_or_default()),
+            )
             .chain(self.extra.iter().filter_map(|m| m.status()))
             .collect();
         (artifacts.into(), modules.into())

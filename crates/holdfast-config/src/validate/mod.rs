@@ -42,6 +42,7 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
     let pools = pool::pools(&spec.pools, base_dir, &mut errs);
     let routes = route::routes(&spec.routes, &spec.pools, base_dir, &mut errs);
     let modules = modules::modules(&spec.modules, base_dir, &mut errs);
+    let limits = limits::limits(&spec.limits, &spec.routes, &mut errs);
     if errs.0.is_empty() {
         Ok(Config {
             edge,
@@ -49,6 +50,7 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
             pools,
             routes,
             modules,
+            limits,
         })
     } else {
         Err(errs.0)
@@ -344,6 +346,7 @@ fn check_listener_overlap(edge: &EdgeSpec, admin: Option<SocketAddr>, errs: &mut
     }
 }
 
+mod limits;
 mod modules;
 mod pool;
 mod route;

@@ -1906,3 +1906,77 @@ fn bot_module_needs_a_feature_file_and_state_dir_a_path() {
         "#]],
     );
 }
+
+#[test]
+fn limit_errors() {
+    check_each(
+        |l| format!("{}\n[[limits]]\nname = \"l\"\n{l}\n", edge_with("")),
+        &[
+            "key = \"ip\"\nrequests = 5\nper = \"1s\"",
+            "key = \"header:bad header\"\nrequests = 5\nper = \"1s\"",
+            "key = \"cookie:\"\nrequests = 5\nper = \"1s\"",
+            "key = \"client_ip\"\nrequests = 0\nper = \"0s\"\nburst = 0\nmax_keys = 0",
+            "key = \"client_ip\"\nrequests = 5\nper = \"1s\"\nroutes = [\"nope\", \"all\", \"all\"]",
+            "key = \"client_ip\"\nper = \"1s\"",
+        ],
+        expect![[r#"
+            key = "ip"
+            requests = 5
+            per = "1s"
+                limits[0].key: unknown key "ip" (use "client_ip", "client_prefix", "route", "header:NAME" or "cookie:NAME")
+            key = "header:bad header"
+            requests = 5
+            per = "1s"
+                limits[0].key: invalid header name "bad header" (use "client_ip", "client_prefix", "route", "header:NAME" or "cookie:NAME")
+            key = "cookie:"
+            requests = 5
+            per = "1s"
+                limits[0].key: invalid cookie name "" (use "client_ip", "client_prefix", "route", "header:NAME" or "cookie:NAME")
+            key = "client_ip"
+            requests = 0
+            per = "0s"
+            burst = 0
+            max_keys = 0
+                limits[0].requests: 0 is out of range (use 1 to 1000000)
+                limits[0].per: 0s is out of range (use 1ms to 24h)
+                limits[0].burst: 0 is out of range (use 1 to 1000000)
+                limits[0].max_keys: 0 is out of range (use 1 to 10000000)
+            key = "client_ip"
+            requests = 5
+            per = "1s"
+            routes = ["nope", "all", "all"]
+                limits[0].routes[0]: unknown route "nope" (use one of ["all"], or leave routes out to limit every route)
+                limits[0].routes[2]: route "all" is listed twice (list each route once)
+            key = "client_ip"
+            per = "1s"
+                limits[0]: missing field `requests` (see docs/config.md for the expected type)
+        "#]],
+    );
+}
+
+#[test]
+fn limit_names_are_unique() {
+    check_each(
+        |l| format!("{}\n{l}\n", edge_with("")),
+        &["[[limits]]\nname = \"a\"\nkey = \"route\"\nrequests = 1\nper = \"1s\"\n[[limits]]\nname = \"a\"\nkey = \"route\"\nrequests = 1\nper = \"1s\"\n[[limits]]\nname = \"\"\nkey = \"route\"\nrequests = 1\nper = \"1s\""],
+        expect![[r#"
+            [[limits]]
+            name = "a"
+            key = "route"
+            requests = 1
+            per = "1s"
+            [[limits]]
+            name = "a"
+            key = "route"
+            requests = 1
+            per = "1s"
+            [[limits]]
+            name = ""
+            key = "route"
+            requests = 1
+            per = "1s"
+                limits[1].name: duplicate limit name "a" (limit names must be unique: they label metrics and RateLimit headers)
+                limits[2].name: empty name (give the limit a name)
+        "#]],
+    );
+}

@@ -1563,3 +1563,37 @@ fn bot_module_as_written() {
     assert_eq!(bot.breaker.min_requests, 5);
     assert_eq!(bot.breaker.cooldown, std::time::Duration::from_millis(200));
 }
+
+#[test]
+fn limits_as_in_the_shield_issue() {
+    let config = accept(&format!(
+        "{MINIMAL}\n[[limits]]\nname = \"per-ip\"\nkey = \"client_ip\"\nrequests = 5\nper = \"1s\"\nroutes = [\"all\"]\n\n[[limits]]\nname = \"per-token\"\nkey = \"header:x-api-token\"\nrequests = 100\nper = \"1m\"\nburst = 20\nshadow = true\nmax_keys = 5000\n\n[[limits]]\nname = \"session\"\nkey = \"cookie:sid\"\nrequests = 1\nper = \"100ms\"\n"
+    ));
+    let [ip, token, session] = config.limits.as_slice() else {
+        panic!("{:?}", config.limits);
+    };
+    assert_eq!(
+        ip,
+        &holdfast_config::Limit {
+            name: "per-ip".into(),
+            key: holdfast_config::LimitKey::ClientIp,
+            requests: 5,
+            per: secs(1),
+            burst: 5,
+            routes: vec![0],
+            shadow: false,
+            max_keys: 100_000,
+        }
+    );
+    assert_eq!(
+        token.key,
+        holdfast_config::LimitKey::Header(http::HeaderName::from_static("x-api-token"))
+    );
+    assert_eq!(
+        (token.burst, token.shadow, token.max_keys),
+        (20, true, 5000)
+    );
+    assert!(token.routes.is_empty());
+    assert_eq!(session.key, holdfast_config::LimitKey::Cookie("sid".into()));
+    assert_eq!(session.per, std::time::Duration::from_millis(100));
+}

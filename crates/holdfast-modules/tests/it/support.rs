@@ -162,6 +162,7 @@ pub fn run(slot: &ModuleSlot<TestModule>, key: Option<u64>) -> Verdict<u32> {
         query: None,
         client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         tls: false,
+        route: "all",
     };
     slot.run(&req)
 }

@@ -11,6 +11,7 @@ use http::Request;
 
 pub(crate) fn run<B>(
     state: &State,
+    route_name: &str,
     req: &Request<B>,
     ctx: &mut RequestCtx,
 ) -> Result<(), ProxyError> {
@@ -25,6 +26,7 @@ pub(crate) fn run<B>(
         query: req.uri().query(),
         client_ip: ctx.conn.client.ip(),
         tls: ctx.conn.tls,
+        route: route_name,
     };
     for module in state.modules.iter() {
         match module.apply(&view) {
@@ -35,6 +37,7 @@ pub(crate) fn run<B>(
                     module: module.name(),
                 })
             }
+            ModuleAction::TooMany(too_many) => return Err(ProxyError::TooMany(too_many)),
         }
     }
     Ok(())

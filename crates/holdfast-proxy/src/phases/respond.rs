@@ -37,8 +37,20 @@ pub(crate) fn error(err: &ProxyError, ctx: &RequestCtx) -> Response<ResponseBody
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let ProxyError::Overloaded { retry_after } = err {
-        h.insert(header::RETRY_AFTER, retry_after.clone());
+    match err {
+        ProxyError::Overloaded { retry_after } => {
+            h.insert(header::RETRY_AFTER, retry_after.clone());
+        }
+        ProxyError::TooMany(too_many) => {
+            h.insert(header::RETRY_AFTER, too_many.retry_after.clone());
+            if let Some(v) = &too_many.ratelimit {
+                h.insert(http::HeaderName::from_static("ratelimit"), v.clone());
+            }
+            if let Some(v) = &too_many.policy {
+                h.insert(http::HeaderName::from_static("ratelimit-policy"), v.clone());
+            }
+        }
+        _ => {}
     }
     resp
 }

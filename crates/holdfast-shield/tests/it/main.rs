@@ -48,6 +48,7 @@ impl Req {
             query: None,
             client_ip: self.ip,
             tls: false,
+            route: "all",
         }
     }
 }

@@ -1,0 +1,101 @@
+//! The rate limits as one module (`limits`): every `[[limits]]` entry that applies to the
+//! request's route is checked in order; the first that denies decides (429). Behind the
+//! module runner like every module: a kill switch, a fail policy (default `open`: a failing
+//! limiter limits nothing) and a breaker.
+
+use crate::limit::{LimitDecision, LimitSpec, Limiter};
+use holdfast_modules::{Module, ModuleError, RequestView};
+use prometheus::IntCounter;
+
+/// One limit and the routes it applies to.
+pub struct RouteLimit {
+    pub limiter: Limiter,
+    /// Route names; empty: every route.
+    pub routes: Vec<String>,
+    counters: Counters,
+}
+
+/// `holdfast_ratelimit_decisions_total{limit,result}`, resolved once.
+#[derive(Clone)]
+pub struct Counters {
+    pub allowed: IntCounter,
+    pub limited: IntCounter,
+    pub shadow: IntCounter,
+    pub no_key: IntCounter,
+}
+
+impl Counters {
+    pub fn new(family: &prometheus::IntCounterVec, limit: &str) -> Self {
+        let c = |result: &str| family.with_label_values(&[limit, result]);
+        Counters {
+            allowed: c("allowed"),
+            limited: c("limited"),
+            shadow: c("shadow"),
+            no_key: c("no_key"),
+        }
+    }
+}
+
+impl RouteLimit {
+    pub fn new(spec: LimitSpec, routes: Vec<String>, counters: Counters) -> Self {
+        RouteLimit {
+            limiter: Limiter::new(spec),
+            routes,
+            counters,
+        }
+    }
+
+    fn applies(&self, route: &str) -> bool {
+        self.routes.is_empty() || self.routes.iter().any(|r| r == route)
+    }
+}
+
+/// A request over a limit: what the 429 says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limited {
+    pub limit: String,
+    pub retry_after: http::HeaderValue,
+    pub ratelimit: Option<http::HeaderValue>,
+    pub policy: http::HeaderValue,
+}
+
+/// The module's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitOutcome {
+    Pass,
+    Limited(Box<Limited>),
+}
+
+/// Every configured limit, in config order.
+pub struct RateLimits {
+    pub limits: Vec<RouteLimit>,
+}
+
+impl Module for RateLimits {
+    type Output = LimitOutcome;
+    const NAME: &'static str = "limits";
+
+    fn decide(&self, req: &RequestView<'_>) -> Result<LimitOutcome, ModuleError> {
+        for limit in self.limits.iter().filter(|l| l.applies(req.route)) {
+            let decision = limit.limiter.check(req, req.route);
+            match decision {
+                LimitDecision::Allow { .. } => limit.counters.allowed.inc(),
+                LimitDecision::NoKey => limit.counters.no_key.inc(),
+                LimitDecision::Shadow => limit.counters.shadow.inc(),
+                LimitDecision::Deny { .. } => {
+                    limit.counters.limited.inc();
+                    let retry_after = decision
+                        .retry_after_header()
+                        .unwrap_or(http::HeaderValue::from_static("1"));
+                    return Ok(LimitOutcome::Limited(Box::new(Limited {
+                        limit: limit.limiter.name().to_string(),
+                        retry_after,
+                        ratelimit: limit.limiter.ratelimit_header(&decision),
+                        policy: limit.limiter.policy_header(),
+                    })));
+                }
+            }
+        }
+        Ok(LimitOutcome::Pass)
+    }
+}
