@@ -1940,7 +1940,7 @@ fn limit_errors() {
                 limits[0].requests: 0 is out of range (use 1 to 1000000)
                 limits[0].per: 0s is out of range (use 1ms to 24h)
                 limits[0].burst: 0 is out of range (use 1 to 1000000)
-                limits[0].max_keys: 0 is out of range (use 1 to 10000000)
+                limits[0].max_keys: 0 is out of range (use 2 to 10000000)
             key = "client_ip"
             requests = 5
             per = "1s"
