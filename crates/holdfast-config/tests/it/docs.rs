@@ -112,6 +112,15 @@ fn complete_example_uses_every_table() {
     assert!(bot.public_key.is_some());
     assert_ne!(bot.max_shrink_percent, 50);
     assert_ne!(bot.breaker.min_requests, 20);
+    // Rate limits: one per route with a burst, one shadow limit on a header.
+    assert!(config
+        .limits
+        .iter()
+        .any(|l| !l.routes.is_empty() && l.burst != l.requests));
+    assert!(config
+        .limits
+        .iter()
+        .any(|l| l.shadow && matches!(l.key, holdfast_config::LimitKey::Header(_))));
 }
 
 #[test]
