@@ -98,6 +98,9 @@ pub struct Edge {
     pub shutdown_grace: Duration,
     /// Where last-known-good artifacts and operator overrides are kept; `None`: nowhere.
     pub state_dir: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-For` names the client (load balancers, another CDN); from
+    /// anyone else the socket's address is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -92,6 +92,8 @@ pub struct EdgeSpec {
     pub max_headers: Option<i64>,
     pub max_request_body: Option<ByteSize>,
     pub state_dir: Option<String>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,6 +6,7 @@
 
 mod access_log;
 mod body;
+mod client_ip;
 mod ctx;
 mod error;
 mod h2c;

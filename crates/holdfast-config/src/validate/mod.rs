@@ -149,6 +149,14 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
             errs,
         ),
         shutdown_grace: spec.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+        trusted_proxies: spec
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, text)| {
+                trusted_proxy(&format!("edge.trusted_proxies[{i}]"), text, errs)
+            })
+            .collect(),
         state_dir: spec.state_dir.as_deref().and_then(|d| {
             if d.is_empty() {
                 errs.add(
@@ -161,6 +169,23 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
             Some(base_dir.join(d))
         }),
     }
+}
+
+/// `"10.0.0.0/8"`, `"2001:db8::/32"`, or one address (`"192.0.2.7"`: a /32 or /128).
+fn trusted_proxy(path: &str, text: &str, errs: &mut Errors) -> Option<ipnet::IpNet> {
+    let parsed = text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    });
+    if parsed.is_none() {
+        errs.add(
+            path,
+            format!("invalid address or network {text:?}"),
+            "write an IP address or a CIDR network, e.g. \"10.0.0.0/8\" or \"2001:db8::/32\"",
+        );
+    }
+    parsed.map(|n| n.trunc())
 }
 
 fn limits(spec: &EdgeSpec, errs: &mut Errors) -> Limits {

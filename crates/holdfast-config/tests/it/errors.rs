@@ -1980,3 +1980,17 @@ fn limit_names_are_unique() {
         "#]],
     );
 }
+
+#[test]
+fn trusted_proxies_must_be_addresses_or_networks() {
+    check_each(
+        edge_with,
+        &["trusted_proxies = [\"10.0.0.0/33\", \"example.com\", \"\"]"],
+        expect![[r#"
+            trusted_proxies = ["10.0.0.0/33", "example.com", ""]
+                edge.trusted_proxies[0]: invalid address or network "10.0.0.0/33" (write an IP address or a CIDR network, e.g. "10.0.0.0/8" or "2001:db8::/32")
+                edge.trusted_proxies[1]: invalid address or network "example.com" (write an IP address or a CIDR network, e.g. "10.0.0.0/8" or "2001:db8::/32")
+                edge.trusted_proxies[2]: invalid address or network "" (write an IP address or a CIDR network, e.g. "10.0.0.0/8" or "2001:db8::/32")
+        "#]],
+    );
+}

@@ -58,6 +58,7 @@ fn minimal_file_is_accepted_with_every_default() {
             client_header_timeout: secs(30),
             shutdown_grace: secs(10),
             state_dir: None,
+            trusted_proxies: vec![],
         }
     );
     assert_eq!(config.modules, holdfast_config::Modules::default());
@@ -1596,4 +1597,19 @@ fn limits_as_in_the_shield_issue() {
     assert!(token.routes.is_empty());
     assert_eq!(session.key, holdfast_config::LimitKey::Cookie("sid".into()));
     assert_eq!(session.per, std::time::Duration::from_millis(100));
+}
+
+#[test]
+fn trusted_proxies_take_networks_and_addresses() {
+    let config = accept(&MINIMAL.replace(
+        "[edge]\n",
+        "[edge]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::1/32\"]\n",
+    ));
+    let nets: Vec<String> = config
+        .edge
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(nets, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
 }

@@ -24,7 +24,11 @@ pub(crate) fn run<B>(
         headers: req.headers(),
         path: req.uri().path(),
         query: req.uri().query(),
-        client_ip: ctx.conn.client.ip(),
+        client_ip: crate::client_ip::client_ip(
+            &state.config.edge.trusted_proxies,
+            ctx.conn.client.ip(),
+            req.headers(),
+        ),
         tls: ctx.conn.tls,
         route: route_name,
     };

@@ -19,6 +19,7 @@ mod balancing;
 mod body_retry;
 mod bot;
 mod check;
+mod client_ip;
 mod config_lkg;
 mod conn_caps;
 mod demo;
