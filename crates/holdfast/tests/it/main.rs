@@ -28,6 +28,7 @@ mod fallback;
 mod headers;
 mod health;
 mod keepalive;
+mod limits;
 mod origin_down;
 mod outage_replay;
 mod outlier;

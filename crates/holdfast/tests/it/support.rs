@@ -259,7 +259,11 @@ impl Got {
 }
 
 pub async fn send(req: Request<Body>) -> Got {
-    let resp = client().request(req).await.unwrap();
+    read_got(client().request(req).await.unwrap()).await
+}
+
+/// A response with its whole body read.
+async fn read_got(resp: Response<Incoming>) -> Got {
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
     Got {
@@ -279,6 +283,26 @@ pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Got {
         b = b.header(*k, *v);
     }
     send(b.body(Body::default()).unwrap()).await
+}
+
+/// `get_with` on a new connection from the local address `from`: all of 127.0.0.0/8 is
+/// loopback, so `127.0.0.2` is a second client address for an edge on 127.0.0.1.
+pub async fn get_from(from: std::net::IpAddr, url: &str, headers: &[(&str, &str)]) -> Got {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_local_address(Some(from));
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build::<_, Body>(connector);
+    let mut b = Request::get(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    read_got(
+        client
+            .request(b.body(Body::default()).unwrap())
+            .await
+            .unwrap(),
+    )
+    .await
 }
 
 pub async fn post(url: &str) -> Got {
