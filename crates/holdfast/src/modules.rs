@@ -216,7 +216,12 @@ impl ModuleHost {
                         .iter()
                         .filter_map(|i| config.routes.get(*i).map(|r| r.name.clone()))
                         .collect();
-                    (l.clone(), routes)
+                    // Names, not positions: a reload that moves routes keeps the counts.
+                    let entry = holdfast_config::Limit {
+                        routes: Vec::new(),
+                        ..l.clone()
+                    };
+                    (entry, routes)
                 })
                 .collect(),
         );
@@ -257,9 +262,16 @@ impl ModuleHost {
                 )
             })
             .collect();
+        // A check's time is not a reason to drop its decision: a slow sweep of a full key
+        // table would otherwise let the request it delayed through. The budget only stops
+        // the module being counted as failing for ordinary scheduling pauses.
+        let settings = ModuleSettings {
+            time_budget: Duration::from_secs(1),
+            ..ModuleSettings::default()
+        };
         let slot = Arc::new(ModuleSlot::new(
             RateLimits { limits },
-            ModuleSettings::default(),
+            settings,
             &self.module_metrics,
         ));
         if let Some(o) = read_overrides(config.edge.state_dir.as_deref()).get("limits") {
