@@ -12,8 +12,8 @@ mod validate;
 
 pub use config::{
     AccessLog, Admin, Balance, BotModule, Breaker, CheckKind, Config, Edge, FailPolicy, Fallback,
-    HashKey, HeaderOps, HealthCheck, HostMatch, Limit, LimitKey, Limits, Modules, Outlier,
-    Overload, Pool, RetryOn, RetryPolicy, Route, ServerAddr, Timeouts, TlsCert, UpstreamTls,
+    HashKey, HeaderOps, HealthCheck, HostMatch, Limit, LimitKey, LimitScope, Limits, Modules, Outlier,
+    Overload, Pool, Redis, RetryOn, RetryPolicy, Route, ServerAddr, Timeouts, TlsCert, UpstreamTls,
     MAX_FALLBACK_BYTES,
 };
 pub use error::ConfigError;
