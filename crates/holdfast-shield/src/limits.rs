@@ -6,9 +6,9 @@
 
 use crate::global::GlobalLimit;
 use crate::limit::{LimitDecision, LimitSpec, Limiter};
-use std::sync::Arc;
 use holdfast_modules::{Module, ModuleError, RequestView};
 use prometheus::IntCounter;
+use std::sync::Arc;
 
 /// One limit and the routes it applies to.
 pub struct RouteLimit {

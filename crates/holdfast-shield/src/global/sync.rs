@@ -94,9 +94,7 @@ impl RedisHealth {
             s.down = false;
             s.since = SystemTime::now();
             self.down.store(false, Ordering::Relaxed);
-            tracing::warn!(
-                "redis is back: global rate limits count across instances again"
-            );
+            tracing::warn!("redis is back: global rate limits count across instances again");
         }
     }
 
@@ -307,12 +305,7 @@ impl Task {
                 let c = self
                     .timed(client.get_multiplexed_async_connection_with_config(&config))
                     .await
-                    .map_err(|(k, m)| {
-                        (
-                            if k == Kind::Error { Kind::Connect } else { k },
-                            m,
-                        )
-                    })?;
+                    .map_err(|(k, m)| (if k == Kind::Error { Kind::Connect } else { k }, m))?;
                 self.count_calls(1);
                 let mut load = c.clone();
                 let sha: String = self
@@ -339,12 +332,10 @@ impl Task {
         if let Some(sha) = &sha {
             let pipe = self.pipeline(batch, Some(sha));
             self.count_calls(batch.len());
-            match tokio::time::timeout(self.settings.timeout, pipe.query_async(&mut conn)).await
-            {
+            match tokio::time::timeout(self.settings.timeout, pipe.query_async(&mut conn)).await {
                 Ok(Ok(totals)) => return Ok(totals),
                 Ok(Err(e))
-                    if e.kind()
-                        == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
                     tracing::info!("redis lost the rate-limit script (NOSCRIPT): using EVAL");
                 }

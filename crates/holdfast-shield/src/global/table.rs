@@ -529,7 +529,10 @@ mod tests {
             route: "all",
         };
         let a = digest(&LimitKey::ClientIp, &view("192.0.2.1"), "all");
-        assert_eq!(a, digest(&LimitKey::ClientIp, &view("::ffff:192.0.2.1"), "all"));
+        assert_eq!(
+            a,
+            digest(&LimitKey::ClientIp, &view("::ffff:192.0.2.1"), "all")
+        );
         assert_ne!(a, digest(&LimitKey::ClientIp, &view("192.0.2.2"), "all"));
         assert_eq!(
             digest(&LimitKey::ClientPrefix, &view("2001:db8::1"), "all"),
@@ -537,12 +540,13 @@ mod tests {
         );
         assert_ne!(
             digest(&LimitKey::Route, &view("192.0.2.1"), "all"),
-            digest(&LimitKey::Header(http::header::HOST), &view("192.0.2.1"), "all")
+            digest(
+                &LimitKey::Header(http::header::HOST),
+                &view("192.0.2.1"),
+                "all"
+            )
         );
         // The first 128 bits of SHA-256("4" || 192.0.2.1): the same on every instance.
-        assert_eq!(
-            a.map(|d| format!("{d:032x}")).map(|s| s.len()),
-            Some(32)
-        );
+        assert_eq!(a.map(|d| format!("{d:032x}")).map(|s| s.len()), Some(32));
     }
 }
