@@ -14,6 +14,29 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub modules: Modules,
     pub limits: Vec<Limit>,
+    /// `[redis]`: where global limits are counted; `None` when not configured.
+    pub redis: Option<Redis>,
+}
+
+/// `[redis]`: the Redis that `scope = "global"` limits share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redis {
+    /// `redis://HOST:PORT` or `unix:///path/redis.sock`, as written.
+    pub url: String,
+    /// The longest one call (connect, or one pipelined round trip) may take.
+    pub timeout: Duration,
+    /// How often each instance sends its pending counts.
+    pub sync_interval: Duration,
+}
+
+/// Where a limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LimitScope {
+    /// Each instance on its own (GCRA).
+    #[default]
+    Local,
+    /// Shared by every instance through `[redis]` (fixed window, pre-aggregated).
+    Global,
 }
 
 /// A local rate limit (`[[limits]]`): GCRA, `requests` per `per` with `burst`, per key.
@@ -30,6 +53,8 @@ pub struct Limit {
     pub shadow: bool,
     /// Keys tracked at once (memory bound).
     pub max_keys: usize,
+    /// `local` (default) or `global` (through `[redis]`).
+    pub scope: LimitScope,
 }
 
 /// What a rate limit counts by.

@@ -21,6 +21,18 @@ pub struct Spec {
     pub modules: ModulesSpec,
     #[serde(default)]
     pub limits: Vec<LimitSpec>,
+    #[serde(default)]
+    pub redis: Option<RedisSpec>,
+}
+
+/// `[redis]`: the Redis that global limits share.
+#[derive(Debug, Deserialize)]
+pub struct RedisSpec {
+    pub url: String,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub sync_interval: Option<Duration>,
 }
 
 /// `[[limits]]`: a local rate limit.
@@ -36,6 +48,7 @@ pub struct LimitSpec {
     #[serde(default)]
     pub shadow: bool,
     pub max_keys: Option<i64>,
+    pub scope: Option<String>,
 }
 
 /// `[modules.*]`: one table per module.

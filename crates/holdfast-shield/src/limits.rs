@@ -1,15 +1,21 @@
 //! The rate limits as one module (`limits`): every `[[limits]]` entry that applies to the
 //! request's route is checked in order; the first that denies decides (429). Behind the
 //! module runner like every module: a kill switch, a fail policy (default `open`: a failing
-//! limiter limits nothing) and a breaker.
+//! limiter limits nothing) and a breaker. A `scope = "global"` limit decides with its
+//! [`GlobalLimit`] (counts shared through Redis; its own local limiter while Redis is down).
 
+use crate::global::GlobalLimit;
 use crate::limit::{LimitDecision, LimitSpec, Limiter};
 use holdfast_modules::{Module, ModuleError, RequestView};
 use prometheus::IntCounter;
+use std::sync::Arc;
 
 /// One limit and the routes it applies to.
 pub struct RouteLimit {
+    /// The local limiter (a global limit's fallback and header source).
     pub limiter: Limiter,
+    /// Set for `scope = "global"`: decides instead of `limiter`.
+    pub global: Option<Arc<GlobalLimit>>,
     /// Route names; empty: every route.
     pub routes: Vec<String>,
     counters: Counters,
@@ -40,8 +46,31 @@ impl RouteLimit {
     pub fn new(spec: LimitSpec, routes: Vec<String>, counters: Counters) -> Self {
         RouteLimit {
             limiter: Limiter::new(spec),
+            global: None,
             routes,
             counters,
+        }
+    }
+
+    /// A global limit; `limiter` (from the same spec) is its fallback while Redis is down.
+    pub fn global(
+        spec: LimitSpec,
+        global: Arc<GlobalLimit>,
+        routes: Vec<String>,
+        counters: Counters,
+    ) -> Self {
+        RouteLimit {
+            limiter: Limiter::new(spec),
+            global: Some(global),
+            routes,
+            counters,
+        }
+    }
+
+    fn check(&self, req: &RequestView<'_>) -> LimitDecision {
+        match &self.global {
+            Some(g) => g.check(req, req.route, &self.limiter),
+            None => self.limiter.check(req, req.route),
         }
     }
 
@@ -77,7 +106,7 @@ impl Module for RateLimits {
 
     fn decide(&self, req: &RequestView<'_>) -> Result<LimitOutcome, ModuleError> {
         for limit in self.limits.iter().filter(|l| l.applies(req.route)) {
-            let decision = limit.limiter.check(req, req.route);
+            let decision = limit.check(req);
             match decision {
                 LimitDecision::Allow { .. } => limit.counters.allowed.inc(),
                 LimitDecision::NoKey => limit.counters.no_key.inc(),

@@ -11,6 +11,7 @@ use holdfast_modules::{
     Verdict,
 };
 use holdfast_proxy::{ModuleAction, RequestModule, TooMany};
+use holdfast_shield::global::{GlobalLimit, GlobalSync, RedisHealth, RedisMetrics, RedisSettings};
 use holdfast_shield::limits::{Counters, LimitOutcome, RateLimits, RouteLimit};
 use prometheus::Registry;
 use std::collections::BTreeMap;
@@ -56,12 +57,18 @@ impl RequestModule for LimitsRequest {
 
 /// The limits as configured, with route names instead of indices (what decides whether a
 /// reload keeps the running limiters and their counts).
+/// `[redis]` is part of it only when a limit is global.
 #[derive(Clone, PartialEq)]
-struct LimitsConfig(Vec<(holdfast_config::Limit, Vec<String>)>);
+struct LimitsConfig(
+    Vec<(holdfast_config::Limit, Vec<String>)>,
+    Option<holdfast_config::Redis>,
+);
 
 struct LimitsRuntime {
     config: LimitsConfig,
     slot: Arc<LimitsSlot>,
+    /// Global limits: Redis' state, and the sync thread (stopped when this is dropped).
+    redis: Option<(Arc<RedisHealth>, GlobalSync)>,
 }
 
 /// The bot module as the data path runs it: the score, or `unknown`, as a header.
@@ -114,6 +121,7 @@ pub(crate) struct ModuleHost {
     artifact_metrics: Arc<ArtifactMetrics>,
     module_metrics: ModuleMetrics,
     limit_decisions: prometheus::IntCounterVec,
+    redis_metrics: RedisMetrics,
     bot: Mutex<Option<BotRuntime>>,
     limits: Mutex<Option<LimitsRuntime>>,
     state_dir: Mutex<Option<PathBuf>>,
@@ -158,10 +166,29 @@ impl ModuleHost {
             &["limit", "result"],
         )?;
         registry.register(Box::new(limit_decisions.clone()))?;
+        let redis_calls = prometheus::IntCounter::new(
+            "holdfast_ratelimit_redis_calls_total",
+            "Commands sent to Redis for global rate limits (EVALSHA/EVAL per synced key, \
+             SCRIPT LOAD, PING).",
+        )?;
+        registry.register(Box::new(redis_calls.clone()))?;
+        let redis_errors = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "holdfast_ratelimit_redis_errors_total",
+                "Failed Redis round trips of global rate limits, by kind (timeout, connect, \
+                 error); each makes them fall back to local limits until one succeeds.",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(redis_errors.clone()))?;
         Ok(ModuleHost {
             artifact_metrics: Arc::new(ArtifactMetrics::new(registry)?),
             module_metrics: ModuleMetrics::new(registry)?,
             limit_decisions,
+            redis_metrics: RedisMetrics {
+                calls: redis_calls,
+                errors: redis_errors,
+            },
             bot: Mutex::new(None),
             limits: Mutex::new(None),
             state_dir: Mutex::new(None),
@@ -224,6 +251,12 @@ impl ModuleHost {
                     (entry, routes)
                 })
                 .collect(),
+            config.redis.clone().filter(|_| {
+                config
+                    .limits
+                    .iter()
+                    .any(|l| l.scope == holdfast_config::LimitScope::Global)
+            }),
         );
         if lock(&self.limits)
             .as_ref()
@@ -231,6 +264,8 @@ impl ModuleHost {
         {
             return Some(LimitsPlan::Keep);
         }
+        let health = Arc::new(RedisHealth::new());
+        let mut globals = Vec::new();
         let limits = wanted
             .0
             .iter()
@@ -255,13 +290,41 @@ impl ModuleHost {
                 spec.burst = l.burst;
                 spec.shadow = l.shadow;
                 spec.max_keys = l.max_keys;
-                RouteLimit::new(
-                    spec,
-                    routes.clone(),
-                    Counters::new(&self.limit_decisions, &l.name),
-                )
+                let counters = Counters::new(&self.limit_decisions, &l.name);
+                if l.scope == holdfast_config::LimitScope::Global && wanted.1.is_some() {
+                    let global = Arc::new(GlobalLimit::new(spec.clone(), Arc::clone(&health)));
+                    globals.push(Arc::clone(&global));
+                    RouteLimit::global(spec, global, routes.clone(), counters)
+                } else {
+                    RouteLimit::new(spec, routes.clone(), counters)
+                }
             })
             .collect();
+        let redis = match (&wanted.1, globals.is_empty()) {
+            (Some(r), false) => {
+                let settings = RedisSettings {
+                    url: r.url.clone(),
+                    timeout: r.timeout,
+                    sync_interval: r.sync_interval,
+                };
+                match GlobalSync::start(
+                    settings,
+                    globals,
+                    Arc::clone(&health),
+                    self.redis_metrics.clone(),
+                ) {
+                    Ok(sync) => Some((health, sync)),
+                    Err(e) => {
+                        // Without the thread nothing reaches Redis: the global limits would
+                        // never learn other instances' counts. Say so; they still limit
+                        // this instance's own traffic through the table.
+                        tracing::error!(error = %e, "cannot start the redis sync thread");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         // A check's time is not a reason to drop its decision: a slow sweep of a full key
         // table would otherwise let the request it delayed through. The budget only stops
         // the module being counted as failing for ordinary scheduling pauses.
@@ -280,6 +343,7 @@ impl ModuleHost {
         Some(LimitsPlan::New(LimitsRuntime {
             config: wanted,
             slot,
+            redis,
         }))
     }
 
@@ -499,19 +563,45 @@ impl ModuleHost {
                 .limits
                 .iter()
                 .map(|l| {
-                    serde_json::json!({
+                    let mut one = serde_json::json!({
                         "name": l.limiter.name(),
+                        "scope": if l.global.is_some() { "global" } else { "local" },
                         "routes": l.routes,
                         "keys": l.limiter.keys(),
                         "memory_bytes": l.limiter.memory_bytes(),
                         "rotations": l.limiter.rotations(),
                         "limited": l.limiter.denied(),
                         "shadow": l.limiter.shadowed(),
-                    })
+                    });
+                    if let (Some(g), Some(map)) = (&l.global, one.as_object_mut()) {
+                        map.insert(
+                            "global".into(),
+                            serde_json::json!({
+                                "keys": g.keys(),
+                                "unsynced": g.unsynced(),
+                                "limited": g.denied(),
+                                "shadow": g.shadowed(),
+                                "local_decisions": g.local_decisions(),
+                            }),
+                        );
+                    }
+                    one
                 })
                 .collect();
             if let Some(map) = status.as_object_mut() {
                 map.insert("limits".into(), each.into());
+                if let Some((health, _)) = &r.redis {
+                    let h = health.snapshot();
+                    map.insert(
+                        "redis".into(),
+                        serde_json::json!({
+                            "state": if h.down { "down" } else { "ok" },
+                            "since": humantime::format_rfc3339_seconds(h.since).to_string(),
+                            "last_error": h.last_error,
+                            "calls": h.calls,
+                        }),
+                    );
+                }
             }
             status
         });

@@ -1,5 +1,5 @@
-//! `[[limits]]`: local rate limits — unique names, a known key, positive rates, routes that
-//! exist.
+//! `[[limits]]`: rate limits — unique names, a known key, positive rates, routes that
+//! exist, a scope (`global` needs `[redis]`); and `[redis]` itself.
 
 use super::pool::duration_in;
 use super::Errors;
@@ -13,7 +13,76 @@ const MAX_REQUESTS: u64 = 1_000_000;
 const DEFAULT_MAX_KEYS: usize = 100_000;
 const MAX_MAX_KEYS: u64 = 10_000_000;
 
-pub(super) fn limits(specs: &[LimitSpec], routes: &[RouteSpec], errs: &mut Errors) -> Vec<Limit> {
+const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
+const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// `[redis]`: a `redis://HOST:PORT` or `unix:///path` URL, a per-call timeout and a sync
+/// interval, both bounded.
+pub(super) fn redis(spec: Option<&RedisSpec>, errs: &mut Errors) -> Option<Redis> {
+    let spec = spec?;
+    redis_url(&spec.url, errs);
+    let timeout = duration_in(
+        "redis.timeout",
+        spec.timeout,
+        DEFAULT_REDIS_TIMEOUT,
+        (
+            Duration::from_millis(1),
+            Duration::from_secs(5),
+            "1ms to 5s: the longest one call may take before the limits fall back to local",
+        ),
+        errs,
+    );
+    let sync_interval = duration_in(
+        "redis.sync_interval",
+        spec.sync_interval,
+        DEFAULT_SYNC_INTERVAL,
+        (
+            Duration::from_millis(10),
+            Duration::from_secs(10),
+            "10ms to 10s",
+        ),
+        errs,
+    );
+    Some(Redis {
+        url: spec.url.clone(),
+        timeout,
+        sync_interval,
+    })
+}
+
+fn redis_url(url: &str, errs: &mut Errors) {
+    let hint = "write \"redis://HOST:PORT\", e.g. \"redis://127.0.0.1:6379\", or \
+                \"unix:///path/to/redis.sock\"";
+    if let Some(rest) = url.strip_prefix("redis://") {
+        let ok = rest.rsplit_once(':').is_some_and(|(host, port)| {
+            let host_ok = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b));
+            host_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !ok {
+            errs.add("redis.url", format!("invalid Redis address {url:?}"), hint);
+        }
+    } else if let Some(path) = url.strip_prefix("unix://") {
+        if !path.starts_with('/') || path.len() < 2 || path.contains(['?', '#']) {
+            errs.add(
+                "redis.url",
+                format!("{url:?} does not name an absolute socket path"),
+                hint,
+            );
+        }
+    } else {
+        errs.add("redis.url", format!("unsupported Redis URL {url:?}"), hint);
+    }
+}
+
+pub(super) fn limits(
+    specs: &[LimitSpec],
+    routes: &[RouteSpec],
+    have_redis: bool,
+    errs: &mut Errors,
+) -> Vec<Limit> {
     let mut seen = HashSet::new();
     specs
         .iter()
@@ -29,12 +98,40 @@ pub(super) fn limits(specs: &[LimitSpec], routes: &[RouteSpec], errs: &mut Error
                     "limit names must be unique: they label metrics and RateLimit headers",
                 );
             }
-            limit(&at, l, routes, errs)
+            limit(&at, l, routes, have_redis, errs)
         })
         .collect()
 }
 
-fn limit(at: &str, l: &LimitSpec, routes: &[RouteSpec], errs: &mut Errors) -> Limit {
+fn limit(
+    at: &str,
+    l: &LimitSpec,
+    routes: &[RouteSpec],
+    have_redis: bool,
+    errs: &mut Errors,
+) -> Limit {
+    let scope = match l.scope.as_deref() {
+        None | Some("local") => LimitScope::Local,
+        Some("global") => {
+            if !have_redis {
+                errs.add(
+                    format!("{at}.scope"),
+                    "a global limit needs a [redis] table",
+                    "add [redis] with url = \"redis://HOST:PORT\" or \"unix:///path\", \
+                     or use scope = \"local\"",
+                );
+            }
+            LimitScope::Global
+        }
+        Some(other) => {
+            errs.add(
+                format!("{at}.scope"),
+                format!("unknown scope {other:?}"),
+                "use \"local\" (each instance counts on its own) or \"global\" (shared through [redis])",
+            );
+            LimitScope::Local
+        }
+    };
     let requests = count(&format!("{at}.requests"), l.requests, 1, MAX_REQUESTS, errs);
     let per = duration_in(
         &format!("{at}.per"),
@@ -82,6 +179,7 @@ fn limit(at: &str, l: &LimitSpec, routes: &[RouteSpec], errs: &mut Errors) -> Li
         routes: indices,
         shadow: l.shadow,
         max_keys,
+        scope,
     }
 }
 

@@ -42,7 +42,8 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
     let pools = pool::pools(&spec.pools, base_dir, &mut errs);
     let routes = route::routes(&spec.routes, &spec.pools, base_dir, &mut errs);
     let modules = modules::modules(&spec.modules, base_dir, &mut errs);
-    let limits = limits::limits(&spec.limits, &spec.routes, &mut errs);
+    let redis = limits::redis(spec.redis.as_ref(), &mut errs);
+    let limits = limits::limits(&spec.limits, &spec.routes, redis.is_some(), &mut errs);
     if errs.0.is_empty() {
         Ok(Config {
             edge,
@@ -51,6 +52,7 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
             routes,
             modules,
             limits,
+            redis,
         })
     } else {
         Err(errs.0)

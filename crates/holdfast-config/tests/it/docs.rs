@@ -121,6 +121,12 @@ fn complete_example_uses_every_table() {
         .limits
         .iter()
         .any(|l| l.shadow && matches!(l.key, holdfast_config::LimitKey::Header(_))));
+    // A global limit and the Redis it is counted in.
+    assert!(config
+        .limits
+        .iter()
+        .any(|l| l.scope == holdfast_config::LimitScope::Global));
+    assert!(config.redis.is_some());
 }
 
 #[test]

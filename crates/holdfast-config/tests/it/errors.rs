@@ -1955,6 +1955,73 @@ fn limit_errors() {
 }
 
 #[test]
+fn global_limit_and_redis_errors() {
+    let global = "[[limits]]\nname = \"g\"\nkey = \"client_ip\"\nrequests = 20\nper = \"1h\"\nscope = \"global\"";
+    check_each(
+        |l| format!("{}\n{l}\n", edge_with("")),
+        &[
+            global,
+            "[[limits]]\nname = \"g\"\nkey = \"client_ip\"\nrequests = 20\nper = \"1h\"\nscope = \"cluster\"",
+            "[redis]\nurl = \"http://127.0.0.1:6379\"",
+            "[redis]\nurl = \"redis://127.0.0.1\"",
+            "[redis]\nurl = \"redis://:6379\"",
+            "[redis]\nurl = \"unix://redis.sock\"",
+            "[redis]\nurl = \"redis://127.0.0.1:6379\"\ntimeout = \"0s\"\nsync_interval = \"1ms\"",
+            "[redis]\nurl = \"redis://127.0.0.1:6379\"\ntimeout = \"6s\"\nsync_interval = \"11s\"",
+            "[redis]\ntimeout = \"50ms\"",
+            "[redis]\nurl = \"redis://127.0.0.1:6379\"\ndb = 2",
+        ],
+        expect![[r#"
+            [[limits]]
+            name = "g"
+            key = "client_ip"
+            requests = 20
+            per = "1h"
+            scope = "global"
+                limits[0].scope: a global limit needs a [redis] table (add [redis] with url = "redis://HOST:PORT" or "unix:///path", or use scope = "local")
+            [[limits]]
+            name = "g"
+            key = "client_ip"
+            requests = 20
+            per = "1h"
+            scope = "cluster"
+                limits[0].scope: unknown scope "cluster" (use "local" (each instance counts on its own) or "global" (shared through [redis]))
+            [redis]
+            url = "http://127.0.0.1:6379"
+                redis.url: unsupported Redis URL "http://127.0.0.1:6379" (write "redis://HOST:PORT", e.g. "redis://127.0.0.1:6379", or "unix:///path/to/redis.sock")
+            [redis]
+            url = "redis://127.0.0.1"
+                redis.url: invalid Redis address "redis://127.0.0.1" (write "redis://HOST:PORT", e.g. "redis://127.0.0.1:6379", or "unix:///path/to/redis.sock")
+            [redis]
+            url = "redis://:6379"
+                redis.url: invalid Redis address "redis://:6379" (write "redis://HOST:PORT", e.g. "redis://127.0.0.1:6379", or "unix:///path/to/redis.sock")
+            [redis]
+            url = "unix://redis.sock"
+                redis.url: "unix://redis.sock" does not name an absolute socket path (write "redis://HOST:PORT", e.g. "redis://127.0.0.1:6379", or "unix:///path/to/redis.sock")
+            [redis]
+            url = "redis://127.0.0.1:6379"
+            timeout = "0s"
+            sync_interval = "1ms"
+                redis.timeout: 0s is out of range (use 1ms to 5s: the longest one call may take before the limits fall back to local)
+                redis.sync_interval: 1ms is out of range (use 10ms to 10s)
+            [redis]
+            url = "redis://127.0.0.1:6379"
+            timeout = "6s"
+            sync_interval = "11s"
+                redis.timeout: 6s is out of range (use 1ms to 5s: the longest one call may take before the limits fall back to local)
+                redis.sync_interval: 11s is out of range (use 10ms to 10s)
+            [redis]
+            timeout = "50ms"
+                redis: missing field `url` (see docs/config.md for the expected type)
+            [redis]
+            url = "redis://127.0.0.1:6379"
+            db = 2
+                redis.db: unknown key (remove it or check its spelling against docs/config.md)
+        "#]],
+    );
+}
+
+#[test]
 fn limit_names_are_unique() {
     check_each(
         |l| format!("{}\n{l}\n", edge_with("")),

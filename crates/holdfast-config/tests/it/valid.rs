@@ -1584,8 +1584,10 @@ fn limits_as_in_the_shield_issue() {
             routes: vec![0],
             shadow: false,
             max_keys: 100_000,
+            scope: holdfast_config::LimitScope::Local,
         }
     );
+    assert!(config.redis.is_none());
     assert_eq!(
         token.key,
         holdfast_config::LimitKey::Header(http::HeaderName::from_static("x-api-token"))
@@ -1597,6 +1599,36 @@ fn limits_as_in_the_shield_issue() {
     assert!(token.routes.is_empty());
     assert_eq!(session.key, holdfast_config::LimitKey::Cookie("sid".into()));
     assert_eq!(session.per, std::time::Duration::from_millis(100));
+}
+
+#[test]
+fn global_limits_and_redis() {
+    let config = accept(&format!(
+        "{MINIMAL}\n[redis]\nurl = \"unix:///run/redis/redis.sock\"\n\n[[limits]]\nname = \"g\"\nkey = \"client_ip\"\nrequests = 20\nper = \"1h\"\nscope = \"global\"\n\n[[limits]]\nname = \"l\"\nkey = \"route\"\nrequests = 1\nper = \"1s\"\nscope = \"local\"\n"
+    ));
+    assert_eq!(
+        config.redis,
+        Some(holdfast_config::Redis {
+            url: "unix:///run/redis/redis.sock".into(),
+            timeout: std::time::Duration::from_millis(50),
+            sync_interval: std::time::Duration::from_millis(100),
+        })
+    );
+    let scopes: Vec<_> = config.limits.iter().map(|l| l.scope).collect();
+    assert_eq!(
+        scopes,
+        [
+            holdfast_config::LimitScope::Global,
+            holdfast_config::LimitScope::Local
+        ]
+    );
+    let config = accept(&format!(
+        "{MINIMAL}\n[redis]\nurl = \"redis://10.0.0.5:6379\"\ntimeout = \"5s\"\nsync_interval = \"10ms\"\n"
+    ));
+    let redis = config.redis.expect("[redis]");
+    assert_eq!(redis.url, "redis://10.0.0.5:6379");
+    assert_eq!(redis.timeout, secs(5));
+    assert_eq!(redis.sync_interval, std::time::Duration::from_millis(10));
 }
 
 #[test]

@@ -25,6 +25,7 @@ mod conn_caps;
 mod demo;
 mod failover;
 mod fallback;
+mod global_limits;
 mod headers;
 mod health;
 mod keepalive;
