@@ -25,22 +25,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 case " $* " in *" -h "*|*" --help "*) sed -n '2,22p' "$0"; exit 0 ;; esac
-SHARED_BENCH="${SHARED_BENCH:-$HERE/../../shared/bench}"
-# a git worktree elsewhere (e.g. /tmp/x): fall back to the main checkout's neighbour
-[ -f "$SHARED_BENCH/lib.sh" ] || [ ! -f /work/shared/bench/lib.sh ] || SHARED_BENCH=/work/shared/bench
-[ -f "$SHARED_BENCH/lib.sh" ] || { echo "bot: no shared harness at $SHARED_BENCH (set SHARED_BENCH)" >&2; exit 1; }
-SHARED_BENCH="$(cd "$SHARED_BENCH" && pwd)"
-export BENCH_STATE="${BENCH_STATE:-/tmp/bench-state}"
-# shellcheck source=/dev/null
-source "$SHARED_BENCH/lib.sh"   # log, die, launch, stop_tree, tree_pids, pid_alive, port_listening, nginx_*
-
-NO_BUILD=${NO_BUILD:-0}
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --no-build) NO_BUILD=1; shift ;;
-    *) die "unknown argument: $1 (see --help)" ;;
-  esac
-done
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$HERE/common.sh"   # the shared harness (lib.sh), clean-up by PID, the helpers used below
+parse_args "$@"
 
 PARTS=${PARTS:-overhead,replay}
 REPEAT=${REPEAT:-3}; WARMUP=${WARMUP:-2}; CONNS=${CONNS:-64}; RATE=${RATE:-0}
@@ -66,8 +53,7 @@ for part in ${PARTS//,/ }; do case "$part" in overhead|replay) ;; *) die "unknow
 case "$HEADERS" in none|browser) ;; *) die "HEADERS must be none or browser" ;; esac
 [ "$(nproc)" -ge 2 ] || log "WARNING: $(nproc) CPU(s); expected 2 (wrk + origin on CPU $LOADGEN_CPU, proxy on CPU $TARGET_CPU)"
 [ -f "$FEATURES_EXAMPLE" ] && [ -f "$GENERATOR" ] || die "no $FEATURES_EXAMPLE or $GENERATOR"
-DELAY_MS=0
-[ "$RATE" != 0 ] && DELAY_MS=$(awk -v c="$CONNS" -v r="$RATE" 'BEGIN { printf "%.3f", c * 1000 / r }')
+DELAY_MS=$(delay_ms "$CONNS" "$RATE")
 
 # Browser-like request headers (HEADERS=browser): the bot module's feature extraction does
 # more work on these (user-agent classes and tokens, Accept-*, Sec-Fetch-*, cookie, referer)
@@ -85,89 +71,30 @@ BROWSER_HEADERS=(
   "Referer: http://127.0.0.1/"
   "Cookie: session=4f2a9c1e; theme=dark"
 )
-WRK_H=()
 if [ "$HEADERS" = browser ]; then for h in "${BROWSER_HEADERS[@]}"; do WRK_H+=(-H "$h"); done; fi
 
 D="$STATE/bot"
 mkdir -p "$D"
 
-# ---- cleanup: everything this script started, by PID --------------------------------
-pids=()            # "pid signal" of every long-running process started here
-cleanup() {
-  local rc=$? e
-  trap - EXIT INT TERM
-  for e in "${pids[@]:-}"; do
-    [ -n "$e" ] || continue
-    set -- $e
-    stop_tree "$1" "$2" 5
-  done
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-track()   { pids+=("$1 $2"); }
-untrack() { local e n=(); for e in "${pids[@]:-}"; do [ -n "$e" ] && [ "${e%% *}" != "$1" ] && n+=("$e"); done; pids=("${n[@]:-}"); }
-stop()    { stop_tree "$1" "${2:-TERM}" 10; untrack "$1"; }
-
 # ---- build --------------------------------------------------------------------------
-if [ "$NO_BUILD" != 1 ]; then
-  log "building holdfast (cargo build --release -p holdfast)"
-  (cd "$ROOT" && cargo build --release -p holdfast)
-fi
-[ -x "$HOLDFAST_BIN" ] || die "no $HOLDFAST_BIN (build it or set HOLDFAST_BIN)"
-"$SHARED_BENCH/setup.sh" >/dev/null
-for port in "$O_PORT" "${PORT[@]}" "${ADMIN[@]}"; do
-  port_listening "$port" && die "port $port already in use (set PORT_BASE)"
-done
+build_holdfast "build it or set HOLDFAST_BIN"
+setup_ports "$O_PORT" "${PORT[@]}" "${ADMIN[@]}"
 
 # ---- origin: one nginx worker on LOADGEN_CPU serving /1k; SCORE_LOG: log the score header --
-start_origin() { # [SCORE_LOG]; sets ORIGIN_PID (not in a subshell: it must track the PID here)
-  local score_log=${1:-} d="$D/origin" pid
-  mkdir -p "$d/html" "$d/tmp"
-  head -c 1024 /dev/zero | tr '\0' 'x' > "$d/html/1k"
-  {
-    nginx_common "$d"
-    echo "http {"
-    nginx_http_common "$d"
-    if [ -n "$score_log" ]; then
-      # one line per request: the x-holdfast-bot-score the edge sent ("-" when absent)
-      echo "  log_format score '\$http_x_holdfast_bot_score';"
-      echo "  server { listen $HOST:$O_PORT backlog=4096; root $d/html; location / { access_log $score_log score buffer=256k flush=1s; } }"
-    else
-      echo "  server { listen $HOST:$O_PORT backlog=4096; root $d/html; location / { } }"
-    fi
-    echo "}"
-  } > "$d/nginx.conf"
-  nginx -t -q -p "$d" -c "$d/nginx.conf" -e "$d/error.log" || die "bad origin config ($d/nginx.conf)"
-  pid=$(launch "$d/pid" "$d/stdout.log" "$LOADGEN_CPU" nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log")
-  track "$pid" QUIT
-  wait_port "$O_PORT" 10 || die "origin did not listen on :$O_PORT"
-  ORIGIN_PID=$pid
+start_origin() { # [SCORE_LOG]; sets ORIGIN_PID
+  if [ -n "${1:-}" ]; then
+    # one line per request: the x-holdfast-bot-score the edge sent ("-" when absent)
+    start_origin_nginx "$D/origin" "$O_PORT" QUIT origin \
+      "  log_format score '\$http_x_holdfast_bot_score';" "access_log $1 score buffer=256k flush=1s;"
+  else
+    start_origin_nginx "$D/origin" "$O_PORT" QUIT origin
+  fi
 }
 
 # ---- the proxies, pinned to TARGET_CPU ----------------------------------------------
 write_holdfast() { # NAME DIR BOT(0|1)
   local name=$1 d=$2 bot=$3
-  cat <<EOC
-[edge]
-listen = ["$HOST:${PORT[$name]}"]
-threads = 1
-access_log = "$([ "$ACCESS_LOG" = 1 ] && echo "$d/access.log" || echo off)"
-state_dir = "$d/state"
-
-[admin]
-listen = "$HOST:${ADMIN[$name]}"
-
-[[pools]]
-name = "origin"
-servers = ["$HOST:$O_PORT"]
-
-[[routes]]
-name = "all"
-match = { path_prefix = "/" }
-pool = "origin"
-EOC
+  holdfast_conf "${PORT[$name]}" "${ADMIN[$name]}" "$d" "state_dir = \"$d/state\""
   [ "$bot" = 1 ] && cat <<EOC
 
 [modules.bot]
@@ -178,57 +105,15 @@ EOC
   return 0
 }
 
-# nginx in front of the origin, as the shared harness's "nginx" peer (peers.sh)
-write_nginx() { # DIR
-  local d=$1
-  nginx_common "$d"
-  echo "http {"
-  nginx_http_common "$d"
-  cat <<EOC
-  upstream origin {
-    server $HOST:$O_PORT;
-    keepalive 256;
-    keepalive_requests 1000000;
-    keepalive_timeout 300s;
-  }
-  server {
-    listen $HOST:${PORT[nginx]} backlog=4096;
-    location / {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffer_size 16k;
-      proxy_buffers 16 16k;
-      proxy_busy_buffers_size 32k;
-    }
-  }
-}
-EOC
-}
-
-wait_200() { # NAME PID PORT LOGFILE
-  local name=$1 pid=$2 port=$3 logf=$4 i code
-  for (( i = 0; i < STARTUP_TIMEOUT * 10; i++ )); do
-    pid_alive "$pid" || { log "$name exited during start-up; log:"; tail -20 "$logf" >&2; die "$name did not start"; }
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$HOST:$port$PATH_" || true)
-    [ "$code" = 200 ] && return 0
-    sleep 0.1
-  done
-  log "$name did not answer 200 on :$port within ${STARTUP_TIMEOUT}s; log:"; tail -20 "$logf" >&2
-  die "$name did not start"
-}
-
 # NAME: holdfast | holdfast-bot | replay | nginx. Holdfast's folder (config, feature file,
 # state_dir) is $D/NAME; it is reset unless KEEP=1 (the restart keeps state_dir and features).
 start_proxy() { # NAME [KEEP]; sets PROXY_PID
-  local name=$1 keep=${2:-0} d="$D/$1" pid
+  local name=$1 keep=${2:-0} d="$D/$1"
   mkdir -p "$d/tmp"
   case "$name" in
     nginx)
-      write_nginx "$d" > "$d/nginx.conf"
-      nginx -t -q -p "$d" -c "$d/nginx.conf" -e "$d/error.log" || die "bad nginx config ($d/nginx.conf)"
-      pid=$(launch "$d/pid" "$d/stdout.log" "$TARGET_CPU" nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log")
-      track "$pid" QUIT ;;
+      nginx_proxy_conf "$d" "${PORT[nginx]}" > "$d/nginx.conf"
+      start_nginx "$d" "$TARGET_CPU" QUIT nginx ;;
     *)
       if [ "$keep" != 1 ]; then
         rm -rf "$d/state" "$d/access.log" "$d/bot-features.json"
@@ -236,48 +121,26 @@ start_proxy() { # NAME [KEEP]; sets PROXY_PID
         [ "$name" = holdfast ] || cp "$FEATURES_EXAMPLE" "$d/bot-features.json"
         write_holdfast "$name" "$d" "$([ "$name" = holdfast ] && echo 0 || echo 1)" > "$d/holdfast.toml"
       fi
-      pid=$(launch "$d/pid" "$d/stdout.log" "$TARGET_CPU" "$HOLDFAST_BIN" run --config "$d/holdfast.toml")
-      track "$pid" TERM ;;
+      start_holdfast "$d" ;;
   esac
-  wait_200 "$name" "$pid" "${PORT[$name]}" "$d/stdout.log"
-  PROXY_PID=$pid
+  wait_200 "$name" "$STARTED_PID" "${PORT[$name]}" "$d/stdout.log"
+  PROXY_PID=$STARTED_PID
 }
 
 # wrk, 1 thread, pinned to LOADGEN_CPU; the FAILOVER line (counts, percentiles) comes from
 # failover.lua, which also paces the connections when RATE > 0
 run_wrk() { # SECONDS PORT OUTFILE
-  FO_DELAY_MS=$DELAY_MS timeout $(( $1 + 15 )) taskset -c "$LOADGEN_CPU" \
-    wrk -t1 -c"$CONNS" -d"$1s" --timeout "$WRK_TIMEOUT" --latency -s "$HERE/failover.lua" \
-    "${WRK_H[@]}" "http://$HOST:$2$PATH_" > "$3" 2>&1
-}
-
-scrape() { # ADMIN_PORT PREFIX
-  curl -s --max-time 2 "http://$HOST:$1/metrics" > "$2.metrics.txt" || true
-  curl -s --max-time 2 "http://$HOST:$1/status" > "$2.status.json" || true
-}
-
-# busy % of all CPUs over 1 s (other work on the machine: sampled before anything of ours
-# starts and after everything stopped)
-machine_busy() {
-  local a b
-  a=$(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)
-  sleep 1
-  b=$(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)
-  awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }'
+  FO_DELAY_MS=$DELAY_MS wrk_lua failover.lua "$1" "$CONNS" "$2" "$3"
 }
 
 # ---- results folder -------------------------------------------------------------------
-out="$D/results/$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$out/raw"
-ln -sfn "$out" "$D/results/latest"
+new_results_dir
 {
-  echo "date: $(date -Is)"
-  echo "host: $(uname -srm), $(nproc) CPUs; proxies on CPU $TARGET_CPU, wrk + origin + writer on CPU $LOADGEN_CPU"
-  echo "holdfast: $HOLDFAST_BIN ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'))"
+  env_head "proxies on CPU $TARGET_CPU, wrk + origin + writer on CPU $LOADGEN_CPU"
   echo "nginx: $(nginx -v 2>&1 | sed 's/.*: //'); $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
   echo "PARTS=$PARTS REPEAT=$REPEAT OVERHEAD_DURATION=$OVERHEAD_DURATION REPLAY_DURATION=$REPLAY_DURATION WARMUP=$WARMUP CONNS=$CONNS RATE=$RATE"
   echo "HEADERS=$HEADERS STEADY=$STEADY RESTART=$RESTART ACCESS_LOG=$ACCESS_LOG WRK_TIMEOUT=$WRK_TIMEOUT PORT_BASE=$PORT_BASE"
-  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); machine busy at start: $(machine_busy)% of $(nproc) CPUs"
+  machine_load start
 } > "$out/env.txt"
 
 # ---- part 1: overhead -----------------------------------------------------------------
@@ -291,29 +154,11 @@ part_overhead() {
   log "overhead: nginx $px_n :${PORT[nginx]}, holdfast $px_h :${PORT[holdfast]}, holdfast-bot $px_b :${PORT[holdfast-bot]};" \
       "$REPEAT x ${WARMUP}s + ${OVERHEAD_DURATION}s each, about $(( 3 * REPEAT * (WARMUP + OVERHEAD_DURATION + 2) ))s"
 
-  # HEADERS=browser: the shared run.sh calls `wrk` from PATH; put a wrapper first that adds them
-  local path_env=$PATH
-  if [ "$HEADERS" = browser ]; then
-    mkdir -p "$D/bin"
-    { echo '#!/usr/bin/env bash'
-      printf 'case " $* " in *" -v "*) exec %q "$@" ;; esac\n' "$(command -v wrk)"
-      printf 'exec %q' "$(command -v wrk)"; printf ' %q' "${WRK_H[@]}"; echo ' "$@"'
-    } > "$D/bin/wrk"
-    chmod +x "$D/bin/wrk"
-    path_env="$D/bin:$PATH"
-  fi
-  # The shared run.sh: CPU per 1,000 requests of each tree, req/s, p99; order rotated on every
-  # repeat. Its BENCH_STATE is ours, so its results/latest link does not move run.sh's.
-  PATH=$path_env BENCH_STATE="$D" ORIGIN_PORT=$O_PORT PATHS=$PATH_ DURATION=$OVERHEAD_DURATION \
-    WARMUP=$WARMUP REPEAT=$REPEAT CONNS=$CONNS THREADS=1 BASELINE=nginx \
-    "$SHARED_BENCH/run.sh" --no-peers --out "$o" \
-      --label nginx --port "${PORT[nginx]}" --pid "$px_n" \
-      --label holdfast --port "${PORT[holdfast]}" --pid "$px_h" \
-      --label holdfast-bot --port "${PORT[holdfast-bot]}" --pid "$px_b" > /dev/null &
-  local bench=$!; track "$bench" TERM
-  wait "$bench" || die "the shared run.sh failed (see $o)"
-  untrack "$bench"
-  ln -sfn "$out" "$D/results/latest"
+  # CPU per 1,000 requests, req/s, p99 (the shared run.sh); HEADERS=browser: its wrk sends them
+  shared_run "$o" "$OVERHEAD_DURATION" \
+    --label nginx --port "${PORT[nginx]}" --pid "$px_n" \
+    --label holdfast --port "${PORT[holdfast]}" --pid "$px_h" \
+    --label holdfast-bot --port "${PORT[holdfast-bot]}" --pid "$px_b"
 
   # what the bot module did: its state and the artifact it runs on
   scrape "${ADMIN[holdfast-bot]}" "$out/raw/overhead-holdfast-bot"
@@ -429,12 +274,5 @@ for part in ${PARTS//,/ }; do
     replay)   part_replay ;;
   esac
 done
-echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg); machine busy at end: $(machine_busy)% of $(nproc) CPUs" >> "$out/env.txt"
-
-rc=0
-python3 "$HERE/bot_report.py" "$out" > /dev/null || rc=$?
-echo
-echo "results: $out  (results.md, env.txt, overhead/, raw/)"
-echo
-cat "$out/results.md"
-exit "$rc"
+machine_load end >> "$out/env.txt"
+report_and_exit bot_report.py "results.md, env.txt, overhead/, raw/"

@@ -12,73 +12,19 @@ overhead part is reported, not enforced (it moves with the machine's noise).
 usage: bot_report.py DIR
 """
 import collections
-import csv
-import json
 import os
 import re
-import statistics
 import sys
 
+from report_common import (OVERHEAD_ALIGN, OVERHEAD_HEAD, errors, load_overhead, metrics, ms, one,
+                           overhead_cells, overhead_desc, read, rps, series, sockets, status, summary_line,
+                           versus, wrk_desc, write_results)
+
 GOAL = 1.10
-ERR_KEYS = ("status", "connect", "read", "write", "timeout")
 ART = "bot-features"
 # the rejection reason each bad file of the writer must produce
 EXPECT = {"double": "capacity", "truncated": "parse", "empty": "parse",
           "not_utf8": "not_utf8", "too_large": "too_large"}
-
-
-def read(path):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
-def wrk_line(path):
-    text = read(path) or ""
-    for line in text.splitlines():
-        if line.startswith("FAILOVER "):
-            return {k: int(v) for k, v in (kv.split("=", 1) for kv in line.split()[1:])}
-    return None
-
-
-def metrics(path):
-    """{(name, frozenset(labels)): value} of a Prometheus text file, or None."""
-    text = read(path)
-    if text is None:
-        return None
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][\w:]*)(\{(.*)\})?\s+(\S+)$", line.strip())
-        if not m or line.startswith("#"):
-            continue
-        labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(3) or ""))
-        out[(m.group(1), labels)] = float(m.group(4))
-    return out
-
-
-def series(ms, name, **want):
-    """[(labels dict, value)] of the series of `name` whose labels include `want`."""
-    res = []
-    for (n, labels), v in (ms or {}).items():
-        d = dict(labels)
-        if n == name and all(d.get(k) == x for k, x in want.items()):
-            res.append((d, v))
-    return res
-
-
-def one(ms, name, **want):
-    s = series(ms, name, **want)
-    return int(sum(v for _, v in s)) if s else None
-
-
-def status(path):
-    text = read(path)
-    try:
-        return json.loads(text) if text else None
-    except json.JSONDecodeError:
-        return None
 
 
 def artifact(st):
@@ -103,64 +49,36 @@ def scores(path):
     return collections.Counter(line.strip() for line in text.splitlines())
 
 
-def ms(us):
-    return "—" if us is None else f"{us / 1000:.2f}"
-
-
-def fnum(x, p=2):
-    return "n/a" if x is None or x != x else f"{x:.{p}f}"
-
-
 def overhead(d, out, fails):
-    o = os.path.join(d, "overhead")
-    try:
-        with open(os.path.join(o, "results.tsv")) as f:
-            res = {r["label"]: r for r in csv.DictReader(f, delimiter="\t")}
-        with open(os.path.join(o, "runs.tsv")) as f:
-            runs = list(csv.DictReader(f, delimiter="\t"))
-    except FileNotFoundError:
+    res, runs = load_overhead(d)
+    if res is None:
         return
     env = read(os.path.join(d, "env.txt")) or ""
-    m = re.search(r"REPEAT=(\d+) OVERHEAD_DURATION=(\d+).*WARMUP=(\d+) CONNS=(\d+)", env)
     hdr = re.search(r"HEADERS=(\S+)", env)
-    desc = (f"wrk -t1 -c{m.group(4)}, {m.group(2)} s × {m.group(1)} (order rotated every repeat), "
-            f"warm-up {m.group(3)} s, medians" if m else "medians")
+    desc = overhead_desc(env, "OVERHEAD_DURATION")
     if hdr and hdr.group(1) != "none":
         desc += f"; request headers: {hdr.group(1)}"
     out.append(f"### Overhead: bot scoring on vs off, `/1k` ({desc})")
     out.append("")
-    out.append("| target | req/s | p50 ms | p99 ms | CPU-ms / 1k req | CPU/req vs nginx | target CPU % "
-               "| loadgen CPU0 % | rps spread % | errors |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    f = lambda r, k: float(r[k]) if r.get(k) not in (None, "", "nan") else float("nan")
+    out.append(f"| target | {OVERHEAD_HEAD} |")
+    out.append("|---|" + OVERHEAD_ALIGN)
     for label in ("nginx", "holdfast", "holdfast-bot"):
         r = res.get(label)
         if not r:
             out.append(f"| {label} | no result |" + " |" * 8)
             continue
-        out.append(f"| {label} | {f(r, 'rps'):,.0f} | {fnum(f(r, 'p50_ms'))} | {fnum(f(r, 'p99_ms'))} "
-                   f"| {fnum(f(r, 'cpu_ms_per_1k'), 1)} | {fnum(f(r, 'cpu_per_req_vs_base'))} "
-                   f"| {fnum(f(r, 'target_cpu_pct'), 0)} | {fnum(f(r, 'loadgen_cpu_pct'), 0)} "
-                   f"| {fnum(f(r, 'rps_spread_pct'), 1)} | {r['errors']} |")
+        out.append(f"| {label} | {overhead_cells(r)} |")
     out.append("")
     hb, h = res.get("holdfast-bot"), res.get("holdfast")
-    if hb and h and f(h, "cpu_ms_per_1k") > 0:
-        cpu = f(hb, "cpu_ms_per_1k") / f(h, "cpu_ms_per_1k")
-        p99 = f(hb, "p99_ms") / f(h, "p99_ms") if f(h, "p99_ms") > 0 else float("nan")
-        rps = f(hb, "rps") / f(h, "rps") if f(h, "rps") > 0 else float("nan")
-        per = {}
-        for r in runs:
-            per.setdefault(r["rep"], {})[r["label"]] = r
-        reps = [float(v["holdfast-bot"]["cpu_ms_per_1k"]) / float(v["holdfast"]["cpu_ms_per_1k"])
-                for _, v in sorted(per.items())
-                if "holdfast-bot" in v and "holdfast" in v and float(v["holdfast"]["cpu_ms_per_1k"]) > 0]
-        paired = statistics.median(reps) if reps else cpu
+    vs = versus(res, runs, "holdfast-bot", "holdfast")
+    if vs:
+        paired, reps, cpu, p99, rate = vs
         verdict = "PASS" if paired <= GOAL else "FAIL"
         if reps and min(reps) <= GOAL < max(reps):
             verdict += f" (noisy: the repeats span {min(reps):.2f}–{max(reps):.2f}, across the goal; rerun with more REPEAT)"
         out.append(f"**holdfast-bot / holdfast: CPU per request = {paired:.3f}** (median of the per-repeat "
                    f"ratios {', '.join(f'{x:.3f}' for x in reps)}; ratio of the medians {cpu:.3f}), "
-                   f"p99 = {p99:.2f}, req/s = {rps:.2f}; goal CPU ≤ {GOAL:.2f}: {verdict}")
+                   f"p99 = {p99:.2f}, req/s = {rate:.2f}; goal CPU ≤ {GOAL:.2f}: {verdict}")
     st = status(os.path.join(d, "raw", "overhead-holdfast-bot.status.json"))
     mt = metrics(os.path.join(d, "raw", "overhead-holdfast-bot.metrics.txt"))
     a, mo = artifact(st), module(st)
@@ -182,17 +100,12 @@ def overhead(d, out, fails):
 
 def replay(d, out, fails):
     raw = os.path.join(d, "raw")
-    rows = [(n, wrk_line(os.path.join(raw, f"{n}.main.txt"))) for n in ("steady", "replay")]
+    rows = [(n, summary_line(os.path.join(raw, f"{n}.main.txt"), "FAILOVER")) for n in ("steady", "replay")]
     rows = [(n, r) for n, r in rows if r or os.path.exists(os.path.join(raw, f"{n}.main.txt"))]
     if not rows:
         return
     env = read(os.path.join(d, "env.txt")) or ""
-    m = re.search(r"REPLAY_DURATION=(\d+).*CONNS=(\d+) RATE=(\d+)", env)
-    if m:
-        rate = "as fast as possible" if m.group(3) == "0" else f"paced at ~{m.group(3)} req/s"
-        desc = f"wrk -t1 -c{m.group(2)}, {m.group(1)} s per run, {rate}"
-    else:
-        desc = "wrk"
+    desc = wrk_desc(env, "REPLAY_DURATION") or "wrk"
     writes = []
     for line in (read(os.path.join(raw, "writes.txt")) or "").splitlines():
         p = line.split()
@@ -213,11 +126,11 @@ def replay(d, out, fails):
             out.append(f"| {n} | no result |" + " |" * 11)
             fails.append(f"{n}: no result from wrk")
             continue
-        errs = sum(r[k] for k in ERR_KEYS)
+        errs = errors(r)
         if errs:
             fails.append(f"{n}: {errs} client errors")
-        out.append(f"| {n} | {r['requests']:,} | {r['requests'] * 1e6 / max(r['duration_us'], 1):,.0f} "
-                   f"| {errs:,} | {r['status']:,} | {r['connect']}/{r['read']}/{r['write']}/{r['timeout']} "
+        out.append(f"| {n} | {r['requests']:,} | {rps(r):,.0f} "
+                   f"| {errs:,} | {r['status']:,} | {sockets(r)} "
                    f"| {ms(r['p50_us'])} | {ms(r['p99_us'])} | {ms(r['p999_us'])} | {ms(r['max_us'])} "
                    f"| {sum(s.values()) if s is not None else '—':,} | {s.get('unknown', 0) if s is not None else '—'} "
                    f"| {bad if bad is not None else '—'} |")
@@ -327,10 +240,7 @@ def main():
         out.append("")
     if os.path.exists(os.path.join(d, "raw", "replay.main.txt")):
         out.append("Replay invariants: " + ("all PASS" if not fails else "FAIL — " + "; ".join(fails)))
-    text = "\n".join(out) + "\n"
-    with open(os.path.join(d, "results.md"), "w") as f:
-        f.write(text)
-    sys.stdout.write(text)
+    write_results(d, out)
     sys.exit(1 if fails else 0)
 
 

@@ -20,22 +20,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 case " $* " in *" -h "*|*" --help "*) sed -n '2,16p' "$0"; exit 0 ;; esac
-SHARED_BENCH="${SHARED_BENCH:-$HERE/../../shared/bench}"
-# a git worktree elsewhere (e.g. /tmp/x): fall back to the main checkout's neighbour
-[ -f "$SHARED_BENCH/lib.sh" ] || [ ! -f /work/shared/bench/lib.sh ] || SHARED_BENCH=/work/shared/bench
-[ -f "$SHARED_BENCH/lib.sh" ] || { echo "failover: no shared harness at $SHARED_BENCH (set SHARED_BENCH)" >&2; exit 1; }
-SHARED_BENCH="$(cd "$SHARED_BENCH" && pwd)"
-export BENCH_STATE="${BENCH_STATE:-/tmp/bench-state}"
-# shellcheck source=/dev/null
-source "$SHARED_BENCH/lib.sh"   # log, die, launch, stop_tree, tree_pids, pid_alive, port_listening, nginx_*
-
-NO_BUILD=${NO_BUILD:-0}
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --no-build) NO_BUILD=1; shift ;;
-    *) die "unknown argument: $1 (see --help)" ;;
-  esac
-done
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$HERE/common.sh"   # the shared harness (lib.sh), clean-up by PID, the helpers used below
+parse_args "$@"
 
 PROXIES=${PROXIES:-holdfast,nginx,haproxy}
 PHASES=${PHASES:-switch,dead}
@@ -56,63 +43,20 @@ ADMIN_PORT=$((PORT_BASE + 5))
 for p in ${PROXIES//,/ }; do [ -n "${PORT[$p]:-}" ] || die "unknown proxy '$p' in PROXIES (holdfast, nginx, haproxy)"; done
 for ph in ${PHASES//,/ }; do case "$ph" in base|switch|dead) ;; *) die "unknown phase '$ph' in PHASES (base, switch, dead)" ;; esac; done
 [ "$(nproc)" -ge 2 ] || log "WARNING: $(nproc) CPU(s); expected 2 (load + origins on CPU $LOADGEN_CPU, proxy on CPU $TARGET_CPU)"
-# Per-connection pause (ms) that makes CONNS connections offer RATE requests/s.
-DELAY_MS=0
-[ "$RATE" != 0 ] && DELAY_MS=$(awk -v c="$CONNS" -v r="$RATE" 'BEGIN { printf "%.3f", c * 1000 / r }')
+DELAY_MS=$(delay_ms "$CONNS" "$RATE")
 
 D="$STATE/failover"
 mkdir -p "$D"
 
-# ---- cleanup: everything this script started, by PID --------------------------------
-pids=()            # "pid signal" of every long-running process started here
-cleanup() {
-  local rc=$? e
-  trap - EXIT INT TERM
-  for e in "${pids[@]:-}"; do
-    [ -n "$e" ] || continue
-    set -- $e
-    stop_tree "$1" "$2" 5
-  done
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-track()   { pids+=("$1 $2"); }
-untrack() { local e n=(); for e in "${pids[@]:-}"; do [ -n "$e" ] && [ "${e%% *}" != "$1" ] && n+=("$e"); done; pids=("${n[@]:-}"); }
-stop()    { stop_tree "$1" "${2:-TERM}" 10; untrack "$1"; }
-
 # ---- build --------------------------------------------------------------------------
 case ",$PROXIES," in
-  *,holdfast,*)
-    if [ "$NO_BUILD" != 1 ]; then
-      log "building holdfast (cargo build --release -p holdfast)"
-      (cd "$ROOT" && cargo build --release -p holdfast)
-    fi
-    [ -x "$HOLDFAST_BIN" ] || die "no $HOLDFAST_BIN (build it, set HOLDFAST_BIN, or leave holdfast out of PROXIES)" ;;
+  *,holdfast,*) build_holdfast "build it, set HOLDFAST_BIN, or leave holdfast out of PROXIES" ;;
 esac
-"$SHARED_BENCH/setup.sh" >/dev/null
-for port in "$A_PORT" "$B_PORT" "${PORT[@]}" "$ADMIN_PORT"; do
-  port_listening "$port" && die "port $port already in use (set PORT_BASE)"
-done
+setup_ports "$A_PORT" "$B_PORT" "${PORT[@]}" "$ADMIN_PORT"
 
 # ---- origins: one nginx process each (no master, so SIGKILL takes all of it) ---------
-start_origin() { # NAME PORT; sets ORIGIN_PID (not in a subshell: it must track the PID here)
-  local name=$1 port=$2 d="$D/origin-$1" pid
-  mkdir -p "$d/html" "$d/tmp"
-  head -c 1024 /dev/zero | tr '\0' 'x' > "$d/html/1k"
-  {
-    nginx_common "$d" | sed 's/^master_process on;/master_process off;/'
-    echo "http {"
-    nginx_http_common "$d"
-    echo "  server { listen $HOST:$port backlog=4096; root $d/html; location / { } }"
-    echo "}"
-  } > "$d/nginx.conf"
-  nginx -t -q -p "$d" -c "$d/nginx.conf" -e "$d/error.log" || die "bad origin config ($d/nginx.conf)"
-  pid=$(launch "$d/pid" "$d/stdout.log" "$LOADGEN_CPU" nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log")
-  track "$pid" KILL
-  wait_port "$port" 10 || die "origin $name did not listen on :$port"
-  ORIGIN_PID=$pid
+start_origin() { # NAME PORT; sets ORIGIN_PID
+  ORIGIN_SINGLE=1 start_origin_nginx "$D/origin-$1" "$2" KILL "origin $1"
 }
 
 # ---- the proxies, pinned to TARGET_CPU ----------------------------------------------
@@ -155,11 +99,7 @@ EOC
 }
 
 write_nginx() { # DIR
-  local d=$1
-  nginx_common "$d"
-  echo "http {"
-  nginx_http_common "$d"
-  cat <<EOC
+  nginx_conf "$1" <<EOC
   upstream origin {
     server $HOST:$A_PORT max_fails=1 fail_timeout=10s;
     server $HOST:$B_PORT;
@@ -177,7 +117,6 @@ write_nginx() { # DIR
       proxy_next_upstream error timeout http_502 http_503 http_504;
     }
   }
-}
 EOC
 }
 
@@ -210,41 +149,28 @@ EOC
 }
 
 start_proxy() { # NAME; sets PROXY_PID
-  local name=$1 d="$D/$1" pid
+  local name=$1 d="$D/$1"
   mkdir -p "$d/tmp"
   case "$name" in
     holdfast)
       write_holdfast "$d" > "$d/holdfast.toml"
       rm -f "$d/access.log"
-      pid=$(launch "$d/pid" "$d/stdout.log" "$TARGET_CPU" "$HOLDFAST_BIN" run --config "$d/holdfast.toml")
-      track "$pid" TERM ;;
+      start_holdfast "$d" ;;
     nginx)
       write_nginx "$d" > "$d/nginx.conf"
-      nginx -t -q -p "$d" -c "$d/nginx.conf" -e "$d/error.log" || die "bad nginx config ($d/nginx.conf)"
-      pid=$(launch "$d/pid" "$d/stdout.log" "$TARGET_CPU" nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log")
-      track "$pid" QUIT ;;
+      start_nginx "$d" "$TARGET_CPU" QUIT nginx ;;
     haproxy)
       write_haproxy > "$d/haproxy.cfg"
       haproxy -c -q -f "$d/haproxy.cfg" || die "bad haproxy config ($d/haproxy.cfg)"
-      pid=$(launch "$d/pid" "$d/stdout.log" "$TARGET_CPU" haproxy -db -f "$d/haproxy.cfg")
-      track "$pid" TERM ;;
+      spawn "$d" "$TARGET_CPU" TERM haproxy -db -f "$d/haproxy.cfg" ;;
   esac
-  local i code
-  for (( i = 0; i < STARTUP_TIMEOUT * 10; i++ )); do
-    pid_alive "$pid" || { log "$name exited during start-up; log:"; tail -20 "$d/stdout.log" >&2; die "$name did not start"; }
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$HOST:${PORT[$name]}$PATH_" || true)
-    [ "$code" = 200 ] && { PROXY_PID=$pid; return 0; }
-    sleep 0.1
-  done
-  log "$name did not answer 200 on :${PORT[$name]} within ${STARTUP_TIMEOUT}s; log:"; tail -20 "$d/stdout.log" >&2
-  die "$name did not start"
+  wait_200 "$name" "$STARTED_PID" "${PORT[$name]}" "$d/stdout.log"
+  PROXY_PID=$STARTED_PID
 }
 
 # wrk, 1 thread, pinned to LOADGEN_CPU; the FAILOVER line comes from failover.lua
 run_wrk() { # SECONDS CONNS PORT OUTFILE
-  FO_DELAY_MS=$DELAY_MS timeout $(( $1 + 15 )) taskset -c "$LOADGEN_CPU" \
-    wrk -t1 -c"$2" -d"$1s" --timeout "$WRK_TIMEOUT" --latency -s "$HERE/failover.lua" \
-    "http://$HOST:$3$PATH_" > "$4" 2>&1
+  FO_DELAY_MS=$DELAY_MS wrk_lua failover.lua "$@"
 }
 
 kill_origin() { # PID: SIGKILL, the whole tree at once
@@ -255,17 +181,13 @@ kill_origin() { # PID: SIGKILL, the whole tree at once
 }
 
 # ---- measure -----------------------------------------------------------------------------
-out="$STATE/failover/results/$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$out/raw"
-ln -sfn "$out" "$STATE/failover/results/latest"
+new_results_dir
 nprox=$(tr ',' '\n' <<< "$PROXIES" | grep -c .); nph=$(tr ',' '\n' <<< "$PHASES" | grep -c .)
 log "failover: proxies $PROXIES, phases $PHASES, $REPEAT repeat(s), ${DURATION}s runs," \
     "$CONNS conns at $([ "$RATE" = 0 ] && echo 'full speed' || echo "~$RATE req/s") (+$PROBE_CONNS probe conns in the switch window);" \
     "about $(( nprox * nph * REPEAT * (DURATION + WARMUP + SETTLE + 3) ))s"
 {
-  echo "date: $(date -Is)"
-  echo "host: $(uname -srm), $(nproc) CPUs; proxy on CPU $TARGET_CPU, wrk + origins on CPU $LOADGEN_CPU"
-  echo "holdfast: $HOLDFAST_BIN ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'))"
+  env_head "proxy on CPU $TARGET_CPU, wrk + origins on CPU $LOADGEN_CPU"
   echo "nginx: $(nginx -v 2>&1 | sed 's/.*: //'); haproxy: $(haproxy -v | head -1 | awk '{print $3}'); $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
   echo "PROXIES=$PROXIES PHASES=$PHASES REPEAT=$REPEAT DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS RATE=$RATE"
   echo "PROBE_CONNS=$PROBE_CONNS SETTLE=$SETTLE CONNECT_TIMEOUT=$CONNECT_TIMEOUT WRK_TIMEOUT=$WRK_TIMEOUT HAPROXY_RETRY_ON='$HAPROXY_RETRY_ON' HOLDFAST_HEALTH=$HOLDFAST_HEALTH HOLDFAST_BACKOFF=${HOLDFAST_BACKOFF:-default} ACCESS_LOG=$ACCESS_LOG"
@@ -296,10 +218,7 @@ for (( rep = 1; rep <= REPEAT; rep++ )); do
           wait "$w1" || log "WARNING: wrk exited with $?"; untrack "$w1"
           wait "$w2" || log "WARNING: probe wrk exited with $?"; untrack "$w2" ;;
       esac
-      if [ "$name" = holdfast ]; then
-        curl -s --max-time 2 "http://$HOST:$ADMIN_PORT/metrics" > "$out/raw/$tag.metrics.txt" || true
-        curl -s --max-time 2 "http://$HOST:$ADMIN_PORT/status" > "$out/raw/$tag.status.json" || true
-      fi
+      [ "$name" != holdfast ] || scrape "$ADMIN_PORT" "$out/raw/$tag"
       stop "$px" "$([ "$name" = nginx ] && echo QUIT || echo TERM)"
       cp "$D/$name/stdout.log" "$out/raw/$tag.log" 2>/dev/null || true
       [ "$name" = nginx ] && { cp "$D/nginx/error.log" "$out/raw/$tag.error.log" 2>/dev/null || true; : > "$D/nginx/error.log"; }
@@ -311,7 +230,4 @@ for (( rep = 1; rep <= REPEAT; rep++ )); do
 done
 
 python3 "$HERE/failover_report.py" "$out" > /dev/null
-echo
-echo "results: $out  (results.md, runs.tsv, env.txt, raw/)"
-echo
-cat "$out/results.md"
+print_results "$out" "results.md, runs.tsv, env.txt, raw/"

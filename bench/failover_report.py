@@ -9,29 +9,8 @@ import argparse
 import os
 import re
 import statistics
-import sys
 
-ERR_KEYS = ("status", "connect", "read", "write", "timeout")
-
-
-def parse(path):
-    """The FAILOVER line of a wrk output as a dict of ints, or None."""
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith("FAILOVER "):
-                    return {k: int(v) for k, v in (kv.split("=", 1) for kv in line.split()[1:])}
-    except FileNotFoundError:
-        pass
-    return None
-
-
-def errors(r):
-    return sum(r[k] for k in ERR_KEYS) if r else 0
-
-
-def ms(us):
-    return "—" if us is None else f"{us / 1000:.2f}"
+from report_common import ERR_KEYS, errors, metrics, ms, one, read, rps, sockets, summary_line, wrk_desc, write_results
 
 
 def ratio(x, base):
@@ -40,26 +19,6 @@ def ratio(x, base):
     if base == 0:
         return "= (0)" if x == 0 else "— (nginx 0)"
     return f"{x / base:.2f}"
-
-
-def metric_sum(path, name, **labels):
-    """Sum of a Prometheus counter over the series whose labels include `labels`."""
-    total, seen = 0.0, False
-    try:
-        with open(path) as f:
-            for line in f:
-                if not line.startswith(name + "{") and not line.startswith(name + " "):
-                    continue
-                m = re.match(r"^(\S+?)(\{(.*)\})?\s+(\S+)$", line.strip())
-                if not m:
-                    continue
-                got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(3) or ""))
-                if all(got.get(k) == v for k, v in labels.items()):
-                    total += float(m.group(4))
-                    seen = True
-    except FileNotFoundError:
-        return None
-    return int(total) if seen else None
 
 
 def main():
@@ -77,25 +36,21 @@ def main():
             continue
         proxy, phase, rep = m.group(1), m.group(2), int(m.group(3))
         tag = f"{proxy}-{phase}-{rep}"
-        main_r = parse(os.path.join(raw, fn))
-        probe_r = parse(os.path.join(raw, tag + ".probe.txt"))
+        main_r = summary_line(os.path.join(raw, fn), "FAILOVER")
+        probe_r = summary_line(os.path.join(raw, tag + ".probe.txt"), "FAILOVER")
         runs.setdefault((proxy, phase), []).append((rep, main_r, probe_r, tag))
         if proxy not in order_p:
             order_p.append(proxy)
         if phase not in order_ph:
             order_ph.append(phase)
     # the order failover.sh ran them in, if env.txt says
-    try:
-        with open(os.path.join(args.dir, "env.txt")) as f:
-            env = f.read()
-        m = re.search(r"PROXIES=(\S+)", env)
-        if m:
-            order_p = [p for p in m.group(1).split(",") if p in order_p] + [p for p in order_p if p not in m.group(1).split(",")]
-        m = re.search(r"PHASES=(\S+)", env)
-        if m:
-            order_ph = [p for p in m.group(1).split(",") if p in order_ph] + [p for p in order_ph if p not in m.group(1).split(",")]
-    except FileNotFoundError:
-        env = ""
+    env = read(os.path.join(args.dir, "env.txt")) or ""
+    m = re.search(r"PROXIES=(\S+)", env)
+    if m:
+        order_p = [p for p in m.group(1).split(",") if p in order_p] + [p for p in order_p if p not in m.group(1).split(",")]
+    m = re.search(r"PHASES=(\S+)", env)
+    if m:
+        order_ph = [p for p in m.group(1).split(",") if p in order_ph] + [p for p in order_ph if p not in m.group(1).split(",")]
 
     cols = ["proxy", "phase", "rep", "requests", "rps", "non2xx", "connect", "read", "write", "timeout",
             "errors", "p50_ms", "p99_ms", "p999_ms", "max_ms",
@@ -107,7 +62,7 @@ def main():
                 if not r:
                     f.write(f"{proxy}\t{phase}\t{rep}" + "\t" * (len(cols) - 3) + "\n")
                     continue
-                row = [proxy, phase, rep, r["requests"], round(r["requests"] * 1e6 / max(r["duration_us"], 1)),
+                row = [proxy, phase, rep, r["requests"], round(rps(r)),
                        r["status"], r["connect"], r["read"], r["write"], r["timeout"], errors(r),
                        ms(r["p50_us"]), ms(r["p99_us"]), ms(r["p999_us"]), ms(r["max_us"])]
                 row += ([p["requests"], errors(p), ms(p["p99_us"]), ms(p["p999_us"]), ms(p["max_us"])]
@@ -120,7 +75,7 @@ def main():
             return None
         a = {"n": len(lst)}
         a["requests"] = sum(r["requests"] for _, r, _, _ in lst)
-        a["rps"] = statistics.median(r["requests"] * 1e6 / max(r["duration_us"], 1) for _, r, _, _ in lst)
+        a["rps"] = statistics.median(rps(r) for _, r, _, _ in lst)
         for k in ERR_KEYS:
             a[k] = sum(r[k] + (p[k] if p else 0) for _, r, p, _ in lst)
         a["errors"] = sum(a[k] for k in ERR_KEYS)
@@ -135,10 +90,10 @@ def main():
             s = f = b = 0
             have = False
             for _, _, _, tag in lst:
-                mf = os.path.join(raw, tag + ".metrics.txt")
-                x = metric_sum(mf, "holdfast_upstream_retries_total", outcome="succeeded")
-                y = metric_sum(mf, "holdfast_upstream_retries_total", outcome="failed")
-                z = metric_sum(mf, "holdfast_upstream_retry_budget_exhausted_total")
+                mt = metrics(os.path.join(raw, tag + ".metrics.txt"))
+                x = one(mt, "holdfast_upstream_retries_total", outcome="succeeded")
+                y = one(mt, "holdfast_upstream_retries_total", outcome="failed")
+                z = one(mt, "holdfast_upstream_retry_budget_exhausted_total")
                 if x is not None or y is not None:
                     have = True
                 s += x or 0
@@ -151,10 +106,9 @@ def main():
     reps = max((len(v) for v in runs.values()), default=0)
     out.append(f"Failover: {', '.join(order_p)} in front of origins A + B; "
                f"{reps} repeat(s) per row" + (" (errors and requests summed, latencies: median of the runs, max: max)" if reps > 1 else "") + ".")
-    m = re.search(r"DURATION=(\d+).*CONNS=(\d+) RATE=(\d+)", env)
-    if m:
-        rate = "as fast as possible" if m.group(3) == "0" else f"paced at ~{m.group(3)} req/s"
-        out.append(f"wrk -t1 -c{m.group(2)}, {m.group(1)} s per run, {rate}.")
+    desc = wrk_desc(env, "DURATION")
+    if desc:
+        out.append(desc + ".")
     out.append("")
     titles = {
         "switch": "### switch: A is killed (SIGKILL) half-way through the run",
@@ -179,7 +133,7 @@ def main():
             if not a:
                 out.append(f"| {p} | no result |" + " |" * 10)
                 continue
-            sock = f"{a['connect']}/{a['read']}/{a['write']}/{a['timeout']}"
+            sock = sockets(a)
             head = f"| {p} | {a['requests']:,} | {a['rps']:,.0f} | {a['errors']:,} | {a['status']:,} | {sock} | {ratio(a['errors'], base and base['errors'])} "
             if phase == "switch":
                 out.append(head + f"| {ms(a['probe_p99_us'])} | {ms(a['probe_p999_us'])} "
@@ -196,10 +150,7 @@ def main():
     out.append("client errors = wrk's non-2xx responses + socket errors (connect, read, write, timeout), "
                "main run + probe. The switch window is a second wrk (PROBE_CONNS connections) running from 1 s "
                "before to 2 s after the kill; whole run = the main wrk's p99 over the full run.")
-    text = "\n".join(out) + "\n"
-    with open(os.path.join(args.dir, "results.md"), "w") as f:
-        f.write(text)
-    sys.stdout.write(text)
+    write_results(args.dir, out)
 
 
 if __name__ == "__main__":

@@ -12,46 +12,15 @@ reported, not enforced (they move with the machine's noise).
 
 usage: shield_report.py DIR
 """
-import csv
 import os
 import re
-import statistics
 import sys
+
+from report_common import (OVERHEAD_ALIGN, OVERHEAD_HEAD, load_overhead, metrics, overhead_cells, overhead_desc,
+                           read, series, summary_line, versus, write_results)
 
 GOAL = 1.25          # issue 7: 100 rules + a rate limit vs without, CPU per request
 TARGETS = ("nginx", "holdfast", "holdfast-limit1", "holdfast-limit10")
-
-
-def read(path):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
-def metrics(path):
-    """{(name, frozenset(labels)): value} of a Prometheus text file, or None."""
-    text = read(path)
-    if text is None:
-        return None
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][\w:]*)(\{(.*)\})?\s+(\S+)$", line.strip())
-        if not m or line.startswith("#"):
-            continue
-        labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(3) or ""))
-        out[(m.group(1), labels)] = float(m.group(4))
-    return out
-
-
-def series(ms, name, **want):
-    res = []
-    for (n, labels), v in (ms or {}).items():
-        d = dict(labels)
-        if n == name and all(d.get(k) == x for k, x in want.items()):
-            res.append((d, v))
-    return res
 
 
 def total(ms, name, **want):
@@ -66,71 +35,38 @@ def decisions(ms):
     return res
 
 
-def shield_line(path):
-    for line in (read(path) or "").splitlines():
-        if line.startswith("SHIELD "):
-            return {k: int(v) for k, v in (kv.split("=", 1) for kv in line.split()[1:])}
-    return None
-
-
-def fnum(x, p=2):
-    return "n/a" if x is None or x != x else f"{x:.{p}f}"
-
-
 def overhead(d, out, fails):
-    o = os.path.join(d, "overhead")
-    try:
-        with open(os.path.join(o, "results.tsv")) as f:
-            res = {r["label"]: r for r in csv.DictReader(f, delimiter="\t")}
-        with open(os.path.join(o, "runs.tsv")) as f:
-            runs = list(csv.DictReader(f, delimiter="\t"))
-    except FileNotFoundError:
+    res, runs = load_overhead(d)
+    if res is None:
         return
     env = read(os.path.join(d, "env.txt")) or ""
-    m = re.search(r"REPEAT=(\d+) DURATION=(\d+) WARMUP=(\d+) CONNS=(\d+)", env)
-    desc = (f"wrk -t1 -c{m.group(4)}, {m.group(2)} s × {m.group(1)} (order rotated every repeat), "
-            f"warm-up {m.group(3)} s, medians" if m else "medians")
+    desc = overhead_desc(env, "DURATION")
     out.append(f"### Overhead: rate limits on vs off, `/1k` ({desc}; every request carries "
                "`X-Api-Key` and `Cookie: sid=`)")
     out.append("")
-    out.append("| target | limits | req/s | p50 ms | p99 ms | CPU-ms / 1k req | CPU/req vs nginx | target CPU % "
-               "| loadgen CPU0 % | rps spread % | errors |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    f = lambda r, k: float(r[k]) if r.get(k) not in (None, "", "nan") else float("nan")
+    out.append(f"| target | limits | {OVERHEAD_HEAD} |")
+    out.append("|---|---:|" + OVERHEAD_ALIGN)
     nlim = {"nginx": "—", "holdfast": "0", "holdfast-limit1": "1", "holdfast-limit10": "10"}
     for label in TARGETS:
         r = res.get(label)
         if not r:
             out.append(f"| {label} | {nlim[label]} | no result |" + " |" * 8)
             continue
-        out.append(f"| {label} | {nlim[label]} | {f(r, 'rps'):,.0f} | {fnum(f(r, 'p50_ms'))} | {fnum(f(r, 'p99_ms'))} "
-                   f"| {fnum(f(r, 'cpu_ms_per_1k'), 1)} | {fnum(f(r, 'cpu_per_req_vs_base'))} "
-                   f"| {fnum(f(r, 'target_cpu_pct'), 0)} | {fnum(f(r, 'loadgen_cpu_pct'), 0)} "
-                   f"| {fnum(f(r, 'rps_spread_pct'), 1)} | {r['errors']} |")
+        out.append(f"| {label} | {nlim[label]} | {overhead_cells(r)} |")
         if label != "nginx" and int(r.get("errors", "0")) > 0:
             fails.append(f"{label}: {r['errors']} client errors (non-2xx + socket) in the overhead runs")
     out.append("")
 
-    per = {}
-    for r in runs:
-        per.setdefault(r["rep"], {})[r["label"]] = r
-    h = res.get("holdfast")
     out.append("| limits / no limits | CPU per request (median of per-repeat ratios) | per repeat "
                "| ratio of medians | p99 | req/s |")
     out.append("|---|---:|---|---:|---:|---:|")
     for label in ("holdfast-limit1", "holdfast-limit10"):
-        x = res.get(label)
-        if not (x and h and f(h, "cpu_ms_per_1k") > 0):
+        vs = versus(res, runs, label, "holdfast")
+        if not vs:
             continue
-        cpu = f(x, "cpu_ms_per_1k") / f(h, "cpu_ms_per_1k")
-        p99 = f(x, "p99_ms") / f(h, "p99_ms") if f(h, "p99_ms") > 0 else float("nan")
-        rps = f(x, "rps") / f(h, "rps") if f(h, "rps") > 0 else float("nan")
-        reps = [float(v[label]["cpu_ms_per_1k"]) / float(v["holdfast"]["cpu_ms_per_1k"])
-                for _, v in sorted(per.items(), key=lambda kv: int(kv[0]))
-                if label in v and "holdfast" in v and float(v["holdfast"]["cpu_ms_per_1k"]) > 0]
-        paired = statistics.median(reps) if reps else cpu
+        paired, reps, cpu, p99, rate = vs
         out.append(f"| **{label} / holdfast** | **{paired:.3f}** | {', '.join(f'{r:.3f}' for r in reps)} "
-                   f"| {cpu:.3f} | {p99:.2f} | {rps:.2f} |")
+                   f"| {cpu:.3f} | {p99:.2f} | {rate:.2f} |")
     out.append("")
     out.append(f"Issue 7's goal (CPU per request ≤ {GOAL:.2f}×) is for 100 rules **and** a rate limit; "
                "rules do not exist yet, so these ratios are the limits part alone. `p99` and `req/s` "
@@ -178,7 +114,7 @@ def refuse(d, out, fails):
     rate = int(m.group(2)) if m else 100
     conns = int(m2.group(1)) if m2 else 64
     burst = rate
-    s = shield_line(path)
+    s = summary_line(path, "SHIELD")
     out.append(f"### Refusal check: one limit, key `route`, {rate} per 1s (burst {burst}), "
                f"wrk -t1 -c{conns} at full speed")
     out.append("")
@@ -242,10 +178,7 @@ def main():
     else:
         out.append("All invariants hold (no refusal by the non-refusing limits; the refusing one "
                    "answered 429s at the expected rate, no 5xx).")
-    text = "\n".join(out) + "\n"
-    with open(os.path.join(d, "results.md"), "w") as f:
-        f.write(text)
-    print(text, end="")
+    write_results(d, out)
     return 1 if fails else 0
 
 
