@@ -265,3 +265,41 @@ async fn the_2019_pattern_on_a_long_input_completes() {
     let rule = rule_status(&status, "waf-2019");
     assert_eq!(rule["errors"], 0, "the pattern compiles: {rule}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_unchanged_rules_and_their_counts_and_applies_changed_ones() {
+    let origin = Origin::text("hello").await;
+    let edge = edge_with(&origin, ISSUE_RULE, BASIC_POOL);
+    let vars = [("origin", origin.addr.to_string())];
+    assert_eq!(fetch(&edge, "/wp-admin/x").await.status, 403);
+
+    // The same file again: the same compiled rules, the count kept.
+    edge.reload_applied();
+    assert_eq!(fetch(&edge, "/wp-admin/x").await.status, 403);
+    let status = edge.status().await;
+    assert_eq!(rule_status(&status, "block-admin-probe")["hits"], 2);
+
+    // The rule changes: the new expression decides, counts start again.
+    let changed = ISSUE_RULE.replace("/wp-admin", "/xmlrpc");
+    edge.rewrite(&edge_config(2, &format!("{changed}{BASIC_POOL}")), &vars);
+    edge.reload_applied();
+    assert_eq!(fetch(&edge, "/wp-admin/x").await.status, 200);
+    assert_eq!(fetch(&edge, "/xmlrpc.php").await.status, 403);
+    let status = edge.status().await;
+    assert_eq!(rule_status(&status, "block-admin-probe")["hits"], 1);
+
+    // A challenge rule is refused on reload; the running rules stay.
+    let challenge = format!(
+        "{ISSUE_RULE}\n[[rules]]\nid = \"guard-protected\"\nexpr = 'request.path.startsWith(\"/protected\")'\naction = \"challenge\"\n"
+    );
+    edge.rewrite(&edge_config(2, &format!("{challenge}{BASIC_POOL}")), &vars);
+    let (_, errors) = edge.reload_rejected();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("rules[1].action") && e.contains("challenge is not available yet")),
+        "{errors:?}"
+    );
+    assert_eq!(fetch(&edge, "/xmlrpc.php").await.status, 403);
+    assert_eq!(fetch(&edge, "/protected/x").await.status, 200);
+}
