@@ -16,6 +16,69 @@ pub struct Config {
     pub limits: Vec<Limit>,
     /// `[redis]`: where global limits are counted; `None` when not configured.
     pub redis: Option<Redis>,
+    /// `[[rules]]`, in file order.
+    pub rules: Vec<Rule>,
+}
+
+/// A rule (`[[rules]]`): its expression compiled at load, evaluated per request in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub id: String,
+    /// CEL source; it compiled and uses only known variables and functions.
+    pub expr: String,
+    pub action: RuleAction,
+    /// `log`: count hits, act on none (shadow).
+    pub mode: RuleMode,
+    /// The request fields the expression reads (the rest are not built per request).
+    pub fields: RuleFields,
+    /// Indices into `Config::routes`; empty: every route.
+    pub routes: Vec<usize>,
+}
+
+/// Which request fields a rule's expression refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RuleFields {
+    pub method: bool,
+    pub path: bool,
+    pub host: bool,
+    pub query: bool,
+    pub headers: bool,
+    pub cookies: bool,
+    pub client_ip: bool,
+}
+
+impl RuleFields {
+    /// Both sets.
+    pub fn union(self, o: RuleFields) -> RuleFields {
+        RuleFields {
+            method: self.method || o.method,
+            path: self.path || o.path,
+            host: self.host || o.host,
+            query: self.query || o.query,
+            headers: self.headers || o.headers,
+            cookies: self.cookies || o.cookies,
+            client_ip: self.client_ip || o.client_ip,
+        }
+    }
+}
+
+/// What a matching rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction {
+    /// Answer with this status (400..=599, default 403).
+    Block { status: u16 },
+    /// Skip the remaining rules.
+    Allow,
+    /// Count only.
+    Log,
+}
+
+/// Whether a rule acts or only counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuleMode {
+    #[default]
+    Enforce,
+    Log,
 }
 
 /// `[redis]`: the Redis that `scope = "global"` limits share.

@@ -23,6 +23,19 @@ pub struct Spec {
     pub limits: Vec<LimitSpec>,
     #[serde(default)]
     pub redis: Option<RedisSpec>,
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+}
+
+/// `[[rules]]`: a CEL expression and what to do when it matches.
+#[derive(Debug, Deserialize)]
+pub struct RuleSpec {
+    pub id: String,
+    pub expr: String,
+    pub action: String,
+    pub status: Option<i64>,
+    pub mode: Option<String>,
+    pub routes: Option<Vec<String>>,
 }
 
 /// `[redis]`: the Redis that global limits share.

@@ -26,6 +26,8 @@ pub enum ProxyError {
     NoRoute,
     #[error("the request was refused by the edge's {module} module")]
     Denied { module: &'static str },
+    #[error("the request was blocked by the edge's rule {:?}", .0.rule)]
+    Blocked(Box<crate::modules::Block>),
     #[error("too many requests: the rate limit {:?} was passed; try again later", .0.limit)]
     TooMany(Box<crate::modules::TooMany>),
     #[error("the origin pool is at its concurrency limit; try again shortly")]
@@ -52,6 +54,7 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Denied { .. } => StatusCode::FORBIDDEN,
             ProxyError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::Blocked(b) => b.status,
             ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
@@ -71,7 +74,8 @@ impl ProxyError {
             ProxyError::BodyTooLarge
             | ProxyError::ClientBody(_)
             | ProxyError::ClientTimeout
-            | ProxyError::TooMany(_) => Side::Client,
+            | ProxyError::TooMany(_)
+            | ProxyError::Blocked(_) => Side::Client,
             ProxyError::Connect(_)
             | ProxyError::Timeout
             | ProxyError::Upstream(_)

@@ -15,8 +15,17 @@ pub enum ModuleAction {
     Header(HeaderName, HeaderValue),
     /// The edge answers 403 itself (a `closed` fail policy): never a 5xx.
     Deny,
+    /// The edge answers itself with this status (400..=599): a rule blocked the request.
+    Block(Box<Block>),
     /// The edge answers 429 itself: a rate limit was passed.
     TooMany(Box<TooMany>),
+}
+
+/// A rule's block: its id (for the page and the log) and the status it answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub rule: String,
+    pub status: http::StatusCode,
 }
 
 /// A 429 answer and the headers that explain it (RFC 6585; `RateLimit` and

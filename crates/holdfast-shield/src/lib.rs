@@ -1,9 +1,10 @@
 //! The shield: what protects origins from floods and bots.
 //!
 //! The local rate limiter ([`limit`]), global limits shared through Redis ([`global`]) and
-//! both as one module ([`limits`]); the rule engine and the self-hosted challenge come later
-//! (issue 7).
+//! both as one module ([`limits`]); the rule engine ([`rules`], CEL expressions); the
+//! self-hosted challenge comes later (issue 7).
 
 pub mod global;
 pub mod limit;
 pub mod limits;
+pub mod rules;

@@ -10,9 +10,10 @@ use holdfast_modules::{
     BreakerSettings, FailPolicy, ModuleMetrics, ModuleSettings, ModuleSlot, Override, RequestView,
     Verdict,
 };
-use holdfast_proxy::{ModuleAction, RequestModule, TooMany};
+use holdfast_proxy::{Block, ModuleAction, RequestModule, TooMany};
 use holdfast_shield::global::{GlobalLimit, GlobalSync, RedisHealth, RedisMetrics, RedisSettings};
 use holdfast_shield::limits::{Counters, LimitOutcome, RateLimits, RouteLimit};
+use holdfast_shield::rules::{RuleMetrics, RuleOutcome, Rules};
 use prometheus::Registry;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,50 @@ const OVERRIDES_FILE: &str = "module-overrides.json";
 
 type BotSlot = ModuleSlot<BotModule<Arc<Artifact<BotFeatures>>>>;
 type LimitsSlot = ModuleSlot<RateLimits>;
+type RulesSlot = ModuleSlot<Rules>;
+
+/// The rules as the data path runs them: a block answers with its status (403 by default).
+struct RulesRequest(Arc<RulesSlot>);
+
+impl RequestModule for RulesRequest {
+    fn name(&self) -> &'static str {
+        "rules"
+    }
+
+    fn apply(&self, req: &RequestView<'_>) -> ModuleAction {
+        match self.0.run(req) {
+            Verdict::Decided(RuleOutcome::Block(b)) | Verdict::Stale(RuleOutcome::Block(b)) => {
+                ModuleAction::Block(Box::new(Block {
+                    status: http::StatusCode::from_u16(b.status)
+                        .unwrap_or(http::StatusCode::FORBIDDEN),
+                    rule: b.rule,
+                }))
+            }
+            Verdict::Decided(RuleOutcome::Pass)
+            | Verdict::Stale(RuleOutcome::Pass)
+            | Verdict::Unknown => ModuleAction::Pass,
+            Verdict::Deny => ModuleAction::Deny,
+        }
+    }
+}
+
+/// The rules as configured, with route names instead of indices: an unchanged set keeps its
+/// compiled programs and hit counts across a reload.
+type RulesConfig = Vec<(holdfast_config::Rule, Vec<String>)>;
+
+struct RulesRuntime {
+    config: RulesConfig,
+    slot: Arc<RulesSlot>,
+}
+
+enum RulesPlan {
+    Keep,
+    New(RulesRuntime),
+}
+
+/// The per-request evaluation budget of all rules together; past it the call counts as the
+/// module's failure (fail policy `open`: the request passes).
+const RULES_BUDGET: Duration = Duration::from_millis(100);
 
 /// The rate limits as the data path runs them: 429 over a limit.
 struct LimitsRequest(Arc<LimitsSlot>);
@@ -103,6 +148,7 @@ struct BotRuntime {
 pub(crate) struct Prepared {
     bot: Option<BotPlan>,
     limits: Option<LimitsPlan>,
+    rules: Option<RulesPlan>,
     state_dir: Option<PathBuf>,
 }
 
@@ -122,6 +168,8 @@ pub(crate) struct ModuleHost {
     module_metrics: ModuleMetrics,
     limit_decisions: prometheus::IntCounterVec,
     redis_metrics: RedisMetrics,
+    rule_metrics: RuleMetrics,
+    rules: Mutex<Option<RulesRuntime>>,
     bot: Mutex<Option<BotRuntime>>,
     limits: Mutex<Option<LimitsRuntime>>,
     state_dir: Mutex<Option<PathBuf>>,
@@ -189,6 +237,8 @@ impl ModuleHost {
                 calls: redis_calls,
                 errors: redis_errors,
             },
+            rule_metrics: RuleMetrics::new(registry)?,
+            rules: Mutex::new(None),
             bot: Mutex::new(None),
             limits: Mutex::new(None),
             state_dir: Mutex::new(None),
@@ -220,11 +270,97 @@ impl ModuleHost {
             }
         };
         let limits = self.prepare_limits(config);
+        let rules = self.prepare_rules(config)?;
         Ok(Prepared {
             bot,
             limits,
+            rules,
             state_dir,
         })
+    }
+
+    /// Rules unchanged (same entries, same route names): keep the compiled set and its
+    /// counts; otherwise compile a new one (the config already compile-checked each).
+    fn prepare_rules(&self, config: &Config) -> Result<Option<RulesPlan>, Vec<ConfigError>> {
+        if config.rules.is_empty() {
+            return Ok(None);
+        }
+        let wanted: RulesConfig = config
+            .rules
+            .iter()
+            .map(|r| {
+                let routes = r
+                    .routes
+                    .iter()
+                    .filter_map(|i| config.routes.get(*i).map(|x| x.name.clone()))
+                    .collect();
+                let entry = holdfast_config::Rule {
+                    routes: Vec::new(),
+                    ..r.clone()
+                };
+                (entry, routes)
+            })
+            .collect();
+        if lock(&self.rules)
+            .as_ref()
+            .is_some_and(|r| r.config == wanted)
+        {
+            return Ok(Some(RulesPlan::Keep));
+        }
+        let specs = wanted
+            .iter()
+            .map(|(r, routes)| {
+                let f = r.fields;
+                holdfast_shield::rules::RuleSpec {
+                    id: r.id.clone(),
+                    expr: r.expr.clone(),
+                    action: match r.action {
+                        holdfast_config::RuleAction::Block { status } => {
+                            holdfast_shield::rules::RuleAction::Block { status }
+                        }
+                        holdfast_config::RuleAction::Allow => {
+                            holdfast_shield::rules::RuleAction::Allow
+                        }
+                        holdfast_config::RuleAction::Log => holdfast_shield::rules::RuleAction::Log,
+                    },
+                    shadow: r.mode == holdfast_config::RuleMode::Log,
+                    routes: routes.clone(),
+                    fields: holdfast_shield::rules::Fields {
+                        method: f.method,
+                        path: f.path,
+                        host: f.host,
+                        query: f.query,
+                        headers: f.headers,
+                        cookies: f.cookies,
+                        client_ip: f.client_ip,
+                    },
+                }
+            })
+            .collect();
+        let rules = Rules::new(specs, &self.rule_metrics).map_err(|e| {
+            let at = config
+                .rules
+                .iter()
+                .position(|r| r.id == e.id)
+                .map_or("rules".to_string(), |i| format!("rules[{i}].expr"));
+            vec![ConfigError::new(
+                at,
+                e.detail,
+                "fix the expression (it passed the config check but did not compile)",
+            )]
+        })?;
+        let settings = ModuleSettings {
+            time_budget: RULES_BUDGET,
+            ..ModuleSettings::default()
+        };
+        let slot = Arc::new(ModuleSlot::new(rules, settings, &self.module_metrics));
+        if let Some(o) = read_overrides(config.edge.state_dir.as_deref()).get("rules") {
+            slot.set_override(*o);
+        }
+        Ok(Some(RulesPlan::New(RulesRuntime {
+            config: wanted,
+            slot,
+        })))
     }
 
     /// Limits unchanged (same entries, same route names): keep the running limiters and
@@ -399,6 +535,15 @@ impl ModuleHost {
         if let Some(slot) = limits {
             modules.push(Arc::new(LimitsRequest(slot)));
         }
+        // Rules next: a blocked request costs no scoring.
+        let rules = match &prepared.rules {
+            None => None,
+            Some(RulesPlan::New(runtime)) => Some(Arc::clone(&runtime.slot)),
+            Some(RulesPlan::Keep) => lock(&self.rules).as_ref().map(|r| Arc::clone(&r.slot)),
+        };
+        if let Some(slot) = rules {
+            modules.push(Arc::new(RulesRequest(slot)));
+        }
         let slot = match &prepared.bot {
             None => None,
             Some(BotPlan::New(runtime)) => Some(Arc::clone(&runtime.slot)),
@@ -429,6 +574,13 @@ impl ModuleHost {
             None => *limits = None,
             Some(LimitsPlan::New(runtime)) => *limits = Some(runtime),
             Some(LimitsPlan::Keep) => {}
+        }
+        drop(limits);
+        let mut rules = lock(&self.rules);
+        match prepared.rules {
+            None => *rules = None,
+            Some(RulesPlan::New(runtime)) => *rules = Some(runtime),
+            Some(RulesPlan::Keep) => {}
         }
         *lock(&self.state_dir) = prepared.state_dir;
     }
@@ -462,6 +614,17 @@ impl ModuleHost {
             tracing::warn!(module = name, state = o.as_str(), "operator override");
             let status = serde_json::to_value(runtime.slot.status()).unwrap_or_default();
             drop(limits);
+            return self.persist_override(name, o, status);
+        }
+        if name == "rules" {
+            let rules = lock(&self.rules);
+            let Some(runtime) = rules.as_ref() else {
+                return Err((404, "no [[rules]] are configured".to_string()));
+            };
+            runtime.slot.set_override(o);
+            tracing::warn!(module = name, state = o.as_str(), "operator override");
+            let status = serde_json::to_value(runtime.slot.status()).unwrap_or_default();
+            drop(rules);
             return self.persist_override(name, o, status);
         }
         let slot = match (name, bot.as_ref()) {
@@ -540,6 +703,9 @@ impl ModuleHost {
         if lock(&self.limits).is_some() {
             names.push("limits");
         }
+        if lock(&self.rules).is_some() {
+            names.push("rules");
+        }
         if bot.is_some() {
             names.push("bot");
         }
@@ -605,8 +771,33 @@ impl ModuleHost {
             }
             status
         });
+        drop(limits);
+        let rule_status = lock(&self.rules).as_ref().map(|r| {
+            let mut status = serde_json::to_value(r.slot.status()).unwrap_or_default();
+            let each: Vec<serde_json::Value> = r
+                .slot
+                .module()
+                .rules
+                .iter()
+                .map(|rule| {
+                    serde_json::json!({
+                        "id": rule.spec.id,
+                        "action": rule.spec.action.label(),
+                        "mode": if rule.spec.shadow { "log" } else { "enforce" },
+                        "routes": rule.spec.routes,
+                        "hits": rule.hits(),
+                        "errors": rule.errors(),
+                    })
+                })
+                .collect();
+            if let Some(map) = status.as_object_mut() {
+                map.insert("rules".into(), each.into());
+            }
+            status
+        });
         let modules: Vec<serde_json::Value> = limit_status
             .into_iter()
+            .chain(rule_status)
             .chain(
                 bot.iter()
                     .map(|r| serde_json::to_value(r.slot.status()).unwrap_or_default()),

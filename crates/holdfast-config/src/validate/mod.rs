@@ -44,6 +44,7 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
     let modules = modules::modules(&spec.modules, base_dir, &mut errs);
     let redis = limits::redis(spec.redis.as_ref(), &mut errs);
     let limits = limits::limits(&spec.limits, &spec.routes, redis.is_some(), &mut errs);
+    let rules = rules::rules(&spec.rules, &spec.routes, &mut errs);
     if errs.0.is_empty() {
         Ok(Config {
             edge,
@@ -53,6 +54,7 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
             modules,
             limits,
             redis,
+            rules,
         })
     } else {
         Err(errs.0)
@@ -374,6 +376,8 @@ fn check_listener_overlap(edge: &EdgeSpec, admin: Option<SocketAddr>, errs: &mut
 }
 
 mod limits;
+mod rules;
+pub use rules::check_rule_expr;
 mod modules;
 mod pool;
 mod route;

@@ -127,6 +127,16 @@ fn complete_example_uses_every_table() {
         .iter()
         .any(|l| l.scope == holdfast_config::LimitScope::Global));
     assert!(config.redis.is_some());
+    // Rules: an allow scoped to a route, a block, a shadow block with its own status.
+    assert!(config
+        .rules
+        .iter()
+        .any(|r| r.action == holdfast_config::RuleAction::Allow && !r.routes.is_empty()));
+    assert!(config
+        .rules
+        .iter()
+        .any(|r| r.mode == holdfast_config::RuleMode::Log
+            && r.action == holdfast_config::RuleAction::Block { status: 410 }));
 }
 
 #[test]

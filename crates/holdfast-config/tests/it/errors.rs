@@ -2061,3 +2061,117 @@ fn trusted_proxies_must_be_addresses_or_networks() {
         "#]],
     );
 }
+
+#[test]
+fn rule_errors() {
+    let r = |body: &str| format!("[[rules]]\nid = \"r\"\n{body}");
+    check_each(
+        |l| format!("{}\n{l}\n", edge_with("")),
+        &[
+            &r("expr = 'request.path.startsWith(\"/a\"'\naction = \"block\""),
+            &r("expr = 'request.pth == \"/\"'\naction = \"block\""),
+            &r("expr = 'req.path == \"/\"'\naction = \"block\""),
+            &r("expr = 'request.path.lower() == \"/\"'\naction = \"block\""),
+            &r("expr = 'client.port == 1'\naction = \"block\""),
+            &r("expr = ''\naction = \"block\""),
+            &r("expr = 'request.query.matches(\"(a|{}\")'\naction = \"block\""),
+            &r("expr = 'request.path.startsWith(\"/protected\")'\naction = \"challenge\""),
+            &r("expr = 'true'\naction = \"deny\""),
+            &r("expr = 'true'\naction = \"block\"\nstatus = 302"),
+            &r("expr = 'true'\naction = \"log\"\nstatus = 403"),
+            &r("expr = 'true'\naction = \"block\"\nmode = \"shadow\""),
+            &r("expr = 'true'\naction = \"block\"\nroutes = [\"nope\"]"),
+            "[[rules]]\nid = \"\"\nexpr = 'true'\naction = \"log\"\n[[rules]]\nid = \"a\"\nexpr = 'true'\naction = \"log\"\n[[rules]]\nid = \"a\"\nexpr = 'true'\naction = \"log\"",
+            "[[rules]]\nid = \"r\"\naction = \"block\"",
+        ],
+        expect![[r#"
+            [[rules]]
+            id = "r"
+            expr = 'request.path.startsWith("/a"'
+            action = "block"
+                rules[0].expr: at 1:29: Syntax error: missing ')' at '<EOF>' (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
+            [[rules]]
+            id = "r"
+            expr = 'request.pth == "/"'
+            action = "block"
+                rules[0].expr: unknown field request.pth (known: method, path, host, query, headers, cookies) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
+            [[rules]]
+            id = "r"
+            expr = 'req.path == "/"'
+            action = "block"
+                rules[0].expr: unknown variable "req" (known: request, client) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
+            [[rules]]
+            id = "r"
+            expr = 'request.path.lower() == "/"'
+            action = "block"
+                rules[0].expr: unknown function "lower" (known: contains, size, startsWith, endsWith, matches, string, int, uint, double, bytes, max, min) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
+            [[rules]]
+            id = "r"
+            expr = 'client.port == 1'
+            action = "block"
+                rules[0].expr: unknown field client.port (known: ip) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
+            [[rules]]
+            id = "r"
+            expr = ''
+            action = "block"
+                rules[0].expr: empty expression (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
+            [[rules]]
+            id = "r"
+            expr = 'request.query.matches("(a|{}")'
+            action = "block"
+                rules[0].expr: matches: "(a|{}" is not a valid regex: error: repetition operator missing expression (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
+            [[rules]]
+            id = "r"
+            expr = 'request.path.startsWith("/protected")'
+            action = "challenge"
+                rules[0].action: challenge is not available yet (the self-hosted challenge is not built); use block or log for now (use "block", "allow" or "log")
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "deny"
+                rules[0].action: unknown action "deny" (use "block", "allow" or "log")
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "block"
+            status = 302
+                rules[0].status: 302 is out of range (use a status from 400 to 599 (default 403))
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "log"
+            status = 403
+                rules[0].status: status only applies to action "block" (remove status, or use action = "block")
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "block"
+            mode = "shadow"
+                rules[0].mode: unknown mode "shadow" (use "enforce" (act on a match) or "log" (count matches, act on none))
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "block"
+            routes = ["nope"]
+                rules[0].routes[0]: unknown route "nope" (use one of ["all"], or leave routes out to apply to every route)
+            [[rules]]
+            id = ""
+            expr = 'true'
+            action = "log"
+            [[rules]]
+            id = "a"
+            expr = 'true'
+            action = "log"
+            [[rules]]
+            id = "a"
+            expr = 'true'
+            action = "log"
+                rules[0].id: empty id (give the rule an id)
+                rules[2].id: duplicate rule id "a" (rule ids must be unique: they label metrics and /status)
+            [[rules]]
+            id = "r"
+            action = "block"
+                rules[0]: missing field `expr` (see docs/config.md for the expected type)
+        "#]],
+    );
+}

@@ -1645,3 +1645,69 @@ fn trusted_proxies_take_networks_and_addresses() {
         .collect();
     assert_eq!(nets, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
 }
+
+#[test]
+fn rules_as_the_issue_writes_them_and_every_key() {
+    let config = accept(&format!(
+        r#"{MINIMAL}
+[[rules]]
+id = "block-admin-probe"
+expr = 'request.path.startsWith("/wp-admin")'     # CEL
+action = "block"
+
+[[rules]]
+id = "office"
+expr = 'request.headers["x-office"] == "yes" && client.ip.startsWith("10.")'
+action = "allow"
+routes = ["all"]
+
+[[rules]]
+id = "gone"
+expr = 'request.cookies.exists(k, k == "legacy") || request.query.matches("^old=")'
+action = "block"
+status = 410
+mode = "log"
+
+[[rules]]
+id = "seen"
+expr = 'request.method == "POST" && request.host.endsWith(".example.com")'
+action = "log"
+"#
+    ));
+    let r = &config.rules;
+    assert_eq!(r.len(), 4);
+    assert_eq!(
+        r[0],
+        holdfast_config::Rule {
+            id: "block-admin-probe".into(),
+            expr: r#"request.path.startsWith("/wp-admin")"#.into(),
+            action: holdfast_config::RuleAction::Block { status: 403 },
+            mode: holdfast_config::RuleMode::Enforce,
+            fields: holdfast_config::RuleFields {
+                path: true,
+                ..Default::default()
+            },
+            routes: vec![],
+        }
+    );
+    assert_eq!(r[1].action, holdfast_config::RuleAction::Allow);
+    assert_eq!(r[1].routes, vec![0]);
+    assert_eq!(
+        r[1].fields,
+        holdfast_config::RuleFields {
+            headers: true,
+            client_ip: true,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        (r[2].action, r[2].mode),
+        (
+            holdfast_config::RuleAction::Block { status: 410 },
+            holdfast_config::RuleMode::Log
+        )
+    );
+    assert!(r[2].fields.cookies && r[2].fields.query && !r[2].fields.path);
+    assert_eq!(r[3].action, holdfast_config::RuleAction::Log);
+    assert!(r[3].fields.method && r[3].fields.host);
+}

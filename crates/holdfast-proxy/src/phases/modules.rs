@@ -42,6 +42,7 @@ pub(crate) fn run<B>(
                 })
             }
             ModuleAction::TooMany(too_many) => return Err(ProxyError::TooMany(too_many)),
+            ModuleAction::Block(block) => return Err(ProxyError::Blocked(block)),
         }
     }
     Ok(())

@@ -37,6 +37,7 @@ mod overload;
 mod reload;
 mod retries;
 mod routing;
+mod rules;
 mod streaming;
 mod timeouts;
 mod tls;
