@@ -73,6 +73,17 @@ pub enum RuleAction {
     Log,
 }
 
+impl RuleAction {
+    /// The `action` metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RuleAction::Block { .. } => "block",
+            RuleAction::Allow => "allow",
+            RuleAction::Log => "log",
+        }
+    }
+}
+
 /// Whether a rule acts or only counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RuleMode {

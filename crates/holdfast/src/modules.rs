@@ -251,6 +251,8 @@ impl ModuleHost {
     /// Nothing changes for requests until `install`.
     pub(crate) fn prepare(&self, config: &Config) -> Result<Prepared, Vec<ConfigError>> {
         let state_dir = config.edge.state_dir.clone();
+        // Read once: every module built below applies its own entry.
+        let overrides = read_overrides(state_dir.as_deref());
         let bot = match &config.modules.bot {
             None => None,
             Some(c) => {
@@ -265,12 +267,12 @@ impl ModuleHost {
                 Some(if same_artifact {
                     BotPlan::Keep(c.clone())
                 } else {
-                    BotPlan::New(self.new_bot(c, state_dir.as_deref())?)
+                    BotPlan::New(self.new_bot(c, state_dir.as_deref(), &overrides)?)
                 })
             }
         };
-        let limits = self.prepare_limits(config);
-        let rules = self.prepare_rules(config)?;
+        let limits = self.prepare_limits(config, &overrides);
+        let rules = self.prepare_rules(config, &overrides)?;
         Ok(Prepared {
             bot,
             limits,
@@ -281,7 +283,11 @@ impl ModuleHost {
 
     /// Rules unchanged (same entries, same route names): keep the compiled set and its
     /// counts; otherwise compile a new one (the config already compile-checked each).
-    fn prepare_rules(&self, config: &Config) -> Result<Option<RulesPlan>, Vec<ConfigError>> {
+    fn prepare_rules(
+        &self,
+        config: &Config,
+        overrides: &Overrides,
+    ) -> Result<Option<RulesPlan>, Vec<ConfigError>> {
         if config.rules.is_empty() {
             return Ok(None);
         }
@@ -289,16 +295,11 @@ impl ModuleHost {
             .rules
             .iter()
             .map(|r| {
-                let routes = r
-                    .routes
-                    .iter()
-                    .filter_map(|i| config.routes.get(*i).map(|x| x.name.clone()))
-                    .collect();
                 let entry = holdfast_config::Rule {
                     routes: Vec::new(),
                     ..r.clone()
                 };
-                (entry, routes)
+                (entry, route_names(config, &r.routes))
             })
             .collect();
         if lock(&self.rules)
@@ -309,32 +310,13 @@ impl ModuleHost {
         }
         let specs = wanted
             .iter()
-            .map(|(r, routes)| {
-                let f = r.fields;
-                holdfast_shield::rules::RuleSpec {
-                    id: r.id.clone(),
-                    expr: r.expr.clone(),
-                    action: match r.action {
-                        holdfast_config::RuleAction::Block { status } => {
-                            holdfast_shield::rules::RuleAction::Block { status }
-                        }
-                        holdfast_config::RuleAction::Allow => {
-                            holdfast_shield::rules::RuleAction::Allow
-                        }
-                        holdfast_config::RuleAction::Log => holdfast_shield::rules::RuleAction::Log,
-                    },
-                    shadow: r.mode == holdfast_config::RuleMode::Log,
-                    routes: routes.clone(),
-                    fields: holdfast_shield::rules::Fields {
-                        method: f.method,
-                        path: f.path,
-                        host: f.host,
-                        query: f.query,
-                        headers: f.headers,
-                        cookies: f.cookies,
-                        client_ip: f.client_ip,
-                    },
-                }
+            .map(|(r, routes)| holdfast_shield::rules::RuleSpec {
+                id: r.id.clone(),
+                expr: r.expr.clone(),
+                action: r.action,
+                shadow: r.mode == holdfast_config::RuleMode::Log,
+                routes: routes.clone(),
+                fields: r.fields,
             })
             .collect();
         let rules = Rules::new(specs, &self.rule_metrics).map_err(|e| {
@@ -354,7 +336,7 @@ impl ModuleHost {
             ..ModuleSettings::default()
         };
         let slot = Arc::new(ModuleSlot::new(rules, settings, &self.module_metrics));
-        if let Some(o) = read_overrides(config.edge.state_dir.as_deref()).get("rules") {
+        if let Some(o) = overrides.get("rules") {
             slot.set_override(*o);
         }
         Ok(Some(RulesPlan::New(RulesRuntime {
@@ -365,7 +347,7 @@ impl ModuleHost {
 
     /// Limits unchanged (same entries, same route names): keep the running limiters and
     /// their counts; otherwise new ones (counts start again).
-    fn prepare_limits(&self, config: &Config) -> Option<LimitsPlan> {
+    fn prepare_limits(&self, config: &Config, overrides: &Overrides) -> Option<LimitsPlan> {
         if config.limits.is_empty() {
             return None;
         }
@@ -374,17 +356,11 @@ impl ModuleHost {
                 .limits
                 .iter()
                 .map(|l| {
-                    let routes = l
-                        .routes
-                        .iter()
-                        .filter_map(|i| config.routes.get(*i).map(|r| r.name.clone()))
-                        .collect();
-                    // Names, not positions: a reload that moves routes keeps the counts.
                     let entry = holdfast_config::Limit {
                         routes: Vec::new(),
                         ..l.clone()
                     };
-                    (entry, routes)
+                    (entry, route_names(config, &l.routes))
                 })
                 .collect(),
             config.redis.clone().filter(|_| {
@@ -406,23 +382,12 @@ impl ModuleHost {
             .0
             .iter()
             .map(|(l, routes)| {
-                let key = match &l.key {
-                    holdfast_config::LimitKey::ClientIp => {
-                        holdfast_shield::limit::LimitKey::ClientIp
-                    }
-                    holdfast_config::LimitKey::ClientPrefix => {
-                        holdfast_shield::limit::LimitKey::ClientPrefix
-                    }
-                    holdfast_config::LimitKey::Header(h) => {
-                        holdfast_shield::limit::LimitKey::Header(h.clone())
-                    }
-                    holdfast_config::LimitKey::Cookie(c) => {
-                        holdfast_shield::limit::LimitKey::Cookie(c.clone())
-                    }
-                    holdfast_config::LimitKey::Route => holdfast_shield::limit::LimitKey::Route,
-                };
-                let mut spec =
-                    holdfast_shield::limit::LimitSpec::new(&l.name, key, l.requests, l.per);
+                let mut spec = holdfast_shield::limit::LimitSpec::new(
+                    &l.name,
+                    l.key.clone(),
+                    l.requests,
+                    l.per,
+                );
                 spec.burst = l.burst;
                 spec.shadow = l.shadow;
                 spec.max_keys = l.max_keys;
@@ -473,7 +438,7 @@ impl ModuleHost {
             settings,
             &self.module_metrics,
         ));
-        if let Some(o) = read_overrides(config.edge.state_dir.as_deref()).get("limits") {
+        if let Some(o) = overrides.get("limits") {
             slot.set_override(*o);
         }
         Some(LimitsPlan::New(LimitsRuntime {
@@ -487,6 +452,7 @@ impl ModuleHost {
         &self,
         c: &holdfast_config::BotModule,
         state_dir: Option<&Path>,
+        overrides: &Overrides,
     ) -> Result<BotRuntime, Vec<ConfigError>> {
         let public_key = bot_public_key(c)?;
         let mut options = ArtifactOptions::new(&c.features);
@@ -505,7 +471,7 @@ impl ModuleHost {
             settings(c),
             &self.module_metrics,
         ));
-        if let Some(o) = read_overrides(state_dir).get("bot") {
+        if let Some(o) = overrides.get("bot") {
             slot.set_override(*o);
         }
         let watched = Arc::clone(&artifact);
@@ -826,8 +792,20 @@ pub(crate) fn bot_public_key(
         })
 }
 
+/// The names of the routes at `indices`: a module set compares by names, not positions, so
+/// a reload that only moves routes keeps its state (counts, compiled rules).
+fn route_names(config: &Config, indices: &[usize]) -> Vec<String> {
+    indices
+        .iter()
+        .filter_map(|i| config.routes.get(*i).map(|r| r.name.clone()))
+        .collect()
+}
+
+/// The operator's overrides, by module name.
+type Overrides = BTreeMap<String, Override>;
+
 /// Overrides by module name; a missing or unreadable file means none (and says so).
-fn read_overrides(state_dir: Option<&Path>) -> BTreeMap<String, Override> {
+fn read_overrides(state_dir: Option<&Path>) -> Overrides {
     let Some(dir) = state_dir else {
         return BTreeMap::new();
     };

@@ -2,11 +2,10 @@
 //! exist, a scope (`global` needs `[redis]`); and `[redis]` itself.
 
 use super::pool::duration_in;
-use super::Errors;
+use super::{Errors, UniqueNames};
 use crate::config::*;
 use crate::spec::*;
 use http::HeaderName;
-use std::collections::HashSet;
 use std::time::Duration;
 
 const MAX_REQUESTS: u64 = 1_000_000;
@@ -83,21 +82,18 @@ pub(super) fn limits(
     have_redis: bool,
     errs: &mut Errors,
 ) -> Vec<Limit> {
-    let mut seen = HashSet::new();
+    let mut names = UniqueNames::new(
+        "limit",
+        "name",
+        "give the limit a name",
+        "limit names must be unique: they label metrics and RateLimit headers",
+    );
     specs
         .iter()
         .enumerate()
         .map(|(i, l)| {
             let at = format!("limits[{i}]");
-            if l.name.is_empty() {
-                errs.add(format!("{at}.name"), "empty name", "give the limit a name");
-            } else if !seen.insert(l.name.as_str()) {
-                errs.add(
-                    format!("{at}.name"),
-                    format!("duplicate limit name {:?}", l.name),
-                    "limit names must be unique: they label metrics and RateLimit headers",
-                );
-            }
+            names.check(&at, &l.name, errs);
             limit(&at, l, routes, have_redis, errs)
         })
         .collect()
@@ -151,25 +147,8 @@ fn limit(
         usize::try_from(count(&format!("{at}.max_keys"), n, 2, MAX_MAX_KEYS, errs))
             .unwrap_or(DEFAULT_MAX_KEYS)
     });
-    let mut indices = Vec::new();
-    for (j, name) in l.routes.iter().flatten().enumerate() {
-        match routes.iter().position(|r| r.name == *name) {
-            Some(i) if indices.contains(&i) => errs.add(
-                format!("{at}.routes[{j}]"),
-                format!("route {name:?} is listed twice"),
-                "list each route once",
-            ),
-            Some(i) => indices.push(i),
-            None => {
-                let known: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
-                errs.add(
-                    format!("{at}.routes[{j}]"),
-                    format!("unknown route {name:?}"),
-                    &format!("use one of {known:?}, or leave routes out to limit every route"),
-                );
-            }
-        }
-    }
+    let indices =
+        super::route::route_indices(at, l.routes.as_deref(), routes, "limit every route", errs);
     Limit {
         name: l.name.clone(),
         key: key(&format!("{at}.key"), &l.key, errs),

@@ -31,6 +31,46 @@ impl Errors {
     }
 }
 
+/// The names (or ids) of one kind of table: each present and unique.
+struct UniqueNames<'a> {
+    kind: &'static str,
+    key: &'static str,
+    empty_hint: &'static str,
+    unique_hint: &'static str,
+    seen: std::collections::HashSet<&'a str>,
+}
+
+impl<'a> UniqueNames<'a> {
+    fn new(
+        kind: &'static str,
+        key: &'static str,
+        empty_hint: &'static str,
+        unique_hint: &'static str,
+    ) -> Self {
+        UniqueNames {
+            kind,
+            key,
+            empty_hint,
+            unique_hint,
+            seen: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Report `name` of the table at `at` if it is empty or was seen before.
+    fn check(&mut self, at: &str, name: &'a str, errs: &mut Errors) {
+        let path = format!("{at}.{}", self.key);
+        if name.is_empty() {
+            errs.add(path, format!("empty {}", self.key), self.empty_hint);
+        } else if !self.seen.insert(name) {
+            errs.add(
+                path,
+                format!("duplicate {} {} {name:?}", self.kind, self.key),
+                self.unique_hint,
+            );
+        }
+    }
+}
+
 pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
     let mut errs = Errors::default();
     let edge = edge(&spec.edge, base_dir, &mut errs);

@@ -1,12 +1,11 @@
 //! `[[pools]]`: servers, balancing, retries, outlier ejection, overload limits and active
 //! health checks.
 
-use super::{positive, Errors};
+use super::{positive, Errors, UniqueNames};
 use crate::config::*;
 use crate::spec::*;
 use crate::units::ByteSize;
 use http::{HeaderName, HeaderValue};
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -19,21 +18,18 @@ const DEFAULT_BUFFER_BODY: u64 = 64 << 10;
 const MAX_BUFFER_BODY: u64 = 16 << 20;
 
 pub(super) fn pools(specs: &[PoolSpec], base_dir: &Path, errs: &mut Errors) -> Vec<Pool> {
-    let mut seen = HashSet::new();
+    let mut names = UniqueNames::new(
+        "pool",
+        "name",
+        "give the pool a name",
+        "pool names must be unique",
+    );
     specs
         .iter()
         .enumerate()
         .map(|(i, p)| {
             let at = format!("pools[{i}]");
-            if p.name.is_empty() {
-                errs.add(format!("{at}.name"), "empty name", "give the pool a name");
-            } else if !seen.insert(p.name.as_str()) {
-                errs.add(
-                    format!("{at}.name"),
-                    format!("duplicate pool name {:?}", p.name),
-                    "pool names must be unique",
-                );
-            }
+            names.check(&at, &p.name, errs);
             pool(&at, p, base_dir, errs)
         })
         .collect()

@@ -1,11 +1,10 @@
 //! `[[routes]]`: matching, the failover chain, the fallback response, timeouts and header
 //! changes.
 
-use super::{host_pattern, positive, Errors};
+use super::{host_pattern, positive, Errors, UniqueNames};
 use crate::config::*;
 use crate::spec::*;
 use http::{HeaderName, HeaderValue};
-use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,21 +24,18 @@ pub(super) fn routes(
             "add a [[routes]] table with name, match and pool",
         );
     }
-    let mut seen = HashSet::new();
+    let mut names = UniqueNames::new(
+        "route",
+        "name",
+        "give the route a name",
+        "route names must be unique",
+    );
     specs
         .iter()
         .enumerate()
         .map(|(i, r)| {
             let at = format!("routes[{i}]");
-            if r.name.is_empty() {
-                errs.add(format!("{at}.name"), "empty name", "give the route a name");
-            } else if !seen.insert(r.name.as_str()) {
-                errs.add(
-                    format!("{at}.name"),
-                    format!("duplicate route name {:?}", r.name),
-                    "route names must be unique",
-                );
-            }
+            names.check(&at, &r.name, errs);
             route(&at, r, pools, base_dir, errs)
         })
         .collect()
@@ -276,4 +272,35 @@ fn content_type_for(file: &Path) -> &'static str {
         Some("txt") => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
     }
+}
+
+/// The `routes = [...]` of a limit or rule as route indices: each name must exist, once.
+/// `everything` says what leaving the list out does, for the hint.
+pub(super) fn route_indices(
+    at: &str,
+    names: Option<&[String]>,
+    routes: &[RouteSpec],
+    everything: &str,
+    errs: &mut Errors,
+) -> Vec<usize> {
+    let mut indices = Vec::new();
+    for (j, name) in names.into_iter().flatten().enumerate() {
+        match routes.iter().position(|r| r.name == *name) {
+            Some(i) if indices.contains(&i) => errs.add(
+                format!("{at}.routes[{j}]"),
+                format!("route {name:?} is listed twice"),
+                "list each route once",
+            ),
+            Some(i) => indices.push(i),
+            None => {
+                let known: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+                errs.add(
+                    format!("{at}.routes[{j}]"),
+                    format!("unknown route {name:?}"),
+                    &format!("use one of {known:?}, or leave routes out to {everything}"),
+                );
+            }
+        }
+    }
+    indices
 }

@@ -1,12 +1,11 @@
 //! `[[rules]]`: unique ids, a CEL expression that compiles and uses only the variables and
 //! functions the rule engine provides, an action that is built, a mode, routes that exist.
 
-use super::Errors;
+use super::{Errors, UniqueNames};
 use crate::config::*;
 use crate::spec::*;
 use cel_parser::ast::{EntryExpr, Expr, IdedExpr};
 use cel_parser::reference::Val;
-use std::collections::HashSet;
 
 /// Longest expression accepted (the parser recurses; a rule is a line, not a program).
 const MAX_EXPR_BYTES: usize = 4096;
@@ -35,21 +34,18 @@ const FUNCTIONS: &[&str] = &[
 ];
 
 pub(super) fn rules(specs: &[RuleSpec], routes: &[RouteSpec], errs: &mut Errors) -> Vec<Rule> {
-    let mut seen = HashSet::new();
+    let mut names = UniqueNames::new(
+        "rule",
+        "id",
+        "give the rule an id",
+        "rule ids must be unique: they label metrics and /status",
+    );
     specs
         .iter()
         .enumerate()
         .map(|(i, r)| {
             let at = format!("rules[{i}]");
-            if r.id.is_empty() {
-                errs.add(format!("{at}.id"), "empty id", "give the rule an id");
-            } else if !seen.insert(r.id.as_str()) {
-                errs.add(
-                    format!("{at}.id"),
-                    format!("duplicate rule id {:?}", r.id),
-                    "rule ids must be unique: they label metrics and /status",
-                );
-            }
+            names.check(&at, &r.id, errs);
             rule(&at, r, routes, errs)
         })
         .collect()
@@ -112,25 +108,13 @@ fn rule(at: &str, r: &RuleSpec, routes: &[RouteSpec], errs: &mut Errors) -> Rule
             RuleMode::Enforce
         }
     };
-    let mut indices = Vec::new();
-    for (j, name) in r.routes.iter().flatten().enumerate() {
-        match routes.iter().position(|x| x.name == *name) {
-            Some(i) if indices.contains(&i) => errs.add(
-                format!("{at}.routes[{j}]"),
-                format!("route {name:?} is listed twice"),
-                "list each route once",
-            ),
-            Some(i) => indices.push(i),
-            None => {
-                let known: Vec<&str> = routes.iter().map(|x| x.name.as_str()).collect();
-                errs.add(
-                    format!("{at}.routes[{j}]"),
-                    format!("unknown route {name:?}"),
-                    &format!("use one of {known:?}, or leave routes out to apply to every route"),
-                );
-            }
-        }
-    }
+    let indices = super::route::route_indices(
+        at,
+        r.routes.as_deref(),
+        routes,
+        "apply to every route",
+        errs,
+    );
     Rule {
         id: r.id.clone(),
         expr: r.expr.clone(),

@@ -7,13 +7,14 @@
 //! turn a down server `Up`; alternating results inside the thresholds change nothing.
 
 use super::connect::connect;
+use super::pool::lock;
 use super::pool::{Conn, Pool, Server};
 use crate::body::RequestBody;
 use crate::state::State;
 use holdfast_config::{CheckKind, HealthCheck};
 use http::{header, Request};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::sync::watch;
 
@@ -67,10 +68,6 @@ struct Streaks {
 pub(crate) struct HealthState {
     verdict: AtomicU8,
     streaks: Mutex<Streaks>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl HealthState {

@@ -29,7 +29,8 @@ pub(crate) fn set_worker_slot(slot: usize) {
     WORKER_SLOT.with(|s| s.set(slot));
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// A poisoned lock is still usable: the data it guards stays consistent (counters, lists).
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 

@@ -8,7 +8,7 @@ use prometheus::{IntCounter, IntCounterVec};
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 
-use super::table::{GlobalLimit, Taken};
+use super::table::{lock, GlobalLimit, Taken};
 
 /// `KEYS[1]`: the window key; `ARGV[1]`: the count to add; `ARGV[2]`: its lifetime (ms).
 /// Returns the window's total.
@@ -112,10 +112,6 @@ impl RedisHealth {
             );
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The sync thread of a set of global limits; stops when dropped.

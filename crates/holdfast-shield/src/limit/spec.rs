@@ -11,21 +11,8 @@ pub const MAX_REFILL: Duration = Duration::from_secs(366 * 24 * 3600);
 /// The longest limit name (it is sent in headers).
 pub const MAX_NAME_LEN: usize = 128;
 
-/// What requests are counted together.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LimitKey {
-    /// The client address (`client_ip`).
-    ClientIp,
-    /// IPv4: the whole address; IPv6: its /64 (`client_prefix`). One host usually holds a
-    /// whole /64, so this is the IPv6 key that a client cannot escape by changing address.
-    ClientPrefix,
-    /// The (first) value of a request header; absent or empty: not limited.
-    Header(http::HeaderName),
-    /// The value of a cookie; absent or empty: not limited.
-    Cookie(String),
-    /// The route: all requests of a route share one count.
-    Route,
-}
+/// What requests are counted together: the config's key, used as it is.
+pub use holdfast_config::LimitKey;
 
 /// One `[[limits]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,36 +20,9 @@ const REGEX_CACHE: usize = 256;
 /// Compiled size limit of one `matches` pattern.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
-/// What a matching rule does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RuleAction {
-    Block { status: u16 },
-    Allow,
-    Log,
-}
-
-impl RuleAction {
-    /// The `action` metric label.
-    pub fn label(&self) -> &'static str {
-        match self {
-            RuleAction::Block { .. } => "block",
-            RuleAction::Allow => "allow",
-            RuleAction::Log => "log",
-        }
-    }
-}
-
+pub use holdfast_config::RuleAction;
 /// Which request fields the expressions read; only these are built per request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Fields {
-    pub method: bool,
-    pub path: bool,
-    pub host: bool,
-    pub query: bool,
-    pub headers: bool,
-    pub cookies: bool,
-    pub client_ip: bool,
-}
+pub use holdfast_config::RuleFields as Fields;
 
 /// One rule as configured.
 #[derive(Debug, Clone)]
@@ -156,16 +129,7 @@ impl Rules {
                 id: spec.id.clone(),
                 detail: e.to_string(),
             })?;
-            let f = spec.fields;
-            fields = Fields {
-                method: fields.method || f.method,
-                path: fields.path || f.path,
-                host: fields.host || f.host,
-                query: fields.query || f.query,
-                headers: fields.headers || f.headers,
-                cookies: fields.cookies || f.cookies,
-                client_ip: fields.client_ip || f.client_ip,
-            };
+            fields = fields.union(spec.fields);
             let mode = if spec.shadow { "log" } else { "enforce" };
             rules.push(Rule {
                 hits_metric: metrics.hits.with_label_values(&[
