@@ -83,3 +83,16 @@ impl ProxyError {
         }
     }
 }
+
+/// The error and its sources, `a: b: c`: "the origin could not be reached" alone does not
+/// tell an operator whether the port was closed, the host unreachable or a name unknown.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -8,8 +8,8 @@
 use crate::body::{BodyError, RequestBody, Upload};
 use crate::error::ProxyError;
 use crate::state::RouteRt;
-use crate::upstream::{connect, Conn, Pool, Release, Server};
-use http::{header, Request, Response, Uri, Version};
+use crate::upstream::{connect, set_target, Conn, Pool, Release, Server};
+use http::{header, Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
@@ -179,46 +179,6 @@ async fn send(
             s.try_send_request(req).await
         }
         Conn::H2(s) => s.try_send_request(req).await,
-    }
-}
-
-/// HTTP/1.1 origins get origin-form targets; HTTP/2 needs scheme and authority.
-fn set_target(req: &mut Request<RequestBody>, conn: &Conn, server: &Server) {
-    let path = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    match conn {
-        Conn::H1(_) => {
-            *req.version_mut() = Version::HTTP_11;
-            if req.uri().scheme().is_some() {
-                *req.uri_mut() = Uri::from(path);
-            }
-        }
-        Conn::H2(_) => {
-            *req.version_mut() = Version::HTTP_2;
-            let authority = req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-                .unwrap_or_else(|| server.addr.to_string());
-            let scheme = if server.sni.is_some() {
-                "https"
-            } else {
-                "http"
-            };
-            if let Ok(uri) = Uri::builder()
-                .scheme(scheme)
-                .authority(authority)
-                .path_and_query(path)
-                .build()
-            {
-                *req.uri_mut() = uri;
-            }
-            req.headers_mut().remove(header::HOST);
-        }
     }
 }
 

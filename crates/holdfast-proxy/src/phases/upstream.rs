@@ -9,7 +9,7 @@ use super::exchange::{
 };
 use crate::body::{BodyError, Hold, RequestBody, ResponseBody, Upload};
 use crate::ctx::RequestCtx;
-use crate::error::{ProxyError, Side};
+use crate::error::{with_causes, ProxyError, Side};
 use crate::phases::headers::{self, RequestRewrite};
 use crate::state::{RouteRt, State};
 use crate::upstream::{stable_hash, InFlight, Picked, Pool, Server, Target};
@@ -440,17 +440,4 @@ fn count_failure(server: &Server, e: &ProxyError) {
     let why = with_causes(e);
     server.record_failure(&why);
     tracing::debug!(server = %server.addr, error = %why, "origin exchange failed");
-}
-
-/// The error and its sources, `a: b: c`: "the origin could not be reached" alone does not
-/// tell an operator whether the port was closed, the host unreachable or a name unknown.
-fn with_causes(e: &ProxyError) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

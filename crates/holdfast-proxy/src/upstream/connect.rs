@@ -4,6 +4,7 @@
 use super::pool::{Conn, Pool, Server};
 use crate::body::RequestBody;
 use crate::error::ProxyError;
+use http::{header, Request, Uri, Version};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::time::Duration;
@@ -79,4 +80,44 @@ where
         });
     }
     Ok(Conn::H1(sender))
+}
+
+/// HTTP/1.1 origins get origin-form targets; HTTP/2 needs scheme and authority.
+pub(crate) fn set_target(req: &mut Request<RequestBody>, conn: &Conn, server: &Server) {
+    let path = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    match conn {
+        Conn::H1(_) => {
+            *req.version_mut() = Version::HTTP_11;
+            if req.uri().scheme().is_some() {
+                *req.uri_mut() = Uri::from(path);
+            }
+        }
+        Conn::H2(_) => {
+            *req.version_mut() = Version::HTTP_2;
+            let authority = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+                .unwrap_or_else(|| server.addr.to_string());
+            let scheme = if server.sni.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            if let Ok(uri) = Uri::builder()
+                .scheme(scheme)
+                .authority(authority)
+                .path_and_query(path)
+                .build()
+            {
+                *req.uri_mut() = uri;
+            }
+            req.headers_mut().remove(header::HOST);
+        }
+    }
 }

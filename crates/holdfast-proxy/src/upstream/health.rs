@@ -6,7 +6,7 @@
 //! a pool. `unhealthy_after` failures in a row turn it `Down`, `healthy_after` passes in a row
 //! turn a down server `Up`; alternating results inside the thresholds change nothing.
 
-use super::connect::connect;
+use super::connect::{connect, set_target};
 use super::pool::lock;
 use super::pool::{Conn, Pool, Server};
 use crate::body::RequestBody;
@@ -256,17 +256,15 @@ async fn probe(pool: &Pool, server: &Server, check: &HealthCheck) -> Result<Stri
                 .map_err(|e| format!("request: {e}"))?;
             let conn = connect(pool, server, check.timeout, false)
                 .await
-                .map_err(|e| with_source(&e))?;
+                .map_err(|e| crate::error::with_causes(&e))?;
+            set_target(&mut req, &conn, server);
             let status = match conn {
                 Conn::H1(mut sender) => {
                     req.headers_mut()
                         .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
                     sender.send_request(req).await
                 }
-                Conn::H2(mut sender) => {
-                    set_h2_target(&mut req, server);
-                    sender.send_request(req).await
-                }
+                Conn::H2(mut sender) => sender.send_request(req).await,
             }
             .map_err(|e| format!("request: {e}"))?
             .status()
@@ -279,45 +277,6 @@ async fn probe(pool: &Pool, server: &Server, check: &HealthCheck) -> Result<Stri
             }
         }
     }
-}
-
-/// HTTP/2 needs an absolute target; the `Host` header becomes the authority.
-fn set_h2_target(req: &mut Request<RequestBody>, server: &Server) {
-    let authority = req
-        .headers_mut()
-        .remove(header::HOST)
-        .and_then(|h| h.to_str().ok().map(str::to_string))
-        .unwrap_or_else(|| server.addr.to_string());
-    let scheme = if server.sni.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    if let Ok(uri) = http::Uri::builder()
-        .scheme(scheme)
-        .authority(authority)
-        .path_and_query(path)
-        .build()
-    {
-        *req.uri_mut() = uri;
-    }
-    *req.version_mut() = http::Version::HTTP_2;
-}
-
-fn with_source(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

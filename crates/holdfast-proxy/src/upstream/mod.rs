@@ -10,7 +10,7 @@ mod pool;
 
 pub(crate) use balance::{stable_hash, Balancer};
 pub(crate) use chain::{Chain, FallbackRt, Target};
-pub(crate) use connect::connect;
+pub(crate) use connect::{connect, set_target};
 pub use health::HealthChecker;
 pub(crate) use pool::{
     set_worker_slot, Admission, Conn, InFlight, Picked, Pool, PoolParts, Release, RetryBudget,
