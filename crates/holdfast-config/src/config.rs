@@ -200,6 +200,21 @@ pub struct Edge {
     /// Peers whose `X-Forwarded-For` names the client (load balancers, another CDN); from
     /// anyone else the socket's address is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Which header a trusted peer names the client in.
+    pub client_ip_header: ClientIpHeader,
+    /// Every connection starts with a PROXY protocol (v1 or v2) header, believed only from
+    /// a trusted peer.
+    pub proxy_protocol: bool,
+}
+
+/// The header a trusted proxy names the client in (`edge.client_ip_header`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientIpHeader {
+    /// `X-Forwarded-For: client, proxy1`.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client;proto=https, for=proxy1`.
+    Forwarded,
 }
 
 #[derive(Debug, Clone, PartialEq)]

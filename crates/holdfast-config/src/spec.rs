@@ -120,6 +120,9 @@ pub struct EdgeSpec {
     pub state_dir: Option<String>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    pub client_ip_header: Option<String>,
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Deserialize)]

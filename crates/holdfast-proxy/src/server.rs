@@ -227,20 +227,47 @@ async fn connection(
     state.metrics.connections.inc();
     state.metrics.connections_active.inc();
     let _guard = ConnGuard(Arc::clone(&state));
-    let info = ConnInfo::new(peer, tls);
+    let edge = &state.config.edge;
+    if !edge.proxy_protocol {
+        return serve_conn(stream, peer, tls, &state, states, shutdown).await;
+    }
+    let header = crate::proxy_protocol::accept(stream, peer, &edge.trusted_proxies);
+    match tokio::time::timeout(edge.client_header_timeout, header).await {
+        Ok(Ok((client, stream))) => serve_conn(stream, client, tls, &state, states, shutdown).await,
+        Ok(Err(e)) => {
+            tracing::debug!(client = %peer, error = %e, "connection closed");
+            state.metrics.bad_request("proxy_protocol");
+        }
+        Err(_) => state.metrics.bad_request("header_timeout"),
+    }
+}
+
+/// Serve one client connection (after any PROXY header): sniff h2c or shake hands, then
+/// hand it to hyper. `client` is who the connection is from, as far as the edge believes.
+async fn serve_conn<S>(
+    stream: S,
+    client: SocketAddr,
+    tls: bool,
+    state: &Arc<State>,
+    states: Arc<ArcSwap<State>>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let info = ConnInfo::new(client, tls);
     let svc = {
         let states = Arc::clone(&states);
         service_fn(move |req| handle(states.load_full(), info.clone(), req))
     };
     if !tls {
         if !state.config.edge.h2c {
-            return serve_h1(TokioIo::new(stream), svc, &state, shutdown).await;
+            return serve_h1(TokioIo::new(stream), svc, state, shutdown).await;
         }
         let timeout = state.config.edge.client_header_timeout;
         return match tokio::time::timeout(timeout, crate::h2c::sniff(stream)).await {
-            Ok(Ok((true, s))) => serve_h2(TokioIo::new(s), svc, &state, shutdown).await,
-            Ok(Ok((false, s))) => serve_h1(TokioIo::new(s), svc, &state, shutdown).await,
-            Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "connection failed"),
+            Ok(Ok((true, s))) => serve_h2(TokioIo::new(s), svc, state, shutdown).await,
+            Ok(Ok((false, s))) => serve_h1(TokioIo::new(s), svc, state, shutdown).await,
+            Ok(Err(e)) => tracing::debug!(%client, error = %e, "connection failed"),
             Err(_) => state.metrics.bad_request("header_timeout"),
         };
     }
@@ -252,7 +279,7 @@ async fn connection(
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             state.metrics.tls_handshake_errors.inc();
-            tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+            tracing::debug!(%client, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
@@ -262,9 +289,9 @@ async fn connection(
     };
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     if h2 {
-        serve_h2(TokioIo::new(stream), svc, &state, shutdown).await
+        serve_h2(TokioIo::new(stream), svc, state, shutdown).await
     } else {
-        serve_h1(TokioIo::new(stream), svc, &state, shutdown).await
+        serve_h1(TokioIo::new(stream), svc, state, shutdown).await
     }
 }
 

@@ -177,6 +177,13 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
         Some(p) => AccessLog::File(base_dir.join(p)),
     };
     let limits = limits(spec, errs);
+    if spec.proxy_protocol && spec.trusted_proxies.is_empty() {
+        errs.add(
+            "edge.proxy_protocol",
+            "a PROXY protocol header is believed only from a trusted peer, and none is listed",
+            "list the load balancers that send it in edge.trusted_proxies, e.g. [\"10.0.0.0/8\"]",
+        );
+    }
     Edge {
         listen,
         tls_listen,
@@ -201,6 +208,8 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
                 trusted_proxy(&format!("edge.trusted_proxies[{i}]"), text, errs)
             })
             .collect(),
+        client_ip_header: client_ip_header(spec.client_ip_header.as_deref(), errs),
+        proxy_protocol: spec.proxy_protocol,
         state_dir: spec.state_dir.as_deref().and_then(|d| {
             if d.is_empty() {
                 errs.add(
@@ -212,6 +221,21 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
             }
             Some(base_dir.join(d))
         }),
+    }
+}
+
+fn client_ip_header(text: Option<&str>, errs: &mut Errors) -> ClientIpHeader {
+    match text.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("x-forwarded-for") => ClientIpHeader::XForwardedFor,
+        Some("forwarded") => ClientIpHeader::Forwarded,
+        Some(other) => {
+            errs.add(
+                "edge.client_ip_header",
+                format!("unknown header {other:?}"),
+                "use \"x-forwarded-for\" or \"forwarded\" (RFC 7239)",
+            );
+            ClientIpHeader::XForwardedFor
+        }
     }
 }
 

@@ -2063,6 +2063,24 @@ fn trusted_proxies_must_be_addresses_or_networks() {
 }
 
 #[test]
+fn client_ip_sources_need_a_known_header_and_a_trusted_sender() {
+    check_each(
+        edge_with,
+        &[
+            "client_ip_header = \"x-real-ip\"\ntrusted_proxies = [\"10.0.0.0/8\"]",
+            "proxy_protocol = true",
+        ],
+        expect![[r#"
+            client_ip_header = "x-real-ip"
+            trusted_proxies = ["10.0.0.0/8"]
+                edge.client_ip_header: unknown header "x-real-ip" (use "x-forwarded-for" or "forwarded" (RFC 7239))
+            proxy_protocol = true
+                edge.proxy_protocol: a PROXY protocol header is believed only from a trusted peer, and none is listed (list the load balancers that send it in edge.trusted_proxies, e.g. ["10.0.0.0/8"])
+        "#]],
+    );
+}
+
+#[test]
 fn rule_errors() {
     let r = |body: &str| format!("[[rules]]\nid = \"r\"\n{body}");
     check_each(

@@ -59,6 +59,8 @@ fn minimal_file_is_accepted_with_every_default() {
             shutdown_grace: secs(10),
             state_dir: None,
             trusted_proxies: vec![],
+            client_ip_header: holdfast_config::ClientIpHeader::XForwardedFor,
+            proxy_protocol: false,
         }
     );
     assert_eq!(config.modules, holdfast_config::Modules::default());

@@ -26,6 +26,7 @@ pub(crate) fn run<B>(
         query: req.uri().query(),
         client_ip: crate::client_ip::client_ip(
             &state.config.edge.trusted_proxies,
+            state.config.edge.client_ip_header,
             ctx.conn.client.ip(),
             req.headers(),
         ),
