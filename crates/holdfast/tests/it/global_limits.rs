@@ -404,3 +404,128 @@ async fn a_reload_with_the_same_limits_keeps_the_sync_and_the_counts() {
     assert!(after >= calls, "{after} < {calls}");
     assert_eq!(oks(&a, client, 20).await, 15);
 }
+
+/// A TCP relay in front of the Redis socket that can be stalled: while stalled it moves no
+/// bytes either way (requests are held, nothing is answered, no connection is closed) — a
+/// Redis that is slow, not down.
+struct StallingRelay {
+    addr: std::net::SocketAddr,
+    stalled: tokio::sync::watch::Sender<bool>,
+}
+
+impl StallingRelay {
+    async fn start(redis: &RedisServer) -> StallingRelay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stalled, _) = tokio::sync::watch::channel(false);
+        let gate = stalled.clone();
+        let sock = redis.sock();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(upstream) = tokio::net::UnixStream::connect(&sock).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (ur, uw) = upstream.into_split();
+                tokio::spawn(Self::pipe(cr, uw, gate.subscribe()));
+                tokio::spawn(Self::pipe(ur, cw, gate.subscribe()));
+            }
+        });
+        StallingRelay { addr, stalled }
+    }
+
+    async fn pipe(
+        mut from: impl tokio::io::AsyncRead + Unpin,
+        mut to: impl tokio::io::AsyncWrite + Unpin,
+        mut stalled: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 16 << 10];
+        loop {
+            if stalled.wait_for(|s| !*s).await.is_err() {
+                return;
+            }
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            // Bytes read just before a stall are held until it ends.
+            if stalled.wait_for(|s| !*s).await.is_err() {
+                return;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn stall(&self, on: bool) {
+        self.stalled.send_replace(on);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_times_out_limits_go_on_locally_and_the_sync_recovers() {
+    let redis = RedisServer::start();
+    let relay = StallingRelay::start(&redis).await;
+    let origin = Origin::text("ok").await;
+    let config = LIMITS.replace(
+        "sync_interval = \"50ms\"",
+        "sync_interval = \"50ms\"\ntimeout = \"200ms\"",
+    );
+    let a = Edge::start(
+        &edge_config(2, &format!("{config}{BASIC_POOL}")),
+        &[
+            ("origin", origin.addr.to_string()),
+            ("redis", format!("redis://{}", relay.addr)),
+        ],
+    );
+    let client = ip("127.0.0.1");
+    assert_eq!(oks(&a, client, 5).await, 5);
+    synced(&a).await;
+    assert_eq!(redis_state(&a).await, "ok");
+
+    // Redis stops answering: the sync times out (counted as such), the edge says Redis is
+    // down, and the limits go on locally — 200s then 429s, never a 5xx.
+    relay.stall(true);
+    let fresh = ip("127.0.0.5");
+    one(&a, fresh).await;
+    eventually(
+        "the edge sees redis down",
+        Duration::from_secs(10),
+        || async { redis_state(&a).await == "down" },
+    )
+    .await;
+    let timeouts = sample(
+        &a.metrics().await,
+        "holdfast_ratelimit_redis_errors_total",
+        &[("kind", "timeout")],
+    )
+    .unwrap_or(0.0);
+    assert!(timeouts >= 1.0, "{timeouts}");
+    // The local fallback starts the client with its own full burst (fail-open, documented).
+    assert_eq!(
+        oks(&a, fresh, 30).await,
+        20,
+        "20 per client locally, then 429s"
+    );
+
+    // Redis answers again: the edge recovers by itself (a fresh connection, not the one with
+    // late replies in it) and sends what it counted meanwhile.
+    relay.stall(false);
+    eventually(
+        "the edge sees redis ok again",
+        Duration::from_secs(10),
+        || async { redis_state(&a).await == "ok" },
+    )
+    .await;
+    synced(&a).await;
+    let total: u64 = redis
+        .cli(&["KEYS", "holdfast:rl:global-ip:*"])
+        .unwrap()
+        .lines()
+        .filter_map(|k| redis.cli(&["GET", k])?.trim().parse::<u64>().ok())
+        .sum();
+    // 5 before, then 1 + 20 passed during the stall (refused requests are not counted).
+    assert!(total >= 26, "{total}");
+}
