@@ -1,22 +1,23 @@
 //! Run the configured modules, in order, before anything goes to an origin. Their headers
 //! are kept in the context and added to the origin request by `upstream`; a denial ends the
-//! request with a 403 from the edge.
+//! request with a 403 from the edge; a module's own page (the challenge) is sent as it is.
 
+use crate::body::ResponseBody;
 use crate::ctx::RequestCtx;
 use crate::error::ProxyError;
 use crate::modules::ModuleAction;
 use crate::state::State;
 use holdfast_modules::RequestView;
-use http::Request;
+use http::{Request, Response};
 
 pub(crate) fn run<B>(
     state: &State,
     route_name: &str,
     req: &Request<B>,
     ctx: &mut RequestCtx,
-) -> Result<(), ProxyError> {
+) -> Result<Option<Response<ResponseBody>>, ProxyError> {
     if state.modules.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let view = RequestView {
         method: req.method(),
@@ -43,7 +44,10 @@ pub(crate) fn run<B>(
             }
             ModuleAction::TooMany(too_many) => return Err(ProxyError::TooMany(too_many)),
             ModuleAction::Block(block) => return Err(ProxyError::Blocked(block)),
+            ModuleAction::Respond(page) => {
+                return Ok(Some(super::reserved::edge_response(*page, ctx)))
+            }
         }
     }
-    Ok(())
+    Ok(None)
 }
