@@ -337,7 +337,7 @@ impl ChallengeRuntime {
                 self.metrics.fail_open.inc();
                 return ModuleAction::Pass;
             }
-            Verdict::Deny => return ModuleAction::Deny,
+            Verdict::Deny => return ModuleAction::Respond(Box::new(self.unavailable(req))),
         };
         let reason = match check {
             CookieCheck::Valid => {
@@ -374,6 +374,25 @@ impl ChallengeRuntime {
             request_id: REQUEST_ID_MARK,
         });
         ModuleAction::Respond(Box::new(html(StatusCode::FORBIDDEN, body)))
+    }
+
+    /// The module failed under the `closed` policy on a route that is not critical: a 403
+    /// that says so (never a 5xx, never a challenge the edge could not check).
+    fn unavailable(&self, req: &RequestView<'_>) -> EdgeResponse {
+        if wants_json(req.headers) {
+            return json(StatusCode::FORBIDDEN, "challenge_unavailable");
+        }
+        html(
+            StatusCode::FORBIDDEN,
+            format!(
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+                 <title>403 Forbidden</title></head><body><h1>403 Forbidden</h1>\
+                 <p>This page is protected by a check that could not run just now; please \
+                 try again in a little while.</p><p>Failed: <b>edge</b> (served by the \
+                 Holdfast edge)</p><p>Request ID: <code>{REQUEST_ID_MARK}</code></p>\
+                 </body></html>\n"
+            ),
+        )
     }
 
     /// `/.holdfast/challenge/…`.
