@@ -224,7 +224,7 @@ mod tests {
                  var f={{elements:els,getAttribute:function(){{return '10'}},submit:function(){{out=els.n.value}}}};\
                  var st={{textContent:''}};\
                  globalThis.document={{getElementById:function(i){{return i=='hf-pow'?f:st}}}};\
-                 globalThis.window={{crypto:sub?globalThis.crypto:undefined}};\
+                 globalThis.window={{crypto:sub?require('crypto').webcrypto:undefined}};\
                  {SCRIPT}\n\
                  (function w(k){{if(out!==null){{console.log(out)}}else if(k>20000){{process.exit(3)}}else{{setTimeout(function(){{w(k+1)}},1)}}}})(0);"
             );

@@ -6,7 +6,7 @@
 //! after a key rotation; the no-JavaScript flow with a plain HTTP client; the loop page; no
 //! open redirect; the kill switch and the fail policy (critical routes fail open); a
 //! malformed key file refused at start and by `holdfast check`; the generated key kept in
-//! `state_dir` across a restart.
+//! `state_dir` across a restart; headless Chromium solving the page for real.
 
 use crate::support::*;
 use holdfast_challenge::{Keys, Settings, Signer};
@@ -428,6 +428,20 @@ async fn a_cookie_from_another_instance_with_the_shared_key_passes_also_after_ro
         200
     );
 
+    // A damaged key file is refused on reload; the running keys stay.
+    std::fs::write(second.dir.path().join("challenge.keys"), "00ff\n").unwrap();
+    let (_, errors) = second.reload_rejected();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("challenge.keys") && e.contains("at least 32")),
+        "{errors:?}"
+    );
+    assert_eq!(
+        browse(&second, "/protected/x", Some(&cookie)).await.status,
+        200
+    );
+
     // Rotation on the second instance: a new signing key, the old one second.
     std::fs::write(
         second.dir.path().join("challenge.keys"),
@@ -817,5 +831,85 @@ fn a_malformed_key_file_is_refused_at_start_and_by_check() {
     assert!(
         stdout.contains("challenge.keys:") && stdout.contains("larger than"),
         "{stdout}"
+    );
+}
+
+/// Debian's Chromium, headless, solves the JavaScript challenge: the page's script finds the
+/// nonce (WebCrypto: 127.0.0.1 is a secure context), posts it, follows the return check with
+/// the cookie and lands on the origin's content. Skipped where Chromium is not installed,
+/// except under CI (`.ci/run` installs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_chromium_solves_the_javascript_challenge() {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let browser = ["chromium", "chromium-browser"].into_iter().find(|b| {
+        std::process::Command::new(b)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(browser) = browser else {
+        assert!(
+            !ci,
+            "chromium is needed for this test under CI (.ci/run installs it)"
+        );
+        eprintln!("chromium not found: browser test skipped");
+        return;
+    };
+    let origin = Origin::text("protected content, reached by the browser").await;
+    let edge = challenged_edge(&origin, KEY_A, "");
+    let profile = tempfile::tempdir().unwrap();
+    let url = edge.url("/protected/browser?q=1");
+    let args = [
+        "--headless".to_string(),
+        "--no-sandbox".to_string(),
+        "--disable-gpu".to_string(),
+        "--disable-quic".to_string(),
+        "--no-first-run".to_string(),
+        "--disable-background-networking".to_string(),
+        "--disable-component-update".to_string(),
+        "--disable-sync".to_string(),
+        format!("--user-data-dir={}", profile.path().display()),
+        "--virtual-time-budget=30000".to_string(),
+        "--dump-dom".to_string(),
+        url,
+    ];
+    let out = blocking(move || {
+        let mut child = std::process::Command::new(browser)
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    });
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("protected content, reached by the browser"),
+        "the browser did not get through: {dom}"
+    );
+    let metrics = edge.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "holdfast_challenge_solved_total",
+            &[("method", "pow")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, "holdfast_challenge_passed_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, "holdfast_challenge_loop_pages_total"),
+        Some(0.0)
     );
 }
