@@ -454,7 +454,8 @@ impl ChallengeRuntime {
                     "<!doctype html><title>Not found</title><p>No such challenge endpoint.</p>\n"
                         .to_string(),
                 );
-                if !post && req.path != VERIFY_PATH && req.path != NOJS_PATH {
+                // The form endpoints take only POST (the arms above); other paths are 404.
+                if req.path != VERIFY_PATH && req.path != NOJS_PATH {
                     return page;
                 }
                 page.status = StatusCode::METHOD_NOT_ALLOWED;

@@ -337,6 +337,11 @@ async fn a_wrong_solution_and_a_tampered_token_are_refused() {
     // A GET on the form endpoint is not an answer.
     let got = request("GET", &verify, &[], "").await;
     assert_eq!(got.status, 405);
+    let got = request("POST", &edge.url("/.holdfast/challenge/other"), &[], "").await;
+    assert_eq!(got.status, 404);
+    // An oversize body is refused before any check.
+    let got = request("POST", &verify, &[], &"c=".repeat(10_000)).await;
+    assert_eq!(got.status, 413, "{}", got.text());
     let metrics = edge.metrics().await;
     assert_eq!(rejected(&metrics, "bad_solution"), 1.0);
     assert_eq!(rejected(&metrics, "forged"), 1.0);
