@@ -18,6 +18,31 @@ pub struct Config {
     pub redis: Option<Redis>,
     /// `[[rules]]`, in file order.
     pub rules: Vec<Rule>,
+    /// `[challenge]` (defaults when absent); used when a rule's action is `challenge`.
+    pub challenge: Challenge,
+}
+
+/// `[challenge]`: the challenge served by the edge itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub enabled: bool,
+    /// Key file (one or two hex keys); `None`: a key generated at start (kept in
+    /// `edge.state_dir` when set).
+    pub keys: Option<PathBuf>,
+    pub cookie_name: String,
+    /// How long a pass cookie lasts.
+    pub ttl: Duration,
+    /// How long a challenge page can be answered.
+    pub page_ttl: Duration,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Default proof-of-work difficulty (leading zero bits) of challenge rules.
+    pub difficulty: u8,
+    /// The server-enforced wait of the no-JavaScript form.
+    pub nojs_wait: Duration,
+    /// When the challenge module fails, on routes not marked `critical` (those pass).
+    pub fail_policy: FailPolicy,
+    pub time_budget: Duration,
 }
 
 /// A rule (`[[rules]]`): its expression compiled at load, evaluated per request in order.
@@ -71,6 +96,8 @@ pub enum RuleAction {
     Allow,
     /// Count only.
     Log,
+    /// Serve the challenge unless the client has a valid pass cookie.
+    Challenge { difficulty: u8, nojs: bool },
 }
 
 impl RuleAction {
@@ -80,6 +107,7 @@ impl RuleAction {
             RuleAction::Block { .. } => "block",
             RuleAction::Allow => "allow",
             RuleAction::Log => "log",
+            RuleAction::Challenge { .. } => "challenge",
         }
     }
 }
@@ -410,6 +438,8 @@ pub struct Route {
     pub timeouts: Timeouts,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
+    /// A failing challenge lets requests of this route through (fail open).
+    pub critical: bool,
 }
 
 /// A fixed response a route serves when its whole failover chain is down.

@@ -25,6 +25,28 @@ pub struct Spec {
     pub redis: Option<RedisSpec>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    #[serde(default)]
+    pub challenge: Option<ChallengeSpec>,
+}
+
+/// `[challenge]`: the self-hosted challenge that `action = "challenge"` rules serve.
+#[derive(Debug, Deserialize)]
+pub struct ChallengeSpec {
+    pub enabled: Option<bool>,
+    pub keys: Option<String>,
+    pub cookie_name: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub page_ttl: Option<Duration>,
+    pub ipv4_prefix: Option<i64>,
+    pub ipv6_prefix: Option<i64>,
+    pub difficulty: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub nojs_wait: Option<Duration>,
+    pub fail_policy: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub time_budget: Option<Duration>,
 }
 
 /// `[[rules]]`: a CEL expression and what to do when it matches.
@@ -36,6 +58,10 @@ pub struct RuleSpec {
     pub status: Option<i64>,
     pub mode: Option<String>,
     pub routes: Option<Vec<String>>,
+    /// `action = "challenge"`: leading zero bits of the proof of work.
+    pub difficulty: Option<i64>,
+    /// `action = "challenge"`: offer the no-JavaScript form.
+    pub nojs: Option<bool>,
 }
 
 /// `[redis]`: the Redis that global limits share.
@@ -224,6 +250,9 @@ pub struct RouteSpec {
     pub pool: Option<String>,
     pub pools: Option<Vec<String>>,
     pub fallback: Option<FallbackSpec>,
+    /// A failing challenge never locks this route (log-in pages, the dashboard).
+    #[serde(default)]
+    pub critical: bool,
     #[serde(default)]
     pub timeouts: TimeoutsSpec,
     #[serde(default)]

@@ -13,8 +13,17 @@ use std::net::IpAddr;
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const FORWARDED: &str = "forwarded";
 
-/// The client's address for modules (rate-limit keys, bot features, rules).
-pub(crate) fn client_ip(
+/// The client's address for modules (rate-limit keys, bot features, rules, the challenge),
+/// as this edge's config says to find it.
+pub(crate) fn of_request(
+    edge: &holdfast_config::Edge,
+    peer: IpAddr,
+    headers: &HeaderMap,
+) -> IpAddr {
+    client_ip(&edge.trusted_proxies, edge.client_ip_header, peer, headers)
+}
+
+fn client_ip(
     trusted: &[IpNet],
     which: ClientIpHeader,
     peer: IpAddr,

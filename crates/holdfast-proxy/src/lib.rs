@@ -24,7 +24,9 @@ mod upstream;
 
 pub use access_log::{AccessLogTarget, AccessLogWriter};
 pub use metrics::Metrics;
-pub use modules::{Block, ModuleAction, RequestModule, TooMany};
+pub use modules::{
+    Block, EdgeRequest, EdgeResponse, ModuleAction, RequestModule, TooMany, REQUEST_ID_MARK,
+};
 pub use server::{start, EdgeHandle, Listeners};
 pub use state::{PoolStatus, RouteStatus, ServerStatus, State, StateInputs};
 pub use upstream::HealthChecker;

@@ -19,6 +19,33 @@ pub enum ModuleAction {
     Block(Box<Block>),
     /// The edge answers 429 itself: a rate limit was passed.
     TooMany(Box<TooMany>),
+    /// The edge answers with this page itself (the challenge).
+    Respond(Box<EdgeResponse>),
+}
+
+/// In an `EdgeResponse` body, replaced by the request id when it is sent.
+pub const REQUEST_ID_MARK: &str = "\u{1}request-id\u{1}";
+
+/// A response a module makes itself (always `Cache-Control: no-store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeResponse {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    /// `REQUEST_ID_MARK` in it becomes the request id.
+    pub body: String,
+}
+
+/// A request to a module's reserved path (e.g. `/.holdfast/challenge/…`), answered before
+/// route matching. Its body has been read (it is small: at most `RESERVED_BODY_LIMIT`).
+#[derive(Debug)]
+pub struct EdgeRequest<'a> {
+    pub method: &'a http::Method,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a http::HeaderMap,
+    pub client_ip: std::net::IpAddr,
+    pub tls: bool,
+    pub body: &'a [u8],
 }
 
 /// A rule's block: its id (for the page and the log) and the status it answers with.
@@ -55,5 +82,17 @@ pub trait RequestModule: Send + Sync + 'static {
     /// of its own (the configured modules are switched by their host).
     fn set_override(&self, _o: holdfast_modules::Override) -> Option<serde_json::Value> {
         None
+    }
+    /// A path prefix this module answers itself, before any route (`/.holdfast/…`).
+    fn reserved_prefix(&self) -> Option<&'static str> {
+        None
+    }
+    /// Answer a request under `reserved_prefix`. Must not block or panic.
+    fn answer(&self, _req: &EdgeRequest<'_>) -> EdgeResponse {
+        EdgeResponse {
+            status: http::StatusCode::NOT_FOUND,
+            headers: http::HeaderMap::new(),
+            body: String::new(),
+        }
     }
 }

@@ -34,9 +34,15 @@ async fn proxy(
     req: Request<Incoming>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
+    if let Some(module) = phases::reserved::owner(state, req.uri().path()) {
+        // Boxed for the same reason as the exchange below; rare.
+        return Ok(Box::pin(phases::reserved::answer(state, module, req, ctx)).await);
+    }
     let route = phases::route::select(state, ctx)?;
     phases::limits::check(state, &req)?;
-    phases::modules::run(state, &route.name, &req, ctx)?;
+    if let Some(page) = phases::modules::run(state, &route.name, &req, ctx)? {
+        return Ok(page);
+    }
     // Boxed: the exchange with the origin is the large part of this future, and hyper moves
     // the service future into its dispatcher on every request; one small allocation is
     // cheaper than copying kilobytes (see the size test below).

@@ -85,6 +85,13 @@ impl Running {
         })
     }
 
+    /// Test hook: make every decision of the challenge module fail (so its fail policy and
+    /// the `critical` routes' fail-open apply), or stop doing so. `false` if no challenge runs.
+    #[doc(hidden)]
+    pub fn fail_challenge(&self, on: bool) -> bool {
+        self.controller.modules.fail_challenge(on)
+    }
+
     /// Re-read the configuration now (what `SIGHUP` and `POST /reload` do).
     pub fn reload(&self) -> ReloadOutcome {
         self.controller.do_reload()

@@ -20,6 +20,8 @@ pub fn check_file(path: &Path) -> Result<(), Vec<String>> {
         .map_or(Ok(None), crate::modules::bot_public_key)
         .err()
         .unwrap_or_default();
+    // The challenge's key file, checked as a start would (before the config moves).
+    let loaded_challenge = Arc::clone(&loaded.config);
     let built = State::build(StateInputs {
         config: loaded.config,
         generation: 0,
@@ -31,6 +33,7 @@ pub fn check_file(path: &Path) -> Result<(), Vec<String>> {
     });
     let mut errors = built.err().unwrap_or_default();
     errors.extend(key_errors);
+    errors.extend(crate::challenge::check(&loaded_challenge));
     if errors.is_empty() {
         return Ok(());
     }

@@ -203,7 +203,7 @@ pub(crate) struct Controller {
     /// Runs the active health checks of the current state's pools, off the data path.
     health: HealthChecker,
     /// The modules and their artifacts, kept across reloads.
-    modules: ModuleHost,
+    pub(crate) modules: ModuleHost,
 }
 
 impl Controller {

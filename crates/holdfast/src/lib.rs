@@ -4,6 +4,7 @@
 //! demo (`demo`). `main.rs` is only the CLI and signals.
 
 mod app;
+mod challenge;
 mod check;
 mod controller;
 pub mod demo;

@@ -3,6 +3,7 @@
 //! state folder), their operator overrides kept in `state_dir`, their artifacts watched.
 //! The data path gets them as `RequestModule`s through `StateInputs`.
 
+use crate::challenge::{ChallengeMetrics, ChallengeRuntime};
 use holdfast_artifact::{Artifact, ArtifactMetrics, ArtifactOptions, Watcher};
 use holdfast_bot::{unknown_header, BotFeatures, BotModule, SCORE_HEADER};
 use holdfast_config::{Config, ConfigError};
@@ -10,7 +11,7 @@ use holdfast_modules::{
     BreakerSettings, FailPolicy, ModuleMetrics, ModuleSettings, ModuleSlot, Override, RequestView,
     Verdict,
 };
-use holdfast_proxy::{Block, ModuleAction, RequestModule, TooMany};
+use holdfast_proxy::{Block, EdgeRequest, EdgeResponse, ModuleAction, RequestModule, TooMany};
 use holdfast_shield::global::{GlobalLimit, GlobalSync, RedisHealth, RedisMetrics, RedisSettings};
 use holdfast_shield::limits::{Counters, LimitOutcome, RateLimits, RouteLimit};
 use holdfast_shield::rules::{RuleMetrics, RuleOutcome, Rules};
@@ -29,8 +30,9 @@ type BotSlot = ModuleSlot<BotModule<Arc<Artifact<BotFeatures>>>>;
 type LimitsSlot = ModuleSlot<RateLimits>;
 type RulesSlot = ModuleSlot<Rules>;
 
-/// The rules as the data path runs them: a block answers with its status (403 by default).
-struct RulesRequest(Arc<RulesSlot>);
+/// The rules as the data path runs them: a block answers with its status (403 by default);
+/// a challenge goes to the challenge module, whose reserved paths this serves too.
+struct RulesRequest(Arc<RulesSlot>, Option<Arc<ChallengeRuntime>>);
 
 impl RequestModule for RulesRequest {
     fn name(&self) -> &'static str {
@@ -46,10 +48,30 @@ impl RequestModule for RulesRequest {
                     rule: b.rule,
                 }))
             }
+            Verdict::Decided(RuleOutcome::Challenge(c))
+            | Verdict::Stale(RuleOutcome::Challenge(c)) => match &self.1 {
+                Some(challenge) => challenge.apply(req, &c),
+                None => ModuleAction::Pass,
+            },
             Verdict::Decided(RuleOutcome::Pass)
             | Verdict::Stale(RuleOutcome::Pass)
             | Verdict::Unknown => ModuleAction::Pass,
             Verdict::Deny => ModuleAction::Deny,
+        }
+    }
+
+    fn reserved_prefix(&self) -> Option<&'static str> {
+        self.1.as_ref().map(|_| crate::challenge::PREFIX)
+    }
+
+    fn answer(&self, req: &EdgeRequest<'_>) -> EdgeResponse {
+        match &self.1 {
+            Some(challenge) => challenge.answer(req),
+            None => EdgeResponse {
+                status: http::StatusCode::NOT_FOUND,
+                headers: http::HeaderMap::new(),
+                body: String::new(),
+            },
         }
     }
 }
@@ -149,6 +171,7 @@ pub(crate) struct Prepared {
     bot: Option<BotPlan>,
     limits: Option<LimitsPlan>,
     rules: Option<RulesPlan>,
+    challenge: Option<Arc<ChallengeRuntime>>,
     state_dir: Option<PathBuf>,
 }
 
@@ -169,6 +192,8 @@ pub(crate) struct ModuleHost {
     limit_decisions: prometheus::IntCounterVec,
     redis_metrics: RedisMetrics,
     rule_metrics: RuleMetrics,
+    challenge_metrics: ChallengeMetrics,
+    challenge: Mutex<Option<Arc<ChallengeRuntime>>>,
     rules: Mutex<Option<RulesRuntime>>,
     bot: Mutex<Option<BotRuntime>>,
     limits: Mutex<Option<LimitsRuntime>>,
@@ -238,6 +263,8 @@ impl ModuleHost {
                 errors: redis_errors,
             },
             rule_metrics: RuleMetrics::new(registry)?,
+            challenge_metrics: ChallengeMetrics::new(registry)?,
+            challenge: Mutex::new(None),
             rules: Mutex::new(None),
             bot: Mutex::new(None),
             limits: Mutex::new(None),
@@ -273,12 +300,58 @@ impl ModuleHost {
         };
         let limits = self.prepare_limits(config, &overrides);
         let rules = self.prepare_rules(config, &overrides)?;
+        let challenge = self.prepare_challenge(config, &overrides)?;
         Ok(Prepared {
             bot,
             limits,
             rules,
+            challenge,
             state_dir,
         })
+    }
+
+    /// The challenge, when a rule asks for it: the running one if its settings and keys are
+    /// unchanged (the key file is re-read: a rotation applies on reload), else a new one.
+    fn prepare_challenge(
+        &self,
+        config: &Config,
+        overrides: &Overrides,
+    ) -> Result<Option<Arc<ChallengeRuntime>>, Vec<ConfigError>> {
+        if !crate::challenge::wanted(config) {
+            return Ok(None);
+        }
+        let wanted = crate::challenge::config_of(config);
+        let current = lock(&self.challenge).clone();
+        if let Some(rt) = current.as_ref().filter(|rt| rt.config == wanted) {
+            let same_keys = match &wanted.challenge.keys {
+                None => true,
+                Some(path) => crate::challenge::read_key_file(path)? == *rt.keys(),
+            };
+            if same_keys {
+                return Ok(current);
+            }
+        }
+        let rt = ChallengeRuntime::build(
+            wanted,
+            current.as_deref(),
+            &self.challenge_metrics,
+            &self.module_metrics,
+        )?;
+        if let Some(o) = overrides.get("challenge") {
+            rt.slot.set_override(*o);
+        }
+        Ok(Some(Arc::new(rt)))
+    }
+
+    /// Test hook: make every challenge decision fail (the fail policy applies) or not.
+    pub(crate) fn fail_challenge(&self, on: bool) -> bool {
+        match lock(&self.challenge).as_ref() {
+            Some(rt) => {
+                rt.set_fault(on);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Rules unchanged (same entries, same route names): keep the compiled set and its
@@ -508,7 +581,7 @@ impl ModuleHost {
             Some(RulesPlan::Keep) => lock(&self.rules).as_ref().map(|r| Arc::clone(&r.slot)),
         };
         if let Some(slot) = rules {
-            modules.push(Arc::new(RulesRequest(slot)));
+            modules.push(Arc::new(RulesRequest(slot, prepared.challenge.clone())));
         }
         let slot = match &prepared.bot {
             None => None,
@@ -548,6 +621,8 @@ impl ModuleHost {
             Some(RulesPlan::New(runtime)) => *rules = Some(runtime),
             Some(RulesPlan::Keep) => {}
         }
+        drop(rules);
+        *lock(&self.challenge) = prepared.challenge;
         *lock(&self.state_dir) = prepared.state_dir;
     }
 
@@ -580,6 +655,15 @@ impl ModuleHost {
             tracing::warn!(module = name, state = o.as_str(), "operator override");
             let status = serde_json::to_value(runtime.slot.status()).unwrap_or_default();
             drop(limits);
+            return self.persist_override(name, o, status);
+        }
+        if name == "challenge" {
+            let Some(runtime) = lock(&self.challenge).clone() else {
+                return Err((404, "no rule has action = \"challenge\"".to_string()));
+            };
+            runtime.slot.set_override(o);
+            tracing::warn!(module = name, state = o.as_str(), "operator override");
+            let status = serde_json::to_value(runtime.slot.status()).unwrap_or_default();
             return self.persist_override(name, o, status);
         }
         if name == "rules" {
@@ -672,6 +756,9 @@ impl ModuleHost {
         if lock(&self.rules).is_some() {
             names.push("rules");
         }
+        if lock(&self.challenge).is_some() {
+            names.push("challenge");
+        }
         if bot.is_some() {
             names.push("bot");
         }
@@ -761,9 +848,11 @@ impl ModuleHost {
             }
             status
         });
+        let challenge_status = lock(&self.challenge).as_ref().map(|c| c.status());
         let modules: Vec<serde_json::Value> = limit_status
             .into_iter()
             .chain(rule_status)
+            .chain(challenge_status)
             .chain(
                 bot.iter()
                     .map(|r| serde_json::to_value(r.slot.status()).unwrap_or_default()),

@@ -85,6 +85,8 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
     let redis = limits::redis(spec.redis.as_ref(), &mut errs);
     let limits = limits::limits(&spec.limits, &spec.routes, redis.is_some(), &mut errs);
     let rules = rules::rules(&spec.rules, &spec.routes, &mut errs);
+    let challenge = challenge::challenge(spec.challenge.as_ref(), base_dir, &mut errs);
+    let rules = challenge::resolve_difficulty(rules, challenge.difficulty);
     if errs.0.is_empty() {
         Ok(Config {
             edge,
@@ -95,6 +97,7 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
             limits,
             redis,
             rules,
+            challenge,
         })
     } else {
         Err(errs.0)
@@ -439,6 +442,7 @@ fn check_listener_overlap(edge: &EdgeSpec, admin: Option<SocketAddr>, errs: &mut
     }
 }
 
+mod challenge;
 mod limits;
 mod rules;
 pub use rules::check_rule_expr;

@@ -76,7 +76,7 @@ fn bot(at: &str, b: &BotSpec, base_dir: &Path, errs: &mut Errors) -> BotModule {
     }
 }
 
-fn fail_policy(path: &str, text: Option<&str>, errs: &mut Errors) -> FailPolicy {
+pub(super) fn fail_policy(path: &str, text: Option<&str>, errs: &mut Errors) -> FailPolicy {
     match text {
         None | Some("open") => FailPolicy::Open,
         Some("closed") => FailPolicy::Closed,

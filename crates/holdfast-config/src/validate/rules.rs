@@ -71,24 +71,36 @@ fn rule(at: &str, r: &RuleSpec, routes: &[RouteSpec], errs: &mut Errors) -> Rule
         },
         "allow" => RuleAction::Allow,
         "log" => RuleAction::Log,
-        "challenge" => {
-            errs.add(
-                format!("{at}.action"),
-                "challenge is not available yet (the self-hosted challenge is not built); \
-                 use block or log for now",
-                "use \"block\", \"allow\" or \"log\"",
-            );
-            RuleAction::Log
-        }
+        "challenge" => RuleAction::Challenge {
+            // 0: `[challenge].difficulty`, filled in once that table is checked.
+            difficulty: r.difficulty.map_or(0, |d| {
+                super::challenge::difficulty(&format!("{at}.difficulty"), d, errs)
+            }),
+            nojs: r.nojs.unwrap_or(true),
+        },
         other => {
             errs.add(
                 format!("{at}.action"),
                 format!("unknown action {other:?}"),
-                "use \"block\", \"allow\" or \"log\"",
+                "use \"block\", \"allow\", \"log\" or \"challenge\"",
             );
             RuleAction::Log
         }
     };
+    if !matches!(action, RuleAction::Challenge { .. }) {
+        for (key, set) in [
+            ("difficulty", r.difficulty.is_some()),
+            ("nojs", r.nojs.is_some()),
+        ] {
+            if set {
+                errs.add(
+                    format!("{at}.{key}"),
+                    format!("{key} only applies to action \"challenge\""),
+                    &format!("remove {key}, or use action = \"challenge\""),
+                );
+            }
+        }
+    }
     if r.status.is_some() && !matches!(action, RuleAction::Block { .. }) {
         errs.add(
             format!("{at}.status"),

@@ -2093,7 +2093,9 @@ fn rule_errors() {
             &r("expr = 'client.port == 1'\naction = \"block\""),
             &r("expr = ''\naction = \"block\""),
             &r("expr = 'request.query.matches(\"(a|{}\")'\naction = \"block\""),
-            &r("expr = 'request.path.startsWith(\"/protected\")'\naction = \"challenge\""),
+            &r("expr = 'request.path.startsWith(\"/protected\")'\naction = \"challenge\"\ndifficulty = 40"),
+            &r("expr = 'true'\naction = \"block\"\nnojs = false\ndifficulty = 8"),
+            "[challenge]\nkeys = \"\"\ncookie_name = \"a b\"\nipv4_prefix = 33\nipv6_prefix = -1\nfail_policy = \"stale\"\nnojs_wait = \"1h\"\nttl = \"1s\"\ndifficulty = 0",
             &r("expr = 'true'\naction = \"deny\""),
             &r("expr = 'true'\naction = \"block\"\nstatus = 302"),
             &r("expr = 'true'\naction = \"log\"\nstatus = 403"),
@@ -2142,12 +2144,38 @@ fn rule_errors() {
             id = "r"
             expr = 'request.path.startsWith("/protected")'
             action = "challenge"
-                rules[0].action: challenge is not available yet (the self-hosted challenge is not built); use block or log for now (use "block", "allow" or "log")
+            difficulty = 40
+                rules[0].difficulty: 40 is out of range (use 1 to 32 leading zero bits (each bit doubles the browser's work; 16 takes well under a second, the default))
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "block"
+            nojs = false
+            difficulty = 8
+                rules[0].difficulty: difficulty only applies to action "challenge" (remove difficulty, or use action = "challenge")
+                rules[0].nojs: nojs only applies to action "challenge" (remove nojs, or use action = "challenge")
+            [challenge]
+            keys = ""
+            cookie_name = "a b"
+            ipv4_prefix = 33
+            ipv6_prefix = -1
+            fail_policy = "stale"
+            nojs_wait = "1h"
+            ttl = "1s"
+            difficulty = 0
+                challenge.keys: empty path (name the key file (one hex key of at least 32 bytes per line, e.g. from `openssl rand -hex 32`), or leave keys out to use a generated key)
+                challenge.cookie_name: "a b" is not a cookie name (use 1 to 64 letters, digits, '-' or '_' (default "holdfast_challenge"))
+                challenge.fail_policy: unknown fail policy "stale" (use "closed" (a failing challenge answers 403 on routes not marked critical) or "open" (it lets requests through))
+                challenge.ttl: 1s is out of range (use 1m to 30days)
+                challenge.ipv4_prefix: 33 is out of range (use 0 to 32: the leading address bits a pass cookie is bound to (0: any address))
+                challenge.ipv6_prefix: -1 is out of range (use 0 to 128: the leading address bits a pass cookie is bound to (0: any address))
+                challenge.difficulty: 0 is out of range (use 1 to 32 leading zero bits (each bit doubles the browser's work; 16 takes well under a second, the default))
+                challenge.nojs_wait: 1h is out of range (use 0s to 5m)
             [[rules]]
             id = "r"
             expr = 'true'
             action = "deny"
-                rules[0].action: unknown action "deny" (use "block", "allow" or "log")
+                rules[0].action: unknown action "deny" (use "block", "allow", "log" or "challenge")
             [[rules]]
             id = "r"
             expr = 'true'

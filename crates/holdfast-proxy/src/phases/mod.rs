@@ -1,6 +1,7 @@
-//! The request phases, in the order `service::handle` runs them: `route` (which route and
+//! The request phases, in the order `service::handle` runs them: `reserved` (paths the
+//! edge answers itself before any route, e.g. the challenge's), `route` (which route and
 //! pool), `limits` (refuse what must not reach an origin), `modules` (per-request decision
-//! modules: headers for the origin, or a denial), `upstream` (forward along the
+//! modules: headers for the origin, a denial or their own page), `upstream` (forward along the
 //! route's failover chain with retries; one exchange with one server is `exchange`'s; proxy
 //! header rules are `headers`'), and `respond` (pages the edge makes itself).
 
@@ -8,6 +9,7 @@ pub(crate) mod exchange;
 pub(crate) mod headers;
 pub(crate) mod limits;
 pub(crate) mod modules;
+pub(crate) mod reserved;
 pub(crate) mod respond;
 pub(crate) mod route;
 pub(crate) mod upstream;

@@ -1,22 +1,23 @@
 //! Run the configured modules, in order, before anything goes to an origin. Their headers
 //! are kept in the context and added to the origin request by `upstream`; a denial ends the
-//! request with a 403 from the edge.
+//! request with a 403 from the edge; a module's own page (the challenge) is sent as it is.
 
+use crate::body::ResponseBody;
 use crate::ctx::RequestCtx;
 use crate::error::ProxyError;
 use crate::modules::ModuleAction;
 use crate::state::State;
 use holdfast_modules::RequestView;
-use http::Request;
+use http::{Request, Response};
 
 pub(crate) fn run<B>(
     state: &State,
     route_name: &str,
     req: &Request<B>,
     ctx: &mut RequestCtx,
-) -> Result<(), ProxyError> {
+) -> Result<Option<Response<ResponseBody>>, ProxyError> {
     if state.modules.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let view = RequestView {
         method: req.method(),
@@ -24,9 +25,8 @@ pub(crate) fn run<B>(
         headers: req.headers(),
         path: req.uri().path(),
         query: req.uri().query(),
-        client_ip: crate::client_ip::client_ip(
-            &state.config.edge.trusted_proxies,
-            state.config.edge.client_ip_header,
+        client_ip: crate::client_ip::of_request(
+            &state.config.edge,
             ctx.conn.client.ip(),
             req.headers(),
         ),
@@ -44,7 +44,10 @@ pub(crate) fn run<B>(
             }
             ModuleAction::TooMany(too_many) => return Err(ProxyError::TooMany(too_many)),
             ModuleAction::Block(block) => return Err(ProxyError::Blocked(block)),
+            ModuleAction::Respond(page) => {
+                return Ok(Some(super::reserved::edge_response(*page, ctx)))
+            }
         }
     }
-    Ok(())
+    Ok(None)
 }

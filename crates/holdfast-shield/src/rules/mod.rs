@@ -1,6 +1,8 @@
 //! The rule engine as one module (`rules`): CEL expressions (`cel-interpreter`) compiled once
-//! per config generation, evaluated per request in file order. The first enforced `block` or
-//! `allow` that matches decides; `log` rules and shadow (`mode = "log"`) hits only count.
+//! per config generation, evaluated per request in file order. The first enforced `block`,
+//! `challenge` or `allow` that matches decides; `log` rules and shadow (`mode = "log"`) hits
+//! only count. A `challenge` outcome goes to the challenge module (`holdfast-challenge`),
+//! which passes a client with a valid cookie.
 //!
 //! A rule whose evaluation fails (a missing map key, a wrong type) is that rule's miss plus
 //! an error count: never a 5xx, never a block. `matches` uses the `regex` crate (linear
@@ -97,11 +99,22 @@ pub struct Blocked {
     pub status: u16,
 }
 
+/// A request a rule sends to the challenge (which passes it if it carries a valid cookie).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenged {
+    pub rule: String,
+    /// Proof-of-work leading zero bits.
+    pub difficulty: u8,
+    /// Offer the no-JavaScript form.
+    pub nojs: bool,
+}
+
 /// The module's decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuleOutcome {
     Pass,
     Block(Box<Blocked>),
+    Challenge(Box<Challenged>),
 }
 
 /// Every configured rule, in file order, and the functions they may call.
@@ -301,6 +314,13 @@ impl Module for Rules {
                     return Ok(RuleOutcome::Block(Box::new(Blocked {
                         rule: rule.spec.id.clone(),
                         status,
+                    })))
+                }
+                RuleAction::Challenge { difficulty, nojs } => {
+                    return Ok(RuleOutcome::Challenge(Box::new(Challenged {
+                        rule: rule.spec.id.clone(),
+                        difficulty,
+                        nojs,
                     })))
                 }
             }

@@ -61,7 +61,7 @@ const BLOCK: RuleAction = RuleAction::Block { status: 403 };
 fn blocked_by(o: &RuleOutcome) -> Option<&str> {
     match o {
         RuleOutcome::Block(b) => Some(b.rule.as_str()),
-        RuleOutcome::Pass => None,
+        RuleOutcome::Pass | RuleOutcome::Challenge(_) => None,
     }
 }
 
@@ -214,4 +214,26 @@ fn in_and_has_guard_optional_keys() {
         blocked_by(&decide(&r, "/x", &[("cookie", "sid=1")])),
         Some("guarded")
     );
+}
+
+#[test]
+fn a_challenge_rule_asks_for_the_challenge_with_its_settings() {
+    let r = rules(vec![rule(
+        "guard-protected",
+        r#"request.path.startsWith("/protected")"#,
+        RuleAction::Challenge {
+            difficulty: 12,
+            nojs: false,
+        },
+        false,
+    )]);
+    assert_eq!(
+        decide(&r, "/protected/x", &[]),
+        RuleOutcome::Challenge(Box::new(crate::rules::Challenged {
+            rule: "guard-protected".to_string(),
+            difficulty: 12,
+            nojs: false,
+        }))
+    );
+    assert_eq!(decide(&r, "/other", &[]), RuleOutcome::Pass);
 }

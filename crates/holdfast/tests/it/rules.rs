@@ -288,16 +288,17 @@ async fn a_reload_keeps_unchanged_rules_and_their_counts_and_applies_changed_one
     let status = edge.status().await;
     assert_eq!(rule_status(&status, "block-admin-probe")["hits"], 1);
 
-    // A challenge rule is refused on reload; the running rules stay.
+    // A challenge rule with an impossible difficulty is refused on reload; the running
+    // rules stay.
     let challenge = format!(
-        "{ISSUE_RULE}\n[[rules]]\nid = \"guard-protected\"\nexpr = 'request.path.startsWith(\"/protected\")'\naction = \"challenge\"\n"
+        "{ISSUE_RULE}\n[[rules]]\nid = \"guard-protected\"\nexpr = 'request.path.startsWith(\"/protected\")'\naction = \"challenge\"\ndifficulty = 99\n"
     );
     edge.rewrite(&edge_config(2, &format!("{challenge}{BASIC_POOL}")), &vars);
     let (_, errors) = edge.reload_rejected();
     assert!(
         errors
             .iter()
-            .any(|e| e.contains("rules[1].action") && e.contains("challenge is not available yet")),
+            .any(|e| e.contains("rules[1].difficulty") && e.contains("99 is out of range")),
         "{errors:?}"
     );
     assert_eq!(fetch(&edge, "/xmlrpc.php").await.status, 403);
