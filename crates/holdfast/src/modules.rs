@@ -753,6 +753,7 @@ impl ModuleHost {
                         "routes": rule.spec.routes,
                         "hits": rule.hits(),
                         "errors": rule.errors(),
+                        "engine": rule.engine(),
                     })
                 })
                 .collect();

@@ -1,6 +1,11 @@
-//! The rule engine as one module (`rules`): CEL expressions (`cel-interpreter`) compiled once
-//! per config generation, evaluated per request in file order. The first enforced `block` or
-//! `allow` that matches decides; `log` rules and shadow (`mode = "log"`) hits only count.
+//! The rule engine as one module (`rules`): CEL expressions compiled once per config
+//! generation, evaluated per request in file order. The first enforced `block` or `allow` that
+//! matches decides; `log` rules and shadow (`mode = "log"`) hits only count.
+//!
+//! Two engines, one meaning: the common shapes (string tests, `==`, `in [..]`, `matches` over
+//! request fields, with `&&`, `||`, `!`) compile to native predicates ([`native`]) evaluated on
+//! the request as it is; the rest runs in `cel-interpreter`, whose request map is built only
+//! when such a rule applies to the request's route. The rules of each route are listed once.
 //!
 //! A rule whose evaluation fails (a missing map key, a wrong type) is that rule's miss plus
 //! an error count: never a 5xx, never a block. `matches` uses the `regex` crate (linear
@@ -12,6 +17,7 @@ use cel_interpreter::{Context, ExecutionError, FunctionContext, Program, Value};
 use holdfast_modules::{Module, ModuleError, RequestView};
 use prometheus::IntCounter;
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -72,6 +78,8 @@ impl RuleMetrics {
 pub struct Rule {
     pub spec: RuleSpec,
     program: Program,
+    /// The expression as a native predicate, when it has a shape that compiles to one.
+    native: Option<native::Pred>,
     hits_metric: IntCounter,
     errors_metric: IntCounter,
     hits: AtomicU64,
@@ -84,6 +92,14 @@ impl Rule {
     }
     pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+    /// `native` (a compiled predicate) or `cel` (the interpreter).
+    pub fn engine(&self) -> &'static str {
+        if self.native.is_some() {
+            "native"
+        } else {
+            "cel"
+        }
     }
     fn applies(&self, route: &str) -> bool {
         self.spec.routes.is_empty() || self.spec.routes.iter().any(|r| r == route)
@@ -108,7 +124,12 @@ pub enum RuleOutcome {
 pub struct Rules {
     pub rules: Vec<Rule>,
     root: Context<'static>,
+    /// What the CEL rules read (the native ones read the request directly).
     fields: Fields,
+    /// The rules that apply to each route some rule names, in file order.
+    by_route: HashMap<String, Box<[usize]>>,
+    /// The rules that apply to any other route (those without `routes`).
+    unrouted: Box<[usize]>,
 }
 
 /// Why a rule set could not be built.
@@ -129,7 +150,10 @@ impl Rules {
                 id: spec.id.clone(),
                 detail: e.to_string(),
             })?;
-            fields = fields.union(spec.fields);
+            let native = native::compile(&spec.expr, REGEX_SIZE_LIMIT);
+            if native.is_none() {
+                fields = fields.union(spec.fields);
+            }
             let mode = if spec.shadow { "log" } else { "enforce" };
             rules.push(Rule {
                 hits_metric: metrics.hits.with_label_values(&[
@@ -140,15 +164,29 @@ impl Rules {
                 errors_metric: metrics.errors.with_label_values(&[spec.id.as_str()]),
                 spec,
                 program,
+                native,
                 hits: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
             });
         }
+        let unrouted = applicable(&rules, None);
+        let by_route = rules
+            .iter()
+            .flat_map(|r| r.spec.routes.iter())
+            .map(|route| (route.clone(), applicable(&rules, Some(route))))
+            .collect();
         Ok(Rules {
             rules,
             root: root_context(),
             fields,
+            by_route,
+            unrouted,
         })
+    }
+
+    /// Rules that apply to `route`, in file order.
+    fn for_route(&self, route: &str) -> &[usize] {
+        self.by_route.get(route).unwrap_or(&self.unrouted)
     }
 
     /// The variables for one request: only the fields some rule reads.
@@ -167,7 +205,7 @@ impl Rules {
             request.insert("query".into(), s(req.query.unwrap_or("")));
         }
         if f.host {
-            request.insert("host".into(), s(&host(req)));
+            request.insert("host".into(), s(&native::host(req)));
         }
         if f.headers {
             let mut headers: HashMap<Key, Value> = HashMap::with_capacity(req.headers.keys_len());
@@ -205,26 +243,18 @@ impl Rules {
     }
 }
 
-fn map(m: HashMap<Key, Value>) -> Value {
-    Value::Map(Map { map: Arc::new(m) })
+/// The indices of the rules that apply to `route` (`None`: a route no rule names).
+fn applicable(rules: &[Rule], route: Option<&str>) -> Box<[usize]> {
+    rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.spec.routes.is_empty() || route.is_some_and(|x| r.applies(x)))
+        .map(|(i, _)| i)
+        .collect()
 }
 
-/// The `Host` header without its port, lower-cased.
-fn host(req: &RequestView<'_>) -> String {
-    let Some(h) = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return String::new();
-    };
-    let h = if h.starts_with('[') {
-        h.split_once(']')
-            .map_or(h, |(a, _)| a.trim_start_matches('['))
-    } else {
-        h.rsplit_once(':').map_or(h, |(a, _)| a)
-    };
-    h.to_ascii_lowercase()
+fn map(m: HashMap<Key, Value>) -> Value {
+    Value::Map(Map { map: Arc::new(m) })
 }
 
 /// The interpreter's functions, with `matches` caching its compiled patterns.
@@ -269,45 +299,63 @@ impl Module for Rules {
     const NAME: &'static str = "rules";
 
     fn decide(&self, req: &RequestView<'_>) -> Result<RuleOutcome, ModuleError> {
-        let mut applicable = self
-            .rules
-            .iter()
-            .filter(|r| r.applies(req.route))
-            .peekable();
-        if applicable.peek().is_none() {
-            return Ok(RuleOutcome::Pass);
-        }
-        let ctx = self.context(req);
-        for rule in applicable {
-            match rule.program.execute(&ctx) {
-                Ok(Value::Bool(true)) => {}
-                Ok(Value::Bool(false)) => continue,
-                Ok(_) | Err(_) => {
-                    // Not a boolean, or failed: a miss, counted.
-                    rule.errors.fetch_add(1, Ordering::Relaxed);
-                    rule.errors_metric.inc();
-                    continue;
-                }
-            }
-            rule.hits.fetch_add(1, Ordering::Relaxed);
-            rule.hits_metric.inc();
-            if rule.spec.shadow {
+        let view = native::Req::new(req);
+        // Built on the first CEL rule that runs, then shared by the rest.
+        let mut ctx: Option<Context<'_>> = None;
+        for &i in self.for_route(req.route) {
+            let Some(rule) = self.rules.get(i) else {
                 continue;
-            }
-            match rule.spec.action {
-                RuleAction::Log => {}
-                RuleAction::Allow => return Ok(RuleOutcome::Pass),
-                RuleAction::Block { status } => {
-                    return Ok(RuleOutcome::Block(Box::new(Blocked {
-                        rule: rule.spec.id.clone(),
-                        status,
-                    })))
+            };
+            let matched = match &rule.native {
+                Some(p) => p.eval(&view).ok(),
+                None => {
+                    let ctx = ctx.get_or_insert_with(|| self.context(req));
+                    match rule.program.execute(ctx) {
+                        Ok(Value::Bool(b)) => Some(b),
+                        // Not a boolean, or failed.
+                        Ok(_) | Err(_) => None,
+                    }
                 }
+            };
+            if let ControlFlow::Break(outcome) = self.hit(rule, matched) {
+                return Ok(outcome);
             }
         }
         Ok(RuleOutcome::Pass)
     }
 }
 
+impl Rules {
+    /// Count one evaluation (`None`: it failed, a miss counted as an error); break with the
+    /// outcome when an enforced rule decides.
+    fn hit(&self, rule: &Rule, matched: Option<bool>) -> ControlFlow<RuleOutcome> {
+        match matched {
+            Some(true) => {}
+            Some(false) => return ControlFlow::Continue(()),
+            None => {
+                rule.errors.fetch_add(1, Ordering::Relaxed);
+                rule.errors_metric.inc();
+                return ControlFlow::Continue(());
+            }
+        }
+        rule.hits.fetch_add(1, Ordering::Relaxed);
+        rule.hits_metric.inc();
+        if rule.spec.shadow {
+            return ControlFlow::Continue(());
+        }
+        match rule.spec.action {
+            RuleAction::Log => ControlFlow::Continue(()),
+            RuleAction::Allow => ControlFlow::Break(RuleOutcome::Pass),
+            RuleAction::Block { status } => {
+                ControlFlow::Break(RuleOutcome::Block(Box::new(Blocked {
+                    rule: rule.spec.id.clone(),
+                    status,
+                })))
+            }
+        }
+    }
+}
+
+pub mod native;
 #[cfg(test)]
 mod tests;

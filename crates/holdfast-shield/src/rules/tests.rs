@@ -215,3 +215,237 @@ fn in_and_has_guard_optional_keys() {
         Some("guarded")
     );
 }
+
+/// The requests the equivalence test runs every expression on: methods, paths, queries,
+/// hosts (with a port, upper-case, IPv6, absent), headers (absent, repeated, not UTF-8),
+/// cookies (several headers, spaces, repeated names, a pair without `=`), IPv4 and IPv6.
+fn sample_requests() -> Vec<(
+    http::Method,
+    String,
+    Option<String>,
+    http::HeaderMap,
+    IpAddr,
+)> {
+    use std::net::Ipv6Addr;
+    let methods = [http::Method::GET, http::Method::POST, http::Method::DELETE];
+    let targets = [
+        ("/", None),
+        ("/wp-admin/setup.php", Some("a=1&b=2")),
+        ("/api/v2/item-17", Some("")),
+        ("/static/app.JS", Some("x=1111111111;=")),
+        ("/Admin/health", None),
+    ];
+    let header_sets: Vec<Vec<(&str, &[u8])>> = vec![
+        vec![],
+        vec![
+            ("host", b"Example.COM:8080"),
+            ("user-agent", b"curl/8.5"),
+            ("cookie", b"theme=dark; sid=abc"),
+        ],
+        vec![
+            ("host", b"[::1]:443"),
+            ("user-agent", b"Mozilla/5.0 (X11) Firefox"),
+            ("user-agent", b"second"),
+            ("x-api-key", b"k-0001"),
+            ("cookie", b"sid = first ;novalue; sid=second"),
+            ("cookie", b"lang=en"),
+        ],
+        vec![
+            ("host", b"api.example.com"),
+            ("x-api-key", b"bad\xffbyte"),
+            ("accept", b"text/html"),
+            ("cookie", b"=empty; sid="),
+        ],
+    ];
+    let ips = [
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+        IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+        IpAddr::V6(Ipv4Addr::new(203, 0, 113, 9).to_ipv6_mapped()),
+    ];
+    let mut out = Vec::new();
+    for (mi, m) in methods.iter().enumerate() {
+        for (ti, (path, query)) in targets.iter().enumerate() {
+            for (hi, hs) in header_sets.iter().enumerate() {
+                let mut map = http::HeaderMap::new();
+                for (k, v) in hs {
+                    map.append(
+                        http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                        http::HeaderValue::from_bytes(v).unwrap(),
+                    );
+                }
+                let ip = ips[(mi + ti + hi) % ips.len()];
+                out.push((
+                    m.clone(),
+                    path.to_string(),
+                    query.map(String::from),
+                    map,
+                    ip,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The leaves: every compiled field with every compiled test.
+fn sample_leaves() -> Vec<String> {
+    let fields = [
+        ("request.method", &["GET", "POST"][..]),
+        (
+            "request.path",
+            &["/wp-admin", "/api/v2/item-17", "php", "/"][..],
+        ),
+        (
+            "request.host",
+            &["example.com", "Example.COM", "::1", ""][..],
+        ),
+        ("request.query", &["a=1", "", "1111"][..]),
+        (
+            "client.ip",
+            &["192.0.2.7", "2001:db8::1", "::ffff:203.0.113.9", "10."][..],
+        ),
+        (
+            "request.headers[\"user-agent\"]",
+            &["curl/8.5", "curl", "Firefox"][..],
+        ),
+        (
+            "request.headers[\"x-api-key\"]",
+            &["k-0001", "bad\u{fffd}byte", "k-"][..],
+        ),
+        (
+            "request.cookies[\"sid\"]",
+            &["abc", "first", "", "second"][..],
+        ),
+        ("request.cookies[\"lang\"]", &["en"][..]),
+    ];
+    let mut out = Vec::new();
+    for (f, lits) in fields {
+        for lit in lits {
+            for m in ["startsWith", "endsWith", "contains"] {
+                out.push(format!("{f}.{m}({lit:?})"));
+            }
+            out.push(format!("{f} == {lit:?}"));
+            out.push(format!("{lit:?} != {f}"));
+        }
+        out.push(format!("{f} in [{:?}, \"zzz\"]", lits[0]));
+        out.push(format!("{f}.matches(\"^[a-z/]+[0-9]*$\")"));
+        out.push(format!("{f}.matches({PATTERN_2019:?})"));
+    }
+    for key in ["user-agent", "x-absent", "cookie"] {
+        out.push(format!("{key:?} in request.headers"));
+        out.push(format!("has(request.headers.{})", key.replace('-', "_")));
+    }
+    for key in ["sid", "lang", "absent"] {
+        out.push(format!("{key:?} in request.cookies"));
+        out.push(format!("has(request.cookies.{key})"));
+    }
+    out.push("true".into());
+    out.push("false".into());
+    out
+}
+
+#[test]
+fn native_predicates_answer_as_cel_does() {
+    let leaves = sample_leaves();
+    // Leaves, their negations, and pairs joined by && and || (an absent header's error on
+    // either side included), plus a few deeper trees.
+    let mut exprs: Vec<String> = leaves.clone();
+    exprs.extend(leaves.iter().map(|l| format!("!({l})")));
+    let n = leaves.len();
+    for (i, a) in leaves.iter().enumerate() {
+        let b = &leaves[(i * 7 + 3) % n];
+        let c = &leaves[(i * 13 + 5) % n];
+        exprs.push(format!("{a} && {b}"));
+        exprs.push(format!("{a} || {b}"));
+        exprs.push(format!("!({a}) || ({b} && !({c}))"));
+        exprs.push(format!("({a} || {c}) && !({b})"));
+    }
+    let requests = sample_requests();
+    let mut compared = 0usize;
+    for expr in &exprs {
+        let mut r = rules(vec![rule("r", expr, BLOCK, false)]);
+        assert!(
+            r.rules[0].native.is_some(),
+            "{expr} should compile to a native predicate"
+        );
+        r.fields = all_fields();
+        for (method, path, query, headers, ip) in &requests {
+            let view = RequestView {
+                method,
+                version: http::Version::HTTP_11,
+                headers,
+                path,
+                query: query.as_deref(),
+                client_ip: *ip,
+                tls: false,
+                route: "main",
+            };
+            let native = r.rules[0]
+                .native
+                .as_ref()
+                .unwrap()
+                .eval(&native::Req::new(&view))
+                .ok();
+            let cel = match r.rules[0].program.execute(&r.context(&view)) {
+                Ok(Value::Bool(b)) => Some(b),
+                _ => None,
+            };
+            assert_eq!(
+                native, cel,
+                "{expr} on {method} {path}?{query:?} {headers:?} {ip}: native vs CEL"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 50_000, "{compared} comparisons");
+}
+
+#[test]
+fn other_shapes_stay_with_cel_and_still_work() {
+    for expr in [
+        r#"size(request.path) > 3"#,
+        r#"request.headers["User-Agent"] == "x""#,
+        r#"request.path in "/a/b""#,
+        r#"request.method == 1"#,
+        r#"startsWith(request.path, "/x")"#,
+        r#"request.path"#,
+    ] {
+        let r = rules(vec![rule("r", expr, BLOCK, false)]);
+        assert_eq!(r.rules[0].engine(), "cel", "{expr}");
+    }
+    // A CEL rule between native ones: each answers, in order.
+    let r = rules(vec![
+        rule("n1", r#"request.path == "/n1""#, BLOCK, false),
+        rule("c", r#"size(request.path) == 2"#, BLOCK, false),
+        rule("n2", r#"request.path.startsWith("/n")"#, BLOCK, false),
+    ]);
+    assert_eq!(
+        (
+            r.rules[0].engine(),
+            r.rules[1].engine(),
+            r.rules[2].engine()
+        ),
+        ("native", "cel", "native")
+    );
+    assert_eq!(blocked_by(&decide(&r, "/n1", &[])), Some("n1"));
+    assert_eq!(blocked_by(&decide(&r, "/c", &[])), Some("c"));
+    assert_eq!(blocked_by(&decide(&r, "/nx", &[])), Some("n2"));
+    assert_eq!(decide(&r, "/other", &[]), RuleOutcome::Pass);
+}
+
+#[test]
+fn each_route_runs_its_own_rules_in_file_order() {
+    let mut a = rule("a", "true", RuleAction::Log, false);
+    a.routes = vec!["main".into()];
+    let mut b = rule("b", "true", BLOCK, false);
+    b.routes = vec!["other".into()];
+    let c = rule("c", r#"request.path == "/c""#, BLOCK, false);
+    let r = rules(vec![a, b, c]);
+    assert_eq!(r.for_route("main"), &[0, 2]);
+    assert_eq!(r.for_route("other"), &[1, 2]);
+    assert_eq!(r.for_route("unnamed"), &[2]);
+    assert_eq!(blocked_by(&decide(&r, "/c", &[])), Some("c"));
+    assert_eq!(r.rules[0].hits(), 1);
+    assert_eq!(r.rules[1].hits(), 0);
+}

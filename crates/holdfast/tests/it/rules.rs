@@ -103,6 +103,10 @@ async fn the_issue_rule_as_written_blocks_wp_admin_with_403_and_passes_the_rest(
     assert_eq!(rule["hits"], 2, "{rule}");
     assert_eq!(rule["action"], "block", "{rule}");
     assert_eq!(rule["mode"], "enforce", "{rule}");
+    assert_eq!(
+        rule["engine"], "native",
+        "a startsWith compiles to a native predicate: {rule}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

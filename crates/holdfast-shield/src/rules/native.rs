@@ -1,0 +1,328 @@
+//! Native predicates: the common rule shapes compiled to a tree evaluated directly on the
+//! [`RequestView`], with no value map and no allocation per request (the CEL interpreter
+//! builds a map of the request for every evaluation and walks the AST of every rule).
+//!
+//! Compiled: `startsWith`, `endsWith`, `contains`, `matches` (a regex compiled once), `==`,
+//! `!=` and `in [string, ...]` over `request.method`, `.path`, `.host`, `.query`,
+//! `client.ip`, `request.headers["name"]` and `request.cookies["name"]`; presence tests
+//! (`"name" in request.headers`, `has(request.cookies.name)`); `true`/`false`; combined with
+//! `&&`, `||`, `!`. Anything else stays with CEL.
+//!
+//! The results are those of `cel-interpreter` 0.10 exactly (tests.rs compares both over a
+//! table of expressions and requests), including its own semantics: an absent header or
+//! cookie indexes to `null`, so `== "x"` is false, `!= "x"` true, `in [..]` false and
+//! `contains` false, while `startsWith`, `endsWith` and `matches` on it fail (the rule's
+//! error); `&&` and `||` evaluate left to right and an error on the left is the result.
+
+use cel_parser::ast::{CallExpr, Expr, IdedExpr};
+use cel_parser::reference::Val;
+use holdfast_modules::RequestView;
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::fmt::Write as _;
+
+/// A rule's expression failed at run time (CEL: an execution error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvalError;
+
+/// A compiled expression.
+#[derive(Debug)]
+pub enum Pred {
+    Lit(bool),
+    And(Box<Pred>, Box<Pred>),
+    Or(Box<Pred>, Box<Pred>),
+    Not(Box<Pred>),
+    Test(Field, Test),
+    /// The header or cookie is present.
+    Has(Field),
+}
+
+/// A string the request has (or, for headers and cookies, may lack).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    Method,
+    Path,
+    Host,
+    Query,
+    ClientIp,
+    /// A lower-case header name, as the request map's keys are.
+    Header(http::HeaderName),
+    Cookie(Box<str>),
+}
+
+/// A test on a field's value.
+#[derive(Debug)]
+pub enum Test {
+    Eq(Box<str>),
+    Ne(Box<str>),
+    StartsWith(Box<str>),
+    EndsWith(Box<str>),
+    Contains(Box<str>),
+    Matches(regex::Regex),
+    In(Box<[Box<str>]>),
+}
+
+impl Test {
+    /// On a value that is there.
+    fn on(&self, v: &str) -> bool {
+        match self {
+            Test::Eq(s) => v == &**s,
+            Test::Ne(s) => v != &**s,
+            Test::StartsWith(s) => v.starts_with(&**s),
+            Test::EndsWith(s) => v.ends_with(&**s),
+            Test::Contains(s) => v.contains(&**s),
+            Test::Matches(re) => re.is_match(v),
+            Test::In(list) => list.iter().any(|s| v == &**s),
+        }
+    }
+
+    /// On `null` (an absent header or cookie), as cel-interpreter answers.
+    fn on_null(&self) -> Result<bool, EvalError> {
+        match self {
+            Test::Eq(_) | Test::In(_) | Test::Contains(_) => Ok(false),
+            Test::Ne(_) => Ok(true),
+            Test::StartsWith(_) | Test::EndsWith(_) | Test::Matches(_) => Err(EvalError),
+        }
+    }
+}
+
+/// Compile an expression to a native predicate, or `None` when it has a shape left to CEL.
+pub fn compile(source: &str, regex_size_limit: usize) -> Option<Pred> {
+    let expr = cel_parser::Parser::new().parse(source).ok()?;
+    pred(&expr, regex_size_limit)
+}
+
+fn pred(e: &IdedExpr, limit: usize) -> Option<Pred> {
+    match &e.expr {
+        Expr::Literal(Val::Boolean(b)) => Some(Pred::Lit(*b)),
+        Expr::Select(s) if s.test => Some(Pred::Has(map_key(&s.operand, &s.field)?)),
+        Expr::Call(c) => call(c, limit),
+        _ => None,
+    }
+}
+
+fn call(c: &CallExpr, limit: usize) -> Option<Pred> {
+    use cel_parser::ast::operators as op;
+    let name = c.func_name.as_str();
+    match (&c.target, c.args.as_slice()) {
+        (None, [a, b]) if name == op::LOGICAL_AND => Some(Pred::And(
+            Box::new(pred(a, limit)?),
+            Box::new(pred(b, limit)?),
+        )),
+        (None, [a, b]) if name == op::LOGICAL_OR => Some(Pred::Or(
+            Box::new(pred(a, limit)?),
+            Box::new(pred(b, limit)?),
+        )),
+        (None, [a]) if name == op::LOGICAL_NOT => Some(Pred::Not(Box::new(pred(a, limit)?))),
+        (None, [a, b]) if name == op::EQUALS || name == op::NOT_EQUALS => {
+            let (f, s) = match (field(a), string(b)) {
+                (Some(f), Some(s)) => (f, s),
+                _ => (field(b)?, string(a)?),
+            };
+            let t = if name == op::EQUALS {
+                Test::Eq(s.into())
+            } else {
+                Test::Ne(s.into())
+            };
+            Some(Pred::Test(f, t))
+        }
+        (None, [a, b]) if name == op::IN => {
+            if let (Some(key), Expr::Select(_)) = (string(a), &b.expr) {
+                // "name" in request.headers: a key test on the map.
+                return Some(Pred::Has(map_key(b, key)?));
+            }
+            let f = field(a)?;
+            let Expr::List(l) = &b.expr else { return None };
+            let list = l
+                .elements
+                .iter()
+                .map(|x| string(x).map(Box::<str>::from))
+                .collect::<Option<Vec<_>>>()?;
+            Some(Pred::Test(f, Test::In(list.into())))
+        }
+        (Some(t), [arg]) => {
+            let f = field(t)?;
+            let s = string(arg)?;
+            let test = match name {
+                "startsWith" => Test::StartsWith(s.into()),
+                "endsWith" => Test::EndsWith(s.into()),
+                "contains" => Test::Contains(s.into()),
+                "matches" => {
+                    Test::Matches(regex::RegexBuilder::new(s).size_limit(limit).build().ok()?)
+                }
+                _ => return None,
+            };
+            Some(Pred::Test(f, test))
+        }
+        _ => None,
+    }
+}
+
+fn string(e: &IdedExpr) -> Option<&str> {
+    match &e.expr {
+        Expr::Literal(Val::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// `request.method` and the like, `client.ip`, `request.headers["x"]`, `request.cookies["x"]`.
+fn field(e: &IdedExpr) -> Option<Field> {
+    match &e.expr {
+        Expr::Select(s) if !s.test => {
+            let Expr::Ident(root) = &s.operand.expr else {
+                return None;
+            };
+            match (root.as_str(), s.field.as_str()) {
+                ("request", "method") => Some(Field::Method),
+                ("request", "path") => Some(Field::Path),
+                ("request", "host") => Some(Field::Host),
+                ("request", "query") => Some(Field::Query),
+                ("client", "ip") => Some(Field::ClientIp),
+                _ => None,
+            }
+        }
+        Expr::Call(c) if c.func_name == cel_parser::ast::operators::INDEX && c.target.is_none() => {
+            let [m, k] = c.args.as_slice() else {
+                return None;
+            };
+            map_key(m, string(k)?)
+        }
+        _ => None,
+    }
+}
+
+/// The entry `key` of `request.headers` or `request.cookies`.
+fn map_key(map: &IdedExpr, key: &str) -> Option<Field> {
+    let Expr::Select(s) = &map.expr else {
+        return None;
+    };
+    if s.test || !matches!(&s.operand.expr, Expr::Ident(r) if r == "request") {
+        return None;
+    }
+    match s.field.as_str() {
+        "headers" => {
+            // The map's keys are lower-case header names; any other key is never there,
+            // a case left to CEL rather than special-cased here.
+            let name = http::HeaderName::from_bytes(key.as_bytes()).ok()?;
+            (name.as_str() == key).then_some(Field::Header(name))
+        }
+        "cookies" => Some(Field::Cookie(key.into())),
+        _ => None,
+    }
+}
+
+/// One request as the predicates read it: the host and client IP text made once, on first use.
+pub struct Req<'r, 'v> {
+    view: &'r RequestView<'v>,
+    host: OnceCell<Cow<'v, str>>,
+    ip: OnceCell<IpText>,
+}
+
+impl<'r, 'v> Req<'r, 'v> {
+    pub fn new(view: &'r RequestView<'v>) -> Self {
+        Req {
+            view,
+            host: OnceCell::new(),
+            ip: OnceCell::new(),
+        }
+    }
+
+    /// The field's value; `None` for an absent header or cookie.
+    fn value(&self, f: &Field) -> Option<Cow<'_, str>> {
+        let v = self.view;
+        Some(match f {
+            Field::Method => Cow::Borrowed(v.method.as_str()),
+            Field::Path => Cow::Borrowed(v.path),
+            Field::Query => Cow::Borrowed(v.query.unwrap_or("")),
+            Field::Host => Cow::Borrowed(self.host.get_or_init(|| host(v)).as_ref()),
+            Field::ClientIp => Cow::Borrowed(self.ip.get_or_init(|| IpText::of(v)).as_str()),
+            Field::Header(name) => String::from_utf8_lossy(v.headers.get(name)?.as_bytes()),
+            Field::Cookie(name) => Cow::Borrowed(cookie(v, name)?),
+        })
+    }
+}
+
+impl Pred {
+    /// The expression's value on one request, as CEL would give it.
+    pub fn eval(&self, req: &Req<'_, '_>) -> Result<bool, EvalError> {
+        match self {
+            Pred::Lit(b) => Ok(*b),
+            Pred::And(a, b) => Ok(a.eval(req)? && b.eval(req)?),
+            Pred::Or(a, b) => Ok(a.eval(req)? || b.eval(req)?),
+            Pred::Not(a) => Ok(!a.eval(req)?),
+            Pred::Has(f) => Ok(req.value(f).is_some()),
+            Pred::Test(f, t) => match req.value(f) {
+                Some(v) => Ok(t.on(&v)),
+                None => t.on_null(),
+            },
+        }
+    }
+}
+
+/// The first value of cookie `name` over every `Cookie` header (as the CEL map keeps it).
+fn cookie<'v>(req: &RequestView<'v>, name: &str) -> Option<&'v str> {
+    req.headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|text| text.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// The `Host` header without its port, lower-cased (borrowed when it already is).
+pub fn host<'v>(req: &RequestView<'v>) -> Cow<'v, str> {
+    let Some(h) = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Cow::Borrowed("");
+    };
+    let h = if h.starts_with('[') {
+        h.split_once(']')
+            .map_or(h, |(a, _)| a.trim_start_matches('['))
+    } else {
+        h.rsplit_once(':').map_or(h, |(a, _)| a)
+    };
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(h)
+    }
+}
+
+/// An IP address as text, on the stack (the longest, an IPv4-mapped IPv6, is 45 bytes).
+struct IpText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl IpText {
+    fn of(req: &RequestView<'_>) -> Self {
+        let mut t = IpText {
+            buf: [0; 48],
+            len: 0,
+        };
+        // Cannot overflow: 48 bytes hold every address's text.
+        let _ = write!(t, "{}", req.client_ip);
+        t
+    }
+    fn as_str(&self) -> &str {
+        self.buf
+            .get(..self.len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+}
+
+impl std::fmt::Write for IpText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
