@@ -51,6 +51,9 @@ pub struct ArtifactOptions {
     /// Reject a file with fewer than `100 - max_shrink_percent` percent of the active
     /// value's entries, unless forced; 100 (or more) disables the guard.
     pub max_shrink_percent: u32,
+    /// For kinds with several files (IP lists, rule lists): this one's name. Its metric
+    /// label, LKG file stem and `/status` name are then `<NAME>:<name>`.
+    pub name: Option<String>,
 }
 
 impl ArtifactOptions {
@@ -61,6 +64,7 @@ impl ArtifactOptions {
             state_dir: None,
             public_key: None,
             max_shrink_percent: DEFAULT_MAX_SHRINK_PERCENT,
+            name: None,
         }
     }
 }
@@ -90,6 +94,8 @@ pub enum LoadOutcome {
 /// One artifact file of kind `K`: its active value and its load history.
 pub struct Artifact<K: ArtifactKind> {
     options: ArtifactOptions,
+    /// `K::NAME`, or `<NAME>:<name>` for a named one.
+    label: String,
     metrics: Arc<ArtifactMetrics>,
     active: ArcSwapOption<Active<K::Value>>,
     /// Serialises loads; holds the files rejected before (key, reason), oldest first.
@@ -119,8 +125,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl<K: ArtifactKind> Artifact<K> {
     pub fn new(options: ArtifactOptions, metrics: Arc<ArtifactMetrics>) -> Self {
-        metrics.init(K::NAME);
+        let label = match &options.name {
+            None => K::NAME.to_string(),
+            Some(name) => format!("{}:{name}", K::NAME),
+        };
+        metrics.init(&label);
         Artifact {
+            label,
             options,
             metrics,
             active: ArcSwapOption::empty(),
@@ -171,7 +182,7 @@ impl<K: ArtifactKind> Artifact<K> {
     pub fn force_next(&self) {
         self.force.store(true, Ordering::SeqCst);
         tracing::info!(
-            artifact = K::NAME,
+            artifact = %self.label,
             "the next file will be applied even if it shrinks sharply"
         );
     }
@@ -203,6 +214,7 @@ impl<K: ArtifactKind> Artifact<K> {
         });
         ArtifactStatus {
             kind: K::NAME,
+            name: self.options.name.clone(),
             path: self.options.path.display().to_string(),
             active,
             last_rejection: lock(&self.last_rejection).clone(),
@@ -291,10 +303,10 @@ impl<K: ArtifactKind> Artifact<K> {
             source: SourceKind::File,
         })));
         self.applied.fetch_add(1, Ordering::Relaxed);
-        self.metrics.set_version(K::NAME, version);
-        self.metrics.load(K::NAME, LoadResult::Applied);
+        self.metrics.set_version(&self.label, version);
+        self.metrics.load(&self.label, LoadResult::Applied);
         tracing::info!(
-            artifact = K::NAME,
+            artifact = %self.label,
             version,
             entries,
             sha256 = %sha256,
@@ -303,10 +315,10 @@ impl<K: ArtifactKind> Artifact<K> {
             "artifact applied"
         );
         if let Some(dir) = &self.options.state_dir {
-            let lkg = lkg_path(dir, K::NAME);
+            let lkg = lkg_path(dir, &self.label);
             if let Err(e) = write_atomic(&lkg, &bytes) {
                 tracing::error!(
-                    artifact = K::NAME,
+                    artifact = %self.label,
                     version,
                     path = %lkg.display(),
                     error = %e,
@@ -353,7 +365,7 @@ impl<K: ArtifactKind> Artifact<K> {
     /// The LKG copy, through `K::load`: `None` when there is no state folder or no copy.
     fn lkg_value(&self) -> Option<Result<Loaded<K::Value>, Rejection>> {
         let dir = self.options.state_dir.as_ref()?;
-        let lkg = lkg_path(dir, K::NAME);
+        let lkg = lkg_path(dir, &self.label);
         if !lkg.exists() {
             return None;
         }
@@ -373,7 +385,7 @@ impl<K: ArtifactKind> Artifact<K> {
             loaded_at: SystemTime::now(),
             source: SourceKind::Lkg,
         })));
-        self.metrics.set_version(K::NAME, version);
+        self.metrics.set_version(&self.label, version);
     }
 
     /// The file was rejected at start: say loudly what runs instead (the LKG, or nothing).
@@ -382,10 +394,10 @@ impl<K: ArtifactKind> Artifact<K> {
             .options
             .state_dir
             .as_ref()
-            .map(|dir| lkg_path(dir, K::NAME));
+            .map(|dir| lkg_path(dir, &self.label));
         match self.active.load().as_deref() {
             Some(active) if active.source == SourceKind::Lkg => tracing::error!(
-                artifact = K::NAME,
+                artifact = %self.label,
                 version = active.version,
                 sha256 = %active.sha256,
                 lkg = %lkg.as_deref().map_or_else(String::new, |p| p.display().to_string()),
@@ -406,7 +418,7 @@ impl<K: ArtifactKind> Artifact<K> {
                     Some(Ok(_)) => "the last-known-good copy was not taken".to_string(),
                 };
                 tracing::error!(
-                    artifact = K::NAME,
+                    artifact = %self.label,
                     path = %self.options.path.display(),
                     reason = rejection.reason.label(),
                     detail = %rejection.detail,
@@ -417,16 +429,16 @@ impl<K: ArtifactKind> Artifact<K> {
     }
 
     fn unchanged(&self) -> LoadOutcome {
-        self.metrics.load(K::NAME, LoadResult::Unchanged);
+        self.metrics.load(&self.label, LoadResult::Unchanged);
         LoadOutcome::Unchanged
     }
 
     fn reject(&self, rejection: Rejection) -> LoadOutcome {
         self.rejections.fetch_add(1, Ordering::Relaxed);
-        self.metrics.load(K::NAME, LoadResult::Rejected);
-        self.metrics.reject(K::NAME, rejection.reason);
+        self.metrics.load(&self.label, LoadResult::Rejected);
+        self.metrics.reject(&self.label, rejection.reason);
         tracing::warn!(
-            artifact = K::NAME,
+            artifact = %self.label,
             reason = rejection.reason.label(),
             version = rejection.version,
             detail = %rejection.detail,

@@ -18,6 +18,16 @@ pub struct Config {
     pub redis: Option<Redis>,
     /// `[[rules]]`, in file order.
     pub rules: Vec<Rule>,
+    /// `[[ip_lists]]`, in file order.
+    pub ip_lists: Vec<IpList>,
+}
+
+/// An IP list (`[[ip_lists]]`): an artifact file of CIDRs that rules read by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpList {
+    pub name: String,
+    /// Resolved against the config file's folder.
+    pub file: std::path::PathBuf,
 }
 
 /// A rule (`[[rules]]`): its expression compiled at load, evaluated per request in order.
@@ -33,6 +43,16 @@ pub struct Rule {
     pub fields: RuleFields,
     /// Indices into `Config::routes`; empty: every route.
     pub routes: Vec<usize>,
+    /// `set_header` / `remove_header`: the header the origin request gets or loses.
+    pub header: Option<RuleHeader>,
+}
+
+/// The header a `set_header` (with a value) or `remove_header` (without) rule edits: a valid
+/// lower-case name, a valid value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleHeader {
+    pub name: String,
+    pub value: Option<String>,
 }
 
 /// Which request fields a rule's expression refers to.
@@ -71,6 +91,10 @@ pub enum RuleAction {
     Allow,
     /// Count only.
     Log,
+    /// Set a header on the request to the origin (`Rule::header`); later rules still run.
+    SetHeader,
+    /// Remove a header from the request to the origin (`Rule::header`); later rules still run.
+    RemoveHeader,
 }
 
 impl RuleAction {
@@ -80,6 +104,8 @@ impl RuleAction {
             RuleAction::Block { .. } => "block",
             RuleAction::Allow => "allow",
             RuleAction::Log => "log",
+            RuleAction::SetHeader => "set_header",
+            RuleAction::RemoveHeader => "remove_header",
         }
     }
 }

@@ -25,6 +25,15 @@ pub struct Spec {
     pub redis: Option<RedisSpec>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    #[serde(default)]
+    pub ip_lists: Vec<IpListSpec>,
+}
+
+/// `[[ip_lists]]`: a named IP-list artifact.
+#[derive(Debug, Deserialize)]
+pub struct IpListSpec {
+    pub name: String,
+    pub file: String,
 }
 
 /// `[[rules]]`: a CEL expression and what to do when it matches.
@@ -36,6 +45,10 @@ pub struct RuleSpec {
     pub status: Option<i64>,
     pub mode: Option<String>,
     pub routes: Option<Vec<String>>,
+    /// `set_header`, `remove_header`: the header of the request to the origin.
+    pub header: Option<String>,
+    /// `set_header`: its value.
+    pub value: Option<String>,
 }
 
 /// `[redis]`: the Redis that global limits share.

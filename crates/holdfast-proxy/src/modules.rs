@@ -13,6 +13,9 @@ pub enum ModuleAction {
     Pass,
     /// Go on, sending this header to the origin (it replaces any the client sent).
     Header(HeaderName, HeaderValue),
+    /// Go on, with these edits of the origin request in order: set (`Some`, replacing any the
+    /// client sent) or remove (`None`); applied after the `Header`s of the modules.
+    Headers(Box<[(HeaderName, Option<HeaderValue>)]>),
     /// The edge answers 403 itself (a `closed` fail policy): never a 5xx.
     Deny,
     /// The edge answers itself with this status (400..=599): a rule blocked the request.

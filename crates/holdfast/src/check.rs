@@ -41,8 +41,10 @@ pub fn check_file(path: &Path) -> Result<(), Vec<String>> {
 }
 
 /// The artifact kinds `holdfast check --kind` knows.
-pub const ARTIFACT_KINDS: &[&str] =
-    &[<holdfast_bot::BotFeatures as holdfast_artifact::ArtifactKind>::NAME];
+pub const ARTIFACT_KINDS: &[&str] = &[
+    <holdfast_bot::BotFeatures as holdfast_artifact::ArtifactKind>::NAME,
+    <holdfast_shield::ip_list::IpListKind as holdfast_artifact::ArtifactKind>::NAME,
+];
 
 /// `holdfast check --kind KIND FILE`: exactly the checks a running edge applies to the file
 /// (size, signature when a key is given, parse, schema, the consumer's semantic checks).
@@ -69,6 +71,17 @@ pub fn check_artifact(
                 "bot-features version {}, {} features",
                 model.version(),
                 model.entries()
+            ))
+        }
+        "ip-list" => {
+            use holdfast_artifact::ArtifactKind;
+            use holdfast_shield::ip_list::IpListKind;
+            let set = holdfast_artifact::check_file::<IpListKind>(path, key.as_ref())
+                .map_err(|r| vec![format!("{at}: {}: {r}", r.reason.label())])?;
+            Ok(format!(
+                "ip-list version {}, {} entries",
+                IpListKind::version(&set),
+                set.entries()
             ))
         }
         other => Err(vec![format!(

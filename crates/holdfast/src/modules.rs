@@ -12,10 +12,11 @@ use holdfast_modules::{
 };
 use holdfast_proxy::{Block, ModuleAction, RequestModule, TooMany};
 use holdfast_shield::global::{GlobalLimit, GlobalSync, RedisHealth, RedisMetrics, RedisSettings};
+use holdfast_shield::ip_list::IpListKind;
 use holdfast_shield::limits::{Counters, LimitOutcome, RateLimits, RouteLimit};
-use holdfast_shield::rules::{RuleMetrics, RuleOutcome, Rules};
+use holdfast_shield::rules::{HeaderEdit, IpLists, RuleMetrics, RuleOutcome, Rules};
 use prometheus::Registry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -46,6 +47,13 @@ impl RequestModule for RulesRequest {
                     rule: b.rule,
                 }))
             }
+            Verdict::Decided(RuleOutcome::Edit(edits))
+            | Verdict::Stale(RuleOutcome::Edit(edits)) => ModuleAction::Headers(
+                edits
+                    .iter()
+                    .map(|e| (e.name.clone(), e.value.clone()))
+                    .collect(),
+            ),
             Verdict::Decided(RuleOutcome::Pass)
             | Verdict::Stale(RuleOutcome::Pass)
             | Verdict::Unknown => ModuleAction::Pass,
@@ -54,12 +62,25 @@ impl RequestModule for RulesRequest {
     }
 }
 
+/// A validated `set_header` / `remove_header` as the data path applies it.
+fn header_edit(h: &holdfast_config::RuleHeader) -> Option<HeaderEdit> {
+    Some(HeaderEdit {
+        name: http::HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+        value: match &h.value {
+            None => None,
+            Some(v) => Some(http::HeaderValue::from_str(v).ok()?),
+        },
+    })
+}
+
 /// The rules as configured, with route names instead of indices: an unchanged set keeps its
 /// compiled programs and hit counts across a reload.
 type RulesConfig = Vec<(holdfast_config::Rule, Vec<String>)>;
 
 struct RulesRuntime {
     config: RulesConfig,
+    /// The IP lists the rules were compiled against (a new artifact means new rules).
+    lists: IpLists,
     slot: Arc<RulesSlot>,
 }
 
@@ -135,6 +156,15 @@ impl RequestModule for BotRequest {
     }
 }
 
+/// One `[[ip_lists]]` entry's artifact, kept across reloads while its file is the same.
+struct IpListRuntime {
+    file: PathBuf,
+    state_dir: Option<PathBuf>,
+    artifact: Arc<Artifact<IpListKind>>,
+    /// In a mutex only to be `Sync` (the runtime is shared by `Arc`); never locked.
+    _watcher: Mutex<Option<Watcher>>,
+}
+
 struct BotRuntime {
     config: holdfast_config::BotModule,
     state_dir: Option<PathBuf>,
@@ -149,6 +179,7 @@ pub(crate) struct Prepared {
     bot: Option<BotPlan>,
     limits: Option<LimitsPlan>,
     rules: Option<RulesPlan>,
+    ip_lists: HashMap<String, Arc<IpListRuntime>>,
     state_dir: Option<PathBuf>,
 }
 
@@ -170,6 +201,7 @@ pub(crate) struct ModuleHost {
     redis_metrics: RedisMetrics,
     rule_metrics: RuleMetrics,
     rules: Mutex<Option<RulesRuntime>>,
+    ip_lists: Mutex<HashMap<String, Arc<IpListRuntime>>>,
     bot: Mutex<Option<BotRuntime>>,
     limits: Mutex<Option<LimitsRuntime>>,
     state_dir: Mutex<Option<PathBuf>>,
@@ -239,6 +271,7 @@ impl ModuleHost {
             },
             rule_metrics: RuleMetrics::new(registry)?,
             rules: Mutex::new(None),
+            ip_lists: Mutex::new(HashMap::new()),
             bot: Mutex::new(None),
             limits: Mutex::new(None),
             state_dir: Mutex::new(None),
@@ -272,13 +305,69 @@ impl ModuleHost {
             }
         };
         let limits = self.prepare_limits(config, &overrides);
-        let rules = self.prepare_rules(config, &overrides)?;
+        let ip_lists = self.prepare_ip_lists(config, state_dir.as_deref());
+        let lists: IpLists = ip_lists
+            .iter()
+            .map(|(name, rt)| (name.clone(), Arc::clone(&rt.artifact)))
+            .collect();
+        let rules = self.prepare_rules(config, &overrides, &lists)?;
         Ok(Prepared {
             bot,
             limits,
             rules,
+            ip_lists,
             state_dir,
         })
+    }
+
+    /// The IP lists `config` names: the running artifact of a list whose file (and state
+    /// folder) did not change, a new one (loaded now, falling back to its last-known-good)
+    /// otherwise. A bad or missing file is not a config error: rules reading a list without
+    /// a value count an error and miss.
+    fn prepare_ip_lists(
+        &self,
+        config: &Config,
+        state_dir: Option<&Path>,
+    ) -> HashMap<String, Arc<IpListRuntime>> {
+        let current = lock(&self.ip_lists);
+        config
+            .ip_lists
+            .iter()
+            .map(|l| {
+                let kept = current
+                    .get(&l.name)
+                    .filter(|r| r.file == l.file && r.state_dir.as_deref() == state_dir);
+                let rt = match kept {
+                    Some(rt) => Arc::clone(rt),
+                    None => Arc::new(self.new_ip_list(l, state_dir)),
+                };
+                (l.name.clone(), rt)
+            })
+            .collect()
+    }
+
+    fn new_ip_list(&self, l: &holdfast_config::IpList, state_dir: Option<&Path>) -> IpListRuntime {
+        let mut options = ArtifactOptions::new(&l.file);
+        options.state_dir = state_dir.map(Path::to_path_buf);
+        options.name = Some(l.name.clone());
+        let artifact = Arc::new(Artifact::<IpListKind>::new(
+            options,
+            Arc::clone(&self.artifact_metrics),
+        ));
+        artifact.start();
+        let watched = Arc::clone(&artifact);
+        let name = l.name.clone();
+        let watcher = Watcher::start(artifact.watch_paths(), ARTIFACT_POLL, move |_| {
+            watched.reload();
+        })
+        .map_err(|e| tracing::error!(list = %name, error = %e, "cannot watch the IP list; POST /reload re-reads it"))
+        .ok();
+        IpListRuntime {
+            file: l.file.clone(),
+            state_dir: state_dir.map(Path::to_path_buf),
+            artifact,
+            _watcher: Mutex::new(watcher),
+        }
     }
 
     /// Rules unchanged (same entries, same route names): keep the compiled set and its
@@ -287,6 +376,7 @@ impl ModuleHost {
         &self,
         config: &Config,
         overrides: &Overrides,
+        lists: &IpLists,
     ) -> Result<Option<RulesPlan>, Vec<ConfigError>> {
         if config.rules.is_empty() {
             return Ok(None);
@@ -302,9 +392,15 @@ impl ModuleHost {
                 (entry, route_names(config, &r.routes))
             })
             .collect();
+        let same_lists = |old: &IpLists| {
+            old.len() == lists.len()
+                && old
+                    .iter()
+                    .all(|(name, a)| lists.get(name).is_some_and(|b| Arc::ptr_eq(a, b)))
+        };
         if lock(&self.rules)
             .as_ref()
-            .is_some_and(|r| r.config == wanted)
+            .is_some_and(|r| r.config == wanted && same_lists(&r.lists))
         {
             return Ok(Some(RulesPlan::Keep));
         }
@@ -317,9 +413,10 @@ impl ModuleHost {
                 shadow: r.mode == holdfast_config::RuleMode::Log,
                 routes: routes.clone(),
                 fields: r.fields,
+                header: r.header.as_ref().and_then(header_edit),
             })
             .collect();
-        let rules = Rules::new(specs, &self.rule_metrics).map_err(|e| {
+        let rules = Rules::new(specs, &self.rule_metrics, lists).map_err(|e| {
             let at = config
                 .rules
                 .iter()
@@ -341,6 +438,7 @@ impl ModuleHost {
         }
         Ok(Some(RulesPlan::New(RulesRuntime {
             config: wanted,
+            lists: lists.clone(),
             slot,
         })))
     }
@@ -548,6 +646,7 @@ impl ModuleHost {
             Some(RulesPlan::New(runtime)) => *rules = Some(runtime),
             Some(RulesPlan::Keep) => {}
         }
+        *lock(&self.ip_lists) = prepared.ip_lists;
         *lock(&self.state_dir) = prepared.state_dir;
     }
 
@@ -555,6 +654,9 @@ impl ModuleHost {
     pub(crate) fn reload_artifacts(&self) {
         if let Some(runtime) = lock(&self.bot).as_ref() {
             runtime.artifact.reload();
+        }
+        for list in lock(&self.ip_lists).values() {
+            list.artifact.reload();
         }
     }
 
@@ -644,6 +746,15 @@ impl ModuleHost {
 
     /// `POST /artifacts/NAME/force`: apply the file now even if it shrinks sharply.
     pub(crate) fn force_artifact(&self, name: &str) -> Result<serde_json::Value, (u16, String)> {
+        if let Some(list) = name
+            .strip_prefix("ip-list:")
+            .and_then(|n| lock(&self.ip_lists).get(n).cloned())
+        {
+            list.artifact.force_next();
+            let outcome = list.artifact.reload();
+            tracing::warn!(artifact = name, outcome = ?outcome, "operator forced a reload");
+            return Ok(serde_json::to_value(list.artifact.status()).unwrap_or_default());
+        }
         let bot = lock(&self.bot);
         let Some(runtime) = bot.as_ref().filter(|_| name == "bot-features") else {
             return Err((
@@ -682,10 +793,20 @@ impl ModuleHost {
     /// `/status`: every artifact and every module.
     pub(crate) fn status(&self) -> (serde_json::Value, serde_json::Value) {
         let bot = lock(&self.bot);
-        let artifacts: Vec<serde_json::Value> = bot
+        let mut artifacts: Vec<serde_json::Value> = bot
             .iter()
             .map(|r| serde_json::to_value(r.artifact.status()).unwrap_or_default())
             .collect();
+        let lists = lock(&self.ip_lists);
+        let mut names: Vec<&String> = lists.keys().collect();
+        names.sort();
+        artifacts.extend(
+            names
+                .into_iter()
+                .filter_map(|n| lists.get(n))
+                .map(|l| serde_json::to_value(l.artifact.status()).unwrap_or_default()),
+        );
+        drop(lists);
         let limits = lock(&self.limits);
         let limit_status = limits.as_ref().map(|r| {
             let mut status = serde_json::to_value(r.slot.status()).unwrap_or_default();

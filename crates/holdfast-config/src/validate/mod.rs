@@ -84,7 +84,9 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
     let modules = modules::modules(&spec.modules, base_dir, &mut errs);
     let redis = limits::redis(spec.redis.as_ref(), &mut errs);
     let limits = limits::limits(&spec.limits, &spec.routes, redis.is_some(), &mut errs);
-    let rules = rules::rules(&spec.rules, &spec.routes, &mut errs);
+    let ip_lists = ip_lists::ip_lists(&spec.ip_lists, base_dir, &mut errs);
+    let list_names: Vec<&str> = spec.ip_lists.iter().map(|l| l.name.as_str()).collect();
+    let rules = rules::rules(&spec.rules, &spec.routes, &list_names, &mut errs);
     if errs.0.is_empty() {
         Ok(Config {
             edge,
@@ -95,6 +97,7 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
             limits,
             redis,
             rules,
+            ip_lists,
         })
     } else {
         Err(errs.0)
@@ -415,6 +418,7 @@ fn check_listener_overlap(edge: &EdgeSpec, admin: Option<SocketAddr>, errs: &mut
     }
 }
 
+mod ip_lists;
 mod limits;
 mod rules;
 pub use rules::check_rule_expr;

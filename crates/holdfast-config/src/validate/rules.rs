@@ -15,6 +15,23 @@ const MAX_DEPTH: usize = 64;
 /// Compiled size limit of a `matches` pattern (as the rule engine sets it).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
+/// What an unknown action's error suggests.
+const ACTIONS_FIX: &str = "use \"block\", \"allow\", \"log\", \"set_header\" or \"remove_header\"";
+
+/// Headers a rule may not set or remove: they frame the message or the connection, or route
+/// it (`host`); the edge owns them.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
 /// The fields of `request`.
 const REQUEST_FIELDS: &[&str] = &["method", "path", "host", "query", "headers", "cookies"];
 /// The functions and methods rules may call (the interpreter's, without time functions).
@@ -31,9 +48,15 @@ const FUNCTIONS: &[&str] = &[
     "bytes",
     "max",
     "min",
+    "ip_in_list",
 ];
 
-pub(super) fn rules(specs: &[RuleSpec], routes: &[RouteSpec], errs: &mut Errors) -> Vec<Rule> {
+pub(super) fn rules(
+    specs: &[RuleSpec],
+    routes: &[RouteSpec],
+    lists: &[&str],
+    errs: &mut Errors,
+) -> Vec<Rule> {
     let mut names = UniqueNames::new(
         "rule",
         "id",
@@ -46,13 +69,13 @@ pub(super) fn rules(specs: &[RuleSpec], routes: &[RouteSpec], errs: &mut Errors)
         .map(|(i, r)| {
             let at = format!("rules[{i}]");
             names.check(&at, &r.id, errs);
-            rule(&at, r, routes, errs)
+            rule(&at, r, routes, lists, errs)
         })
         .collect()
 }
 
-fn rule(at: &str, r: &RuleSpec, routes: &[RouteSpec], errs: &mut Errors) -> Rule {
-    let fields = match check_rule_expr(&r.expr) {
+fn rule(at: &str, r: &RuleSpec, routes: &[RouteSpec], lists: &[&str], errs: &mut Errors) -> Rule {
+    let fields = match check_rule_expr_with(&r.expr, lists) {
         Ok(f) => f,
         Err(e) => {
             errs.add(
@@ -71,12 +94,14 @@ fn rule(at: &str, r: &RuleSpec, routes: &[RouteSpec], errs: &mut Errors) -> Rule
         },
         "allow" => RuleAction::Allow,
         "log" => RuleAction::Log,
+        "set_header" => RuleAction::SetHeader,
+        "remove_header" => RuleAction::RemoveHeader,
         "challenge" => {
             errs.add(
                 format!("{at}.action"),
                 "challenge is not available yet (the self-hosted challenge is not built); \
                  use block or log for now",
-                "use \"block\", \"allow\" or \"log\"",
+                ACTIONS_FIX,
             );
             RuleAction::Log
         }
@@ -84,7 +109,7 @@ fn rule(at: &str, r: &RuleSpec, routes: &[RouteSpec], errs: &mut Errors) -> Rule
             errs.add(
                 format!("{at}.action"),
                 format!("unknown action {other:?}"),
-                "use \"block\", \"allow\" or \"log\"",
+                ACTIONS_FIX,
             );
             RuleAction::Log
         }
@@ -96,6 +121,7 @@ fn rule(at: &str, r: &RuleSpec, routes: &[RouteSpec], errs: &mut Errors) -> Rule
             "remove status, or use action = \"block\"",
         );
     }
+    let header = header(at, r, action, errs);
     let mode = match r.mode.as_deref() {
         None | Some("enforce") => RuleMode::Enforce,
         Some("log") => RuleMode::Log,
@@ -122,7 +148,88 @@ fn rule(at: &str, r: &RuleSpec, routes: &[RouteSpec], errs: &mut Errors) -> Rule
         mode,
         fields,
         routes: indices,
+        header,
     }
+}
+
+/// `header` and `value`: required by `set_header` (both) and `remove_header` (`header`),
+/// refused elsewhere; a valid name outside `RESERVED_HEADERS`, a valid value.
+fn header(at: &str, r: &RuleSpec, action: RuleAction, errs: &mut Errors) -> Option<RuleHeader> {
+    let edits = matches!(action, RuleAction::SetHeader | RuleAction::RemoveHeader);
+    if !edits {
+        for (key, set) in [("header", r.header.is_some()), ("value", r.value.is_some())] {
+            if set {
+                errs.add(
+                    format!("{at}.{key}"),
+                    format!("{key} only applies to actions \"set_header\" and \"remove_header\""),
+                    &format!("remove {key}, or use one of those actions"),
+                );
+            }
+        }
+        return None;
+    }
+    let Some(name) = &r.header else {
+        errs.add(
+            format!("{at}.header"),
+            format!("action \"{}\" needs the header to edit", action.label()),
+            "add header = \"x-example\" (the header of the request to the origin)",
+        );
+        return None;
+    };
+    let mut ok = true;
+    match http::HeaderName::from_bytes(name.as_bytes()) {
+        Err(_) => {
+            ok = false;
+            errs.add(
+                format!("{at}.header"),
+                format!("{name:?} is not a valid header name"),
+                "use letters, digits and - (e.g. \"x-shield\")",
+            );
+        }
+        Ok(h) if RESERVED_HEADERS.contains(&h.as_str()) => {
+            ok = false;
+            errs.add(
+                format!("{at}.header"),
+                format!("{name:?} frames or routes the request; rules cannot edit it"),
+                "edit another header (the edge sets this one itself)",
+            );
+        }
+        Ok(_) => {}
+    }
+    let value = match (action, &r.value) {
+        (RuleAction::SetHeader, None) => {
+            errs.add(
+                format!("{at}.value"),
+                "action \"set_header\" needs a value",
+                "add value = \"...\" (use remove_header to drop a header)",
+            );
+            return None;
+        }
+        (RuleAction::SetHeader, Some(v)) => {
+            if http::HeaderValue::from_str(v).is_err() {
+                ok = false;
+                errs.add(
+                    format!("{at}.value"),
+                    format!("{v:?} is not a valid header value"),
+                    "use visible ASCII and spaces, no line breaks",
+                );
+            }
+            Some(v.clone())
+        }
+        (_, Some(_)) => {
+            errs.add(
+                format!("{at}.value"),
+                "value only applies to action \"set_header\"",
+                "remove value",
+            );
+            None
+        }
+        (_, None) => None,
+    };
+    ok.then(|| RuleHeader {
+        name: name.to_ascii_lowercase(),
+        value,
+    })
 }
 
 fn status(at: &str, status: Option<i64>, errs: &mut Errors) -> u16 {
@@ -145,6 +252,11 @@ fn status(at: &str, status: Option<i64>, errs: &mut Errors) -> u16 {
 /// Compile-check a rule expression: it parses, names only `request` (with its fields) and
 /// `client.ip`, and calls only known functions. The answer is the request fields it reads.
 pub fn check_rule_expr(source: &str) -> Result<RuleFields, String> {
+    check_rule_expr_with(source, &[])
+}
+
+/// `check_rule_expr` where `ip_in_list(ip, "name")` may name these IP lists.
+pub fn check_rule_expr_with(source: &str, lists: &[&str]) -> Result<RuleFields, String> {
     if source.trim().is_empty() {
         return Err("empty expression".to_string());
     }
@@ -175,11 +287,16 @@ pub fn check_rule_expr(source: &str) -> Result<RuleFields, String> {
     })?;
     let mut fields = RuleFields::default();
     let mut bound = Vec::new();
-    walk(&expr, &mut bound, &mut fields)?;
+    walk(&expr, &mut bound, &mut fields, lists)?;
     Ok(fields)
 }
 
-fn walk(e: &IdedExpr, bound: &mut Vec<String>, fields: &mut RuleFields) -> Result<(), String> {
+fn walk(
+    e: &IdedExpr,
+    bound: &mut Vec<String>,
+    fields: &mut RuleFields,
+    lists: &[&str],
+) -> Result<(), String> {
     match &e.expr {
         Expr::Unspecified | Expr::Literal(_) => Ok(()),
         Expr::Ident(name) => match name.as_str() {
@@ -234,7 +351,7 @@ fn walk(e: &IdedExpr, bound: &mut Vec<String>, fields: &mut RuleFields) -> Resul
                     }
                 }
             }
-            walk(&s.operand, bound, fields)
+            walk(&s.operand, bound, fields, lists)
         }
         Expr::Call(c) => {
             let name = c.func_name.as_str();
@@ -244,6 +361,29 @@ fn walk(e: &IdedExpr, bound: &mut Vec<String>, fields: &mut RuleFields) -> Resul
                     "unknown function {name:?} (known: {})",
                     FUNCTIONS.join(", ")
                 ));
+            }
+            if name == "ip_in_list" {
+                let list = match (c.target.is_none(), c.args.as_slice()) {
+                    (true, [_, b]) => match &b.expr {
+                        Expr::Literal(Val::String(s)) => Some(s.as_str()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match list {
+                    None => {
+                        return Err("ip_in_list takes an address and a list name in quotes, \
+                                    e.g. ip_in_list(client.ip, \"office\")"
+                            .to_string())
+                    }
+                    Some(l) if !lists.contains(&l) => {
+                        return Err(format!(
+                            "ip_in_list: no IP list {l:?} (configured: {lists:?}); add it under \
+                             [[ip_lists]]"
+                        ))
+                    }
+                    Some(_) => {}
+                }
             }
             if name == "matches" {
                 if let Some(Expr::Literal(Val::String(pattern))) = c.args.first().map(|a| &a.expr) {
@@ -258,29 +398,34 @@ fn walk(e: &IdedExpr, bound: &mut Vec<String>, fields: &mut RuleFields) -> Resul
                 }
             }
             if let Some(t) = &c.target {
-                walk(t, bound, fields)?;
+                walk(t, bound, fields, lists)?;
             }
-            c.args.iter().try_for_each(|a| walk(a, bound, fields))
+            c.args
+                .iter()
+                .try_for_each(|a| walk(a, bound, fields, lists))
         }
         Expr::Comprehension(c) => {
-            walk(&c.iter_range, bound, fields)?;
+            walk(&c.iter_range, bound, fields, lists)?;
             let before = bound.len();
             bound.push(c.iter_var.clone());
             bound.extend(c.iter_var2.clone());
             bound.push(c.accu_var.clone());
             let r = [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result]
                 .into_iter()
-                .try_for_each(|x| walk(x, bound, fields));
+                .try_for_each(|x| walk(x, bound, fields, lists));
             bound.truncate(before);
             r
         }
-        Expr::List(l) => l.elements.iter().try_for_each(|x| walk(x, bound, fields)),
+        Expr::List(l) => l
+            .elements
+            .iter()
+            .try_for_each(|x| walk(x, bound, fields, lists)),
         Expr::Map(m) => m.entries.iter().try_for_each(|en| match &en.expr {
             EntryExpr::MapEntry(me) => {
-                walk(&me.key, bound, fields)?;
-                walk(&me.value, bound, fields)
+                walk(&me.key, bound, fields, lists)?;
+                walk(&me.value, bound, fields, lists)
             }
-            EntryExpr::StructField(sf) => walk(&sf.value, bound, fields),
+            EntryExpr::StructField(sf) => walk(&sf.value, bound, fields, lists),
         }),
         Expr::Struct(_) => Err("message literals are not supported".to_string()),
     }

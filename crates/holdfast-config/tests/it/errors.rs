@@ -2081,6 +2081,12 @@ fn rule_errors() {
             &r("expr = 'true'\naction = \"log\"\nstatus = 403"),
             &r("expr = 'true'\naction = \"block\"\nmode = \"shadow\""),
             &r("expr = 'true'\naction = \"block\"\nroutes = [\"nope\"]"),
+            &r("expr = 'true'\naction = \"set_header\"\nvalue = \"1\""),
+            &r("expr = 'true'\naction = \"set_header\"\nheader = \"x-a\""),
+            &r("expr = 'true'\naction = \"set_header\"\nheader = \"Host\"\nvalue = \"evil\""),
+            &r("expr = 'true'\naction = \"set_header\"\nheader = \"bad name\"\nvalue = \"a\\nb\""),
+            &r("expr = 'true'\naction = \"remove_header\"\nheader = \"x-a\"\nvalue = \"1\""),
+            &r("expr = 'true'\naction = \"block\"\nheader = \"x-a\""),
             "[[rules]]\nid = \"\"\nexpr = 'true'\naction = \"log\"\n[[rules]]\nid = \"a\"\nexpr = 'true'\naction = \"log\"\n[[rules]]\nid = \"a\"\nexpr = 'true'\naction = \"log\"",
             "[[rules]]\nid = \"r\"\naction = \"block\"",
         ],
@@ -2104,7 +2110,7 @@ fn rule_errors() {
             id = "r"
             expr = 'request.path.lower() == "/"'
             action = "block"
-                rules[0].expr: unknown function "lower" (known: contains, size, startsWith, endsWith, matches, string, int, uint, double, bytes, max, min) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
+                rules[0].expr: unknown function "lower" (known: contains, size, startsWith, endsWith, matches, string, int, uint, double, bytes, max, min, ip_in_list) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = 'client.port == 1'
@@ -2124,12 +2130,12 @@ fn rule_errors() {
             id = "r"
             expr = 'request.path.startsWith("/protected")'
             action = "challenge"
-                rules[0].action: challenge is not available yet (the self-hosted challenge is not built); use block or log for now (use "block", "allow" or "log")
+                rules[0].action: challenge is not available yet (the self-hosted challenge is not built); use block or log for now (use "block", "allow", "log", "set_header" or "remove_header")
             [[rules]]
             id = "r"
             expr = 'true'
             action = "deny"
-                rules[0].action: unknown action "deny" (use "block", "allow" or "log")
+                rules[0].action: unknown action "deny" (use "block", "allow", "log", "set_header" or "remove_header")
             [[rules]]
             id = "r"
             expr = 'true'
@@ -2154,6 +2160,46 @@ fn rule_errors() {
             action = "block"
             routes = ["nope"]
                 rules[0].routes[0]: unknown route "nope" (use one of ["all"], or leave routes out to apply to every route)
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "set_header"
+            value = "1"
+                rules[0].header: action "set_header" needs the header to edit (add header = "x-example" (the header of the request to the origin))
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "set_header"
+            header = "x-a"
+                rules[0].value: action "set_header" needs a value (add value = "..." (use remove_header to drop a header))
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "set_header"
+            header = "Host"
+            value = "evil"
+                rules[0].header: "Host" frames or routes the request; rules cannot edit it (edit another header (the edge sets this one itself))
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "set_header"
+            header = "bad name"
+            value = "a\nb"
+                rules[0].header: "bad name" is not a valid header name (use letters, digits and - (e.g. "x-shield"))
+                rules[0].value: "a\nb" is not a valid header value (use visible ASCII and spaces, no line breaks)
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "remove_header"
+            header = "x-a"
+            value = "1"
+                rules[0].value: value only applies to action "set_header" (remove value)
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "block"
+            header = "x-a"
+                rules[0].header: header only applies to actions "set_header" and "remove_header" (remove header, or use one of those actions)
             [[rules]]
             id = ""
             expr = 'true'

@@ -1688,6 +1688,7 @@ action = "log"
                 ..Default::default()
             },
             routes: vec![],
+            header: None,
         }
     );
     assert_eq!(r[1].action, holdfast_config::RuleAction::Allow);

@@ -36,6 +36,7 @@ pub(crate) fn run<B>(
         match module.apply(&view) {
             ModuleAction::Pass => {}
             ModuleAction::Header(name, value) => ctx.module_headers.push((name, value)),
+            ModuleAction::Headers(edits) => ctx.module_header_edits.extend(edits.into_vec()),
             ModuleAction::Deny => {
                 return Err(ProxyError::Denied {
                     module: module.name(),

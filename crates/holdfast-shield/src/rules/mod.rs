@@ -27,6 +27,9 @@ const REGEX_CACHE: usize = 256;
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 pub use holdfast_config::RuleAction;
+
+/// The configured IP lists by name, as rules read them (`ip_in_list(client.ip, "name")`).
+pub type IpLists = HashMap<String, Arc<holdfast_artifact::Artifact<crate::ip_list::IpListKind>>>;
 /// Which request fields the expressions read; only these are built per request.
 pub use holdfast_config::RuleFields as Fields;
 
@@ -41,6 +44,15 @@ pub struct RuleSpec {
     /// Route names; empty: every route.
     pub routes: Vec<String>,
     pub fields: Fields,
+    /// `set_header` / `remove_header`: the edit.
+    pub header: Option<HeaderEdit>,
+}
+
+/// A header of the request to the origin set (`value`) or removed (`None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderEdit {
+    pub name: http::HeaderName,
+    pub value: Option<http::HeaderValue>,
 }
 
 /// `holdfast_rule_hits_total{rule,action,mode}` and `holdfast_rule_errors_total{rule}`.
@@ -118,6 +130,8 @@ pub struct Blocked {
 pub enum RuleOutcome {
     Pass,
     Block(Box<Blocked>),
+    /// Pass, with these edits of the request to the origin, in rule order.
+    Edit(Box<[HeaderEdit]>),
 }
 
 /// Every configured rule, in file order, and the functions they may call.
@@ -142,7 +156,11 @@ pub struct CompileError {
 
 impl Rules {
     /// Compile every rule (the config already compile-checked them).
-    pub fn new(specs: Vec<RuleSpec>, metrics: &RuleMetrics) -> Result<Self, CompileError> {
+    pub fn new(
+        specs: Vec<RuleSpec>,
+        metrics: &RuleMetrics,
+        lists: &IpLists,
+    ) -> Result<Self, CompileError> {
         let mut fields = Fields::default();
         let mut rules = Vec::with_capacity(specs.len());
         for spec in specs {
@@ -150,7 +168,7 @@ impl Rules {
                 id: spec.id.clone(),
                 detail: e.to_string(),
             })?;
-            let native = native::compile(&spec.expr, REGEX_SIZE_LIMIT);
+            let native = native::compile(&spec.expr, REGEX_SIZE_LIMIT, lists);
             if native.is_none() {
                 fields = fields.union(spec.fields);
             }
@@ -177,7 +195,7 @@ impl Rules {
             .collect();
         Ok(Rules {
             rules,
-            root: root_context(),
+            root: root_context(lists),
             fields,
             by_route,
             unrouted,
@@ -257,9 +275,24 @@ fn map(m: HashMap<Key, Value>) -> Value {
     Value::Map(Map { map: Arc::new(m) })
 }
 
-/// The interpreter's functions, with `matches` caching its compiled patterns.
-fn root_context() -> Context<'static> {
+/// The interpreter's functions, with `matches` caching its compiled patterns, and
+/// `ip_in_list` over the configured IP lists.
+fn root_context(lists: &IpLists) -> Context<'static> {
     let mut ctx = Context::default();
+    let lists = lists.clone();
+    ctx.add_function(
+        "ip_in_list",
+        move |ftx: &FunctionContext,
+              ip: Arc<String>,
+              name: Arc<String>|
+              -> Result<bool, ExecutionError> {
+            let list = lists
+                .get(name.as_str())
+                .ok_or_else(|| ftx.error(format!("no IP list {name:?}")))?;
+            native::in_list(list, ip.parse().ok())
+                .map_err(|_| ftx.error(format!("IP list {name:?} has no value loaded")))
+        },
+    );
     let cache: Arc<Mutex<HashMap<String, Arc<regex::Regex>>>> = Arc::default();
     ctx.add_function(
         "matches",
@@ -302,6 +335,8 @@ impl Module for Rules {
         let view = native::Req::new(req);
         // Built on the first CEL rule that runs, then shared by the rest.
         let mut ctx: Option<Context<'_>> = None;
+        // Header edits of the rules that matched so far (no allocation until one does).
+        let mut edits: Vec<HeaderEdit> = Vec::new();
         for &i in self.for_route(req.route) {
             let Some(rule) = self.rules.get(i) else {
                 continue;
@@ -317,18 +352,30 @@ impl Module for Rules {
                     }
                 }
             };
-            if let ControlFlow::Break(outcome) = self.hit(rule, matched) {
-                return Ok(outcome);
+            match self.hit(rule, matched, &mut edits) {
+                ControlFlow::Continue(()) => {}
+                ControlFlow::Break(RuleOutcome::Pass) => break,
+                ControlFlow::Break(outcome) => return Ok(outcome),
             }
         }
-        Ok(RuleOutcome::Pass)
+        Ok(if edits.is_empty() {
+            RuleOutcome::Pass
+        } else {
+            RuleOutcome::Edit(edits.into_boxed_slice())
+        })
     }
 }
 
 impl Rules {
-    /// Count one evaluation (`None`: it failed, a miss counted as an error); break with the
-    /// outcome when an enforced rule decides.
-    fn hit(&self, rule: &Rule, matched: Option<bool>) -> ControlFlow<RuleOutcome> {
+    /// Count one evaluation (`None`: it failed, a miss counted as an error); collect a header
+    /// edit; break with the outcome when an enforced rule decides (`Pass`: an allow, which
+    /// keeps the edits made so far; a block drops them).
+    fn hit(
+        &self,
+        rule: &Rule,
+        matched: Option<bool>,
+        edits: &mut Vec<HeaderEdit>,
+    ) -> ControlFlow<RuleOutcome> {
         match matched {
             Some(true) => {}
             Some(false) => return ControlFlow::Continue(()),
@@ -345,6 +392,10 @@ impl Rules {
         }
         match rule.spec.action {
             RuleAction::Log => ControlFlow::Continue(()),
+            RuleAction::SetHeader | RuleAction::RemoveHeader => {
+                edits.extend(rule.spec.header.clone());
+                ControlFlow::Continue(())
+            }
             RuleAction::Allow => ControlFlow::Break(RuleOutcome::Pass),
             RuleAction::Block { status } => {
                 ControlFlow::Break(RuleOutcome::Block(Box::new(Blocked {

@@ -20,6 +20,12 @@ use holdfast_modules::RequestView;
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::IpLists;
+use crate::ip_list::IpListKind;
+use holdfast_artifact::Artifact;
 
 /// A rule's expression failed at run time (CEL: an execution error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +41,8 @@ pub enum Pred {
     Test(Field, Test),
     /// The header or cookie is present.
     Has(Field),
+    /// `ip_in_list(field, "name")`: the field, as an address, is in the IP list.
+    IpIn(Field, Arc<Artifact<IpListKind>>),
 }
 
 /// A string the request has (or, for headers and cookies, may lack).
@@ -87,33 +95,43 @@ impl Test {
 }
 
 /// Compile an expression to a native predicate, or `None` when it has a shape left to CEL.
-pub fn compile(source: &str, regex_size_limit: usize) -> Option<Pred> {
+pub fn compile(source: &str, regex_size_limit: usize, lists: &IpLists) -> Option<Pred> {
     let expr = cel_parser::Parser::new().parse(source).ok()?;
-    pred(&expr, regex_size_limit)
+    pred(
+        &expr,
+        &Env {
+            limit: regex_size_limit,
+            lists,
+        },
+    )
 }
 
-fn pred(e: &IdedExpr, limit: usize) -> Option<Pred> {
+/// What compiling needs besides the expression.
+struct Env<'a> {
+    limit: usize,
+    lists: &'a IpLists,
+}
+
+fn pred(e: &IdedExpr, env: &Env<'_>) -> Option<Pred> {
     match &e.expr {
         Expr::Literal(Val::Boolean(b)) => Some(Pred::Lit(*b)),
         Expr::Select(s) if s.test => Some(Pred::Has(map_key(&s.operand, &s.field)?)),
-        Expr::Call(c) => call(c, limit),
+        Expr::Call(c) => call(c, env),
         _ => None,
     }
 }
 
-fn call(c: &CallExpr, limit: usize) -> Option<Pred> {
+fn call(c: &CallExpr, env: &Env<'_>) -> Option<Pred> {
     use cel_parser::ast::operators as op;
     let name = c.func_name.as_str();
     match (&c.target, c.args.as_slice()) {
-        (None, [a, b]) if name == op::LOGICAL_AND => Some(Pred::And(
-            Box::new(pred(a, limit)?),
-            Box::new(pred(b, limit)?),
-        )),
-        (None, [a, b]) if name == op::LOGICAL_OR => Some(Pred::Or(
-            Box::new(pred(a, limit)?),
-            Box::new(pred(b, limit)?),
-        )),
-        (None, [a]) if name == op::LOGICAL_NOT => Some(Pred::Not(Box::new(pred(a, limit)?))),
+        (None, [a, b]) if name == op::LOGICAL_AND => {
+            Some(Pred::And(Box::new(pred(a, env)?), Box::new(pred(b, env)?)))
+        }
+        (None, [a, b]) if name == op::LOGICAL_OR => {
+            Some(Pred::Or(Box::new(pred(a, env)?), Box::new(pred(b, env)?)))
+        }
+        (None, [a]) if name == op::LOGICAL_NOT => Some(Pred::Not(Box::new(pred(a, env)?))),
         (None, [a, b]) if name == op::EQUALS || name == op::NOT_EQUALS => {
             let (f, s) = match (field(a), string(b)) {
                 (Some(f), Some(s)) => (f, s),
@@ -140,6 +158,10 @@ fn call(c: &CallExpr, limit: usize) -> Option<Pred> {
                 .collect::<Option<Vec<_>>>()?;
             Some(Pred::Test(f, Test::In(list.into())))
         }
+        (None, [a, b]) if name == "ip_in_list" => {
+            let list = env.lists.get(string(b)?)?;
+            Some(Pred::IpIn(field(a)?, Arc::clone(list)))
+        }
         (Some(t), [arg]) => {
             let f = field(t)?;
             let s = string(arg)?;
@@ -147,9 +169,12 @@ fn call(c: &CallExpr, limit: usize) -> Option<Pred> {
                 "startsWith" => Test::StartsWith(s.into()),
                 "endsWith" => Test::EndsWith(s.into()),
                 "contains" => Test::Contains(s.into()),
-                "matches" => {
-                    Test::Matches(regex::RegexBuilder::new(s).size_limit(limit).build().ok()?)
-                }
+                "matches" => Test::Matches(
+                    regex::RegexBuilder::new(s)
+                        .size_limit(env.limit)
+                        .build()
+                        .ok()?,
+                ),
                 _ => return None,
             };
             Some(Pred::Test(f, test))
@@ -251,12 +276,26 @@ impl Pred {
             Pred::Or(a, b) => Ok(a.eval(req)? || b.eval(req)?),
             Pred::Not(a) => Ok(!a.eval(req)?),
             Pred::Has(f) => Ok(req.value(f).is_some()),
+            Pred::IpIn(Field::ClientIp, list) => in_list(list, Some(req.view.client_ip)),
+            Pred::IpIn(f, list) => match req.value(f) {
+                // CEL cannot call the function on null: an error.
+                None => Err(EvalError),
+                Some(v) => in_list(list, v.parse().ok()),
+            },
             Pred::Test(f, t) => match req.value(f) {
                 Some(v) => Ok(t.on(&v)),
                 None => t.on_null(),
             },
         }
     }
+}
+
+/// Whether `ip` is in the list's active value (`None`, not an address: no); an error while
+/// the list has no value (never loaded and no last-known-good).
+pub fn in_list(list: &Artifact<IpListKind>, ip: Option<IpAddr>) -> Result<bool, EvalError> {
+    let current = list.current();
+    let active = current.as_ref().ok_or(EvalError)?;
+    Ok(ip.is_some_and(|ip| active.value.contains(ip)))
 }
 
 /// The first value of cookie `name` over every `Cookie` header (as the CEL map keeps it).

@@ -23,12 +23,13 @@ fn rule(id: &str, expr: &str, action: RuleAction, shadow: bool) -> RuleSpec {
         shadow,
         routes: vec![],
         fields: all_fields(),
+        header: None,
     }
 }
 
 fn rules(specs: Vec<RuleSpec>) -> Rules {
     let metrics = RuleMetrics::new(&prometheus::Registry::new()).unwrap();
-    Rules::new(specs, &metrics).unwrap()
+    Rules::new(specs, &metrics, &IpLists::new()).unwrap()
 }
 
 fn decide(r: &Rules, path: &str, headers: &[(&str, &str)]) -> RuleOutcome {
@@ -61,7 +62,7 @@ const BLOCK: RuleAction = RuleAction::Block { status: 403 };
 fn blocked_by(o: &RuleOutcome) -> Option<&str> {
     match o {
         RuleOutcome::Block(b) => Some(b.rule.as_str()),
-        RuleOutcome::Pass => None,
+        RuleOutcome::Pass | RuleOutcome::Edit(_) => None,
     }
 }
 
@@ -448,4 +449,236 @@ fn each_route_runs_its_own_rules_in_file_order() {
     assert_eq!(blocked_by(&decide(&r, "/c", &[])), Some("c"));
     assert_eq!(r.rules[0].hits(), 1);
     assert_eq!(r.rules[1].hits(), 0);
+}
+
+#[test]
+fn the_benchmark_shapes_compile_natively() {
+    // bench/shield.sh's rules and replay parts, as they write them (CEL raw strings).
+    let replay = format!(
+        r#"request.query.matches(r"""{PATTERN_2019}""") || ("x-payload" in request.headers && request.headers["x-payload"].matches(r"""{PATTERN_2019}"""))"#
+    );
+    let r = rules(vec![
+        rule(
+            "prefix",
+            r#"request.path.startsWith("/blocked-01/")"#,
+            BLOCK,
+            false,
+        ),
+        rule(
+            "key",
+            r#"request.headers["x-api-key"] == "stolen-key-01""#,
+            BLOCK,
+            false,
+        ),
+        rule(
+            "method",
+            r#"request.method == "DELETE" && request.path == "/admin-01""#,
+            BLOCK,
+            false,
+        ),
+        rule(
+            "probe",
+            r#"request.path.matches(r"^/probe-01/[a-z]+\.php$")"#,
+            BLOCK,
+            false,
+        ),
+        rule("waf-2019", &replay, BLOCK, false),
+    ]);
+    for rule in &r.rules {
+        assert_eq!(rule.engine(), "native", "{}", rule.spec.id);
+    }
+    let digits = "1".repeat(4000);
+    let payload = format!("x={digits}");
+    assert_eq!(
+        decide(
+            &r,
+            &format!("/1k?x={}", &digits[..180]),
+            &[("x-payload", &payload)]
+        ),
+        RuleOutcome::Pass
+    );
+    assert_eq!(
+        blocked_by(&decide(&r, "/probe-01/a.php", &[])),
+        Some("probe")
+    );
+    assert_eq!(blocked_by(&decide(&r, "/1k?1=1", &[])), Some("waf-2019"));
+    assert!(r.rules.iter().all(|r| r.errors() == 0));
+}
+
+fn edit_rule(id: &str, expr: &str, name: &str, value: Option<&str>) -> RuleSpec {
+    let action = if value.is_some() {
+        RuleAction::SetHeader
+    } else {
+        RuleAction::RemoveHeader
+    };
+    let mut s = rule(id, expr, action, false);
+    s.header = Some(HeaderEdit {
+        name: http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+        value: value.map(|v| http::HeaderValue::from_str(v).unwrap()),
+    });
+    s
+}
+
+fn edits(o: &RuleOutcome) -> Vec<(String, Option<String>)> {
+    match o {
+        RuleOutcome::Edit(e) => e
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    h.value.as_ref().map(|v| v.to_str().unwrap().to_string()),
+                )
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
+
+#[test]
+fn header_edits_collect_in_order_and_a_block_drops_them() {
+    let r = rules(vec![
+        edit_rule(
+            "tag",
+            r#"request.path.startsWith("/api")"#,
+            "x-shield",
+            Some("api"),
+        ),
+        edit_rule("strip", "true", "x-debug", None),
+        rule(
+            "ok",
+            r#"request.path == "/api/ok""#,
+            RuleAction::Allow,
+            false,
+        ),
+        rule("bad", r#"request.path == "/api/bad""#, BLOCK, false),
+        edit_rule("late", "true", "x-late", Some("1")),
+    ]);
+    assert_eq!(
+        edits(&decide(&r, "/api/x", &[])),
+        vec![
+            ("x-shield".into(), Some("api".into())),
+            ("x-debug".into(), None),
+            ("x-late".into(), Some("1".into())),
+        ]
+    );
+    // allow stops the rules after it, keeping the edits before it
+    assert_eq!(
+        edits(&decide(&r, "/api/ok", &[])),
+        vec![
+            ("x-shield".into(), Some("api".into())),
+            ("x-debug".into(), None)
+        ]
+    );
+    assert_eq!(blocked_by(&decide(&r, "/api/bad", &[])), Some("bad"));
+    // a shadow edit counts and edits nothing
+    let mut shadow = edit_rule("s", "true", "x-s", Some("1"));
+    shadow.shadow = true;
+    let r = rules(vec![shadow]);
+    assert_eq!(decide(&r, "/", &[]), RuleOutcome::Pass);
+    assert_eq!(r.rules[0].hits(), 1);
+}
+
+/// An IP list "office" loaded from a file in `dir` (kept by the caller).
+fn office_list(dir: &std::path::Path, text: &str) -> IpLists {
+    use holdfast_artifact::{Artifact, ArtifactMetrics, ArtifactOptions};
+    let path = dir.join("office.txt");
+    std::fs::write(&path, text).unwrap();
+    let mut options = ArtifactOptions::new(&path);
+    options.name = Some("office".into());
+    let metrics = Arc::new(ArtifactMetrics::new(&prometheus::Registry::new()).unwrap());
+    let list = Arc::new(Artifact::<crate::ip_list::IpListKind>::new(
+        options, metrics,
+    ));
+    list.start();
+    IpLists::from([("office".to_string(), list)])
+}
+
+#[test]
+fn ip_in_list_answers_alike_natively_and_in_cel() {
+    let dir = tempfile::tempdir().unwrap();
+    let lists = office_list(
+        dir.path(),
+        "# version: 1\n192.0.2.0/24\n2001:db8::/32\n203.0.113.9\n",
+    );
+    let metrics = RuleMetrics::new(&prometheus::Registry::new()).unwrap();
+    let exprs = [
+        r#"ip_in_list(client.ip, "office")"#,
+        r#"!ip_in_list(client.ip, "office") && request.path.startsWith("/")"#,
+        r#"ip_in_list(request.headers["x-real-ip"], "office")"#,
+        r#"ip_in_list(request.cookies["sid"], "office")"#,
+    ];
+    let mut compared = 0;
+    for expr in exprs {
+        let mut r = Rules::new(vec![rule("r", expr, BLOCK, false)], &metrics, &lists).unwrap();
+        assert_eq!(r.rules[0].engine(), "native", "{expr}");
+        r.fields = all_fields();
+        for (method, path, query, mut headers, ip) in sample_requests() {
+            for real in [
+                None,
+                Some("192.0.2.77"),
+                Some("2001:db8::5"),
+                Some("nonsense"),
+            ] {
+                if let Some(v) = real {
+                    headers.insert("x-real-ip", http::HeaderValue::from_static(v));
+                }
+                let view = RequestView {
+                    method: &method,
+                    version: http::Version::HTTP_11,
+                    headers: &headers,
+                    path: &path,
+                    query: query.as_deref(),
+                    client_ip: ip,
+                    tls: false,
+                    route: "main",
+                };
+                let native = r.rules[0]
+                    .native
+                    .as_ref()
+                    .unwrap()
+                    .eval(&native::Req::new(&view))
+                    .ok();
+                let cel = match r.rules[0].program.execute(&r.context(&view)) {
+                    Ok(Value::Bool(b)) => Some(b),
+                    _ => None,
+                };
+                assert_eq!(native, cel, "{expr} on {ip} {headers:?}");
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 200);
+    // The sample requests include 192.0.2.7 (in) and 10.1.2.3 (out).
+    let r = Rules::new(
+        vec![rule(
+            "office",
+            r#"ip_in_list(client.ip, "office")"#,
+            BLOCK,
+            false,
+        )],
+        &metrics,
+        &lists,
+    )
+    .unwrap();
+    assert_eq!(blocked_by(&decide(&r, "/", &[])), Some("office"));
+}
+
+#[test]
+fn a_list_without_a_value_is_the_rules_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let lists = office_list(dir.path(), "192.0.2.0/24\n"); // no version line: rejected
+    let metrics = RuleMetrics::new(&prometheus::Registry::new()).unwrap();
+    let r = Rules::new(
+        vec![rule(
+            "office",
+            r#"ip_in_list(client.ip, "office")"#,
+            BLOCK,
+            false,
+        )],
+        &metrics,
+        &lists,
+    )
+    .unwrap();
+    assert_eq!(decide(&r, "/", &[]), RuleOutcome::Pass);
+    assert_eq!(r.rules[0].errors(), 1);
 }

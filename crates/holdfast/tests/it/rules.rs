@@ -307,3 +307,189 @@ async fn a_reload_keeps_unchanged_rules_and_their_counts_and_applies_changed_one
     assert_eq!(fetch(&edge, "/xmlrpc.php").await.status, 403);
     assert_eq!(fetch(&edge, "/protected/x").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_header_and_remove_header_edit_the_request_to_the_origin() {
+    let origin = Origin::text("hello").await;
+    let rules = r#"
+[[rules]]
+id = "tag-api"
+expr = 'request.path.startsWith("/api/")'
+action = "set_header"
+header = "x-shield-tag"
+value = "api"
+
+[[rules]]
+id = "strip-debug"
+expr = '"x-debug" in request.headers'
+action = "remove_header"
+header = "x-debug"
+
+[[rules]]
+id = "block-bad"
+expr = 'request.path == "/api/bad"'
+action = "block"
+"#;
+    let edge = edge_with(&origin, rules, BASIC_POOL);
+    let got = within_limit(get_with(
+        &edge.url("/api/x"),
+        &[("x-debug", "1"), ("x-shield-tag", "forged")],
+    ))
+    .await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    let got = within_limit(get_with(&edge.url("/site"), &[("x-debug", "2")])).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    // A block after an edit: the edit is dropped with the request.
+    assert_eq!(fetch(&edge, "/api/bad").await.status, 403);
+    {
+        let seen = origin.seen.lock().unwrap();
+        assert_eq!(
+            seen.len(),
+            2,
+            "the blocked request never reached the origin"
+        );
+        let api = &seen[0].headers;
+        assert_eq!(
+            api.get_all("x-shield-tag").iter().collect::<Vec<_>>(),
+            vec!["api"],
+            "set_header replaces the client's value: {api:?}"
+        );
+        assert!(api.get("x-debug").is_none(), "{api:?}");
+        let site = &seen[1].headers;
+        assert!(site.get("x-shield-tag").is_none(), "{site:?}");
+        assert!(site.get("x-debug").is_none(), "{site:?}");
+    }
+    let status = edge.status().await;
+    let tag = rule_status(&status, "tag-api");
+    assert_eq!(tag["action"], "set_header", "{tag}");
+    assert_eq!(tag["hits"], 2, "{tag}");
+    assert_eq!(rule_status(&status, "strip-debug")["hits"], 2);
+}
+
+/// The `/status` artifact entry of IP list `name`.
+fn list_status(status: &serde_json::Value, name: &str) -> serde_json::Value {
+    status["artifacts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("status has no artifacts: {status}"))
+        .iter()
+        .find(|a| a["kind"] == "ip-list" && a["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no IP list {name:?} in {status}"))
+}
+
+fn list_rejections(metrics: &str, reason: &str) -> f64 {
+    sample(
+        metrics,
+        "holdfast_artifact_rejected_total",
+        &[("artifact", "ip-list:office"), ("reason", reason)],
+    )
+    .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ip_list_blocks_its_ranges_keeps_its_last_good_version_and_swaps_on_a_good_one() {
+    let origin = Origin::text("hello").await;
+    let template = edge_config_with(
+        2,
+        r#"state_dir = "state""#,
+        &format!(
+            r#"
+[[ip_lists]]
+name = "office"
+file = "office.txt"
+
+[[rules]]
+id = "office-only"
+expr = 'ip_in_list(client.ip, "office")'
+action = "block"
+{BASIC_POOL}"#
+        ),
+    );
+    let edge = Edge::start_in_dir(&template, &[("origin", origin.addr.to_string())], |dir| {
+        std::fs::write(
+            dir.join("office.txt"),
+            "# version: 1\n# loopback\n127.0.0.0/8\n",
+        )
+        .unwrap();
+    });
+    // The client is 127.0.0.1: in the list.
+    assert_eq!(fetch(&edge, "/x").await.status, 403);
+    let status = edge.status().await;
+    assert_eq!(rule_status(&status, "office-only")["engine"], "native");
+    assert_eq!(list_status(&status, "office")["active"]["version"], 1);
+
+    // Rejected, each counted, version 1 kept: a bad CIDR (named by line), no version line,
+    // an empty list, an oversize file.
+    let file = edge.path("office.txt");
+    let bad: [(Vec<u8>, &str); 4] = [
+        (
+            b"# version: 2\n127.0.0.0/8\n10.0.0.0/33\n".to_vec(),
+            "parse",
+        ),
+        (b"10.0.0.0/8\n".to_vec(), "schema"),
+        (b"# version: 3\n# nothing\n".to_vec(), "empty"),
+        (vec![b'#'; 33 * 1024 * 1024], "too_large"),
+    ];
+    for (text, reason) in bad {
+        replace_file(&file, &text);
+        let got = within_limit(post(&edge.admin_url("/reload"))).await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        let list = list_status(&edge.status().await, "office");
+        assert_eq!(list["active"]["version"], 1, "{reason}: {list}");
+        assert_eq!(list["last_rejection"]["reason"], reason, "{list}");
+        assert_eq!(list_rejections(&edge.metrics().await, reason), 1.0);
+        assert_eq!(
+            fetch(&edge, "/x").await.status,
+            403,
+            "{reason}: still the LKG"
+        );
+    }
+    let list = list_status(&edge.status().await, "office");
+    assert!(
+        list["last_rejection"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("larger than")),
+        "{list}"
+    );
+
+    // A good version without loopback: swapped, the request passes.
+    replace_file(&file, b"# version: 9\n192.0.2.0/24\n");
+    let got = within_limit(post(&edge.admin_url("/reload"))).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(
+        list_status(&edge.status().await, "office")["active"]["version"],
+        9
+    );
+    let got = fetch(&edge, "/x").await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(
+        rule_status(&edge.status().await, "office-only")["errors"],
+        0
+    );
+}
+
+#[test]
+fn a_rule_naming_an_unknown_ip_list_is_a_config_error() {
+    let text = edge_config(
+        2,
+        &format!(
+            r#"
+[[rules]]
+id = "r"
+expr = 'ip_in_list(client.ip, "nope")'
+action = "block"
+{BASIC_POOL}"#
+        ),
+    )
+    .replace("{origin}", "127.0.0.1:9");
+    let errs = holdfast_config::parse(&text, std::path::Path::new("/tmp")).unwrap_err();
+    let all = errs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        all.contains("rules[0].expr") && all.contains("no IP list \"nope\""),
+        "{all}"
+    );
+}
