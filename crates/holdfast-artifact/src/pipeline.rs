@@ -104,8 +104,15 @@ pub struct Artifact<K: ArtifactKind> {
     applied: AtomicU64,
     rejections: AtomicU64,
     force: AtomicBool,
+    /// The consumer's check against its own state (e.g. rule ids already in the config),
+    /// after `K::load` and before the swap; also applied to the LKG.
+    check: Option<Check<K>>,
     _kind: PhantomData<fn() -> K>,
 }
+
+/// A consumer's extra check of a loaded value.
+type Check<K> =
+    Box<dyn Fn(&<K as ArtifactKind>::Value) -> Result<(), Rejection> + Send + Sync + 'static>;
 
 impl<K: ArtifactKind> std::fmt::Debug for Artifact<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,7 +147,25 @@ impl<K: ArtifactKind> Artifact<K> {
             applied: AtomicU64::new(0),
             rejections: AtomicU64::new(0),
             force: AtomicBool::new(false),
+            check: None,
             _kind: PhantomData,
+        }
+    }
+
+    /// Add the consumer's check: a value it rejects is rejected like any other (counted,
+    /// remembered, the active value kept), and an LKG it rejects is not used.
+    pub fn with_check(
+        mut self,
+        check: impl Fn(&K::Value) -> Result<(), Rejection> + Send + Sync + 'static,
+    ) -> Self {
+        self.check = Some(Box::new(check));
+        self
+    }
+
+    fn consumer_check(&self, value: &K::Value) -> Result<(), Rejection> {
+        match &self.check {
+            Some(check) => check(value).map_err(|r| r.with_version(K::version(value))),
+            None => Ok(()),
         }
     }
 
@@ -277,7 +302,9 @@ impl<K: ArtifactKind> Artifact<K> {
         memory.retain(|(k, _)| *k != key);
 
         let signature = signature.as_ref().map(|(sig, key)| (sig, *key));
-        let value = match checked::<K>(path, &bytes, signature) {
+        let value = match checked::<K>(path, &bytes, signature)
+            .and_then(|v| self.consumer_check(&v).map(|()| v))
+        {
             Ok(value) => value,
             Err(rejection) => {
                 remember(memory, key, rejection.reason);
@@ -372,7 +399,8 @@ impl<K: ArtifactKind> Artifact<K> {
         Some(
             read_bounded(&lkg, K::MAX_BYTES)
                 .map_err(read_rejection::<K>)
-                .and_then(|source| checked::<K>(&lkg, &source.content, None).map(|v| (v, source))),
+                .and_then(|source| checked::<K>(&lkg, &source.content, None).map(|v| (v, source)))
+                .and_then(|(v, source)| self.consumer_check(&v).map(|()| (v, source))),
         )
     }
 

@@ -20,11 +20,18 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// `[[ip_lists]]`, in file order.
     pub ip_lists: Vec<IpList>,
+    /// `[[rule_lists]]`, in file order (their rules run in this order, after `[[rules]]`).
+    pub rule_lists: Vec<RuleList>,
 }
 
 /// An IP list (`[[ip_lists]]`): an artifact file of CIDRs that rules read by name.
+pub type IpList = NamedFile;
+/// A rule list (`[[rule_lists]]`): an artifact file of rules run after `[[rules]]`.
+pub type RuleList = NamedFile;
+
+/// A named artifact file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IpList {
+pub struct NamedFile {
     pub name: String,
     /// Resolved against the config file's folder.
     pub file: std::path::PathBuf,

@@ -26,12 +26,14 @@ pub struct Spec {
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
     #[serde(default)]
-    pub ip_lists: Vec<IpListSpec>,
+    pub ip_lists: Vec<NamedFileSpec>,
+    #[serde(default)]
+    pub rule_lists: Vec<NamedFileSpec>,
 }
 
-/// `[[ip_lists]]`: a named IP-list artifact.
+/// `[[ip_lists]]`, `[[rule_lists]]`: a named artifact file.
 #[derive(Debug, Deserialize)]
-pub struct IpListSpec {
+pub struct NamedFileSpec {
     pub name: String,
     pub file: String,
 }

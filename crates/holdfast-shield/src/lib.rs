@@ -8,4 +8,5 @@ pub mod global;
 pub mod ip_list;
 pub mod limit;
 pub mod limits;
+pub mod rule_list;
 pub mod rules;

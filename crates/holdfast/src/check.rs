@@ -44,6 +44,7 @@ pub fn check_file(path: &Path) -> Result<(), Vec<String>> {
 pub const ARTIFACT_KINDS: &[&str] = &[
     <holdfast_bot::BotFeatures as holdfast_artifact::ArtifactKind>::NAME,
     <holdfast_shield::ip_list::IpListKind as holdfast_artifact::ArtifactKind>::NAME,
+    <holdfast_shield::rule_list::RuleListKind as holdfast_artifact::ArtifactKind>::NAME,
 ];
 
 /// `holdfast check --kind KIND FILE`: exactly the checks a running edge applies to the file
@@ -82,6 +83,17 @@ pub fn check_artifact(
                 "ip-list version {}, {} entries",
                 IpListKind::version(&set),
                 set.entries()
+            ))
+        }
+        "rule-list" => {
+            use holdfast_artifact::ArtifactKind;
+            use holdfast_shield::rule_list::RuleListKind;
+            let list = holdfast_artifact::check_file::<RuleListKind>(path, key.as_ref())
+                .map_err(|r| vec![format!("{at}: {}: {r}", r.reason.label())])?;
+            Ok(format!(
+                "rule-list version {}, {} rules",
+                RuleListKind::version(&list),
+                RuleListKind::entries(&list)
             ))
         }
         other => Err(vec![format!(

@@ -14,7 +14,8 @@ use holdfast_proxy::{Block, ModuleAction, RequestModule, TooMany};
 use holdfast_shield::global::{GlobalLimit, GlobalSync, RedisHealth, RedisMetrics, RedisSettings};
 use holdfast_shield::ip_list::IpListKind;
 use holdfast_shield::limits::{Counters, LimitOutcome, RateLimits, RouteLimit};
-use holdfast_shield::rules::{HeaderEdit, IpLists, RuleMetrics, RuleOutcome, Rules};
+use holdfast_shield::rule_list::{no_config_ids, RuleListKind};
+use holdfast_shield::rules::{IpLists, ListRules, RuleMetrics, RuleOutcome, RuleSpec, Rules};
 use prometheus::Registry;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -62,23 +63,16 @@ impl RequestModule for RulesRequest {
     }
 }
 
-/// A validated `set_header` / `remove_header` as the data path applies it.
-fn header_edit(h: &holdfast_config::RuleHeader) -> Option<HeaderEdit> {
-    Some(HeaderEdit {
-        name: http::HeaderName::from_bytes(h.name.as_bytes()).ok()?,
-        value: match &h.value {
-            None => None,
-            Some(v) => Some(http::HeaderValue::from_str(v).ok()?),
-        },
-    })
-}
-
 /// The rules as configured, with route names instead of indices: an unchanged set keeps its
 /// compiled programs and hit counts across a reload.
 type RulesConfig = Vec<(holdfast_config::Rule, Vec<String>)>;
 
 struct RulesRuntime {
     config: RulesConfig,
+    /// `[[rule_lists]]` and the state folder their artifacts were built for.
+    rule_lists: Vec<holdfast_config::RuleList>,
+    state_dir: Option<PathBuf>,
+    _watchers: Vec<Watcher>,
     /// The IP lists the rules were compiled against (a new artifact means new rules).
     lists: IpLists,
     slot: Arc<RulesSlot>,
@@ -378,9 +372,10 @@ impl ModuleHost {
         overrides: &Overrides,
         lists: &IpLists,
     ) -> Result<Option<RulesPlan>, Vec<ConfigError>> {
-        if config.rules.is_empty() {
+        if config.rules.is_empty() && config.rule_lists.is_empty() {
             return Ok(None);
         }
+        let state_dir = config.edge.state_dir.clone();
         let wanted: RulesConfig = config
             .rules
             .iter()
@@ -398,25 +393,19 @@ impl ModuleHost {
                     .iter()
                     .all(|(name, a)| lists.get(name).is_some_and(|b| Arc::ptr_eq(a, b)))
         };
-        if lock(&self.rules)
-            .as_ref()
-            .is_some_and(|r| r.config == wanted && same_lists(&r.lists))
-        {
+        if lock(&self.rules).as_ref().is_some_and(|r| {
+            r.config == wanted
+                && same_lists(&r.lists)
+                && r.rule_lists == config.rule_lists
+                && r.state_dir == state_dir
+        }) {
             return Ok(Some(RulesPlan::Keep));
         }
         let specs = wanted
             .iter()
-            .map(|(r, routes)| holdfast_shield::rules::RuleSpec {
-                id: r.id.clone(),
-                expr: r.expr.clone(),
-                action: r.action,
-                shadow: r.mode == holdfast_config::RuleMode::Log,
-                routes: routes.clone(),
-                fields: r.fields,
-                header: r.header.as_ref().and_then(header_edit),
-            })
+            .map(|(r, routes)| RuleSpec::from_config(r, routes.clone()))
             .collect();
-        let rules = Rules::new(specs, &self.rule_metrics, lists).map_err(|e| {
+        let mut rules = Rules::new(specs, &self.rule_metrics, lists).map_err(|e| {
             let at = config
                 .rules
                 .iter()
@@ -428,6 +417,13 @@ impl ModuleHost {
                 "fix the expression (it passed the config check but did not compile)",
             )]
         })?;
+        let ids: Vec<String> = config.rules.iter().map(|r| r.id.clone()).collect();
+        let mut watchers = Vec::new();
+        for l in &config.rule_lists {
+            let (list, watcher) = self.new_rule_list(l, state_dir.as_deref(), &ids, lists);
+            rules.lists.push(list);
+            watchers.extend(watcher);
+        }
         let settings = ModuleSettings {
             time_budget: RULES_BUDGET,
             ..ModuleSettings::default()
@@ -439,8 +435,46 @@ impl ModuleHost {
         Ok(Some(RulesPlan::New(RulesRuntime {
             config: wanted,
             lists: lists.clone(),
+            rule_lists: config.rule_lists.clone(),
+            state_dir,
             slot,
+            _watchers: watchers,
         })))
+    }
+
+    /// A `[[rule_lists]]` entry: its artifact (loaded now, or its last-known-good; ids of
+    /// `[[rules]]` rejected before a swap), compiled after each load, watched.
+    fn new_rule_list(
+        &self,
+        l: &holdfast_config::RuleList,
+        state_dir: Option<&Path>,
+        config_ids: &[String],
+        ip_lists: &IpLists,
+    ) -> (Arc<ListRules>, Option<Watcher>) {
+        let mut options = ArtifactOptions::new(&l.file);
+        options.state_dir = state_dir.map(Path::to_path_buf);
+        options.name = Some(l.name.clone());
+        let ids = config_ids.to_vec();
+        let artifact = Arc::new(
+            Artifact::<RuleListKind>::new(options, Arc::clone(&self.artifact_metrics))
+                .with_check(move |list| no_config_ids(list, &ids)),
+        );
+        artifact.start();
+        let list = Arc::new(ListRules::new(
+            l.name.clone(),
+            artifact,
+            &self.rule_metrics,
+            ip_lists,
+        ));
+        let watched = Arc::clone(&list);
+        let name = l.name.clone();
+        let watcher = Watcher::start(list.artifact.watch_paths(), ARTIFACT_POLL, move |_| {
+            watched.artifact.reload();
+            watched.refresh();
+        })
+        .map_err(|e| tracing::error!(list = %name, error = %e, "cannot watch the rule list; POST /reload re-reads it"))
+        .ok();
+        (list, watcher)
     }
 
     /// Limits unchanged (same entries, same route names): keep the running limiters and
@@ -658,6 +692,12 @@ impl ModuleHost {
         for list in lock(&self.ip_lists).values() {
             list.artifact.reload();
         }
+        if let Some(rules) = lock(&self.rules).as_ref() {
+            for list in &rules.slot.module().lists {
+                list.artifact.reload();
+                list.refresh();
+            }
+        }
     }
 
     /// The operator's kill switch for module `name`, kept in `state_dir`.
@@ -755,6 +795,17 @@ impl ModuleHost {
             tracing::warn!(artifact = name, outcome = ?outcome, "operator forced a reload");
             return Ok(serde_json::to_value(list.artifact.status()).unwrap_or_default());
         }
+        if let Some(list) = name.strip_prefix("rule-list:").and_then(|n| {
+            lock(&self.rules)
+                .as_ref()
+                .and_then(|r| r.slot.module().lists.iter().find(|l| l.name == n).cloned())
+        }) {
+            list.artifact.force_next();
+            let outcome = list.artifact.reload();
+            list.refresh();
+            tracing::warn!(artifact = name, outcome = ?outcome, "operator forced a reload");
+            return Ok(serde_json::to_value(list.artifact.status()).unwrap_or_default());
+        }
         let bot = lock(&self.bot);
         let Some(runtime) = bot.as_ref().filter(|_| name == "bot-features") else {
             return Err((
@@ -807,6 +858,16 @@ impl ModuleHost {
                 .map(|l| serde_json::to_value(l.artifact.status()).unwrap_or_default()),
         );
         drop(lists);
+        if let Some(rules) = lock(&self.rules).as_ref() {
+            artifacts.extend(
+                rules
+                    .slot
+                    .module()
+                    .lists
+                    .iter()
+                    .map(|l| serde_json::to_value(l.artifact.status()).unwrap_or_default()),
+            );
+        }
         let limits = lock(&self.limits);
         let limit_status = limits.as_ref().map(|r| {
             let mut status = serde_json::to_value(r.slot.status()).unwrap_or_default();
@@ -861,23 +922,29 @@ impl ModuleHost {
         drop(limits);
         let rule_status = lock(&self.rules).as_ref().map(|r| {
             let mut status = serde_json::to_value(r.slot.status()).unwrap_or_default();
-            let each: Vec<serde_json::Value> = r
-                .slot
-                .module()
-                .rules
-                .iter()
-                .map(|rule| {
-                    serde_json::json!({
-                        "id": rule.spec.id,
-                        "action": rule.spec.action.label(),
-                        "mode": if rule.spec.shadow { "log" } else { "enforce" },
-                        "routes": rule.spec.routes,
-                        "hits": rule.hits(),
-                        "errors": rule.errors(),
-                        "engine": rule.engine(),
-                    })
-                })
-                .collect();
+            let one = |rule: &holdfast_shield::rules::Rule, list: Option<&str>| {
+                let mut v = serde_json::json!({
+                    "id": rule.spec.id,
+                    "action": rule.spec.action.label(),
+                    "mode": if rule.spec.shadow { "log" } else { "enforce" },
+                    "routes": rule.spec.routes,
+                    "hits": rule.hits(),
+                    "errors": rule.errors(),
+                    "engine": rule.engine(),
+                });
+                if let (Some(list), Some(map)) = (list, v.as_object_mut()) {
+                    map.insert("list".into(), list.into());
+                }
+                v
+            };
+            let module = r.slot.module();
+            let mut each: Vec<serde_json::Value> =
+                module.rules.iter().map(|rule| one(rule, None)).collect();
+            for list in &module.lists {
+                if let Some(c) = list.compiled() {
+                    each.extend(c.rules.rules.iter().map(|rule| one(rule, Some(&list.name))));
+                }
+            }
             if let Some(map) = status.as_object_mut() {
                 map.insert("rules".into(), each.into());
             }

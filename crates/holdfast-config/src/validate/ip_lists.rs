@@ -1,23 +1,60 @@
-//! `[[ip_lists]]`: named IP-list artifacts (one CIDR per line) that rules read with
-//! `ip_in_list(client.ip, "name")`: unique names of letters, digits, `-` and `_`, a file.
+//! `[[ip_lists]]` (IP-list artifacts that rules read with `ip_in_list(client.ip, "name")`)
+//! and `[[rule_lists]]` (rule-list artifacts run after `[[rules]]`): unique names of letters,
+//! digits, `-` and `_`, a file.
 
 use super::{Errors, UniqueNames};
-use crate::config::IpList;
-use crate::spec::IpListSpec;
+use crate::config::NamedFile;
+use crate::spec::NamedFileSpec;
 use std::path::Path;
 
-pub(super) fn ip_lists(specs: &[IpListSpec], base_dir: &Path, errs: &mut Errors) -> Vec<IpList> {
-    let mut names = UniqueNames::new(
+pub(super) fn ip_lists(
+    specs: &[NamedFileSpec],
+    base_dir: &Path,
+    errs: &mut Errors,
+) -> Vec<NamedFile> {
+    let names = UniqueNames::new(
         "IP list",
         "name",
         "give the list a name, e.g. name = \"office\"",
         "IP list names must be unique: rules name them in ip_in_list(...)",
     );
+    named_files(
+        "ip_lists",
+        "one CIDR per line",
+        names,
+        specs,
+        base_dir,
+        errs,
+    )
+}
+
+pub(super) fn rule_lists(
+    specs: &[NamedFileSpec],
+    base_dir: &Path,
+    errs: &mut Errors,
+) -> Vec<NamedFile> {
+    let names = UniqueNames::new(
+        "rule list",
+        "name",
+        "give the list a name, e.g. name = \"waf\"",
+        "rule list names must be unique: they label the artifact in metrics and /status",
+    );
+    named_files("rule_lists", "JSON rules", names, specs, base_dir, errs)
+}
+
+fn named_files<'a>(
+    table: &str,
+    what: &str,
+    mut names: UniqueNames<'a>,
+    specs: &'a [NamedFileSpec],
+    base_dir: &Path,
+    errs: &mut Errors,
+) -> Vec<NamedFile> {
     specs
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let at = format!("ip_lists[{i}]");
+            let at = format!("{table}[{i}]");
             names.check(&at, &l.name, errs);
             if !l
                 .name
@@ -37,10 +74,10 @@ pub(super) fn ip_lists(specs: &[IpListSpec], base_dir: &Path, errs: &mut Errors)
                 errs.add(
                     format!("{at}.file"),
                     "empty path",
-                    "name the list's file, e.g. file = \"office.txt\" (one CIDR per line)",
+                    &format!("name the list's file ({what}), e.g. file = \"list.txt\""),
                 );
             }
-            IpList {
+            NamedFile {
                 name: l.name.clone(),
                 file: base_dir.join(&l.file),
             }

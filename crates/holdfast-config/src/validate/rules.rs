@@ -3,6 +3,7 @@
 
 use super::{Errors, UniqueNames};
 use crate::config::*;
+use crate::error::ConfigError;
 use crate::spec::*;
 use cel_parser::ast::{EntryExpr, Expr, IdedExpr};
 use cel_parser::reference::Val;
@@ -50,6 +51,19 @@ const FUNCTIONS: &[&str] = &[
     "min",
     "ip_in_list",
 ];
+
+/// The entries of a rule-list artifact, checked as `[[rules]]` are (ids unique and not empty,
+/// expression, action, status, mode, header) but without routes (a list's rules apply to
+/// every route) or IP lists. The errors name `rules[N].key`.
+pub fn rule_list_entries(specs: &[RuleSpec]) -> Result<Vec<Rule>, Vec<ConfigError>> {
+    let mut errs = Errors::default();
+    let rules = rules(specs, &[], &[], &mut errs);
+    if errs.0.is_empty() {
+        Ok(rules)
+    } else {
+        Err(errs.0)
+    }
+}
 
 pub(super) fn rules(
     specs: &[RuleSpec],
@@ -276,7 +290,14 @@ pub fn check_rule_expr_with(source: &str, lists: &[&str]) -> Result<RuleFields, 
     if depth.1 > MAX_DEPTH {
         return Err(format!("expression nests deeper than {MAX_DEPTH}"));
     }
-    let expr = cel_parser::Parser::new().parse(source).map_err(|e| {
+    // The parser (antlr4rust) panics on some inputs (e.g. a lone "("): a panic is this
+    // expression's error, not the process's.
+    let parsed =
+        std::panic::catch_unwind(|| cel_parser::Parser::new().parse(source)).map_err(|_| {
+            "the CEL parser could not read this expression; check its brackets and quotes"
+                .to_string()
+        })?;
+    let expr = parsed.map_err(|e| {
         // The first error's line: later ones mostly follow from it.
         let text = e.to_string();
         let first = text.lines().next().unwrap_or("").trim();

@@ -2074,6 +2074,7 @@ fn rule_errors() {
             &r("expr = 'request.path.lower() == \"/\"'\naction = \"block\""),
             &r("expr = 'client.port == 1'\naction = \"block\""),
             &r("expr = ''\naction = \"block\""),
+            &r("expr = '('\naction = \"block\""),
             &r("expr = 'request.query.matches(\"(a|{}\")'\naction = \"block\""),
             &r("expr = 'request.path.startsWith(\"/protected\")'\naction = \"challenge\""),
             &r("expr = 'true'\naction = \"deny\""),
@@ -2121,6 +2122,11 @@ fn rule_errors() {
             expr = ''
             action = "block"
                 rules[0].expr: empty expression (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
+            [[rules]]
+            id = "r"
+            expr = '('
+            action = "block"
+                rules[0].expr: the CEL parser could not read this expression; check its brackets and quotes (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = 'request.query.matches("(a|{}")'

@@ -48,6 +48,29 @@ pub struct RuleSpec {
     pub header: Option<HeaderEdit>,
 }
 
+impl RuleSpec {
+    /// A checked config rule (`[[rules]]` or a rule list's entry) with its route names.
+    pub fn from_config(r: &holdfast_config::Rule, routes: Vec<String>) -> Self {
+        RuleSpec {
+            id: r.id.clone(),
+            expr: r.expr.clone(),
+            action: r.action,
+            shadow: r.mode == holdfast_config::RuleMode::Log,
+            routes,
+            fields: r.fields,
+            header: r.header.as_ref().and_then(|h| {
+                Some(HeaderEdit {
+                    name: http::HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+                    value: match &h.value {
+                        None => None,
+                        Some(v) => Some(http::HeaderValue::from_str(v).ok()?),
+                    },
+                })
+            }),
+        }
+    }
+}
+
 /// A header of the request to the origin set (`value`) or removed (`None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderEdit {
@@ -144,6 +167,80 @@ pub struct Rules {
     by_route: HashMap<String, Box<[usize]>>,
     /// The rules that apply to any other route (those without `routes`).
     unrouted: Box<[usize]>,
+    /// `[[rule_lists]]`, run in order after these rules.
+    pub lists: Vec<Arc<ListRules>>,
+}
+
+/// One rule list: its artifact and its active version compiled.
+pub struct ListRules {
+    pub name: String,
+    pub artifact: Arc<holdfast_artifact::Artifact<crate::rule_list::RuleListKind>>,
+    compiled: arc_swap::ArcSwapOption<Compiled>,
+    metrics: RuleMetrics,
+    ip_lists: IpLists,
+}
+
+/// A list version's rules, compiled.
+pub struct Compiled {
+    pub sha256: String,
+    pub version: u64,
+    pub rules: Rules,
+}
+
+impl ListRules {
+    pub fn new(
+        name: String,
+        artifact: Arc<holdfast_artifact::Artifact<crate::rule_list::RuleListKind>>,
+        metrics: &RuleMetrics,
+        ip_lists: &IpLists,
+    ) -> Self {
+        let list = ListRules {
+            name,
+            artifact,
+            compiled: arc_swap::ArcSwapOption::empty(),
+            metrics: metrics.clone(),
+            ip_lists: ip_lists.clone(),
+        };
+        list.refresh();
+        list
+    }
+
+    /// Compile the artifact's active version if it is not the compiled one (after a load;
+    /// never on the request path). A version that does not compile keeps the previous one.
+    pub fn refresh(&self) {
+        let current = self.artifact.current();
+        let Some(active) = current.as_ref() else {
+            return;
+        };
+        if self
+            .compiled
+            .load()
+            .as_ref()
+            .is_some_and(|c| c.sha256 == active.sha256)
+        {
+            return;
+        }
+        let specs = active
+            .value
+            .rules
+            .iter()
+            .map(|r| RuleSpec::from_config(r, Vec::new()))
+            .collect();
+        match Rules::new(specs, &self.metrics, &self.ip_lists) {
+            Ok(rules) => self.compiled.store(Some(Arc::new(Compiled {
+                sha256: active.sha256.clone(),
+                version: active.version,
+                rules,
+            }))),
+            Err(e) => tracing::error!(list = %self.name, error = %e,
+                "a rule list that passed its checks did not compile; the previous version stays"),
+        }
+    }
+
+    /// The compiled active version, if any.
+    pub fn compiled(&self) -> Option<Arc<Compiled>> {
+        self.compiled.load_full()
+    }
 }
 
 /// Why a rule set could not be built.
@@ -164,10 +261,16 @@ impl Rules {
         let mut fields = Fields::default();
         let mut rules = Vec::with_capacity(specs.len());
         for spec in specs {
-            let program = Program::compile(&spec.expr).map_err(|e| CompileError {
-                id: spec.id.clone(),
-                detail: e.to_string(),
-            })?;
+            // The parser panics on some inputs (the config check refuses them first).
+            let program = std::panic::catch_unwind(|| Program::compile(&spec.expr))
+                .map_err(|_| CompileError {
+                    id: spec.id.clone(),
+                    detail: "the CEL parser could not read this expression".to_string(),
+                })?
+                .map_err(|e| CompileError {
+                    id: spec.id.clone(),
+                    detail: e.to_string(),
+                })?;
             let native = native::compile(&spec.expr, REGEX_SIZE_LIMIT, lists);
             if native.is_none() {
                 fields = fields.union(spec.fields);
@@ -199,6 +302,7 @@ impl Rules {
             fields,
             by_route,
             unrouted,
+            lists: Vec::new(),
         })
     }
 
@@ -333,16 +437,42 @@ impl Module for Rules {
 
     fn decide(&self, req: &RequestView<'_>) -> Result<RuleOutcome, ModuleError> {
         let view = native::Req::new(req);
-        // Built on the first CEL rule that runs, then shared by the rest.
-        let mut ctx: Option<Context<'_>> = None;
         // Header edits of the rules that matched so far (no allocation until one does).
         let mut edits: Vec<HeaderEdit> = Vec::new();
+        let mut flow = self.run(req, &view, &mut edits);
+        for list in &self.lists {
+            if flow.is_break() {
+                break;
+            }
+            if let Some(c) = list.compiled.load().as_ref() {
+                flow = c.rules.run(req, &view, &mut edits);
+            }
+        }
+        Ok(match flow {
+            ControlFlow::Break(RuleOutcome::Block(b)) => RuleOutcome::Block(b),
+            _ if edits.is_empty() => RuleOutcome::Pass,
+            _ => RuleOutcome::Edit(edits.into_boxed_slice()),
+        })
+    }
+}
+
+impl Rules {
+    /// The rules of the request's route in order, until one decides (`Break`: a block, or
+    /// `Pass` for an allow).
+    fn run(
+        &self,
+        req: &RequestView<'_>,
+        view: &native::Req<'_, '_>,
+        edits: &mut Vec<HeaderEdit>,
+    ) -> ControlFlow<RuleOutcome> {
+        // Built on the first CEL rule that runs, then shared by the rest.
+        let mut ctx: Option<Context<'_>> = None;
         for &i in self.for_route(req.route) {
             let Some(rule) = self.rules.get(i) else {
                 continue;
             };
             let matched = match &rule.native {
-                Some(p) => p.eval(&view).ok(),
+                Some(p) => p.eval(view).ok(),
                 None => {
                     let ctx = ctx.get_or_insert_with(|| self.context(req));
                     match rule.program.execute(ctx) {
@@ -352,17 +482,9 @@ impl Module for Rules {
                     }
                 }
             };
-            match self.hit(rule, matched, &mut edits) {
-                ControlFlow::Continue(()) => {}
-                ControlFlow::Break(RuleOutcome::Pass) => break,
-                ControlFlow::Break(outcome) => return Ok(outcome),
-            }
+            self.hit(rule, matched, edits)?;
         }
-        Ok(if edits.is_empty() {
-            RuleOutcome::Pass
-        } else {
-            RuleOutcome::Edit(edits.into_boxed_slice())
-        })
+        ControlFlow::Continue(())
     }
 }
 

@@ -96,7 +96,11 @@ impl Test {
 
 /// Compile an expression to a native predicate, or `None` when it has a shape left to CEL.
 pub fn compile(source: &str, regex_size_limit: usize, lists: &IpLists) -> Option<Pred> {
-    let expr = cel_parser::Parser::new().parse(source).ok()?;
+    // The parser panics on some inputs; those are left to CEL (which the config check
+    // already refused).
+    let expr = std::panic::catch_unwind(|| cel_parser::Parser::new().parse(source))
+        .ok()?
+        .ok()?;
     pred(
         &expr,
         &Env {

@@ -493,3 +493,108 @@ action = "block"
         "{all}"
     );
 }
+
+/// The `/status` artifact entry of rule list `name`.
+fn rule_list_status(status: &serde_json::Value, name: &str) -> serde_json::Value {
+    status["artifacts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("status has no artifacts: {status}"))
+        .iter()
+        .find(|a| a["kind"] == "rule-list" && a["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no rule list {name:?} in {status}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_list_runs_after_the_rules_rejects_bad_files_and_swaps_on_a_good_one() {
+    let origin = Origin::text("hello").await;
+    let template = edge_config_with(
+        2,
+        r#"state_dir = "state""#,
+        &format!(
+            r#"
+[[rule_lists]]
+name = "feed"
+file = "feed.json"
+
+[[rules]]
+id = "office"
+expr = 'request.headers["x-office"] == "yes"'
+action = "allow"
+{BASIC_POOL}"#
+        ),
+    );
+    let edge = Edge::start_in_dir(&template, &[("origin", origin.addr.to_string())], |dir| {
+        std::fs::write(
+                dir.join("feed.json"),
+                r#"{"version": 1, "rules": [{"id": "cgi", "expr": "request.path.contains(\"/cgi-bin/\")", "action": "block", "status": 410}]}"#,
+            )
+            .unwrap();
+    });
+    assert_eq!(fetch(&edge, "/cgi-bin/x").await.status, 410);
+    assert_eq!(fetch(&edge, "/other").await.status, 200);
+    // [[rules]] run first: an allow there skips the list.
+    let got = within_limit(get_with(&edge.url("/cgi-bin/x"), &[("x-office", "yes")])).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    let status = edge.status().await;
+    let cgi = rule_status(&status, "cgi");
+    assert_eq!(cgi["list"], "feed", "{cgi}");
+    assert_eq!(cgi["hits"], 1, "{cgi}");
+    assert_eq!(rule_list_status(&status, "feed")["active"]["version"], 1);
+
+    // Rejected, counted, version 1 kept: an expression that does not compile, the same id
+    // twice, an id of [[rules]].
+    let file = edge.path("feed.json");
+    let bad = [
+        (
+            r#"{"version": 2, "rules": [{"id": "x", "expr": "request.pth == \"/\"", "action": "block"}]}"#,
+            "invalid",
+        ),
+        (
+            r#"{"version": 3, "rules": [{"id": "x", "expr": "true", "action": "log"}, {"id": "x", "expr": "false", "action": "log"}]}"#,
+            "duplicate",
+        ),
+        (
+            r#"{"version": 4, "rules": [{"id": "office", "expr": "true", "action": "block"}]}"#,
+            "duplicate",
+        ),
+    ];
+    for (i, (text, reason)) in bad.into_iter().enumerate() {
+        replace_file(&file, text.as_bytes());
+        let got = within_limit(post(&edge.admin_url("/reload"))).await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        let list = rule_list_status(&edge.status().await, "feed");
+        assert_eq!(list["active"]["version"], 1, "{reason}: {list}");
+        assert_eq!(list["last_rejection"]["reason"], reason, "{list}");
+        assert_eq!(list["rejections"], i + 1, "{list}");
+        assert_eq!(
+            fetch(&edge, "/cgi-bin/y").await.status,
+            410,
+            "{reason}: still version 1"
+        );
+    }
+    let metrics = edge.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "holdfast_artifact_rejected_total",
+            &[("artifact", "rule-list:feed"), ("reason", "duplicate")]
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+
+    // A good version 5: swapped and compiled.
+    replace_file(
+        &file,
+        br#"{"version": 5, "rules": [{"id": "php", "expr": "request.path.endsWith(\".php\")", "action": "block"}]}"#,
+    );
+    let got = within_limit(post(&edge.admin_url("/reload"))).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(fetch(&edge, "/cgi-bin/y").await.status, 200);
+    assert_eq!(fetch(&edge, "/x.php").await.status, 403);
+    assert_eq!(
+        rule_list_status(&edge.status().await, "feed")["active"]["version"],
+        5
+    );
+}
