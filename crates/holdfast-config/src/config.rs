@@ -52,6 +52,8 @@ pub struct Rule {
     pub routes: Vec<usize>,
     /// `set_header` / `remove_header`: the header the origin request gets or loses.
     pub header: Option<RuleHeader>,
+    /// `route`: the name of the route (in `Config::routes`) that serves the request instead.
+    pub route: Option<String>,
 }
 
 /// The header a `set_header` (with a value) or `remove_header` (without) rule edits: a valid
@@ -102,6 +104,9 @@ pub enum RuleAction {
     SetHeader,
     /// Remove a header from the request to the origin (`Rule::header`); later rules still run.
     RemoveHeader,
+    /// Send the request to another route's pools (`Rule::route`); later rules still run, the
+    /// first matching `route` rule wins.
+    Route,
 }
 
 impl RuleAction {
@@ -113,6 +118,7 @@ impl RuleAction {
             RuleAction::Log => "log",
             RuleAction::SetHeader => "set_header",
             RuleAction::RemoveHeader => "remove_header",
+            RuleAction::Route => "route",
         }
     }
 }

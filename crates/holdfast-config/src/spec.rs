@@ -51,6 +51,8 @@ pub struct RuleSpec {
     pub header: Option<String>,
     /// `set_header`: its value.
     pub value: Option<String>,
+    /// `route`: the route whose pools serve the request instead.
+    pub route: Option<String>,
 }
 
 /// `[redis]`: the Redis that global limits share.

@@ -22,7 +22,7 @@ mod upstream;
 
 pub use access_log::{AccessLogTarget, AccessLogWriter};
 pub use metrics::Metrics;
-pub use modules::{Block, ModuleAction, RequestModule, TooMany};
+pub use modules::{Block, Edit, ModuleAction, RequestModule, TooMany};
 pub use server::{start, EdgeHandle, Listeners};
 pub use state::{PoolStatus, RouteStatus, ServerStatus, State, StateInputs};
 pub use upstream::HealthChecker;

@@ -36,7 +36,10 @@ async fn proxy(
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let route = phases::route::select(state, ctx)?;
     phases::limits::check(state, &req)?;
-    phases::modules::run(state, &route.name, &req, ctx)?;
+    let route = match phases::modules::run(state, &route.name, &req, ctx)? {
+        Some(name) => phases::route::reroute(state, ctx, &name).unwrap_or(route),
+        None => route,
+    };
     // Boxed: the exchange with the origin is the large part of this future, and hyper moves
     // the service future into its dispatcher on every request; one small allocation is
     // cheaper than copying kilobytes (see the size test below).

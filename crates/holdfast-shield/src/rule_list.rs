@@ -103,6 +103,7 @@ fn compile(spec: FileSpec) -> Result<RuleList, Rejection> {
             routes: None,
             header: e.header,
             value: e.value,
+            route: None,
         })
         .collect();
     let rules = holdfast_config::rule_list_entries(&specs).map_err(|errs| {

@@ -48,13 +48,17 @@ impl RequestModule for RulesRequest {
                     rule: b.rule,
                 }))
             }
-            Verdict::Decided(RuleOutcome::Edit(edits))
-            | Verdict::Stale(RuleOutcome::Edit(edits)) => ModuleAction::Headers(
-                edits
-                    .iter()
-                    .map(|e| (e.name.clone(), e.value.clone()))
-                    .collect(),
-            ),
+            Verdict::Decided(RuleOutcome::Edit(effects))
+            | Verdict::Stale(RuleOutcome::Edit(effects)) => {
+                ModuleAction::Edit(Box::new(holdfast_proxy::Edit {
+                    headers: effects
+                        .headers
+                        .iter()
+                        .map(|e| (e.name.clone(), e.value.clone()))
+                        .collect(),
+                    route: effects.route.clone(),
+                }))
+            }
             Verdict::Decided(RuleOutcome::Pass)
             | Verdict::Stale(RuleOutcome::Pass)
             | Verdict::Unknown => ModuleAction::Pass,

@@ -17,7 +17,8 @@ const MAX_DEPTH: usize = 64;
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// What an unknown action's error suggests.
-const ACTIONS_FIX: &str = "use \"block\", \"allow\", \"log\", \"set_header\" or \"remove_header\"";
+const ACTIONS_FIX: &str =
+    "use \"block\", \"allow\", \"log\", \"set_header\", \"remove_header\" or \"route\"";
 
 /// Headers a rule may not set or remove: they frame the message or the connection, or route
 /// it (`host`); the edge owns them.
@@ -110,6 +111,7 @@ fn rule(at: &str, r: &RuleSpec, routes: &[RouteSpec], lists: &[&str], errs: &mut
         "log" => RuleAction::Log,
         "set_header" => RuleAction::SetHeader,
         "remove_header" => RuleAction::RemoveHeader,
+        "route" => RuleAction::Route,
         "challenge" => {
             errs.add(
                 format!("{at}.action"),
@@ -136,6 +138,7 @@ fn rule(at: &str, r: &RuleSpec, routes: &[RouteSpec], lists: &[&str], errs: &mut
         );
     }
     let header = header(at, r, action, errs);
+    let route = route_target(at, r, action, routes, errs);
     let mode = match r.mode.as_deref() {
         None | Some("enforce") => RuleMode::Enforce,
         Some("log") => RuleMode::Log,
@@ -163,6 +166,51 @@ fn rule(at: &str, r: &RuleSpec, routes: &[RouteSpec], lists: &[&str], errs: &mut
         fields,
         routes: indices,
         header,
+        route,
+    }
+}
+
+/// `route`: required by action `route`, refused elsewhere; an existing route's name.
+fn route_target(
+    at: &str,
+    r: &RuleSpec,
+    action: RuleAction,
+    routes: &[RouteSpec],
+    errs: &mut Errors,
+) -> Option<String> {
+    let wants = action == RuleAction::Route;
+    match (&r.route, wants) {
+        (None, false) => None,
+        (Some(_), false) => {
+            errs.add(
+                format!("{at}.route"),
+                "route only applies to action \"route\"",
+                "remove route, or use action = \"route\" (to limit the rule to some routes, \
+                 use routes = [...])",
+            );
+            None
+        }
+        (None, true) => {
+            errs.add(
+                format!("{at}.route"),
+                "action \"route\" needs the route to send the request to",
+                "add route = \"<name of a [[routes]] entry>\"",
+            );
+            None
+        }
+        (Some(name), true) => {
+            if routes.iter().any(|x| x.name == *name) {
+                Some(name.clone())
+            } else {
+                let known: Vec<&str> = routes.iter().map(|x| x.name.as_str()).collect();
+                errs.add(
+                    format!("{at}.route"),
+                    format!("unknown route {name:?}"),
+                    &format!("use one of {known:?}"),
+                );
+                None
+            }
+        }
     }
 }
 

@@ -2088,6 +2088,9 @@ fn rule_errors() {
             &r("expr = 'true'\naction = \"set_header\"\nheader = \"bad name\"\nvalue = \"a\\nb\""),
             &r("expr = 'true'\naction = \"remove_header\"\nheader = \"x-a\"\nvalue = \"1\""),
             &r("expr = 'true'\naction = \"block\"\nheader = \"x-a\""),
+            &r("expr = 'true'\naction = \"route\""),
+            &r("expr = 'true'\naction = \"route\"\nroute = \"nope\""),
+            &r("expr = 'true'\naction = \"block\"\nroute = \"all\""),
             "[[rules]]\nid = \"\"\nexpr = 'true'\naction = \"log\"\n[[rules]]\nid = \"a\"\nexpr = 'true'\naction = \"log\"\n[[rules]]\nid = \"a\"\nexpr = 'true'\naction = \"log\"",
             "[[rules]]\nid = \"r\"\naction = \"block\"",
         ],
@@ -2136,12 +2139,12 @@ fn rule_errors() {
             id = "r"
             expr = 'request.path.startsWith("/protected")'
             action = "challenge"
-                rules[0].action: challenge is not available yet (the self-hosted challenge is not built); use block or log for now (use "block", "allow", "log", "set_header" or "remove_header")
+                rules[0].action: challenge is not available yet (the self-hosted challenge is not built); use block or log for now (use "block", "allow", "log", "set_header", "remove_header" or "route")
             [[rules]]
             id = "r"
             expr = 'true'
             action = "deny"
-                rules[0].action: unknown action "deny" (use "block", "allow", "log", "set_header" or "remove_header")
+                rules[0].action: unknown action "deny" (use "block", "allow", "log", "set_header", "remove_header" or "route")
             [[rules]]
             id = "r"
             expr = 'true'
@@ -2206,6 +2209,23 @@ fn rule_errors() {
             action = "block"
             header = "x-a"
                 rules[0].header: header only applies to actions "set_header" and "remove_header" (remove header, or use one of those actions)
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "route"
+                rules[0].route: action "route" needs the route to send the request to (add route = "<name of a [[routes]] entry>")
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "route"
+            route = "nope"
+                rules[0].route: unknown route "nope" (use one of ["all"])
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "block"
+            route = "all"
+                rules[0].route: route only applies to action "route" (remove route, or use action = "route" (to limit the rule to some routes, use routes = [...]))
             [[rules]]
             id = ""
             expr = 'true'

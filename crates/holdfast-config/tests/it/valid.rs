@@ -1689,6 +1689,7 @@ action = "log"
             },
             routes: vec![],
             header: None,
+            route: None,
         }
     );
     assert_eq!(r[1].action, holdfast_config::RuleAction::Allow);

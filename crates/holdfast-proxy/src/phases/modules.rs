@@ -9,14 +9,16 @@ use crate::state::State;
 use holdfast_modules::RequestView;
 use http::Request;
 
+/// `Ok(Some(name))`: a rule sent the request to route `name`.
 pub(crate) fn run<B>(
     state: &State,
     route_name: &str,
     req: &Request<B>,
     ctx: &mut RequestCtx,
-) -> Result<(), ProxyError> {
+) -> Result<Option<std::sync::Arc<str>>, ProxyError> {
+    let mut reroute = None;
     if state.modules.is_empty() {
-        return Ok(());
+        return Ok(reroute);
     }
     let view = RequestView {
         method: req.method(),
@@ -36,7 +38,13 @@ pub(crate) fn run<B>(
         match module.apply(&view) {
             ModuleAction::Pass => {}
             ModuleAction::Header(name, value) => ctx.module_headers.push((name, value)),
-            ModuleAction::Headers(edits) => ctx.module_header_edits.extend(edits.into_vec()),
+            ModuleAction::Edit(edit) => {
+                let edit = *edit;
+                ctx.module_header_edits.extend(edit.headers);
+                if reroute.is_none() {
+                    reroute = edit.route;
+                }
+            }
             ModuleAction::Deny => {
                 return Err(ProxyError::Denied {
                     module: module.name(),
@@ -46,5 +54,5 @@ pub(crate) fn run<B>(
             ModuleAction::Block(block) => return Err(ProxyError::Blocked(block)),
         }
     }
-    Ok(())
+    Ok(reroute)
 }

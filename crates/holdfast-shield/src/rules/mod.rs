@@ -46,6 +46,22 @@ pub struct RuleSpec {
     pub fields: Fields,
     /// `set_header` / `remove_header`: the edit.
     pub header: Option<HeaderEdit>,
+    /// `route`: the route that serves the request instead.
+    pub route: Option<Arc<str>>,
+}
+
+/// What the matching rules that decide nothing ask of the request: header edits in rule
+/// order, and the first `route` override.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Effects {
+    pub headers: Vec<HeaderEdit>,
+    pub route: Option<Arc<str>>,
+}
+
+impl Effects {
+    fn is_empty(&self) -> bool {
+        self.headers.is_empty() && self.route.is_none()
+    }
 }
 
 impl RuleSpec {
@@ -67,6 +83,7 @@ impl RuleSpec {
                     },
                 })
             }),
+            route: r.route.as_deref().map(Arc::from),
         }
     }
 }
@@ -153,8 +170,8 @@ pub struct Blocked {
 pub enum RuleOutcome {
     Pass,
     Block(Box<Blocked>),
-    /// Pass, with these edits of the request to the origin, in rule order.
-    Edit(Box<[HeaderEdit]>),
+    /// Pass, with these effects (header edits of the origin request, another route).
+    Edit(Box<Effects>),
 }
 
 /// Every configured rule, in file order, and the functions they may call.
@@ -437,8 +454,8 @@ impl Module for Rules {
 
     fn decide(&self, req: &RequestView<'_>) -> Result<RuleOutcome, ModuleError> {
         let view = native::Req::new(req);
-        // Header edits of the rules that matched so far (no allocation until one does).
-        let mut edits: Vec<HeaderEdit> = Vec::new();
+        // Effects of the rules that matched so far (no allocation until one has one).
+        let mut edits = Effects::default();
         let mut flow = self.run(req, &view, &mut edits);
         for list in &self.lists {
             if flow.is_break() {
@@ -451,7 +468,7 @@ impl Module for Rules {
         Ok(match flow {
             ControlFlow::Break(RuleOutcome::Block(b)) => RuleOutcome::Block(b),
             _ if edits.is_empty() => RuleOutcome::Pass,
-            _ => RuleOutcome::Edit(edits.into_boxed_slice()),
+            _ => RuleOutcome::Edit(Box::new(edits)),
         })
     }
 }
@@ -463,7 +480,7 @@ impl Rules {
         &self,
         req: &RequestView<'_>,
         view: &native::Req<'_, '_>,
-        edits: &mut Vec<HeaderEdit>,
+        edits: &mut Effects,
     ) -> ControlFlow<RuleOutcome> {
         // Built on the first CEL rule that runs, then shared by the rest.
         let mut ctx: Option<Context<'_>> = None;
@@ -496,7 +513,7 @@ impl Rules {
         &self,
         rule: &Rule,
         matched: Option<bool>,
-        edits: &mut Vec<HeaderEdit>,
+        edits: &mut Effects,
     ) -> ControlFlow<RuleOutcome> {
         match matched {
             Some(true) => {}
@@ -515,7 +532,13 @@ impl Rules {
         match rule.spec.action {
             RuleAction::Log => ControlFlow::Continue(()),
             RuleAction::SetHeader | RuleAction::RemoveHeader => {
-                edits.extend(rule.spec.header.clone());
+                edits.headers.extend(rule.spec.header.clone());
+                ControlFlow::Continue(())
+            }
+            RuleAction::Route => {
+                if edits.route.is_none() {
+                    edits.route.clone_from(&rule.spec.route);
+                }
                 ControlFlow::Continue(())
             }
             RuleAction::Allow => ControlFlow::Break(RuleOutcome::Pass),

@@ -24,6 +24,7 @@ fn rule(id: &str, expr: &str, action: RuleAction, shadow: bool) -> RuleSpec {
         routes: vec![],
         fields: all_fields(),
         header: None,
+        route: None,
     }
 }
 
@@ -522,6 +523,7 @@ fn edit_rule(id: &str, expr: &str, name: &str, value: Option<&str>) -> RuleSpec 
 fn edits(o: &RuleOutcome) -> Vec<(String, Option<String>)> {
     match o {
         RuleOutcome::Edit(e) => e
+            .headers
             .iter()
             .map(|h| {
                 (
@@ -681,4 +683,31 @@ fn a_list_without_a_value_is_the_rules_error() {
     .unwrap();
     assert_eq!(decide(&r, "/", &[]), RuleOutcome::Pass);
     assert_eq!(r.rules[0].errors(), 1);
+}
+
+#[test]
+fn the_first_matching_route_rule_reroutes_and_later_rules_still_run() {
+    let mut a = rule(
+        "to-v2",
+        r#"request.path.startsWith("/api/")"#,
+        RuleAction::Route,
+        false,
+    );
+    a.route = Some(Arc::from("v2"));
+    let mut b = rule("to-v3", "true", RuleAction::Route, false);
+    b.route = Some(Arc::from("v3"));
+    let c = edit_rule("tag", "true", "x-tag", Some("1"));
+    let r = rules(vec![a, b, c]);
+    match decide(&r, "/api/x", &[]) {
+        RuleOutcome::Edit(e) => {
+            assert_eq!(e.route.as_deref(), Some("v2"));
+            assert_eq!(e.headers.len(), 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    match decide(&r, "/site", &[]) {
+        RuleOutcome::Edit(e) => assert_eq!(e.route.as_deref(), Some("v3")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.rules[1].hits(), 2);
 }

@@ -598,3 +598,50 @@ action = "allow"
         5
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_rule_sends_the_request_to_another_routes_pools() {
+    let alpha = Origin::text("alpha").await;
+    let beta = Origin::text("beta").await;
+    let config = r#"
+[[pools]]
+name = "a"
+servers = ["{origin}"]
+
+[[pools]]
+name = "b"
+servers = ["{other}"]
+
+[[routes]]
+name = "beta"
+match = { path_prefix = "/beta-only/" }
+pool = "b"
+
+[[routes]]
+name = "all"
+match = { path_prefix = "/" }
+pool = "a"
+
+[[rules]]
+id = "canary"
+expr = 'request.headers["x-canary"] == "1"'
+action = "route"
+route = "beta"
+"#;
+    let edge = Edge::start(
+        &edge_config(2, config),
+        &[
+            ("origin", alpha.addr.to_string()),
+            ("other", beta.addr.to_string()),
+        ],
+    );
+    assert_eq!(fetch(&edge, "/x").await.text(), "alpha");
+    let got = within_limit(get_with(&edge.url("/x"), &[("x-canary", "1")])).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.text(), "beta");
+    assert_eq!(beta.requests_to("/x"), 1);
+    assert_eq!(alpha.requests(), 1);
+    let rule = rule_status(&edge.status().await, "canary");
+    assert_eq!(rule["action"], "route", "{rule}");
+    assert_eq!(rule["hits"], 1, "{rule}");
+}
