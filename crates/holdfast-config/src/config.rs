@@ -54,6 +54,8 @@ pub struct Rule {
     pub header: Option<RuleHeader>,
     /// `route`: the name of the route (in `Config::routes`) that serves the request instead.
     pub route: Option<String>,
+    /// `rate_limit`: the name of the `[[limits]]` entry (`rules_only`) to apply.
+    pub limit: Option<String>,
 }
 
 /// The header a `set_header` (with a value) or `remove_header` (without) rule edits: a valid
@@ -107,6 +109,9 @@ pub enum RuleAction {
     /// Send the request to another route's pools (`Rule::route`); later rules still run, the
     /// first matching `route` rule wins.
     Route,
+    /// Check the request against a `rules_only` limit (`Rule::limit`): 429 when over it;
+    /// later rules still run.
+    RateLimit,
 }
 
 impl RuleAction {
@@ -119,6 +124,7 @@ impl RuleAction {
             RuleAction::SetHeader => "set_header",
             RuleAction::RemoveHeader => "remove_header",
             RuleAction::Route => "route",
+            RuleAction::RateLimit => "rate_limit",
         }
     }
 }
@@ -168,6 +174,8 @@ pub struct Limit {
     pub max_keys: usize,
     /// `local` (default) or `global` (through `[redis]`).
     pub scope: LimitScope,
+    /// Checked only for requests a `rate_limit` rule sends to it (never by route).
+    pub rules_only: bool,
 }
 
 /// What a rate limit counts by.

@@ -53,6 +53,8 @@ pub struct RuleSpec {
     pub value: Option<String>,
     /// `route`: the route whose pools serve the request instead.
     pub route: Option<String>,
+    /// `rate_limit`: the `[[limits]]` entry (with `rules_only = true`) to apply.
+    pub limit: Option<String>,
 }
 
 /// `[redis]`: the Redis that global limits share.
@@ -79,6 +81,9 @@ pub struct LimitSpec {
     pub shadow: bool,
     pub max_keys: Option<i64>,
     pub scope: Option<String>,
+    /// Checked only for requests a `rate_limit` rule sends to it.
+    #[serde(default)]
+    pub rules_only: bool,
 }
 
 /// `[modules.*]`: one table per module.

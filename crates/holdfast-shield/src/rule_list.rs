@@ -104,6 +104,7 @@ fn compile(spec: FileSpec) -> Result<RuleList, Rejection> {
             header: e.header,
             value: e.value,
             route: None,
+            limit: None,
         })
         .collect();
     let rules = holdfast_config::rule_list_entries(&specs).map_err(|errs| {

@@ -32,7 +32,33 @@ type LimitsSlot = ModuleSlot<RateLimits>;
 type RulesSlot = ModuleSlot<Rules>;
 
 /// The rules as the data path runs them: a block answers with its status (403 by default).
-struct RulesRequest(Arc<RulesSlot>);
+/// The rules module, and the limits module of the same `State` for `rate_limit` rules.
+struct RulesRequest(Arc<RulesSlot>, Option<Arc<LimitsSlot>>);
+
+impl RulesRequest {
+    /// A `rate_limit` rule's limits, in order (unless the limits module is switched off).
+    fn over_limit(&self, names: &[Arc<str>], req: &RequestView<'_>) -> Option<ModuleAction> {
+        let limits = self.1.as_ref()?;
+        if names.is_empty() || limits.state() == holdfast_modules::ModuleState::Disabled {
+            return None;
+        }
+        names
+            .iter()
+            .find_map(|name| match limits.module().check_named(name, req) {
+                LimitOutcome::Limited(l) => Some(l),
+                LimitOutcome::Pass => None,
+            })
+            .map(|l| {
+                let l = *l;
+                ModuleAction::TooMany(Box::new(TooMany {
+                    limit: l.limit,
+                    retry_after: l.retry_after,
+                    ratelimit: l.ratelimit,
+                    policy: Some(l.policy),
+                }))
+            })
+    }
+}
 
 impl RequestModule for RulesRequest {
     fn name(&self) -> &'static str {
@@ -50,6 +76,9 @@ impl RequestModule for RulesRequest {
             }
             Verdict::Decided(RuleOutcome::Edit(effects))
             | Verdict::Stale(RuleOutcome::Edit(effects)) => {
+                if let Some(too_many) = self.over_limit(&effects.limits, req) {
+                    return too_many;
+                }
                 ModuleAction::Edit(Box::new(holdfast_proxy::Edit {
                     headers: effects
                         .headers
@@ -528,13 +557,16 @@ impl ModuleHost {
                 spec.shadow = l.shadow;
                 spec.max_keys = l.max_keys;
                 let counters = Counters::new(&self.limit_decisions, &l.name);
-                if l.scope == holdfast_config::LimitScope::Global && wanted.1.is_some() {
-                    let global = Arc::new(GlobalLimit::new(spec.clone(), Arc::clone(&health)));
-                    globals.push(Arc::clone(&global));
-                    RouteLimit::global(spec, global, routes.clone(), counters)
-                } else {
-                    RouteLimit::new(spec, routes.clone(), counters)
-                }
+                let mut limit =
+                    if l.scope == holdfast_config::LimitScope::Global && wanted.1.is_some() {
+                        let global = Arc::new(GlobalLimit::new(spec.clone(), Arc::clone(&health)));
+                        globals.push(Arc::clone(&global));
+                        RouteLimit::global(spec, global, routes.clone(), counters)
+                    } else {
+                        RouteLimit::new(spec, routes.clone(), counters)
+                    };
+                limit.rules_only = l.rules_only;
+                limit
             })
             .collect();
         let redis = match (&wanted.1, globals.is_empty()) {
@@ -634,8 +666,8 @@ impl ModuleHost {
             Some(LimitsPlan::New(runtime)) => Some(Arc::clone(&runtime.slot)),
             Some(LimitsPlan::Keep) => lock(&self.limits).as_ref().map(|r| Arc::clone(&r.slot)),
         };
-        if let Some(slot) = limits {
-            modules.push(Arc::new(LimitsRequest(slot)));
+        if let Some(slot) = &limits {
+            modules.push(Arc::new(LimitsRequest(Arc::clone(slot))));
         }
         // Rules next: a blocked request costs no scoring.
         let rules = match &prepared.rules {
@@ -644,7 +676,7 @@ impl ModuleHost {
             Some(RulesPlan::Keep) => lock(&self.rules).as_ref().map(|r| Arc::clone(&r.slot)),
         };
         if let Some(slot) = rules {
-            modules.push(Arc::new(RulesRequest(slot)));
+            modules.push(Arc::new(RulesRequest(slot, limits)));
         }
         let slot = match &prepared.bot {
             None => None,

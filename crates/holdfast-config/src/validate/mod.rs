@@ -87,7 +87,13 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
     let ip_lists = ip_lists::ip_lists(&spec.ip_lists, base_dir, &mut errs);
     let rule_lists = ip_lists::rule_lists(&spec.rule_lists, base_dir, &mut errs);
     let list_names: Vec<&str> = spec.ip_lists.iter().map(|l| l.name.as_str()).collect();
-    let rules = rules::rules(&spec.rules, &spec.routes, &list_names, &mut errs);
+    let rules = rules::rules(
+        &spec.rules,
+        &spec.routes,
+        &list_names,
+        &spec.limits,
+        &mut errs,
+    );
     if errs.0.is_empty() {
         Ok(Config {
             edge,

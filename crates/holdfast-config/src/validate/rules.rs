@@ -17,8 +17,8 @@ const MAX_DEPTH: usize = 64;
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// What an unknown action's error suggests.
-const ACTIONS_FIX: &str =
-    "use \"block\", \"allow\", \"log\", \"set_header\", \"remove_header\" or \"route\"";
+const ACTIONS_FIX: &str = "use \"block\", \"allow\", \"log\", \"set_header\", \"remove_header\", \
+                          \"route\" or \"rate_limit\"";
 
 /// Headers a rule may not set or remove: they frame the message or the connection, or route
 /// it (`host`); the edge owns them.
@@ -58,7 +58,7 @@ const FUNCTIONS: &[&str] = &[
 /// every route) or IP lists. The errors name `rules[N].key`.
 pub fn rule_list_entries(specs: &[RuleSpec]) -> Result<Vec<Rule>, Vec<ConfigError>> {
     let mut errs = Errors::default();
-    let rules = rules(specs, &[], &[], &mut errs);
+    let rules = rules(specs, &[], &[], &[], &mut errs);
     if errs.0.is_empty() {
         Ok(rules)
     } else {
@@ -70,6 +70,7 @@ pub(super) fn rules(
     specs: &[RuleSpec],
     routes: &[RouteSpec],
     lists: &[&str],
+    limits: &[LimitSpec],
     errs: &mut Errors,
 ) -> Vec<Rule> {
     let mut names = UniqueNames::new(
@@ -84,12 +85,19 @@ pub(super) fn rules(
         .map(|(i, r)| {
             let at = format!("rules[{i}]");
             names.check(&at, &r.id, errs);
-            rule(&at, r, routes, lists, errs)
+            rule(&at, r, routes, lists, limits, errs)
         })
         .collect()
 }
 
-fn rule(at: &str, r: &RuleSpec, routes: &[RouteSpec], lists: &[&str], errs: &mut Errors) -> Rule {
+fn rule(
+    at: &str,
+    r: &RuleSpec,
+    routes: &[RouteSpec],
+    lists: &[&str],
+    limits: &[LimitSpec],
+    errs: &mut Errors,
+) -> Rule {
     let fields = match check_rule_expr_with(&r.expr, lists) {
         Ok(f) => f,
         Err(e) => {
@@ -112,6 +120,7 @@ fn rule(at: &str, r: &RuleSpec, routes: &[RouteSpec], lists: &[&str], errs: &mut
         "set_header" => RuleAction::SetHeader,
         "remove_header" => RuleAction::RemoveHeader,
         "route" => RuleAction::Route,
+        "rate_limit" => RuleAction::RateLimit,
         "challenge" => {
             errs.add(
                 format!("{at}.action"),
@@ -139,6 +148,7 @@ fn rule(at: &str, r: &RuleSpec, routes: &[RouteSpec], lists: &[&str], errs: &mut
     }
     let header = header(at, r, action, errs);
     let route = route_target(at, r, action, routes, errs);
+    let limit = limit_target(at, r, action, limits, errs);
     let mode = match r.mode.as_deref() {
         None | Some("enforce") => RuleMode::Enforce,
         Some("log") => RuleMode::Log,
@@ -167,6 +177,64 @@ fn rule(at: &str, r: &RuleSpec, routes: &[RouteSpec], lists: &[&str], errs: &mut
         routes: indices,
         header,
         route,
+        limit,
+    }
+}
+
+/// `limit`: required by action `rate_limit`, refused elsewhere; a `[[limits]]` entry with
+/// `rules_only = true` (any other is already checked by route: a rule would count twice).
+fn limit_target(
+    at: &str,
+    r: &RuleSpec,
+    action: RuleAction,
+    limits: &[LimitSpec],
+    errs: &mut Errors,
+) -> Option<String> {
+    let wants = action == RuleAction::RateLimit;
+    match (&r.limit, wants) {
+        (None, false) => None,
+        (Some(_), false) => {
+            errs.add(
+                format!("{at}.limit"),
+                "limit only applies to action \"rate_limit\"",
+                "remove limit, or use action = \"rate_limit\"",
+            );
+            None
+        }
+        (None, true) => {
+            errs.add(
+                format!("{at}.limit"),
+                "action \"rate_limit\" needs the limit to apply",
+                "add limit = \"<name of a [[limits]] entry with rules_only = true>\"",
+            );
+            None
+        }
+        (Some(name), true) => match limits.iter().find(|l| l.name == *name) {
+            Some(l) if l.rules_only => Some(name.clone()),
+            Some(_) => {
+                errs.add(
+                    format!("{at}.limit"),
+                    format!("limit {name:?} applies by route already (rules_only is not set)"),
+                    &format!(
+                        "set rules_only = true on limit {name:?}, so that only rules apply it"
+                    ),
+                );
+                None
+            }
+            None => {
+                let known: Vec<&str> = limits
+                    .iter()
+                    .filter(|l| l.rules_only)
+                    .map(|l| l.name.as_str())
+                    .collect();
+                errs.add(
+                    format!("{at}.limit"),
+                    format!("unknown limit {name:?}"),
+                    &format!("use one of the rules_only limits {known:?}"),
+                );
+                None
+            }
+        },
     }
 }
 

@@ -2091,6 +2091,11 @@ fn rule_errors() {
             &r("expr = 'true'\naction = \"route\""),
             &r("expr = 'true'\naction = \"route\"\nroute = \"nope\""),
             &r("expr = 'true'\naction = \"block\"\nroute = \"all\""),
+            &r("expr = 'true'\naction = \"rate_limit\""),
+            &r("expr = 'true'\naction = \"rate_limit\"\nlimit = \"nope\""),
+            &r("expr = 'true'\naction = \"log\"\nlimit = \"x\""),
+            "[[limits]]\nname = \"l\"\nkey = \"client_ip\"\nrequests = 1\nper = \"1s\"\n[[rules]]\nid = \"r\"\nexpr = 'true'\naction = \"rate_limit\"\nlimit = \"l\"",
+            "[[limits]]\nname = \"l\"\nkey = \"client_ip\"\nrequests = 1\nper = \"1s\"\nrules_only = true\nroutes = [\"all\"]",
             "[[rules]]\nid = \"\"\nexpr = 'true'\naction = \"log\"\n[[rules]]\nid = \"a\"\nexpr = 'true'\naction = \"log\"\n[[rules]]\nid = \"a\"\nexpr = 'true'\naction = \"log\"",
             "[[rules]]\nid = \"r\"\naction = \"block\"",
         ],
@@ -2139,12 +2144,12 @@ fn rule_errors() {
             id = "r"
             expr = 'request.path.startsWith("/protected")'
             action = "challenge"
-                rules[0].action: challenge is not available yet (the self-hosted challenge is not built); use block or log for now (use "block", "allow", "log", "set_header", "remove_header" or "route")
+                rules[0].action: challenge is not available yet (the self-hosted challenge is not built); use block or log for now (use "block", "allow", "log", "set_header", "remove_header", "route" or "rate_limit")
             [[rules]]
             id = "r"
             expr = 'true'
             action = "deny"
-                rules[0].action: unknown action "deny" (use "block", "allow", "log", "set_header", "remove_header" or "route")
+                rules[0].action: unknown action "deny" (use "block", "allow", "log", "set_header", "remove_header", "route" or "rate_limit")
             [[rules]]
             id = "r"
             expr = 'true'
@@ -2226,6 +2231,42 @@ fn rule_errors() {
             action = "block"
             route = "all"
                 rules[0].route: route only applies to action "route" (remove route, or use action = "route" (to limit the rule to some routes, use routes = [...]))
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "rate_limit"
+                rules[0].limit: action "rate_limit" needs the limit to apply (add limit = "<name of a [[limits]] entry with rules_only = true>")
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "rate_limit"
+            limit = "nope"
+                rules[0].limit: unknown limit "nope" (use one of the rules_only limits [])
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "log"
+            limit = "x"
+                rules[0].limit: limit only applies to action "rate_limit" (remove limit, or use action = "rate_limit")
+            [[limits]]
+            name = "l"
+            key = "client_ip"
+            requests = 1
+            per = "1s"
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "rate_limit"
+            limit = "l"
+                rules[0].limit: limit "l" applies by route already (rules_only is not set) (set rules_only = true on limit "l", so that only rules apply it)
+            [[limits]]
+            name = "l"
+            key = "client_ip"
+            requests = 1
+            per = "1s"
+            rules_only = true
+            routes = ["all"]
+                limits[0].routes: a rules_only limit is applied by rules, not by route (remove routes (scope the rate_limit rule with its own routes instead))
             [[rules]]
             id = ""
             expr = 'true'

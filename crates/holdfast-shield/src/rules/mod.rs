@@ -48,6 +48,8 @@ pub struct RuleSpec {
     pub header: Option<HeaderEdit>,
     /// `route`: the route that serves the request instead.
     pub route: Option<Arc<str>>,
+    /// `rate_limit`: the `rules_only` limit to apply.
+    pub limit: Option<Arc<str>>,
 }
 
 /// What the matching rules that decide nothing ask of the request: header edits in rule
@@ -56,11 +58,13 @@ pub struct RuleSpec {
 pub struct Effects {
     pub headers: Vec<HeaderEdit>,
     pub route: Option<Arc<str>>,
+    /// `rules_only` limits to check the request against, each once, in rule order.
+    pub limits: Vec<Arc<str>>,
 }
 
 impl Effects {
     fn is_empty(&self) -> bool {
-        self.headers.is_empty() && self.route.is_none()
+        self.headers.is_empty() && self.route.is_none() && self.limits.is_empty()
     }
 }
 
@@ -84,6 +88,7 @@ impl RuleSpec {
                 })
             }),
             route: r.route.as_deref().map(Arc::from),
+            limit: r.limit.as_deref().map(Arc::from),
         }
     }
 }
@@ -538,6 +543,14 @@ impl Rules {
             RuleAction::Route => {
                 if edits.route.is_none() {
                     edits.route.clone_from(&rule.spec.route);
+                }
+                ControlFlow::Continue(())
+            }
+            RuleAction::RateLimit => {
+                if let Some(l) = &rule.spec.limit {
+                    if !edits.limits.contains(l) {
+                        edits.limits.push(Arc::clone(l));
+                    }
                 }
                 ControlFlow::Continue(())
             }

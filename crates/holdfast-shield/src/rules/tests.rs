@@ -25,6 +25,7 @@ fn rule(id: &str, expr: &str, action: RuleAction, shadow: bool) -> RuleSpec {
         fields: all_fields(),
         header: None,
         route: None,
+        limit: None,
     }
 }
 

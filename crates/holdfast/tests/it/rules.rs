@@ -645,3 +645,57 @@ route = "beta"
     assert_eq!(rule["action"], "route", "{rule}");
     assert_eq!(rule["hits"], 1, "{rule}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_rule_applies_its_rules_only_limit_to_matching_requests() {
+    let origin = Origin::text("hello").await;
+    let rules = r#"
+[[limits]]
+name = "login"
+key = "client_ip"
+requests = 2
+per = "1h"
+rules_only = true
+
+[[rules]]
+id = "limit-login"
+expr = 'request.path.startsWith("/login")'
+action = "rate_limit"
+limit = "login"
+"#;
+    let edge = edge_with(&origin, rules, BASIC_POOL);
+    // Not matched: the limit never sees these.
+    for _ in 0..5 {
+        assert_eq!(fetch(&edge, "/other").await.status, 200);
+    }
+    assert_eq!(fetch(&edge, "/login").await.status, 200);
+    assert_eq!(fetch(&edge, "/login").await.status, 200);
+    let got = fetch(&edge, "/login").await;
+    assert_eq!(got.status, 429, "{}", got.text());
+    assert!(
+        got.headers.get("retry-after").is_some(),
+        "{:?}",
+        got.headers
+    );
+    assert_eq!(fetch(&edge, "/other").await.status, 200);
+    let metrics = edge.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "holdfast_ratelimit_decisions_total",
+            &[("limit", "login"), ("result", "allowed")]
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "holdfast_ratelimit_decisions_total",
+            &[("limit", "login"), ("result", "limited")]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(rule_status(&edge.status().await, "limit-login")["hits"], 3);
+}
