@@ -76,6 +76,8 @@ pub struct RuleFields {
     pub headers: bool,
     pub cookies: bool,
     pub client_ip: bool,
+    /// `request.ja4h`: the JA4H-style fingerprint (hashed per request only when read).
+    pub ja4h: bool,
 }
 
 impl RuleFields {
@@ -89,6 +91,7 @@ impl RuleFields {
             headers: self.headers || o.headers,
             cookies: self.cookies || o.cookies,
             client_ip: self.client_ip || o.client_ip,
+            ja4h: self.ja4h || o.ja4h,
         }
     }
 }

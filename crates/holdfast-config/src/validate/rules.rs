@@ -35,7 +35,9 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 /// The fields of `request`.
-const REQUEST_FIELDS: &[&str] = &["method", "path", "host", "query", "headers", "cookies"];
+const REQUEST_FIELDS: &[&str] = &[
+    "method", "path", "host", "query", "headers", "cookies", "ja4h",
+];
 /// The functions and methods rules may call (the interpreter's, without time functions).
 const FUNCTIONS: &[&str] = &[
     "contains",
@@ -105,7 +107,7 @@ fn rule(
                 format!("{at}.expr"),
                 e,
                 "write a CEL expression over request.method, request.path, request.host, \
-                 request.query, request.headers, request.cookies and client.ip, e.g. \
+                 request.query, request.headers, request.cookies, request.ja4h and client.ip, e.g. \
                  'request.path.startsWith(\"/wp-admin\")'",
             );
             RuleFields::default()
@@ -446,6 +448,7 @@ fn walk(
                 fields.query = true;
                 fields.headers = true;
                 fields.cookies = true;
+                fields.ja4h = true;
                 Ok(())
             }
             "client" => {
@@ -468,6 +471,7 @@ fn walk(
                                 "query" => fields.query = true,
                                 "headers" => fields.headers = true,
                                 "cookies" => fields.cookies = true,
+                                "ja4h" => fields.ja4h = true,
                                 other => {
                                     return Err(format!(
                                         "unknown field request.{other} (known: {})",

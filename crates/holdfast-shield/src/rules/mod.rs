@@ -377,6 +377,9 @@ impl Rules {
             }
             request.insert("cookies".into(), map(cookies));
         }
+        if f.ja4h {
+            request.insert("ja4h".into(), s(&holdfast_bot::ja4h(req)));
+        }
         ctx.add_variable_from_value("request", map(request));
         if f.client_ip {
             let mut client: HashMap<Key, Value> = HashMap::with_capacity(1);

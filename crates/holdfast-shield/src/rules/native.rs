@@ -53,6 +53,8 @@ pub enum Field {
     Host,
     Query,
     ClientIp,
+    /// `request.ja4h` (computed once per request, on first use).
+    Ja4h,
     /// A lower-case header name, as the request map's keys are.
     Header(http::HeaderName),
     Cookie(Box<str>),
@@ -206,6 +208,7 @@ fn field(e: &IdedExpr) -> Option<Field> {
                 ("request", "path") => Some(Field::Path),
                 ("request", "host") => Some(Field::Host),
                 ("request", "query") => Some(Field::Query),
+                ("request", "ja4h") => Some(Field::Ja4h),
                 ("client", "ip") => Some(Field::ClientIp),
                 _ => None,
             }
@@ -245,6 +248,7 @@ pub struct Req<'r, 'v> {
     view: &'r RequestView<'v>,
     host: OnceCell<Cow<'v, str>>,
     ip: OnceCell<IpText>,
+    ja4h: OnceCell<String>,
 }
 
 impl<'r, 'v> Req<'r, 'v> {
@@ -253,6 +257,7 @@ impl<'r, 'v> Req<'r, 'v> {
             view,
             host: OnceCell::new(),
             ip: OnceCell::new(),
+            ja4h: OnceCell::new(),
         }
     }
 
@@ -265,6 +270,7 @@ impl<'r, 'v> Req<'r, 'v> {
             Field::Query => Cow::Borrowed(v.query.unwrap_or("")),
             Field::Host => Cow::Borrowed(self.host.get_or_init(|| host(v)).as_ref()),
             Field::ClientIp => Cow::Borrowed(self.ip.get_or_init(|| IpText::of(v)).as_str()),
+            Field::Ja4h => Cow::Borrowed(self.ja4h.get_or_init(|| holdfast_bot::ja4h(v)).as_str()),
             Field::Header(name) => String::from_utf8_lossy(v.headers.get(name)?.as_bytes()),
             Field::Cookie(name) => Cow::Borrowed(cookie(v, name)?),
         })

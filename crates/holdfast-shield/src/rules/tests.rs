@@ -12,6 +12,7 @@ fn all_fields() -> Fields {
         headers: true,
         cookies: true,
         client_ip: true,
+        ja4h: true,
     }
 }
 
@@ -321,6 +322,10 @@ fn sample_leaves() -> Vec<String> {
             &["abc", "first", "", "second"][..],
         ),
         ("request.cookies[\"lang\"]", &["en"][..]),
+        (
+            "request.ja4h",
+            &["ge11", "ge11cn02", "po20nn", "_000000000000"][..],
+        ),
     ];
     let mut out = Vec::new();
     for (f, lits) in fields {
@@ -711,4 +716,19 @@ fn the_first_matching_route_rule_reroutes_and_later_rules_still_run() {
         other => panic!("{other:?}"),
     }
     assert_eq!(r.rules[1].hits(), 2);
+}
+
+#[test]
+fn request_ja4h_is_the_bot_modules_fingerprint() {
+    let r = rules(vec![
+        rule("h2", r#"request.ja4h.startsWith("ge20")"#, BLOCK, false),
+        rule("h11", r#"request.ja4h.startsWith("ge11n")"#, BLOCK, false),
+    ]);
+    assert_eq!(r.rules[0].engine(), "native");
+    assert_eq!(
+        blocked_by(&decide(&r, "/", &[("accept", "*/*")])),
+        Some("h11")
+    );
+    // With a cookie the fourth character is `c`: no rule matches.
+    assert_eq!(decide(&r, "/", &[("cookie", "a=1")]), RuleOutcome::Pass);
 }
