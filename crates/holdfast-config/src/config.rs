@@ -78,6 +78,8 @@ pub struct RuleFields {
     pub client_ip: bool,
     /// `request.ja4h`: the JA4H-style fingerprint (hashed per request only when read).
     pub ja4h: bool,
+    /// `bot.score`: the bot module then runs before the rules.
+    pub bot: bool,
 }
 
 impl RuleFields {
@@ -92,6 +94,7 @@ impl RuleFields {
             cookies: self.cookies || o.cookies,
             client_ip: self.client_ip || o.client_ip,
             ja4h: self.ja4h || o.ja4h,
+            bot: self.bot || o.bot,
         }
     }
 }

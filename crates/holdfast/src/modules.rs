@@ -15,7 +15,9 @@ use holdfast_shield::global::{GlobalLimit, GlobalSync, RedisHealth, RedisMetrics
 use holdfast_shield::ip_list::IpListKind;
 use holdfast_shield::limits::{Counters, LimitOutcome, RateLimits, RouteLimit};
 use holdfast_shield::rule_list::{no_config_ids, RuleListKind};
-use holdfast_shield::rules::{IpLists, ListRules, RuleMetrics, RuleOutcome, RuleSpec, Rules};
+use holdfast_shield::rules::{
+    with_bot_score, BotScore, IpLists, ListRules, RuleMetrics, RuleOutcome, RuleSpec, Rules,
+};
 use prometheus::Registry;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -32,8 +34,13 @@ type LimitsSlot = ModuleSlot<RateLimits>;
 type RulesSlot = ModuleSlot<Rules>;
 
 /// The rules as the data path runs them: a block answers with its status (403 by default).
-/// The rules module, and the limits module of the same `State` for `rate_limit` rules.
-struct RulesRequest(Arc<RulesSlot>, Option<Arc<LimitsSlot>>);
+/// The rules module, the limits module of the same `State` for `rate_limit` rules, and the
+/// bot module when a rule reads `bot.score` (it then runs here, first, instead of after).
+struct RulesRequest(
+    Arc<RulesSlot>,
+    Option<Arc<LimitsSlot>>,
+    Option<Arc<BotSlot>>,
+);
 
 impl RulesRequest {
     /// A `rate_limit` rule's limits, in order (unless the limits module is switched off).
@@ -66,7 +73,20 @@ impl RequestModule for RulesRequest {
     }
 
     fn apply(&self, req: &RequestView<'_>) -> ModuleAction {
-        match self.0.run(req) {
+        // The bot module's verdict first when rules read it: its score for `bot.score`, its
+        // header for the origin (as the bot module would have sent it), its denial.
+        let (score, bot_header) = match &self.2 {
+            None => (BotScore::Unknown, None),
+            Some(bot) => match bot.run(req) {
+                Verdict::Decided(s) | Verdict::Stale(s) => {
+                    (BotScore::Score(s.get()), Some(s.header_value()))
+                }
+                Verdict::Unknown => (BotScore::Unknown, Some(unknown_header())),
+                Verdict::Deny => return ModuleAction::Deny,
+            },
+        };
+        let bot_edit = || bot_header.clone().map(|v| (SCORE_HEADER, Some(v)));
+        match with_bot_score(score, || self.0.run(req)) {
             Verdict::Decided(RuleOutcome::Block(b)) | Verdict::Stale(RuleOutcome::Block(b)) => {
                 ModuleAction::Block(Box::new(Block {
                     status: http::StatusCode::from_u16(b.status)
@@ -80,17 +100,24 @@ impl RequestModule for RulesRequest {
                     return too_many;
                 }
                 ModuleAction::Edit(Box::new(holdfast_proxy::Edit {
-                    headers: effects
-                        .headers
-                        .iter()
-                        .map(|e| (e.name.clone(), e.value.clone()))
+                    headers: bot_edit()
+                        .into_iter()
+                        .chain(
+                            effects
+                                .headers
+                                .iter()
+                                .map(|e| (e.name.clone(), e.value.clone())),
+                        )
                         .collect(),
                     route: effects.route.clone(),
                 }))
             }
             Verdict::Decided(RuleOutcome::Pass)
             | Verdict::Stale(RuleOutcome::Pass)
-            | Verdict::Unknown => ModuleAction::Pass,
+            | Verdict::Unknown => match bot_header {
+                Some(v) => ModuleAction::Header(SCORE_HEADER, v),
+                None => ModuleAction::Pass,
+            },
             Verdict::Deny => ModuleAction::Deny,
         }
     }
@@ -675,15 +702,18 @@ impl ModuleHost {
             Some(RulesPlan::New(runtime)) => Some(Arc::clone(&runtime.slot)),
             Some(RulesPlan::Keep) => lock(&self.rules).as_ref().map(|r| Arc::clone(&r.slot)),
         };
-        if let Some(slot) = rules {
-            modules.push(Arc::new(RulesRequest(slot, limits)));
-        }
-        let slot = match &prepared.bot {
+        let bot = match &prepared.bot {
             None => None,
             Some(BotPlan::New(runtime)) => Some(Arc::clone(&runtime.slot)),
             Some(BotPlan::Keep(_)) => lock(&self.bot).as_ref().map(|r| Arc::clone(&r.slot)),
         };
-        if let Some(slot) = slot {
+        // A rule that reads bot.score: the bot module runs inside the rules' step, first.
+        let bot_in_rules = rules.as_ref().is_some_and(|r| r.module().reads_bot());
+        if let Some(slot) = rules {
+            let bot = bot.clone().filter(|_| bot_in_rules);
+            modules.push(Arc::new(RulesRequest(slot, limits, bot)));
+        }
+        if let Some(slot) = bot.filter(|_| !bot_in_rules) {
             modules.push(Arc::new(BotRequest(slot)));
         }
         modules.extend(self.extra.iter().cloned());

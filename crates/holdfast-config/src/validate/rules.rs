@@ -107,7 +107,7 @@ fn rule(
                 format!("{at}.expr"),
                 e,
                 "write a CEL expression over request.method, request.path, request.host, \
-                 request.query, request.headers, request.cookies, request.ja4h and client.ip, e.g. \
+                 request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. \
                  'request.path.startsWith(\"/wp-admin\")'",
             );
             RuleFields::default()
@@ -455,8 +455,12 @@ fn walk(
                 fields.client_ip = true;
                 Ok(())
             }
+            "bot" => {
+                fields.bot = true;
+                Ok(())
+            }
             other => Err(format!(
-                "unknown variable {other:?} (known: request, client)"
+                "unknown variable {other:?} (known: request, client, bot)"
             )),
         },
         Expr::Select(s) => {
@@ -480,6 +484,13 @@ fn walk(
                                 }
                             }
                             return Ok(());
+                        }
+                        "bot" => {
+                            if s.field == "score" {
+                                fields.bot = true;
+                                return Ok(());
+                            }
+                            return Err(format!("unknown field bot.{} (known: score)", s.field));
                         }
                         "client" => {
                             if s.field == "ip" {

@@ -28,6 +28,38 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 pub use holdfast_config::RuleAction;
 
+/// What `bot.score` reads: the bot module's verdict for the request being decided, set by
+/// the host around the rules module's run ([`with_bot_score`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BotScore {
+    /// No score (no bot module, switched off, no model, failed open): its own value.
+    #[default]
+    Unknown,
+    /// 1 (human) to 99 (bot).
+    Score(u8),
+}
+
+thread_local! {
+    static BOT_SCORE: std::cell::Cell<BotScore> = const { std::cell::Cell::new(BotScore::Unknown) };
+}
+
+/// Run `f` (the rules module's run for one request) with `score` as `bot.score`.
+pub fn with_bot_score<T>(score: BotScore, f: impl FnOnce() -> T) -> T {
+    struct Restore(BotScore);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BOT_SCORE.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(BOT_SCORE.with(|c| c.replace(score)));
+    f()
+}
+
+/// `bot.score` for the request being decided on this thread.
+pub fn bot_score() -> BotScore {
+    BOT_SCORE.with(std::cell::Cell::get)
+}
+
 /// The configured IP lists by name, as rules read them (`ip_in_list(client.ip, "name")`).
 pub type IpLists = HashMap<String, Arc<holdfast_artifact::Artifact<crate::ip_list::IpListKind>>>;
 /// Which request fields the expressions read; only these are built per request.
@@ -185,6 +217,8 @@ pub struct Rules {
     root: Context<'static>,
     /// What the CEL rules read (the native ones read the request directly).
     fields: Fields,
+    /// Some rule reads `bot.score` (the host then runs the bot module first).
+    reads_bot: bool,
     /// The rules that apply to each route some rule names, in file order.
     by_route: HashMap<String, Box<[usize]>>,
     /// The rules that apply to any other route (those without `routes`).
@@ -312,6 +346,7 @@ impl Rules {
                 errors: AtomicU64::new(0),
             });
         }
+        let reads_bot = rules.iter().any(|r| r.spec.fields.bot);
         let unrouted = applicable(&rules, None);
         let by_route = rules
             .iter()
@@ -322,10 +357,16 @@ impl Rules {
             rules,
             root: root_context(lists),
             fields,
+            reads_bot,
             by_route,
             unrouted,
             lists: Vec::new(),
         })
+    }
+
+    /// Whether a rule reads `bot.score`.
+    pub fn reads_bot(&self) -> bool {
+        self.reads_bot
     }
 
     /// Rules that apply to `route`, in file order.
@@ -381,6 +422,15 @@ impl Rules {
             request.insert("ja4h".into(), s(&holdfast_bot::ja4h(req)));
         }
         ctx.add_variable_from_value("request", map(request));
+        if f.bot {
+            let score = match bot_score() {
+                BotScore::Unknown => s("unknown"),
+                BotScore::Score(n) => Value::Int(i64::from(n)),
+            };
+            let mut bot: HashMap<Key, Value> = HashMap::with_capacity(1);
+            bot.insert("score".into(), score);
+            ctx.add_variable_from_value("bot", map(bot));
+        }
         if f.client_ip {
             let mut client: HashMap<Key, Value> = HashMap::with_capacity(1);
             client.insert("ip".into(), s(&req.client_ip.to_string()));

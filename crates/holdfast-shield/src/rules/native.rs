@@ -43,6 +43,27 @@ pub enum Pred {
     Has(Field),
     /// `ip_in_list(field, "name")`: the field, as an address, is in the IP list.
     IpIn(Field, Arc<Artifact<IpListKind>>),
+    /// `bot.score` compared with an integer, or `== / != "unknown"`.
+    Bot(Cmp, BotRhs),
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// What `bot.score` is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BotRhs {
+    Int(i64),
+    /// The string "unknown" (only with `==` and `!=`).
+    Unknown,
 }
 
 /// A string the request has (or, for headers and cookies, may lack).
@@ -138,6 +159,26 @@ fn call(c: &CallExpr, env: &Env<'_>) -> Option<Pred> {
             Some(Pred::Or(Box::new(pred(a, env)?), Box::new(pred(b, env)?)))
         }
         (None, [a]) if name == op::LOGICAL_NOT => Some(Pred::Not(Box::new(pred(a, env)?))),
+        (None, [a, b]) if bot_score_select(a) && cmp(name).is_some() => {
+            let rhs = match &b.expr {
+                Expr::Literal(Val::Int(n)) => BotRhs::Int(*n),
+                Expr::Literal(Val::String(s))
+                    if s == "unknown" && (name == op::EQUALS || name == op::NOT_EQUALS) =>
+                {
+                    BotRhs::Unknown
+                }
+                _ => return None,
+            };
+            Some(Pred::Bot(cmp(name)?, rhs))
+        }
+        (None, [a, b]) if bot_score_select(b) && (name == op::EQUALS || name == op::NOT_EQUALS) => {
+            let rhs = match &a.expr {
+                Expr::Literal(Val::Int(n)) => BotRhs::Int(*n),
+                Expr::Literal(Val::String(s)) if s == "unknown" => BotRhs::Unknown,
+                _ => return None,
+            };
+            Some(Pred::Bot(cmp(name)?, rhs))
+        }
         (None, [a, b]) if name == op::EQUALS || name == op::NOT_EQUALS => {
             let (f, s) = match (field(a), string(b)) {
                 (Some(f), Some(s)) => (f, s),
@@ -186,6 +227,54 @@ fn call(c: &CallExpr, env: &Env<'_>) -> Option<Pred> {
             Some(Pred::Test(f, test))
         }
         _ => None,
+    }
+}
+
+/// `bot.score`.
+fn bot_score_select(e: &IdedExpr) -> bool {
+    matches!(&e.expr, Expr::Select(s) if !s.test && s.field == "score"
+        && matches!(&s.operand.expr, Expr::Ident(r) if r == "bot"))
+}
+
+fn cmp(name: &str) -> Option<Cmp> {
+    use cel_parser::ast::operators as op;
+    Some(match name {
+        op::EQUALS => Cmp::Eq,
+        op::NOT_EQUALS => Cmp::Ne,
+        op::LESS => Cmp::Lt,
+        op::LESS_EQUALS => Cmp::Le,
+        op::GREATER => Cmp::Gt,
+        op::GREATER_EQUALS => Cmp::Ge,
+        _ => return None,
+    })
+}
+
+/// `bot.score OP rhs` as cel-interpreter answers: equality across types is false, an order
+/// across types (the string "unknown" against a number) is an error.
+fn bot_cmp(score: super::BotScore, op: Cmp, rhs: BotRhs) -> Result<bool, EvalError> {
+    use super::BotScore;
+    match (score, rhs) {
+        (BotScore::Score(n), BotRhs::Int(m)) => {
+            let n = i64::from(n);
+            Ok(match op {
+                Cmp::Eq => n == m,
+                Cmp::Ne => n != m,
+                Cmp::Lt => n < m,
+                Cmp::Le => n <= m,
+                Cmp::Gt => n > m,
+                Cmp::Ge => n >= m,
+            })
+        }
+        (BotScore::Unknown, BotRhs::Unknown) => match op {
+            Cmp::Eq => Ok(true),
+            Cmp::Ne => Ok(false),
+            _ => Err(EvalError),
+        },
+        (BotScore::Score(_), BotRhs::Unknown) | (BotScore::Unknown, BotRhs::Int(_)) => match op {
+            Cmp::Eq => Ok(false),
+            Cmp::Ne => Ok(true),
+            _ => Err(EvalError),
+        },
     }
 }
 
@@ -286,6 +375,7 @@ impl Pred {
             Pred::Or(a, b) => Ok(a.eval(req)? || b.eval(req)?),
             Pred::Not(a) => Ok(!a.eval(req)?),
             Pred::Has(f) => Ok(req.value(f).is_some()),
+            Pred::Bot(op, rhs) => bot_cmp(super::bot_score(), *op, *rhs),
             Pred::IpIn(Field::ClientIp, list) => in_list(list, Some(req.view.client_ip)),
             Pred::IpIn(f, list) => match req.value(f) {
                 // CEL cannot call the function on null: an error.

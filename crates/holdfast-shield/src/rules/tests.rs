@@ -13,6 +13,7 @@ fn all_fields() -> Fields {
         cookies: true,
         client_ip: true,
         ja4h: true,
+        bot: true,
     }
 }
 
@@ -731,4 +732,72 @@ fn request_ja4h_is_the_bot_modules_fingerprint() {
     );
     // With a cookie the fourth character is `c`: no rule matches.
     assert_eq!(decide(&r, "/", &[("cookie", "a=1")]), RuleOutcome::Pass);
+}
+
+#[test]
+fn bot_score_answers_alike_natively_and_in_cel_unknown_included() {
+    let exprs = [
+        "bot.score > 50",
+        "bot.score >= 50",
+        "bot.score < 50",
+        "bot.score <= 1",
+        "bot.score == 99",
+        "bot.score != 99",
+        r#"bot.score == "unknown""#,
+        r#"bot.score != "unknown""#,
+        r#""unknown" == bot.score"#,
+        "50 == bot.score",
+        r#"bot.score != "unknown" && bot.score > 80"#,
+        r#"bot.score == "unknown" || bot.score < 20"#,
+        r#"request.path.startsWith("/login") && bot.score >= 70"#,
+    ];
+    let scores = [
+        BotScore::Unknown,
+        BotScore::Score(1),
+        BotScore::Score(50),
+        BotScore::Score(80),
+        BotScore::Score(99),
+    ];
+    let map = http::HeaderMap::new();
+    for expr in exprs {
+        let mut r = rules(vec![rule("r", expr, BLOCK, false)]);
+        assert_eq!(r.rules[0].engine(), "native", "{expr}");
+        assert!(r.reads_bot(), "{expr}");
+        r.fields = all_fields();
+        for path in ["/login", "/x"] {
+            let view = RequestView {
+                method: &http::Method::GET,
+                version: http::Version::HTTP_11,
+                headers: &map,
+                path,
+                query: None,
+                client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+                tls: false,
+                route: "main",
+            };
+            for score in scores {
+                let (native, cel) = with_bot_score(score, || {
+                    let native = r.rules[0]
+                        .native
+                        .as_ref()
+                        .unwrap()
+                        .eval(&native::Req::new(&view))
+                        .ok();
+                    let cel = match r.rules[0].program.execute(&r.context(&view)) {
+                        Ok(Value::Bool(b)) => Some(b),
+                        _ => None,
+                    };
+                    (native, cel)
+                });
+                assert_eq!(native, cel, "{expr} with {score:?} on {path}");
+            }
+        }
+    }
+    // Outside with_bot_score the score is unknown.
+    assert_eq!(bot_score(), BotScore::Unknown);
+    let r = rules(vec![rule("bots", "bot.score >= 80", BLOCK, false)]);
+    let blocked = with_bot_score(BotScore::Score(90), || decide(&r, "/", &[]));
+    assert_eq!(blocked_by(&blocked), Some("bots"));
+    assert_eq!(decide(&r, "/", &[]), RuleOutcome::Pass);
+    assert_eq!(r.rules[0].errors(), 1, "unknown > 80 is the rule's error");
 }

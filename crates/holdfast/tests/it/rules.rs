@@ -699,3 +699,65 @@ limit = "login"
     );
     assert_eq!(rule_status(&edge.status().await, "limit-login")["hits"], 3);
 }
+
+/// An edge with `[modules.bot]` (`enabled`), a feature file whose bias alone scores every
+/// request 98, and `rules`.
+fn bot_rules_edge(origin: &Origin, enabled: bool, rules: &str) -> Edge {
+    let template = edge_config_with(
+        2,
+        r#"state_dir = "state""#,
+        &format!(
+            r#"
+[modules.bot]
+enabled = {enabled}
+features = "bot-features.json"
+{rules}
+{BASIC_POOL}"#
+        ),
+    );
+    Edge::start_in_dir(&template, &[("origin", origin.addr.to_string())], |dir| {
+        std::fs::write(
+            dir.join("bot-features.json"),
+            r#"{"version": 1, "bias": 5.0, "features": [{"name": "header_count", "weight": 0.0}]}"#,
+        )
+        .unwrap();
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_score_is_the_bot_modules_score_and_unknown_is_its_own_value() {
+    let rules = r#"
+[[rules]]
+id = "bots"
+expr = 'bot.score != "unknown" && bot.score >= 90 && request.path.startsWith("/login")'
+action = "block"
+
+[[rules]]
+id = "unscored"
+expr = 'bot.score == "unknown"'
+action = "set_header"
+header = "x-unscored"
+value = "1"
+"#;
+    let origin = Origin::text("hello").await;
+    let edge = bot_rules_edge(&origin, true, rules);
+    assert_eq!(fetch(&edge, "/login").await.status, 403);
+    let got = fetch(&edge, "/home").await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    {
+        let seen = origin.seen.lock().unwrap();
+        let h = &seen[0].headers;
+        assert_eq!(h.get("x-holdfast-bot-score").unwrap(), "98", "{h:?}");
+        assert!(h.get("x-unscored").is_none(), "{h:?}");
+    }
+    let status = edge.status().await;
+    assert_eq!(rule_status(&status, "bots")["engine"], "native");
+    assert_eq!(rule_status(&status, "unscored")["hits"], 0);
+
+    // The bot module switched off: the score is unknown, never a block.
+    let origin = Origin::text("hello").await;
+    let edge = bot_rules_edge(&origin, false, rules);
+    assert_eq!(fetch(&edge, "/login").await.status, 200);
+    let seen = origin.seen.lock().unwrap();
+    assert_eq!(seen[0].headers.get("x-unscored").unwrap(), "1");
+}
