@@ -10,25 +10,37 @@
 #   refuse    one refusing limit (key "route", REFUSE_REQUESTS per 1s, burst the same): wrk at
 #             full speed for REFUSE_DURATION s; the 2xx must match burst + rate x duration, the
 #             rest must be 429 (with Retry-After and RateLimit), no 5xx, no socket errors.
+#   rules     issue 7's goal: CPU per request of Holdfast with 100 rules (25 each of
+#             path.startsWith, header ==, method && path, path.matches; none matches the
+#             traffic, so every request runs all 100) plus one non-refusing limit, vs the same
+#             Holdfast with neither; same method as overhead (nginx the harness's baseline).
+#   replay    the 2 Jul 2019 pattern (its `{}` written `\{\}`: the regex crate rejects an empty
+#             repetition) in one rule over the query and an X-Payload header of every request,
+#             whose digits without a later `=` make a backtracking engine explode, vs the same
+#             traffic without the rule (wrk sends /1k?x=<REPLAY_QUERY digits> and
+#             X-Payload: x=<REPLAY_HEADER digits> to every target).
 #
 # usage: bench/shield.sh [--no-build]
-# env:   PARTS=overhead,refuse  NO_BUILD=1  HOLDFAST_BIN (default ${CARGO_TARGET_DIR:-target}/release/holdfast)
+# env:   PARTS=overhead,refuse,rules,replay  NO_BUILD=1  HOLDFAST_BIN (default ${CARGO_TARGET_DIR:-target}/release/holdfast)
 #        DURATION=10 (s per measured overhead run)  REPEAT=3  WARMUP=2  CONNS=64
 #        REFUSE_DURATION=10  REFUSE_REQUESTS=100 (the refusing limit: requests per 1s = burst)
 #        ACCESS_LOG=0 (1: Holdfast writes a JSON access log)  WRK_TIMEOUT=2s
+#        REPLAY_QUERY=180 REPLAY_HEADER=4000 (digits in the replay's query and X-Payload)
 #        PORT_BASE=18390 (origin, nginx, holdfast, holdfast-limit1, holdfast-limit10, refuse,
-#                         then the admin ports of the four Holdfasts: +0..+9)
+#                         then the admin ports of the four Holdfasts: +0..+9; holdfast-rules
+#                         and holdfast-replay +10, +11, their admin ports +12, +13)
 #        SHARED_BENCH  BENCH_STATE
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
-case " $* " in *" -h "*|*" --help "*) sed -n '2,22p' "$0"; exit 0 ;; esac
+case " $* " in *" -h "*|*" --help "*) sed -n '2,33p' "$0"; exit 0 ;; esac
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$HERE/common.sh"   # the shared harness (lib.sh), clean-up by PID, the helpers used below
 parse_args "$@"
 
-PARTS=${PARTS:-overhead,refuse}
+PARTS=${PARTS:-overhead,refuse,rules,replay}
+REPLAY_QUERY=${REPLAY_QUERY:-180}; REPLAY_HEADER=${REPLAY_HEADER:-4000}
 DURATION=${DURATION:-10}; REPEAT=${REPEAT:-3}; WARMUP=${WARMUP:-2}; CONNS=${CONNS:-64}
 REFUSE_DURATION=${REFUSE_DURATION:-10}; REFUSE_REQUESTS=${REFUSE_REQUESTS:-100}
 ACCESS_LOG=${ACCESS_LOG:-0}; WRK_TIMEOUT=${WRK_TIMEOUT:-2s}; STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-30}
@@ -42,11 +54,15 @@ for h in "${REQ_H[@]}"; do WRK_H+=(-H "$h"); CURL_H+=(-H "$h"); done
 
 O_PORT=$PORT_BASE
 declare -A PORT=([nginx]=$((PORT_BASE + 1)) [holdfast]=$((PORT_BASE + 2)) [holdfast-limit1]=$((PORT_BASE + 3))
-                 [holdfast-limit10]=$((PORT_BASE + 4)) [refuse]=$((PORT_BASE + 5)))
+                 [holdfast-limit10]=$((PORT_BASE + 4)) [refuse]=$((PORT_BASE + 5))
+                 [holdfast-rules]=$((PORT_BASE + 10)) [holdfast-replay]=$((PORT_BASE + 11)))
 declare -A ADMIN=([holdfast]=$((PORT_BASE + 6)) [holdfast-limit1]=$((PORT_BASE + 7))
-                  [holdfast-limit10]=$((PORT_BASE + 8)) [refuse]=$((PORT_BASE + 9)))
+                  [holdfast-limit10]=$((PORT_BASE + 8)) [refuse]=$((PORT_BASE + 9))
+                  [holdfast-rules]=$((PORT_BASE + 12)) [holdfast-replay]=$((PORT_BASE + 13)))
 
-for part in ${PARTS//,/ }; do case "$part" in overhead|refuse) ;; *) die "unknown part '$part' in PARTS (overhead, refuse)" ;; esac; done
+for part in ${PARTS//,/ }; do case "$part" in overhead|refuse|rules|replay) ;; *) die "unknown part '$part' in PARTS (overhead, refuse, rules, replay)" ;; esac; done
+[[ "$REPLAY_QUERY" =~ ^[1-9][0-9]*$ && "$REPLAY_QUERY" -le 200 && "$REPLAY_HEADER" =~ ^[1-9][0-9]*$ && "$REPLAY_HEADER" -le 6000 ]] \
+  || die "REPLAY_QUERY: 1 to 200 (it is in the harness's file names), REPLAY_HEADER: 1 to 6000"
 [[ "$DURATION" =~ ^[1-9][0-9]*$ && "$REFUSE_DURATION" =~ ^[1-9][0-9]*$ && "$WARMUP" =~ ^[0-9]+$ \
    && "$REPEAT" =~ ^[1-9][0-9]*$ && "$CONNS" =~ ^[1-9][0-9]*$ ]] \
   || die "DURATION, REFUSE_DURATION, WARMUP, REPEAT, CONNS: whole numbers (durations and counts >= 1)"
@@ -72,6 +88,29 @@ limit() { # NAME KEY PER [ROUTES]
   [ -z "${4:-}" ] || printf 'routes = %s\n' "$4"
 }
 
+rule() { # ID EXPR: one blocking rule, EXPR in a TOML multi-line literal string (verbatim)
+  printf '\n[[rules]]\nid = "%s"\nexpr = '"'''"'%s'"'''"'\naction = "block"\n' "$1" "$2"
+}
+
+# 25 each of path.startsWith, header ==, method && path, path.matches; none matches wrk's
+# GET /1k with X-Api-Key: bench-key-0001, so every request runs all 100
+hundred_rules() {
+  local i
+  for i in $(seq -w 1 25); do
+    rule "prefix-$i" "request.path.startsWith(\"/blocked-$i/\")"
+    rule "key-$i" "request.headers[\"x-api-key\"] == \"stolen-key-$i\""
+    rule "method-$i" "request.method == \"DELETE\" && request.path == \"/admin-$i\""
+    rule "probe-$i" "request.path.matches(r\"^/probe-$i/[a-z]+\\.php\$\")"
+  done
+}
+
+# The 2 Jul 2019 pattern, its literal {} written \{\} (the regex crate rejects an empty
+# repetition); it goes into a CEL raw string r"""...""" as it is
+PATTERN_2019=$(cat <<'EOP'
+(?:(?:\"|'|\]|\}|\\|\d|(?:nan|infinity|true|false|null|undefined|symbol|math)|\`|\-|\+)+[)]*;?((?:\s|-|~|!|\{\}|\|\||\+)*.*(?:.*=.*)))
+EOP
+)
+
 write_holdfast() { # NAME DIR
   local name=$1 d=$2
   holdfast_conf "${PORT[$name]}" "${ADMIN[$name]}" "$d"
@@ -88,11 +127,16 @@ write_holdfast() { # NAME DIR
       limit sid-2s cookie:sid 2s '["all"]' ;;
     refuse)            # refuses: REFUSE_REQUESTS per second for the whole route, burst the same
       REQS=$REFUSE_REQUESTS limit per-route route 1s ;;
+    holdfast-rules)    # issue 7's goal: 100 rules and a rate limit
+      limit per-ip client_ip 1s
+      hundred_rules ;;
+    holdfast-replay)   # the 2 Jul 2019 pattern on every request's query and X-Payload
+      rule waf-2019 "request.query.matches(r\"\"\"$PATTERN_2019\"\"\") || (\"x-payload\" in request.headers && request.headers[\"x-payload\"].matches(r\"\"\"$PATTERN_2019\"\"\"))" ;;
   esac
   return 0
 }
 
-start_proxy() { # NAME (nginx | holdfast | holdfast-limit1 | holdfast-limit10 | refuse); sets PROXY_PID
+start_proxy() { # NAME (nginx | holdfast | holdfast-limit1 | holdfast-limit10 | refuse | holdfast-rules | holdfast-replay); sets PROXY_PID
   local name=$1 d="$D/$1"
   mkdir -p "$d/tmp"
   case "$name" in
@@ -117,6 +161,7 @@ new_results_dir
   echo "nginx: $(nginx -v 2>&1 | sed 's/.*: //'); $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
   echo "PARTS=$PARTS REPEAT=$REPEAT DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS"
   echo "REFUSE_DURATION=$REFUSE_DURATION REFUSE_REQUESTS=$REFUSE_REQUESTS ACCESS_LOG=$ACCESS_LOG WRK_TIMEOUT=$WRK_TIMEOUT PORT_BASE=$PORT_BASE"
+  echo "REPLAY_QUERY=$REPLAY_QUERY REPLAY_HEADER=$REPLAY_HEADER"
   echo "request headers (every wrk and curl request): ${REQ_H[*]}"
   machine_load start
 } > "$out/env.txt"
@@ -167,10 +212,43 @@ part_refuse() {
   stop "$ORIGIN_PID" QUIT
 }
 
+# ---- parts 3 and 4: 100 rules + a limit, and the 2 Jul 2019 pattern, vs neither --------
+# PART (rules | replay): nginx (the harness's baseline), holdfast and holdfast-PART measured
+# together as overhead is; PART/ holds the harness's results
+part_versus() { # PART
+  local part=$1 o="$out/$1" px_n px_h px_x
+  mkdir -p "$o"
+  start_origin
+  start_proxy nginx;            px_n=$PROXY_PID
+  start_proxy holdfast;         px_h=$PROXY_PID
+  start_proxy "holdfast-$part"; px_x=$PROXY_PID
+  cp "$D/holdfast-$part/holdfast.toml" "$out/raw/holdfast-$part.toml"
+  log "$part: nginx $px_n, holdfast $px_h, holdfast-$part $px_x; $REPEAT x ${WARMUP}s + ${DURATION}s each," \
+      "about $(( 3 * REPEAT * (WARMUP + DURATION + 2) ))s"
+  shared_run "$o" "$DURATION" \
+    --label nginx --port "${PORT[nginx]}" --pid "$px_n" \
+    --label holdfast --port "${PORT[holdfast]}" --pid "$px_h" \
+    --label "holdfast-$part" --port "${PORT[holdfast-$part]}" --pid "$px_x"
+  scrape "${ADMIN[holdfast-$part]}" "$out/raw/$part-holdfast-$part"
+  stop "$px_x"; stop "$px_h"; stop "$px_n" QUIT; stop "$ORIGIN_PID" QUIT
+}
+
+# wrk sends every target /1k?x=<digits> and X-Payload: x=<digits> (the query is short: the
+# harness puts the path in its file names)
+part_replay() {
+  local saved_path=$PATH_ saved_h=("${WRK_H[@]}")
+  PATH_="/1k?x=$(printf '1%.0s' $(seq "$REPLAY_QUERY"))"
+  WRK_H+=(-H "X-Payload: x=$(printf '1%.0s' $(seq "$REPLAY_HEADER"))")
+  part_versus replay
+  PATH_=$saved_path; WRK_H=("${saved_h[@]}")
+}
+
 for part in ${PARTS//,/ }; do
   case "$part" in
     overhead) part_overhead ;;
     refuse)   part_refuse ;;
+    rules)    part_versus rules ;;
+    replay)   part_replay ;;
   esac
 done
 machine_load end >> "$out/env.txt"

@@ -12,6 +12,7 @@ reported, not enforced (they move with the machine's noise).
 
 usage: shield_report.py DIR
 """
+import csv
 import os
 import re
 import sys
@@ -20,6 +21,7 @@ from report_common import (OVERHEAD_ALIGN, OVERHEAD_HEAD, load_overhead, metrics
                            read, series, summary_line, versus, write_results)
 
 GOAL = 1.25          # issue 7: 100 rules + a rate limit vs without, CPU per request
+REPLAY_GOAL = 2.0    # issue 7: the 2 Jul 2019 pattern on every request vs without, CPU per request
 TARGETS = ("nginx", "holdfast", "holdfast-limit1", "holdfast-limit10")
 
 
@@ -68,8 +70,8 @@ def overhead(d, out, fails):
         out.append(f"| **{label} / holdfast** | **{paired:.3f}** | {', '.join(f'{r:.3f}' for r in reps)} "
                    f"| {cpu:.3f} | {p99:.2f} | {rate:.2f} |")
     out.append("")
-    out.append(f"Issue 7's goal (CPU per request ≤ {GOAL:.2f}×) is for 100 rules **and** a rate limit; "
-               "rules do not exist yet, so these ratios are the limits part alone. `p99` and `req/s` "
+    out.append(f"Issue 7's goal (CPU per request ≤ {GOAL:.2f}×) is for 100 rules **and** a rate limit: "
+               "the `rules` part below; these ratios are the limits alone. `p99` and `req/s` "
                "ratios move with CPU 0 (wrk + origin) and with other work on the machine; "
                "CPU per request is the number to read.")
     out.append("")
@@ -100,6 +102,56 @@ def overhead(d, out, fails):
         out.append("Decisions at the end (`holdfast_ratelimit_decisions_total`; `no key`: the shared "
                    "harness's pre-flight `curl` sends neither header nor cookie):")
         out.extend(lines)
+        out.append("")
+
+
+def load_part(d, part):
+    """The shared harness's results in DIR/PART/, as load_overhead reads DIR/overhead/."""
+    o = os.path.join(d, part)
+    try:
+        with open(os.path.join(o, "results.tsv")) as f:
+            res = {r["label"]: r for r in csv.DictReader(f, delimiter="\t")}
+        with open(os.path.join(o, "runs.tsv")) as f:
+            runs = list(csv.DictReader(f, delimiter="\t"))
+    except FileNotFoundError:
+        return None, None
+    return res, runs
+
+
+def rules_part(d, out, fails, part, title, goal, what):
+    """The rules or replay part: nginx, holdfast and holdfast-PART; the ratio against goal."""
+    res, runs = load_part(d, part)
+    if res is None:
+        return
+    env = read(os.path.join(d, "env.txt")) or ""
+    label = f"holdfast-{part}"
+    out.append(f"### {title} ({overhead_desc(env, 'DURATION')})")
+    out.append("")
+    out.append(f"| target | {OVERHEAD_HEAD} |")
+    out.append("|---|" + OVERHEAD_ALIGN)
+    for t in ("nginx", "holdfast", label):
+        r = res.get(t)
+        out.append(f"| {t} | {overhead_cells(r) if r else 'no result'} |")
+        if r and t != "nginx" and int(r.get("errors", "0")) > 0:
+            fails.append(f"{part}: {t}: {r['errors']} client errors (non-2xx + socket): a rule blocked?")
+    out.append("")
+    vs = versus(res, runs, label, "holdfast")
+    if vs:
+        paired, reps, cpu, p99, rate = vs
+        out.append("| ratio | CPU per request (median of per-repeat ratios) | per repeat | ratio of medians "
+                   f"| p99 | req/s | goal |")
+        out.append("|---|---:|---|---:|---:|---:|---:|")
+        out.append(f"| **{label} / holdfast** | **{paired:.3f}** | {', '.join(f'{r:.3f}' for r in reps)} "
+                   f"| {cpu:.3f} | {p99:.2f} | {rate:.2f} | ≤ {goal:.2f} ({'met' if paired <= goal else 'NOT met'}) |")
+        out.append("")
+    ms = metrics(os.path.join(d, "raw", f"{part}-{label}.metrics.txt"))
+    if ms is not None:
+        hits = total(ms, "holdfast_rule_hits_total")
+        errors = total(ms, "holdfast_rule_errors_total")
+        served = total(ms, "holdfast_http_requests_total")
+        out.append(f"{what} At the end: {served:,} requests answered, rule hits {hits}, rule errors {errors}.")
+        if hits:
+            fails.append(f"{part}: the rules matched {hits} requests; none should match the traffic")
         out.append("")
 
 
@@ -164,7 +216,7 @@ def main():
     d = sys.argv[1]
     out, fails = [], []
     env = read(os.path.join(d, "env.txt")) or ""
-    out.append("## Holdfast rate limits: cost of checking, and a refusing limit")
+    out.append("## Holdfast shield: rate limits and rules, cost of checking, a refusing limit")
     out.append("")
     for line in env.splitlines():
         if line.startswith(("date:", "holdfast:", "load average", "host:")):
@@ -172,6 +224,14 @@ def main():
     out.append("")
     overhead(d, out, fails)
     refuse(d, out, fails)
+    rules_part(d, out, fails, "rules", "Rules: 100 rules and a rate limit vs neither, `/1k`", GOAL,
+               "100 rules (25 each: path.startsWith, header ==, method && path, path.matches; none "
+               "matches, so every request runs all of them) and one non-refusing client_ip limit.")
+    rules_part(d, out, fails, "replay", "Replay of 2 Jul 2019: the catastrophic pattern on every request vs none",
+               REPLAY_GOAL,
+               "One rule, the 2 Jul 2019 pattern (`{}` written `\\{\\}`) over the query "
+               "(`x=` + REPLAY_QUERY digits) and X-Payload (`x=` + REPLAY_HEADER digits): input that "
+               "backtracks catastrophically in a backtracking engine.")
     if fails:
         out.append("**FAILED:**")
         out.extend(f"- {x}" for x in fails)

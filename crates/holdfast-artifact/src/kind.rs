@@ -57,6 +57,9 @@ pub enum Reason {
     NotNewer,
     /// Missing or wrong signature while a public key is configured.
     Signature,
+    /// An entry the consumer cannot build (a rule expression that does not compile, an
+    /// unknown action).
+    Invalid,
 }
 
 impl Reason {
@@ -75,6 +78,7 @@ impl Reason {
             Reason::Shrink => "shrink",
             Reason::NotNewer => "not_newer",
             Reason::Signature => "signature",
+            Reason::Invalid => "invalid",
         }
     }
 }

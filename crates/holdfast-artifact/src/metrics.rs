@@ -13,7 +13,7 @@ pub struct ArtifactMetrics {
 }
 
 /// Every rejection reason, so each artifact's series exist (at 0) from the start.
-pub(crate) const REASONS: [Reason; 13] = [
+pub(crate) const REASONS: [Reason; 14] = [
     Reason::TooLarge,
     Reason::Io,
     Reason::NotUtf8,
@@ -27,6 +27,7 @@ pub(crate) const REASONS: [Reason; 13] = [
     Reason::Shrink,
     Reason::NotNewer,
     Reason::Signature,
+    Reason::Invalid,
 ];
 
 /// A new `Reason` variant stops this from compiling: add it to `REASONS` above as well.
@@ -43,7 +44,8 @@ const _: fn(Reason) = |r| match r {
     | Reason::Empty
     | Reason::Shrink
     | Reason::NotNewer
-    | Reason::Signature => {}
+    | Reason::Signature
+    | Reason::Invalid => {}
 };
 
 /// The `result` label of `holdfast_artifact_loads_total`.

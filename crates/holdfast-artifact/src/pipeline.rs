@@ -51,6 +51,9 @@ pub struct ArtifactOptions {
     /// Reject a file with fewer than `100 - max_shrink_percent` percent of the active
     /// value's entries, unless forced; 100 (or more) disables the guard.
     pub max_shrink_percent: u32,
+    /// For kinds with several files (IP lists, rule lists): this one's name. Its metric
+    /// label, LKG file stem and `/status` name are then `<NAME>:<name>`.
+    pub name: Option<String>,
 }
 
 impl ArtifactOptions {
@@ -61,6 +64,7 @@ impl ArtifactOptions {
             state_dir: None,
             public_key: None,
             max_shrink_percent: DEFAULT_MAX_SHRINK_PERCENT,
+            name: None,
         }
     }
 }
@@ -90,6 +94,8 @@ pub enum LoadOutcome {
 /// One artifact file of kind `K`: its active value and its load history.
 pub struct Artifact<K: ArtifactKind> {
     options: ArtifactOptions,
+    /// `K::NAME`, or `<NAME>:<name>` for a named one.
+    label: String,
     metrics: Arc<ArtifactMetrics>,
     active: ArcSwapOption<Active<K::Value>>,
     /// Serialises loads; holds the files rejected before (key, reason), oldest first.
@@ -98,8 +104,15 @@ pub struct Artifact<K: ArtifactKind> {
     applied: AtomicU64,
     rejections: AtomicU64,
     force: AtomicBool,
+    /// The consumer's check against its own state (e.g. rule ids already in the config),
+    /// after `K::load` and before the swap; also applied to the LKG.
+    check: Option<Check<K>>,
     _kind: PhantomData<fn() -> K>,
 }
+
+/// A consumer's extra check of a loaded value.
+type Check<K> =
+    Box<dyn Fn(&<K as ArtifactKind>::Value) -> Result<(), Rejection> + Send + Sync + 'static>;
 
 impl<K: ArtifactKind> std::fmt::Debug for Artifact<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,8 +132,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl<K: ArtifactKind> Artifact<K> {
     pub fn new(options: ArtifactOptions, metrics: Arc<ArtifactMetrics>) -> Self {
-        metrics.init(K::NAME);
+        let label = match &options.name {
+            None => K::NAME.to_string(),
+            Some(name) => format!("{}:{name}", K::NAME),
+        };
+        metrics.init(&label);
         Artifact {
+            label,
             options,
             metrics,
             active: ArcSwapOption::empty(),
@@ -129,7 +147,25 @@ impl<K: ArtifactKind> Artifact<K> {
             applied: AtomicU64::new(0),
             rejections: AtomicU64::new(0),
             force: AtomicBool::new(false),
+            check: None,
             _kind: PhantomData,
+        }
+    }
+
+    /// Add the consumer's check: a value it rejects is rejected like any other (counted,
+    /// remembered, the active value kept), and an LKG it rejects is not used.
+    pub fn with_check(
+        mut self,
+        check: impl Fn(&K::Value) -> Result<(), Rejection> + Send + Sync + 'static,
+    ) -> Self {
+        self.check = Some(Box::new(check));
+        self
+    }
+
+    fn consumer_check(&self, value: &K::Value) -> Result<(), Rejection> {
+        match &self.check {
+            Some(check) => check(value).map_err(|r| r.with_version(K::version(value))),
+            None => Ok(()),
         }
     }
 
@@ -171,7 +207,7 @@ impl<K: ArtifactKind> Artifact<K> {
     pub fn force_next(&self) {
         self.force.store(true, Ordering::SeqCst);
         tracing::info!(
-            artifact = K::NAME,
+            artifact = %self.label,
             "the next file will be applied even if it shrinks sharply"
         );
     }
@@ -203,6 +239,7 @@ impl<K: ArtifactKind> Artifact<K> {
         });
         ArtifactStatus {
             kind: K::NAME,
+            name: self.options.name.clone(),
             path: self.options.path.display().to_string(),
             active,
             last_rejection: lock(&self.last_rejection).clone(),
@@ -265,7 +302,9 @@ impl<K: ArtifactKind> Artifact<K> {
         memory.retain(|(k, _)| *k != key);
 
         let signature = signature.as_ref().map(|(sig, key)| (sig, *key));
-        let value = match checked::<K>(path, &bytes, signature) {
+        let value = match checked::<K>(path, &bytes, signature)
+            .and_then(|v| self.consumer_check(&v).map(|()| v))
+        {
             Ok(value) => value,
             Err(rejection) => {
                 remember(memory, key, rejection.reason);
@@ -291,10 +330,10 @@ impl<K: ArtifactKind> Artifact<K> {
             source: SourceKind::File,
         })));
         self.applied.fetch_add(1, Ordering::Relaxed);
-        self.metrics.set_version(K::NAME, version);
-        self.metrics.load(K::NAME, LoadResult::Applied);
+        self.metrics.set_version(&self.label, version);
+        self.metrics.load(&self.label, LoadResult::Applied);
         tracing::info!(
-            artifact = K::NAME,
+            artifact = %self.label,
             version,
             entries,
             sha256 = %sha256,
@@ -303,10 +342,10 @@ impl<K: ArtifactKind> Artifact<K> {
             "artifact applied"
         );
         if let Some(dir) = &self.options.state_dir {
-            let lkg = lkg_path(dir, K::NAME);
+            let lkg = lkg_path(dir, &self.label);
             if let Err(e) = write_atomic(&lkg, &bytes) {
                 tracing::error!(
-                    artifact = K::NAME,
+                    artifact = %self.label,
                     version,
                     path = %lkg.display(),
                     error = %e,
@@ -353,14 +392,15 @@ impl<K: ArtifactKind> Artifact<K> {
     /// The LKG copy, through `K::load`: `None` when there is no state folder or no copy.
     fn lkg_value(&self) -> Option<Result<Loaded<K::Value>, Rejection>> {
         let dir = self.options.state_dir.as_ref()?;
-        let lkg = lkg_path(dir, K::NAME);
+        let lkg = lkg_path(dir, &self.label);
         if !lkg.exists() {
             return None;
         }
         Some(
             read_bounded(&lkg, K::MAX_BYTES)
                 .map_err(read_rejection::<K>)
-                .and_then(|source| checked::<K>(&lkg, &source.content, None).map(|v| (v, source))),
+                .and_then(|source| checked::<K>(&lkg, &source.content, None).map(|v| (v, source)))
+                .and_then(|(v, source)| self.consumer_check(&v).map(|()| (v, source))),
         )
     }
 
@@ -373,7 +413,7 @@ impl<K: ArtifactKind> Artifact<K> {
             loaded_at: SystemTime::now(),
             source: SourceKind::Lkg,
         })));
-        self.metrics.set_version(K::NAME, version);
+        self.metrics.set_version(&self.label, version);
     }
 
     /// The file was rejected at start: say loudly what runs instead (the LKG, or nothing).
@@ -382,10 +422,10 @@ impl<K: ArtifactKind> Artifact<K> {
             .options
             .state_dir
             .as_ref()
-            .map(|dir| lkg_path(dir, K::NAME));
+            .map(|dir| lkg_path(dir, &self.label));
         match self.active.load().as_deref() {
             Some(active) if active.source == SourceKind::Lkg => tracing::error!(
-                artifact = K::NAME,
+                artifact = %self.label,
                 version = active.version,
                 sha256 = %active.sha256,
                 lkg = %lkg.as_deref().map_or_else(String::new, |p| p.display().to_string()),
@@ -406,7 +446,7 @@ impl<K: ArtifactKind> Artifact<K> {
                     Some(Ok(_)) => "the last-known-good copy was not taken".to_string(),
                 };
                 tracing::error!(
-                    artifact = K::NAME,
+                    artifact = %self.label,
                     path = %self.options.path.display(),
                     reason = rejection.reason.label(),
                     detail = %rejection.detail,
@@ -417,16 +457,16 @@ impl<K: ArtifactKind> Artifact<K> {
     }
 
     fn unchanged(&self) -> LoadOutcome {
-        self.metrics.load(K::NAME, LoadResult::Unchanged);
+        self.metrics.load(&self.label, LoadResult::Unchanged);
         LoadOutcome::Unchanged
     }
 
     fn reject(&self, rejection: Rejection) -> LoadOutcome {
         self.rejections.fetch_add(1, Ordering::Relaxed);
-        self.metrics.load(K::NAME, LoadResult::Rejected);
-        self.metrics.reject(K::NAME, rejection.reason);
+        self.metrics.load(&self.label, LoadResult::Rejected);
+        self.metrics.reject(&self.label, rejection.reason);
         tracing::warn!(
-            artifact = K::NAME,
+            artifact = %self.label,
             reason = rejection.reason.label(),
             version = rejection.version,
             detail = %rejection.detail,

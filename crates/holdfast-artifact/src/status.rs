@@ -17,6 +17,9 @@ pub enum SourceKind {
 pub struct ArtifactStatus {
     /// `ArtifactKind::NAME`.
     pub kind: &'static str,
+    /// A named artifact's name (IP and rule lists); absent for single ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub path: String,
     /// `null` when nothing was ever applied (and no last-known-good was found at start).
     pub active: Option<ActiveStatus>,
@@ -61,6 +64,7 @@ mod tests {
     fn serializes_as_documented() {
         let s = ArtifactStatus {
             kind: "t",
+            name: None,
             path: "/x".into(),
             active: Some(ActiveStatus {
                 version: 3,

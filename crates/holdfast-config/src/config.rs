@@ -18,6 +18,10 @@ pub struct Config {
     pub redis: Option<Redis>,
     /// `[[rules]]`, in file order.
     pub rules: Vec<Rule>,
+    /// `[[ip_lists]]`, in file order.
+    pub ip_lists: Vec<IpList>,
+    /// `[[rule_lists]]`, in file order (their rules run in this order, after `[[rules]]`).
+    pub rule_lists: Vec<RuleList>,
     /// `[challenge]` (defaults when absent); used when a rule's action is `challenge`.
     pub challenge: Challenge,
 }
@@ -45,6 +49,19 @@ pub struct Challenge {
     pub time_budget: Duration,
 }
 
+/// An IP list (`[[ip_lists]]`): an artifact file of CIDRs that rules read by name.
+pub type IpList = NamedFile;
+/// A rule list (`[[rule_lists]]`): an artifact file of rules run after `[[rules]]`.
+pub type RuleList = NamedFile;
+
+/// A named artifact file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedFile {
+    pub name: String,
+    /// Resolved against the config file's folder.
+    pub file: std::path::PathBuf,
+}
+
 /// A rule (`[[rules]]`): its expression compiled at load, evaluated per request in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
@@ -58,6 +75,20 @@ pub struct Rule {
     pub fields: RuleFields,
     /// Indices into `Config::routes`; empty: every route.
     pub routes: Vec<usize>,
+    /// `set_header` / `remove_header`: the header the origin request gets or loses.
+    pub header: Option<RuleHeader>,
+    /// `route`: the name of the route (in `Config::routes`) that serves the request instead.
+    pub route: Option<String>,
+    /// `rate_limit`: the name of the `[[limits]]` entry (`rules_only`) to apply.
+    pub limit: Option<String>,
+}
+
+/// The header a `set_header` (with a value) or `remove_header` (without) rule edits: a valid
+/// lower-case name, a valid value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleHeader {
+    pub name: String,
+    pub value: Option<String>,
 }
 
 /// Which request fields a rule's expression refers to.
@@ -70,6 +101,10 @@ pub struct RuleFields {
     pub headers: bool,
     pub cookies: bool,
     pub client_ip: bool,
+    /// `request.ja4h`: the JA4H-style fingerprint (hashed per request only when read).
+    pub ja4h: bool,
+    /// `bot.score`: the bot module then runs before the rules.
+    pub bot: bool,
 }
 
 impl RuleFields {
@@ -83,6 +118,8 @@ impl RuleFields {
             headers: self.headers || o.headers,
             cookies: self.cookies || o.cookies,
             client_ip: self.client_ip || o.client_ip,
+            ja4h: self.ja4h || o.ja4h,
+            bot: self.bot || o.bot,
         }
     }
 }
@@ -98,6 +135,16 @@ pub enum RuleAction {
     Log,
     /// Serve the challenge unless the client has a valid pass cookie.
     Challenge { difficulty: u8, nojs: bool },
+    /// Set a header on the request to the origin (`Rule::header`); later rules still run.
+    SetHeader,
+    /// Remove a header from the request to the origin (`Rule::header`); later rules still run.
+    RemoveHeader,
+    /// Send the request to another route's pools (`Rule::route`); later rules still run, the
+    /// first matching `route` rule wins.
+    Route,
+    /// Check the request against a `rules_only` limit (`Rule::limit`): 429 when over it;
+    /// later rules still run.
+    RateLimit,
 }
 
 impl RuleAction {
@@ -108,6 +155,10 @@ impl RuleAction {
             RuleAction::Allow => "allow",
             RuleAction::Log => "log",
             RuleAction::Challenge { .. } => "challenge",
+            RuleAction::SetHeader => "set_header",
+            RuleAction::RemoveHeader => "remove_header",
+            RuleAction::Route => "route",
+            RuleAction::RateLimit => "rate_limit",
         }
     }
 }
@@ -157,6 +208,8 @@ pub struct Limit {
     pub max_keys: usize,
     /// `local` (default) or `global` (through `[redis]`).
     pub scope: LimitScope,
+    /// Checked only for requests a `rate_limit` rule sends to it (never by route).
+    pub rules_only: bool,
 }
 
 /// What a rate limit counts by.

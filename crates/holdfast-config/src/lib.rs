@@ -12,13 +12,14 @@ mod validate;
 
 pub use config::{
     AccessLog, Admin, Balance, BotModule, Breaker, Challenge, CheckKind, ClientIpHeader, Config,
-    Edge, FailPolicy, Fallback, HashKey, HeaderOps, HealthCheck, HostMatch, Limit, LimitKey,
-    LimitScope, Limits, Modules, Outlier, Overload, Pool, Redis, RetryOn, RetryPolicy, Route, Rule,
-    RuleAction, RuleFields, RuleMode, ServerAddr, Timeouts, TlsCert, UpstreamTls,
-    MAX_FALLBACK_BYTES,
+    Edge, FailPolicy, Fallback, HashKey, HeaderOps, HealthCheck, HostMatch, IpList, Limit,
+    LimitKey, LimitScope, Limits, Modules, NamedFile, Outlier, Overload, Pool, Redis, RetryOn,
+    RetryPolicy, Route, Rule, RuleAction, RuleFields, RuleHeader, RuleList, RuleMode, ServerAddr,
+    Timeouts, TlsCert, UpstreamTls, MAX_FALLBACK_BYTES,
 };
 pub use error::ConfigError;
 pub use parse::{parse, state_dir_hint, MAX_CONFIG_BYTES};
+pub use spec::RuleSpec;
 pub use spec::Spec;
 pub use units::ByteSize;
-pub use validate::check_rule_expr;
+pub use validate::{check_rule_expr, rule_list_entries};

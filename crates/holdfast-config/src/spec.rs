@@ -26,6 +26,9 @@ pub struct Spec {
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
     #[serde(default)]
+    pub ip_lists: Vec<NamedFileSpec>,
+    #[serde(default)]
+    pub rule_lists: Vec<NamedFileSpec>,
     pub challenge: Option<ChallengeSpec>,
 }
 
@@ -49,6 +52,13 @@ pub struct ChallengeSpec {
     pub time_budget: Option<Duration>,
 }
 
+/// `[[ip_lists]]`, `[[rule_lists]]`: a named artifact file.
+#[derive(Debug, Deserialize)]
+pub struct NamedFileSpec {
+    pub name: String,
+    pub file: String,
+}
+
 /// `[[rules]]`: a CEL expression and what to do when it matches.
 #[derive(Debug, Deserialize)]
 pub struct RuleSpec {
@@ -62,6 +72,14 @@ pub struct RuleSpec {
     pub difficulty: Option<i64>,
     /// `action = "challenge"`: offer the no-JavaScript form.
     pub nojs: Option<bool>,
+    /// `set_header`, `remove_header`: the header of the request to the origin.
+    pub header: Option<String>,
+    /// `set_header`: its value.
+    pub value: Option<String>,
+    /// `route`: the route whose pools serve the request instead.
+    pub route: Option<String>,
+    /// `rate_limit`: the `[[limits]]` entry (with `rules_only = true`) to apply.
+    pub limit: Option<String>,
 }
 
 /// `[redis]`: the Redis that global limits share.
@@ -88,6 +106,9 @@ pub struct LimitSpec {
     pub shadow: bool,
     pub max_keys: Option<i64>,
     pub scope: Option<String>,
+    /// Checked only for requests a `rate_limit` rule sends to it.
+    #[serde(default)]
+    pub rules_only: bool,
 }
 
 /// `[modules.*]`: one table per module.

@@ -41,6 +41,9 @@ pub struct RequestCtx {
     /// Headers the modules add to the origin request; the first inline, so running the bot
     /// module costs no allocation.
     pub module_headers: smallvec::SmallVec<[(http::HeaderName, HeaderValue); 1]>,
+    /// The rules' `set_header` (`Some`) and `remove_header` (`None`), in order, applied after
+    /// `module_headers`.
+    pub module_header_edits: Vec<(http::HeaderName, Option<HeaderValue>)>,
 }
 
 /// Written by `phases::route`.
@@ -90,6 +93,7 @@ impl RequestCtx {
             upstream: UpstreamCtx::default(),
             status: 0,
             module_headers: smallvec::SmallVec::new(),
+            module_header_edits: Vec::new(),
         }
     }
 

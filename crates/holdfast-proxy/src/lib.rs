@@ -25,7 +25,7 @@ mod upstream;
 pub use access_log::{AccessLogTarget, AccessLogWriter};
 pub use metrics::Metrics;
 pub use modules::{
-    Block, EdgeRequest, EdgeResponse, ModuleAction, RequestModule, TooMany, REQUEST_ID_MARK,
+    Block, EdgeRequest, EdgeResponse, Edit, ModuleAction, RequestModule, TooMany, REQUEST_ID_MARK,
 };
 pub use server::{start, EdgeHandle, Listeners};
 pub use state::{PoolStatus, RouteStatus, ServerStatus, State, StateInputs};

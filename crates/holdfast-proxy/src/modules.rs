@@ -13,6 +13,8 @@ pub enum ModuleAction {
     Pass,
     /// Go on, sending this header to the origin (it replaces any the client sent).
     Header(HeaderName, HeaderValue),
+    /// Go on, with the rules' effects on the request.
+    Edit(Box<Edit>),
     /// The edge answers 403 itself (a `closed` fail policy): never a 5xx.
     Deny,
     /// The edge answers itself with this status (400..=599): a rule blocked the request.
@@ -46,6 +48,16 @@ pub struct EdgeRequest<'a> {
     pub client_ip: std::net::IpAddr,
     pub tls: bool,
     pub body: &'a [u8],
+}
+
+/// What rules that decide nothing ask of the request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Edit {
+    /// Edits of the origin request in order: set (`Some`, replacing any the client sent) or
+    /// remove (`None`); applied after the `Header`s of the modules.
+    pub headers: Vec<(HeaderName, Option<HeaderValue>)>,
+    /// The name of the route that serves the request instead of the one it matched.
+    pub route: Option<std::sync::Arc<str>>,
 }
 
 /// A rule's block: its id (for the page and the log) and the status it answers with.

@@ -5,6 +5,7 @@ use crate::body::ResponseBody;
 use crate::ctx::{ConnInfo, RequestCtx};
 use crate::error::ProxyError;
 use crate::phases;
+use crate::phases::modules::Next;
 use crate::state::State;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -40,9 +41,11 @@ async fn proxy(
     }
     let route = phases::route::select(state, ctx)?;
     phases::limits::check(state, &req)?;
-    if let Some(page) = phases::modules::run(state, &route.name, &req, ctx)? {
-        return Ok(page);
-    }
+    let route = match phases::modules::run(state, &route.name, &req, ctx)? {
+        Next::Answered(page) => return Ok(*page),
+        Next::Forward(Some(name)) => phases::route::reroute(state, ctx, &name).unwrap_or(route),
+        Next::Forward(None) => route,
+    };
     // Boxed: the exchange with the origin is the large part of this future, and hyper moves
     // the service future into its dispatcher on every request; one small allocation is
     // cheaper than copying kilobytes (see the size test below).

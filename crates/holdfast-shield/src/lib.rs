@@ -5,6 +5,8 @@
 //! self-hosted challenge comes later (issue 7).
 
 pub mod global;
+pub mod ip_list;
 pub mod limit;
 pub mod limits;
+pub mod rule_list;
 pub mod rules;

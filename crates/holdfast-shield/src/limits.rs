@@ -18,6 +18,8 @@ pub struct RouteLimit {
     pub global: Option<Arc<GlobalLimit>>,
     /// Route names; empty: every route.
     pub routes: Vec<String>,
+    /// Checked only when a `rate_limit` rule names it (`RateLimits::check_named`).
+    pub rules_only: bool,
     counters: Counters,
 }
 
@@ -48,6 +50,7 @@ impl RouteLimit {
             limiter: Limiter::new(spec),
             global: None,
             routes,
+            rules_only: false,
             counters,
         }
     }
@@ -63,6 +66,7 @@ impl RouteLimit {
             limiter: Limiter::new(spec),
             global: Some(global),
             routes,
+            rules_only: false,
             counters,
         }
     }
@@ -75,7 +79,30 @@ impl RouteLimit {
     }
 
     fn applies(&self, route: &str) -> bool {
-        self.routes.is_empty() || self.routes.iter().any(|r| r == route)
+        !self.rules_only && (self.routes.is_empty() || self.routes.iter().any(|r| r == route))
+    }
+
+    /// Check and count one request; `Some` when it is over the limit.
+    fn decide(&self, req: &RequestView<'_>) -> Option<Box<Limited>> {
+        let decision = self.check(req);
+        match decision {
+            LimitDecision::Allow { .. } => self.counters.allowed.inc(),
+            LimitDecision::NoKey => self.counters.no_key.inc(),
+            LimitDecision::Shadow => self.counters.shadow.inc(),
+            LimitDecision::Deny { .. } => {
+                self.counters.limited.inc();
+                let retry_after = decision
+                    .retry_after_header()
+                    .unwrap_or(http::HeaderValue::from_static("1"));
+                return Some(Box::new(Limited {
+                    limit: self.limiter.name().to_string(),
+                    retry_after,
+                    ratelimit: self.limiter.ratelimit_header(&decision),
+                    policy: self.limiter.policy_header(),
+                }));
+            }
+        }
+        None
     }
 }
 
@@ -100,29 +127,30 @@ pub struct RateLimits {
     pub limits: Vec<RouteLimit>,
 }
 
+impl RateLimits {
+    /// A `rate_limit` rule's check: the `rules_only` limit `name` (checked and counted as
+    /// any limit); `Pass` when there is no such limit.
+    pub fn check_named(&self, name: &str, req: &RequestView<'_>) -> LimitOutcome {
+        match self
+            .limits
+            .iter()
+            .find(|l| l.rules_only && l.limiter.name() == name)
+            .and_then(|l| l.decide(req))
+        {
+            Some(limited) => LimitOutcome::Limited(limited),
+            None => LimitOutcome::Pass,
+        }
+    }
+}
+
 impl Module for RateLimits {
     type Output = LimitOutcome;
     const NAME: &'static str = "limits";
 
     fn decide(&self, req: &RequestView<'_>) -> Result<LimitOutcome, ModuleError> {
         for limit in self.limits.iter().filter(|l| l.applies(req.route)) {
-            let decision = limit.check(req);
-            match decision {
-                LimitDecision::Allow { .. } => limit.counters.allowed.inc(),
-                LimitDecision::NoKey => limit.counters.no_key.inc(),
-                LimitDecision::Shadow => limit.counters.shadow.inc(),
-                LimitDecision::Deny { .. } => {
-                    limit.counters.limited.inc();
-                    let retry_after = decision
-                        .retry_after_header()
-                        .unwrap_or(http::HeaderValue::from_static("1"));
-                    return Ok(LimitOutcome::Limited(Box::new(Limited {
-                        limit: limit.limiter.name().to_string(),
-                        retry_after,
-                        ratelimit: limit.limiter.ratelimit_header(&decision),
-                        policy: limit.limiter.policy_header(),
-                    })));
-                }
+            if let Some(limited) = limit.decide(req) {
+                return Ok(LimitOutcome::Limited(limited));
             }
         }
         Ok(LimitOutcome::Pass)

@@ -44,8 +44,11 @@ pub fn check_file(path: &Path) -> Result<(), Vec<String>> {
 }
 
 /// The artifact kinds `holdfast check --kind` knows.
-pub const ARTIFACT_KINDS: &[&str] =
-    &[<holdfast_bot::BotFeatures as holdfast_artifact::ArtifactKind>::NAME];
+pub const ARTIFACT_KINDS: &[&str] = &[
+    <holdfast_bot::BotFeatures as holdfast_artifact::ArtifactKind>::NAME,
+    <holdfast_shield::ip_list::IpListKind as holdfast_artifact::ArtifactKind>::NAME,
+    <holdfast_shield::rule_list::RuleListKind as holdfast_artifact::ArtifactKind>::NAME,
+];
 
 /// `holdfast check --kind KIND FILE`: exactly the checks a running edge applies to the file
 /// (size, signature when a key is given, parse, schema, the consumer's semantic checks).
@@ -72,6 +75,28 @@ pub fn check_artifact(
                 "bot-features version {}, {} features",
                 model.version(),
                 model.entries()
+            ))
+        }
+        "ip-list" => {
+            use holdfast_artifact::ArtifactKind;
+            use holdfast_shield::ip_list::IpListKind;
+            let set = holdfast_artifact::check_file::<IpListKind>(path, key.as_ref())
+                .map_err(|r| vec![format!("{at}: {}: {r}", r.reason.label())])?;
+            Ok(format!(
+                "ip-list version {}, {} entries",
+                IpListKind::version(&set),
+                set.entries()
+            ))
+        }
+        "rule-list" => {
+            use holdfast_artifact::ArtifactKind;
+            use holdfast_shield::rule_list::RuleListKind;
+            let list = holdfast_artifact::check_file::<RuleListKind>(path, key.as_ref())
+                .map_err(|r| vec![format!("{at}: {}: {r}", r.reason.label())])?;
+            Ok(format!(
+                "rule-list version {}, {} rules",
+                RuleListKind::version(&list),
+                RuleListKind::entries(&list)
             ))
         }
         other => Err(vec![format!(

@@ -13,10 +13,15 @@ use holdfast_modules::{
 };
 use holdfast_proxy::{Block, EdgeRequest, EdgeResponse, ModuleAction, RequestModule, TooMany};
 use holdfast_shield::global::{GlobalLimit, GlobalSync, RedisHealth, RedisMetrics, RedisSettings};
+use holdfast_shield::ip_list::IpListKind;
 use holdfast_shield::limits::{Counters, LimitOutcome, RateLimits, RouteLimit};
-use holdfast_shield::rules::{RuleMetrics, RuleOutcome, Rules};
+use holdfast_shield::rule_list::{no_config_ids, RuleListKind};
+use holdfast_shield::rules::{
+    with_bot_score, BotScore, Effects, IpLists, ListRules, RuleMetrics, RuleOutcome, RuleSpec,
+    Rules,
+};
 use prometheus::Registry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -31,8 +36,72 @@ type LimitsSlot = ModuleSlot<RateLimits>;
 type RulesSlot = ModuleSlot<Rules>;
 
 /// The rules as the data path runs them: a block answers with its status (403 by default);
-/// a challenge goes to the challenge module, whose reserved paths this serves too.
-struct RulesRequest(Arc<RulesSlot>, Option<Arc<ChallengeRuntime>>);
+/// a challenge goes to the challenge module, whose reserved paths this serves too. With them:
+/// the limits module of the same `State` for `rate_limit` rules, and the bot module when a
+/// rule reads `bot.score` (it then runs here, first, instead of after).
+struct RulesRequest {
+    rules: Arc<RulesSlot>,
+    limits: Option<Arc<LimitsSlot>>,
+    bot: Option<Arc<BotSlot>>,
+    challenge: Option<Arc<ChallengeRuntime>>,
+}
+
+impl RulesRequest {
+    /// A `rate_limit` rule's limits, in order (unless the limits module is switched off).
+    fn over_limit(&self, names: &[Arc<str>], req: &RequestView<'_>) -> Option<ModuleAction> {
+        let limits = self.limits.as_ref()?;
+        if names.is_empty() || limits.state() == holdfast_modules::ModuleState::Disabled {
+            return None;
+        }
+        names
+            .iter()
+            .find_map(|name| match limits.module().check_named(name, req) {
+                LimitOutcome::Limited(l) => Some(l),
+                LimitOutcome::Pass => None,
+            })
+            .map(|l| {
+                let l = *l;
+                ModuleAction::TooMany(Box::new(TooMany {
+                    limit: l.limit,
+                    retry_after: l.retry_after,
+                    ratelimit: l.ratelimit,
+                    policy: Some(l.policy),
+                }))
+            })
+    }
+
+    /// A passing request with the matched rules' effects: their limits checked, their header
+    /// edits (after the bot module's header, if it ran here) and route.
+    fn effects(
+        &self,
+        effects: &Effects,
+        req: &RequestView<'_>,
+        bot_header: Option<http::HeaderValue>,
+    ) -> ModuleAction {
+        if let Some(too_many) = self.over_limit(&effects.limits, req) {
+            return too_many;
+        }
+        if effects.headers.is_empty() && effects.route.is_none() {
+            return match bot_header {
+                Some(v) => ModuleAction::Header(SCORE_HEADER, v),
+                None => ModuleAction::Pass,
+            };
+        }
+        ModuleAction::Edit(Box::new(holdfast_proxy::Edit {
+            headers: bot_header
+                .map(|v| (SCORE_HEADER, Some(v)))
+                .into_iter()
+                .chain(
+                    effects
+                        .headers
+                        .iter()
+                        .map(|e| (e.name.clone(), e.value.clone())),
+                )
+                .collect(),
+            route: effects.route.clone(),
+        }))
+    }
+}
 
 impl RequestModule for RulesRequest {
     fn name(&self) -> &'static str {
@@ -40,7 +109,19 @@ impl RequestModule for RulesRequest {
     }
 
     fn apply(&self, req: &RequestView<'_>) -> ModuleAction {
-        match self.0.run(req) {
+        // The bot module's verdict first when rules read it: its score for `bot.score`, its
+        // header for the origin (as the bot module would have sent it), its denial.
+        let (score, bot_header) = match &self.bot {
+            None => (BotScore::Unknown, None),
+            Some(bot) => match bot.run(req) {
+                Verdict::Decided(s) | Verdict::Stale(s) => {
+                    (BotScore::Score(s.get()), Some(s.header_value()))
+                }
+                Verdict::Unknown => (BotScore::Unknown, Some(unknown_header())),
+                Verdict::Deny => return ModuleAction::Deny,
+            },
+        };
+        match with_bot_score(score, || self.rules.run(req)) {
             Verdict::Decided(RuleOutcome::Block(b)) | Verdict::Stale(RuleOutcome::Block(b)) => {
                 ModuleAction::Block(Box::new(Block {
                     status: http::StatusCode::from_u16(b.status)
@@ -49,23 +130,34 @@ impl RequestModule for RulesRequest {
                 }))
             }
             Verdict::Decided(RuleOutcome::Challenge(c))
-            | Verdict::Stale(RuleOutcome::Challenge(c)) => match &self.1 {
-                Some(challenge) => challenge.apply(req, &c),
-                None => ModuleAction::Pass,
-            },
+            | Verdict::Stale(RuleOutcome::Challenge(c)) => {
+                let action = match &self.challenge {
+                    Some(challenge) => challenge.apply(req, &c),
+                    None => ModuleAction::Pass,
+                };
+                match action {
+                    ModuleAction::Pass => self.effects(&c.effects, req, bot_header),
+                    answered => answered,
+                }
+            }
+            Verdict::Decided(RuleOutcome::Edit(effects))
+            | Verdict::Stale(RuleOutcome::Edit(effects)) => self.effects(&effects, req, bot_header),
             Verdict::Decided(RuleOutcome::Pass)
             | Verdict::Stale(RuleOutcome::Pass)
-            | Verdict::Unknown => ModuleAction::Pass,
+            | Verdict::Unknown => match bot_header {
+                Some(v) => ModuleAction::Header(SCORE_HEADER, v),
+                None => ModuleAction::Pass,
+            },
             Verdict::Deny => ModuleAction::Deny,
         }
     }
 
     fn reserved_prefix(&self) -> Option<&'static str> {
-        self.1.as_ref().map(|_| crate::challenge::PREFIX)
+        self.challenge.as_ref().map(|_| crate::challenge::PREFIX)
     }
 
     fn answer(&self, req: &EdgeRequest<'_>) -> EdgeResponse {
-        match &self.1 {
+        match &self.challenge {
             Some(challenge) => challenge.answer(req),
             None => EdgeResponse {
                 status: http::StatusCode::NOT_FOUND,
@@ -82,6 +174,12 @@ type RulesConfig = Vec<(holdfast_config::Rule, Vec<String>)>;
 
 struct RulesRuntime {
     config: RulesConfig,
+    /// `[[rule_lists]]` and the state folder their artifacts were built for.
+    rule_lists: Vec<holdfast_config::RuleList>,
+    state_dir: Option<PathBuf>,
+    _watchers: Vec<Watcher>,
+    /// The IP lists the rules were compiled against (a new artifact means new rules).
+    lists: IpLists,
     slot: Arc<RulesSlot>,
 }
 
@@ -157,6 +255,15 @@ impl RequestModule for BotRequest {
     }
 }
 
+/// One `[[ip_lists]]` entry's artifact, kept across reloads while its file is the same.
+struct IpListRuntime {
+    file: PathBuf,
+    state_dir: Option<PathBuf>,
+    artifact: Arc<Artifact<IpListKind>>,
+    /// In a mutex only to be `Sync` (the runtime is shared by `Arc`); never locked.
+    _watcher: Mutex<Option<Watcher>>,
+}
+
 struct BotRuntime {
     config: holdfast_config::BotModule,
     state_dir: Option<PathBuf>,
@@ -172,6 +279,7 @@ pub(crate) struct Prepared {
     limits: Option<LimitsPlan>,
     rules: Option<RulesPlan>,
     challenge: Option<Arc<ChallengeRuntime>>,
+    ip_lists: HashMap<String, Arc<IpListRuntime>>,
     state_dir: Option<PathBuf>,
 }
 
@@ -195,6 +303,7 @@ pub(crate) struct ModuleHost {
     challenge_metrics: ChallengeMetrics,
     challenge: Mutex<Option<Arc<ChallengeRuntime>>>,
     rules: Mutex<Option<RulesRuntime>>,
+    ip_lists: Mutex<HashMap<String, Arc<IpListRuntime>>>,
     bot: Mutex<Option<BotRuntime>>,
     limits: Mutex<Option<LimitsRuntime>>,
     state_dir: Mutex<Option<PathBuf>>,
@@ -266,6 +375,7 @@ impl ModuleHost {
             challenge_metrics: ChallengeMetrics::new(registry)?,
             challenge: Mutex::new(None),
             rules: Mutex::new(None),
+            ip_lists: Mutex::new(HashMap::new()),
             bot: Mutex::new(None),
             limits: Mutex::new(None),
             state_dir: Mutex::new(None),
@@ -299,13 +409,19 @@ impl ModuleHost {
             }
         };
         let limits = self.prepare_limits(config, &overrides);
-        let rules = self.prepare_rules(config, &overrides)?;
+        let ip_lists = self.prepare_ip_lists(config, state_dir.as_deref());
+        let lists: IpLists = ip_lists
+            .iter()
+            .map(|(name, rt)| (name.clone(), Arc::clone(&rt.artifact)))
+            .collect();
+        let rules = self.prepare_rules(config, &overrides, &lists)?;
         let challenge = self.prepare_challenge(config, &overrides)?;
         Ok(Prepared {
             bot,
             limits,
             rules,
             challenge,
+            ip_lists,
             state_dir,
         })
     }
@@ -354,16 +470,68 @@ impl ModuleHost {
         }
     }
 
+    /// The IP lists `config` names: the running artifact of a list whose file (and state
+    /// folder) did not change, a new one (loaded now, falling back to its last-known-good)
+    /// otherwise. A bad or missing file is not a config error: rules reading a list without
+    /// a value count an error and miss.
+    fn prepare_ip_lists(
+        &self,
+        config: &Config,
+        state_dir: Option<&Path>,
+    ) -> HashMap<String, Arc<IpListRuntime>> {
+        let current = lock(&self.ip_lists);
+        config
+            .ip_lists
+            .iter()
+            .map(|l| {
+                let kept = current
+                    .get(&l.name)
+                    .filter(|r| r.file == l.file && r.state_dir.as_deref() == state_dir);
+                let rt = match kept {
+                    Some(rt) => Arc::clone(rt),
+                    None => Arc::new(self.new_ip_list(l, state_dir)),
+                };
+                (l.name.clone(), rt)
+            })
+            .collect()
+    }
+
+    fn new_ip_list(&self, l: &holdfast_config::IpList, state_dir: Option<&Path>) -> IpListRuntime {
+        let mut options = ArtifactOptions::new(&l.file);
+        options.state_dir = state_dir.map(Path::to_path_buf);
+        options.name = Some(l.name.clone());
+        let artifact = Arc::new(Artifact::<IpListKind>::new(
+            options,
+            Arc::clone(&self.artifact_metrics),
+        ));
+        artifact.start();
+        let watched = Arc::clone(&artifact);
+        let name = l.name.clone();
+        let watcher = Watcher::start(artifact.watch_paths(), ARTIFACT_POLL, move |_| {
+            watched.reload();
+        })
+        .map_err(|e| tracing::error!(list = %name, error = %e, "cannot watch the IP list; POST /reload re-reads it"))
+        .ok();
+        IpListRuntime {
+            file: l.file.clone(),
+            state_dir: state_dir.map(Path::to_path_buf),
+            artifact,
+            _watcher: Mutex::new(watcher),
+        }
+    }
+
     /// Rules unchanged (same entries, same route names): keep the compiled set and its
     /// counts; otherwise compile a new one (the config already compile-checked each).
     fn prepare_rules(
         &self,
         config: &Config,
         overrides: &Overrides,
+        lists: &IpLists,
     ) -> Result<Option<RulesPlan>, Vec<ConfigError>> {
-        if config.rules.is_empty() {
+        if config.rules.is_empty() && config.rule_lists.is_empty() {
             return Ok(None);
         }
+        let state_dir = config.edge.state_dir.clone();
         let wanted: RulesConfig = config
             .rules
             .iter()
@@ -375,24 +543,25 @@ impl ModuleHost {
                 (entry, route_names(config, &r.routes))
             })
             .collect();
-        if lock(&self.rules)
-            .as_ref()
-            .is_some_and(|r| r.config == wanted)
-        {
+        let same_lists = |old: &IpLists| {
+            old.len() == lists.len()
+                && old
+                    .iter()
+                    .all(|(name, a)| lists.get(name).is_some_and(|b| Arc::ptr_eq(a, b)))
+        };
+        if lock(&self.rules).as_ref().is_some_and(|r| {
+            r.config == wanted
+                && same_lists(&r.lists)
+                && r.rule_lists == config.rule_lists
+                && r.state_dir == state_dir
+        }) {
             return Ok(Some(RulesPlan::Keep));
         }
         let specs = wanted
             .iter()
-            .map(|(r, routes)| holdfast_shield::rules::RuleSpec {
-                id: r.id.clone(),
-                expr: r.expr.clone(),
-                action: r.action,
-                shadow: r.mode == holdfast_config::RuleMode::Log,
-                routes: routes.clone(),
-                fields: r.fields,
-            })
+            .map(|(r, routes)| RuleSpec::from_config(r, routes.clone()))
             .collect();
-        let rules = Rules::new(specs, &self.rule_metrics).map_err(|e| {
+        let mut rules = Rules::new(specs, &self.rule_metrics, lists).map_err(|e| {
             let at = config
                 .rules
                 .iter()
@@ -404,6 +573,13 @@ impl ModuleHost {
                 "fix the expression (it passed the config check but did not compile)",
             )]
         })?;
+        let ids: Vec<String> = config.rules.iter().map(|r| r.id.clone()).collect();
+        let mut watchers = Vec::new();
+        for l in &config.rule_lists {
+            let (list, watcher) = self.new_rule_list(l, state_dir.as_deref(), &ids, lists);
+            rules.lists.push(list);
+            watchers.extend(watcher);
+        }
         let settings = ModuleSettings {
             time_budget: RULES_BUDGET,
             ..ModuleSettings::default()
@@ -414,8 +590,47 @@ impl ModuleHost {
         }
         Ok(Some(RulesPlan::New(RulesRuntime {
             config: wanted,
+            lists: lists.clone(),
+            rule_lists: config.rule_lists.clone(),
+            state_dir,
             slot,
+            _watchers: watchers,
         })))
+    }
+
+    /// A `[[rule_lists]]` entry: its artifact (loaded now, or its last-known-good; ids of
+    /// `[[rules]]` rejected before a swap), compiled after each load, watched.
+    fn new_rule_list(
+        &self,
+        l: &holdfast_config::RuleList,
+        state_dir: Option<&Path>,
+        config_ids: &[String],
+        ip_lists: &IpLists,
+    ) -> (Arc<ListRules>, Option<Watcher>) {
+        let mut options = ArtifactOptions::new(&l.file);
+        options.state_dir = state_dir.map(Path::to_path_buf);
+        options.name = Some(l.name.clone());
+        let ids = config_ids.to_vec();
+        let artifact = Arc::new(
+            Artifact::<RuleListKind>::new(options, Arc::clone(&self.artifact_metrics))
+                .with_check(move |list| no_config_ids(list, &ids)),
+        );
+        artifact.start();
+        let list = Arc::new(ListRules::new(
+            l.name.clone(),
+            artifact,
+            &self.rule_metrics,
+            ip_lists,
+        ));
+        let watched = Arc::clone(&list);
+        let name = l.name.clone();
+        let watcher = Watcher::start(list.artifact.watch_paths(), ARTIFACT_POLL, move |_| {
+            watched.artifact.reload();
+            watched.refresh();
+        })
+        .map_err(|e| tracing::error!(list = %name, error = %e, "cannot watch the rule list; POST /reload re-reads it"))
+        .ok();
+        (list, watcher)
     }
 
     /// Limits unchanged (same entries, same route names): keep the running limiters and
@@ -465,13 +680,16 @@ impl ModuleHost {
                 spec.shadow = l.shadow;
                 spec.max_keys = l.max_keys;
                 let counters = Counters::new(&self.limit_decisions, &l.name);
-                if l.scope == holdfast_config::LimitScope::Global && wanted.1.is_some() {
-                    let global = Arc::new(GlobalLimit::new(spec.clone(), Arc::clone(&health)));
-                    globals.push(Arc::clone(&global));
-                    RouteLimit::global(spec, global, routes.clone(), counters)
-                } else {
-                    RouteLimit::new(spec, routes.clone(), counters)
-                }
+                let mut limit =
+                    if l.scope == holdfast_config::LimitScope::Global && wanted.1.is_some() {
+                        let global = Arc::new(GlobalLimit::new(spec.clone(), Arc::clone(&health)));
+                        globals.push(Arc::clone(&global));
+                        RouteLimit::global(spec, global, routes.clone(), counters)
+                    } else {
+                        RouteLimit::new(spec, routes.clone(), counters)
+                    };
+                limit.rules_only = l.rules_only;
+                limit
             })
             .collect();
         let redis = match (&wanted.1, globals.is_empty()) {
@@ -571,8 +789,8 @@ impl ModuleHost {
             Some(LimitsPlan::New(runtime)) => Some(Arc::clone(&runtime.slot)),
             Some(LimitsPlan::Keep) => lock(&self.limits).as_ref().map(|r| Arc::clone(&r.slot)),
         };
-        if let Some(slot) = limits {
-            modules.push(Arc::new(LimitsRequest(slot)));
+        if let Some(slot) = &limits {
+            modules.push(Arc::new(LimitsRequest(Arc::clone(slot))));
         }
         // Rules next: a blocked request costs no scoring.
         let rules = match &prepared.rules {
@@ -580,15 +798,23 @@ impl ModuleHost {
             Some(RulesPlan::New(runtime)) => Some(Arc::clone(&runtime.slot)),
             Some(RulesPlan::Keep) => lock(&self.rules).as_ref().map(|r| Arc::clone(&r.slot)),
         };
-        if let Some(slot) = rules {
-            modules.push(Arc::new(RulesRequest(slot, prepared.challenge.clone())));
-        }
-        let slot = match &prepared.bot {
+        let bot = match &prepared.bot {
             None => None,
             Some(BotPlan::New(runtime)) => Some(Arc::clone(&runtime.slot)),
             Some(BotPlan::Keep(_)) => lock(&self.bot).as_ref().map(|r| Arc::clone(&r.slot)),
         };
-        if let Some(slot) = slot {
+        // A rule that reads bot.score: the bot module runs inside the rules' step, first.
+        let bot_in_rules = rules.as_ref().is_some_and(|r| r.module().reads_bot());
+        if let Some(slot) = rules {
+            let bot = bot.clone().filter(|_| bot_in_rules);
+            modules.push(Arc::new(RulesRequest {
+                rules: slot,
+                limits,
+                bot,
+                challenge: prepared.challenge.clone(),
+            }));
+        }
+        if let Some(slot) = bot.filter(|_| !bot_in_rules) {
             modules.push(Arc::new(BotRequest(slot)));
         }
         modules.extend(self.extra.iter().cloned());
@@ -623,6 +849,7 @@ impl ModuleHost {
         }
         drop(rules);
         *lock(&self.challenge) = prepared.challenge;
+        *lock(&self.ip_lists) = prepared.ip_lists;
         *lock(&self.state_dir) = prepared.state_dir;
     }
 
@@ -630,6 +857,15 @@ impl ModuleHost {
     pub(crate) fn reload_artifacts(&self) {
         if let Some(runtime) = lock(&self.bot).as_ref() {
             runtime.artifact.reload();
+        }
+        for list in lock(&self.ip_lists).values() {
+            list.artifact.reload();
+        }
+        if let Some(rules) = lock(&self.rules).as_ref() {
+            for list in &rules.slot.module().lists {
+                list.artifact.reload();
+                list.refresh();
+            }
         }
     }
 
@@ -728,6 +964,26 @@ impl ModuleHost {
 
     /// `POST /artifacts/NAME/force`: apply the file now even if it shrinks sharply.
     pub(crate) fn force_artifact(&self, name: &str) -> Result<serde_json::Value, (u16, String)> {
+        if let Some(list) = name
+            .strip_prefix("ip-list:")
+            .and_then(|n| lock(&self.ip_lists).get(n).cloned())
+        {
+            list.artifact.force_next();
+            let outcome = list.artifact.reload();
+            tracing::warn!(artifact = name, outcome = ?outcome, "operator forced a reload");
+            return Ok(serde_json::to_value(list.artifact.status()).unwrap_or_default());
+        }
+        if let Some(list) = name.strip_prefix("rule-list:").and_then(|n| {
+            lock(&self.rules)
+                .as_ref()
+                .and_then(|r| r.slot.module().lists.iter().find(|l| l.name == n).cloned())
+        }) {
+            list.artifact.force_next();
+            let outcome = list.artifact.reload();
+            list.refresh();
+            tracing::warn!(artifact = name, outcome = ?outcome, "operator forced a reload");
+            return Ok(serde_json::to_value(list.artifact.status()).unwrap_or_default());
+        }
         let bot = lock(&self.bot);
         let Some(runtime) = bot.as_ref().filter(|_| name == "bot-features") else {
             return Err((
@@ -769,10 +1025,30 @@ impl ModuleHost {
     /// `/status`: every artifact and every module.
     pub(crate) fn status(&self) -> (serde_json::Value, serde_json::Value) {
         let bot = lock(&self.bot);
-        let artifacts: Vec<serde_json::Value> = bot
+        let mut artifacts: Vec<serde_json::Value> = bot
             .iter()
             .map(|r| serde_json::to_value(r.artifact.status()).unwrap_or_default())
             .collect();
+        let lists = lock(&self.ip_lists);
+        let mut names: Vec<&String> = lists.keys().collect();
+        names.sort();
+        artifacts.extend(
+            names
+                .into_iter()
+                .filter_map(|n| lists.get(n))
+                .map(|l| serde_json::to_value(l.artifact.status()).unwrap_or_default()),
+        );
+        drop(lists);
+        if let Some(rules) = lock(&self.rules).as_ref() {
+            artifacts.extend(
+                rules
+                    .slot
+                    .module()
+                    .lists
+                    .iter()
+                    .map(|l| serde_json::to_value(l.artifact.status()).unwrap_or_default()),
+            );
+        }
         let limits = lock(&self.limits);
         let limit_status = limits.as_ref().map(|r| {
             let mut status = serde_json::to_value(r.slot.status()).unwrap_or_default();
@@ -827,22 +1103,29 @@ impl ModuleHost {
         drop(limits);
         let rule_status = lock(&self.rules).as_ref().map(|r| {
             let mut status = serde_json::to_value(r.slot.status()).unwrap_or_default();
-            let each: Vec<serde_json::Value> = r
-                .slot
-                .module()
-                .rules
-                .iter()
-                .map(|rule| {
-                    serde_json::json!({
-                        "id": rule.spec.id,
-                        "action": rule.spec.action.label(),
-                        "mode": if rule.spec.shadow { "log" } else { "enforce" },
-                        "routes": rule.spec.routes,
-                        "hits": rule.hits(),
-                        "errors": rule.errors(),
-                    })
-                })
-                .collect();
+            let one = |rule: &holdfast_shield::rules::Rule, list: Option<&str>| {
+                let mut v = serde_json::json!({
+                    "id": rule.spec.id,
+                    "action": rule.spec.action.label(),
+                    "mode": if rule.spec.shadow { "log" } else { "enforce" },
+                    "routes": rule.spec.routes,
+                    "hits": rule.hits(),
+                    "errors": rule.errors(),
+                    "engine": rule.engine(),
+                });
+                if let (Some(list), Some(map)) = (list, v.as_object_mut()) {
+                    map.insert("list".into(), list.into());
+                }
+                v
+            };
+            let module = r.slot.module();
+            let mut each: Vec<serde_json::Value> =
+                module.rules.iter().map(|rule| one(rule, None)).collect();
+            for list in &module.lists {
+                if let Some(c) = list.compiled() {
+                    each.extend(c.rules.rules.iter().map(|rule| one(rule, Some(&list.name))));
+                }
+            }
             if let Some(map) = status.as_object_mut() {
                 map.insert("rules".into(), each.into());
             }

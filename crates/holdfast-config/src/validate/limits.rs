@@ -149,6 +149,13 @@ fn limit(
     });
     let indices =
         super::route::route_indices(at, l.routes.as_deref(), routes, "limit every route", errs);
+    if l.rules_only && l.routes.is_some() {
+        errs.add(
+            format!("{at}.routes"),
+            "a rules_only limit is applied by rules, not by route",
+            "remove routes (scope the rate_limit rule with its own routes instead)",
+        );
+    }
     Limit {
         name: l.name.clone(),
         key: key(&format!("{at}.key"), &l.key, errs),
@@ -159,6 +166,7 @@ fn limit(
         shadow: l.shadow,
         max_keys,
         scope,
+        rules_only: l.rules_only,
     }
 }
 

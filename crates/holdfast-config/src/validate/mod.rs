@@ -84,7 +84,16 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
     let modules = modules::modules(&spec.modules, base_dir, &mut errs);
     let redis = limits::redis(spec.redis.as_ref(), &mut errs);
     let limits = limits::limits(&spec.limits, &spec.routes, redis.is_some(), &mut errs);
-    let rules = rules::rules(&spec.rules, &spec.routes, &mut errs);
+    let ip_lists = ip_lists::ip_lists(&spec.ip_lists, base_dir, &mut errs);
+    let rule_lists = ip_lists::rule_lists(&spec.rule_lists, base_dir, &mut errs);
+    let list_names: Vec<&str> = spec.ip_lists.iter().map(|l| l.name.as_str()).collect();
+    let rules = rules::rules(
+        &spec.rules,
+        &spec.routes,
+        &list_names,
+        &spec.limits,
+        &mut errs,
+    );
     let challenge = challenge::challenge(spec.challenge.as_ref(), base_dir, &mut errs);
     let rules = challenge::resolve_difficulty(rules, challenge.difficulty);
     if errs.0.is_empty() {
@@ -98,6 +107,8 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
             redis,
             rules,
             challenge,
+            ip_lists,
+            rule_lists,
         })
     } else {
         Err(errs.0)
@@ -443,9 +454,10 @@ fn check_listener_overlap(edge: &EdgeSpec, admin: Option<SocketAddr>, errs: &mut
 }
 
 mod challenge;
+mod ip_lists;
 mod limits;
 mod rules;
-pub use rules::check_rule_expr;
+pub use rules::{check_rule_expr, rule_list_entries};
 mod modules;
 mod pool;
 mod route;

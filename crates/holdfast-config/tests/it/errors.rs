@@ -2091,7 +2091,9 @@ fn rule_errors() {
             &r("expr = 'req.path == \"/\"'\naction = \"block\""),
             &r("expr = 'request.path.lower() == \"/\"'\naction = \"block\""),
             &r("expr = 'client.port == 1'\naction = \"block\""),
+            &r("expr = 'bot.level > 1'\naction = \"block\""),
             &r("expr = ''\naction = \"block\""),
+            &r("expr = '('\naction = \"block\""),
             &r("expr = 'request.query.matches(\"(a|{}\")'\naction = \"block\""),
             &r("expr = 'request.path.startsWith(\"/protected\")'\naction = \"challenge\"\ndifficulty = 40"),
             &r("expr = 'true'\naction = \"block\"\nnojs = false\ndifficulty = 8"),
@@ -2101,6 +2103,20 @@ fn rule_errors() {
             &r("expr = 'true'\naction = \"log\"\nstatus = 403"),
             &r("expr = 'true'\naction = \"block\"\nmode = \"shadow\""),
             &r("expr = 'true'\naction = \"block\"\nroutes = [\"nope\"]"),
+            &r("expr = 'true'\naction = \"set_header\"\nvalue = \"1\""),
+            &r("expr = 'true'\naction = \"set_header\"\nheader = \"x-a\""),
+            &r("expr = 'true'\naction = \"set_header\"\nheader = \"Host\"\nvalue = \"evil\""),
+            &r("expr = 'true'\naction = \"set_header\"\nheader = \"bad name\"\nvalue = \"a\\nb\""),
+            &r("expr = 'true'\naction = \"remove_header\"\nheader = \"x-a\"\nvalue = \"1\""),
+            &r("expr = 'true'\naction = \"block\"\nheader = \"x-a\""),
+            &r("expr = 'true'\naction = \"route\""),
+            &r("expr = 'true'\naction = \"route\"\nroute = \"nope\""),
+            &r("expr = 'true'\naction = \"block\"\nroute = \"all\""),
+            &r("expr = 'true'\naction = \"rate_limit\""),
+            &r("expr = 'true'\naction = \"rate_limit\"\nlimit = \"nope\""),
+            &r("expr = 'true'\naction = \"log\"\nlimit = \"x\""),
+            "[[limits]]\nname = \"l\"\nkey = \"client_ip\"\nrequests = 1\nper = \"1s\"\n[[rules]]\nid = \"r\"\nexpr = 'true'\naction = \"rate_limit\"\nlimit = \"l\"",
+            "[[limits]]\nname = \"l\"\nkey = \"client_ip\"\nrequests = 1\nper = \"1s\"\nrules_only = true\nroutes = [\"all\"]",
             "[[rules]]\nid = \"\"\nexpr = 'true'\naction = \"log\"\n[[rules]]\nid = \"a\"\nexpr = 'true'\naction = \"log\"\n[[rules]]\nid = \"a\"\nexpr = 'true'\naction = \"log\"",
             "[[rules]]\nid = \"r\"\naction = \"block\"",
         ],
@@ -2109,37 +2125,47 @@ fn rule_errors() {
             id = "r"
             expr = 'request.path.startsWith("/a"'
             action = "block"
-                rules[0].expr: at 1:29: Syntax error: missing ')' at '<EOF>' (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
+                rules[0].expr: at 1:29: Syntax error: missing ')' at '<EOF>' (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = 'request.pth == "/"'
             action = "block"
-                rules[0].expr: unknown field request.pth (known: method, path, host, query, headers, cookies) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
+                rules[0].expr: unknown field request.pth (known: method, path, host, query, headers, cookies, ja4h) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = 'req.path == "/"'
             action = "block"
-                rules[0].expr: unknown variable "req" (known: request, client) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
+                rules[0].expr: unknown variable "req" (known: request, client, bot) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = 'request.path.lower() == "/"'
             action = "block"
-                rules[0].expr: unknown function "lower" (known: contains, size, startsWith, endsWith, matches, string, int, uint, double, bytes, max, min) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
+                rules[0].expr: unknown function "lower" (known: contains, size, startsWith, endsWith, matches, string, int, uint, double, bytes, max, min, ip_in_list) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = 'client.port == 1'
             action = "block"
-                rules[0].expr: unknown field client.port (known: ip) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
+                rules[0].expr: unknown field client.port (known: ip) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
+            [[rules]]
+            id = "r"
+            expr = 'bot.level > 1'
+            action = "block"
+                rules[0].expr: unknown field bot.level (known: score) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = ''
             action = "block"
-                rules[0].expr: empty expression (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
+                rules[0].expr: empty expression (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
+            [[rules]]
+            id = "r"
+            expr = '('
+            action = "block"
+                rules[0].expr: the CEL parser could not read this expression; check its brackets and quotes (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = 'request.query.matches("(a|{}")'
             action = "block"
-                rules[0].expr: matches: "(a|{}" is not a valid regex: error: repetition operator missing expression (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies and client.ip, e.g. 'request.path.startsWith("/wp-admin")')
+                rules[0].expr: matches: "(a|{}" is not a valid regex: error: repetition operator missing expression (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = 'request.path.startsWith("/protected")'
@@ -2175,7 +2201,7 @@ fn rule_errors() {
             id = "r"
             expr = 'true'
             action = "deny"
-                rules[0].action: unknown action "deny" (use "block", "allow", "log" or "challenge")
+                rules[0].action: unknown action "deny" (use "block", "allow", "log", "challenge", "set_header", "remove_header", "route" or "rate_limit")
             [[rules]]
             id = "r"
             expr = 'true'
@@ -2200,6 +2226,99 @@ fn rule_errors() {
             action = "block"
             routes = ["nope"]
                 rules[0].routes[0]: unknown route "nope" (use one of ["all"], or leave routes out to apply to every route)
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "set_header"
+            value = "1"
+                rules[0].header: action "set_header" needs the header to edit (add header = "x-example" (the header of the request to the origin))
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "set_header"
+            header = "x-a"
+                rules[0].value: action "set_header" needs a value (add value = "..." (use remove_header to drop a header))
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "set_header"
+            header = "Host"
+            value = "evil"
+                rules[0].header: "Host" frames or routes the request; rules cannot edit it (edit another header (the edge sets this one itself))
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "set_header"
+            header = "bad name"
+            value = "a\nb"
+                rules[0].header: "bad name" is not a valid header name (use letters, digits and - (e.g. "x-shield"))
+                rules[0].value: "a\nb" is not a valid header value (use visible ASCII and spaces, no line breaks)
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "remove_header"
+            header = "x-a"
+            value = "1"
+                rules[0].value: value only applies to action "set_header" (remove value)
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "block"
+            header = "x-a"
+                rules[0].header: header only applies to actions "set_header" and "remove_header" (remove header, or use one of those actions)
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "route"
+                rules[0].route: action "route" needs the route to send the request to (add route = "<name of a [[routes]] entry>")
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "route"
+            route = "nope"
+                rules[0].route: unknown route "nope" (use one of ["all"])
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "block"
+            route = "all"
+                rules[0].route: route only applies to action "route" (remove route, or use action = "route" (to limit the rule to some routes, use routes = [...]))
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "rate_limit"
+                rules[0].limit: action "rate_limit" needs the limit to apply (add limit = "<name of a [[limits]] entry with rules_only = true>")
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "rate_limit"
+            limit = "nope"
+                rules[0].limit: unknown limit "nope" (use one of the rules_only limits [])
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "log"
+            limit = "x"
+                rules[0].limit: limit only applies to action "rate_limit" (remove limit, or use action = "rate_limit")
+            [[limits]]
+            name = "l"
+            key = "client_ip"
+            requests = 1
+            per = "1s"
+            [[rules]]
+            id = "r"
+            expr = 'true'
+            action = "rate_limit"
+            limit = "l"
+                rules[0].limit: limit "l" applies by route already (rules_only is not set) (set rules_only = true on limit "l", so that only rules apply it)
+            [[limits]]
+            name = "l"
+            key = "client_ip"
+            requests = 1
+            per = "1s"
+            rules_only = true
+            routes = ["all"]
+                limits[0].routes: a rules_only limit is applied by rules, not by route (remove routes (scope the rate_limit rule with its own routes instead))
             [[rules]]
             id = ""
             expr = 'true'

@@ -1587,6 +1587,7 @@ fn limits_as_in_the_shield_issue() {
             shadow: false,
             max_keys: 100_000,
             scope: holdfast_config::LimitScope::Local,
+            rules_only: false,
         }
     );
     assert!(config.redis.is_none());
@@ -1690,6 +1691,9 @@ action = "log"
                 ..Default::default()
             },
             routes: vec![],
+            header: None,
+            route: None,
+            limit: None,
         }
     );
     assert_eq!(r[1].action, holdfast_config::RuleAction::Allow);

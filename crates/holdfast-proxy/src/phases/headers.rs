@@ -205,6 +205,16 @@ pub(crate) fn rewrite_request(
     for (name, value) in &ctx.module_headers {
         headers.insert(name.clone(), value.clone());
     }
+    for (name, value) in &ctx.module_header_edits {
+        match value {
+            Some(v) => {
+                headers.insert(name.clone(), v.clone());
+            }
+            None => {
+                headers.remove(name);
+            }
+        }
+    }
     apply_ops(headers, &rw.route.request_headers);
     headers.insert(crate::request_id::HEADER, ctx.request_id.clone());
 }

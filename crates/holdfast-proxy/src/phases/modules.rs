@@ -10,14 +10,23 @@ use crate::state::State;
 use holdfast_modules::RequestView;
 use http::{Request, Response};
 
+/// What the request does after the modules.
+pub(crate) enum Next {
+    /// On to an origin: the route's, or (`Some(name)`) the route a rule sent it to.
+    Forward(Option<std::sync::Arc<str>>),
+    /// A module answered it with its own page (the challenge).
+    Answered(Box<Response<ResponseBody>>),
+}
+
 pub(crate) fn run<B>(
     state: &State,
     route_name: &str,
     req: &Request<B>,
     ctx: &mut RequestCtx,
-) -> Result<Option<Response<ResponseBody>>, ProxyError> {
+) -> Result<Next, ProxyError> {
+    let mut reroute = None;
     if state.modules.is_empty() {
-        return Ok(None);
+        return Ok(Next::Forward(reroute));
     }
     let view = RequestView {
         method: req.method(),
@@ -37,6 +46,13 @@ pub(crate) fn run<B>(
         match module.apply(&view) {
             ModuleAction::Pass => {}
             ModuleAction::Header(name, value) => ctx.module_headers.push((name, value)),
+            ModuleAction::Edit(edit) => {
+                let edit = *edit;
+                ctx.module_header_edits.extend(edit.headers);
+                if reroute.is_none() {
+                    reroute = edit.route;
+                }
+            }
             ModuleAction::Deny => {
                 return Err(ProxyError::Denied {
                     module: module.name(),
@@ -45,9 +61,11 @@ pub(crate) fn run<B>(
             ModuleAction::TooMany(too_many) => return Err(ProxyError::TooMany(too_many)),
             ModuleAction::Block(block) => return Err(ProxyError::Blocked(block)),
             ModuleAction::Respond(page) => {
-                return Ok(Some(super::reserved::edge_response(*page, ctx)))
+                return Ok(Next::Answered(Box::new(super::reserved::edge_response(
+                    *page, ctx,
+                ))))
             }
         }
     }
-    Ok(None)
+    Ok(Next::Forward(reroute))
 }

@@ -22,3 +22,19 @@ pub(crate) fn select<'s>(
         None => Err(ProxyError::NoRoute),
     }
 }
+
+/// A rule's `route` action: serve the request with route `name` instead (its pools, its
+/// header rules, its metrics). `None` (the current route stays) if no route has that name.
+pub(crate) fn reroute<'s>(
+    state: &'s State,
+    ctx: &mut RequestCtx,
+    name: &str,
+) -> Option<&'s RouteRt> {
+    let (i, route) = state
+        .routes
+        .iter()
+        .enumerate()
+        .find(|(_, r)| &*r.name == name)?;
+    ctx.route.index = Some(i);
+    Some(route)
+}

@@ -1,8 +1,13 @@
-//! The rule engine as one module (`rules`): CEL expressions (`cel-interpreter`) compiled once
-//! per config generation, evaluated per request in file order. The first enforced `block`,
-//! `challenge` or `allow` that matches decides; `log` rules and shadow (`mode = "log"`) hits
-//! only count. A `challenge` outcome goes to the challenge module (`holdfast-challenge`),
-//! which passes a client with a valid cookie.
+//! The rule engine as one module (`rules`): CEL expressions compiled once per config
+//! generation, evaluated per request in file order. The first enforced `block`, `challenge`
+//! or `allow` that matches decides; `log` rules and shadow (`mode = "log"`) hits only count.
+//! A `challenge` outcome goes to the challenge module (`holdfast-challenge`), which passes a
+//! client with a valid cookie (with the effects of the rules before it).
+//!
+//! Two engines, one meaning: the common shapes (string tests, `==`, `in [..]`, `matches` over
+//! request fields, with `&&`, `||`, `!`) compile to native predicates ([`native`]) evaluated on
+//! the request as it is; the rest runs in `cel-interpreter`, whose request map is built only
+//! when such a rule applies to the request's route. The rules of each route are listed once.
 //!
 //! A rule whose evaluation fails (a missing map key, a wrong type) is that rule's miss plus
 //! an error count: never a 5xx, never a block. `matches` uses the `regex` crate (linear
@@ -14,6 +19,7 @@ use cel_interpreter::{Context, ExecutionError, FunctionContext, Program, Value};
 use holdfast_modules::{Module, ModuleError, RequestView};
 use prometheus::IntCounter;
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +29,41 @@ const REGEX_CACHE: usize = 256;
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 pub use holdfast_config::RuleAction;
+
+/// What `bot.score` reads: the bot module's verdict for the request being decided, set by
+/// the host around the rules module's run ([`with_bot_score`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BotScore {
+    /// No score (no bot module, switched off, no model, failed open): its own value.
+    #[default]
+    Unknown,
+    /// 1 (human) to 99 (bot).
+    Score(u8),
+}
+
+thread_local! {
+    static BOT_SCORE: std::cell::Cell<BotScore> = const { std::cell::Cell::new(BotScore::Unknown) };
+}
+
+/// Run `f` (the rules module's run for one request) with `score` as `bot.score`.
+pub fn with_bot_score<T>(score: BotScore, f: impl FnOnce() -> T) -> T {
+    struct Restore(BotScore);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BOT_SCORE.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(BOT_SCORE.with(|c| c.replace(score)));
+    f()
+}
+
+/// `bot.score` for the request being decided on this thread.
+pub fn bot_score() -> BotScore {
+    BOT_SCORE.with(std::cell::Cell::get)
+}
+
+/// The configured IP lists by name, as rules read them (`ip_in_list(client.ip, "name")`).
+pub type IpLists = HashMap<String, Arc<holdfast_artifact::Artifact<crate::ip_list::IpListKind>>>;
 /// Which request fields the expressions read; only these are built per request.
 pub use holdfast_config::RuleFields as Fields;
 
@@ -37,6 +78,60 @@ pub struct RuleSpec {
     /// Route names; empty: every route.
     pub routes: Vec<String>,
     pub fields: Fields,
+    /// `set_header` / `remove_header`: the edit.
+    pub header: Option<HeaderEdit>,
+    /// `route`: the route that serves the request instead.
+    pub route: Option<Arc<str>>,
+    /// `rate_limit`: the `rules_only` limit to apply.
+    pub limit: Option<Arc<str>>,
+}
+
+/// What the matching rules that decide nothing ask of the request: header edits in rule
+/// order, and the first `route` override.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Effects {
+    pub headers: Vec<HeaderEdit>,
+    pub route: Option<Arc<str>>,
+    /// `rules_only` limits to check the request against, each once, in rule order.
+    pub limits: Vec<Arc<str>>,
+}
+
+impl Effects {
+    fn is_empty(&self) -> bool {
+        self.headers.is_empty() && self.route.is_none() && self.limits.is_empty()
+    }
+}
+
+impl RuleSpec {
+    /// A checked config rule (`[[rules]]` or a rule list's entry) with its route names.
+    pub fn from_config(r: &holdfast_config::Rule, routes: Vec<String>) -> Self {
+        RuleSpec {
+            id: r.id.clone(),
+            expr: r.expr.clone(),
+            action: r.action,
+            shadow: r.mode == holdfast_config::RuleMode::Log,
+            routes,
+            fields: r.fields,
+            header: r.header.as_ref().and_then(|h| {
+                Some(HeaderEdit {
+                    name: http::HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+                    value: match &h.value {
+                        None => None,
+                        Some(v) => Some(http::HeaderValue::from_str(v).ok()?),
+                    },
+                })
+            }),
+            route: r.route.as_deref().map(Arc::from),
+            limit: r.limit.as_deref().map(Arc::from),
+        }
+    }
+}
+
+/// A header of the request to the origin set (`value`) or removed (`None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderEdit {
+    pub name: http::HeaderName,
+    pub value: Option<http::HeaderValue>,
 }
 
 /// `holdfast_rule_hits_total{rule,action,mode}` and `holdfast_rule_errors_total{rule}`.
@@ -74,6 +169,8 @@ impl RuleMetrics {
 pub struct Rule {
     pub spec: RuleSpec,
     program: Program,
+    /// The expression as a native predicate, when it has a shape that compiles to one.
+    native: Option<native::Pred>,
     hits_metric: IntCounter,
     errors_metric: IntCounter,
     hits: AtomicU64,
@@ -86,6 +183,14 @@ impl Rule {
     }
     pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+    /// `native` (a compiled predicate) or `cel` (the interpreter).
+    pub fn engine(&self) -> &'static str {
+        if self.native.is_some() {
+            "native"
+        } else {
+            "cel"
+        }
     }
     fn applies(&self, route: &str) -> bool {
         self.spec.routes.is_empty() || self.spec.routes.iter().any(|r| r == route)
@@ -107,6 +212,8 @@ pub struct Challenged {
     pub difficulty: u8,
     /// Offer the no-JavaScript form.
     pub nojs: bool,
+    /// What the matching rules before it asked for, applied if the client passes.
+    pub effects: Effects,
 }
 
 /// The module's decision.
@@ -114,6 +221,9 @@ pub struct Challenged {
 pub enum RuleOutcome {
     Pass,
     Block(Box<Blocked>),
+    /// Pass, with these effects (header edits of the origin request, another route).
+    Edit(Box<Effects>),
+    /// Pass only with a valid challenge cookie (then with the effects of the rules before).
     Challenge(Box<Challenged>),
 }
 
@@ -121,7 +231,88 @@ pub enum RuleOutcome {
 pub struct Rules {
     pub rules: Vec<Rule>,
     root: Context<'static>,
+    /// What the CEL rules read (the native ones read the request directly).
     fields: Fields,
+    /// Some rule reads `bot.score` (the host then runs the bot module first).
+    reads_bot: bool,
+    /// The rules that apply to each route some rule names, in file order.
+    by_route: HashMap<String, Box<[usize]>>,
+    /// The rules that apply to any other route (those without `routes`).
+    unrouted: Box<[usize]>,
+    /// `[[rule_lists]]`, run in order after these rules.
+    pub lists: Vec<Arc<ListRules>>,
+}
+
+/// One rule list: its artifact and its active version compiled.
+pub struct ListRules {
+    pub name: String,
+    pub artifact: Arc<holdfast_artifact::Artifact<crate::rule_list::RuleListKind>>,
+    compiled: arc_swap::ArcSwapOption<Compiled>,
+    metrics: RuleMetrics,
+    ip_lists: IpLists,
+}
+
+/// A list version's rules, compiled.
+pub struct Compiled {
+    pub sha256: String,
+    pub version: u64,
+    pub rules: Rules,
+}
+
+impl ListRules {
+    pub fn new(
+        name: String,
+        artifact: Arc<holdfast_artifact::Artifact<crate::rule_list::RuleListKind>>,
+        metrics: &RuleMetrics,
+        ip_lists: &IpLists,
+    ) -> Self {
+        let list = ListRules {
+            name,
+            artifact,
+            compiled: arc_swap::ArcSwapOption::empty(),
+            metrics: metrics.clone(),
+            ip_lists: ip_lists.clone(),
+        };
+        list.refresh();
+        list
+    }
+
+    /// Compile the artifact's active version if it is not the compiled one (after a load;
+    /// never on the request path). A version that does not compile keeps the previous one.
+    pub fn refresh(&self) {
+        let current = self.artifact.current();
+        let Some(active) = current.as_ref() else {
+            return;
+        };
+        if self
+            .compiled
+            .load()
+            .as_ref()
+            .is_some_and(|c| c.sha256 == active.sha256)
+        {
+            return;
+        }
+        let specs = active
+            .value
+            .rules
+            .iter()
+            .map(|r| RuleSpec::from_config(r, Vec::new()))
+            .collect();
+        match Rules::new(specs, &self.metrics, &self.ip_lists) {
+            Ok(rules) => self.compiled.store(Some(Arc::new(Compiled {
+                sha256: active.sha256.clone(),
+                version: active.version,
+                rules,
+            }))),
+            Err(e) => tracing::error!(list = %self.name, error = %e,
+                "a rule list that passed its checks did not compile; the previous version stays"),
+        }
+    }
+
+    /// The compiled active version, if any.
+    pub fn compiled(&self) -> Option<Arc<Compiled>> {
+        self.compiled.load_full()
+    }
 }
 
 /// Why a rule set could not be built.
@@ -134,15 +325,28 @@ pub struct CompileError {
 
 impl Rules {
     /// Compile every rule (the config already compile-checked them).
-    pub fn new(specs: Vec<RuleSpec>, metrics: &RuleMetrics) -> Result<Self, CompileError> {
+    pub fn new(
+        specs: Vec<RuleSpec>,
+        metrics: &RuleMetrics,
+        lists: &IpLists,
+    ) -> Result<Self, CompileError> {
         let mut fields = Fields::default();
         let mut rules = Vec::with_capacity(specs.len());
         for spec in specs {
-            let program = Program::compile(&spec.expr).map_err(|e| CompileError {
-                id: spec.id.clone(),
-                detail: e.to_string(),
-            })?;
-            fields = fields.union(spec.fields);
+            // The parser panics on some inputs (the config check refuses them first).
+            let program = std::panic::catch_unwind(|| Program::compile(&spec.expr))
+                .map_err(|_| CompileError {
+                    id: spec.id.clone(),
+                    detail: "the CEL parser could not read this expression".to_string(),
+                })?
+                .map_err(|e| CompileError {
+                    id: spec.id.clone(),
+                    detail: e.to_string(),
+                })?;
+            let native = native::compile(&spec.expr, REGEX_SIZE_LIMIT, lists);
+            if native.is_none() {
+                fields = fields.union(spec.fields);
+            }
             let mode = if spec.shadow { "log" } else { "enforce" };
             rules.push(Rule {
                 hits_metric: metrics.hits.with_label_values(&[
@@ -153,15 +357,37 @@ impl Rules {
                 errors_metric: metrics.errors.with_label_values(&[spec.id.as_str()]),
                 spec,
                 program,
+                native,
                 hits: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
             });
         }
+        let reads_bot = rules.iter().any(|r| r.spec.fields.bot);
+        let unrouted = applicable(&rules, None);
+        let by_route = rules
+            .iter()
+            .flat_map(|r| r.spec.routes.iter())
+            .map(|route| (route.clone(), applicable(&rules, Some(route))))
+            .collect();
         Ok(Rules {
             rules,
-            root: root_context(),
+            root: root_context(lists),
             fields,
+            reads_bot,
+            by_route,
+            unrouted,
+            lists: Vec::new(),
         })
+    }
+
+    /// Whether a rule reads `bot.score`.
+    pub fn reads_bot(&self) -> bool {
+        self.reads_bot
+    }
+
+    /// Rules that apply to `route`, in file order.
+    fn for_route(&self, route: &str) -> &[usize] {
+        self.by_route.get(route).unwrap_or(&self.unrouted)
     }
 
     /// The variables for one request: only the fields some rule reads.
@@ -180,7 +406,7 @@ impl Rules {
             request.insert("query".into(), s(req.query.unwrap_or("")));
         }
         if f.host {
-            request.insert("host".into(), s(&host(req)));
+            request.insert("host".into(), s(&native::host(req)));
         }
         if f.headers {
             let mut headers: HashMap<Key, Value> = HashMap::with_capacity(req.headers.keys_len());
@@ -208,7 +434,19 @@ impl Rules {
             }
             request.insert("cookies".into(), map(cookies));
         }
+        if f.ja4h {
+            request.insert("ja4h".into(), s(&holdfast_bot::ja4h(req)));
+        }
         ctx.add_variable_from_value("request", map(request));
+        if f.bot {
+            let score = match bot_score() {
+                BotScore::Unknown => s("unknown"),
+                BotScore::Score(n) => Value::Int(i64::from(n)),
+            };
+            let mut bot: HashMap<Key, Value> = HashMap::with_capacity(1);
+            bot.insert("score".into(), score);
+            ctx.add_variable_from_value("bot", map(bot));
+        }
         if f.client_ip {
             let mut client: HashMap<Key, Value> = HashMap::with_capacity(1);
             client.insert("ip".into(), s(&req.client_ip.to_string()));
@@ -218,31 +456,38 @@ impl Rules {
     }
 }
 
+/// The indices of the rules that apply to `route` (`None`: a route no rule names).
+fn applicable(rules: &[Rule], route: Option<&str>) -> Box<[usize]> {
+    rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.spec.routes.is_empty() || route.is_some_and(|x| r.applies(x)))
+        .map(|(i, _)| i)
+        .collect()
+}
+
 fn map(m: HashMap<Key, Value>) -> Value {
     Value::Map(Map { map: Arc::new(m) })
 }
 
-/// The `Host` header without its port, lower-cased.
-fn host(req: &RequestView<'_>) -> String {
-    let Some(h) = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return String::new();
-    };
-    let h = if h.starts_with('[') {
-        h.split_once(']')
-            .map_or(h, |(a, _)| a.trim_start_matches('['))
-    } else {
-        h.rsplit_once(':').map_or(h, |(a, _)| a)
-    };
-    h.to_ascii_lowercase()
-}
-
-/// The interpreter's functions, with `matches` caching its compiled patterns.
-fn root_context() -> Context<'static> {
+/// The interpreter's functions, with `matches` caching its compiled patterns, and
+/// `ip_in_list` over the configured IP lists.
+fn root_context(lists: &IpLists) -> Context<'static> {
     let mut ctx = Context::default();
+    let lists = lists.clone();
+    ctx.add_function(
+        "ip_in_list",
+        move |ftx: &FunctionContext,
+              ip: Arc<String>,
+              name: Arc<String>|
+              -> Result<bool, ExecutionError> {
+            let list = lists
+                .get(name.as_str())
+                .ok_or_else(|| ftx.error(format!("no IP list {name:?}")))?;
+            native::in_list(list, ip.parse().ok())
+                .map_err(|_| ftx.error(format!("IP list {name:?} has no value loaded")))
+        },
+    );
     let cache: Arc<Mutex<HashMap<String, Arc<regex::Regex>>>> = Arc::default();
     ctx.add_function(
         "matches",
@@ -282,52 +527,125 @@ impl Module for Rules {
     const NAME: &'static str = "rules";
 
     fn decide(&self, req: &RequestView<'_>) -> Result<RuleOutcome, ModuleError> {
-        let mut applicable = self
-            .rules
-            .iter()
-            .filter(|r| r.applies(req.route))
-            .peekable();
-        if applicable.peek().is_none() {
-            return Ok(RuleOutcome::Pass);
-        }
-        let ctx = self.context(req);
-        for rule in applicable {
-            match rule.program.execute(&ctx) {
-                Ok(Value::Bool(true)) => {}
-                Ok(Value::Bool(false)) => continue,
-                Ok(_) | Err(_) => {
-                    // Not a boolean, or failed: a miss, counted.
-                    rule.errors.fetch_add(1, Ordering::Relaxed);
-                    rule.errors_metric.inc();
-                    continue;
-                }
+        let view = native::Req::new(req);
+        // Effects of the rules that matched so far (no allocation until one has one).
+        let mut edits = Effects::default();
+        let mut flow = self.run(req, &view, &mut edits);
+        for list in &self.lists {
+            if flow.is_break() {
+                break;
             }
-            rule.hits.fetch_add(1, Ordering::Relaxed);
-            rule.hits_metric.inc();
-            if rule.spec.shadow {
-                continue;
-            }
-            match rule.spec.action {
-                RuleAction::Log => {}
-                RuleAction::Allow => return Ok(RuleOutcome::Pass),
-                RuleAction::Block { status } => {
-                    return Ok(RuleOutcome::Block(Box::new(Blocked {
-                        rule: rule.spec.id.clone(),
-                        status,
-                    })))
-                }
-                RuleAction::Challenge { difficulty, nojs } => {
-                    return Ok(RuleOutcome::Challenge(Box::new(Challenged {
-                        rule: rule.spec.id.clone(),
-                        difficulty,
-                        nojs,
-                    })))
-                }
+            if let Some(c) = list.compiled.load().as_ref() {
+                flow = c.rules.run(req, &view, &mut edits);
             }
         }
-        Ok(RuleOutcome::Pass)
+        Ok(match flow {
+            ControlFlow::Break(RuleOutcome::Block(b)) => RuleOutcome::Block(b),
+            ControlFlow::Break(RuleOutcome::Challenge(mut c)) => {
+                c.effects = edits;
+                RuleOutcome::Challenge(c)
+            }
+            _ if edits.is_empty() => RuleOutcome::Pass,
+            _ => RuleOutcome::Edit(Box::new(edits)),
+        })
     }
 }
 
+impl Rules {
+    /// The rules of the request's route in order, until one decides (`Break`: a block, or
+    /// `Pass` for an allow).
+    fn run(
+        &self,
+        req: &RequestView<'_>,
+        view: &native::Req<'_, '_>,
+        edits: &mut Effects,
+    ) -> ControlFlow<RuleOutcome> {
+        // Built on the first CEL rule that runs, then shared by the rest.
+        let mut ctx: Option<Context<'_>> = None;
+        for &i in self.for_route(req.route) {
+            let Some(rule) = self.rules.get(i) else {
+                continue;
+            };
+            let matched = match &rule.native {
+                Some(p) => p.eval(view).ok(),
+                None => {
+                    let ctx = ctx.get_or_insert_with(|| self.context(req));
+                    match rule.program.execute(ctx) {
+                        Ok(Value::Bool(b)) => Some(b),
+                        // Not a boolean, or failed.
+                        Ok(_) | Err(_) => None,
+                    }
+                }
+            };
+            self.hit(rule, matched, edits)?;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl Rules {
+    /// Count one evaluation (`None`: it failed, a miss counted as an error); collect a header
+    /// edit; break with the outcome when an enforced rule decides (`Pass`: an allow, which
+    /// keeps the edits made so far; a block drops them).
+    fn hit(
+        &self,
+        rule: &Rule,
+        matched: Option<bool>,
+        edits: &mut Effects,
+    ) -> ControlFlow<RuleOutcome> {
+        match matched {
+            Some(true) => {}
+            Some(false) => return ControlFlow::Continue(()),
+            None => {
+                rule.errors.fetch_add(1, Ordering::Relaxed);
+                rule.errors_metric.inc();
+                return ControlFlow::Continue(());
+            }
+        }
+        rule.hits.fetch_add(1, Ordering::Relaxed);
+        rule.hits_metric.inc();
+        if rule.spec.shadow {
+            return ControlFlow::Continue(());
+        }
+        match rule.spec.action {
+            RuleAction::Log => ControlFlow::Continue(()),
+            RuleAction::SetHeader | RuleAction::RemoveHeader => {
+                edits.headers.extend(rule.spec.header.clone());
+                ControlFlow::Continue(())
+            }
+            RuleAction::Route => {
+                if edits.route.is_none() {
+                    edits.route.clone_from(&rule.spec.route);
+                }
+                ControlFlow::Continue(())
+            }
+            RuleAction::RateLimit => {
+                if let Some(l) = &rule.spec.limit {
+                    if !edits.limits.contains(l) {
+                        edits.limits.push(Arc::clone(l));
+                    }
+                }
+                ControlFlow::Continue(())
+            }
+            RuleAction::Allow => ControlFlow::Break(RuleOutcome::Pass),
+            RuleAction::Block { status } => {
+                ControlFlow::Break(RuleOutcome::Block(Box::new(Blocked {
+                    rule: rule.spec.id.clone(),
+                    status,
+                })))
+            }
+            RuleAction::Challenge { difficulty, nojs } => {
+                ControlFlow::Break(RuleOutcome::Challenge(Box::new(Challenged {
+                    rule: rule.spec.id.clone(),
+                    difficulty,
+                    nojs,
+                    effects: Effects::default(),
+                })))
+            }
+        }
+    }
+}
+
+pub mod native;
 #[cfg(test)]
 mod tests;
