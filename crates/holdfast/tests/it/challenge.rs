@@ -915,3 +915,38 @@ async fn headless_chromium_solves_the_javascript_challenge() {
         Some(0.0)
     );
 }
+
+/// A header rule before the challenge rule: a client that passes by cookie gets the edit too
+/// (the challenge's outcome carries the effects of the rules before it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passing_client_keeps_the_effects_of_the_rules_before_the_challenge() {
+    let origin = Origin::text("protected content").await;
+    let tag_rule = "\n[[rules]]\nid = \"tag\"\nexpr = 'true'\naction = \"set_header\"\n\
+                    header = \"x-shield-tag\"\nvalue = \"seen\"\n";
+    let edge = challenged_edge(&origin, KEY_A, tag_rule);
+    let page = browse(&edge, "/protected/page", None).await;
+    assert_eq!(page.status, 403, "{}", page.text());
+    assert_eq!(origin.requests(), 0);
+    let cookie = solve(&edge, "/protected/page").await;
+    let got = browse(&edge, "/protected/page", Some(&cookie)).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(
+        origin
+            .last()
+            .headers
+            .get("x-shield-tag")
+            .map(|v| v.to_str().unwrap()),
+        Some("seen")
+    );
+    // Off the challenged paths the header rule alone applies.
+    let got = browse(&edge, "/open", None).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(
+        origin
+            .last()
+            .headers
+            .get("x-shield-tag")
+            .map(|v| v.to_str().unwrap()),
+        Some("seen")
+    );
+}
