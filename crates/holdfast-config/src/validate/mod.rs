@@ -415,6 +415,7 @@ fn check_listener_overlap(edge: &EdgeSpec, admin: Option<SocketAddr>, errs: &mut
     }
 }
 
+mod cache;
 mod limits;
 mod rules;
 pub use rules::check_rule_expr;
