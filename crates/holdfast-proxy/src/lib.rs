@@ -21,8 +21,9 @@ mod tls;
 mod upstream;
 
 pub use access_log::{AccessLogTarget, AccessLogWriter};
+pub use holdfast_cache::Purge;
 pub use metrics::Metrics;
 pub use modules::{Block, ModuleAction, RequestModule, TooMany};
 pub use server::{start, EdgeHandle, Listeners};
-pub use state::{PoolStatus, RouteStatus, ServerStatus, State, StateInputs};
+pub use state::{CacheStatus, PoolStatus, RouteStatus, ServerStatus, State, StateInputs};
 pub use upstream::HealthChecker;

@@ -1,9 +1,11 @@
 //! The request phases, in the order `service::handle` runs them: `route` (which route and
 //! pool), `limits` (refuse what must not reach an origin), `modules` (per-request decision
-//! modules: headers for the origin, or a denial), `upstream` (forward along the
+//! modules: headers for the origin, or a denial), `cache` (on cached routes: answer from
+//! the store, or forward and store), `upstream` (forward along the
 //! route's failover chain with retries; one exchange with one server is `exchange`'s; proxy
 //! header rules are `headers`'), and `respond` (pages the edge makes itself).
 
+pub(crate) mod cache;
 pub(crate) mod exchange;
 pub(crate) mod headers;
 pub(crate) mod limits;
