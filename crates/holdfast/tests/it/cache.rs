@@ -71,6 +71,27 @@ async fn origin(failing: Arc<AtomicBool>) -> Origin {
                     ok("strict"),
                     &[("cache-control", "max-age=0, must-revalidate")],
                 ),
+                "/tagged" => with(
+                    ok("tagged"),
+                    &[
+                        ("cache-control", "max-age=60"),
+                        ("surrogate-key", "red blue"),
+                    ],
+                ),
+                "/cdn" => with(
+                    ok("for the cdn"),
+                    &[
+                        ("cache-control", "no-store"),
+                        ("cdn-cache-control", "max-age=60"),
+                    ],
+                ),
+                "/mine" => with(
+                    ok("targeted"),
+                    &[
+                        ("cdn-cache-control", "max-age=60"),
+                        ("holdfast-cache-control", "no-store"),
+                    ],
+                ),
                 _ => ok("other"),
             }
         }
@@ -283,4 +304,66 @@ async fn concurrent_misses_make_one_origin_request() {
     let bodies = all_ok(requests, &["once"]).await;
     assert_eq!(bodies.len(), 5);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdn_cache_control_and_the_targeted_field_take_precedence() {
+    let origin = origin(Arc::default()).await;
+    let cache = "{ enabled = true, targeted_field = \"Holdfast-Cache-Control\" }";
+    let edge = cached(&origin, cache);
+    get(&edge.url("/cdn")).await;
+    let cdn = get(&edge.url("/cdn")).await;
+    assert!(
+        cdn.header("cache-status").unwrap().contains("hit"),
+        "CDN-Cache-Control over no-store"
+    );
+    assert_eq!(
+        cdn.header("cache-control"),
+        Some("no-store"),
+        "passed on to the client"
+    );
+    get(&edge.url("/mine")).await;
+    let mine = get(&edge.url("/mine")).await;
+    assert_eq!(
+        mine.header("cache-status"),
+        Some("holdfast; fwd=uri-miss; detail=no-store")
+    );
+    assert_eq!(origin.requests(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_by_url_tag_and_all_soft_or_hard() {
+    let origin = origin(Arc::default()).await;
+    let edge = cached(&origin, ON);
+    get(&edge.url("/fresh")).await;
+    get(&edge.url("/tagged")).await;
+    let admin = edge.admin_url("/cache/purge?");
+    let purge = |q: &str| {
+        let url = format!("{admin}{q}");
+        async move { post(&url).await }
+    };
+    let got = purge("url=127.0.0.1/fresh").await;
+    assert_eq!(got.json()["purged"], 1, "{}", got.text());
+    let again = get(&edge.url("/fresh")).await;
+    assert!(again
+        .header("cache-status")
+        .unwrap()
+        .contains("fwd=uri-miss"));
+    // Soft: still stored, but stale — the next request goes to the origin (conditionally
+    // had it a validator), and an origin failure could still be answered from it.
+    assert_eq!(purge("tag=blue&soft=true").await.json()["purged"], 1);
+    let soft = get(&edge.url("/tagged")).await;
+    assert!(
+        soft.header("cache-status")
+            .unwrap()
+            .starts_with("holdfast; fwd=stale"),
+        "{:?}",
+        soft.header("cache-status")
+    );
+    assert_eq!(purge("prefix=127.0.0.1/t").await.json()["purged"], 1);
+    assert_eq!(purge("all=true").await.json()["purged"], 1);
+    assert_eq!(purge("url=a&tag=b").await.status, 400);
+    assert_eq!(origin.requests(), 4);
+    let status = route_status(&edge.status().await, "all");
+    assert_eq!(status["cache"]["purged"], 4, "{status}");
 }
