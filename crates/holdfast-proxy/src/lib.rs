@@ -6,6 +6,7 @@
 
 mod access_log;
 mod body;
+mod cache_metrics;
 mod client_ip;
 mod ctx;
 mod error;

@@ -298,6 +298,15 @@ impl State {
             .sum()
     }
 
+    /// Bring the `holdfast_cache_*` families up to date (before a scrape).
+    pub fn refresh_cache_metrics(&self) {
+        for r in self.routes.iter() {
+            if let Some(cache) = &r.cache {
+                self.metrics.cache.refresh(&r.name, cache);
+            }
+        }
+    }
+
     /// Bring the `holdfast_upstream_healthy` gauges up to date (before a scrape): ejections
     /// end by the clock, not by an event.
     pub fn refresh_health_gauges(&self) {

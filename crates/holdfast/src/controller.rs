@@ -486,7 +486,9 @@ impl Backend for Controller {
 
     fn registry(&self) -> &Registry {
         // Ejections end by the clock: bring the health gauges up to date for this scrape.
-        self.states.load().refresh_health_gauges();
+        let state = self.states.load();
+        state.refresh_health_gauges();
+        state.refresh_cache_metrics();
         &self.registry
     }
 }

@@ -146,6 +146,11 @@ async fn a_fresh_response_is_served_from_the_cache_with_age_and_cache_status() {
     assert_eq!(origin.requests(), 1);
     let status = route_status(&edge.status().await, "all");
     assert_eq!(status["cache"]["hits"], 4, "{status}");
+    let text = edge.metrics().await;
+    let hits = r#"holdfast_cache_lookups_total{result="hit",route="all"}"#;
+    assert_eq!(metric(&text, hits), Some(4.0), "{text}");
+    let objects = r#"holdfast_cache_objects{route="all",tier="memory"}"#;
+    assert_eq!(metric(&text, objects), Some(1.0), "{text}");
     assert_eq!(status["cache"]["memory_objects"], 1, "{status}");
 }
 
@@ -366,4 +371,30 @@ async fn purge_by_url_tag_and_all_soft_or_hard() {
     assert_eq!(origin.requests(), 4);
     let status = route_status(&edge.status().await, "all");
     assert_eq!(status["cache"]["purged"], 4, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_fetch_holds_others_only_until_the_lock_timeout() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let origin = Origin::start(handler(move |_req| {
+        let first = c.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            if first {
+                // The first fetch never finishes.
+                std::future::pending::<()>().await;
+            }
+            with(ok("second"), &[("cache-control", "max-age=60")])
+        }
+    }))
+    .await;
+    let edge = cached(&origin, "{ enabled = true, lock_timeout = \"100ms\" }");
+    let url = edge.url("/slow");
+    let stuck = spawn_get(url.clone());
+    until_seen(&[&origin], 1).await;
+    let got = within_limit(get(&url)).await;
+    assert_eq!(got.text(), "second");
+    assert!(got.header("cache-status").unwrap().contains("collapsed"));
+    assert!(!stuck.is_finished());
+    stuck.abort();
 }
