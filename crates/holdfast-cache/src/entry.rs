@@ -94,7 +94,7 @@ impl Entry {
     }
 }
 
-fn tags(headers: &HeaderMap) -> Box<[Box<str>]> {
+pub(crate) fn tags(headers: &HeaderMap) -> Box<[Box<str>]> {
     let mut out: Vec<Box<str>> = Vec::new();
     for field in [&SURROGATE_KEY, &CACHE_TAG] {
         for line in headers.get_all(field) {

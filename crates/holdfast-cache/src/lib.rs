@@ -5,6 +5,7 @@
 //! (`status`) and counters (`stats`). `Cache` is one route's cache.
 
 pub mod directives;
+pub mod disk;
 pub mod entry;
 pub mod key;
 pub mod policy;
@@ -37,9 +38,20 @@ impl Cache {
     /// A cache for `config`, reusing `previous`'s store when its memory size is unchanged.
     pub fn new(config: CacheConfig, previous: Option<&Cache>) -> Self {
         let store = previous
-            .filter(|p| p.config.memory == config.memory)
+            .filter(|p| p.config.memory == config.memory && p.config.disk == config.disk)
             .map(|p| Arc::clone(&p.store))
-            .unwrap_or_else(|| Arc::new(Store::new(config.memory, Arc::new(Stats::default()))));
+            .unwrap_or_else(|| {
+                let stats = Arc::new(Stats::default());
+                let disk = config.disk.as_ref().and_then(|d| {
+                    disk::DiskTier::open(
+                        &d.path,
+                        d.size,
+                        config.max_object_size,
+                        Arc::clone(&stats),
+                    )
+                });
+                Arc::new(Store::new(config.memory, stats, disk))
+            });
         let options = Options {
             heuristic: config.heuristic,
             stale_on_error: config.serve_stale_on_error.as_secs(),

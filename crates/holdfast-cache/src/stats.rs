@@ -18,6 +18,13 @@ pub struct Stats {
     pub evictions: AtomicU64,
     pub purged: AtomicU64,
     pub invalidations: AtomicU64,
+    pub disk_hits: AtomicU64,
+    pub disk_corrupt: AtomicU64,
+    pub disk_errors: AtomicU64,
+    pub disk_evictions: AtomicU64,
+    /// Set by the disk writer.
+    pub disk_objects: AtomicU64,
+    pub disk_bytes: AtomicU64,
 }
 
 macro_rules! bump {
@@ -61,6 +68,12 @@ impl Stats {
             evictions: self.evictions.load(Relaxed),
             purged: self.purged.load(Relaxed),
             invalidations: self.invalidations.load(Relaxed),
+            disk_hits: self.disk_hits.load(Relaxed),
+            disk_corrupt: self.disk_corrupt.load(Relaxed),
+            disk_errors: self.disk_errors.load(Relaxed),
+            disk_evictions: self.disk_evictions.load(Relaxed),
+            disk_objects: self.disk_objects.load(Relaxed),
+            disk_bytes: self.disk_bytes.load(Relaxed),
         }
     }
 }
@@ -81,6 +94,12 @@ mod serde_like {
         pub evictions: u64,
         pub purged: u64,
         pub invalidations: u64,
+        pub disk_hits: u64,
+        pub disk_corrupt: u64,
+        pub disk_errors: u64,
+        pub disk_evictions: u64,
+        pub disk_objects: u64,
+        pub disk_bytes: u64,
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Stored {
 
 pub struct Store {
     tier: Cache<Arc<str>, Stored>,
+    /// The disk tier, when configured and usable.
+    pub disk: Option<crate::disk::DiskTier>,
     locks: Mutex<HashMap<Arc<str>, tokio::sync::watch::Receiver<()>>>,
     pub stats: Arc<Stats>,
 }
@@ -82,7 +84,7 @@ pub enum Lock {
 }
 
 impl Store {
-    pub fn new(capacity: u64, stats: Arc<Stats>) -> Self {
+    pub fn new(capacity: u64, stats: Arc<Stats>, disk: Option<crate::disk::DiskTier>) -> Self {
         let evictions = Arc::clone(&stats);
         let tier = Cache::builder()
             .max_capacity(capacity)
@@ -99,6 +101,7 @@ impl Store {
             .build();
         Store {
             tier,
+            disk,
             locks: Mutex::new(HashMap::new()),
             stats,
         }
@@ -108,8 +111,24 @@ impl Store {
         self.tier.get(key).map(|s| s.variants)
     }
 
-    /// Stores `entry` under `key`, replacing the variant with the same selecting values.
+    /// Stores `entry` under `key` (and queues it for the disk tier), replacing the variant
+    /// with the same selecting values.
     pub fn insert(&self, key: &str, entry: Arc<Entry>, keep: Duration) {
+        if let Some(disk) = &self.disk {
+            disk.save(key, Arc::clone(&entry));
+        }
+        self.insert_memory(key, entry, keep);
+    }
+
+    /// The disk tier's copy of `key` (blocking: call off the data path's runtime), put
+    /// back in memory.
+    pub fn load_from_disk(&self, key: &str, opts: &crate::Options) -> Option<Arc<Entry>> {
+        let entry = Arc::new(self.disk.as_ref()?.load(key, opts)?);
+        self.insert_memory(key, Arc::clone(&entry), entry.keep_for(opts));
+        Some(entry)
+    }
+
+    fn insert_memory(&self, key: &str, entry: Arc<Entry>, keep: Duration) {
         let key: Arc<str> = Arc::from(key);
         let old = self.tier.get(&key);
         let mut variants: Vec<Arc<Entry>> = old
@@ -139,6 +158,9 @@ impl Store {
     /// Drops every variant of `key` (invalidation by an unsafe method).
     pub fn invalidate(&self, key: &str) {
         self.tier.invalidate(key);
+        if let Some(disk) = &self.disk {
+            disk.remove(key);
+        }
     }
 
     /// Purges matching entries: `soft` marks them stale (still usable on origin error),
@@ -166,6 +188,10 @@ impl Store {
             } else {
                 self.tier.invalidate(key);
             }
+        }
+        // The disk tier has no soft purge: its copies go (memory keeps the stale ones).
+        if let Some(disk) = &self.disk {
+            disk.purge(what);
         }
         let n = matched.len() as u64;
         self.stats.count_purge(n);

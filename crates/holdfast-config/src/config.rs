@@ -417,6 +417,17 @@ pub struct CacheConfig {
     /// `CDN-Cache-Control` and `Cache-Control`.
     pub targeted_field: Option<HeaderName>,
     pub key: CacheKey,
+    /// The disk tier, when configured.
+    pub disk: Option<CacheDisk>,
+}
+
+/// A route cache's disk tier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheDisk {
+    /// Folder of the tier (absolute: joined to the config's folder when written relative).
+    pub path: PathBuf,
+    /// Bytes the files may take; the oldest written go first.
+    pub size: u64,
 }
 
 /// What the cache key is made of.

@@ -245,6 +245,14 @@ pub struct CacheSpec {
     pub targeted_field: Option<String>,
     #[serde(default)]
     pub key: CacheKeySpec,
+    pub disk: Option<CacheDiskSpec>,
+}
+
+/// `routes[].cache.disk`: the optional disk tier.
+#[derive(Debug, Deserialize)]
+pub struct CacheDiskSpec {
+    pub path: String,
+    pub size: Option<ByteSize>,
 }
 
 /// `routes[].cache.key`: what makes two requests the same object.

@@ -13,6 +13,7 @@ pub(crate) struct CacheMetrics {
     stored: IntCounterVec,
     evictions: IntCounterVec,
     purged: IntCounterVec,
+    disk_problems: IntCounterVec,
     objects: IntGaugeVec,
     bytes: IntGaugeVec,
 }
@@ -27,7 +28,8 @@ impl CacheMetrics {
             lookups: counter(
                 "holdfast_cache_lookups_total",
                 "Cache look-ups by route and result (hit: answered from the cache; miss: \
-                 forwarded, nothing usable stored).",
+                 forwarded, nothing usable stored; disk_hit: found on the disk tier after a \
+                 memory miss).",
                 &["route", "result"],
             )?,
             stale: counter(
@@ -61,6 +63,12 @@ impl CacheMetrics {
                 "URIs purged through the admin plane or invalidated by unsafe methods.",
                 &["route", "kind"],
             )?,
+            disk_problems: counter(
+                "holdfast_cache_disk_problems_total",
+                "Disk-tier files dropped for a bad checksum (corrupt), and writes or opens \
+                 that failed (error: the object stays in memory only).",
+                &["route", "kind"],
+            )?,
             objects: IntGaugeVec::new(
                 Opts::new("holdfast_cache_objects", "URIs stored, by tier."),
                 &["route", "tier"],
@@ -77,6 +85,7 @@ impl CacheMetrics {
         registry.register(Box::new(m.stored.clone()))?;
         registry.register(Box::new(m.evictions.clone()))?;
         registry.register(Box::new(m.purged.clone()))?;
+        registry.register(Box::new(m.disk_problems.clone()))?;
         registry.register(Box::new(m.objects.clone()))?;
         registry.register(Box::new(m.bytes.clone()))?;
         Ok(m)
@@ -109,13 +118,21 @@ impl CacheMetrics {
         up(&self.stored, &[route, "stored"], s.stored);
         up(&self.stored, &[route, "too_large"], s.too_large);
         up(&self.evictions, &[route, "memory"], s.evictions);
+        up(&self.evictions, &[route, "disk"], s.disk_evictions);
+        up(&self.disk_problems, &[route, "corrupt"], s.disk_corrupt);
+        up(&self.disk_problems, &[route, "error"], s.disk_errors);
+        up(&self.lookups, &[route, "disk_hit"], s.disk_hits);
         up(&self.purged, &[route, "purge"], s.purged);
         up(&self.purged, &[route, "invalidation"], s.invalidations);
-        let gauge = |vec: &IntGaugeVec, value: u64| {
-            vec.with_label_values(&[route, "memory"])
+        let gauge = |vec: &IntGaugeVec, tier: &str, value: u64| {
+            vec.with_label_values(&[route, tier])
                 .set(i64::try_from(value).unwrap_or(i64::MAX));
         };
-        gauge(&self.objects, cache.store.objects());
-        gauge(&self.bytes, cache.store.bytes());
+        gauge(&self.objects, "memory", cache.store.objects());
+        gauge(&self.bytes, "memory", cache.store.bytes());
+        if cache.store.disk.is_some() {
+            gauge(&self.objects, "disk", s.disk_objects);
+            gauge(&self.bytes, "disk", s.disk_bytes);
+        }
     }
 }

@@ -89,6 +89,14 @@ pub struct CacheStatus {
     pub evictions: u64,
     pub purged: u64,
     pub invalidations: u64,
+    /// Whether the disk tier is on (`cache.disk` set and its folder usable).
+    pub disk: bool,
+    pub disk_objects: u64,
+    pub disk_bytes: u64,
+    pub disk_hits: u64,
+    pub disk_corrupt: u64,
+    pub disk_errors: u64,
+    pub disk_evictions: u64,
 }
 
 impl CacheStatus {
@@ -110,6 +118,13 @@ impl CacheStatus {
             evictions: s.evictions,
             purged: s.purged,
             invalidations: s.invalidations,
+            disk: cache.store.disk.is_some(),
+            disk_objects: s.disk_objects,
+            disk_bytes: s.disk_bytes,
+            disk_hits: s.disk_hits,
+            disk_corrupt: s.disk_corrupt,
+            disk_errors: s.disk_errors,
+            disk_evictions: s.disk_evictions,
         }
     }
 }

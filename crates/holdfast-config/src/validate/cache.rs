@@ -2,16 +2,23 @@
 //! and key.
 
 use super::Errors;
-use crate::config::{CacheConfig, CacheKey, QueryKey};
+use crate::config::{CacheConfig, CacheDisk, CacheKey, QueryKey};
 use crate::spec::CacheSpec;
 use http::HeaderName;
+use std::path::Path;
 use std::time::Duration;
 
 const DEFAULT_MEMORY: u64 = 64 << 20;
 const DEFAULT_MAX_OBJECT: u64 = 8 << 20;
+const DEFAULT_DISK: u64 = 1 << 30;
 const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(super) fn cache(at: &str, spec: Option<&CacheSpec>, errs: &mut Errors) -> Option<CacheConfig> {
+pub(super) fn cache(
+    at: &str,
+    spec: Option<&CacheSpec>,
+    base_dir: &Path,
+    errs: &mut Errors,
+) -> Option<CacheConfig> {
     let spec = spec?;
     let at = format!("{at}.cache");
     let memory = spec.memory.map_or(DEFAULT_MEMORY, |b| b.0);
@@ -56,6 +63,28 @@ pub(super) fn cache(at: &str, spec: Option<&CacheSpec>, errs: &mut Errors) -> Op
         name
     });
     let key = key(&at, spec, errs);
+    let disk = spec.disk.as_ref().and_then(|d| {
+        if d.path.is_empty() {
+            errs.add(
+                format!("{at}.disk.path"),
+                "must not be empty",
+                "name a folder for the disk tier, e.g. \"/var/cache/holdfast\"",
+            );
+            return None;
+        }
+        let size = d.size.map_or(DEFAULT_DISK, |b| b.0);
+        if size < max_object_size {
+            errs.add(
+                format!("{at}.disk.size"),
+                format!("{size} bytes is less than max_object_size ({max_object_size} bytes)"),
+                "raise disk.size or lower max_object_size",
+            );
+        }
+        Some(CacheDisk {
+            path: base_dir.join(&d.path),
+            size,
+        })
+    });
     if spec.enabled != Some(true) {
         return None;
     }
@@ -67,6 +96,7 @@ pub(super) fn cache(at: &str, spec: Option<&CacheSpec>, errs: &mut Errors) -> Op
         lock_timeout,
         targeted_field,
         key,
+        disk,
     })
 }
 

@@ -35,7 +35,10 @@ pub(crate) async fn handle(
     let key = key::primary(&cache.config.key, ctx.host_name(), ctx.path.as_str());
     let directives = RequestDirectives::parse(req.headers());
     let now = SystemTime::now();
-    let (found, uri_known) = lookup(cache, &key, req.headers());
+    let (mut found, uri_known) = lookup(cache, &key, req.headers());
+    if !uri_known && cache.store.disk.is_some() {
+        found = from_disk(cache, &key, req.headers()).await;
+    }
     if let Some(entry) = &found {
         match entry.usable(&directives, now) {
             Use::Serve => {
@@ -108,6 +111,18 @@ fn lookup(cache: &Cache, key: &str, req: &HeaderMap) -> (Option<Arc<Entry>>, boo
         .find(|e| vary::matches(&e.selected, req))
         .cloned();
     (found, true)
+}
+
+/// The disk tier's copy of `key`, read on the blocking pool (never on a worker thread);
+/// only when it matches this request's selecting values.
+async fn from_disk(cache: &Arc<Cache>, key: &str, req: &HeaderMap) -> Option<Arc<Entry>> {
+    let (c, k) = (Arc::clone(cache), key.to_owned());
+    let loaded = tokio::task::spawn_blocking(move || c.store.load_from_disk(&k, &c.options));
+    loaded
+        .await
+        .ok()
+        .flatten()
+        .filter(|e| vary::matches(&e.selected, req))
 }
 
 struct Fetch<'c> {

@@ -398,3 +398,76 @@ async fn a_slow_fetch_holds_others_only_until_the_lock_timeout() {
     assert!(!stuck.is_finished());
     stuck.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_disk_tier_keeps_objects_across_a_restart() {
+    let origin = origin(Arc::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = format!(
+        "{{ enabled = true, max_object_size = \"64KiB\", disk = {{ path = {:?}, size = \"1MiB\" }} }}",
+        dir.path().display().to_string()
+    );
+    let mut edge = cached(&origin, &cache);
+    get(&edge.url("/fresh")).await;
+    eventually("the object written to disk", LIMIT, || async {
+        route_status(&edge.status().await, "all")["cache"]["disk_objects"] == 1
+    })
+    .await;
+    blocking(|| edge.stop());
+    let edge = cached(&origin, &cache);
+    let got = get(&edge.url("/fresh")).await;
+    assert_eq!(got.text(), "fresh body");
+    assert!(
+        got.header("cache-status").unwrap().contains("hit"),
+        "{:?}",
+        got.header("cache-status")
+    );
+    assert_eq!(origin.requests(), 1);
+    let status = route_status(&edge.status().await, "all");
+    assert_eq!(status["cache"]["disk_hits"], 1, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_disk_entry_is_dropped_not_served() {
+    let origin = origin(Arc::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = format!(
+        "{{ enabled = true, disk = {{ path = {:?} }} }}",
+        dir.path().display().to_string()
+    );
+    let mut edge = cached(&origin, &cache);
+    get(&edge.url("/fresh")).await;
+    eventually("the object written to disk", LIMIT, || async {
+        route_status(&edge.status().await, "all")["cache"]["disk_objects"] == 1
+    })
+    .await;
+    blocking(|| edge.stop());
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let path = file.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() - 40; // inside the body, before the checksum
+        bytes[at] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let edge = cached(&origin, &cache);
+    let got = get(&edge.url("/fresh")).await;
+    assert_eq!(got.text(), "fresh body");
+    assert!(got.header("cache-status").unwrap().contains("fwd=uri-miss"));
+    assert_eq!(origin.requests(), 2);
+    let status = route_status(&edge.status().await, "all");
+    assert_eq!(status["cache"]["disk_corrupt"], 1, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_cache_folder_is_a_bypass_not_an_outage() {
+    let origin = origin(Arc::default()).await;
+    let cache = "{ enabled = true, disk = { path = \"/proc/holdfast-cache\" } }";
+    let edge = cached(&origin, cache);
+    get(&edge.url("/fresh")).await;
+    let got = get(&edge.url("/fresh")).await;
+    assert_eq!(got.status, 200);
+    assert!(got.header("cache-status").unwrap().contains("hit"));
+    let status = route_status(&edge.status().await, "all");
+    assert_eq!(status["cache"]["disk"], false, "{status}");
+    assert_eq!(status["cache"]["disk_errors"], 1, "{status}");
+}
