@@ -114,15 +114,14 @@ impl ResponseDirectives {
             let seconds = || value.and_then(delta_seconds);
             let n = name;
             if n.eq_ignore_ascii_case("max-age") {
+                // §4.2.1: with several, the first occurrence counts.
                 match seconds() {
-                    // §4.2.1: with several, a cache uses the first... we take the smallest,
-                    // which is never fresher than any one of them.
-                    Some(s) => d.max_age = Some(d.max_age.map_or(s, |o| o.min(s))),
+                    Some(s) => d.max_age = d.max_age.or(Some(s)),
                     None => d.invalid_age = true,
                 }
             } else if n.eq_ignore_ascii_case("s-maxage") {
                 match seconds() {
-                    Some(s) => d.s_maxage = Some(d.s_maxage.map_or(s, |o| o.min(s))),
+                    Some(s) => d.s_maxage = d.s_maxage.or(Some(s)),
                     None => d.invalid_age = true,
                 }
             } else if n.eq_ignore_ascii_case("no-store") {
@@ -223,6 +222,12 @@ mod tests {
         assert_eq!(d.max_age, Some(60));
         assert_eq!(d.s_maxage, Some(30));
         assert!(d.public && d.must_revalidate && !d.private);
+    }
+
+    #[test]
+    fn the_first_of_duplicate_directives_counts() {
+        let d = ResponseDirectives::parse(&headers(&["max-age=60", "max-age=5"]), &CACHE_CONTROL);
+        assert_eq!(d.max_age, Some(60));
     }
 
     #[test]
