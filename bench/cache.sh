@@ -7,12 +7,12 @@
 #   zipf   a mixed workload: Zipf-distributed keys (/1k?k=N over ZIPF_KEYS keys, exponent
 #          ZIPF_S) with the same memory budget MEMORY for every cache (Holdfast
 #          cache.memory, nginx proxy_cache max_size, Varnish -s malloc), each started cold
-#          and driven ZIPF_DURATION s at the same request sequence; reports hit ratio and
-#          origin requests (= misses) per target.
+#          and sent the same ZIPF_REQUESTS requests (at most ZIPF_DURATION s); reports hit
+#          ratio and origin requests (= misses) per target.
 #
 # usage: bench/cache.sh [--no-build]
 # env:   PARTS=hits,zipf  NO_BUILD=1  HOLDFAST_BIN  DURATION=10  REPEAT=3  WARMUP=2  CONNS=64
-#        ZIPF_DURATION=20  ZIPF_KEYS=20000  ZIPF_S=1.0  MEMORY=8  (MiB)
+#        ZIPF_REQUESTS=200000  ZIPF_DURATION=60 (cap)  ZIPF_KEYS=20000  ZIPF_S=1.0  MEMORY=8  (MiB)
 #        ACCESS_LOG=0  WRK_TIMEOUT=2s  PORT_BASE=18490  SHARED_BENCH  BENCH_STATE
 set -euo pipefail
 
@@ -25,12 +25,12 @@ parse_args "$@"
 
 PARTS=${PARTS:-hits,zipf}
 DURATION=${DURATION:-10}; REPEAT=${REPEAT:-3}; WARMUP=${WARMUP:-2}; CONNS=${CONNS:-64}
-ZIPF_DURATION=${ZIPF_DURATION:-20}; ZIPF_KEYS=${ZIPF_KEYS:-20000}; ZIPF_S=${ZIPF_S:-1.0}; MEMORY=${MEMORY:-8}
+ZIPF_REQUESTS=${ZIPF_REQUESTS:-200000}; ZIPF_DURATION=${ZIPF_DURATION:-60}; ZIPF_KEYS=${ZIPF_KEYS:-20000}; ZIPF_S=${ZIPF_S:-1.0}; MEMORY=${MEMORY:-8}
 ACCESS_LOG=${ACCESS_LOG:-0}; WRK_TIMEOUT=${WRK_TIMEOUT:-2s}; STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-30}
 PORT_BASE=${PORT_BASE:-18490}
 HOLDFAST_BIN=${HOLDFAST_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/holdfast}
 PATH_=/1k
-export ZIPF_KEYS ZIPF_S
+export ZIPF_KEYS ZIPF_S ZIPF_REQUESTS
 
 O_PORT=$PORT_BASE
 declare -A PORT=([nginx]=$((PORT_BASE + 1)) [nginx-cache]=$((PORT_BASE + 2)) [varnish-hit]=$((PORT_BASE + 3))
@@ -117,7 +117,7 @@ new_results_dir
   env_head "proxies on CPU $TARGET_CPU, wrk + origin on CPU $LOADGEN_CPU"
   echo "nginx: $(nginx -v 2>&1 | sed 's/.*: //'); varnish: $(varnishd -V 2>&1 | head -1); $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
   echo "PARTS=$PARTS REPEAT=$REPEAT DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS"
-  echo "ZIPF_DURATION=$ZIPF_DURATION ZIPF_KEYS=$ZIPF_KEYS ZIPF_S=$ZIPF_S MEMORY=${MEMORY}MiB ACCESS_LOG=$ACCESS_LOG"
+  echo "ZIPF_REQUESTS=$ZIPF_REQUESTS ZIPF_DURATION=$ZIPF_DURATION ZIPF_KEYS=$ZIPF_KEYS ZIPF_S=$ZIPF_S MEMORY=${MEMORY}MiB ACCESS_LOG=$ACCESS_LOG"
   machine_load start
 } > "$out/env.txt"
 
@@ -149,7 +149,7 @@ part_zipf() {
   start_origin
   {
     echo
-    echo "## Zipf mixed workload: ${ZIPF_KEYS} keys of 1 KiB, s=${ZIPF_S}, ${MEMORY} MiB per cache, ${ZIPF_DURATION} s from cold, wrk -t1 -c$CONNS"
+    echo "## Zipf mixed workload: ${ZIPF_REQUESTS} requests from cold over ${ZIPF_KEYS} keys of 1 KiB, s=${ZIPF_S}, ${MEMORY} MiB per cache, wrk -t1 -c$CONNS"
     echo
     echo "| target | requests | hits | misses (origin requests) | other | hit ratio |"
     echo "|---|---:|---:|---:|---:|---:|"

@@ -1,10 +1,12 @@
 -- Zipf-distributed keys for bench/cache.sh's mixed workload: each request asks for
 -- /1k?k=N with N drawn from a Zipf distribution (exponent ZIPF_S, default 1.0) over
--- ZIPF_KEYS keys (default 20000). Every response is classified by the target's cache
+-- ZIPF_KEYS keys (default 20000), ZIPF_REQUESTS responses (default 200000). Every response is classified by the target's cache
 -- header — Cache-Status containing "hit" (Holdfast) or X-Cache: HIT (nginx, Varnish with
 -- the VCL of cache.sh) — and done() prints "zipf hits N misses M other K".
 local keys = tonumber(os.getenv("ZIPF_KEYS") or "20000")
 local s = tonumber(os.getenv("ZIPF_S") or "1.0")
+-- stop after this many responses, so every target is compared over the same sequence
+local limit = tonumber(os.getenv("ZIPF_REQUESTS") or "200000")
 local cdf = {}
 local total = 0
 for i = 1, keys do
@@ -25,7 +27,13 @@ local function draw()
   return lo
 end
 
-local hits, misses, other = 0, 0, 0
+-- globals: done() runs in another Lua state and reads them through thread:get
+hits, misses, other = 0, 0, 0
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
 
 request = function()
   return wrk.format("GET", "/1k?k=" .. draw())
@@ -48,9 +56,17 @@ response = function(status, headers, body)
   else
     misses = misses + 1
   end
+  if hits + misses + other >= limit then
+    wrk.thread:stop()
+  end
 end
 
 done = function(summary, latency, requests)
-  -- wrk runs response() in its thread's Lua state; with -t1 that is this one.
-  io.write(string.format("zipf hits %d misses %d other %d\n", hits, misses, other))
+  local h, m, o = 0, 0, 0
+  for _, t in ipairs(threads) do
+    h = h + (t:get("hits") or 0)
+    m = m + (t:get("misses") or 0)
+    o = o + (t:get("other") or 0)
+  end
+  io.write(string.format("zipf hits %d misses %d other %d\n", h, m, o))
 end

@@ -118,10 +118,13 @@ impl CacheMetrics {
         up(&self.stored, &[route, "stored"], s.stored);
         up(&self.stored, &[route, "too_large"], s.too_large);
         up(&self.evictions, &[route, "memory"], s.evictions);
-        up(&self.evictions, &[route, "disk"], s.disk_evictions);
-        up(&self.disk_problems, &[route, "corrupt"], s.disk_corrupt);
-        up(&self.disk_problems, &[route, "error"], s.disk_errors);
-        up(&self.lookups, &[route, "disk_hit"], s.disk_hits);
+        // Only for routes with `cache.disk` (an unusable folder shows as errors).
+        if cache.config.disk.is_some() {
+            up(&self.evictions, &[route, "disk"], s.disk_evictions);
+            up(&self.disk_problems, &[route, "corrupt"], s.disk_corrupt);
+            up(&self.disk_problems, &[route, "error"], s.disk_errors);
+            up(&self.lookups, &[route, "disk_hit"], s.disk_hits);
+        }
         up(&self.purged, &[route, "purge"], s.purged);
         up(&self.purged, &[route, "invalidation"], s.invalidations);
         let gauge = |vec: &IntGaugeVec, tier: &str, value: u64| {
