@@ -37,6 +37,7 @@ pub struct RequestCtx {
     pub wants_json: bool,
     pub route: RouteCtx,
     pub upstream: UpstreamCtx,
+    pub cache: CacheCtx,
     pub status: u16,
     /// Headers the modules add to the origin request; the first inline, so running the bot
     /// module costs no allocation.
@@ -56,6 +57,13 @@ pub struct UpstreamCtx {
     pub server: Option<std::sync::Arc<str>>,
     /// Request sent to the origin until its response head arrived.
     pub duration: Option<std::time::Duration>,
+}
+
+/// Written by `phases::cache` (routes with a cache only).
+#[derive(Default)]
+pub struct CacheCtx {
+    /// For the access log: `hit`, `stale`, `revalidated`, `miss` or `pass`.
+    pub result: Option<&'static str>,
 }
 
 impl RequestCtx {
@@ -88,6 +96,7 @@ impl RequestCtx {
             wants_json,
             route: RouteCtx::default(),
             upstream: UpstreamCtx::default(),
+            cache: CacheCtx::default(),
             status: 0,
             module_headers: smallvec::SmallVec::new(),
         }

@@ -28,6 +28,37 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
+    let resp = lookup_or_fetch(state, route, cache, req, ctx).await;
+    if let Ok(r) = &resp {
+        ctx.cache.result = r.headers().get(&CACHE_STATUS).map(|v| result(v.as_bytes()));
+    }
+    resp
+}
+
+/// The access log's one word for the last `Cache-Status` member (ours).
+fn result(status: &[u8]) -> &'static str {
+    let ours = status.rsplit(|b| *b == b',').next().unwrap_or(status);
+    let has = |needle: &[u8]| ours.windows(needle.len()).any(|w| w == needle);
+    if has(b"stale-while-revalidate") || has(b"stale-if-error") {
+        "stale"
+    } else if has(b"; hit") {
+        "hit"
+    } else if has(b"fwd-status=304") {
+        "revalidated"
+    } else if has(b"fwd=method") {
+        "pass"
+    } else {
+        "miss"
+    }
+}
+
+async fn lookup_or_fetch(
+    state: &Arc<State>,
+    route: &RouteRt,
+    cache: &Arc<Cache>,
+    req: Request<Incoming>,
+    ctx: &mut RequestCtx,
+) -> Result<Response<ResponseBody>, ProxyError> {
     let method = req.method().clone();
     if method != Method::GET && method != Method::HEAD {
         return forward_unsafe(state, route, cache, req, ctx).await;
@@ -514,4 +545,31 @@ fn spawn_refresh(
         }
         entry.release_refresh();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::result;
+
+    #[test]
+    fn one_word_per_cache_status() {
+        assert_eq!(result(b"holdfast; hit; ttl=5"), "hit");
+        assert_eq!(
+            result(b"holdfast; hit; ttl=-5; detail=stale-while-revalidate"),
+            "stale"
+        );
+        assert_eq!(
+            result(b"holdfast; fwd=stale; fwd-status=503; detail=stale-if-error"),
+            "stale"
+        );
+        assert_eq!(
+            result(b"holdfast; fwd=stale; fwd-status=304; ttl=60"),
+            "revalidated"
+        );
+        assert_eq!(
+            result(b"origin-cache; hit, holdfast; fwd=uri-miss; stored"),
+            "miss"
+        );
+        assert_eq!(result(b"holdfast; fwd=method"), "pass");
+    }
 }

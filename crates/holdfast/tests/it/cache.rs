@@ -471,3 +471,32 @@ async fn an_unwritable_cache_folder_is_a_bypass_not_an_outage() {
     assert_eq!(status["cache"]["disk"], false, "{status}");
     assert_eq!(status["cache"]["disk_errors"], 1, "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_says_what_the_cache_did() {
+    let origin = origin(Arc::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let edge = Edge::start(
+        &edge_config(2, APP_POOL).replace(
+            "access_log = \"off\"",
+            &format!("access_log = {:?}", log.display().to_string()),
+        ),
+        &app_vars(&server_list(&[origin.addr]), "", &format!("cache = {ON}")),
+    );
+    get(&edge.url("/fresh")).await;
+    get(&edge.url("/fresh")).await;
+    eventually("two access-log lines", LIMIT, || {
+        let n = std::fs::read_to_string(&log).map_or(0, |t| t.lines().count());
+        async move { n >= 2 }
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    // Two workers write their own buffers: lines need not be in request order.
+    let mut results: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["cache"].to_string())
+        .collect();
+    results.sort();
+    assert_eq!(results, ["\"hit\"", "\"miss\""]);
+}
