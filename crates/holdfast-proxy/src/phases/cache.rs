@@ -114,9 +114,9 @@ async fn lookup_or_fetch(
         }
     }
     let fwd = match (&found, uri_known) {
+        _ if directives.no_cache => Fwd::Request,
         (Some(_), _) => Fwd::Stale,
         (None, true) => Fwd::VaryMiss,
-        (None, false) if directives.no_cache => Fwd::Request,
         (None, false) => Fwd::UriMiss,
     };
     let fetch = Fetch {
@@ -282,7 +282,7 @@ impl Fetch<'_> {
         let keep = entry.keep_for(&self.cache.options);
         self.cache.store.insert(&self.key, Arc::clone(&entry), keep);
         let now = times.1;
-        let mut status = CacheStatus::fwd(Fwd::Stale);
+        let mut status = CacheStatus::fwd(self.fwd);
         status.fwd_status = Some(304);
         status.ttl = Some(entry.freshness.ttl(now));
         from_entry(&entry, method, req, now, &status)

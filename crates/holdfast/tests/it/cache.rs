@@ -500,3 +500,26 @@ async fn the_access_log_says_what_the_cache_did() {
     results.sort();
     assert_eq!(results, ["\"hit\"", "\"miss\""]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_directives_only_if_cached_and_no_cache() {
+    let origin = origin(Arc::default()).await;
+    let edge = cached(&origin, ON);
+    let cold = get_with(&edge.url("/fresh"), &[("cache-control", "only-if-cached")]).await;
+    assert_eq!(cold.status, 504);
+    assert_eq!(origin.requests(), 0);
+    get(&edge.url("/fresh")).await;
+    let warm = get_with(&edge.url("/fresh"), &[("cache-control", "only-if-cached")]).await;
+    assert_eq!(warm.status, 200);
+    let forced = get_with(&edge.url("/fresh"), &[("cache-control", "no-cache")]).await;
+    assert!(forced
+        .header("cache-status")
+        .unwrap()
+        .starts_with("holdfast; fwd=request"));
+    assert_eq!(
+        origin.last().headers["if-none-match"],
+        "\"f1\"",
+        "validated, not refetched"
+    );
+    assert_eq!(origin.requests(), 2);
+}
