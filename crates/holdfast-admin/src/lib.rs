@@ -5,4 +5,4 @@
 
 mod server;
 
-pub use server::{start, AdminHandle, Backend, ModuleSwitch, ReloadOutcome};
+pub use server::{start, AdminHandle, Backend, ModuleSwitch, PurgeRequest, ReloadOutcome};

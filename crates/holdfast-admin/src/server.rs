@@ -26,6 +26,22 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<serde_json::Value, (u16, String)>;
     /// Re-read artifact `name` now, applying it even if it shrinks sharply.
     fn force_artifact(&self, name: &str) -> Result<serde_json::Value, (u16, String)>;
+    /// Purge the cache of every cached route.
+    fn purge_cache(&self, purge: &PurgeRequest) -> Result<serde_json::Value, (u16, String)>;
+}
+
+/// `POST /cache/purge?url=…|prefix=…|tag=…|all=true[&soft=true]`: exactly one target.
+/// `url` and `prefix` are `host/path?query` as the route's cache key writes them; `soft`
+/// marks entries stale (still served when the origin fails) instead of removing them.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct PurgeRequest {
+    pub url: Option<String>,
+    pub prefix: Option<String>,
+    pub tag: Option<String>,
+    #[serde(default)]
+    pub all: bool,
+    #[serde(default)]
+    pub soft: bool,
 }
 
 /// `POST /modules/NAME/{disable,enable,clear}`.
@@ -117,6 +133,7 @@ fn router(backend: Shared) -> Router {
         .route("/reload", post(reload))
         .route("/modules/{name}/{action}", post(module_switch))
         .route("/artifacts/{name}/force", post(force_artifact))
+        .route("/cache/purge", post(purge_cache))
         .with_state(backend)
 }
 
@@ -126,7 +143,8 @@ async fn index() -> Html<&'static str> {
          <li><a href=\"/status\">/status</a> (JSON)</li><li><a href=\"/metrics\">/metrics</a></li>\
          <li><a href=\"/health\">/health</a></li><li>POST /reload</li>\
          <li>POST /modules/NAME/disable, /enable, /clear</li>\
-         <li>POST /artifacts/NAME/force</li></ul>",
+         <li>POST /artifacts/NAME/force</li>\
+         <li>POST /cache/purge?url=HOST/PATH | prefix=… | tag=… | all=true [&amp;soft=true]</li></ul>",
     )
 }
 
@@ -188,6 +206,14 @@ async fn force_artifact(
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Response {
     blocking_json(move || b.force_artifact(&name)).await
+}
+
+async fn purge_cache(
+    State(b): State<Shared>,
+    axum::extract::Query(purge): axum::extract::Query<PurgeRequest>,
+) -> Response {
+    // Purge walks the stores: off the admin runtime.
+    blocking_json(move || b.purge_cache(&purge)).await
 }
 
 async fn blocking_json(

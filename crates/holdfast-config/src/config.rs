@@ -493,6 +493,61 @@ pub struct Route {
     pub response_headers: HeaderOps,
     /// A failing challenge lets requests of this route through (fail open).
     pub critical: bool,
+    /// The shared cache, when `cache.enabled`.
+    pub cache: Option<CacheConfig>,
+}
+
+/// A route's shared HTTP cache (`routes[].cache`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    /// Bytes the memory tier may hold (bodies and headers).
+    pub memory: u64,
+    /// Larger responses are streamed to the client and not stored.
+    pub max_object_size: u64,
+    /// Heuristic freshness (RFC 9111 §4.2.2) for responses without an explicit lifetime.
+    pub heuristic: bool,
+    /// How long past its freshness a stored response may be served when the origin fails,
+    /// even if the origin sent no `stale-if-error` (zero: only what the origin allows).
+    pub serve_stale_on_error: Duration,
+    /// How long a request waits for another request's fetch of the same key.
+    pub lock_timeout: Duration,
+    /// A targeted cache-control field (RFC 9213) that takes precedence over
+    /// `CDN-Cache-Control` and `Cache-Control`.
+    pub targeted_field: Option<HeaderName>,
+    pub key: CacheKey,
+    /// The disk tier, when configured.
+    pub disk: Option<CacheDisk>,
+}
+
+/// A route cache's disk tier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheDisk {
+    /// Folder of the tier (absolute: joined to the config's folder when written relative).
+    pub path: PathBuf,
+    /// Bytes the files may take; the oldest written go first.
+    pub size: u64,
+}
+
+/// What the cache key is made of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheKey {
+    pub host: bool,
+    pub query: QueryKey,
+    /// Query parameters left out of the key (e.g. `utm_source`).
+    pub ignore_query: Vec<String>,
+    /// Request headers whose values are part of the key (lower-case names).
+    pub headers: Vec<HeaderName>,
+}
+
+/// How the query string enters the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryKey {
+    /// Parameters sorted by name, so `?b=1&a=2` and `?a=2&b=1` are one object.
+    Sorted,
+    /// As sent.
+    AsSent,
+    /// Not at all.
+    Ignore,
 }
 
 /// A fixed response a route serves when its whole failover chain is down.

@@ -11,11 +11,11 @@ mod units;
 mod validate;
 
 pub use config::{
-    AccessLog, Admin, Balance, BotModule, Breaker, Challenge, CheckKind, ClientIpHeader, Config,
-    Edge, FailPolicy, Fallback, HashKey, HeaderOps, HealthCheck, HostMatch, IpList, Limit,
-    LimitKey, LimitScope, Limits, Modules, NamedFile, Outlier, Overload, Pool, Redis, RetryOn,
-    RetryPolicy, Route, Rule, RuleAction, RuleFields, RuleHeader, RuleList, RuleMode, ServerAddr,
-    Timeouts, TlsCert, UpstreamTls, MAX_FALLBACK_BYTES,
+    AccessLog, Admin, Balance, BotModule, Breaker, CacheConfig, CacheDisk, CacheKey, Challenge,
+    CheckKind, ClientIpHeader, Config, Edge, FailPolicy, Fallback, HashKey, HeaderOps, HealthCheck,
+    HostMatch, IpList, Limit, LimitKey, LimitScope, Limits, Modules, NamedFile, Outlier, Overload,
+    Pool, QueryKey, Redis, RetryOn, RetryPolicy, Route, Rule, RuleAction, RuleFields, RuleHeader,
+    RuleList, RuleMode, ServerAddr, Timeouts, TlsCert, UpstreamTls, MAX_FALLBACK_BYTES,
 };
 pub use error::ConfigError;
 pub use parse::{parse, state_dir_hint, MAX_CONFIG_BYTES};

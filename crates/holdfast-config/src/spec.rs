@@ -280,6 +280,43 @@ pub struct RouteSpec {
     pub request_headers: HeaderOpsSpec,
     #[serde(default)]
     pub response_headers: HeaderOpsSpec,
+    #[serde(default)]
+    pub cache: Option<CacheSpec>,
+}
+
+/// `routes[].cache`: the shared HTTP cache for this route.
+#[derive(Debug, Deserialize, Default)]
+pub struct CacheSpec {
+    pub enabled: Option<bool>,
+    pub memory: Option<ByteSize>,
+    pub max_object_size: Option<ByteSize>,
+    pub heuristic: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    pub serve_stale_on_error: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub lock_timeout: Option<Duration>,
+    pub targeted_field: Option<String>,
+    #[serde(default)]
+    pub key: CacheKeySpec,
+    pub disk: Option<CacheDiskSpec>,
+}
+
+/// `routes[].cache.disk`: the optional disk tier.
+#[derive(Debug, Deserialize)]
+pub struct CacheDiskSpec {
+    pub path: String,
+    pub size: Option<ByteSize>,
+}
+
+/// `routes[].cache.key`: what makes two requests the same object.
+#[derive(Debug, Deserialize, Default)]
+pub struct CacheKeySpec {
+    pub host: Option<bool>,
+    pub query: Option<String>,
+    #[serde(default)]
+    pub ignore_query: Vec<String>,
+    #[serde(default)]
+    pub headers: Vec<String>,
 }
 
 /// `fallback = { status = 503, file = "maintenance.html" }`.

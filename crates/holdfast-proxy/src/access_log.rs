@@ -300,6 +300,10 @@ fn write_line(
         }
         None => out.extend_from_slice(b",\"upstream_ms\":null"),
     }
+    if let Some(result) = ctx.cache.result {
+        out.extend_from_slice(b",\"cache\":");
+        json_plain(out, result.as_str().as_bytes());
+    }
     if failed {
         out.extend_from_slice(b",\"body_error\":true");
     }

@@ -158,6 +158,17 @@ pub struct ResponseBody {
     bytes: u64,
     failed: bool,
     completion: Option<Box<Completion>>,
+    /// Sees every chunk on the way to the client (the cache filling an entry); `None`
+    /// everywhere else, so an uncached route pays nothing for it.
+    tap: Option<Box<dyn Tap>>,
+}
+
+/// A copy of the body as it streams: `data` for each chunk (false drops the tap), `end`
+/// once the whole body went through. Dropped without `end` when the body fails or is
+/// dropped early.
+pub(crate) trait Tap: Send {
+    fn data(&mut self, data: &Bytes) -> bool;
+    fn end(self: Box<Self>);
 }
 
 enum Kind {
@@ -221,7 +232,12 @@ impl ResponseBody {
             bytes: 0,
             failed: false,
             completion: None,
+            tap: None,
         }
+    }
+
+    pub(crate) fn set_tap(&mut self, tap: Box<dyn Tap>) {
+        self.tap = Some(tap);
     }
 
     pub(crate) fn set_completion(&mut self, completion: Box<Completion>) {
@@ -231,6 +247,11 @@ impl ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
+        if let Some(tap) = self.tap.take() {
+            if !self.failed && self.is_end_stream() {
+                tap.end();
+            }
+        }
         if let Kind::Upstream(up) = &mut self.kind {
             if up.inner.is_end_stream() {
                 if let Some(r) = up.release.take() {
@@ -259,10 +280,24 @@ impl Body for ResponseBody {
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                this.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                let data = frame.data_ref();
+                this.bytes += data.map_or(0, |d| d.len() as u64);
+                if let (Some(tap), Some(d)) = (this.tap.as_mut(), data) {
+                    if !tap.data(d) {
+                        this.tap = None;
+                    }
+                }
             }
-            Poll::Ready(Some(Err(_))) => this.failed = true,
-            _ => {}
+            Poll::Ready(Some(Err(_))) => {
+                this.failed = true;
+                this.tap = None;
+            }
+            Poll::Ready(None) => {
+                if let Some(tap) = this.tap.take() {
+                    tap.end();
+                }
+            }
+            Poll::Pending => {}
         }
         polled
     }

@@ -37,6 +37,7 @@ pub struct RequestCtx {
     pub wants_json: bool,
     pub route: RouteCtx,
     pub upstream: UpstreamCtx,
+    pub cache: CacheCtx,
     pub status: u16,
     /// Headers the modules add to the origin request; the first inline, so running the bot
     /// module costs no allocation.
@@ -59,6 +60,35 @@ pub struct UpstreamCtx {
     pub server: Option<std::sync::Arc<str>>,
     /// Request sent to the origin until its response head arrived.
     pub duration: Option<std::time::Duration>,
+}
+
+/// Written by `phases::cache` (routes with a cache only).
+#[derive(Default)]
+pub struct CacheCtx {
+    /// For the access log.
+    pub result: Option<CacheResult>,
+}
+
+/// How the cache answered (one byte: the context lives in every request's future).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    Stale,
+    Revalidated,
+    Miss,
+    Pass,
+}
+
+impl CacheResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "hit",
+            CacheResult::Stale => "stale",
+            CacheResult::Revalidated => "revalidated",
+            CacheResult::Miss => "miss",
+            CacheResult::Pass => "pass",
+        }
+    }
 }
 
 impl RequestCtx {
@@ -91,6 +121,7 @@ impl RequestCtx {
             wants_json,
             route: RouteCtx::default(),
             upstream: UpstreamCtx::default(),
+            cache: CacheCtx::default(),
             status: 0,
             module_headers: smallvec::SmallVec::new(),
             module_header_edits: Vec::new(),

@@ -6,6 +6,7 @@
 
 mod access_log;
 mod body;
+mod cache_metrics;
 mod client_ip;
 mod ctx;
 mod error;
@@ -23,10 +24,11 @@ mod tls;
 mod upstream;
 
 pub use access_log::{AccessLogTarget, AccessLogWriter};
+pub use holdfast_cache::Purge;
 pub use metrics::Metrics;
 pub use modules::{
     Block, EdgeRequest, EdgeResponse, Edit, ModuleAction, RequestModule, TooMany, REQUEST_ID_MARK,
 };
 pub use server::{start, EdgeHandle, Listeners};
-pub use state::{PoolStatus, RouteStatus, ServerStatus, State, StateInputs};
+pub use state::{CacheStatus, PoolStatus, RouteStatus, ServerStatus, State, StateInputs};
 pub use upstream::HealthChecker;

@@ -29,6 +29,7 @@ pub struct Metrics {
     pub(crate) connections_active: IntGauge,
     pub(crate) tls_handshake_errors: IntCounter,
     pub(crate) access_log_dropped: IntCounter,
+    pub(crate) cache: crate::cache_metrics::CacheMetrics,
 }
 
 /// Counters for one route, resolved when the state is built.
@@ -196,6 +197,7 @@ impl Metrics {
                 "holdfast_access_log_dropped_total",
                 "Access-log lines dropped because the writer could not keep up.",
             )?,
+            cache: crate::cache_metrics::CacheMetrics::new(registry)?,
         };
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.duration.clone()))?;

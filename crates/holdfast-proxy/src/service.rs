@@ -31,7 +31,7 @@ pub(crate) async fn handle(
 }
 
 async fn proxy(
-    state: &State,
+    state: &Arc<State>,
     req: Request<Incoming>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
@@ -49,7 +49,10 @@ async fn proxy(
     // Boxed: the exchange with the origin is the large part of this future, and hyper moves
     // the service future into its dispatcher on every request; one small allocation is
     // cheaper than copying kilobytes (see the size test below).
-    Box::pin(phases::upstream::forward(state, route, req, ctx)).await
+    if let Some(cache) = &route.cache {
+        return Box::pin(phases::cache::handle(state, route, cache, req, ctx)).await;
+    }
+    Box::pin(phases::upstream::forward(state, route, req.map(Some), ctx)).await
 }
 
 /// Runs when the response body is finished or dropped: metrics, then the access-log line.

@@ -54,6 +54,8 @@ pub(crate) struct RouteRt {
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
     pub metrics: RouteMetrics,
+    /// The route's shared cache (`None`: not cached, and no cost on the data path).
+    pub cache: Option<Arc<holdfast_cache::Cache>>,
 }
 
 /// A route's failover chain as shown on `/status`.
@@ -64,6 +66,67 @@ pub struct RouteStatus {
     pub fallback: bool,
     /// The pool the route sends to now, or `fallback`.
     pub active: String,
+    /// The route's cache: objects and bytes in memory, and its counters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheStatus>,
+}
+
+/// A route's cache as shown on `/status`.
+#[derive(Debug, Serialize)]
+pub struct CacheStatus {
+    pub memory_objects: u64,
+    pub memory_bytes: u64,
+    pub memory_capacity: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub stale_while_revalidate: u64,
+    pub stale_if_error: u64,
+    pub revalidations: u64,
+    pub not_modified: u64,
+    pub coalesced: u64,
+    pub stored: u64,
+    pub too_large: u64,
+    pub evictions: u64,
+    pub purged: u64,
+    pub invalidations: u64,
+    /// Whether the disk tier is on (`cache.disk` set and its folder usable).
+    pub disk: bool,
+    pub disk_objects: u64,
+    pub disk_bytes: u64,
+    pub disk_hits: u64,
+    pub disk_corrupt: u64,
+    pub disk_errors: u64,
+    pub disk_evictions: u64,
+}
+
+impl CacheStatus {
+    fn of(cache: &holdfast_cache::Cache) -> Self {
+        let s = cache.stats().snapshot();
+        CacheStatus {
+            memory_objects: cache.store.objects(),
+            memory_bytes: cache.store.bytes(),
+            memory_capacity: cache.config.memory,
+            hits: s.hits,
+            misses: s.misses,
+            stale_while_revalidate: s.stale_while_revalidate,
+            stale_if_error: s.stale_if_error,
+            revalidations: s.revalidations,
+            not_modified: s.not_modified,
+            coalesced: s.coalesced,
+            stored: s.stored,
+            too_large: s.too_large,
+            evictions: s.evictions,
+            purged: s.purged,
+            invalidations: s.invalidations,
+            disk: cache.store.disk.is_some(),
+            disk_objects: s.disk_objects,
+            disk_bytes: s.disk_bytes,
+            disk_hits: s.disk_hits,
+            disk_corrupt: s.disk_corrupt,
+            disk_errors: s.disk_errors,
+            disk_evictions: s.disk_evictions,
+        }
+    }
 }
 
 /// A pool as shown on `/status`.
@@ -168,6 +231,14 @@ impl State {
                 })
                 .map_or(0, |o| o.chain.active_index());
             let name: Arc<str> = Arc::from(r.name.as_str());
+            // The stored objects survive a reload that keeps the route and its memory size.
+            let cache = r.cache.clone().map(|c| {
+                let before = previous
+                    .as_deref()
+                    .and_then(|s| s.routes.iter().find(|o| *o.name == *r.name))
+                    .and_then(|o| o.cache.as_deref());
+                Arc::new(holdfast_cache::Cache::new(c, before))
+            });
             routes.push(RouteRt {
                 chain: Chain::new(
                     Arc::clone(&name),
@@ -183,6 +254,7 @@ impl State {
                 request_headers: r.request_headers.clone(),
                 response_headers: r.response_headers.clone(),
                 metrics: metrics.route(&r.name),
+                cache,
             });
         }
         if !errors.is_empty() {
@@ -225,8 +297,29 @@ impl State {
                 pools: r.chain.pools.iter().map(|p| p.name.to_string()).collect(),
                 fallback: r.chain.fallback.is_some(),
                 active: r.chain.active().to_string(),
+                cache: r.cache.as_deref().map(CacheStatus::of),
             })
             .collect()
+    }
+
+    /// Purges every cached route's store (`soft`: mark stale instead of removing). Exact
+    /// and prefix purges name a URL as `host/path?query` (`/path?query` on routes whose key
+    /// leaves the host out). Returns how many URIs matched.
+    pub fn purge_cache(&self, what: &holdfast_cache::Purge, soft: bool) -> u64 {
+        self.routes
+            .iter()
+            .filter_map(|r| r.cache.as_deref())
+            .map(|c| c.store.purge(what, soft))
+            .sum()
+    }
+
+    /// Bring the `holdfast_cache_*` families up to date (before a scrape).
+    pub fn refresh_cache_metrics(&self) {
+        for r in self.routes.iter() {
+            if let Some(cache) = &r.cache {
+                self.metrics.cache.refresh(&r.name, cache);
+            }
+        }
     }
 
     /// Bring the `holdfast_upstream_healthy` gauges up to date (before a scrape): ejections

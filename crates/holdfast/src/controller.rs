@@ -463,9 +463,32 @@ impl Backend for Controller {
         self.modules.force_artifact(name)
     }
 
+    fn purge_cache(
+        &self,
+        p: &holdfast_admin::PurgeRequest,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        use holdfast_proxy::Purge;
+        let what = match (&p.url, &p.prefix, &p.tag, p.all) {
+            (Some(u), None, None, false) => Purge::Exact(u.clone()),
+            (None, Some(x), None, false) => Purge::Prefix(x.clone()),
+            (None, None, Some(t), false) => Purge::Tag(t.clone()),
+            (None, None, None, true) => Purge::All,
+            _ => {
+                return Err((
+                    400,
+                    "name exactly one of url=HOST/PATH, prefix=…, tag=… or all=true".into(),
+                ))
+            }
+        };
+        let purged = self.states.load().purge_cache(&what, p.soft);
+        Ok(json!({ "purged": purged, "soft": p.soft }))
+    }
+
     fn registry(&self) -> &Registry {
         // Ejections end by the clock: bring the health gauges up to date for this scrape.
-        self.states.load().refresh_health_gauges();
+        let state = self.states.load();
+        state.refresh_health_gauges();
+        state.refresh_cache_metrics();
         &self.registry
     }
 }

@@ -453,6 +453,7 @@ fn check_listener_overlap(edge: &EdgeSpec, admin: Option<SocketAddr>, errs: &mut
     }
 }
 
+mod cache;
 mod challenge;
 mod ip_lists;
 mod limits;

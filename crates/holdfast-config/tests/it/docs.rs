@@ -42,6 +42,10 @@ fn every_toml_example_is_accepted() {
 #[test]
 fn complete_example_uses_every_table() {
     let config = accept(&blocks("toml")[0]);
+    assert!(config
+        .routes
+        .iter()
+        .any(|r| r.cache.as_ref().is_some_and(|c| !c.key.headers.is_empty())));
     assert!(!config.edge.tls.is_empty());
     assert!(config.pools.iter().any(|p| p.tls.is_some()));
     assert!(config.pools.iter().any(|p| p.host_header.is_some()));

@@ -2340,3 +2340,19 @@ fn rule_errors() {
         "#]],
     );
 }
+
+#[test]
+fn cache_errors_are_collected_with_their_paths() {
+    check_errors(
+        &route_with(
+            r#"cache = { enabled = true, memory = "1KiB", max_object_size = "2KiB", lock_timeout = "0s", targeted_field = "bad field", key = { query = "shuffled", headers = ["ok", "no good"] } }"#,
+        ),
+        expect![[r#"
+            routes[0].cache.max_object_size: 2048 bytes is more than cache.memory (1024 bytes) (lower max_object_size or raise memory)
+            routes[0].cache.lock_timeout: must be greater than zero (write a duration such as "5s")
+            routes[0].cache.targeted_field: invalid header name "bad field" (use a field name such as "Holdfast-Cache-Control")
+            routes[0].cache.key.query: unknown query mode "shuffled" (use "sorted", "as_sent" or "ignore")
+            routes[0].cache.key.headers[1]: invalid header name "no good" (use letters, digits and '-' only)
+        "#]],
+    );
+}

@@ -1,10 +1,12 @@
 //! The request phases, in the order `service::handle` runs them: `reserved` (paths the
 //! edge answers itself before any route, e.g. the challenge's), `route` (which route and
 //! pool), `limits` (refuse what must not reach an origin), `modules` (per-request decision
-//! modules: headers for the origin, a denial or their own page), `upstream` (forward along the
+//! modules: headers for the origin, a denial or their own page), `cache` (on cached routes:
+//! answer from the store, or forward and store), `upstream` (forward along the
 //! route's failover chain with retries; one exchange with one server is `exchange`'s; proxy
 //! header rules are `headers`'), and `respond` (pages the edge makes itself).
 
+pub(crate) mod cache;
 pub(crate) mod exchange;
 pub(crate) mod headers;
 pub(crate) mod limits;

@@ -21,7 +21,7 @@ use std::time::Instant;
 pub(crate) async fn forward(
     state: &State,
     route: &RouteRt,
-    mut req: Request<Incoming>,
+    mut req: Request<Option<Incoming>>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let first = match route.chain.choose() {
@@ -117,12 +117,12 @@ async fn request_body(
     route: &RouteRt,
     pool: &Pool,
     parts: &http::request::Parts,
-    body: Incoming,
+    body: Option<Incoming>,
     upgrade: bool,
 ) -> Result<RequestBody, ProxyError> {
-    if http_body::Body::is_end_stream(&body) {
+    let Some(body) = body.filter(|b| !http_body::Body::is_end_stream(b)) else {
         return Ok(RequestBody::Empty);
-    }
+    };
     let client = RequestBody::Client {
         inner: body,
         remaining: state.config.edge.limits.max_request_body,
