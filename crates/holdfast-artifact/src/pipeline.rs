@@ -51,6 +51,8 @@ pub struct ArtifactOptions {
     /// Reject a file with fewer than `100 - max_shrink_percent` percent of the active
     /// value's entries, unless forced; 100 (or more) disables the guard.
     pub max_shrink_percent: u32,
+    /// Passed to `K::load_in` (a DNS zone's origin); empty for most kinds.
+    pub context: String,
 }
 
 impl ArtifactOptions {
@@ -61,6 +63,7 @@ impl ArtifactOptions {
             state_dir: None,
             public_key: None,
             max_shrink_percent: DEFAULT_MAX_SHRINK_PERCENT,
+            context: String::new(),
         }
     }
 }
@@ -265,7 +268,7 @@ impl<K: ArtifactKind> Artifact<K> {
         memory.retain(|(k, _)| *k != key);
 
         let signature = signature.as_ref().map(|(sig, key)| (sig, *key));
-        let value = match checked::<K>(path, &bytes, signature) {
+        let value = match checked::<K>(path, &bytes, signature, &self.options.context) {
             Ok(value) => value,
             Err(rejection) => {
                 remember(memory, key, rejection.reason);
@@ -325,7 +328,7 @@ impl<K: ArtifactKind> Artifact<K> {
         forced: bool,
     ) -> Result<(), Rejection> {
         let version = K::version(value);
-        if version <= active.version {
+        if !K::is_newer(version, active.version) {
             return Err(Rejection::new(
                 Reason::NotNewer,
                 format!(
@@ -360,7 +363,10 @@ impl<K: ArtifactKind> Artifact<K> {
         Some(
             read_bounded(&lkg, K::MAX_BYTES)
                 .map_err(read_rejection::<K>)
-                .and_then(|source| checked::<K>(&lkg, &source.content, None).map(|v| (v, source))),
+                .and_then(|source| {
+                    checked::<K>(&lkg, &source.content, None, &self.options.context)
+                        .map(|v| (v, source))
+                }),
         )
     }
 
@@ -491,12 +497,13 @@ fn checked<K: ArtifactKind>(
     path: &Path,
     bytes: &[u8],
     signature: Option<(&Result<Vec<u8>, Rejection>, &VerifyingKey)>,
+    context: &str,
 ) -> Result<K::Value, Rejection> {
     if let Some((sig, key)) = signature {
         let sig = sig.as_ref().map_err(Clone::clone)?;
         verify(path, bytes, sig, key)?;
     }
-    match catch_unwind(AssertUnwindSafe(|| K::load(bytes))) {
+    match catch_unwind(AssertUnwindSafe(|| K::load_in(context, bytes))) {
         Ok(result) => result,
         Err(panic) => {
             let message = panic
@@ -528,5 +535,6 @@ pub fn check_file<K: ArtifactKind>(
         path,
         &source.content,
         signature.as_ref().map(|(sig, key)| (sig, *key)),
+        "",
     )
 }

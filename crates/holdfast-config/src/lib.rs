@@ -11,10 +11,11 @@ mod units;
 mod validate;
 
 pub use config::{
-    AccessLog, Admin, Balance, BotModule, Breaker, CheckKind, Config, Edge, FailPolicy, Fallback,
-    HashKey, HeaderOps, HealthCheck, HostMatch, Limit, LimitKey, LimitScope, Limits, Modules,
-    Outlier, Overload, Pool, Redis, RetryOn, RetryPolicy, Route, Rule, RuleAction, RuleFields,
-    RuleMode, ServerAddr, Timeouts, TlsCert, UpstreamTls, MAX_FALLBACK_BYTES,
+    AccessLog, Admin, Balance, BotModule, Breaker, CheckKind, Config, Dns, DnsZone, Edge,
+    FailPolicy, Fallback, HashKey, HeaderOps, HealthCheck, HostMatch, Limit, LimitKey, LimitScope,
+    Limits, Modules, Outlier, Overload, Pool, Redis, RetryOn, RetryPolicy, Route, Rule, RuleAction,
+    RuleFields, RuleMode, ServerAddr, SteerPolicy, Steered, Timeouts, TlsCert, UpstreamTls,
+    WhenAllDown, MAX_FALLBACK_BYTES,
 };
 pub use error::ConfigError;
 pub use parse::{parse, state_dir_hint, MAX_CONFIG_BYTES};

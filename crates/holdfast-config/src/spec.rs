@@ -25,6 +25,40 @@ pub struct Spec {
     pub redis: Option<RedisSpec>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    #[serde(default)]
+    pub dns: Option<DnsSpec>,
+}
+
+/// `[dns]`: the authoritative DNS server and its steered names.
+#[derive(Debug, Deserialize)]
+pub struct DnsSpec {
+    pub listen: String,
+    #[serde(default)]
+    pub zones: Vec<DnsZoneSpec>,
+    #[serde(default)]
+    pub steered: Vec<SteeredSpec>,
+}
+
+/// `[[dns.zones]]`: one zone served from an RFC 1035 zone file.
+#[derive(Debug, Deserialize)]
+pub struct DnsZoneSpec {
+    pub origin: String,
+    pub file: String,
+}
+
+/// `[[dns.steered]]`: a name whose A/AAAA answer is chosen from health-checked pools.
+#[derive(Debug, Deserialize)]
+pub struct SteeredSpec {
+    pub name: String,
+    pub policy: Option<String>,
+    pub pools: Vec<String>,
+    pub weights: Option<Vec<i64>>,
+    pub ttl: Option<i64>,
+    pub failover_ttl: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub hold_down: Option<Duration>,
+    pub when_all_down: Option<String>,
+    pub max_shrink_percent: Option<i64>,
 }
 
 /// `[[rules]]`: a CEL expression and what to do when it matches.

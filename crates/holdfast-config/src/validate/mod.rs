@@ -79,12 +79,20 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
     let admin = Admin {
         listen: admin_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9901))),
     };
-    let pools = pool::pools(&spec.pools, base_dir, &mut errs);
+    let mut pools = pool::pools(&spec.pools, base_dir, &mut errs);
     let routes = route::routes(&spec.routes, &spec.pools, base_dir, &mut errs);
     let modules = modules::modules(&spec.modules, base_dir, &mut errs);
     let redis = limits::redis(spec.redis.as_ref(), &mut errs);
     let limits = limits::limits(&spec.limits, &spec.routes, redis.is_some(), &mut errs);
     let rules = rules::rules(&spec.rules, &spec.routes, &mut errs);
+    let dns = dns::dns(
+        spec.dns.as_ref(),
+        &spec.pools,
+        &taken_addrs(&spec.edge, admin_listen),
+        base_dir,
+        &mut errs,
+    );
+    dns::default_checks(dns.as_ref(), &mut pools);
     if errs.0.is_empty() {
         Ok(Config {
             edge,
@@ -95,6 +103,7 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
             limits,
             redis,
             rules,
+            dns,
         })
     } else {
         Err(errs.0)
@@ -415,6 +424,22 @@ fn check_listener_overlap(edge: &EdgeSpec, admin: Option<SocketAddr>, errs: &mut
     }
 }
 
+/// Every TCP address already taken by a data listener or the admin plane, with its key path.
+fn taken_addrs(edge: &EdgeSpec, admin: Option<SocketAddr>) -> Vec<(String, SocketAddr)> {
+    let mut all: Vec<(String, SocketAddr)> = Vec::new();
+    for (field, list) in [("listen", &edge.listen), ("tls_listen", &edge.tls_listen)] {
+        all.extend(list.iter().enumerate().filter_map(|(i, a)| {
+            Some((
+                format!("the data listener edge.{field}[{i}]"),
+                a.parse().ok()?,
+            ))
+        }));
+    }
+    all.extend(admin.map(|a| ("admin.listen".to_string(), a)));
+    all
+}
+
+mod dns;
 mod limits;
 mod rules;
 pub use rules::check_rule_expr;

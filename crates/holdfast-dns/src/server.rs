@@ -1,0 +1,309 @@
+//! `DnsHandle`: binds UDP and TCP on the `[dns]` address (the same port for both), loads
+//! the zones through the artifact pipeline (one `Artifact<ZoneFile>` per zone, its LKG in
+//! `state_dir/dns/<origin>/`), and runs hickory's server plus the steering task on a thread
+//! of its own with its own runtime ("holdfast-dns"). Zone files are watched; an applied
+//! zone rebuilds the catalog, which is swapped whole.
+
+use crate::error::DnsError;
+use crate::handler::{Handler, Published, Shared};
+use crate::metrics::DnsMetrics;
+use crate::steer::{HealthSource, Steerer, TargetStatus};
+use crate::zone::ZoneFile;
+use arc_swap::ArcSwap;
+use hickory_proto::rr::{LowerName, Name};
+use hickory_server::zone_handler::{Catalog, ZoneHandler};
+use hickory_server::Server;
+use holdfast_artifact::{
+    Artifact, ArtifactMetrics, ArtifactOptions, ArtifactStatus, LoadOutcome, Watcher,
+};
+use holdfast_config::Dns;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often steered answers are recomputed from health.
+const TICK: Duration = Duration::from_millis(100);
+/// How often zone files are polled besides notify events.
+const ZONE_POLL: Duration = Duration::from_secs(1);
+/// A TCP client that sends nothing for this long is disconnected.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// With port 0, UDP picks a port and TCP must get the same one: tries before giving up.
+const BIND_TRIES: usize = 16;
+
+/// `/status` of the DNS server.
+#[derive(Debug, Clone, Serialize)]
+pub struct DnsStatus {
+    pub listen: SocketAddr,
+    pub zones: Vec<ArtifactStatus>,
+    pub steered: Vec<SteeredStatus>,
+}
+
+/// A steered name: what it answers now and why, and each target as this instance sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SteeredStatus {
+    pub name: String,
+    pub policy: String,
+    pub answer: Vec<std::net::IpAddr>,
+    pub ttl: u32,
+    pub reason: String,
+    /// Every target is down: the answer is the fallback set (alert).
+    pub all_down: bool,
+    pub targets: Vec<TargetStatus>,
+}
+
+struct Inner {
+    zones: Vec<Arc<Artifact<ZoneFile>>>,
+    shared: Arc<Shared>,
+    status: Mutex<Vec<SteeredStatus>>,
+    /// Serialises catalog rebuilds (zone watchers, `reload_zones`).
+    rebuild: Mutex<()>,
+}
+
+/// The running DNS server. Dropping it without `shutdown` leaves the thread running.
+pub struct DnsHandle {
+    pub addr: SocketAddr,
+    inner: Arc<Inner>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _watchers: Vec<Watcher>,
+}
+
+impl DnsHandle {
+    /// Load the zones, bind, and serve. A zone that is rejected at start is served from its
+    /// LKG copy if there is one, else not at all (queries for it are REFUSED) — the other
+    /// zones and the steered names still run.
+    pub fn start(
+        config: &Dns,
+        state_dir: Option<&Path>,
+        health: Arc<dyn HealthSource>,
+        artifact_metrics: Arc<ArtifactMetrics>,
+        metrics: DnsMetrics,
+    ) -> Result<DnsHandle, DnsError> {
+        let zones: Vec<Arc<Artifact<ZoneFile>>> = config
+            .zones
+            .iter()
+            .map(|z| {
+                let options = ArtifactOptions {
+                    state_dir: state_dir
+                        .map(|d| d.join("dns").join(z.origin.trim_end_matches('.'))),
+                    context: z.origin.clone(),
+                    ..ArtifactOptions::new(&z.file)
+                };
+                let artifact = Arc::new(Artifact::new(options, Arc::clone(&artifact_metrics)));
+                if let LoadOutcome::Rejected(r) = artifact.start() {
+                    tracing::error!(zone = %z.origin, file = %z.file.display(), reason = r.reason.label(), detail = %r.detail, "dns: zone file rejected at start");
+                }
+                artifact
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            catalog: ArcSwap::from_pointee(Catalog::new()),
+            steered: ArcSwap::from_pointee(HashMap::new()),
+            metrics,
+        });
+        let inner = Arc::new(Inner {
+            zones,
+            shared,
+            status: Mutex::new(Vec::new()),
+            rebuild: Mutex::new(()),
+        });
+        inner.rebuild_catalog();
+        let mut steerers: Vec<Steerer> = config
+            .steered
+            .iter()
+            .filter_map(|s| Some(Steerer::new(s.clone(), Name::from_ascii(&s.name).ok()?)))
+            .collect();
+        inner.steer(&mut steerers, health.as_ref());
+
+        let (udp, tcp) = bind(config.listen)?;
+        let addr = udp.local_addr().map_err(|source| DnsError::Bind {
+            addr: config.listen,
+            proto: "udp",
+            source,
+        })?;
+        let watchers = inner.watch_zones();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(DnsError::Thread)?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let run = Arc::clone(&inner);
+        let thread = std::thread::Builder::new()
+            .name("holdfast-dns".into())
+            .spawn(move || runtime.block_on(serve(run, udp, tcp, steerers, health, stop_rx)))
+            .map_err(DnsError::Thread)?;
+        tracing::info!(%addr, zones = config.zones.len(), steered = config.steered.len(), "dns: serving");
+        Ok(DnsHandle {
+            addr,
+            inner,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            _watchers: watchers,
+        })
+    }
+
+    /// Re-read every zone file now (what `POST /reload` does); returns each outcome.
+    pub fn reload_zones(&self) -> Vec<LoadOutcome> {
+        let outcomes = self.inner.zones.iter().map(|z| z.reload()).collect();
+        self.inner.rebuild_catalog();
+        outcomes
+    }
+
+    pub fn status(&self) -> DnsStatus {
+        DnsStatus {
+            listen: self.addr,
+            zones: self.inner.zones.iter().map(|z| z.status()).collect(),
+            steered: crate::steer::lock(&self.inner.status).clone(),
+        }
+    }
+
+    /// Stop serving and join the thread.
+    pub fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Inner {
+    /// A new catalog from every zone's active value, swapped in whole.
+    fn rebuild_catalog(&self) {
+        let _one = crate::steer::lock(&self.rebuild);
+        let mut catalog = Catalog::new();
+        for zone in &self.zones {
+            if let Some(active) = zone.current().as_ref() {
+                let handler: Arc<dyn ZoneHandler> = active.value.handler.clone();
+                catalog.upsert(LowerName::from(&active.value.origin), vec![handler]);
+            }
+        }
+        self.shared.catalog.store(Arc::new(catalog));
+    }
+
+    fn watch_zones(self: &Arc<Self>) -> Vec<Watcher> {
+        self.zones
+            .iter()
+            .filter_map(|zone| {
+                let me = Arc::downgrade(self);
+                let z = Arc::clone(zone);
+                Watcher::start(zone.watch_paths(), ZONE_POLL, move |_| {
+                    if let (LoadOutcome::Applied { .. }, Some(me)) = (z.reload(), me.upgrade()) {
+                        me.rebuild_catalog();
+                    }
+                })
+                .map_err(|e| tracing::error!(error = %e, path = %zone.path().display(), "dns: cannot watch the zone file; POST /reload re-reads it"))
+                .ok()
+            })
+            .collect()
+    }
+
+    /// One steering tick for every name: decide, publish, count.
+    fn steer(&self, steerers: &mut [Steerer], health: &dyn HealthSource) {
+        let now = Instant::now();
+        let mut published = HashMap::new();
+        let mut status = Vec::new();
+        let m = &self.shared.metrics;
+        for s in steerers.iter_mut() {
+            let decision = s.tick(health, now);
+            let name = s.config.name.as_str();
+            if decision.prevented_started {
+                m.empty_answer_prevented.with_label_values(&[name]).inc();
+            }
+            if decision.changed {
+                m.steering_changes.with_label_values(&[name]).inc();
+                tracing::info!(name, answer = ?decision.answer.ips, reason = %decision.answer.reason, "dns: steered answer changed");
+            }
+            m.answer_size
+                .with_label_values(&[name])
+                .set(decision.answer.ips.len() as i64);
+            for t in &s.targets {
+                m.target_healthy
+                    .with_label_values(&[name, &t.pool, &t.ip.to_string()])
+                    .set(i64::from(t.healthy));
+            }
+            let soa = self
+                .zones
+                .get(s.config.zone)
+                .and_then(|z| z.current().as_ref().map(|a| a.value.soa.clone()));
+            status.push(SteeredStatus {
+                name: s.config.name.clone(),
+                policy: format!("{:?}", s.config.policy),
+                answer: decision.answer.ips.clone(),
+                ttl: decision.answer.ttl,
+                reason: decision.answer.reason.clone(),
+                all_down: decision.prevented_empty,
+                targets: s.targets.clone(),
+            });
+            published.insert(
+                LowerName::from(&s.owner),
+                Arc::new(Published {
+                    answer: decision.answer,
+                    soa,
+                }),
+            );
+        }
+        self.shared.steered.store(Arc::new(published));
+        *crate::steer::lock(&self.status) = status;
+    }
+}
+
+async fn serve(
+    inner: Arc<Inner>,
+    udp: UdpSocket,
+    tcp: TcpListener,
+    mut steerers: Vec<Steerer>,
+    health: Arc<dyn HealthSource>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut server = Server::new(Handler(Arc::clone(&inner.shared)));
+    match tokio::net::UdpSocket::from_std(udp) {
+        Ok(s) => server.register_socket(s),
+        Err(e) => tracing::error!(error = %e, "dns: cannot use the UDP socket"),
+    }
+    match tokio::net::TcpListener::from_std(tcp) {
+        Ok(l) => server.register_listener(l, TCP_IDLE, 64),
+        Err(e) => tracing::error!(error = %e, "dns: cannot use the TCP listener"),
+    }
+    let mut ticks = tokio::time::interval(TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = ticks.tick() => inner.steer(&mut steerers, health.as_ref()),
+        }
+    }
+    if let Err(e) = server.shutdown_gracefully().await {
+        tracing::debug!(error = %e, "dns: shutdown");
+    }
+}
+
+/// UDP and TCP on the same address; with port 0, the port UDP got, retried if TCP cannot.
+fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
+    let err = |proto, source| DnsError::Bind {
+        addr,
+        proto,
+        source,
+    };
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let udp = UdpSocket::bind(addr).map_err(|e| err("udp", e))?;
+        let port = udp.local_addr().map_err(|e| err("udp", e))?.port();
+        match TcpListener::bind(SocketAddr::new(addr.ip(), port)) {
+            Ok(tcp) => {
+                udp.set_nonblocking(true).map_err(|e| err("udp", e))?;
+                tcp.set_nonblocking(true).map_err(|e| err("tcp", e))?;
+                return Ok((udp, tcp));
+            }
+            Err(e) if addr.port() == 0 && tries < BIND_TRIES => {
+                tracing::debug!(port, error = %e, "dns: TCP port taken, trying another");
+            }
+            Err(e) => return Err(err("tcp", e)),
+        }
+    }
+}

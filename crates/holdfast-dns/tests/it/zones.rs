@@ -1,0 +1,97 @@
+//! Zone files through the artifact pipeline: only newer serials apply (RFC 1982), the
+//! 20 Oct 2025 race (an older version applied last loses), bad and oversize files leave
+//! the active zone in place, a restart with a bad file serves the last-known-good copy.
+
+use crate::support::*;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use holdfast_artifact::{LoadOutcome, Reason};
+use std::net::IpAddr;
+
+fn zone(serial: u32, www: &str) -> String {
+    format!(
+        "$TTL 300\n@ IN SOA ns1 hostmaster {serial} 7200 900 1209600 60\n@ IN NS ns1\nns1 IN A 192.0.2.1\nwww IN A {www}\n"
+    )
+}
+
+fn www(env: &Env) -> Vec<IpAddr> {
+    ips(&udp(env.addr(), "www.example.test.", RecordType::A, None))
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn rejected(outcomes: Vec<LoadOutcome>) -> Reason {
+    match outcomes.as_slice() {
+        [LoadOutcome::Rejected(r)] => r.reason,
+        other => panic!("expected one rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn two_writers_out_of_order_the_newer_serial_stays() {
+    let env = Env::start(&zone(1, "192.0.2.1"), vec![]);
+    // Writer A publishes serial 3, writer B (slower, older data) publishes serial 2 after it.
+    std::fs::write(&env.zone_file, zone(3, "192.0.2.3")).unwrap();
+    assert_eq!(
+        env.dns().reload_zones(),
+        [LoadOutcome::Applied { version: 3 }]
+    );
+    std::fs::write(&env.zone_file, zone(2, "192.0.2.2")).unwrap();
+    assert_eq!(rejected(env.dns().reload_zones()), Reason::NotNewer);
+    assert_eq!(www(&env), [ip("192.0.2.3")]);
+    let status = env.dns().status();
+    let z = &status.zones[0];
+    assert_eq!(z.active.as_ref().unwrap().version, 3);
+    assert_eq!(z.last_rejection.as_ref().unwrap().reason, "not_newer");
+}
+
+#[test]
+fn serials_wrap_by_rfc_1982() {
+    let env = Env::start(&zone(u32::MAX, "192.0.2.1"), vec![]);
+    std::fs::write(&env.zone_file, zone(5, "192.0.2.5")).unwrap();
+    assert_eq!(
+        env.dns().reload_zones(),
+        [LoadOutcome::Applied { version: 5 }]
+    );
+    assert_eq!(www(&env), [ip("192.0.2.5")]);
+}
+
+#[test]
+fn a_bad_zone_leaves_the_active_one_in_place() {
+    let env = Env::start(&zone(1, "192.0.2.1"), vec![]);
+    std::fs::write(
+        &env.zone_file,
+        format!(
+            "{}www IN CNAME elsewhere.example.net.\n",
+            zone(2, "192.0.2.2")
+        ),
+    )
+    .unwrap();
+    assert_eq!(rejected(env.dns().reload_zones()), Reason::Duplicate);
+    std::fs::write(&env.zone_file, "$TTL 300\nwww IN A 192.0.2.9\n").unwrap();
+    assert_eq!(rejected(env.dns().reload_zones()), Reason::Schema);
+    assert_eq!(www(&env), [ip("192.0.2.1")]);
+}
+
+#[test]
+fn an_oversize_zone_is_rejected_unread() {
+    let env = Env::start(&zone(1, "192.0.2.1"), vec![]);
+    let mut big = zone(2, "192.0.2.2");
+    big.push_str(&";".repeat(holdfast_dns::MAX_ZONE_BYTES as usize + 1));
+    std::fs::write(&env.zone_file, big).unwrap();
+    assert_eq!(rejected(env.dns().reload_zones()), Reason::TooLarge);
+    assert_eq!(www(&env), [ip("192.0.2.1")]);
+}
+
+#[test]
+fn a_restart_with_a_bad_file_serves_the_last_known_good_zone() {
+    let mut env = Env::start(&zone(7, "192.0.2.7"), vec![]);
+    env.dns.take().unwrap().shutdown();
+    std::fs::write(&env.zone_file, "garbage (((\n").unwrap();
+    env.dns = Some(env.relaunch());
+    assert_eq!(www(&env), [ip("192.0.2.7")]);
+    let nx = udp(env.addr(), "nope.example.test.", RecordType::A, None);
+    assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+}

@@ -1,0 +1,180 @@
+//! DNS steering end to end (`[dns]`, the interface block of issue 8): two in-process HTTP
+//! "providers" on 127.0.0.2 and 127.0.0.3, health-checked by the edge's own checker; the
+//! steered name answers the primary, the secondary once the primary's checks fail, and the
+//! primary again after its hold-down.
+
+use crate::support::*;
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+use std::net::{IpAddr, SocketAddr};
+
+const ZONE: &str = "$TTL 300
+@    IN SOA ns1 hostmaster 1 7200 900 1209600 60
+@    IN NS  ns1
+ns1  IN A   192.0.2.1
+";
+
+const CONFIG: &str = r#"
+[[pools]]
+name = "primary"
+servers = ["{primary}"]
+[pools.health]
+kind = "tcp"
+interval = "50ms"
+unhealthy_after = 2
+healthy_after = 1
+
+[[pools]]
+name = "secondary"
+servers = ["{secondary}"]
+[pools.health]
+kind = "tcp"
+interval = "50ms"
+
+[[routes]]
+name = "all"
+match = { path_prefix = "/" }
+pools = ["primary", "secondary"]
+
+[dns]
+listen = "127.0.0.1:0"
+
+[[dns.zones]]
+origin = "example.test."
+file = "example.test.zone"
+
+[[dns.steered]]
+name = "www.example.test."
+policy = "failover"
+pools = ["primary", "secondary"]
+ttl = 30
+hold_down = "2s"
+"#;
+
+async fn origin_on(ip: &str) -> Origin {
+    let listener = tokio::net::TcpListener::bind((ip.parse::<IpAddr>().unwrap(), 0))
+        .await
+        .unwrap();
+    Origin::serve(listener, handler(|_req| async { ok("provider") }))
+}
+
+/// The A answer for `name` over UDP.
+async fn resolve(dns: SocketAddr, name: &str) -> (ResponseCode, Vec<IpAddr>, u32) {
+    let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(&m.to_vec().unwrap(), dns).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = within("a DNS answer", sock.recv(&mut buf)).await.unwrap();
+    let r = Message::from_vec(&buf[..n]).unwrap();
+    let ips = r
+        .answers
+        .iter()
+        .filter_map(|rec| match &rec.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            _ => None,
+        })
+        .collect();
+    let ttl = r.answers.first().map_or(0, |rec| rec.ttl);
+    (r.metadata.response_code, ips, ttl)
+}
+
+async fn wait_answer(dns: SocketAddr, want: IpAddr) {
+    eventually(
+        &format!("www.example.test. to answer {want}"),
+        LIMIT,
+        || async { resolve(dns, "www.example.test.").await.1 == [want] },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steered_name_fails_over_to_the_secondary_and_returns_after_hold_down() {
+    let mut primary = origin_on("127.0.0.2").await;
+    let secondary = origin_on("127.0.0.3").await;
+    let (p, s) = (primary.addr, secondary.addr);
+    let edge = Edge::start_in_dir(
+        &edge_config(1, CONFIG),
+        &[("primary", p.to_string()), ("secondary", s.to_string())],
+        |dir| std::fs::write(dir.join("example.test.zone"), ZONE).unwrap(),
+    );
+    let dns = edge.running().dns_addr.expect("the DNS server runs");
+
+    wait_answer(dns, p.ip()).await;
+    let (rcode, _, ttl) = resolve(dns, "www.example.test.").await;
+    assert_eq!((rcode, ttl), (ResponseCode::NoError, 30));
+
+    // Kill the primary: after unhealthy_after failed checks the name answers the secondary,
+    // with the lower failover TTL.
+    primary.stop();
+    wait_answer(dns, s.ip()).await;
+    assert_eq!(resolve(dns, "www.example.test.").await.2, 10);
+    let status = get(&edge.admin_url("/status")).await.json();
+    let steered = &status["dns"]["steered"][0];
+    assert!(
+        steered["reason"].as_str().unwrap().contains("secondary"),
+        "{steered}"
+    );
+
+    // Back on the same address: healthy at once, but answered only after the hold-down.
+    let listener = tokio::net::TcpListener::bind(p).await.unwrap();
+    let _primary = Origin::serve(listener, handler(|_req| async { ok("provider") }));
+    eventually("the primary to be healthy but held down", LIMIT, || async {
+        let status = get(&edge.admin_url("/status")).await.json();
+        status["dns"]["steered"][0]["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| {
+                t["ip"] == p.ip().to_string() && t["healthy"] == true && t["eligible"] == false
+            })
+    })
+    .await;
+    assert_eq!(resolve(dns, "www.example.test.").await.1, [s.ip()]);
+    wait_answer(dns, p.ip()).await;
+
+    // The rest of the zone is served from the file; metrics count the queries.
+    let (rcode, ips, _) = resolve(dns, "ns1.example.test.").await;
+    assert_eq!(
+        (rcode, ips),
+        (ResponseCode::NoError, vec!["192.0.2.1".parse().unwrap()])
+    );
+    let metrics = get(&edge.admin_url("/metrics")).await.text();
+    assert!(
+        metrics.contains("holdfast_dns_queries_total{qtype=\"A\",rcode=\"No Error\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("holdfast_dns_steering_changes_total"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_dns_and_refuses_to_change_it_while_running() {
+    let primary = origin_on("127.0.0.2").await;
+    let secondary = origin_on("127.0.0.3").await;
+    let vars = [
+        ("primary", primary.addr.to_string()),
+        ("secondary", secondary.addr.to_string()),
+    ];
+    let edge = Edge::start_in_dir(&edge_config(1, CONFIG), &vars, |dir| {
+        std::fs::write(dir.join("example.test.zone"), ZONE).unwrap()
+    });
+    assert!(matches!(
+        edge.reload(),
+        holdfast::ReloadOutcome::Applied { .. }
+    ));
+    edge.rewrite(
+        &edge_config(1, &CONFIG.replace("ttl = 30", "ttl = 60")),
+        &vars,
+    );
+    match edge.reload() {
+        holdfast::ReloadOutcome::Rejected { errors, .. } => {
+            assert!(
+                errors.iter().any(|e| e.contains("dns: changed")),
+                "{errors:?}"
+            )
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    let dns = edge.running().dns_addr.unwrap();
+    wait_answer(dns, primary.addr.ip()).await;
+}
