@@ -26,6 +26,16 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<serde_json::Value, (u16, String)>;
     /// Re-read artifact `name` now, applying it even if it shrinks sharply.
     fn force_artifact(&self, name: &str) -> Result<serde_json::Value, (u16, String)>;
+    /// `GET /dns/peer`: this instance's own view of the steered targets' health, for DNS
+    /// peers (quorum); `authorization` is the request's `Authorization` header. The default
+    /// (no DNS server): 404.
+    fn dns_peer_view(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let _ = authorization;
+        Err((404, "no DNS server with peers here".into()))
+    }
 }
 
 /// `POST /modules/NAME/{disable,enable,clear}`.
@@ -117,6 +127,7 @@ fn router(backend: Shared) -> Router {
         .route("/reload", post(reload))
         .route("/modules/{name}/{action}", post(module_switch))
         .route("/artifacts/{name}/force", post(force_artifact))
+        .route("/dns/peer", get(dns_peer))
         .with_state(backend)
 }
 
@@ -126,7 +137,7 @@ async fn index() -> Html<&'static str> {
          <li><a href=\"/status\">/status</a> (JSON)</li><li><a href=\"/metrics\">/metrics</a></li>\
          <li><a href=\"/health\">/health</a></li><li>POST /reload</li>\
          <li>POST /modules/NAME/disable, /enable, /clear</li>\
-         <li>POST /artifacts/NAME/force</li></ul>",
+         <li>POST /artifacts/NAME/force</li><li>GET /dns/peer (bearer token)</li></ul>",
     )
 }
 
@@ -188,6 +199,20 @@ async fn force_artifact(
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Response {
     blocking_json(move || b.force_artifact(&name)).await
+}
+
+async fn dns_peer(State(b): State<Shared>, headers: axum::http::HeaderMap) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match b.dns_peer_view(auth) {
+        Ok(view) => (StatusCode::OK, Json(view)).into_response(),
+        Err((code, message)) => (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+            format!("{message}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn blocking_json(

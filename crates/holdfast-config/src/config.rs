@@ -28,6 +28,15 @@ pub struct Dns {
     pub listen: SocketAddr,
     pub zones: Vec<DnsZone>,
     pub steered: Vec<Steered>,
+    /// Other instances' admin planes (`http://host:port`) whose checks vote with ours.
+    pub peers: Vec<String>,
+    /// Bearer token peers present (and we present) on `GET /dns/peer`.
+    pub peer_token: Option<String>,
+    /// Vantage points (this one included) that must see a target down for it to be down;
+    /// capped at the number of vantage points currently heard from.
+    pub quorum: usize,
+    pub peer_interval: Duration,
+    pub peer_timeout: Duration,
 }
 
 /// A zone: its origin (lower case, with the final dot) and its zone file (absolute).

@@ -37,6 +37,14 @@ pub struct DnsSpec {
     pub zones: Vec<DnsZoneSpec>,
     #[serde(default)]
     pub steered: Vec<SteeredSpec>,
+    #[serde(default)]
+    pub peers: Vec<String>,
+    pub peer_token: Option<String>,
+    pub quorum: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub peer_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub peer_timeout: Option<Duration>,
 }
 
 /// `[[dns.zones]]`: one zone served from an RFC 1035 zone file.

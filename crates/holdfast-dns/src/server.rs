@@ -7,6 +7,7 @@
 use crate::error::DnsError;
 use crate::handler::{Handler, Published, Shared};
 use crate::metrics::DnsMetrics;
+use crate::quorum::{PeerStatus, PeerView, QuorumHealth, VoteStatus};
 use crate::steer::{HealthSource, Steerer, TargetStatus};
 use crate::zone::ZoneFile;
 use arc_swap::ArcSwap;
@@ -39,6 +40,16 @@ pub struct DnsStatus {
     pub listen: SocketAddr,
     pub zones: Vec<ArtifactStatus>,
     pub steered: Vec<SteeredStatus>,
+    pub quorum: QuorumStatus,
+}
+
+/// How target health is decided across vantage points.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuorumStatus {
+    /// Vantage points that must agree a target is down (capped at those heard from).
+    pub quorum: usize,
+    pub peers: Vec<PeerStatus>,
+    pub votes: Vec<VoteStatus>,
 }
 
 /// A steered name: what it answers now and why, and each target as this instance sees it.
@@ -66,6 +77,8 @@ struct Inner {
 pub struct DnsHandle {
     pub addr: SocketAddr,
     inner: Arc<Inner>,
+    quorum: Arc<QuorumHealth>,
+    peer_token: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _watchers: Vec<Watcher>,
@@ -116,6 +129,33 @@ impl DnsHandle {
             .iter()
             .filter_map(|s| Some(Steerer::new(s.clone(), Name::from_ascii(&s.name).ok()?)))
             .collect();
+        let mut pools: Vec<String> = config
+            .steered
+            .iter()
+            .flat_map(|s| s.pools.iter().cloned())
+            .collect();
+        pools.sort();
+        pools.dedup();
+        let quorum = Arc::new(QuorumHealth::new(
+            health,
+            pools,
+            &config.peers,
+            config.quorum,
+            config.peer_interval,
+        ));
+        let health: Arc<dyn HealthSource> = quorum.clone();
+        let poller = config
+            .peer_token
+            .clone()
+            .filter(|_| !config.peers.is_empty())
+            .map(|token| {
+                crate::quorum::poll_peers(
+                    Arc::clone(&quorum),
+                    token,
+                    config.peer_interval,
+                    config.peer_timeout,
+                )
+            });
         inner.steer(&mut steerers, health.as_ref());
 
         let (udp, tcp) = bind(config.listen)?;
@@ -133,12 +173,19 @@ impl DnsHandle {
         let run = Arc::clone(&inner);
         let thread = std::thread::Builder::new()
             .name("holdfast-dns".into())
-            .spawn(move || runtime.block_on(serve(run, udp, tcp, steerers, health, stop_rx)))
+            .spawn(move || {
+                if let Some(poller) = poller {
+                    runtime.spawn(poller);
+                }
+                runtime.block_on(serve(run, udp, tcp, steerers, health, stop_rx))
+            })
             .map_err(DnsError::Thread)?;
         tracing::info!(%addr, zones = config.zones.len(), steered = config.steered.len(), "dns: serving");
         Ok(DnsHandle {
             addr,
             inner,
+            quorum,
+            peer_token: config.peer_token.clone(),
             stop: Some(stop_tx),
             thread: Some(thread),
             _watchers: watchers,
@@ -157,7 +204,30 @@ impl DnsHandle {
             listen: self.addr,
             zones: self.inner.zones.iter().map(|z| z.status()).collect(),
             steered: crate::steer::lock(&self.inner.status).clone(),
+            quorum: QuorumStatus {
+                quorum: self.quorum.quorum(),
+                peers: self.quorum.peer_status(),
+                votes: self.quorum.vote_status(),
+            },
         }
+    }
+
+    /// `GET /dns/peer`: this instance's own checks of the steered targets, for a peer that
+    /// presents the peer token. `Err` is (HTTP status, message).
+    pub fn peer_view(&self, authorization: Option<&str>) -> Result<PeerView, (u16, String)> {
+        let Some(token) = &self.peer_token else {
+            return Err((
+                404,
+                "dns.peer_token is not set: this instance has no peers".into(),
+            ));
+        };
+        if !crate::quorum::authorized(authorization, token) {
+            return Err((
+                401,
+                "a bearer token equal to dns.peer_token is required".into(),
+            ));
+        }
+        Ok(self.quorum.own_view())
     }
 
     /// Stop serving and join the thread.

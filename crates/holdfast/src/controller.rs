@@ -490,6 +490,18 @@ impl Backend for Controller {
         self.modules.force_artifact(name)
     }
 
+    fn dns_peer_view(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let dns = self.dns_handle();
+        let dns = dns
+            .as_ref()
+            .ok_or_else(|| (404, "no [dns] configured here".to_string()))?;
+        let view = dns.peer_view(authorization)?;
+        serde_json::to_value(view).map_err(|e| (500, e.to_string()))
+    }
+
     fn registry(&self) -> &Registry {
         // Ejections end by the clock: bring the health gauges up to date for this scrape.
         self.states.load().refresh_health_gauges();

@@ -18,6 +18,8 @@ const DEFAULT_FAILOVER_TTL: u32 = 10;
 const DEFAULT_HOLD_DOWN: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_SHRINK_PERCENT: u32 = 50;
 const MAX_WEIGHT: u32 = 1000;
+const DEFAULT_PEER_INTERVAL: Duration = Duration::from_secs(1);
+const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_millis(500);
 
 pub(super) fn dns(
     spec: Option<&DnsSpec>,
@@ -56,11 +58,88 @@ pub(super) fn dns(
             Some(steered)
         })
         .collect();
+    let peers = peers(spec, errs);
     Some(Dns {
         listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 53))),
         zones,
         steered,
+        quorum: quorum(spec, peers.len(), errs),
+        peers,
+        peer_token: spec.peer_token.clone(),
+        peer_interval: super::pool::duration_in(
+            "dns.peer_interval",
+            spec.peer_interval,
+            DEFAULT_PEER_INTERVAL,
+            (
+                Duration::from_millis(10),
+                Duration::from_secs(600),
+                "10ms to 10m",
+            ),
+            errs,
+        ),
+        peer_timeout: super::pool::duration_in(
+            "dns.peer_timeout",
+            spec.peer_timeout,
+            DEFAULT_PEER_TIMEOUT,
+            (
+                Duration::from_millis(1),
+                Duration::from_secs(60),
+                "1ms to 60s",
+            ),
+            errs,
+        ),
     })
+}
+
+/// `http://host:port` of each peer's admin plane, without a path.
+fn peers(spec: &DnsSpec, errs: &mut Errors) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, p) in spec.peers.iter().enumerate() {
+        let uri = p.parse::<http::Uri>().ok();
+        let ok = uri.as_ref().is_some_and(|u| {
+            u.scheme_str() == Some("http")
+                && u.authority().is_some()
+                && matches!(u.path(), "" | "/")
+                && u.query().is_none()
+        });
+        if !ok {
+            errs.add(
+                format!("dns.peers[{i}]"),
+                format!("invalid peer {p:?}"),
+                "write the peer's admin address as \"http://HOST:PORT\" (HTTPS is not supported yet)",
+            );
+            continue;
+        }
+        out.push(p.trim_end_matches('/').to_string());
+    }
+    if !out.is_empty() && spec.peer_token.as_deref().is_none_or(str::is_empty) {
+        errs.add(
+            "dns.peer_token",
+            "peers are listed but no peer_token is set",
+            "set the same secret peer_token on every instance; peers present it as a bearer token",
+        );
+    }
+    out
+}
+
+/// Default: a majority of the vantage points (peers and this instance).
+fn quorum(spec: &DnsSpec, peers: usize, errs: &mut Errors) -> usize {
+    let points = peers + 1;
+    let majority = points / 2 + 1;
+    let Some(q) = spec.quorum else {
+        return majority;
+    };
+    match usize::try_from(q) {
+        Ok(q) if (1..=points).contains(&q) => q,
+        _ => {
+            errs.add(
+                "dns.quorum",
+                format!("quorum {q} is out of range"),
+                &format!("use 1 to {points} (the peers and this instance); leave it out for a majority ({majority})"),
+            );
+            majority
+        }
+    }
 }
 
 /// Pools named by a steered name without `[pools.health]` are checked by TCP connect.

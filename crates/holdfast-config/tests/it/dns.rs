@@ -133,6 +133,8 @@ fn bad_listen_zone_origin_and_overlap_are_reported() {
         |dns: &str| with_dns(dns),
         &[
             "[dns]\nlisten = \"localhost:53\"",
+            "[dns]\nlisten = \"127.0.0.1:5353\"\npeers = [\"https://10.0.0.2:9901\", \"http://10.0.0.3:9901/x\", \"http://10.0.0.4:9901\"]\nquorum = 5",
+            "[dns]\nlisten = \"127.0.0.1:5353\"\npeer_interval = \"0s\"",
             "[dns]\nlisten = \"127.0.0.1:8080\"",
             "[dns]\nlisten = \"127.0.0.1:5353\"\n[[dns.zones]]\norigin = \"bad name.\"\nfile = \"z\"",
             "[dns]\nlisten = \"127.0.0.1:5353\"\n[[dns.zones]]\norigin = \"a.test.\"\nfile = \"\"\n[[dns.zones]]\norigin = \"A.test\"\nfile = \"z\"",
@@ -141,6 +143,18 @@ fn bad_listen_zone_origin_and_overlap_are_reported() {
             [dns]
             listen = "localhost:53"
                 dns.listen: invalid listen address "localhost:53" (write an IP address and port, e.g. "127.0.0.1:8080" or "[::1]:8080")
+            [dns]
+            listen = "127.0.0.1:5353"
+            peers = ["https://10.0.0.2:9901", "http://10.0.0.3:9901/x", "http://10.0.0.4:9901"]
+            quorum = 5
+                dns.peers[0]: invalid peer "https://10.0.0.2:9901" (write the peer's admin address as "http://HOST:PORT" (HTTPS is not supported yet))
+                dns.peers[1]: invalid peer "http://10.0.0.3:9901/x" (write the peer's admin address as "http://HOST:PORT" (HTTPS is not supported yet))
+                dns.peer_token: peers are listed but no peer_token is set (set the same secret peer_token on every instance; peers present it as a bearer token)
+                dns.quorum: quorum 5 is out of range (use 1 to 2 (the peers and this instance); leave it out for a majority (2))
+            [dns]
+            listen = "127.0.0.1:5353"
+            peer_interval = "0s"
+                dns.peer_interval: 0s is out of range (use 10ms to 10m)
             [dns]
             listen = "127.0.0.1:8080"
                 dns.listen: 127.0.0.1:8080 is also the data listener edge.listen[0] (give the DNS server an address of its own)

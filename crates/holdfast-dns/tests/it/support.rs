@@ -105,6 +105,11 @@ impl Env {
                 file: self.zone_file.clone(),
             }],
             steered,
+            peers: Vec::new(),
+            peer_token: None,
+            quorum: 1,
+            peer_interval: Duration::from_secs(1),
+            peer_timeout: Duration::from_millis(500),
         };
         DnsHandle::start(
             &config,

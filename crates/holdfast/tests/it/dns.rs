@@ -178,3 +178,208 @@ async fn a_reload_keeps_dns_and_refuses_to_change_it_while_running() {
     let dns = edge.running().dns_addr.unwrap();
     wait_answer(dns, primary.addr.ip()).await;
 }
+
+// --- quorum across vantage points ---------------------------------------------------------
+
+const QUORUM: &str = r#"
+[[pools]]
+name = "primary"
+servers = ["{primary}"]
+[pools.health]
+path = "{check}"
+interval = "50ms"
+unhealthy_after = 1
+healthy_after = 1
+
+[[pools]]
+name = "secondary"
+servers = ["{secondary}"]
+[pools.health]
+kind = "tcp"
+interval = "50ms"
+
+[[routes]]
+name = "all"
+match = { path_prefix = "/" }
+pool = "primary"
+
+[dns]
+listen = "127.0.0.1:0"
+peers = [{peers}]
+peer_token = "s3cret"
+peer_interval = "50ms"
+
+[[dns.zones]]
+origin = "example.test."
+file = "example.test.zone"
+
+[[dns.steered]]
+name = "www.example.test."
+pools = ["primary", "secondary"]
+hold_down = "0s"
+"#;
+
+/// A port that was free a moment ago (admin addresses must be known to the peers' configs).
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_vantage_point_cannot_steer_alone_and_two_of_three_can() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    // The primary fails the check path of each instance whose flag is set: a fault in one
+    // instance's checker only, the same target for all.
+    let failing: Arc<[AtomicBool; 3]> = Arc::new([
+        AtomicBool::new(false),
+        AtomicBool::new(false),
+        AtomicBool::new(false),
+    ]);
+    let flags = failing.clone();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.2".parse::<IpAddr>().unwrap(), 0))
+        .await
+        .unwrap();
+    let primary = Origin::serve(
+        listener,
+        handler(move |req| {
+            let flags = flags.clone();
+            async move {
+                let i = match req.uri().path() {
+                    "/a" => 0,
+                    "/b" => 1,
+                    _ => 2,
+                };
+                if flags[i].load(Ordering::SeqCst) {
+                    status(503, "failing for this vantage point")
+                } else {
+                    ok("up")
+                }
+            }
+        }),
+    );
+    let secondary = origin_on("127.0.0.3").await;
+    let admins = [free_addr(), free_addr(), free_addr()];
+    let edges: Vec<Edge> = ["/a", "/b", "/c"]
+        .iter()
+        .enumerate()
+        .map(|(i, check)| {
+            let peers = admins
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, a)| format!("\"http://{a}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let template = edge_config(1, QUORUM).replace("{admin}", &admins[i].to_string());
+            Edge::start_in_dir(
+                &template,
+                &[
+                    ("primary", primary.addr.to_string()),
+                    ("secondary", secondary.addr.to_string()),
+                    ("check", check.to_string()),
+                    ("peers", peers),
+                ],
+                |dir| std::fs::write(dir.join("example.test.zone"), ZONE).unwrap(),
+            )
+        })
+        .collect();
+    let dns: Vec<SocketAddr> = edges
+        .iter()
+        .map(|e| e.running().dns_addr.unwrap())
+        .collect();
+    let (p, s) = (primary.addr.ip(), secondary.addr.ip());
+    for d in &dns {
+        wait_answer(*d, p).await;
+    }
+    // Every instance hears both of its peers.
+    for e in &edges {
+        eventually("the peers to be reachable", LIMIT, || async {
+            let status = get(&e.admin_url("/status")).await.json();
+            let peers = status["dns"]["quorum"]["peers"].as_array().unwrap().clone();
+            peers.len() == 2 && peers.iter().all(|p| p["reachable"] == true)
+        })
+        .await;
+    }
+
+    // Only instance C's checks fail: C sees the primary down, yet nobody moves.
+    failing[2].store(true, Ordering::SeqCst);
+    eventually(
+        "C to see the primary down with one vote of three",
+        LIMIT,
+        || async {
+            let status = get(&edges[2].admin_url("/status")).await.json();
+            status["dns"]["quorum"]["votes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| {
+                    v["ip"] == p.to_string()
+                        && v["own_down"] == true
+                        && v["down_votes"] == 1
+                        && v["voters"] == 3
+                })
+        },
+    )
+    .await;
+    for d in &dns {
+        assert_eq!(resolve(*d, "www.example.test.").await.1, [p]);
+    }
+
+    // B's checks fail too: two of three agree, every instance (A included) moves.
+    failing[1].store(true, Ordering::SeqCst);
+    for d in &dns {
+        wait_answer(*d, s).await;
+    }
+
+    // A peer with the wrong token gets nothing.
+    let got = get_with(
+        &edges[0].admin_url("/dns/peer"),
+        &[("authorization", "Bearer wrong")],
+    )
+    .await;
+    assert_eq!(got.status, 401);
+    let got = get_with(
+        &edges[0].admin_url("/dns/peer"),
+        &[("authorization", "Bearer s3cret")],
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.json()["targets"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_peers_leave_the_instance_on_its_own_checks() {
+    let mut primary = origin_on("127.0.0.2").await;
+    let secondary = origin_on("127.0.0.3").await;
+    let dead = [dead_addr(), dead_addr()];
+    let peers = dead
+        .iter()
+        .map(|a| format!("\"http://{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let config = QUORUM.replace("path = \"{check}\"", "kind = \"tcp\"");
+    let edge = Edge::start_in_dir(
+        &edge_config(1, &config),
+        &[
+            ("primary", primary.addr.to_string()),
+            ("secondary", secondary.addr.to_string()),
+            ("peers", peers),
+        ],
+        |dir| std::fs::write(dir.join("example.test.zone"), ZONE).unwrap(),
+    );
+    let dns = edge.running().dns_addr.unwrap();
+    wait_answer(dns, primary.addr.ip()).await;
+    primary.stop();
+    wait_answer(dns, secondary.addr.ip()).await;
+    let status = get(&edge.admin_url("/status")).await.json();
+    let peers = status["dns"]["quorum"]["peers"].as_array().unwrap();
+    assert!(
+        peers
+            .iter()
+            .all(|p| p["reachable"] == false && p["error"].is_string()),
+        "{peers:?}"
+    );
+}
