@@ -36,6 +36,12 @@ pub trait Backend: Send + Sync + 'static {
         let _ = authorization;
         Err((404, "no DNS server with peers here".into()))
     }
+    /// `POST /dns/targets/IP/{up,down,drain,clear}`: an operator override of a steered
+    /// target, persisted. The default (no DNS server): 404.
+    fn dns_override(&self, target: &str, action: &str) -> Result<serde_json::Value, (u16, String)> {
+        let _ = (target, action);
+        Err((404, "no DNS server here".into()))
+    }
 }
 
 /// `POST /modules/NAME/{disable,enable,clear}`.
@@ -128,6 +134,7 @@ fn router(backend: Shared) -> Router {
         .route("/modules/{name}/{action}", post(module_switch))
         .route("/artifacts/{name}/force", post(force_artifact))
         .route("/dns/peer", get(dns_peer))
+        .route("/dns/targets/{target}/{action}", post(dns_override))
         .with_state(backend)
 }
 
@@ -137,7 +144,7 @@ async fn index() -> Html<&'static str> {
          <li><a href=\"/status\">/status</a> (JSON)</li><li><a href=\"/metrics\">/metrics</a></li>\
          <li><a href=\"/health\">/health</a></li><li>POST /reload</li>\
          <li>POST /modules/NAME/disable, /enable, /clear</li>\
-         <li>POST /artifacts/NAME/force</li><li>GET /dns/peer (bearer token)</li></ul>",
+         <li>POST /artifacts/NAME/force</li><li>GET /dns/peer (bearer token)</li><li>POST /dns/targets/IP/up, /down, /drain, /clear</li></ul>",
     )
 }
 
@@ -213,6 +220,14 @@ async fn dns_peer(State(b): State<Shared>, headers: axum::http::HeaderMap) -> Re
         )
             .into_response(),
     }
+}
+
+async fn dns_override(
+    State(b): State<Shared>,
+    axum::extract::Path((target, action)): axum::extract::Path<(String, String)>,
+) -> Response {
+    // Persisting the override writes a file: off the admin runtime.
+    blocking_json(move || b.dns_override(&target, &action)).await
 }
 
 async fn blocking_json(

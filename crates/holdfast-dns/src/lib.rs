@@ -7,6 +7,7 @@
 mod error;
 mod handler;
 mod metrics;
+mod overrides;
 mod quorum;
 mod server;
 mod steer;
@@ -14,6 +15,7 @@ mod zone;
 
 pub use error::DnsError;
 pub use metrics::DnsMetrics;
+pub use overrides::Force;
 pub use quorum::{PeerStatus, PeerView, QuorumHealth, TargetVote, VoteStatus};
 pub use server::{DnsHandle, DnsStatus, QuorumStatus, SteeredStatus};
 pub use steer::{HealthSource, TargetStatus};

@@ -7,6 +7,7 @@
 use crate::error::DnsError;
 use crate::handler::{Handler, Published, Shared};
 use crate::metrics::DnsMetrics;
+use crate::overrides::{Force, Overrides};
 use crate::quorum::{PeerStatus, PeerView, QuorumHealth, VoteStatus};
 use crate::steer::{HealthSource, Steerer, TargetStatus};
 use crate::zone::ZoneFile;
@@ -41,6 +42,8 @@ pub struct DnsStatus {
     pub zones: Vec<ArtifactStatus>,
     pub steered: Vec<SteeredStatus>,
     pub quorum: QuorumStatus,
+    /// Operator overrides by target address.
+    pub overrides: std::collections::BTreeMap<std::net::IpAddr, Force>,
 }
 
 /// How target health is decided across vantage points.
@@ -66,6 +69,7 @@ pub struct SteeredStatus {
 }
 
 struct Inner {
+    overrides: Overrides,
     zones: Vec<Arc<Artifact<ZoneFile>>>,
     shared: Arc<Shared>,
     status: Mutex<Vec<SteeredStatus>>,
@@ -118,6 +122,7 @@ impl DnsHandle {
             metrics,
         });
         let inner = Arc::new(Inner {
+            overrides: Overrides::load(state_dir),
             zones,
             shared,
             status: Mutex::new(Vec::new()),
@@ -209,7 +214,43 @@ impl DnsHandle {
                 peers: self.quorum.peer_status(),
                 votes: self.quorum.vote_status(),
             },
+            overrides: self.inner.overrides.snapshot(),
         }
+    }
+
+    /// `POST /dns/targets/IP/ACTION`: force a target `up`, `down`, `drain` it, or `clear`
+    /// its override; persisted in `state_dir`, applied at the next steering tick.
+    pub fn set_override(
+        &self,
+        target: &str,
+        action: &str,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let ip: std::net::IpAddr = target
+            .parse()
+            .map_err(|_| (400, format!("{target:?} is not an IP address (use the target's address as /status shows it)")))?;
+        let force = match action {
+            "up" => Some(Force::Up),
+            "down" => Some(Force::Down),
+            "drain" => Some(Force::Drain),
+            "clear" => None,
+            _ => {
+                return Err((
+                    404,
+                    "use POST /dns/targets/IP/up, /down, /drain or /clear".into(),
+                ))
+            }
+        };
+        let saved = self.inner.overrides.set(ip, force);
+        tracing::warn!(target = %ip, action, "dns: operator override");
+        let mut body = serde_json::json!({
+            "target": ip,
+            "override": force,
+            "overrides": self.inner.overrides.snapshot(),
+        });
+        if let Err(e) = saved {
+            body["warning"] = serde_json::Value::String(e);
+        }
+        Ok(body)
     }
 
     /// `GET /dns/peer`: this instance's own checks of the steered targets, for a peer that
@@ -275,11 +316,12 @@ impl Inner {
     /// One steering tick for every name: decide, publish, count.
     fn steer(&self, steerers: &mut [Steerer], health: &dyn HealthSource) {
         let now = Instant::now();
+        let forced = self.overrides.snapshot();
         let mut published = HashMap::new();
         let mut status = Vec::new();
         let m = &self.shared.metrics;
         for s in steerers.iter_mut() {
-            let decision = s.tick(health, now);
+            let decision = s.tick(health, &forced, now);
             let name = s.config.name.as_str();
             if decision.prevented_started {
                 m.empty_answer_prevented.with_label_values(&[name]).inc();

@@ -7,10 +7,12 @@
 //! A target that comes back is answered again only after `hold_down`; a shrink of the
 //! answer set within one pool removes at most `max_shrink_percent` of it per step.
 
+use crate::overrides::Force;
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{Name, RData, Record};
 use holdfast_config::{SteerPolicy, Steered, WhenAllDown};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,6 +78,8 @@ pub struct TargetStatus {
     pub healthy: bool,
     /// Healthy and past its hold-down: may be answered.
     pub eligible: bool,
+    /// An operator override, if any (already applied to `healthy`).
+    pub forced: Option<Force>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -124,24 +128,39 @@ impl Steerer {
     }
 
     /// Decide the answer now.
-    pub fn tick(&mut self, health: &dyn HealthSource, now: Instant) -> Decision {
-        let pools = self.observe(health, now);
-        let eligible: Vec<Vec<IpAddr>> = pools
-            .iter()
-            .map(|targets| {
-                targets
-                    .iter()
-                    .filter(|t| t.eligible)
-                    .map(|t| t.ip)
-                    .collect()
-            })
-            .collect();
+    pub fn tick(
+        &mut self,
+        health: &dyn HealthSource,
+        forced: &BTreeMap<IpAddr, Force>,
+        now: Instant,
+    ) -> Decision {
+        let pools = self.observe(health, forced, now);
+        let eligible = |with_drained: bool| -> Vec<Vec<IpAddr>> {
+            pools
+                .iter()
+                .map(|targets| {
+                    targets
+                        .iter()
+                        .filter(|t| t.eligible && (with_drained || t.forced != Some(Force::Drain)))
+                        .map(|t| t.ip)
+                        .collect()
+                })
+                .collect()
+        };
         let all: Vec<(usize, IpAddr)> = pools
             .iter()
             .enumerate()
             .flat_map(|(i, ts)| ts.iter().map(move |t| (i, t.ip)))
             .collect();
-        let (mut wanted, mut reason, failover) = self.wanted(&eligible);
+        let (mut wanted, mut reason, mut failover) = self.wanted(&eligible(false));
+        if wanted.is_empty() {
+            let (drained, _, f) = self.wanted(&eligible(true));
+            if !drained.is_empty() {
+                wanted = drained;
+                failover = f;
+                reason = "only drained targets are healthy: answering them".into();
+            }
+        }
         let mut prevented_empty = false;
         if wanted.is_empty() {
             prevented_empty = true;
@@ -176,15 +195,26 @@ impl Steerer {
     }
 
     /// Read every target's health and update its hold-down track.
-    fn observe(&mut self, health: &dyn HealthSource, now: Instant) -> Vec<Vec<TargetStatus>> {
+    fn observe(
+        &mut self,
+        health: &dyn HealthSource,
+        forced: &BTreeMap<IpAddr, Force>,
+        now: Instant,
+    ) -> Vec<Vec<TargetStatus>> {
         let hold_down = self.config.hold_down;
         let mut pools = Vec::new();
         let mut seen = Vec::new();
         for (i, name) in self.config.pools.iter().enumerate() {
             let servers = health.servers(name).unwrap_or_default();
             let mut targets = Vec::new();
-            for (ip, down) in servers {
+            for (ip, checked_down) in servers {
                 seen.push((i, ip));
+                let force = forced.get(&ip).copied();
+                let down = match force {
+                    Some(Force::Up) => false,
+                    Some(Force::Down) => true,
+                    _ => checked_down,
+                };
                 let track = self.tracks.entry((i, ip)).or_insert(Track {
                     was_down: false,
                     healthy_since: Some(now),
@@ -195,7 +225,9 @@ impl Steerer {
                 } else if track.healthy_since.is_none() {
                     track.healthy_since = Some(now);
                 }
-                let held = track.was_down
+                // An operator's `up` skips the hold-down too.
+                let held = force != Some(Force::Up)
+                    && track.was_down
                     && track
                         .healthy_since
                         .is_none_or(|since| now.saturating_duration_since(since) < hold_down);
@@ -207,6 +239,7 @@ impl Steerer {
                     ip,
                     healthy: !down,
                     eligible: !down && !held,
+                    forced: force,
                 });
             }
             pools.push(targets);
@@ -415,29 +448,55 @@ mod tests {
         ]);
         let mut s = steerer(steered(SteerPolicy::Failover, &["primary", "secondary"]));
         let t0 = Instant::now();
-        let d = s.tick(&f, t0);
+        let d = s.tick(&f, &BTreeMap::new(), t0);
         assert_eq!(d.answer.ips, [ip("127.0.0.2")]);
         assert_eq!(d.answer.ttl, 30);
         set(&f, "primary", "127.0.0.2", true);
-        let d = s.tick(&f, t0 + Duration::from_secs(1));
+        let d = s.tick(&f, &BTreeMap::new(), t0 + Duration::from_secs(1));
         assert_eq!(d.answer.ips, [ip("127.0.0.3")]);
         assert_eq!(d.answer.ttl, 5);
         assert!(d.changed);
         // Back, but held down for 10 s.
         set(&f, "primary", "127.0.0.2", false);
-        let d = s.tick(&f, t0 + Duration::from_secs(2));
+        let d = s.tick(&f, &BTreeMap::new(), t0 + Duration::from_secs(2));
         assert_eq!(d.answer.ips, [ip("127.0.0.3")]);
-        let d = s.tick(&f, t0 + Duration::from_secs(11));
+        let d = s.tick(&f, &BTreeMap::new(), t0 + Duration::from_secs(11));
         assert_eq!(d.answer.ips, [ip("127.0.0.3")], "9 s into the hold-down");
-        let d = s.tick(&f, t0 + Duration::from_secs(12));
+        let d = s.tick(&f, &BTreeMap::new(), t0 + Duration::from_secs(12));
         assert_eq!(d.answer.ips, [ip("127.0.0.2")]);
+    }
+
+    #[test]
+    fn overrides_force_targets_and_drain_keeps_them_as_a_last_resort() {
+        let f = fake(&[
+            ("primary", &[("127.0.0.2", false)]),
+            ("secondary", &[("127.0.0.3", true)]),
+        ]);
+        let mut s = steerer(steered(SteerPolicy::Failover, &["primary", "secondary"]));
+        let now = Instant::now();
+        let mut forced = BTreeMap::new();
+        forced.insert(ip("127.0.0.2"), Force::Drain);
+        let d = s.tick(&f, &forced, now);
+        assert_eq!(d.answer.ips, [ip("127.0.0.2")], "nothing else is healthy");
+        assert!(d.answer.reason.contains("drained"), "{}", d.answer.reason);
+        forced.insert(ip("127.0.0.3"), Force::Up);
+        let d = s.tick(&f, &forced, now);
+        assert_eq!(d.answer.ips, [ip("127.0.0.3")]);
+        forced.insert(ip("127.0.0.2"), Force::Down);
+        forced.insert(ip("127.0.0.3"), Force::Down);
+        let d = s.tick(&f, &forced, now);
+        assert!(
+            d.prevented_empty,
+            "forced down everywhere is still never empty"
+        );
+        assert!(!d.answer.ips.is_empty());
     }
 
     #[test]
     fn only_healthy_servers_of_the_pool_are_answered() {
         let f = fake(&[("primary", &[("127.0.0.2", false), ("127.0.0.4", true)])]);
         let mut s = steerer(steered(SteerPolicy::Failover, &["primary"]));
-        let d = s.tick(&f, Instant::now());
+        let d = s.tick(&f, &BTreeMap::new(), Instant::now());
         assert_eq!(d.answer.ips, [ip("127.0.0.2")]);
     }
 
@@ -449,10 +508,10 @@ mod tests {
         ]);
         let mut s = steerer(steered(SteerPolicy::Failover, &["primary", "secondary"]));
         let t0 = Instant::now();
-        s.tick(&f, t0);
+        s.tick(&f, &BTreeMap::new(), t0);
         set(&f, "primary", "127.0.0.2", true);
         set(&f, "secondary", "127.0.0.3", true);
-        let d = s.tick(&f, t0 + Duration::from_secs(1));
+        let d = s.tick(&f, &BTreeMap::new(), t0 + Duration::from_secs(1));
         assert!(d.prevented_empty);
         assert_eq!(d.answer.ips, [ip("127.0.0.2")]);
         assert!(
@@ -470,7 +529,7 @@ mod tests {
         ]);
         let mut c = steered(SteerPolicy::Failover, &["primary", "secondary"]);
         c.when_all_down = WhenAllDown::All;
-        let d = steerer(c).tick(&f, Instant::now());
+        let d = steerer(c).tick(&f, &BTreeMap::new(), Instant::now());
         assert!(d.prevented_empty);
         assert_eq!(d.answer.ips.len(), 2);
     }
@@ -482,7 +541,7 @@ mod tests {
             ("b", &[("127.0.0.4", false)]),
         ]);
         let mut s = steerer(steered(SteerPolicy::AllHealthy, &["a", "b"]));
-        let d = s.tick(&f, Instant::now());
+        let d = s.tick(&f, &BTreeMap::new(), Instant::now());
         assert_eq!(d.answer.ips, [ip("127.0.0.2"), ip("127.0.0.4")]);
         assert_eq!(d.answer.groups.len(), 1);
         assert_eq!(d.answer.groups[0].a.len(), 2);
@@ -496,7 +555,7 @@ mod tests {
         ]);
         let mut c = steered(SteerPolicy::Weighted, &["a", "b"]);
         c.weights = vec![3, 1];
-        let d = steerer(c).tick(&f, Instant::now());
+        let d = steerer(c).tick(&f, &BTreeMap::new(), Instant::now());
         let picks: Vec<usize> = (0..8)
             .map(|_| d.answer.group().unwrap().weight as usize)
             .collect();
@@ -514,12 +573,17 @@ mod tests {
         c.max_shrink_percent = 30;
         let mut s = steerer(c);
         let t0 = Instant::now();
-        s.tick(&f, t0);
+        s.tick(&f, &BTreeMap::new(), t0);
         for i in 2..10 {
             set(&f, "a", &format!("127.0.0.{i}"), true);
         }
         let sizes: Vec<usize> = (1..=4)
-            .map(|k| s.tick(&f, t0 + SHRINK_STEP * k).answer.ips.len())
+            .map(|k| {
+                s.tick(&f, &BTreeMap::new(), t0 + SHRINK_STEP * k)
+                    .answer
+                    .ips
+                    .len()
+            })
             .collect();
         assert_eq!(sizes, [7, 4, 2, 2]);
     }

@@ -502,6 +502,14 @@ impl Backend for Controller {
         serde_json::to_value(view).map_err(|e| (500, e.to_string()))
     }
 
+    fn dns_override(&self, target: &str, action: &str) -> Result<serde_json::Value, (u16, String)> {
+        let dns = self.dns_handle();
+        let dns = dns
+            .as_ref()
+            .ok_or_else(|| (404, "no [dns] configured here".to_string()))?;
+        dns.set_override(target, action)
+    }
+
     fn registry(&self) -> &Registry {
         // Ejections end by the clock: bring the health gauges up to date for this scrape.
         self.states.load().refresh_health_gauges();

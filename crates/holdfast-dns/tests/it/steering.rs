@@ -141,3 +141,37 @@ fn other_types_at_a_steered_name_are_nodata_with_the_soa() {
     let m = udp(env.addr(), "WWW.Example.TEST.", RecordType::A, None);
     assert_eq!(ips(&m), [ip("127.0.0.2")]);
 }
+
+#[test]
+fn operator_overrides_apply_and_survive_a_restart() {
+    let mut env = Env::start(ZONE, vec![steered(WWW, &["primary", "secondary"])]);
+    env.health.set("primary", &[("127.0.0.2", false)]);
+    env.health.set("secondary", &[("127.0.0.3", false)]);
+    assert!(answers_with(&env, &["127.0.0.2"]));
+    env.dns().set_override("127.0.0.2", "down").unwrap();
+    assert!(answers_with(&env, &["127.0.0.3"]));
+    assert_eq!(
+        env.dns().set_override("not-an-ip", "down").unwrap_err().0,
+        400
+    );
+    assert_eq!(
+        env.dns()
+            .set_override("127.0.0.2", "sideways")
+            .unwrap_err()
+            .0,
+        404
+    );
+
+    env.dns.take().unwrap().shutdown();
+    env.dns = Some(env.relaunch());
+    assert!(
+        answers_with(&env, &["127.0.0.3"]),
+        "the override was persisted"
+    );
+    assert_eq!(
+        env.dns().status().overrides.get(&ip("127.0.0.2")),
+        Some(&holdfast_dns::Force::Down)
+    );
+    env.dns().set_override("127.0.0.2", "clear").unwrap();
+    assert!(answers_with(&env, &["127.0.0.2"]));
+}

@@ -383,3 +383,30 @@ async fn unreachable_peers_leave_the_instance_on_its_own_checks() {
         "{peers:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_drains_a_target_on_the_admin_plane() {
+    let primary = origin_on("127.0.0.2").await;
+    let secondary = origin_on("127.0.0.3").await;
+    let edge = Edge::start_in_dir(
+        &edge_config_with(1, "state_dir = \"state\"", CONFIG),
+        &[
+            ("primary", primary.addr.to_string()),
+            ("secondary", secondary.addr.to_string()),
+        ],
+        |dir| std::fs::write(dir.join("example.test.zone"), ZONE).unwrap(),
+    );
+    let dns = edge.running().dns_addr.unwrap();
+    wait_answer(dns, primary.addr.ip()).await;
+    let got = post(&edge.admin_url(&format!("/dns/targets/{}/drain", primary.addr.ip()))).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    wait_answer(dns, secondary.addr.ip()).await;
+    let status = get(&edge.admin_url("/status")).await.json();
+    assert_eq!(status["dns"]["overrides"]["127.0.0.2"], "drain", "{status}");
+    assert!(edge.dir.path().join("state/dns-overrides.json").exists());
+    let got = post(&edge.admin_url("/dns/targets/127.0.0.2/sideways")).await;
+    assert_eq!(got.status, 404);
+    let got = post(&edge.admin_url(&format!("/dns/targets/{}/clear", primary.addr.ip()))).await;
+    assert_eq!(got.status, 200);
+    wait_answer(dns, primary.addr.ip()).await;
+}
