@@ -242,15 +242,12 @@ impl DnsHandle {
         };
         let saved = self.inner.overrides.set(ip, force);
         tracing::warn!(target = %ip, action, "dns: operator override");
-        let mut body = serde_json::json!({
+        Ok(serde_json::json!({
             "target": ip,
             "override": force,
             "overrides": self.inner.overrides.snapshot(),
-        });
-        if let Err(e) = saved {
-            body["warning"] = serde_json::Value::String(e);
-        }
-        Ok(body)
+            "warning": saved.err(),
+        }))
     }
 
     /// `GET /dns/peer`: this instance's own checks of the steered targets, for a peer that
