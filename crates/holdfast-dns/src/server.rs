@@ -102,11 +102,18 @@ impl DnsHandle {
         let zones: Vec<Arc<Artifact<ZoneFile>>> = config
             .zones
             .iter()
-            .map(|z| {
+            .enumerate()
+            .map(|(i, z)| {
+                let steered: Vec<&str> = config
+                    .steered
+                    .iter()
+                    .filter(|s| s.zone == i)
+                    .map(|s| s.name.as_str())
+                    .collect();
                 let options = ArtifactOptions {
                     state_dir: state_dir
                         .map(|d| d.join("dns").join(z.origin.trim_end_matches('.'))),
-                    context: z.origin.clone(),
+                    context: crate::zone::context(&z.origin, &steered),
                     ..ArtifactOptions::new(&z.file)
                 };
                 let artifact = Arc::new(Artifact::new(options, Arc::clone(&artifact_metrics)));

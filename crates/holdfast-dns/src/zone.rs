@@ -29,7 +29,8 @@ const SERVED: [RecordType; 10] = [
     RecordType::PTR,
 ];
 
-/// The artifact kind of zone files; `ArtifactOptions::context` is the zone's origin.
+/// The artifact kind of zone files; `ArtifactOptions::context` is the zone's origin, then
+/// (one per line) the steered names inside the zone (see `context`).
 pub struct ZoneFile;
 
 /// A loaded zone: its records and the handler hickory answers from.
@@ -68,11 +69,23 @@ impl ArtifactKind for ZoneFile {
         Self::load_in(".", bytes)
     }
 
-    fn load_in(origin: &str, bytes: &[u8]) -> Result<Zone, Rejection> {
+    fn load_in(context: &str, bytes: &[u8]) -> Result<Zone, Rejection> {
+        let mut lines = context.lines();
+        let origin = lines.next().unwrap_or(".");
         let origin = Name::from_ascii(origin).map_err(|e| {
             Rejection::new(Reason::Schema, format!("bad zone origin {origin:?}: {e}"))
         })?;
-        parse(&origin, text(bytes)?)
+        let zone = parse(&origin, text(bytes)?)?;
+        for steered in lines.filter_map(|l| Name::from_ascii(l).ok()) {
+            let key = RrKey::new((&steered).into(), RecordType::CNAME);
+            if zone.records.contains_key(&key) {
+                return Err(Rejection::new(
+                    Reason::Duplicate,
+                    format!("{steered} is a steered name ([[dns.steered]]): a CNAME there would replace its steered A/AAAA answer (remove the CNAME)"),
+                ));
+            }
+        }
+        Ok(zone)
     }
 
     fn is_newer(new: u64, active: u64) -> bool {
@@ -86,6 +99,16 @@ impl ArtifactKind for ZoneFile {
     fn entries(value: &Zone) -> usize {
         value.records.len()
     }
+}
+
+/// The `ArtifactOptions::context` of a zone: its origin, then its steered names.
+pub fn context(origin: &str, steered: &[&str]) -> String {
+    let mut c = origin.to_string();
+    for s in steered {
+        c.push('\n');
+        c.push_str(s);
+    }
+    c
 }
 
 /// RFC 1982 §3.2: `a` is newer than `b` when `a - b` (mod 2^32) is in 1..2^31.
@@ -252,6 +275,15 @@ mod tests {
         assert_eq!(e.reason, Reason::Range);
         let e = load(&format!("$INCLUDE /etc/passwd\n{GOOD}")).unwrap_err();
         assert!(e.detail.contains("$INCLUDE"), "{}", e.detail);
+    }
+
+    #[test]
+    fn a_cname_at_a_steered_name_is_rejected() {
+        let text = format!("{GOOD}api IN CNAME elsewhere.example.net.\n");
+        let ctx = context("example.test.", &["api.example.test."]);
+        let e = ZoneFile::load_in(&ctx, text.as_bytes()).unwrap_err();
+        assert!(e.detail.contains("steered"), "{}", e.detail);
+        assert!(ZoneFile::load_in("example.test.", text.as_bytes()).is_ok());
     }
 
     #[test]

@@ -22,24 +22,43 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn rejected(outcomes: Vec<LoadOutcome>) -> Reason {
-    match outcomes.as_slice() {
-        [LoadOutcome::Rejected(r)] => r.reason,
-        other => panic!("expected one rejection, got {other:?}"),
-    }
+/// Replace the zone file atomically (a watcher never sees half of it).
+fn publish(env: &Env, text: impl AsRef<[u8]>) {
+    let tmp = env.zone_file.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &env.zone_file).unwrap();
+}
+
+/// Reload now and return why the file was rejected. The zone watcher may have got to the
+/// file first (then this reload is `Unchanged`): the zone's status tells either way.
+fn rejected(env: &Env) -> String {
+    let outcome = env.dns().reload_zones();
+    assert!(
+        !matches!(outcome.as_slice(), [LoadOutcome::Applied { .. }]),
+        "{outcome:?}"
+    );
+    let status = env.dns().status();
+    let r = status.zones[0]
+        .last_rejection
+        .as_ref()
+        .expect("a rejection");
+    r.reason.to_string()
+}
+
+fn applied(env: &Env, version: u64) {
+    env.dns().reload_zones();
+    let status = env.dns().status();
+    assert_eq!(status.zones[0].active.as_ref().unwrap().version, version);
 }
 
 #[test]
 fn two_writers_out_of_order_the_newer_serial_stays() {
     let env = Env::start(&zone(1, "192.0.2.1"), vec![]);
     // Writer A publishes serial 3, writer B (slower, older data) publishes serial 2 after it.
-    std::fs::write(&env.zone_file, zone(3, "192.0.2.3")).unwrap();
-    assert_eq!(
-        env.dns().reload_zones(),
-        [LoadOutcome::Applied { version: 3 }]
-    );
-    std::fs::write(&env.zone_file, zone(2, "192.0.2.2")).unwrap();
-    assert_eq!(rejected(env.dns().reload_zones()), Reason::NotNewer);
+    publish(&env, zone(3, "192.0.2.3"));
+    applied(&env, 3);
+    publish(&env, zone(2, "192.0.2.2"));
+    assert_eq!(rejected(&env), Reason::NotNewer.label());
     assert_eq!(www(&env), [ip("192.0.2.3")]);
     let status = env.dns().status();
     let z = &status.zones[0];
@@ -50,28 +69,24 @@ fn two_writers_out_of_order_the_newer_serial_stays() {
 #[test]
 fn serials_wrap_by_rfc_1982() {
     let env = Env::start(&zone(u32::MAX, "192.0.2.1"), vec![]);
-    std::fs::write(&env.zone_file, zone(5, "192.0.2.5")).unwrap();
-    assert_eq!(
-        env.dns().reload_zones(),
-        [LoadOutcome::Applied { version: 5 }]
-    );
+    publish(&env, zone(5, "192.0.2.5"));
+    applied(&env, 5);
     assert_eq!(www(&env), [ip("192.0.2.5")]);
 }
 
 #[test]
 fn a_bad_zone_leaves_the_active_one_in_place() {
     let env = Env::start(&zone(1, "192.0.2.1"), vec![]);
-    std::fs::write(
-        &env.zone_file,
+    publish(
+        &env,
         format!(
             "{}www IN CNAME elsewhere.example.net.\n",
             zone(2, "192.0.2.2")
         ),
-    )
-    .unwrap();
-    assert_eq!(rejected(env.dns().reload_zones()), Reason::Duplicate);
-    std::fs::write(&env.zone_file, "$TTL 300\nwww IN A 192.0.2.9\n").unwrap();
-    assert_eq!(rejected(env.dns().reload_zones()), Reason::Schema);
+    );
+    assert_eq!(rejected(&env), Reason::Duplicate.label());
+    publish(&env, "$TTL 300\nwww IN A 192.0.2.9\n");
+    assert_eq!(rejected(&env), Reason::Schema.label());
     assert_eq!(www(&env), [ip("192.0.2.1")]);
 }
 
@@ -80,8 +95,8 @@ fn an_oversize_zone_is_rejected_unread() {
     let env = Env::start(&zone(1, "192.0.2.1"), vec![]);
     let mut big = zone(2, "192.0.2.2");
     big.push_str(&";".repeat(holdfast_dns::MAX_ZONE_BYTES as usize + 1));
-    std::fs::write(&env.zone_file, big).unwrap();
-    assert_eq!(rejected(env.dns().reload_zones()), Reason::TooLarge);
+    publish(&env, big);
+    assert_eq!(rejected(&env), Reason::TooLarge.label());
     assert_eq!(www(&env), [ip("192.0.2.1")]);
 }
 
@@ -89,9 +104,30 @@ fn an_oversize_zone_is_rejected_unread() {
 fn a_restart_with_a_bad_file_serves_the_last_known_good_zone() {
     let mut env = Env::start(&zone(7, "192.0.2.7"), vec![]);
     env.dns.take().unwrap().shutdown();
-    std::fs::write(&env.zone_file, "garbage (((\n").unwrap();
+    publish(&env, "garbage (((\n");
     env.dns = Some(env.relaunch());
     assert_eq!(www(&env), [ip("192.0.2.7")]);
     let nx = udp(env.addr(), "nope.example.test.", RecordType::A, None);
     assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+}
+
+#[test]
+fn a_zone_that_would_replace_a_steered_name_is_rejected() {
+    let env = Env::start(
+        &zone(1, "192.0.2.1"),
+        vec![steered("api.example.test.", &["p"])],
+    );
+    env.health.set("p", &[("127.0.0.2", false)]);
+    publish(
+        &env,
+        format!(
+            "{}api IN CNAME elsewhere.example.net.\n",
+            zone(2, "192.0.2.2")
+        ),
+    );
+    assert_eq!(rejected(&env), Reason::Duplicate.label());
+    assert!(crate::support::eventually(
+        std::time::Duration::from_secs(5),
+        || { ips(&udp(env.addr(), "api.example.test.", RecordType::A, None)) == [ip("127.0.0.2")] }
+    ));
 }
