@@ -5,6 +5,7 @@
 //! thread with its own runtime (`server`). It never runs on a data-path worker.
 
 mod error;
+pub mod fuzzing;
 mod handler;
 mod metrics;
 mod overrides;

@@ -95,3 +95,23 @@ fn a_flood_of_random_names_gets_nxdomain_and_the_server_stays_up() {
     assert!(nx > 0, "some of the flood is answered");
     still_serving(&env);
 }
+
+#[test]
+fn the_packet_path_without_sockets_answers_good_queries_and_survives_noise() {
+    let path = holdfast_dns::fuzzing::PacketPath::new().unwrap();
+    let good = message("www.example.test.", RecordType::A, Some(1232)).to_vec().unwrap();
+    let answer = Message::from_vec(&path.answer(&good).unwrap()).unwrap();
+    assert_eq!(ips(&answer), ["127.0.0.2".parse::<std::net::IpAddr>().unwrap()]);
+    let mut seed: u32 = 0x1234_5678;
+    for i in 0..5000 {
+        let mut bytes = good.clone();
+        for b in bytes.iter_mut() {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            if seed % 7 == 0 {
+                *b = (seed >> 24) as u8;
+            }
+        }
+        bytes.truncate(i % (good.len() + 1));
+        let _ = path.answer(&bytes);
+    }
+}
