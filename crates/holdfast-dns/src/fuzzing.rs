@@ -123,9 +123,8 @@ impl PacketPath {
         let request = Request::from_bytes(bytes.to_vec(), src, Protocol::Udp).ok()?;
         let capture = Capture::default();
         let handler = &self.handler;
-        self.runtime.block_on(
-            handler.handle_request::<Capture, TokioTime>(&request, capture.clone()),
-        );
+        self.runtime
+            .block_on(handler.handle_request::<Capture, TokioTime>(&request, capture.clone()));
         let answer = crate::steer::lock(&capture.0).take();
         answer
     }

@@ -99,9 +99,14 @@ fn a_flood_of_random_names_gets_nxdomain_and_the_server_stays_up() {
 #[test]
 fn the_packet_path_without_sockets_answers_good_queries_and_survives_noise() {
     let path = holdfast_dns::fuzzing::PacketPath::new().unwrap();
-    let good = message("www.example.test.", RecordType::A, Some(1232)).to_vec().unwrap();
+    let good = message("www.example.test.", RecordType::A, Some(1232))
+        .to_vec()
+        .unwrap();
     let answer = Message::from_vec(&path.answer(&good).unwrap()).unwrap();
-    assert_eq!(ips(&answer), ["127.0.0.2".parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(
+        ips(&answer),
+        ["127.0.0.2".parse::<std::net::IpAddr>().unwrap()]
+    );
     let mut seed: u32 = 0x1234_5678;
     for i in 0..5000 {
         let mut bytes = good.clone();
