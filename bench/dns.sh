@@ -108,6 +108,7 @@ conf_nsd() {
 server:
   ip-address: $HOST@${PORT[nsd]}
   server-count: 1
+  rrl-ratelimit: 0
   username: ""
   zonesdir: "$D"
   pidfile: "$D/nsd/nsd.pid"
@@ -184,8 +185,15 @@ start_target() { # NAME; sets STARTED_PID
   tail -20 "$d/stdout.log" >&2; die "$1 did not answer on :${PORT[$1]}"
 }
 
-# utime + stime of PID and all its threads, in clock ticks.
-cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+# utime + stime of PID's process tree (all threads; NSD serves from a forked child), in ticks.
+cpu_ticks() {
+  local p sum=0 t
+  for p in $(tree_pids "$1"); do
+    t=$(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) || continue
+    sum=$(( sum + t ))
+  done
+  echo "$sum"
+}
 
 # One dnsperf run against NAME with QUERYFILE; appends "name qps cpu_ms_per_1k" to $out/runs.txt.
 measure() { # NAME PID QUERYFILE LABEL
