@@ -89,6 +89,11 @@ servers = ["$HOST:$ORIGIN"]
 kind = "tcp"
 interval = "1s"
 
+[[routes]]
+name = "all"
+match = { path_prefix = "/" }
+pool = "origin"
+
 [dns]
 listen = "$HOST:${PORT[holdfast]}"
 
