@@ -11,10 +11,14 @@ pub struct DnsMetrics {
     /// `holdfast_dns_empty_answer_prevented_total{name}`: every target went down and the
     /// fallback set was answered instead of nothing (once per outage). Alert on any increase.
     pub empty_answer_prevented: IntCounterVec,
-    /// `holdfast_dns_target_healthy{name, pool, target}`: 1 healthy, 0 down (this instance's checks).
+    /// `holdfast_dns_target_healthy{name, pool, target}`: 1 healthy, 0 down, as steering sees
+    /// it (after the quorum and any operator override).
     pub target_healthy: IntGaugeVec,
     /// `holdfast_dns_answer_size{name}`: addresses in the current answer.
     pub answer_size: IntGaugeVec,
+    /// `holdfast_dns_vantage_target_down{vantage, pool, target}`: 1 when that vantage point
+    /// (`self`, or a peer's URL) sees the target down.
+    pub vantage_down: IntGaugeVec,
 }
 
 impl DnsMetrics {
@@ -43,7 +47,7 @@ impl DnsMetrics {
         let target_healthy = IntGaugeVec::new(
             Opts::new(
                 "holdfast_dns_target_healthy",
-                "Health of a steered name's target as this instance sees it (1 up, 0 down)",
+                "Health of a steered name's target as steering uses it, after quorum and overrides (1 up, 0 down)",
             ),
             &["name", "pool", "target"],
         )?;
@@ -54,6 +58,14 @@ impl DnsMetrics {
             ),
             &["name"],
         )?;
+        let vantage_down = IntGaugeVec::new(
+            Opts::new(
+                "holdfast_dns_vantage_target_down",
+                "1 when a vantage point (self, or a peer by URL) sees a steered target down",
+            ),
+            &["vantage", "pool", "target"],
+        )?;
+        registry.register(Box::new(vantage_down.clone()))?;
         registry.register(Box::new(queries.clone()))?;
         registry.register(Box::new(steering_changes.clone()))?;
         registry.register(Box::new(empty_answer_prevented.clone()))?;
@@ -65,6 +77,7 @@ impl DnsMetrics {
             empty_answer_prevented,
             target_healthy,
             answer_size,
+            vantage_down,
         })
     }
 }

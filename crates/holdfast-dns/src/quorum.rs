@@ -117,6 +117,21 @@ impl QuorumHealth {
         PeerView { targets }
     }
 
+    /// Every vantage point's current view: `"self"` (own checks) and each peer heard from
+    /// recently, by URL.
+    pub fn views(&self) -> Vec<(String, PeerView)> {
+        let now = Instant::now();
+        let mut out = vec![("self".to_string(), self.own_view())];
+        for p in crate::steer::lock(&self.peers).iter() {
+            if let Some((at, view)) = &p.view {
+                if now.saturating_duration_since(*at) <= self.fresh_for {
+                    out.push((p.url.clone(), view.clone()));
+                }
+            }
+        }
+        out
+    }
+
     pub fn peer_status(&self) -> Vec<PeerStatus> {
         let now = Instant::now();
         crate::steer::lock(&self.peers)

@@ -169,6 +169,8 @@ impl DnsHandle {
                 )
             });
         inner.steer(&mut steerers, health.as_ref());
+        inner.export_vantage(&quorum);
+        let run_quorum = Arc::clone(&quorum);
 
         let (udp, tcp) = bind(config.listen)?;
         let addr = udp.local_addr().map_err(|source| DnsError::Bind {
@@ -189,7 +191,7 @@ impl DnsHandle {
                 if let Some(poller) = poller {
                     runtime.spawn(poller);
                 }
-                runtime.block_on(serve(run, udp, tcp, steerers, health, stop_rx))
+                runtime.block_on(serve(run, udp, tcp, steerers, run_quorum, stop_rx))
             })
             .map_err(DnsError::Thread)?;
         tracing::info!(%addr, zones = config.zones.len(), steered = config.steered.len(), "dns: serving");
@@ -317,6 +319,18 @@ impl Inner {
             .collect()
     }
 
+    /// Each vantage point's view of each target, on `/metrics`.
+    fn export_vantage(&self, quorum: &QuorumHealth) {
+        let gauge = &self.shared.metrics.vantage_down;
+        for (vantage, view) in quorum.views() {
+            for t in &view.targets {
+                gauge
+                    .with_label_values(&[vantage.as_str(), t.pool.as_str(), &t.ip.to_string()])
+                    .set(i64::from(t.down));
+            }
+        }
+    }
+
     /// One steering tick for every name: decide, publish, count.
     fn steer(&self, steerers: &mut [Steerer], health: &dyn HealthSource) {
         let now = Instant::now();
@@ -373,7 +387,7 @@ async fn serve(
     udp: UdpSocket,
     tcp: TcpListener,
     mut steerers: Vec<Steerer>,
-    health: Arc<dyn HealthSource>,
+    quorum: Arc<QuorumHealth>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let mut server = Server::new(Handler(Arc::clone(&inner.shared)));
@@ -390,7 +404,10 @@ async fn serve(
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            _ = ticks.tick() => inner.steer(&mut steerers, health.as_ref()),
+            _ = ticks.tick() => {
+                inner.steer(&mut steerers, quorum.as_ref());
+                inner.export_vantage(&quorum);
+            }
         }
     }
     if let Err(e) = server.shutdown_gracefully().await {

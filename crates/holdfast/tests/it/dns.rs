@@ -334,6 +334,13 @@ async fn one_vantage_point_cannot_steer_alone_and_two_of_three_can() {
         wait_answer(*d, s).await;
     }
 
+    // Each vantage point's view is on /metrics: C's own checks say down.
+    let metrics = get(&edges[2].admin_url("/metrics")).await.text();
+    let line = format!(
+        "holdfast_dns_vantage_target_down{{pool=\"primary\",target=\"{p}\",vantage=\"self\"}} 1"
+    );
+    assert!(metrics.contains(&line), "{line} not in:\n{metrics}");
+
     // A peer with the wrong token gets nothing.
     let got = get_with(
         &edges[0].admin_url("/dns/peer"),
