@@ -102,7 +102,7 @@ impl PacketPath {
             }),
         );
         let shared = Arc::new(Shared {
-            catalog: ArcSwap::from_pointee(catalog),
+            catalog: ArcSwap::from_pointee((catalog, dashmap::DashMap::new())),
             steered: ArcSwap::from_pointee(published),
             metrics: DnsMetrics::new(&prometheus::Registry::new()).ok()?,
         });

@@ -19,6 +19,9 @@ pub struct DnsMetrics {
     /// `holdfast_dns_vantage_target_down{vantage, pool, target}`: 1 when that vantage point
     /// (`self`, or a peer's URL) sees the target down.
     pub vantage_down: IntGaugeVec,
+    /// `holdfast_dns_answer_cache_total{result}`: zone answers from the per-catalog answer
+    /// cache (`hit`) or looked up (`miss`).
+    pub cache: IntCounterVec,
 }
 
 impl DnsMetrics {
@@ -66,6 +69,14 @@ impl DnsMetrics {
             &["vantage", "pool", "target"],
         )?;
         registry.register(Box::new(vantage_down.clone()))?;
+        let cache = IntCounterVec::new(
+            Opts::new(
+                "holdfast_dns_answer_cache_total",
+                "Zone answers served from the answer cache (hit) or looked up in the zone (miss)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(cache.clone()))?;
         registry.register(Box::new(queries.clone()))?;
         registry.register(Box::new(steering_changes.clone()))?;
         registry.register(Box::new(empty_answer_prevented.clone()))?;
@@ -78,6 +89,7 @@ impl DnsMetrics {
             target_healthy,
             answer_size,
             vantage_down,
+            cache,
         })
     }
 }

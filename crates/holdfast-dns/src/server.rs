@@ -12,6 +12,7 @@ use crate::quorum::{PeerStatus, PeerView, QuorumHealth, VoteStatus};
 use crate::steer::{HealthSource, Steerer, TargetStatus};
 use crate::zone::ZoneFile;
 use arc_swap::ArcSwap;
+use dashmap::DashMap;
 use hickory_proto::rr::{LowerName, Name};
 use hickory_server::zone_handler::{Catalog, ZoneHandler};
 use hickory_server::Server;
@@ -124,7 +125,7 @@ impl DnsHandle {
             })
             .collect();
         let shared = Arc::new(Shared {
-            catalog: ArcSwap::from_pointee(Catalog::new()),
+            catalog: ArcSwap::from_pointee((Catalog::new(), DashMap::new())),
             steered: ArcSwap::from_pointee(HashMap::new()),
             metrics,
         });
@@ -299,7 +300,10 @@ impl Inner {
                 catalog.upsert(LowerName::from(&active.value.origin), vec![handler]);
             }
         }
-        self.shared.catalog.store(Arc::new(catalog));
+        // A new catalog starts with an empty answer cache.
+        self.shared
+            .catalog
+            .store(Arc::new((catalog, DashMap::new())));
     }
 
     fn watch_zones(self: &Arc<Self>) -> Vec<Watcher> {

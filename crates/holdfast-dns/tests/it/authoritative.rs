@@ -110,3 +110,29 @@ fn edns_lets_a_larger_answer_through_udp() {
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 40);
 }
+
+#[test]
+fn a_repeated_question_gets_the_same_answer_from_the_cache() {
+    let env = Env::start(&big_zone(), vec![]);
+    for (name, rtype) in [
+        ("alias.example.test.", RecordType::A),
+        ("mail.example.test.", RecordType::TXT),
+        ("example.test.", RecordType::MX),
+        ("big.example.test.", RecordType::TXT),
+    ] {
+        let first = tcp(env.addr(), name, rtype);
+        let again = tcp(env.addr(), name, rtype);
+        assert_eq!(first.answers, again.answers, "{name} {rtype}");
+        assert_eq!(first.authorities, again.authorities, "{name} {rtype}");
+        assert_eq!(first.additionals, again.additionals, "{name} {rtype}");
+        assert_eq!(first.metadata.authoritative, again.metadata.authoritative);
+    }
+    assert!(env.metric("holdfast_dns_answer_cache_total", &[("result", "hit")]) >= 4.0);
+    // Cached whole over TCP, still truncated over UDP.
+    let small = udp(env.addr(), "big.example.test.", RecordType::TXT, None);
+    assert!(small.metadata.truncation);
+    // The question is echoed as asked.
+    let m = udp(env.addr(), "MAIL.example.TEST.", RecordType::A, None);
+    assert_eq!(m.queries[0].name().to_string(), "MAIL.example.TEST.");
+    assert_eq!(ips(&m), ["192.0.2.25".parse::<std::net::IpAddr>().unwrap()]);
+}

@@ -131,3 +131,13 @@ fn a_zone_that_would_replace_a_steered_name_is_rejected() {
         || { ips(&udp(env.addr(), "api.example.test.", RecordType::A, None)) == [ip("127.0.0.2")] }
     ));
 }
+
+#[test]
+fn an_applied_zone_is_answered_at_once_not_from_a_stale_cache() {
+    let env = Env::start(&zone(1, "192.0.2.1"), vec![]);
+    assert_eq!(www(&env), [ip("192.0.2.1")]);
+    assert_eq!(www(&env), [ip("192.0.2.1")], "now cached");
+    publish(&env, zone(2, "192.0.2.2"));
+    applied(&env, 2);
+    assert_eq!(www(&env), [ip("192.0.2.2")]);
+}
