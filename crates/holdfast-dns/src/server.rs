@@ -363,7 +363,7 @@ impl Inner {
             let soa = self
                 .zones
                 .get(s.config.zone)
-                .and_then(|z| z.current().as_ref().map(|a| a.value.soa.clone()));
+                .and_then(|z| z.current().as_ref().map(|a| negative_soa(&a.value.soa)));
             status.push(SteeredStatus {
                 name: s.config.name.clone(),
                 policy: format!("{:?}", s.config.policy),
@@ -384,6 +384,16 @@ impl Inner {
         self.shared.steered.store(Arc::new(published));
         *crate::steer::lock(&self.status) = status;
     }
+}
+
+/// The SOA for a negative answer: its TTL is the smaller of its own and its MINIMUM field,
+/// the negative-caching time (RFC 2308 §3).
+fn negative_soa(soa: &hickory_proto::rr::Record) -> hickory_proto::rr::Record {
+    let mut soa = soa.clone();
+    if let hickory_proto::rr::RData::SOA(data) = &soa.data {
+        soa.ttl = soa.ttl.min(data.minimum);
+    }
+    soa
 }
 
 async fn serve(
