@@ -66,6 +66,9 @@ pub struct Steered {
     pub when_all_down: WhenAllDown,
     /// At most this share of the answer set is removed in one step.
     pub max_shrink_percent: u32,
+    /// Per pool (same order as `pools`): a provider hostname (lower case, final dot) to
+    /// answer as a CNAME when that pool is chosen; `None`: the pool's server addresses.
+    pub cnames: Vec<Option<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -67,6 +67,9 @@ pub struct SteeredSpec {
     pub hold_down: Option<Duration>,
     pub when_all_down: Option<String>,
     pub max_shrink_percent: Option<i64>,
+    /// Pool name → provider hostname: answer a CNAME instead of the pool's addresses.
+    #[serde(default)]
+    pub cname: BTreeMap<String, String>,
 }
 
 /// `[[rules]]`: a CEL expression and what to do when it matches.

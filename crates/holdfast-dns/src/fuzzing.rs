@@ -89,6 +89,7 @@ impl PacketPath {
             hold_down: std::time::Duration::ZERO,
             when_all_down: holdfast_config::WhenAllDown::LastHealthy,
             max_shrink_percent: 100,
+            cnames: vec![None],
         };
         let owner = Name::from_ascii(&steered.name).ok()?;
         let mut steerer = Steerer::new(steered, owner.clone());

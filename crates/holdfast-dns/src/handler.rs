@@ -167,6 +167,8 @@ impl Handler {
         meta.response_code = ResponseCode::NoError;
         let group = entry.answer.group();
         let answers: &[Record] = match (query.query_type(), group) {
+            // A CNAME answers every type (the resolver follows it to the provider).
+            (_, Some(g)) if g.cname.is_some() => g.cname.as_slice(),
             (RecordType::A | RecordType::ANY, Some(g)) => &g.a,
             (RecordType::AAAA, Some(g)) => &g.aaaa,
             _ => &[],

@@ -62,6 +62,8 @@ pub struct SteeredStatus {
     pub name: String,
     pub policy: String,
     pub answer: Vec<std::net::IpAddr>,
+    /// The provider hostname answered as a CNAME, when the chosen pool has one.
+    pub cname: Option<String>,
     pub ttl: u32,
     pub reason: String,
     /// Every target is down: the answer is the fallback set (alert).
@@ -368,6 +370,7 @@ impl Inner {
                 name: s.config.name.clone(),
                 policy: format!("{:?}", s.config.policy),
                 answer: decision.answer.ips.clone(),
+                cname: decision.answer.cname.clone(),
                 ttl: decision.answer.ttl,
                 reason: decision.answer.reason.clone(),
                 all_down: decision.prevented_empty,

@@ -8,7 +8,7 @@
 //! answer set within one pool removes at most `max_shrink_percent` of it per step.
 
 use crate::overrides::Force;
-use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record};
 use holdfast_config::{SteerPolicy, Steered, WhenAllDown};
 use serde::Serialize;
@@ -39,6 +39,8 @@ pub struct Group {
     pub weight: u32,
     pub a: Vec<Record>,
     pub aaaa: Vec<Record>,
+    /// A CNAME to a provider's hostname: the answer for every query type.
+    pub cname: Option<Record>,
 }
 
 /// The published decision for one name.
@@ -47,6 +49,8 @@ pub struct Answer {
     pub groups: Vec<Group>,
     pub ttl: u32,
     pub ips: Vec<IpAddr>,
+    /// The provider hostname answered as a CNAME, when the chosen pool has one.
+    pub cname: Option<String>,
     /// Why this answer: `healthy`, `failover to pool X`, `all down: last healthy set`...
     pub reason: String,
     pick: AtomicU64,
@@ -338,34 +342,71 @@ impl Steerer {
 
     fn answer(&self, ttl: u32, reason: String) -> Answer {
         let weighted = self.config.policy == SteerPolicy::Weighted;
+        let cname_of = |i: usize| self.config.cnames.get(i).cloned().flatten();
         let mut groups: Vec<Group> = Vec::new();
         let mut ips = Vec::new();
-        for (i, weight) in self.config.weights.iter().enumerate() {
+        let mut cname = None;
+        if weighted {
+            for (i, weight) in self.config.weights.iter().enumerate() {
+                let members: Vec<IpAddr> = self
+                    .current
+                    .iter()
+                    .filter(|(p, _)| *p == i)
+                    .map(|(_, ip)| *ip)
+                    .collect();
+                if !members.is_empty() {
+                    groups.push(self.group(*weight, &members, cname_of(i), ttl));
+                    ips.extend(members);
+                }
+            }
+        } else if let Some((first, _)) = self.current.first() {
+            // One group. A CNAME cannot stand beside addresses: the first pool's CNAME if it
+            // has one, else the addresses of the pools without one.
+            let host = cname_of(*first);
             let members: Vec<IpAddr> = self
                 .current
                 .iter()
-                .filter(|(p, _)| !weighted || *p == i)
+                .filter(|(p, _)| match host {
+                    Some(_) => *p == *first,
+                    None => cname_of(*p).is_none(),
+                })
                 .map(|(_, ip)| *ip)
                 .collect();
-            if members.is_empty() {
-                continue;
-            }
-            groups.push(self.group(if weighted { *weight } else { 1 }, &members, ttl));
-            ips.extend(members);
-            if !weighted {
-                break;
-            }
+            cname.clone_from(&host);
+            groups.push(self.group(1, &members, host, ttl));
+            ips = members;
+        }
+        if weighted {
+            cname = groups
+                .iter()
+                .find_map(|g| g.cname.as_ref())
+                .and_then(|r| match &r.data {
+                    RData::CNAME(c) => Some(c.0.to_string()),
+                    _ => None,
+                });
         }
         Answer {
             groups,
             ttl,
             ips,
+            cname,
             reason,
             pick: AtomicU64::new(0),
         }
     }
 
-    fn group(&self, weight: u32, ips: &[IpAddr], ttl: u32) -> Group {
+    fn group(&self, weight: u32, ips: &[IpAddr], cname: Option<String>, ttl: u32) -> Group {
+        let cname = cname
+            .and_then(|host| Name::from_ascii(host).ok())
+            .map(|target| Record::from_rdata(self.owner.clone(), ttl, RData::CNAME(CNAME(target))));
+        if cname.is_some() {
+            return Group {
+                weight,
+                a: Vec::new(),
+                aaaa: Vec::new(),
+                cname,
+            };
+        }
         let mut a = Vec::new();
         let mut aaaa = Vec::new();
         for ip in ips {
@@ -382,7 +423,12 @@ impl Steerer {
                 )),
             }
         }
-        Group { weight, a, aaaa }
+        Group {
+            weight,
+            a,
+            aaaa,
+            cname: None,
+        }
     }
 }
 
@@ -433,6 +479,7 @@ mod tests {
             hold_down: Duration::from_secs(10),
             when_all_down: WhenAllDown::LastHealthy,
             max_shrink_percent: 100,
+            cnames: vec![None; pools.len()],
         }
     }
 
@@ -490,6 +537,26 @@ mod tests {
             "forced down everywhere is still never empty"
         );
         assert!(!d.answer.ips.is_empty());
+    }
+
+    #[test]
+    fn a_pool_with_a_cname_is_answered_as_that_cname() {
+        let f = fake(&[
+            ("primary", &[("127.0.0.2", true)]),
+            ("cdn", &[("127.0.0.3", false)]),
+        ]);
+        let mut c = steered(SteerPolicy::Failover, &["primary", "cdn"]);
+        c.cnames = vec![None, Some("edge.cdn.example.".into())];
+        let d = steerer(c).tick(&f, &BTreeMap::new(), Instant::now());
+        let g = d.answer.group().unwrap();
+        assert!(g.a.is_empty());
+        assert_eq!(
+            g.cname.as_ref().map(|r| r.data.clone()),
+            Some(RData::CNAME(CNAME(
+                Name::from_ascii("edge.cdn.example.").unwrap()
+            )))
+        );
+        assert_eq!(d.answer.cname.as_deref(), Some("edge.cdn.example."));
     }
 
     #[test]

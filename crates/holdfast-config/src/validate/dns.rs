@@ -264,7 +264,9 @@ fn steered(
         100,
         errs,
     );
+    let cnames = cnames(at, s, policy, errs);
     Some(Steered {
+        cnames,
         name: name?,
         zone: zone?,
         policy,
@@ -276,6 +278,38 @@ fn steered(
         when_all_down,
         max_shrink_percent,
     })
+}
+
+/// `cname = { pool = "host.provider.example." }`, as one entry per pool.
+fn cnames(
+    at: &str,
+    s: &SteeredSpec,
+    policy: SteerPolicy,
+    errs: &mut Errors,
+) -> Vec<Option<String>> {
+    let mut out = vec![None; s.pools.len()];
+    if !s.cname.is_empty() && policy == SteerPolicy::AllHealthy {
+        errs.add(
+            format!("{at}.cname"),
+            "CNAME targets need the failover or weighted policy",
+            "all-healthy answers several pools at once, and a CNAME cannot stand beside addresses: remove cname or change the policy",
+        );
+    }
+    for (pool, host) in &s.cname {
+        let path = format!("{at}.cname.{pool}");
+        let Some(i) = s.pools.iter().position(|p| p == pool) else {
+            errs.add(
+                path,
+                format!("{pool:?} is not in this name's pools"),
+                "key cname by one of the pools listed in pools",
+            );
+            continue;
+        };
+        if let (Some(name), Some(slot)) = (dns_name(&path, host, errs), out.get_mut(i)) {
+            *slot = Some(name);
+        }
+    }
+    out
 }
 
 fn weights(at: &str, s: &SteeredSpec, policy: SteerPolicy, errs: &mut Errors) -> Vec<u32> {

@@ -47,6 +47,7 @@ fn the_interface_block_is_accepted_as_written() {
     assert_eq!((s.ttl, s.failover_ttl), (30, 10));
     assert_eq!(s.when_all_down, WhenAllDown::LastHealthy);
     assert_eq!(s.hold_down, Duration::from_secs(30));
+    assert_eq!(s.cnames, [None, None]);
     // The primary has no [pools.health]: steering gives it a TCP check; the secondary keeps its own.
     let primary = config.pools.iter().find(|p| p.name == "primary").unwrap();
     assert_eq!(primary.health.as_ref().unwrap().kind, CheckKind::Tcp);
@@ -84,6 +85,7 @@ fn each_dns_mistake_is_reported_with_its_key_path() {
             "name = \"www.example.test.\"\npolicy = \"random\"\npools = [\"primary\"]",
             "name = \"www.example.test.\"\npolicy = \"weighted\"\npools = [\"primary\", \"secondary\"]\nweights = [1]",
             "name = \"www.example.test.\"\npools = [\"primary\"]\nwhen_all_down = \"nothing\"",
+            "name = \"www.example.test.\"\npolicy = \"all-healthy\"\npools = [\"primary\", \"secondary\"]\ncname = { secondary = \"edge.cdn.example.\", nope = \"bad name\" }",
         ],
         expect![[r#"
             name = "www.example.test."
@@ -123,6 +125,12 @@ fn each_dns_mistake_is_reported_with_its_key_path() {
             pools = ["primary"]
             when_all_down = "nothing"
                 dns.steered[0].when_all_down: unknown choice "nothing" (use "last-healthy" or "all")
+            name = "www.example.test."
+            policy = "all-healthy"
+            pools = ["primary", "secondary"]
+            cname = { secondary = "edge.cdn.example.", nope = "bad name" }
+                dns.steered[0].cname: CNAME targets need the failover or weighted policy (all-healthy answers several pools at once, and a CNAME cannot stand beside addresses: remove cname or change the policy)
+                dns.steered[0].cname.nope: "nope" is not in this name's pools (key cname by one of the pools listed in pools)
         "#]],
     );
 }

@@ -175,3 +175,34 @@ fn operator_overrides_apply_and_survive_a_restart() {
     env.dns().set_override("127.0.0.2", "clear").unwrap();
     assert!(answers_with(&env, &["127.0.0.2"]));
 }
+
+#[test]
+fn a_provider_pool_is_answered_as_a_cname_for_every_type() {
+    let mut s = steered(WWW, &["primary", "cdn"]);
+    s.cnames = vec![None, Some("edge.cdn-b.example.".into())];
+    let env = Env::start(ZONE, vec![s]);
+    env.health.set("primary", &[("127.0.0.2", false)]);
+    env.health.set("cdn", &[("127.0.0.3", false)]);
+    assert!(answers_with(&env, &["127.0.0.2"]));
+    env.health.set("primary", &[("127.0.0.2", true)]);
+    assert!(eventually(Duration::from_secs(5), || {
+        let m = udp(env.addr(), WWW, RecordType::A, None);
+        m.answers.len() == 1 && m.answers[0].record_type() == RecordType::CNAME
+    }));
+    for rtype in [RecordType::A, RecordType::AAAA, RecordType::TXT] {
+        let m = udp(env.addr(), WWW, rtype, None);
+        assert_eq!(m.answers.len(), 1, "{rtype}");
+        assert_eq!(
+            m.answers[0].data,
+            hickory_proto::rr::RData::CNAME(hickory_proto::rr::rdata::CNAME(
+                hickory_proto::rr::Name::from_ascii("edge.cdn-b.example.").unwrap()
+            )),
+            "{rtype}"
+        );
+        assert_eq!(m.answers[0].ttl, 5, "the failover TTL");
+    }
+    assert_eq!(
+        env.dns().status().steered[0].cname.as_deref(),
+        Some("edge.cdn-b.example.")
+    );
+}

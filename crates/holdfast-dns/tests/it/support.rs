@@ -69,6 +69,7 @@ pub fn steered(name: &str, pools: &[&str]) -> Steered {
         hold_down: Duration::ZERO,
         when_all_down: WhenAllDown::LastHealthy,
         max_shrink_percent: 100,
+        cnames: vec![None; pools.len()],
     }
 }
 
