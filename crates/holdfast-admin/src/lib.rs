@@ -1,4 +1,6 @@
-//! The admin/status plane: `GET /health`, `GET /metrics`, `GET /status`, `POST /reload`.
+//! The admin/status plane: `GET /health`, `GET /metrics`, `GET /status`, `POST /reload`,
+//! `GET /dns/peer` (DNS peers' health votes, bearer token), `POST /dns/targets/IP/ACTION`
+//! (operator overrides of steered targets).
 //! It runs on its own thread and runtime, bound to its own address, so it keeps answering
 //! when the data path is saturated or broken. It knows nothing of the proxy: it asks a
 //! `Backend` for answers.

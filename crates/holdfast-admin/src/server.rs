@@ -28,6 +28,22 @@ pub trait Backend: Send + Sync + 'static {
     fn force_artifact(&self, name: &str) -> Result<serde_json::Value, (u16, String)>;
     /// Purge the cache of every cached route.
     fn purge_cache(&self, purge: &PurgeRequest) -> Result<serde_json::Value, (u16, String)>;
+    /// `GET /dns/peer`: this instance's own view of the steered targets' health, for DNS
+    /// peers (quorum); `authorization` is the request's `Authorization` header. The default
+    /// (no DNS server): 404.
+    fn dns_peer_view(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let _ = authorization;
+        Err((404, "no DNS server with peers here".into()))
+    }
+    /// `POST /dns/targets/IP/{up,down,drain,clear}`: an operator override of a steered
+    /// target, persisted. The default (no DNS server): 404.
+    fn dns_override(&self, target: &str, action: &str) -> Result<serde_json::Value, (u16, String)> {
+        let _ = (target, action);
+        Err((404, "no DNS server here".into()))
+    }
 }
 
 /// `POST /cache/purge?url=…|prefix=…|tag=…|all=true[&soft=true]`: exactly one target.
@@ -134,6 +150,8 @@ fn router(backend: Shared) -> Router {
         .route("/modules/{name}/{action}", post(module_switch))
         .route("/artifacts/{name}/force", post(force_artifact))
         .route("/cache/purge", post(purge_cache))
+        .route("/dns/peer", get(dns_peer))
+        .route("/dns/targets/{target}/{action}", post(dns_override))
         .with_state(backend)
 }
 
@@ -144,7 +162,8 @@ async fn index() -> Html<&'static str> {
          <li><a href=\"/health\">/health</a></li><li>POST /reload</li>\
          <li>POST /modules/NAME/disable, /enable, /clear</li>\
          <li>POST /artifacts/NAME/force</li>\
-         <li>POST /cache/purge?url=HOST/PATH | prefix=… | tag=… | all=true [&amp;soft=true]</li></ul>",
+         <li>POST /cache/purge?url=HOST/PATH | prefix=… | tag=… | all=true [&amp;soft=true]</li>\
+         <li>GET /dns/peer (bearer token)</li><li>POST /dns/targets/IP/up, /down, /drain, /clear</li></ul>",
     )
 }
 
@@ -214,6 +233,28 @@ async fn purge_cache(
 ) -> Response {
     // Purge walks the stores: off the admin runtime.
     blocking_json(move || b.purge_cache(&purge)).await
+}
+
+async fn dns_peer(State(b): State<Shared>, headers: axum::http::HeaderMap) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match b.dns_peer_view(auth) {
+        Ok(view) => (StatusCode::OK, Json(view)).into_response(),
+        Err((code, message)) => (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+            format!("{message}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn dns_override(
+    State(b): State<Shared>,
+    axum::extract::Path((target, action)): axum::extract::Path<(String, String)>,
+) -> Response {
+    // Persisting the override writes a file: off the admin runtime.
+    blocking_json(move || b.dns_override(&target, &action)).await
 }
 
 async fn blocking_json(

@@ -21,6 +21,20 @@ pub trait ArtifactKind: Send + Sync + 'static {
     /// checks (capacity, ranges, duplicates, emptiness), using the consumer's own constants.
     fn load(bytes: &[u8]) -> Result<Self::Value, Rejection>;
 
+    /// `load` for a kind whose files need a word from the config to be read (a DNS zone
+    /// file's origin): the pipeline calls this with `ArtifactOptions::context`. The default
+    /// ignores the context.
+    fn load_in(context: &str, bytes: &[u8]) -> Result<Self::Value, Rejection> {
+        let _ = context;
+        Self::load(bytes)
+    }
+
+    /// Is version `new` newer than `active`? Plain `>` by default; a kind whose versions
+    /// wrap (DNS SOA serials, RFC 1982 serial arithmetic) says so here.
+    fn is_newer(new: u64, active: u64) -> bool {
+        new > active
+    }
+
     /// The version the file declares; a file is applied only if it is newer than the active one.
     fn version(value: &Self::Value) -> u64;
 

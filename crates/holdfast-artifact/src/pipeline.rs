@@ -54,6 +54,8 @@ pub struct ArtifactOptions {
     /// For kinds with several files (IP lists, rule lists): this one's name. Its metric
     /// label, LKG file stem and `/status` name are then `<NAME>:<name>`.
     pub name: Option<String>,
+    /// Passed to `K::load_in` (a DNS zone's origin); empty for most kinds.
+    pub context: String,
 }
 
 impl ArtifactOptions {
@@ -65,6 +67,7 @@ impl ArtifactOptions {
             public_key: None,
             max_shrink_percent: DEFAULT_MAX_SHRINK_PERCENT,
             name: None,
+            context: String::new(),
         }
     }
 }
@@ -302,7 +305,7 @@ impl<K: ArtifactKind> Artifact<K> {
         memory.retain(|(k, _)| *k != key);
 
         let signature = signature.as_ref().map(|(sig, key)| (sig, *key));
-        let value = match checked::<K>(path, &bytes, signature)
+        let value = match checked::<K>(path, &bytes, signature, &self.options.context)
             .and_then(|v| self.consumer_check(&v).map(|()| v))
         {
             Ok(value) => value,
@@ -364,7 +367,7 @@ impl<K: ArtifactKind> Artifact<K> {
         forced: bool,
     ) -> Result<(), Rejection> {
         let version = K::version(value);
-        if version <= active.version {
+        if !K::is_newer(version, active.version) {
             return Err(Rejection::new(
                 Reason::NotNewer,
                 format!(
@@ -399,7 +402,10 @@ impl<K: ArtifactKind> Artifact<K> {
         Some(
             read_bounded(&lkg, K::MAX_BYTES)
                 .map_err(read_rejection::<K>)
-                .and_then(|source| checked::<K>(&lkg, &source.content, None).map(|v| (v, source)))
+                .and_then(|source| {
+                    checked::<K>(&lkg, &source.content, None, &self.options.context)
+                        .map(|v| (v, source))
+                })
                 .and_then(|(v, source)| self.consumer_check(&v).map(|()| (v, source))),
         )
     }
@@ -531,12 +537,13 @@ fn checked<K: ArtifactKind>(
     path: &Path,
     bytes: &[u8],
     signature: Option<(&Result<Vec<u8>, Rejection>, &VerifyingKey)>,
+    context: &str,
 ) -> Result<K::Value, Rejection> {
     if let Some((sig, key)) = signature {
         let sig = sig.as_ref().map_err(Clone::clone)?;
         verify(path, bytes, sig, key)?;
     }
-    match catch_unwind(AssertUnwindSafe(|| K::load(bytes))) {
+    match catch_unwind(AssertUnwindSafe(|| K::load_in(context, bytes))) {
         Ok(result) => result,
         Err(panic) => {
             let message = panic
@@ -568,5 +575,6 @@ pub fn check_file<K: ArtifactKind>(
         path,
         &source.content,
         signature.as_ref().map(|(sig, key)| (sig, *key)),
+        "",
     )
 }

@@ -18,6 +18,8 @@ pub struct Config {
     pub redis: Option<Redis>,
     /// `[[rules]]`, in file order.
     pub rules: Vec<Rule>,
+    /// `[dns]`: the authoritative DNS server; `None` when not configured.
+    pub dns: Option<Dns>,
     /// `[[ip_lists]]`, in file order.
     pub ip_lists: Vec<IpList>,
     /// `[[rule_lists]]`, in file order (their rules run in this order, after `[[rules]]`).
@@ -60,6 +62,74 @@ pub struct NamedFile {
     pub name: String,
     /// Resolved against the config file's folder.
     pub file: std::path::PathBuf,
+}
+
+/// `[dns]`: listener (UDP and TCP on one address), zones and steered names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns {
+    pub listen: SocketAddr,
+    pub zones: Vec<DnsZone>,
+    pub steered: Vec<Steered>,
+    /// Other instances' admin planes (`http://host:port`) whose checks vote with ours.
+    pub peers: Vec<String>,
+    /// Bearer token peers present (and we present) on `GET /dns/peer`.
+    pub peer_token: Option<String>,
+    /// Vantage points (this one included) that must see a target down for it to be down;
+    /// capped at the number of vantage points currently heard from.
+    pub quorum: usize,
+    pub peer_interval: Duration,
+    pub peer_timeout: Duration,
+}
+
+/// A zone: its origin (lower case, with the final dot) and its zone file (absolute).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsZone {
+    pub origin: String,
+    pub file: PathBuf,
+}
+
+/// A steered name: its answers come from `policy` over the servers of `pools`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Steered {
+    /// Lower case, with the final dot.
+    pub name: String,
+    /// Index into `Dns::zones` of the zone the name belongs to.
+    pub zone: usize,
+    pub policy: SteerPolicy,
+    /// Pool names, in order; each is a pool of `Config::pools` with active health checks.
+    pub pools: Vec<String>,
+    /// One weight per pool (`weighted`); all 1 otherwise.
+    pub weights: Vec<u32>,
+    pub ttl: u32,
+    /// TTL while the answer is not the first choice (failover, or the all-down fallback).
+    pub failover_ttl: u32,
+    /// How long a target must stay healthy before it is answered again.
+    pub hold_down: Duration,
+    pub when_all_down: WhenAllDown,
+    /// At most this share of the answer set is removed in one step.
+    pub max_shrink_percent: u32,
+    /// Per pool (same order as `pools`): a provider hostname (lower case, final dot) to
+    /// answer as a CNAME when that pool is chosen; `None`: the pool's server addresses.
+    pub cnames: Vec<Option<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SteerPolicy {
+    /// The healthy servers of the first pool that has one.
+    Failover,
+    /// One pool per answer, chosen by weight among the pools that have a healthy server.
+    Weighted,
+    /// Every healthy server of every pool (multi-value).
+    AllHealthy,
+}
+
+/// What a steered name answers when no target is healthy: never nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenAllDown {
+    /// The last set that was answered while something was healthy.
+    LastHealthy,
+    /// Every target of every pool.
+    All,
 }
 
 /// A rule (`[[rules]]`): its expression compiled at load, evaluated per request in order.

@@ -30,6 +30,7 @@ pub struct Spec {
     #[serde(default)]
     pub rule_lists: Vec<NamedFileSpec>,
     pub challenge: Option<ChallengeSpec>,
+    pub dns: Option<DnsSpec>,
 }
 
 /// `[challenge]`: the self-hosted challenge that `action = "challenge"` rules serve.
@@ -57,6 +58,49 @@ pub struct ChallengeSpec {
 pub struct NamedFileSpec {
     pub name: String,
     pub file: String,
+}
+
+/// `[dns]`: the authoritative DNS server and its steered names.
+#[derive(Debug, Deserialize)]
+pub struct DnsSpec {
+    pub listen: String,
+    #[serde(default)]
+    pub zones: Vec<DnsZoneSpec>,
+    #[serde(default)]
+    pub steered: Vec<SteeredSpec>,
+    #[serde(default)]
+    pub peers: Vec<String>,
+    pub peer_token: Option<String>,
+    pub quorum: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub peer_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub peer_timeout: Option<Duration>,
+}
+
+/// `[[dns.zones]]`: one zone served from an RFC 1035 zone file.
+#[derive(Debug, Deserialize)]
+pub struct DnsZoneSpec {
+    pub origin: String,
+    pub file: String,
+}
+
+/// `[[dns.steered]]`: a name whose A/AAAA answer is chosen from health-checked pools.
+#[derive(Debug, Deserialize)]
+pub struct SteeredSpec {
+    pub name: String,
+    pub policy: Option<String>,
+    pub pools: Vec<String>,
+    pub weights: Option<Vec<i64>>,
+    pub ttl: Option<i64>,
+    pub failover_ttl: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub hold_down: Option<Duration>,
+    pub when_all_down: Option<String>,
+    pub max_shrink_percent: Option<i64>,
+    /// Pool name → provider hostname: answer a CNAME instead of the pool's addresses.
+    #[serde(default)]
+    pub cname: BTreeMap<String, String>,
 }
 
 /// `[[rules]]`: a CEL expression and what to do when it matches.

@@ -275,6 +275,18 @@ impl State {
         })
     }
 
+    /// The servers of the pool `name` with whether the active checks hold each down (for
+    /// DNS steering, which answers with healthy servers' addresses); `None`: no such pool.
+    pub fn pool_health(&self, name: &str) -> Option<Vec<(std::net::SocketAddr, bool)>> {
+        let pool = self.pools.iter().find(|p| &*p.name == name)?;
+        Some(
+            pool.servers
+                .iter()
+                .map(|s| (s.addr, s.health.is_down()))
+                .collect(),
+        )
+    }
+
     pub fn pool_status(&self) -> Vec<PoolStatus> {
         self.pools
             .iter()

@@ -29,6 +29,8 @@ pub struct Running {
     pub http_addrs: Vec<SocketAddr>,
     pub https_addrs: Vec<SocketAddr>,
     pub admin_addr: SocketAddr,
+    /// The DNS server's address (UDP and TCP), when `[dns]` is configured.
+    pub dns_addr: Option<SocketAddr>,
     controller: Arc<Controller>,
     edge: EdgeHandle,
     admin: AdminHandle,
@@ -69,13 +71,22 @@ impl Running {
                 ));
             }
         };
+        if let Err(e) = controller.start_dns() {
+            edge.shutdown();
+            edge.join();
+            admin.shutdown();
+            controller.stop_checks();
+            return Err(e);
+        }
         *controller
             .listeners
             .lock()
             .unwrap_or_else(|p| p.into_inner()) =
             listeners_json(&edge.plain, &edge.tls, admin.addr);
         tracing::info!(http = ?edge.plain, https = ?edge.tls, admin = %admin.addr, workers, "holdfast is serving");
+        let dns_addr = controller.dns_handle().as_ref().map(|d| d.addr);
         Ok(Running {
+            dns_addr,
             http_addrs: edge.plain.clone(),
             https_addrs: edge.tls.clone(),
             admin_addr: admin.addr,
@@ -104,6 +115,9 @@ impl Running {
         self.edge.shutdown();
         self.edge.join();
         self.admin.shutdown();
+        if let Some(dns) = self.controller.dns_handle().take() {
+            dns.shutdown();
+        }
         self.controller.stop_checks();
         self.controller.access_log.sync();
         tracing::info!("holdfast stopped");

@@ -156,6 +156,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     if old.admin.listen != new.admin.listen {
         changed.push("admin.listen");
     }
+    if old.dns != new.dns {
+        changed.push("dns");
+    }
     changed
         .into_iter()
         .map(|k| format!("{k}: changed, but listeners and threads are fixed while running (restart Holdfast to apply this change)"))
@@ -204,6 +207,8 @@ pub(crate) struct Controller {
     health: HealthChecker,
     /// The modules and their artifacts, kept across reloads.
     pub(crate) modules: ModuleHost,
+    /// The DNS server, when `[dns]` is configured (set once serving).
+    pub(crate) dns: Mutex<Option<holdfast_dns::DnsHandle>>,
 }
 
 impl Controller {
@@ -298,12 +303,30 @@ impl Controller {
             listeners: Mutex::new(serde_json::Value::Null),
             health,
             modules,
+            dns: Mutex::new(None),
         })
     }
 
     /// Stop the active health checks (at shutdown).
     pub(crate) fn stop_checks(&self) {
         self.health.stop();
+    }
+
+    pub(crate) fn dns_handle(&self) -> std::sync::MutexGuard<'_, Option<holdfast_dns::DnsHandle>> {
+        self.dns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start the DNS server (if configured) on the health of the current state.
+    pub(crate) fn start_dns(&self) -> Result<(), crate::app::StartError> {
+        let config = Arc::clone(&self.states.load().config);
+        let handle = crate::dns::start(
+            &config,
+            &self.states,
+            &self.registry,
+            self.modules.artifact_metrics(),
+        )?;
+        *self.dns_handle() = handle;
+        Ok(())
     }
 
     pub(crate) fn set_serving(&self, serving: bool) {
@@ -356,6 +379,9 @@ impl Controller {
         // Artifacts are re-read whatever becomes of the config: each keeps its own
         // last-known-good.
         self.modules.reload_artifacts();
+        if let Some(dns) = self.dns_handle().as_ref() {
+            dns.reload_zones();
+        }
         let result = self.try_reload(candidate);
         let mut book = self.book();
         let outcome = match result {
@@ -439,6 +465,7 @@ impl Backend for Controller {
             "modules": modules,
             "routes": state.route_status(),
             "pools": state.pool_status(),
+            "dns": self.dns_handle().as_ref().map(|d| d.status()),
         })
     }
 
@@ -482,6 +509,26 @@ impl Backend for Controller {
         };
         let purged = self.states.load().purge_cache(&what, p.soft);
         Ok(json!({ "purged": purged, "soft": p.soft }))
+    }
+
+    fn dns_peer_view(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let dns = self.dns_handle();
+        let dns = dns
+            .as_ref()
+            .ok_or_else(|| (404, "no [dns] configured here".to_string()))?;
+        let view = dns.peer_view(authorization)?;
+        serde_json::to_value(view).map_err(|e| (500, e.to_string()))
+    }
+
+    fn dns_override(&self, target: &str, action: &str) -> Result<serde_json::Value, (u16, String)> {
+        let dns = self.dns_handle();
+        let dns = dns
+            .as_ref()
+            .ok_or_else(|| (404, "no [dns] configured here".to_string()))?;
+        dns.set_override(target, action)
     }
 
     fn registry(&self) -> &Registry {

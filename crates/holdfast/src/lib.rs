@@ -1,6 +1,6 @@
 //! The Holdfast edge as a library: wiring of config, data path and admin plane (`app`),
 //! the reload controller that owns config generations (`controller`), the modules and their
-//! artifacts across reloads (`modules`), offline validation (`check`) and the self-contained
+//! artifacts across reloads (`modules`), the DNS server's wiring (`dns`), offline validation (`check`) and the self-contained
 //! demo (`demo`). `main.rs` is only the CLI and signals.
 
 mod app;
@@ -8,6 +8,7 @@ mod challenge;
 mod check;
 mod controller;
 pub mod demo;
+mod dns;
 mod modules;
 
 pub use app::{Running, StartError};

@@ -59,7 +59,13 @@ enum Command {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOLDFAST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // hickory's server logs every DNS query at info: a line per packet is a flood (and
+        // most of the DNS server's CPU), so its crates log errors only unless asked (some of its warnings are per packet too).
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(
+                "info,hickory_server=error,hickory_proto=error,hickory_net=error",
+            )
+        });
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

@@ -854,6 +854,11 @@ impl ModuleHost {
     }
 
     /// Re-read every artifact now (`POST /reload`, `SIGHUP`).
+    /// The artifact metrics every artifact of this process shares (DNS zones too).
+    pub(crate) fn artifact_metrics(&self) -> Arc<ArtifactMetrics> {
+        Arc::clone(&self.artifact_metrics)
+    }
+
     pub(crate) fn reload_artifacts(&self) {
         if let Some(runtime) = lock(&self.bot).as_ref() {
             runtime.artifact.reload();

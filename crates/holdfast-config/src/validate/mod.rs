@@ -79,7 +79,7 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
     let admin = Admin {
         listen: admin_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9901))),
     };
-    let pools = pool::pools(&spec.pools, base_dir, &mut errs);
+    let mut pools = pool::pools(&spec.pools, base_dir, &mut errs);
     let routes = route::routes(&spec.routes, &spec.pools, base_dir, &mut errs);
     let modules = modules::modules(&spec.modules, base_dir, &mut errs);
     let redis = limits::redis(spec.redis.as_ref(), &mut errs);
@@ -96,6 +96,14 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
     );
     let challenge = challenge::challenge(spec.challenge.as_ref(), base_dir, &mut errs);
     let rules = challenge::resolve_difficulty(rules, challenge.difficulty);
+    let dns = dns::dns(
+        spec.dns.as_ref(),
+        &spec.pools,
+        &taken_addrs(&spec.edge, admin_listen),
+        base_dir,
+        &mut errs,
+    );
+    dns::default_checks(dns.as_ref(), &mut pools);
     if errs.0.is_empty() {
         Ok(Config {
             edge,
@@ -109,6 +117,7 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
             challenge,
             ip_lists,
             rule_lists,
+            dns,
         })
     } else {
         Err(errs.0)
@@ -453,8 +462,24 @@ fn check_listener_overlap(edge: &EdgeSpec, admin: Option<SocketAddr>, errs: &mut
     }
 }
 
+/// Every TCP address already taken by a data listener or the admin plane, with its key path.
+fn taken_addrs(edge: &EdgeSpec, admin: Option<SocketAddr>) -> Vec<(String, SocketAddr)> {
+    let mut all: Vec<(String, SocketAddr)> = Vec::new();
+    for (field, list) in [("listen", &edge.listen), ("tls_listen", &edge.tls_listen)] {
+        all.extend(list.iter().enumerate().filter_map(|(i, a)| {
+            Some((
+                format!("the data listener edge.{field}[{i}]"),
+                a.parse().ok()?,
+            ))
+        }));
+    }
+    all.extend(admin.map(|a| ("admin.listen".to_string(), a)));
+    all
+}
+
 mod cache;
 mod challenge;
+mod dns;
 mod ip_lists;
 mod limits;
 mod rules;

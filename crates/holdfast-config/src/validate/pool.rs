@@ -197,6 +197,17 @@ fn threshold(path: &str, value: Option<i64>, default: u32, errs: &mut Errors) ->
     u32::try_from(n).unwrap_or(default)
 }
 
+/// The check a pool named by a steered DNS name gets when it has none of its own.
+pub(super) fn default_tcp_check() -> HealthCheck {
+    HealthCheck {
+        kind: CheckKind::Tcp,
+        interval: DEFAULT_CHECK_INTERVAL,
+        timeout: DEFAULT_CHECK_TIMEOUT,
+        healthy_after: DEFAULT_HEALTHY_AFTER,
+        unhealthy_after: DEFAULT_UNHEALTHY_AFTER,
+    }
+}
+
 fn health(at: &str, h: &HealthSpec, errs: &mut Errors) -> HealthCheck {
     let interval = duration_in(
         &format!("{at}.interval"),

@@ -11,6 +11,7 @@
     clippy::indexing_slicing
 )]
 
+mod dns;
 mod docs;
 mod errors;
 mod shape;

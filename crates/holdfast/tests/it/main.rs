@@ -25,6 +25,7 @@ mod client_ip;
 mod config_lkg;
 mod conn_caps;
 mod demo;
+mod dns;
 mod failover;
 mod fallback;
 mod global_limits;
