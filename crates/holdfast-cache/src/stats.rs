@@ -1,7 +1,6 @@
 //! Counters of one route's cache, read by `/metrics` and `/status`. Plain atomics so the
 //! cache crate needs no metrics registry; the proxy exports them.
 
-use serde_like::Snapshot;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 #[derive(Debug, Default)]
@@ -54,8 +53,8 @@ impl Stats {
         self.purged.fetch_add(n, Relaxed);
     }
 
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
             hits: self.hits.load(Relaxed),
             misses: self.misses.load(Relaxed),
             stale_while_revalidate: self.stale_while_revalidate.load(Relaxed),
@@ -78,29 +77,25 @@ impl Stats {
     }
 }
 
-mod serde_like {
-    /// A copy of the counters at one moment.
-    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-    pub struct Snapshot {
-        pub hits: u64,
-        pub misses: u64,
-        pub stale_while_revalidate: u64,
-        pub stale_if_error: u64,
-        pub revalidations: u64,
-        pub not_modified: u64,
-        pub coalesced: u64,
-        pub stored: u64,
-        pub too_large: u64,
-        pub evictions: u64,
-        pub purged: u64,
-        pub invalidations: u64,
-        pub disk_hits: u64,
-        pub disk_corrupt: u64,
-        pub disk_errors: u64,
-        pub disk_evictions: u64,
-        pub disk_objects: u64,
-        pub disk_bytes: u64,
-    }
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatsSnapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub stale_while_revalidate: u64,
+    pub stale_if_error: u64,
+    pub revalidations: u64,
+    pub not_modified: u64,
+    pub coalesced: u64,
+    pub stored: u64,
+    pub too_large: u64,
+    pub evictions: u64,
+    pub purged: u64,
+    pub invalidations: u64,
+    pub disk_hits: u64,
+    pub disk_corrupt: u64,
+    pub disk_errors: u64,
+    pub disk_evictions: u64,
+    pub disk_objects: u64,
+    pub disk_bytes: u64,
 }
-
-pub use serde_like::Snapshot as StatsSnapshot;

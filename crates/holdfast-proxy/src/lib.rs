@@ -30,5 +30,5 @@ pub use modules::{
     Block, EdgeRequest, EdgeResponse, Edit, ModuleAction, RequestModule, TooMany, REQUEST_ID_MARK,
 };
 pub use server::{start, EdgeHandle, Listeners};
-pub use state::{CacheStatus, PoolStatus, RouteStatus, ServerStatus, State, StateInputs};
+pub use state::{PoolStatus, RouteCacheStatus, RouteStatus, ServerStatus, State, StateInputs};
 pub use upstream::HealthChecker;

@@ -68,63 +68,30 @@ pub struct RouteStatus {
     pub active: String,
     /// The route's cache: objects and bytes in memory, and its counters.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cache: Option<CacheStatus>,
+    pub cache: Option<RouteCacheStatus>,
 }
 
 /// A route's cache as shown on `/status`.
 #[derive(Debug, Serialize)]
-pub struct CacheStatus {
+pub struct RouteCacheStatus {
     pub memory_objects: u64,
     pub memory_bytes: u64,
     pub memory_capacity: u64,
-    pub hits: u64,
-    pub misses: u64,
-    pub stale_while_revalidate: u64,
-    pub stale_if_error: u64,
-    pub revalidations: u64,
-    pub not_modified: u64,
-    pub coalesced: u64,
-    pub stored: u64,
-    pub too_large: u64,
-    pub evictions: u64,
-    pub purged: u64,
-    pub invalidations: u64,
     /// Whether the disk tier is on (`cache.disk` set and its folder usable).
     pub disk: bool,
-    pub disk_objects: u64,
-    pub disk_bytes: u64,
-    pub disk_hits: u64,
-    pub disk_corrupt: u64,
-    pub disk_errors: u64,
-    pub disk_evictions: u64,
+    /// The counters (hits, misses, stale served, …, disk objects and bytes).
+    #[serde(flatten)]
+    pub counters: holdfast_cache::StatsSnapshot,
 }
 
-impl CacheStatus {
+impl RouteCacheStatus {
     fn of(cache: &holdfast_cache::Cache) -> Self {
-        let s = cache.stats().snapshot();
-        CacheStatus {
+        RouteCacheStatus {
             memory_objects: cache.store.objects(),
             memory_bytes: cache.store.bytes(),
             memory_capacity: cache.config.memory,
-            hits: s.hits,
-            misses: s.misses,
-            stale_while_revalidate: s.stale_while_revalidate,
-            stale_if_error: s.stale_if_error,
-            revalidations: s.revalidations,
-            not_modified: s.not_modified,
-            coalesced: s.coalesced,
-            stored: s.stored,
-            too_large: s.too_large,
-            evictions: s.evictions,
-            purged: s.purged,
-            invalidations: s.invalidations,
             disk: cache.store.disk.is_some(),
-            disk_objects: s.disk_objects,
-            disk_bytes: s.disk_bytes,
-            disk_hits: s.disk_hits,
-            disk_corrupt: s.disk_corrupt,
-            disk_errors: s.disk_errors,
-            disk_evictions: s.disk_evictions,
+            counters: cache.stats().snapshot(),
         }
     }
 }
@@ -309,7 +276,7 @@ impl State {
                 pools: r.chain.pools.iter().map(|p| p.name.to_string()).collect(),
                 fallback: r.chain.fallback.is_some(),
                 active: r.chain.active().to_string(),
-                cache: r.cache.as_deref().map(CacheStatus::of),
+                cache: r.cache.as_deref().map(RouteCacheStatus::of),
             })
             .collect()
     }

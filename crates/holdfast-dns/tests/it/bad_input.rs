@@ -112,7 +112,7 @@ fn the_packet_path_without_sockets_answers_good_queries_and_survives_noise() {
         let mut bytes = good.clone();
         for b in bytes.iter_mut() {
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            if seed % 7 == 0 {
+            if seed.is_multiple_of(7) {
                 *b = (seed >> 24) as u8;
             }
         }
