@@ -175,6 +175,8 @@ pub struct RuleFields {
     pub ja4h: bool,
     /// `bot.score`: the bot module then runs before the rules.
     pub bot: bool,
+    /// `client.rate`: the rules module then counts each request per client address.
+    pub rate: bool,
 }
 
 impl RuleFields {
@@ -190,6 +192,7 @@ impl RuleFields {
             client_ip: self.client_ip || o.client_ip,
             ja4h: self.ja4h || o.ja4h,
             bot: self.bot || o.bot,
+            rate: self.rate || o.rate,
         }
     }
 }

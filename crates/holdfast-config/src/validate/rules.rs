@@ -107,8 +107,8 @@ fn rule(
                 format!("{at}.expr"),
                 e,
                 "write a CEL expression over request.method, request.path, request.host, \
-                 request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. \
-                 'request.path.startsWith(\"/wp-admin\")'",
+                 request.query, request.headers, request.cookies, request.ja4h, client.ip, \
+                 client.rate and bot.score, e.g. 'request.path.startsWith(\"/wp-admin\")'",
             );
             RuleFields::default()
         }
@@ -393,8 +393,9 @@ fn status(at: &str, status: Option<i64>, errs: &mut Errors) -> u16 {
     }
 }
 
-/// Compile-check a rule expression: it parses, names only `request` (with its fields) and
-/// `client.ip`, and calls only known functions. The answer is the request fields it reads.
+/// Compile-check a rule expression: it parses, names only `request` (with its fields),
+/// `client.ip`, `client.rate` and `bot.score`, and calls only known functions. The answer is
+/// the request fields it reads.
 pub fn check_rule_expr(source: &str) -> Result<RuleFields, String> {
     check_rule_expr_with(source, &[])
 }
@@ -465,6 +466,7 @@ fn walk(
             }
             "client" => {
                 fields.client_ip = true;
+                fields.rate = true;
                 Ok(())
             }
             "bot" => {
@@ -505,11 +507,16 @@ fn walk(
                             return Err(format!("unknown field bot.{} (known: score)", s.field));
                         }
                         "client" => {
-                            if s.field == "ip" {
-                                fields.client_ip = true;
-                                return Ok(());
+                            match s.field.as_str() {
+                                "ip" => fields.client_ip = true,
+                                "rate" => fields.rate = true,
+                                other => {
+                                    return Err(format!(
+                                        "unknown field client.{other} (known: ip, rate)"
+                                    ))
+                                }
                             }
-                            return Err(format!("unknown field client.{} (known: ip)", s.field));
+                            return Ok(());
                         }
                         _ => {}
                     }

@@ -2125,47 +2125,47 @@ fn rule_errors() {
             id = "r"
             expr = 'request.path.startsWith("/a"'
             action = "block"
-                rules[0].expr: at 1:29: Syntax error: missing ')' at '<EOF>' (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
+                rules[0].expr: at 1:29: Syntax error: missing ')' at '<EOF>' (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip, client.rate and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = 'request.pth == "/"'
             action = "block"
-                rules[0].expr: unknown field request.pth (known: method, path, host, query, headers, cookies, ja4h) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
+                rules[0].expr: unknown field request.pth (known: method, path, host, query, headers, cookies, ja4h) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip, client.rate and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = 'req.path == "/"'
             action = "block"
-                rules[0].expr: unknown variable "req" (known: request, client, bot) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
+                rules[0].expr: unknown variable "req" (known: request, client, bot) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip, client.rate and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = 'request.path.lower() == "/"'
             action = "block"
-                rules[0].expr: unknown function "lower" (known: contains, size, startsWith, endsWith, matches, string, int, uint, double, bytes, max, min, ip_in_list) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
+                rules[0].expr: unknown function "lower" (known: contains, size, startsWith, endsWith, matches, string, int, uint, double, bytes, max, min, ip_in_list) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip, client.rate and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = 'client.port == 1'
             action = "block"
-                rules[0].expr: unknown field client.port (known: ip) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
+                rules[0].expr: unknown field client.port (known: ip, rate) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip, client.rate and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = 'bot.level > 1'
             action = "block"
-                rules[0].expr: unknown field bot.level (known: score) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
+                rules[0].expr: unknown field bot.level (known: score) (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip, client.rate and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = ''
             action = "block"
-                rules[0].expr: empty expression (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
+                rules[0].expr: empty expression (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip, client.rate and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = '('
             action = "block"
-                rules[0].expr: the CEL parser could not read this expression; check its brackets and quotes (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
+                rules[0].expr: the CEL parser could not read this expression; check its brackets and quotes (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip, client.rate and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = 'request.query.matches("(a|{}")'
             action = "block"
-                rules[0].expr: matches: "(a|{}" is not a valid regex: error: repetition operator missing expression (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
+                rules[0].expr: matches: "(a|{}" is not a valid regex: error: repetition operator missing expression (write a CEL expression over request.method, request.path, request.host, request.query, request.headers, request.cookies, request.ja4h, client.ip, client.rate and bot.score, e.g. 'request.path.startsWith("/wp-admin")')
             [[rules]]
             id = "r"
             expr = 'request.path.startsWith("/protected")'

@@ -1650,6 +1650,23 @@ fn trusted_proxies_take_networks_and_addresses() {
 }
 
 #[test]
+fn client_rate_is_a_rule_variable_read_only_by_the_rules_that_name_it() {
+    let rate = |expr: &str| holdfast_config::check_rule_expr(expr).map(|f| (f.rate, f.client_ip));
+    assert_eq!(rate("client.rate > 100"), Ok((true, false)));
+    assert_eq!(rate("5 <= client.rate"), Ok((true, false)));
+    assert_eq!(
+        rate(r#"client.ip == "10.0.0.1" && client.rate >= 5"#),
+        Ok((true, true))
+    );
+    assert_eq!(rate(r#"client.ip == "10.0.0.1""#), Ok((false, true)));
+    assert_eq!(rate(r#"request.path == "/""#), Ok((false, false)));
+    assert_eq!(
+        rate("client.rates > 1"),
+        Err("unknown field client.rates (known: ip, rate)".to_string())
+    );
+}
+
+#[test]
 fn rules_as_the_issue_writes_them_and_every_key() {
     let config = accept(&format!(
         r#"{MINIMAL}

@@ -21,12 +21,15 @@ use prometheus::IntCounter;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Compiled patterns kept for `matches` (beyond this the cache starts again).
 const REGEX_CACHE: usize = 256;
 /// Compiled size limit of one `matches` pattern.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// The window `client.rate` counts over (fixed windows: the count starts again in each).
+pub const RATE_WINDOW: Duration = Duration::from_secs(1);
 
 pub use holdfast_config::RuleAction;
 
@@ -235,6 +238,13 @@ pub struct Rules {
     fields: Fields,
     /// Some rule reads `bot.score` (the host then runs the bot module first).
     reads_bot: bool,
+    /// Some rule reads `client.rate`: each request is then counted in `rate`.
+    reads_rate: bool,
+    /// Requests per client address over `rate_window`, for `client.rate`: allocated on the
+    /// first request counted (never for a rule set, or a rule list, that does not read it).
+    /// A rule list's rules read the count of the rule set that holds the list.
+    rate: OnceLock<holdfast_bot::RateTable>,
+    rate_window: Duration,
     /// The rules that apply to each route some rule names, in file order.
     by_route: HashMap<String, Box<[usize]>>,
     /// The rules that apply to any other route (those without `routes`).
@@ -363,6 +373,7 @@ impl Rules {
             });
         }
         let reads_bot = rules.iter().any(|r| r.spec.fields.bot);
+        let reads_rate = rules.iter().any(|r| r.spec.fields.rate);
         let unrouted = applicable(&rules, None);
         let by_route = rules
             .iter()
@@ -374,6 +385,9 @@ impl Rules {
             root: root_context(lists),
             fields,
             reads_bot,
+            reads_rate,
+            rate: OnceLock::new(),
+            rate_window: RATE_WINDOW,
             by_route,
             unrouted,
             lists: Vec::new(),
@@ -385,13 +399,37 @@ impl Rules {
         self.reads_bot
     }
 
+    /// Whether a rule, or a rule of a list's active version, reads `client.rate`.
+    pub fn reads_rate(&self) -> bool {
+        self.reads_rate
+            || self.lists.iter().any(|l| {
+                l.compiled
+                    .load()
+                    .as_ref()
+                    .is_some_and(|c| c.rules.reads_rate)
+            })
+    }
+
+    /// Count `client.rate` over `window` instead of [`RATE_WINDOW`] (before the first request).
+    pub fn with_rate_window(mut self, window: Duration) -> Self {
+        self.rate_window = window;
+        self
+    }
+
+    /// Count one request of `ip`: its `client.rate`.
+    fn count(&self, ip: std::net::IpAddr) -> u32 {
+        self.rate
+            .get_or_init(|| holdfast_bot::RateTable::new(self.rate_window))
+            .observe(ip, Instant::now())
+    }
+
     /// Rules that apply to `route`, in file order.
     fn for_route(&self, route: &str) -> &[usize] {
         self.by_route.get(route).unwrap_or(&self.unrouted)
     }
 
     /// The variables for one request: only the fields some rule reads.
-    fn context(&self, req: &RequestView<'_>) -> Context<'_> {
+    fn context(&self, req: &RequestView<'_>, rate: Option<u32>) -> Context<'_> {
         let f = self.fields;
         let mut ctx = self.root.new_inner_scope();
         let mut request: HashMap<Key, Value> = HashMap::new();
@@ -447,9 +485,16 @@ impl Rules {
             bot.insert("score".into(), score);
             ctx.add_variable_from_value("bot", map(bot));
         }
-        if f.client_ip {
-            let mut client: HashMap<Key, Value> = HashMap::with_capacity(1);
-            client.insert("ip".into(), s(&req.client_ip.to_string()));
+        if f.client_ip || f.rate {
+            let mut client: HashMap<Key, Value> = HashMap::with_capacity(2);
+            if f.client_ip {
+                client.insert("ip".into(), s(&req.client_ip.to_string()));
+            }
+            // Not counted (a list swapped in a reader mid-request): a missing key, the rule's
+            // error, as natively.
+            if let (true, Some(n)) = (f.rate, rate) {
+                client.insert("rate".into(), Value::Int(i64::from(n)));
+            }
             ctx.add_variable_from_value("client", map(client));
         }
         ctx
@@ -527,7 +572,9 @@ impl Module for Rules {
     const NAME: &'static str = "rules";
 
     fn decide(&self, req: &RequestView<'_>) -> Result<RuleOutcome, ModuleError> {
-        let view = native::Req::new(req);
+        // `client.rate`: counted once per request, before any rule runs.
+        let rate = self.reads_rate().then(|| self.count(req.client_ip));
+        let view = native::Req::new(req).with_rate(rate);
         // Effects of the rules that matched so far (no allocation until one has one).
         let mut edits = Effects::default();
         let mut flow = self.run(req, &view, &mut edits);
@@ -569,7 +616,7 @@ impl Rules {
             let matched = match &rule.native {
                 Some(p) => p.eval(view).ok(),
                 None => {
-                    let ctx = ctx.get_or_insert_with(|| self.context(req));
+                    let ctx = ctx.get_or_insert_with(|| self.context(req, view.rate()));
                     match rule.program.execute(ctx) {
                         Ok(Value::Bool(b)) => Some(b),
                         // Not a boolean, or failed.

@@ -45,6 +45,8 @@ pub enum Pred {
     IpIn(Field, Arc<Artifact<IpListKind>>),
     /// `bot.score` compared with an integer, or `== / != "unknown"`.
     Bot(Cmp, BotRhs),
+    /// `client.rate OP n` (an integer on either side, written with `client.rate` first).
+    Rate(Cmp, i64),
 }
 
 /// A comparison operator.
@@ -179,6 +181,15 @@ fn call(c: &CallExpr, env: &Env<'_>) -> Option<Pred> {
             };
             Some(Pred::Bot(cmp(name)?, rhs))
         }
+        (None, [a, b]) if client_rate_select(a) => match &b.expr {
+            Expr::Literal(Val::Int(n)) => Some(Pred::Rate(cmp(name)?, *n)),
+            _ => None,
+        },
+        (None, [a, b]) if client_rate_select(b) => match &a.expr {
+            // `n OP client.rate` is `client.rate OP' n`.
+            Expr::Literal(Val::Int(n)) => Some(Pred::Rate(cmp(name)?.flip(), *n)),
+            _ => None,
+        },
         (None, [a, b]) if name == op::EQUALS || name == op::NOT_EQUALS => {
             let (f, s) = match (field(a), string(b)) {
                 (Some(f), Some(s)) => (f, s),
@@ -236,6 +247,37 @@ fn bot_score_select(e: &IdedExpr) -> bool {
         && matches!(&s.operand.expr, Expr::Ident(r) if r == "bot"))
 }
 
+/// `client.rate`.
+fn client_rate_select(e: &IdedExpr) -> bool {
+    matches!(&e.expr, Expr::Select(s) if !s.test && s.field == "rate"
+        && matches!(&s.operand.expr, Expr::Ident(r) if r == "client"))
+}
+
+impl Cmp {
+    /// The operator with its operands swapped (`a < b` is `b > a`).
+    fn flip(self) -> Cmp {
+        match self {
+            Cmp::Eq => Cmp::Eq,
+            Cmp::Ne => Cmp::Ne,
+            Cmp::Lt => Cmp::Gt,
+            Cmp::Le => Cmp::Ge,
+            Cmp::Gt => Cmp::Lt,
+            Cmp::Ge => Cmp::Le,
+        }
+    }
+
+    fn on(self, n: i64, m: i64) -> bool {
+        match self {
+            Cmp::Eq => n == m,
+            Cmp::Ne => n != m,
+            Cmp::Lt => n < m,
+            Cmp::Le => n <= m,
+            Cmp::Gt => n > m,
+            Cmp::Ge => n >= m,
+        }
+    }
+}
+
 fn cmp(name: &str) -> Option<Cmp> {
     use cel_parser::ast::operators as op;
     Some(match name {
@@ -254,17 +296,7 @@ fn cmp(name: &str) -> Option<Cmp> {
 fn bot_cmp(score: super::BotScore, op: Cmp, rhs: BotRhs) -> Result<bool, EvalError> {
     use super::BotScore;
     match (score, rhs) {
-        (BotScore::Score(n), BotRhs::Int(m)) => {
-            let n = i64::from(n);
-            Ok(match op {
-                Cmp::Eq => n == m,
-                Cmp::Ne => n != m,
-                Cmp::Lt => n < m,
-                Cmp::Le => n <= m,
-                Cmp::Gt => n > m,
-                Cmp::Ge => n >= m,
-            })
-        }
+        (BotScore::Score(n), BotRhs::Int(m)) => Ok(op.on(i64::from(n), m)),
         (BotScore::Unknown, BotRhs::Unknown) => match op {
             Cmp::Eq => Ok(true),
             Cmp::Ne => Ok(false),
@@ -335,6 +367,9 @@ fn map_key(map: &IdedExpr, key: &str) -> Option<Field> {
 /// One request as the predicates read it: the host and client IP text made once, on first use.
 pub struct Req<'r, 'v> {
     view: &'r RequestView<'v>,
+    /// `client.rate`, counted once at the start of the rules' run (`None`: not counted, as
+    /// when no rule read it then; a rule reading it is then that rule's error).
+    rate: Option<u32>,
     host: OnceCell<Cow<'v, str>>,
     ip: OnceCell<IpText>,
     ja4h: OnceCell<String>,
@@ -344,10 +379,22 @@ impl<'r, 'v> Req<'r, 'v> {
     pub fn new(view: &'r RequestView<'v>) -> Self {
         Req {
             view,
+            rate: None,
             host: OnceCell::new(),
             ip: OnceCell::new(),
             ja4h: OnceCell::new(),
         }
+    }
+
+    /// With `client.rate` counted as `rate`.
+    pub fn with_rate(mut self, rate: Option<u32>) -> Self {
+        self.rate = rate;
+        self
+    }
+
+    /// `client.rate`, if counted.
+    pub fn rate(&self) -> Option<u32> {
+        self.rate
     }
 
     /// The field's value; `None` for an absent header or cookie.
@@ -376,6 +423,7 @@ impl Pred {
             Pred::Not(a) => Ok(!a.eval(req)?),
             Pred::Has(f) => Ok(req.value(f).is_some()),
             Pred::Bot(op, rhs) => bot_cmp(super::bot_score(), *op, *rhs),
+            Pred::Rate(op, n) => Ok(op.on(i64::from(req.rate.ok_or(EvalError)?), *n)),
             Pred::IpIn(Field::ClientIp, list) => in_list(list, Some(req.view.client_ip)),
             Pred::IpIn(f, list) => match req.value(f) {
                 // CEL cannot call the function on null: an error.

@@ -14,6 +14,7 @@ fn all_fields() -> Fields {
         client_ip: true,
         ja4h: true,
         bot: true,
+        rate: true,
     }
 }
 
@@ -92,7 +93,8 @@ fn every_variable_is_there() {
         "all",
         r#"request.method == "GET" && request.host == "example.com"
            && request.query == "a=1" && request.headers["user-agent"] == "curl/8"
-           && request.cookies["sid"] == "abc" && client.ip == "192.0.2.7""#,
+           && request.cookies["sid"] == "abc" && client.ip == "192.0.2.7"
+           && client.rate == 1"#,
         BLOCK,
         false,
     )]);
@@ -418,7 +420,7 @@ fn native_predicates_answer_as_cel_does() {
                 .unwrap()
                 .eval(&native::Req::new(&view))
                 .ok();
-            let cel = match r.rules[0].program.execute(&r.context(&view)) {
+            let cel = match r.rules[0].program.execute(&r.context(&view, None)) {
                 Ok(Value::Bool(b)) => Some(b),
                 _ => None,
             };
@@ -669,7 +671,7 @@ fn ip_in_list_answers_alike_natively_and_in_cel() {
                     .unwrap()
                     .eval(&native::Req::new(&view))
                     .ok();
-                let cel = match r.rules[0].program.execute(&r.context(&view)) {
+                let cel = match r.rules[0].program.execute(&r.context(&view, None)) {
                     Ok(Value::Bool(b)) => Some(b),
                     _ => None,
                 };
@@ -805,7 +807,7 @@ fn bot_score_answers_alike_natively_and_in_cel_unknown_included() {
                         .unwrap()
                         .eval(&native::Req::new(&view))
                         .ok();
-                    let cel = match r.rules[0].program.execute(&r.context(&view)) {
+                    let cel = match r.rules[0].program.execute(&r.context(&view, None)) {
                         Ok(Value::Bool(b)) => Some(b),
                         _ => None,
                     };
@@ -855,4 +857,136 @@ fn a_challenge_carries_the_effects_of_the_rules_before_it() {
             ("x-late".into(), Some("1".into()))
         ]
     );
+}
+
+#[test]
+fn client_rate_answers_alike_natively_and_in_cel() {
+    let exprs = [
+        "client.rate > 3",
+        "client.rate >= 3",
+        "client.rate < 3",
+        "client.rate <= 1",
+        "client.rate == 4",
+        "client.rate != 4",
+        "3 < client.rate",
+        "3 >= client.rate",
+        "1 == client.rate",
+        "4 != client.rate",
+        r#"request.path.startsWith("/login") && client.rate > 2"#,
+        r#"client.ip == "192.0.2.7" || client.rate <= 2"#,
+    ];
+    let map = http::HeaderMap::new();
+    for expr in exprs {
+        let mut r = rules(vec![rule("r", expr, BLOCK, false)]);
+        assert_eq!(r.rules[0].engine(), "native", "{expr}");
+        assert!(r.reads_rate(), "{expr}");
+        r.fields = all_fields();
+        for path in ["/login", "/x"] {
+            let view = RequestView {
+                method: &http::Method::GET,
+                version: http::Version::HTTP_11,
+                headers: &map,
+                path,
+                query: None,
+                client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 8)),
+                tls: false,
+                route: "main",
+            };
+            for rate in [None, Some(1), Some(2), Some(3), Some(4), Some(1000)] {
+                let native = r.rules[0]
+                    .native
+                    .as_ref()
+                    .unwrap()
+                    .eval(&native::Req::new(&view).with_rate(rate))
+                    .ok();
+                let cel = match r.rules[0].program.execute(&r.context(&view, rate)) {
+                    Ok(Value::Bool(b)) => Some(b),
+                    _ => None,
+                };
+                assert_eq!(native, cel, "{expr} with rate {rate:?} on {path}");
+            }
+        }
+    }
+    // A shape left to CEL reads the same value.
+    let r = rules(vec![rule("r", "client.rate + 0 > 3", BLOCK, false)]);
+    assert_eq!(r.rules[0].engine(), "cel");
+}
+
+/// `rule`'s fields as the config check would give them.
+fn checked(id: &str, expr: &str) -> RuleSpec {
+    RuleSpec {
+        fields: holdfast_config::check_rule_expr(expr).unwrap(),
+        ..rule(id, expr, BLOCK, false)
+    }
+}
+
+fn decide_from(r: &Rules, ip: [u8; 4]) -> RuleOutcome {
+    let map = http::HeaderMap::new();
+    let view = RequestView {
+        method: &http::Method::GET,
+        version: http::Version::HTTP_11,
+        headers: &map,
+        path: "/",
+        query: None,
+        client_ip: IpAddr::V4(Ipv4Addr::from(ip)),
+        tls: false,
+        route: "main",
+    };
+    r.decide(&view).unwrap()
+}
+
+#[test]
+fn client_rate_blocks_an_address_past_its_count_and_not_another() {
+    // An hour's window: the test cannot straddle two windows.
+    let window = std::time::Duration::from_secs(3600);
+    for expr in ["client.rate > 3", "client.rate + 0 > 3"] {
+        let r = rules(vec![checked("fast", expr)]).with_rate_window(window);
+        assert!(r.reads_rate());
+        let a = [198, 51, 100, 1];
+        let b = [198, 51, 100, 2];
+        for _ in 0..3 {
+            assert_eq!(decide_from(&r, a), RuleOutcome::Pass, "{expr}");
+        }
+        for _ in 0..3 {
+            assert_eq!(blocked_by(&decide_from(&r, a)), Some("fast"), "{expr}");
+        }
+        // Another address has its own count (a test that would fail were the count global).
+        for _ in 0..3 {
+            assert_eq!(decide_from(&r, b), RuleOutcome::Pass, "{expr}");
+        }
+        assert_eq!(blocked_by(&decide_from(&r, b)), Some("fast"), "{expr}");
+        assert_eq!(r.rules[0].errors(), 0, "{expr}");
+    }
+}
+
+#[test]
+fn client_rate_counts_once_per_request_and_only_when_read() {
+    let window = std::time::Duration::from_secs(3600);
+    // Three rules read it: each request still counts once (the 4th request is the first
+    // with a rate above 3, for every rule).
+    let r = rules(vec![
+        RuleSpec {
+            action: RuleAction::Log,
+            ..checked("a", "client.rate > 3")
+        },
+        RuleSpec {
+            action: RuleAction::Log,
+            ..checked("b", "client.rate + 0 > 3")
+        },
+        checked("c", "client.rate > 3"),
+    ])
+    .with_rate_window(window);
+    let ip = [203, 0, 113, 9];
+    for _ in 0..3 {
+        assert_eq!(decide_from(&r, ip), RuleOutcome::Pass);
+    }
+    assert_eq!(blocked_by(&decide_from(&r, ip)), Some("c"));
+    assert_eq!((r.rules[0].hits(), r.rules[1].hits()), (1, 1));
+    // No rule reads it: no table, nothing counted.
+    let r = rules(vec![checked("p", r#"request.path == "/x""#)]);
+    assert!(!r.reads_rate());
+    for _ in 0..5 {
+        assert_eq!(decide_from(&r, ip), RuleOutcome::Pass);
+    }
+    assert!(r.rate.get().is_none());
 }

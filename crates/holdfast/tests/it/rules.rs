@@ -2,7 +2,8 @@
 //! `/wp-admin/x`, `/other` passes), a configurable block status, `log` mode (counted, not
 //! acted on), `allow` before `block`, route scoping, a rule that fails at run time (a miss
 //! plus an error count, never a 5xx), the kill switch, `/status` and `/metrics`, and the
-//! 2 Jul 2019 pattern on a long input (it completes: `matches` is linear time).
+//! 2 Jul 2019 pattern on a long input (it completes: `matches` is linear time), and
+//! `client.rate` blocking a client past its count.
 
 use crate::support::*;
 
@@ -761,4 +762,45 @@ value = "1"
     assert_eq!(fetch(&edge, "/login").await.status, 200);
     let seen = origin.seen.lock().unwrap();
     assert_eq!(seen[0].headers.get("x-unscored").unwrap(), "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_rate_blocks_a_client_past_five_requests_a_second() {
+    let origin = Origin::text("hello").await;
+    let edge = edge_with(
+        &origin,
+        r#"
+[[rules]]
+id = "too-fast"
+expr = "client.rate > 5"
+action = "block"
+"#,
+        BASIC_POOL,
+    );
+    // Back to back from 127.0.0.1. The window is a fixed second: the first five are at most
+    // the 5th of their window (pass); of 30, some window holds a 6th (blocked) unless the
+    // machine takes more than ~5 s for them, far beyond a loopback request's time.
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(fetch(&edge, "/").await.status);
+    }
+    assert!(
+        statuses.iter().take(5).all(|s| *s == 200),
+        "the first five pass: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 403),
+        "{statuses:?}"
+    );
+    let blocked = statuses.iter().filter(|s| **s == 403).count();
+    assert!(
+        blocked >= 1,
+        "a 6th request in a second is blocked: {statuses:?}"
+    );
+    let metrics = edge.metrics().await;
+    assert_eq!(
+        hits(&metrics, "too-fast", "block", "enforce"),
+        f64::from(u32::try_from(blocked).unwrap_or(u32::MAX)),
+        "{metrics}"
+    );
 }
