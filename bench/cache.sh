@@ -7,7 +7,8 @@
 #   zipf   a mixed workload: Zipf-distributed keys (/1k?k=N over ZIPF_KEYS keys, exponent
 #          ZIPF_S) with the same memory budget MEMORY for every cache (Holdfast
 #          cache.memory, nginx proxy_cache max_size, Varnish -s malloc), each started cold
-#          and sent the same ZIPF_REQUESTS requests (at most ZIPF_DURATION s); reports hit
+#          and sent the same ZIPF_REQUESTS requests (at most ZIPF_DURATION s: wrk runs that
+#          long even when the script stops earlier); reports hit
 #          ratio and origin requests (= misses) per target.
 #
 # usage: bench/cache.sh [--no-build]
