@@ -390,6 +390,34 @@ mod tests {
         );
     }
 
+    /// Issue 7's flood: one million distinct client addresses, all in one instant (nothing
+    /// goes stale, so only rotation can bound the table). Keys and memory stay bounded the
+    /// whole time, and every new address gets its burst (the flood costs no one a 429).
+    #[test]
+    fn a_million_distinct_client_ips_keep_the_key_table_bounded() {
+        let clock = FakeRelativeClock::default();
+        let mut spec = LimitSpec::new("flood", LimitKey::ClientIp, 5, Duration::from_secs(1));
+        spec.max_keys = 10_000;
+        let l = Limiter::with_clock(spec, clock);
+        let (mut peak_keys, mut peak_bytes) = (0, 0);
+        for i in 0..1_000_000u32 {
+            let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            assert!(!l.check_key(super::super::key::client_ip(ip)).is_deny());
+            if i % 997 == 0 {
+                peak_keys = peak_keys.max(l.keys());
+                peak_bytes = peak_bytes.max(l.memory_bytes());
+            }
+        }
+        peak_keys = peak_keys.max(l.keys());
+        peak_bytes = peak_bytes.max(l.memory_bytes());
+        // Two generations of at most max_keys (+ the sweep slack) each.
+        let bound = 2 * (10_000 + crate::limit::store::SWEEP_SLACK);
+        assert!(peak_keys <= bound, "{peak_keys} keys");
+        // A few hundred KiB for 10 000 keys, not the ~40 MB a million would take.
+        assert!(peak_bytes < 4 << 20, "{peak_bytes} bytes");
+        assert!(l.rotations() >= 1_000_000 / 20_000, "{}", l.rotations());
+    }
+
     #[test]
     fn limiter_is_send_and_sync() {
         fn check<T: Send + Sync>() {}
