@@ -99,12 +99,8 @@ impl Handler {
         let counted = &self.0.metrics.cache;
         if let Some(hit) = cache.get(&key).map(|e| Arc::clone(e.value())) {
             counted.with_label_values(&["hit"]).inc();
-            let mut edns_out = Edns::new();
-            let edns = request.edns.as_ref().map(|e| {
-                edns_out.set_max_payload(e.max_payload().max(512));
-                edns_out.set_version(0);
-                &edns_out
-            });
+            let edns_out = answer_edns(request);
+            let edns = edns_out.as_ref();
             let mut meta = Metadata::response_from_request(&request.metadata);
             meta.authoritative = hit.authoritative;
             meta.response_code = ResponseCode::NoError;
@@ -155,12 +151,8 @@ impl Handler {
             return None;
         }
         let entry = self.0.steered.load().get(query.name()).cloned()?;
-        let mut edns_out = Edns::new();
-        let edns = request.edns.as_ref().map(|e| {
-            edns_out.set_max_payload(e.max_payload().max(512));
-            edns_out.set_version(0);
-            &edns_out
-        });
+        let edns_out = answer_edns(request);
+        let edns = edns_out.as_ref();
         let mut meta = Metadata::response_from_request(&request.metadata);
         meta.authoritative = true;
         meta.recursion_available = false;
@@ -320,4 +312,15 @@ fn type_label(t: RecordType) -> &'static str {
         RecordType::HTTPS => "HTTPS",
         _ => "other",
     }
+}
+
+/// Our EDNS(0) for an answer to a request that carried EDNS: version 0, the client's payload
+/// size (at least 512 bytes). `None` without EDNS in the request.
+fn answer_edns(request: &Request) -> Option<Edns> {
+    request.edns.as_ref().map(|e| {
+        let mut out = Edns::new();
+        out.set_max_payload(e.max_payload().max(512));
+        out.set_version(0);
+        out
+    })
 }

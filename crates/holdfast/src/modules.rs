@@ -887,48 +887,48 @@ impl ModuleHost {
                 .set_override(o)
                 .ok_or_else(|| (404, format!("module {name:?} has no kill switch")));
         }
-        if name == "limits" {
-            let limits = lock(&self.limits);
-            let Some(runtime) = limits.as_ref() else {
-                return Err((404, "no [[limits]] are configured".to_string()));
-            };
-            runtime.slot.set_override(o);
-            tracing::warn!(module = name, state = o.as_str(), "operator override");
-            let status = serde_json::to_value(runtime.slot.status()).unwrap_or_default();
-            drop(limits);
-            return self.persist_override(name, o, status);
-        }
-        if name == "challenge" {
-            let Some(runtime) = lock(&self.challenge).clone() else {
-                return Err((404, "no rule has action = \"challenge\"".to_string()));
-            };
-            runtime.slot.set_override(o);
-            tracing::warn!(module = name, state = o.as_str(), "operator override");
-            let status = serde_json::to_value(runtime.slot.status()).unwrap_or_default();
-            return self.persist_override(name, o, status);
-        }
-        if name == "rules" {
-            let rules = lock(&self.rules);
-            let Some(runtime) = rules.as_ref() else {
-                return Err((404, "no [[rules]] are configured".to_string()));
-            };
-            runtime.slot.set_override(o);
-            tracing::warn!(module = name, state = o.as_str(), "operator override");
-            let status = serde_json::to_value(runtime.slot.status()).unwrap_or_default();
-            drop(rules);
-            return self.persist_override(name, o, status);
-        }
-        let slot = match (name, bot.as_ref()) {
-            ("bot", Some(runtime)) => &runtime.slot,
-            _ => {
-                return Err((
-                    404,
-                    format!(
-                        "no module {name:?} is configured (configured: {:?})",
-                        self.names(bot.as_ref())
-                    ),
-                ))
+        match name {
+            "limits" => {
+                let slot = lock(&self.limits).as_ref().map(|r| Arc::clone(&r.slot));
+                self.switch(name, slot.as_deref(), "no [[limits]] are configured", o)
             }
+            "challenge" => {
+                let slot = lock(&self.challenge).as_ref().map(|r| Arc::clone(&r.slot));
+                self.switch(
+                    name,
+                    slot.as_deref(),
+                    "no rule has action = \"challenge\"",
+                    o,
+                )
+            }
+            "rules" => {
+                let slot = lock(&self.rules).as_ref().map(|r| Arc::clone(&r.slot));
+                self.switch(name, slot.as_deref(), "no [[rules]] are configured", o)
+            }
+            "bot" if bot.is_some() => {
+                let slot = bot.as_ref().map(|r| Arc::clone(&r.slot));
+                self.switch(name, slot.as_deref(), "", o)
+            }
+            _ => Err((
+                404,
+                format!(
+                    "no module {name:?} is configured (configured: {:?})",
+                    self.names(bot.as_ref())
+                ),
+            )),
+        }
+    }
+
+    /// Apply an operator override to a configured module's slot, log it and keep it.
+    fn switch<M: holdfast_modules::Module>(
+        &self,
+        name: &str,
+        slot: Option<&ModuleSlot<M>>,
+        missing: &str,
+        o: Override,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let Some(slot) = slot else {
+            return Err((404, missing.to_string()));
         };
         slot.set_override(o);
         tracing::warn!(module = name, state = o.as_str(), "operator override");
