@@ -33,24 +33,6 @@ fn limit(name: &str, key: &str, requests: u32, per: &str, extra: &str) -> String
     )
 }
 
-/// The pools and routes of an edge with two routes to one pool "primary" of `{origin}`:
-/// "api" for `/api/`, then "all" for everything else.
-const TWO_ROUTES: &str = r#"
-[[pools]]
-name = "primary"
-servers = ["{origin}"]
-
-[[routes]]
-name = "api"
-match = { path_prefix = "/api/" }
-pool = "primary"
-
-[[routes]]
-name = "all"
-match = { path_prefix = "/" }
-pool = "primary"
-"#;
-
 /// An edge with `limits`, then `routes` (`BASIC_POOL` or `TWO_ROUTES`) to `origin`.
 fn edge_with(origin: &Origin, limits: &str, routes: &str) -> Edge {
     Edge::start(&template(limits, routes), &origin_var(origin))

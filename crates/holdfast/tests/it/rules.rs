@@ -15,23 +15,6 @@ expr = 'request.path.startsWith("/wp-admin")'     # CEL
 action = "block"
 "#;
 
-/// Two routes to one pool: "api" for `/api/`, then "all".
-const TWO_ROUTES: &str = r#"
-[[pools]]
-name = "primary"
-servers = ["{origin}"]
-
-[[routes]]
-name = "api"
-match = { path_prefix = "/api/" }
-pool = "primary"
-
-[[routes]]
-name = "all"
-match = { path_prefix = "/" }
-pool = "primary"
-"#;
-
 fn edge_with(origin: &Origin, rules: &str, routes: &str) -> Edge {
     Edge::start(
         &edge_config(2, &format!("{rules}{routes}")),

@@ -370,6 +370,24 @@ pub fn basic() -> String {
     edge_config(2, BASIC_POOL)
 }
 
+/// Two routes to one pool "primary" of `{origin}`: "api" for `/api/`, then "all" for
+/// everything else.
+pub const TWO_ROUTES: &str = r#"
+[[pools]]
+name = "primary"
+servers = ["{origin}"]
+
+[[routes]]
+name = "api"
+match = { path_prefix = "/api/" }
+pool = "primary"
+
+[[routes]]
+name = "all"
+match = { path_prefix = "/" }
+pool = "primary"
+"#;
+
 /// The pools and routes of `basic`.
 pub const BASIC_POOL: &str = r#"
 [[pools]]
