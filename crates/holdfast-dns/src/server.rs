@@ -368,7 +368,7 @@ impl Inner {
                 .and_then(|z| z.current().as_ref().map(|a| negative_soa(&a.value.soa)));
             status.push(SteeredStatus {
                 name: s.config.name.clone(),
-                policy: format!("{:?}", s.config.policy),
+                policy: s.config.policy.name().to_string(),
                 answer: decision.answer.ips.clone(),
                 cname: decision.answer.cname.clone(),
                 ttl: decision.answer.ttl,

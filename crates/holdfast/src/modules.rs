@@ -5,7 +5,7 @@
 
 use crate::challenge::{ChallengeMetrics, ChallengeRuntime};
 use holdfast_artifact::{Artifact, ArtifactMetrics, ArtifactOptions, Watcher};
-use holdfast_bot::{unknown_header, BotFeatures, BotModule, SCORE_HEADER};
+use holdfast_bot::{unknown_header, BotFeatures, BotModule, Ja4h, SCORE_HEADER};
 use holdfast_config::{Config, ConfigError};
 use holdfast_modules::{
     BreakerSettings, FailPolicy, ModuleMetrics, ModuleSettings, ModuleSlot, Override, RequestView,
@@ -396,6 +396,7 @@ impl ModuleHost {
                 let current = lock(&self.bot);
                 let same_artifact = current.as_ref().is_some_and(|r| {
                     r.config.features == c.features
+                        && r.config.ja4h == c.ja4h
                         && r.config.public_key == c.public_key
                         && r.config.max_shrink_percent == c.max_shrink_percent
                         && r.state_dir == state_dir
@@ -758,7 +759,11 @@ impl ModuleHost {
         // answers `unknown` until a good file arrives (its fail policy).
         artifact.start();
         let slot = Arc::new(ModuleSlot::new(
-            BotModule::new(Arc::clone(&artifact)),
+            BotModule::new(Arc::clone(&artifact)).with_ja4h(if c.ja4h {
+                Ja4h::On
+            } else {
+                Ja4h::Off
+            }),
             settings(c),
             &self.module_metrics,
         ));

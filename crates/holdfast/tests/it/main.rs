@@ -26,6 +26,7 @@ mod config_lkg;
 mod conn_caps;
 mod demo;
 mod dns;
+mod docs_examples;
 mod failover;
 mod fallback;
 mod global_limits;
