@@ -31,4 +31,4 @@ pub use modules::{
 };
 pub use server::{start, EdgeHandle, Listeners};
 pub use state::{PoolStatus, RouteCacheStatus, RouteStatus, ServerStatus, State, StateInputs};
-pub use upstream::HealthChecker;
+pub use upstream::{CheckTargets, HealthChecker};

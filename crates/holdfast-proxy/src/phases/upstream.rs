@@ -7,7 +7,7 @@
 use super::exchange::{
     closed_without_answer, copy_request, exchange, is_upgrade, tunnel, Exchanged,
 };
-use crate::body::{BodyError, Hold, RequestBody, ResponseBody, Upload};
+use crate::body::{BodyError, RequestBody, ResponseBody, Upload};
 use crate::ctx::RequestCtx;
 use crate::error::{with_causes, ProxyError, Side};
 use crate::phases::headers::{self, RequestRewrite};
@@ -60,7 +60,7 @@ pub(crate) async fn forward(
         ctx,
     )
     .await;
-    let (server, (mut resp, release), in_flight) = match sent {
+    let (server, (mut resp, conn), in_flight) = match sent {
         Ok(sent) => sent,
         // The chain failed on the origin side: the operator's page rather than the edge's.
         Err(e) if e.side() == Side::Origin && route.chain.fallback.is_some() => {
@@ -79,11 +79,10 @@ pub(crate) async fn forward(
     }
     let (mut parts, body) = resp.into_parts();
     headers::rewrite_response(&mut parts, route);
-    let hold = Hold {
-        _slot: slot,
-        _in_flight: Some(in_flight),
+    let Some(lease) = in_flight.into_lease(conn, slot) else {
+        return Err(no_servers());
     };
-    let body = ResponseBody::upstream(body, release, route.timeouts.read, deadline, hold);
+    let body = ResponseBody::upstream(body, lease, route.timeouts.read, deadline);
     Ok(Response::from_parts(parts, body))
 }
 

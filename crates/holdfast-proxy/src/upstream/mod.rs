@@ -4,15 +4,16 @@
 
 mod balance;
 mod chain;
+mod checker;
 mod connect;
 mod health;
 mod pool;
 
 pub(crate) use balance::{stable_hash, Balancer};
 pub(crate) use chain::{Chain, FallbackRt, Target};
+pub use checker::{CheckTargets, HealthChecker};
 pub(crate) use connect::{connect, set_target};
-pub use health::HealthChecker;
 pub(crate) use pool::{
-    set_worker_slot, Admission, Conn, InFlight, Picked, Pool, PoolParts, Release, RetryBudget,
-    Server, UpstreamTls,
+    set_worker_slot, Admission, Conn, InFlight, Picked, Pool, PoolParts, RetryBudget, Server,
+    UpstreamTls,
 };

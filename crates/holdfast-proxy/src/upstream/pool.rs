@@ -4,7 +4,7 @@
 
 use super::health::{Checked, HealthState};
 use super::Balancer;
-use crate::body::RequestBody;
+use crate::body::{OriginHook, OriginLease, RequestBody};
 use crate::metrics::{PoolMetrics, ServerMetrics};
 use holdfast_config::{HealthCheck, Outlier, Overload, RetryPolicy};
 use std::borrow::Cow;
@@ -368,8 +368,9 @@ pub(crate) fn now_nanos() -> u64 {
     u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Counts a request in flight to a server until dropped (with the response body).
-pub(crate) struct InFlight(Arc<Server>);
+/// Counts a request in flight to a server until dropped, or until the response body it was
+/// handed to ends (`into_lease`).
+pub(crate) struct InFlight(Option<Arc<Server>>);
 
 impl InFlight {
     /// Count a request in, unless the server already has `cap` in flight.
@@ -387,13 +388,42 @@ impl InFlight {
                     .ok()?;
             }
         }
-        Some(InFlight(Arc::clone(server)))
+        Some(InFlight(Some(Arc::clone(server))))
+    }
+
+    /// Hand the count to a response body: it ends with the body (`OriginHook::done`), which
+    /// also gives `conn` back to the server's idle list if the whole body arrived.
+    pub fn into_lease(
+        mut self,
+        conn: Option<http1::SendRequest<RequestBody>>,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Option<OriginLease> {
+        let server: Arc<dyn OriginHook> = self.0.take()?;
+        Some(OriginLease {
+            hook: server,
+            conn,
+            _slot: slot,
+        })
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(server) = self.0.take() {
+            server.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A response body from this server ended: its connection goes back to the idle list, and
+/// the request leaves the in-flight count.
+impl OriginHook for Server {
+    fn reuse(&self, conn: http1::SendRequest<RequestBody>) {
+        self.put_idle(conn);
+    }
+
+    fn done(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -445,15 +475,14 @@ pub(crate) enum Conn {
     H2(http2::SendRequest<RequestBody>),
 }
 
-/// Hands an HTTP/1.1 connection back to its server's idle list once the response body ended.
-pub(crate) struct Release {
-    server: Arc<Server>,
-    sender: http1::SendRequest<RequestBody>,
-}
-
-impl Release {
-    pub fn release(self) {
-        self.server.put_idle(self.sender);
+impl Conn {
+    /// The connection to hand back once the response body is whole: HTTP/1.1 only (an
+    /// HTTP/2 connection stays shared in its worker's slot).
+    pub fn reusable(self) -> Option<http1::SendRequest<RequestBody>> {
+        match self {
+            Conn::H1(sender) => Some(sender),
+            Conn::H2(_) => None,
+        }
     }
 }
 
@@ -537,16 +566,6 @@ impl Server {
                     since: Instant::now(),
                 });
             }
-        }
-    }
-
-    pub fn release_for(self: &Arc<Self>, conn: Conn) -> Option<Release> {
-        match conn {
-            Conn::H1(sender) => Some(Release {
-                server: Arc::clone(self),
-                sender,
-            }),
-            Conn::H2(_) => None,
         }
     }
 
