@@ -4,8 +4,10 @@
 //! of a changed verdict. It knows a generation only as its `CheckTargets` (the pools).
 
 use super::connect::{connect, set_target};
+use super::conns::Conn;
 use super::health::{CheckResult, Checked};
-use super::pool::{Conn, Pool, Server};
+use super::pool::Pool;
+use super::server::Server;
 use crate::body::RequestBody;
 use holdfast_config::{CheckKind, HealthCheck};
 use http::{header, Request};

@@ -6,7 +6,7 @@
 //! a pool. `unhealthy_after` failures in a row turn it `Down`, `healthy_after` passes in a row
 //! turn a down server `Up`; alternating results inside the thresholds change nothing.
 
-use super::pool::lock;
+use holdfast_common::lock;
 use holdfast_config::HealthCheck;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
