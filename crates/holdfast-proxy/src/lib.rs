@@ -24,6 +24,7 @@ mod tls;
 mod upstream;
 
 pub use access_log::{AccessLogTarget, AccessLogWriter};
+pub use ctx::wants_json;
 pub use holdfast_cache::Purge;
 pub use metrics::Metrics;
 pub use modules::{

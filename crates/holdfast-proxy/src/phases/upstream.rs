@@ -271,12 +271,7 @@ async fn request_body(
     };
     let retry = &pool.retry;
     let may_resend = retry.non_idempotent || parts.method.is_idempotent();
-    let length = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let small = length.is_some_and(|n| n <= retry.buffer_body);
+    let small = headers::content_length(&parts.headers).is_some_and(|n| n <= retry.buffer_body);
     if retry.attempts == 0 || retry.buffer_body == 0 || !may_resend || upgrade || !small {
         return Ok(client);
     }
