@@ -124,7 +124,7 @@ impl Handler {
         let info = catalog
             .handle_request::<Recorder<R>, T>(request, recorder.clone())
             .await;
-        let kept = crate::steer::lock(&recorder.kept).take();
+        let kept = holdfast_common::lock(&recorder.kept).take();
         if let Some(answer) = kept {
             if info.response_code == ResponseCode::NoError && cache.len() < MAX_CACHED {
                 cache.insert(key, Arc::new(answer));
@@ -273,7 +273,7 @@ impl<R: ResponseHandler> ResponseHandler for Recorder<R> {
             );
             self.inner.send_response(out).await
         };
-        *crate::steer::lock(&self.kept) = Some(answer);
+        *holdfast_common::lock(&self.kept) = Some(answer);
         sent
     }
 }

@@ -24,6 +24,7 @@ mod tls;
 mod upstream;
 
 pub use access_log::{AccessLogTarget, AccessLogWriter};
+pub use ctx::wants_json;
 pub use holdfast_cache::Purge;
 pub use metrics::Metrics;
 pub use modules::{
@@ -31,4 +32,4 @@ pub use modules::{
 };
 pub use server::{start, EdgeHandle, Listeners};
 pub use state::{PoolStatus, RouteCacheStatus, RouteStatus, ServerStatus, State, StateInputs};
-pub use upstream::HealthChecker;
+pub use upstream::{CheckTargets, HealthChecker};

@@ -6,7 +6,8 @@
 use crate::access_log::AccessLogWriter;
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::upstream::{
-    Admission, Balancer, Chain, FallbackRt, Pool, PoolParts, RetryBudget, Server, UpstreamTls,
+    Admission, Balancer, Chain, CheckTargets, FallbackRt, Pool, PoolParts, RetryBudget, Server,
+    UpstreamTls,
 };
 use holdfast_config::{Config, ConfigError, HeaderOps, HostMatch, ServerAddr, Timeouts};
 use serde::Serialize;
@@ -319,6 +320,13 @@ impl State {
 
     pub fn has_tls(&self) -> bool {
         self.tls.is_some()
+    }
+}
+
+/// The health checker follows a generation's pools.
+impl From<&Arc<State>> for CheckTargets {
+    fn from(state: &Arc<State>) -> Self {
+        CheckTargets::new(&state.pools)
     }
 }
 

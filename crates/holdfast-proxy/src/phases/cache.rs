@@ -9,7 +9,7 @@
 use crate::body::{ResponseBody, Tap};
 use crate::ctx::{CacheResult, RequestCtx};
 use crate::error::ProxyError;
-use crate::phases::upstream;
+use crate::phases::{headers, upstream};
 use crate::state::{RouteRt, State};
 use bytes::{Bytes, BytesMut};
 use holdfast_cache::store::{self, FillLock};
@@ -313,11 +313,7 @@ impl Fetch<'_> {
             }
         };
         let max = cache.config.max_object_size;
-        let length = resp
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let length = headers::content_length(resp.headers());
         if length.is_some_and(|n| n > max) {
             cache.stats().count_too_large();
             status.detail = Some("too-large");

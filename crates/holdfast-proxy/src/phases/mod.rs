@@ -3,8 +3,9 @@
 //! pool), `limits` (refuse what must not reach an origin), `modules` (per-request decision
 //! modules: headers for the origin, a denial or their own page), `cache` (on cached routes:
 //! answer from the store, or forward and store), `upstream` (forward along the
-//! route's failover chain with retries; one exchange with one server is `exchange`'s; proxy
-//! header rules are `headers`'), and `respond` (pages the edge makes itself).
+//! route's failover chain; the walk of attempts and retries is `retry`'s `RetryPlan`, one
+//! exchange with one server is `exchange`'s; proxy header rules are `headers`'), and
+//! `respond` (pages the edge makes itself).
 
 pub(crate) mod cache;
 pub(crate) mod exchange;
@@ -13,5 +14,6 @@ pub(crate) mod limits;
 pub(crate) mod modules;
 pub(crate) mod reserved;
 pub(crate) mod respond;
+pub(crate) mod retry;
 pub(crate) mod route;
 pub(crate) mod upstream;
