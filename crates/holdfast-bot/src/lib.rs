@@ -1,6 +1,6 @@
 //! Bot scoring: request features (`features`), a JA4H-style fingerprint (`ja4h`), the client
 //! request rate (`rate`), the feature file as an artifact kind (`file::BotFeatures`), the
-//! compiled model and its score (`model`), and the scoring module (`module::BotModule`).
+//! compiled model and its score (`model`), and the scoring module (`module::BotScorer`).
 //!
 //! The feature file is untrusted input (R1): its capacity is checked against
 //! [`MAX_FEATURES`], the same constant the model is allocated with; a file that cannot be
@@ -10,6 +10,7 @@
 pub mod features;
 pub mod file;
 pub mod ja4h;
+pub mod kind;
 pub mod model;
 pub mod module;
 pub mod rate;
@@ -18,5 +19,5 @@ pub use features::{Family, Feature, FeatureName, Ja4h, RequestFeatures};
 pub use file::{BotFeatures, MAX_ABS_BIAS, MAX_ABS_WEIGHT};
 pub use ja4h::{ja4h, Ja4hA};
 pub use model::{unknown_header, Full, Model, ModelBuilder, Score, MAX_FEATURES, SCORE_HEADER};
-pub use module::{BotModule, FixedModel, ModelSource};
+pub use module::{BotScorer, FixedModel, ModelSource};
 pub use rate::{RateTable, DEFAULT_WINDOW, RATE_SLOTS};

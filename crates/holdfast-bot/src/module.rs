@@ -47,16 +47,16 @@ impl<S: ModelSource> ModelSource for Arc<S> {
 }
 
 /// Bot scoring as a [`Module`]: `Output` is a [`Score`]; no model → `ModuleError::NoData`.
-pub struct BotModule<S> {
+pub struct BotScorer<S> {
     source: S,
     rate: RateTable,
     ja4h: Ja4h,
 }
 
-impl<S: ModelSource> BotModule<S> {
+impl<S: ModelSource> BotScorer<S> {
     /// A module counting `client_rate` over the default window (10 s).
     pub fn new(source: S) -> Self {
-        BotModule {
+        BotScorer {
             source,
             rate: RateTable::default(),
             ja4h: Ja4h::Off,
@@ -65,7 +65,7 @@ impl<S: ModelSource> BotModule<S> {
 
     /// A module counting `client_rate` over `window`.
     pub fn with_rate_window(source: S, window: Duration) -> Self {
-        BotModule {
+        BotScorer {
             source,
             rate: RateTable::new(window),
             ja4h: Ja4h::Off,
@@ -109,7 +109,7 @@ impl<S: ModelSource> BotModule<S> {
     }
 }
 
-impl<S: ModelSource> Module for BotModule<S> {
+impl<S: ModelSource> Module for BotScorer<S> {
     type Output = Score;
     const NAME: &'static str = "bot";
 
@@ -140,19 +140,19 @@ mod tests {
 
     const DEFAULT: &[u8] = include_bytes!("../../../examples/bot-features.json");
 
-    fn module() -> BotModule<FixedModel> {
+    fn module() -> BotScorer<FixedModel> {
         let model = BotFeatures::load(DEFAULT).unwrap();
-        BotModule::new(FixedModel(Some(Arc::new(model))))
+        BotScorer::new(FixedModel(Some(Arc::new(model))))
     }
 
     #[test]
     fn no_model_is_no_data() {
-        let m = BotModule::new(FixedModel(None));
+        let m = BotScorer::new(FixedModel(None));
         let h = headers(CURL);
         let get = Method::GET;
         let req = view(&get, Version::HTTP_11, &h, "/", None, false);
         assert_eq!(m.decide(&req), Err(ModuleError::NoData));
-        assert_eq!(BotModule::<FixedModel>::NAME, "bot");
+        assert_eq!(BotScorer::<FixedModel>::NAME, "bot");
     }
 
     #[test]
@@ -218,7 +218,7 @@ mod tests {
             }
         }
         let src = Arc::new(Swappable(Mutex::new(None)));
-        let m = BotModule::new(src.clone());
+        let m = BotScorer::new(src.clone());
         let get = Method::GET;
         let h = headers(CURL);
         let req = view(&get, Version::HTTP_11, &h, "/", None, false);

@@ -28,6 +28,17 @@ pub struct Config {
     pub challenge: Challenge,
 }
 
+impl Config {
+    /// The names of the routes at `indices`: module kinds compare their settings by route
+    /// names, not positions, so a reload that only moves routes keeps their state.
+    pub fn route_names(&self, indices: &[usize]) -> Vec<String> {
+        indices
+            .iter()
+            .filter_map(|i| self.routes.get(*i).map(|r| r.name.clone()))
+            .collect()
+    }
+}
+
 /// `[challenge]`: the challenge served by the edge itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {

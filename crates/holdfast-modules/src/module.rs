@@ -28,6 +28,16 @@ pub trait Module: Send + Sync + 'static {
 
     fn decide(&self, req: &RequestView<'_>) -> Result<Self::Output, ModuleError>;
 
+    /// `decide`, given what earlier modules of the same request wrote (`ModuleCtx`: the bot
+    /// score for the rules). By default `decide`.
+    fn decide_in(
+        &self,
+        req: &RequestView<'_>,
+        _ctx: &crate::ModuleCtx,
+    ) -> Result<Self::Output, ModuleError> {
+        self.decide(req)
+    }
+
     /// A key under which a decision may be reused by the `stale` fail policy (e.g. the client
     /// address); `None`: stale has nothing to reuse and acts as `open`.
     fn stale_key(&self, _req: &RequestView<'_>) -> Option<u64> {
@@ -65,6 +75,17 @@ pub enum FailPolicy {
     Closed,
     /// Reuse the last good decision for the same key; without one, as `Open`.
     Stale,
+}
+
+/// The config's fail policy (`fail_policy = "open" | "closed" | "stale"`), one to one.
+impl From<holdfast_config::FailPolicy> for FailPolicy {
+    fn from(p: holdfast_config::FailPolicy) -> Self {
+        match p {
+            holdfast_config::FailPolicy::Open => FailPolicy::Open,
+            holdfast_config::FailPolicy::Closed => FailPolicy::Closed,
+            holdfast_config::FailPolicy::Stale => FailPolicy::Stale,
+        }
+    }
 }
 
 /// The runner's answer for one request.

@@ -21,7 +21,8 @@ use crate::panic_hook::payload_str;
 use crate::report::{Kinds, PANIC_KIND, TIMEOUT_KIND};
 use crate::stale::StaleTable;
 use crate::{
-    FailPolicy, Module, ModuleError, ModuleSettings, ModuleState, Override, RequestView, Verdict,
+    FailPolicy, Module, ModuleCtx, ModuleError, ModuleSettings, ModuleState, Override, RequestView,
+    Verdict,
 };
 
 /// A module and everything the runner keeps for it. Built once per module and kept across
@@ -145,6 +146,11 @@ impl<M: Module> ModuleSlot<M> {
     /// The module's verdict for one request; never panics, never blocks beyond the module's
     /// own call. See the crate documentation for the order of checks.
     pub fn run(&self, req: &RequestView<'_>) -> Verdict<M::Output> {
+        self.run_in(req, &ModuleCtx::default())
+    }
+
+    /// `run`, with what earlier modules of the request wrote (`Module::decide_in`).
+    pub fn run_in(&self, req: &RequestView<'_>, ctx: &ModuleCtx) -> Verdict<M::Output> {
         let settings = self.settings.load();
         if !self.override_().applied_to(settings.enabled) {
             return Verdict::Unknown;
@@ -155,7 +161,7 @@ impl<M: Module> ModuleSlot<M> {
             return self.fallback(settings.fail_policy, req);
         }
         self.calls_total.inc();
-        let result = catch_unwind(AssertUnwindSafe(|| self.module.decide(req)));
+        let result = catch_unwind(AssertUnwindSafe(|| self.module.decide_in(req, ctx)));
         let end = self.clock.now();
         let elapsed = end.saturating_duration_since(start);
         let outcome = match result {

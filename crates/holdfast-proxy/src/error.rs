@@ -27,9 +27,9 @@ pub enum ProxyError {
     #[error("the request was refused by the edge's {module} module")]
     Denied { module: &'static str },
     #[error("the request was blocked by the edge's rule {:?}", .0.rule)]
-    Blocked(Box<crate::modules::Block>),
+    Blocked(Box<holdfast_modules::Block>),
     #[error("too many requests: the rate limit {:?} was passed; try again later", .0.limit)]
-    TooMany(Box<crate::modules::TooMany>),
+    TooMany(Box<holdfast_modules::TooMany>),
     #[error("the origin pool is at its concurrency limit; try again shortly")]
     Overloaded { retry_after: http::HeaderValue },
     #[error("request body is larger than the edge accepts")]

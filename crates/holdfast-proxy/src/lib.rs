@@ -12,7 +12,6 @@ mod ctx;
 mod error;
 mod h2c;
 mod metrics;
-mod modules;
 mod phases;
 mod proxy_protocol;
 mod request_id;
@@ -26,10 +25,11 @@ mod upstream;
 pub use access_log::{AccessLogTarget, AccessLogWriter};
 pub use ctx::wants_json;
 pub use holdfast_cache::Purge;
-pub use metrics::Metrics;
-pub use modules::{
+/// What the data path runs of a module; defined beside the runner in `holdfast-modules`.
+pub use holdfast_modules::{
     Block, EdgeRequest, EdgeResponse, Edit, ModuleAction, RequestModule, TooMany, REQUEST_ID_MARK,
 };
+pub use metrics::Metrics;
 pub use server::{start, EdgeHandle, Listeners};
 pub use state::{PoolStatus, RouteCacheStatus, RouteStatus, ServerStatus, State, StateInputs};
 pub use upstream::{CheckTargets, HealthChecker};

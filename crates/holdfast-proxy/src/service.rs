@@ -5,7 +5,7 @@ use crate::body::{OnComplete, ResponseBody};
 use crate::ctx::{ConnInfo, RequestCtx};
 use crate::error::ProxyError;
 use crate::phases;
-use crate::phases::modules::Next;
+use crate::phases::module_chain::AfterModules;
 use crate::state::State;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -41,10 +41,12 @@ async fn proxy(
     }
     let route = phases::route::select(state, ctx)?;
     phases::limits::check(state, &req)?;
-    let route = match phases::modules::run(state, &route.name, &req, ctx)? {
-        Next::Answered(page) => return Ok(*page),
-        Next::Forward(Some(name)) => phases::route::reroute(state, ctx, &name).unwrap_or(route),
-        Next::Forward(None) => route,
+    let route = match phases::module_chain::run(state, &route.name, &req, ctx)? {
+        AfterModules::Answered(page) => return Ok(*page),
+        AfterModules::Forward(Some(name)) => {
+            phases::route::reroute(state, ctx, &name).unwrap_or(route)
+        }
+        AfterModules::Forward(None) => route,
     };
     // Boxed: the exchange with the origin is the large part of this future, and hyper moves
     // the service future into its dispatcher on every request; one small allocation is

@@ -27,7 +27,7 @@ pub struct StateInputs {
     pub workers: usize,
     /// The per-request decision modules, in the order they run (owned by the caller, which
     /// keeps them, with their artifacts and breakers, across reloads).
-    pub modules: Vec<Arc<dyn crate::modules::RequestModule>>,
+    pub modules: Vec<Arc<dyn holdfast_modules::RequestModule>>,
     /// The generation being replaced: servers (with their idle connections and counters),
     /// retry budgets and concurrency slots carry over where their settings did not change.
     pub previous: Option<Arc<State>>,
@@ -42,7 +42,7 @@ pub struct State {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) no_route: RouteMetrics,
     pub(crate) access_log: Option<Arc<AccessLogWriter>>,
-    pub(crate) modules: Box<[Arc<dyn crate::modules::RequestModule>]>,
+    pub(crate) modules: Box<[Arc<dyn holdfast_modules::RequestModule>]>,
 }
 
 pub(crate) struct RouteRt {

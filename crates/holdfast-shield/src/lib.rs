@@ -6,6 +6,7 @@
 
 pub mod global;
 pub mod ip_list;
+pub mod kind;
 pub mod limit;
 pub mod limits;
 pub mod rule_list;

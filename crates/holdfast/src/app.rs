@@ -100,7 +100,11 @@ impl Running {
     /// the `critical` routes' fail-open apply), or stop doing so. `false` if no challenge runs.
     #[doc(hidden)]
     pub fn fail_challenge(&self, on: bool) -> bool {
-        self.controller.modules.fail_challenge(on)
+        self.controller
+            .modules
+            .running::<holdfast_challenge::ChallengeKind>()
+            .map(|challenge| challenge.set_fault(on))
+            .is_some()
     }
 
     /// Re-read the configuration now (what `SIGHUP` and `POST /reload` do).

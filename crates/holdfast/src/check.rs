@@ -12,16 +12,13 @@ pub fn check_file(path: &Path) -> Result<(), Vec<String>> {
     let loaded = load(&source)?;
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry).map_err(|e| vec![format!("internal: {e}")])?;
-    let key_errors = loaded
-        .config
-        .modules
-        .bot
-        .as_ref()
-        .map_or(Ok(None), crate::modules::bot_public_key)
-        .err()
-        .unwrap_or_default();
-    // The challenge's key file, checked as a start would (before the config moves).
-    let loaded_challenge = Arc::clone(&loaded.config);
+    let artifact_metrics = Arc::new(
+        holdfast_artifact::ArtifactMetrics::new(&registry)
+            .map_err(|e| vec![format!("internal: {e}")])?,
+    );
+    let host = crate::registry::module_host(&registry, &artifact_metrics, Vec::new())
+        .map_err(|e| vec![format!("internal: {e}")])?;
+    let module_errors = host.plan(&loaded.config).err().unwrap_or_default();
     let built = State::build(StateInputs {
         config: loaded.config,
         generation: 0,
@@ -32,8 +29,7 @@ pub fn check_file(path: &Path) -> Result<(), Vec<String>> {
         previous: None,
     });
     let mut errors = built.err().unwrap_or_default();
-    errors.extend(key_errors);
-    errors.extend(crate::challenge::check(&loaded_challenge));
+    errors.extend(module_errors);
     if errors.is_empty() {
         return Ok(());
     }

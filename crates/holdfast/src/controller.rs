@@ -2,10 +2,11 @@
 //! builds the next `State` and swaps it in — or rejects it and keeps the active one. Reloads
 //! are serialised; the data path never waits for one. It is also the admin plane's `Backend`.
 
-use crate::modules::{ModuleHost, Prepared};
 use arc_swap::ArcSwap;
 use holdfast_admin::{Backend, ModuleSwitch, ReloadOutcome};
+use holdfast_artifact::ArtifactMetrics;
 use holdfast_config::{AccessLog, Config, Dns};
+use holdfast_modules::host::{ModuleHost, Prepared};
 use holdfast_modules::Override;
 use holdfast_proxy::{
     AccessLogTarget, AccessLogWriter, HealthChecker, Metrics, RequestModule, State, StateInputs,
@@ -246,6 +247,8 @@ pub(crate) struct Controller {
     health: HealthChecker,
     /// The modules and their artifacts, kept across reloads.
     pub(crate) modules: ModuleHost,
+    /// Shared by every artifact of the process (modules' and DNS zones').
+    artifact_metrics: Arc<ArtifactMetrics>,
     /// The DNS server, when `[dns]` is configured (set once serving).
     pub(crate) dns: Mutex<Option<holdfast_dns::DnsHandle>>,
 }
@@ -300,7 +303,10 @@ impl Controller {
                     .collect(),
             )
         };
-        let modules = ModuleHost::new(&registry, extra_modules).map_err(StartError::metrics)?;
+        let artifact_metrics =
+            Arc::new(ArtifactMetrics::new(&registry).map_err(StartError::metrics)?);
+        let modules = crate::registry::module_host(&registry, &artifact_metrics, extra_modules)
+            .map_err(StartError::metrics)?;
         let prepared = modules.prepare(&loaded.config).map_err(config_errors)?;
         let state = State::build(StateInputs {
             config: Arc::clone(&loaded.config),
@@ -308,7 +314,7 @@ impl Controller {
             metrics: Arc::clone(&metrics),
             access_log: Some(Arc::clone(&access_log)),
             workers,
-            modules: modules.modules_for(&prepared),
+            modules: prepared.chain(),
             previous: None,
         })
         .map_err(config_errors)?;
@@ -342,6 +348,7 @@ impl Controller {
             listeners: Mutex::new(serde_json::Value::Null),
             health,
             modules,
+            artifact_metrics,
             dns: Mutex::new(None),
         })
     }
@@ -362,7 +369,7 @@ impl Controller {
             &config,
             &self.states,
             &self.registry,
-            self.modules.artifact_metrics(),
+            Arc::clone(&self.artifact_metrics),
         )?;
         *self.dns_handle() = handle;
         Ok(())
@@ -397,7 +404,7 @@ impl Controller {
             metrics: Arc::clone(&self.metrics),
             access_log: Some(Arc::clone(&self.access_log)),
             workers: self.workers,
-            modules: self.modules.modules_for(&prepared),
+            modules: prepared.chain(),
             previous: Some(self.states.load_full()),
         })
         .map_err(in_file)?;
@@ -475,7 +482,7 @@ impl Backend for Controller {
 
     fn status(&self) -> serde_json::Value {
         let state = self.states.load();
-        let (artifacts, modules) = self.modules.status();
+        let modules = self.modules.status();
         let book = self.book();
         let last = book.last.as_ref().map(|l| {
             json!({
@@ -500,8 +507,8 @@ impl Backend for Controller {
             "last_reload": last,
             "listeners": *self.listeners.lock().unwrap_or_else(|p| p.into_inner()),
             "workers": self.workers,
-            "artifacts": artifacts,
-            "modules": modules,
+            "artifacts": modules.artifacts,
+            "modules": modules.modules,
             "routes": state.route_status(),
             "pools": state.pool_status(),
             "dns": self.dns_handle().as_ref().map(|d| d.status()),

@@ -1,15 +1,14 @@
 //! The Holdfast edge as a library: wiring of config, data path and admin plane (`app`),
-//! the reload controller that owns config generations (`controller`), the modules and their
-//! artifacts across reloads (`modules`), the DNS server's wiring (`dns`), offline validation (`check`) and the self-contained
+//! the reload controller that owns config generations (`controller`), the module kinds it
+//! registers with the module host (`registry`), the DNS server's wiring (`dns`), offline validation (`check`) and the self-contained
 //! demo (`demo`). `main.rs` is only the CLI and signals.
 
 mod app;
-mod challenge;
 mod check;
 mod controller;
 pub mod demo;
 mod dns;
-mod modules;
+mod registry;
 
 pub use app::{Running, StartError};
 pub use check::{check_artifact, check_file, ARTIFACT_KINDS};

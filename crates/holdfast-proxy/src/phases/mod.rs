@@ -1,6 +1,6 @@
 //! The request phases, in the order `service::handle` runs them: `reserved` (paths the
 //! edge answers itself before any route, e.g. the challenge's), `route` (which route and
-//! pool), `limits` (refuse what must not reach an origin), `modules` (per-request decision
+//! pool), `limits` (refuse what must not reach an origin), `module_chain` (per-request decision
 //! modules: headers for the origin, a denial or their own page), `cache` (on cached routes:
 //! answer from the store, or forward and store), `upstream` (forward along the
 //! route's failover chain; the walk of attempts and retries is `retry`'s `RetryPlan`, one
@@ -11,7 +11,7 @@ pub(crate) mod cache;
 pub(crate) mod exchange;
 pub(crate) mod headers;
 pub(crate) mod limits;
-pub(crate) mod modules;
+pub(crate) mod module_chain;
 pub(crate) mod reserved;
 pub(crate) mod respond;
 pub(crate) mod retry;

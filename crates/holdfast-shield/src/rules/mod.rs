@@ -16,7 +16,7 @@
 use cel_interpreter::extractors::This;
 use cel_interpreter::objects::{Key, Map};
 use cel_interpreter::{Context, ExecutionError, FunctionContext, Program, Value};
-use holdfast_modules::{Module, ModuleError, RequestView};
+use holdfast_modules::{Module, ModuleCtx, ModuleError, RequestView};
 use prometheus::IntCounter;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -33,37 +33,9 @@ pub const RATE_WINDOW: Duration = Duration::from_secs(1);
 
 pub use holdfast_config::RuleAction;
 
-/// What `bot.score` reads: the bot module's verdict for the request being decided, set by
-/// the host around the rules module's run ([`with_bot_score`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BotScore {
-    /// No score (no bot module, switched off, no model, failed open): its own value.
-    #[default]
-    Unknown,
-    /// 1 (human) to 99 (bot).
-    Score(u8),
-}
-
-thread_local! {
-    static BOT_SCORE: std::cell::Cell<BotScore> = const { std::cell::Cell::new(BotScore::Unknown) };
-}
-
-/// Run `f` (the rules module's run for one request) with `score` as `bot.score`.
-pub fn with_bot_score<T>(score: BotScore, f: impl FnOnce() -> T) -> T {
-    struct Restore(BotScore);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            BOT_SCORE.with(|c| c.set(self.0));
-        }
-    }
-    let _restore = Restore(BOT_SCORE.with(|c| c.replace(score)));
-    f()
-}
-
-/// `bot.score` for the request being decided on this thread.
-pub fn bot_score() -> BotScore {
-    BOT_SCORE.with(std::cell::Cell::get)
-}
+/// What `bot.score` reads: the bot module's verdict for the request, which the bot module
+/// writes in the request's `ModuleCtx` when it runs before the rules.
+pub use holdfast_modules::BotScore;
 
 /// The configured IP lists by name, as rules read them (`ip_in_list(client.ip, "name")`).
 pub type IpLists = HashMap<String, Arc<holdfast_artifact::Artifact<crate::ip_list::IpListKind>>>;
@@ -394,6 +366,22 @@ impl Rules {
         })
     }
 
+    /// No rules (what runs if a set that compiled in the plan fails to compile at start).
+    pub fn empty(lists: &IpLists) -> Self {
+        Rules {
+            rules: Vec::new(),
+            root: root_context(lists),
+            fields: Fields::default(),
+            reads_bot: false,
+            reads_rate: false,
+            rate: OnceLock::new(),
+            rate_window: RATE_WINDOW,
+            by_route: HashMap::new(),
+            unrouted: Box::new([]),
+            lists: Vec::new(),
+        }
+    }
+
     /// Whether a rule reads `bot.score`.
     pub fn reads_bot(&self) -> bool {
         self.reads_bot
@@ -428,8 +416,19 @@ impl Rules {
         self.by_route.get(route).unwrap_or(&self.unrouted)
     }
 
-    /// The variables for one request: only the fields some rule reads.
+    /// The variables for one request, without a bot score (tests).
+    #[cfg(test)]
     fn context(&self, req: &RequestView<'_>, rate: Option<u32>) -> Context<'_> {
+        self.context_with(req, rate, BotScore::Unknown)
+    }
+
+    /// The variables for one request: only the fields some rule reads.
+    fn context_with(
+        &self,
+        req: &RequestView<'_>,
+        rate: Option<u32>,
+        bot_score: BotScore,
+    ) -> Context<'_> {
         let f = self.fields;
         let mut ctx = self.root.new_inner_scope();
         let mut request: HashMap<Key, Value> = HashMap::new();
@@ -477,7 +476,7 @@ impl Rules {
         }
         ctx.add_variable_from_value("request", map(request));
         if f.bot {
-            let score = match bot_score() {
+            let score = match bot_score {
                 BotScore::Unknown => s("unknown"),
                 BotScore::Score(n) => Value::Int(i64::from(n)),
             };
@@ -572,9 +571,20 @@ impl Module for Rules {
     const NAME: &'static str = "rules";
 
     fn decide(&self, req: &RequestView<'_>) -> Result<RuleOutcome, ModuleError> {
+        self.decide_in(req, &ModuleCtx::default())
+    }
+
+    /// `bot.score` is what the bot module wrote in `ctx` (it runs first when a rule reads it).
+    fn decide_in(
+        &self,
+        req: &RequestView<'_>,
+        ctx: &ModuleCtx,
+    ) -> Result<RuleOutcome, ModuleError> {
         // `client.rate`: counted once per request, before any rule runs.
         let rate = self.reads_rate().then(|| self.count(req.client_ip));
-        let view = native::Req::new(req).with_rate(rate);
+        let view = native::Req::new(req)
+            .with_rate(rate)
+            .with_bot(ctx.bot_score);
         // Effects of the rules that matched so far (no allocation until one has one).
         let mut edits = Effects::default();
         let mut flow = self.run(req, &view, &mut edits);
@@ -616,7 +626,8 @@ impl Rules {
             let matched = match &rule.native {
                 Some(p) => p.eval(view).ok(),
                 None => {
-                    let ctx = ctx.get_or_insert_with(|| self.context(req, view.rate()));
+                    let ctx =
+                        ctx.get_or_insert_with(|| self.context_with(req, view.rate(), view.bot()));
                     match rule.program.execute(ctx) {
                         Ok(Value::Bool(b)) => Some(b),
                         // Not a boolean, or failed.

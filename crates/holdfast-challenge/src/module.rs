@@ -1,19 +1,24 @@
-//! The challenge as the edge runs it: `ChallengeModule` (a `Module` whose decision is whether
-//! the request carries a valid pass cookie) in its `ModuleSlot` (kill switch, fail policy,
-//! budget, breaker), the pages it answers with, and its reserved paths
-//! `/.holdfast/challenge/{verify,nojs,return}`. Keys come from `[challenge].keys`, else a
-//! key generated once and kept in `edge.state_dir/challenge-key` (or in memory).
+//! The challenge as a module kind (`ChallengeKind`, the edge's wiring of this crate, with
+//! its I/O): `ChallengeModule` (a `Module` whose decision is whether the request carries a
+//! valid pass cookie) in its `ModuleSlot` (kill switch, fail policy, budget, breaker), the
+//! pages it answers with, and its reserved paths `/.holdfast/challenge/{verify,nojs,return}`.
+//! It has no request step: the rules call it through `ChallengeGate` when a `challenge` rule
+//! matches. Keys come from `[challenge].keys`, else a key generated once and kept in
+//! `edge.state_dir/challenge-key` (or in memory); the plan reads them, the start writes one.
 
-use holdfast_challenge::{
+use crate::{
     challenge_page, encode_component, form_value, json_body, loop_page, safe_target, wait_page,
     Keys, PageInput, Reject, Settings, Signer, MAX_KEY_FILE_BYTES, NOJS_PATH, VERIFY_PATH,
 };
 use holdfast_config::{Config, ConfigError};
-use holdfast_modules::{Module, ModuleError, ModuleSlot, RequestView, Verdict};
-use holdfast_proxy::{EdgeRequest, EdgeResponse, ModuleAction, REQUEST_ID_MARK};
-use holdfast_shield::rules::Challenged;
+use holdfast_modules::host::{Links, ModuleKind, Start, Step, Switch};
+use holdfast_modules::{
+    ChallengeAsk, ChallengeGate, EdgeRequest, EdgeResponse, Module, ModuleAction, ModuleError,
+    ModuleSlot, ModuleStatus, RequestView, Verdict, REQUEST_ID_MARK,
+};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use prometheus::{IntCounter, IntCounterVec};
+use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +26,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 /// The reserved prefix, answered on every host before any route.
-pub(crate) const PREFIX: &str = "/.holdfast/challenge";
+pub const PREFIX: &str = "/.holdfast/challenge";
 const RETURN_PATH: &str = "/.holdfast/challenge/return";
 /// The generated key's file in `edge.state_dir`.
 const GENERATED_KEY_FILE: &str = "challenge-key";
@@ -31,13 +36,13 @@ const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'un
 
 /// The cookie check: what the module decides per request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CookieCheck {
+pub enum CookieCheck {
     Valid,
     Missing,
     Rejected(Reject),
 }
 
-pub(crate) struct ChallengeModule {
+pub struct ChallengeModule {
     signer: Signer,
     cookie_name: String,
     /// Test hook (`Running::fail_challenge`): every decision fails, so the fail policy applies.
@@ -74,7 +79,7 @@ impl Module for ChallengeModule {
 
 /// `holdfast_challenge_*`, registered once per process.
 #[derive(Clone)]
-pub(crate) struct ChallengeMetrics {
+struct ChallengeMetrics {
     issued: IntCounterVec,
     solved: IntCounterVec,
     passed: IntCounter,
@@ -84,7 +89,7 @@ pub(crate) struct ChallengeMetrics {
 }
 
 impl ChallengeMetrics {
-    pub(crate) fn new(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
+    fn new(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
         let vec =
             |name: &str, help: &str, label: &str| -> Result<IntCounterVec, prometheus::Error> {
                 let v = IntCounterVec::new(prometheus::Opts::new(name, help), &[label])?;
@@ -136,15 +141,36 @@ impl ChallengeMetrics {
 
 /// What the challenge was built from; an equal one on reload keeps the running challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ChallengeConfig {
-    pub(crate) challenge: holdfast_config::Challenge,
+pub struct ChallengeConfig {
+    challenge: holdfast_config::Challenge,
     critical: Vec<String>,
     state_dir: Option<PathBuf>,
 }
 
-pub(crate) struct ChallengeRuntime {
-    pub(crate) config: ChallengeConfig,
-    pub(crate) slot: Arc<ModuleSlot<ChallengeModule>>,
+/// Where the keys come from, found by the plan (files read, nothing written).
+enum PlannedKeys {
+    /// `[challenge].keys`, read and checked.
+    File(Keys, String),
+    /// The generated key in `state_dir` (`stored`: read from its file; `None`: not made
+    /// yet), or in memory without a state folder. `fresh` is used when there is no other.
+    Generated {
+        stored: Option<Keys>,
+        file: Option<PathBuf>,
+        fresh: Keys,
+    },
+}
+
+/// What a config asks of the challenge.
+pub struct ChallengePlan {
+    config: ChallengeConfig,
+    keys: PlannedKeys,
+}
+
+/// The challenge of one generation: the cookie check in its runner, the metrics, the
+/// critical routes (where a failing check lets requests through).
+pub struct ChallengeRunning {
+    config: ChallengeConfig,
+    slot: Arc<ModuleSlot<ChallengeModule>>,
     metrics: ChallengeMetrics,
     critical: HashSet<String>,
     /// Where the keys came from, for /status.
@@ -152,14 +178,14 @@ pub(crate) struct ChallengeRuntime {
 }
 
 /// Whether `config` needs the challenge: some rule's action is `challenge`.
-pub(crate) fn wanted(config: &Config) -> bool {
+fn wanted(config: &Config) -> bool {
     config
         .rules
         .iter()
         .any(|r| matches!(r.action, holdfast_config::RuleAction::Challenge { .. }))
 }
 
-pub(crate) fn config_of(config: &Config) -> ChallengeConfig {
+fn config_of(config: &Config) -> ChallengeConfig {
     ChallengeConfig {
         challenge: config.challenge.clone(),
         critical: config
@@ -172,89 +198,103 @@ pub(crate) fn config_of(config: &Config) -> ChallengeConfig {
     }
 }
 
-fn key_error(path: &Path, detail: impl std::fmt::Display) -> Vec<ConfigError> {
-    vec![ConfigError::new(
+fn key_error(path: &Path, detail: impl std::fmt::Display) -> ConfigError {
+    ConfigError::new(
         "challenge.keys",
         format!("{}: {detail}", path.display()),
         "give a file with one or two hex keys of at least 32 bytes each, one per line \
          (e.g. `openssl rand -hex 32 > challenge.keys`); the first signs, both verify",
-    )]
+    )
 }
 
-/// The configured key file, read (bounded) and checked; also what `holdfast check` runs.
-pub(crate) fn read_key_file(path: &Path) -> Result<Keys, Vec<ConfigError>> {
+/// The configured key file, read (bounded) and checked.
+fn read_key_file(path: &Path) -> Result<Keys, ConfigError> {
     let text = holdfast_artifact::read_bounded_text(path, MAX_KEY_FILE_BYTES)
         .map_err(|e| key_error(path, e))?;
     Keys::parse(&text.content).map_err(|e| key_error(path, e))
 }
 
-/// `holdfast check`: the key file, when a challenge rule needs it.
-pub(crate) fn check(config: &Config) -> Vec<ConfigError> {
-    match (&config.challenge.keys, wanted(config)) {
-        (Some(path), true) => read_key_file(path).err().unwrap_or_default(),
-        _ => Vec::new(),
-    }
-}
-
-/// The keys for `c`: the key file; else the generated key in `state_dir` (made on first
-/// use); else `current` (the running generated key, so a reload keeps cookies valid); else
-/// a new random key.
-fn keys_for(
-    c: &ChallengeConfig,
-    current: Option<&Keys>,
-) -> Result<(Keys, String), Vec<ConfigError>> {
+/// The keys for `c`, read but not written: the key file; else the generated key in
+/// `state_dir` if it was made; else (`stored: None`) one to make at start.
+fn plan_keys(c: &ChallengeConfig) -> Result<PlannedKeys, ConfigError> {
     if let Some(path) = &c.challenge.keys {
-        return Ok((read_key_file(path)?, path.display().to_string()));
+        return Ok(PlannedKeys::File(
+            read_key_file(path)?,
+            path.display().to_string(),
+        ));
     }
-    let generate = || {
-        Keys::generate().map_err(|e| {
-            vec![ConfigError::new(
-                "challenge.keys",
-                e.to_string(),
-                "give a key file instead",
-            )]
-        })
-    };
+    let fresh = Keys::generate().map_err(|e| {
+        ConfigError::new("challenge.keys", e.to_string(), "give a key file instead")
+    })?;
     let Some(dir) = &c.state_dir else {
-        if let Some(k) = current {
-            return Ok((k.clone(), "generated (in memory)".to_string()));
-        }
-        return Ok((generate()?, "generated (in memory)".to_string()));
+        return Ok(PlannedKeys::Generated {
+            stored: None,
+            file: None,
+            fresh,
+        });
     };
     let path = dir.join(GENERATED_KEY_FILE);
     match holdfast_artifact::read_bounded_text(&path, MAX_KEY_FILE_BYTES) {
         Ok(text) => {
             let keys = Keys::parse(&text.content).map_err(|e| {
-                vec![ConfigError::new(
+                ConfigError::new(
                     "edge.state_dir",
                     format!("{}: {e}", path.display()),
                     "the generated challenge key file is damaged: delete it (a new key is \
                      made; existing pass cookies end) or restore it",
-                )]
+                )
             })?;
-            Ok((keys, path.display().to_string()))
+            Ok(PlannedKeys::Generated {
+                stored: Some(keys),
+                file: Some(path),
+                fresh,
+            })
         }
         Err(holdfast_artifact::ReadError::Io { source, .. })
             if source.kind() == std::io::ErrorKind::NotFound =>
         {
-            let keys = match current {
-                Some(k) => k.clone(),
-                None => generate()?,
-            };
-            match write_key(dir, &path, &keys) {
-                Ok(()) => Ok((keys, path.display().to_string())),
-                Err(e) => {
-                    tracing::error!(file = %path.display(), error = %e,
-                        "challenge key not saved; it lasts until the edge stops");
-                    Ok((keys, "generated (in memory)".to_string()))
-                }
-            }
+            Ok(PlannedKeys::Generated {
+                stored: None,
+                file: Some(path),
+                fresh,
+            })
         }
-        Err(e) => Err(vec![ConfigError::new(
+        Err(e) => Err(ConfigError::new(
             "edge.state_dir",
             format!("{}: {e}", path.display()),
             "make the generated challenge key file readable, or delete it",
-        )]),
+        )),
+    }
+}
+
+/// The keys to run with and where they came from: the planned ones; for a generated key
+/// not made yet, the running generated key (so a reload keeps cookies valid) or the fresh
+/// one, written to `state_dir` (owner-only) when there is one.
+fn start_keys(planned: PlannedKeys, current: Option<&Keys>) -> (Keys, String) {
+    let (stored, file, fresh) = match planned {
+        PlannedKeys::File(keys, source) => return (keys, source),
+        PlannedKeys::Generated {
+            stored,
+            file,
+            fresh,
+        } => (stored, file, fresh),
+    };
+    let in_memory = "generated (in memory)".to_string();
+    match (stored, file) {
+        (Some(keys), Some(path)) => (keys, path.display().to_string()),
+        (_, None) => (current.cloned().unwrap_or(fresh), in_memory),
+        (None, Some(path)) => {
+            let keys = current.cloned().unwrap_or(fresh);
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            match write_key(&dir, &path, &keys) {
+                Ok(()) => (keys, path.display().to_string()),
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e,
+                        "challenge key not saved; it lasts until the edge stops");
+                    (keys, in_memory)
+                }
+            }
+        }
     }
 }
 
@@ -273,14 +313,26 @@ fn write_key(dir: &Path, path: &Path, keys: &Keys) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-impl ChallengeRuntime {
-    pub(crate) fn build(
-        c: ChallengeConfig,
-        current: Option<&ChallengeRuntime>,
-        metrics: &ChallengeMetrics,
+/// The `challenge` kind: its metrics, registered once per process.
+pub struct ChallengeKind {
+    metrics: ChallengeMetrics,
+    module_metrics: holdfast_modules::ModuleMetrics,
+}
+
+impl ChallengeKind {
+    pub fn new(
+        registry: &prometheus::Registry,
         module_metrics: &holdfast_modules::ModuleMetrics,
-    ) -> Result<ChallengeRuntime, Vec<ConfigError>> {
-        let (keys, key_source) = keys_for(&c, current.map(|r| r.slot.module().signer.keys()))?;
+    ) -> Result<Self, prometheus::Error> {
+        Ok(ChallengeKind {
+            metrics: ChallengeMetrics::new(registry)?,
+            module_metrics: module_metrics.clone(),
+        })
+    }
+
+    fn build(&self, plan: ChallengePlan, current: Option<&ChallengeRunning>) -> ChallengeRunning {
+        let c = plan.config;
+        let (keys, key_source) = start_keys(plan.keys, current.map(|r| r.keys()));
         let ch = &c.challenge;
         let signer = Signer::new(
             keys,
@@ -294,10 +346,7 @@ impl ChallengeRuntime {
         );
         let settings = holdfast_modules::ModuleSettings {
             enabled: ch.enabled,
-            fail_policy: match ch.fail_policy {
-                holdfast_config::FailPolicy::Open => holdfast_modules::FailPolicy::Open,
-                _ => holdfast_modules::FailPolicy::Closed,
-            },
+            fail_policy: ch.fail_policy.into(),
             time_budget: ch.time_budget,
             ..holdfast_modules::ModuleSettings::default()
         };
@@ -306,20 +355,77 @@ impl ChallengeRuntime {
             cookie_name: ch.cookie_name.clone(),
             fault: AtomicBool::new(false),
         };
-        Ok(ChallengeRuntime {
+        ChallengeRunning {
             critical: c.critical.iter().cloned().collect(),
             config: c,
-            slot: Arc::new(ModuleSlot::new(module, settings, module_metrics)),
-            metrics: metrics.clone(),
+            slot: Arc::new(ModuleSlot::new(module, settings, &self.module_metrics)),
+            metrics: self.metrics.clone(),
             key_source,
-        })
+        }
+    }
+}
+
+impl ModuleKind for ChallengeKind {
+    const NAME: &'static str = "challenge";
+    type Plan = ChallengePlan;
+    type Running = ChallengeRunning;
+    type Status = ChallengeStatus;
+
+    /// When a rule asks for it: its settings and its keys (the key file read and checked,
+    /// or the generated key read from `state_dir`).
+    fn plan(&self, config: &Config) -> Result<Option<ChallengePlan>, Vec<ConfigError>> {
+        if !wanted(config) {
+            return Ok(None);
+        }
+        let c = config_of(config);
+        let keys = plan_keys(&c).map_err(|e| vec![e])?;
+        Ok(Some(ChallengePlan { config: c, keys }))
     }
 
-    pub(crate) fn keys(&self) -> &Keys {
+    /// The running challenge if its settings and keys are unchanged (the key file is re-read
+    /// by each plan: a rotation applies on reload), else a new one.
+    fn start(
+        &self,
+        plan: ChallengePlan,
+        previous: Option<&ChallengeRunning>,
+        _links: &Links,
+    ) -> Start<ChallengePlan, ChallengeRunning> {
+        if let Some(rt) = previous.filter(|rt| rt.config == plan.config) {
+            let same_keys = match &plan.keys {
+                PlannedKeys::File(keys, _) => keys == rt.keys(),
+                PlannedKeys::Generated { .. } => true,
+            };
+            if same_keys {
+                return Start::Keep(plan);
+            }
+        }
+        Start::New(self.build(plan, previous))
+    }
+
+    /// No step of its own: the rules call it (`ChallengeGate`), and serve its paths.
+    fn wire(&self, running: &Arc<ChallengeRunning>, links: &mut Links) -> Vec<Step> {
+        let gate: Arc<dyn ChallengeGate> = Arc::clone(running) as Arc<dyn ChallengeGate>;
+        links.offer(gate);
+        Vec::new()
+    }
+
+    fn switch<'r>(&self, running: &'r ChallengeRunning) -> Option<&'r dyn Switch> {
+        Some(running.slot.as_ref())
+    }
+
+    fn status(&self, running: &ChallengeRunning) -> Option<ChallengeStatus> {
+        Some(running.status())
+    }
+}
+
+impl ChallengeRunning {
+    fn keys(&self) -> &Keys {
         self.signer().keys()
     }
 
-    pub(crate) fn set_fault(&self, on: bool) {
+    /// Test hook: make every decision fail (so the fail policy and the critical routes'
+    /// fail-open apply), or stop doing so.
+    pub fn set_fault(&self, on: bool) {
         self.slot.module().fault.store(on, Ordering::Relaxed);
     }
 
@@ -329,7 +435,7 @@ impl ChallengeRuntime {
 
     /// A rule asked for the challenge: pass on a valid cookie, else answer with the page
     /// (or JSON); a failing module follows its policy, except on critical routes (open).
-    pub(crate) fn apply(&self, req: &RequestView<'_>, c: &Challenged) -> ModuleAction {
+    fn check(&self, req: &RequestView<'_>, c: ChallengeAsk) -> ModuleAction {
         let check = match self.slot.run(req) {
             Verdict::Decided(check) | Verdict::Stale(check) => check,
             Verdict::Unknown => return ModuleAction::Pass,
@@ -396,7 +502,7 @@ impl ChallengeRuntime {
     }
 
     /// `/.holdfast/challenge/…`.
-    pub(crate) fn answer(&self, req: &EdgeRequest<'_>) -> EdgeResponse {
+    fn answer(&self, req: &EdgeRequest<'_>) -> EdgeResponse {
         let post = req.method == http::Method::POST;
         match req.path {
             VERIFY_PATH if post => {
@@ -511,46 +617,95 @@ impl ChallengeRuntime {
         }
     }
 
-    pub(crate) fn status(&self) -> serde_json::Value {
-        let mut status = serde_json::to_value(self.slot.status()).unwrap_or_default();
+    fn status(&self) -> ChallengeStatus {
         let m = &self.metrics;
-        let rejected: serde_json::Map<String, serde_json::Value> = Reject::ALL
-            .iter()
-            .map(|r| {
-                (
-                    r.as_str().to_string(),
-                    m.rejected.with_label_values(&[r.as_str()]).get().into(),
-                )
-            })
-            .collect();
         let c = &self.config.challenge;
-        if let Some(map) = status.as_object_mut() {
-            map.insert(
-                "challenge".into(),
-                serde_json::json!({
-                    "keys": self.key_source,
-                    "key_count": self.signer().keys().count(),
-                    "cookie_name": c.cookie_name,
-                    "difficulty": c.difficulty,
-                    "nojs_wait_ms": u64::try_from(c.nojs_wait.as_millis()).unwrap_or(u64::MAX),
-                    "critical_routes": self.config.critical,
-                    "issued": {
-                        "html": m.issued.with_label_values(&["html"]).get(),
-                        "json": m.issued.with_label_values(&["json"]).get(),
-                    },
-                    "solved": {
-                        "pow": m.solved.with_label_values(&["pow"]).get(),
-                        "nojs": m.solved.with_label_values(&["nojs"]).get(),
-                    },
-                    "passed_by_cookie": m.passed.get(),
-                    "rejected": rejected,
-                    "loop_pages": m.loops.get(),
-                    "fail_open": m.fail_open.get(),
-                }),
-            );
+        let issued = |f: &str| m.issued.with_label_values(&[f]).get();
+        let solved = |f: &str| m.solved.with_label_values(&[f]).get();
+        ChallengeStatus {
+            module: self.slot.status(),
+            challenge: ChallengeDetail {
+                keys: self.key_source.clone(),
+                key_count: self.signer().keys().count(),
+                cookie_name: c.cookie_name.clone(),
+                difficulty: c.difficulty,
+                nojs_wait_ms: u64::try_from(c.nojs_wait.as_millis()).unwrap_or(u64::MAX),
+                critical_routes: self.config.critical.clone(),
+                issued: ByFormat {
+                    html: issued("html"),
+                    json: issued("json"),
+                },
+                solved: ByMethod {
+                    pow: solved("pow"),
+                    nojs: solved("nojs"),
+                },
+                passed_by_cookie: m.passed.get(),
+                rejected: Reject::ALL
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.as_str(),
+                            m.rejected.with_label_values(&[r.as_str()]).get(),
+                        )
+                    })
+                    .collect(),
+                loop_pages: m.loops.get(),
+                fail_open: m.fail_open.get(),
+            },
         }
-        status
     }
+}
+
+impl ChallengeGate for ChallengeRunning {
+    fn check(&self, req: &RequestView<'_>, ask: ChallengeAsk) -> ModuleAction {
+        ChallengeRunning::check(self, req, ask)
+    }
+
+    fn reserved_prefix(&self) -> &'static str {
+        PREFIX
+    }
+
+    fn answer(&self, req: &EdgeRequest<'_>) -> EdgeResponse {
+        ChallengeRunning::answer(self, req)
+    }
+}
+
+/// `/status` of the challenge module.
+#[derive(Debug, serde::Serialize)]
+pub struct ChallengeStatus {
+    #[serde(flatten)]
+    pub module: ModuleStatus,
+    pub challenge: ChallengeDetail,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct ChallengeDetail {
+    /// Where the keys came from: the key file, the generated key's file, or in memory.
+    pub keys: String,
+    pub key_count: usize,
+    pub cookie_name: String,
+    pub difficulty: u8,
+    pub nojs_wait_ms: u64,
+    pub critical_routes: Vec<String>,
+    pub issued: ByFormat,
+    pub solved: ByMethod,
+    pub passed_by_cookie: u64,
+    /// By reason.
+    pub rejected: BTreeMap<&'static str, u64>,
+    pub loop_pages: u64,
+    pub fail_open: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct ByFormat {
+    pub html: u64,
+    pub json: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct ByMethod {
+    pub pow: u64,
+    pub nojs: u64,
 }
 
 /// The return path in a form body or query (`to`), if safe; else `/`.
