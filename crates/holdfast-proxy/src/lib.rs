@@ -15,6 +15,7 @@ mod metrics;
 mod modules;
 mod phases;
 mod proxy_protocol;
+mod purge;
 mod request_id;
 mod rewind;
 mod server;
