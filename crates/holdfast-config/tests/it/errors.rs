@@ -2356,3 +2356,13 @@ fn cache_errors_are_collected_with_their_paths() {
         "#]],
     );
 }
+
+#[test]
+fn a_cache_key_without_the_host_is_refused() {
+    check_errors(
+        &route_with(r#"cache = { enabled = true, key = { host = false } }"#),
+        expect![[r#"
+            routes[0].cache.key.host: a cache key without the host lets one site's response answer another's (remove `host = false`: the host (and the scheme) are always part of the key)
+        "#]],
+    );
+}

@@ -43,10 +43,14 @@ struct Door {
 
 impl Door {
     async fn start() -> Door {
+        Door::start_with("").await
+    }
+
+    async fn start_with(edge_keys: &str) -> Door {
         let origin = Origin::text("open").await;
         let secret = Origin::text("secret").await;
         let edge = Edge::start(
-            &edge_config(1, FRONT_DOOR),
+            &edge_config_with(1, edge_keys, FRONT_DOOR),
             &[
                 ("origin", origin.addr.to_string()),
                 ("secret", secret.addr.to_string()),
@@ -551,4 +555,63 @@ async fn paths_that_cannot_be_normalised_safely_are_refused_with_400() {
         "path",
     )
     .await;
+}
+
+/// One HTTP/2 request over h2c (hyper's client: the frames are valid, the fields are ours).
+async fn h2_request(door: &Door, uri: &str, headers: &[(&str, &str)]) -> u16 {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let tcp = tokio::net::TcpStream::connect(door.edge.running().http_addrs[0])
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::get(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Body::new(bytes::Bytes::new())).unwrap();
+    within_limit(sender.send_request(req))
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_pass_the_same_front_door() {
+    let door = Door::start_with("h2c = true").await;
+    // `:authority` is the host: the origin (HTTP/1.1) gets it as its one Host.
+    assert_eq!(h2_request(&door, "http://a.test/x", &[]).await, 200);
+    let seen = door.origin.last();
+    assert_eq!(seen.headers.get_all("host").iter().count(), 1);
+    assert_eq!(seen.headers["host"], "a.test");
+    // A `host` field that names another host than `:authority` is refused.
+    assert_eq!(
+        h2_request(&door, "http://a.test/x", &[("host", "b.test")]).await,
+        400
+    );
+    // Userinfo in `:authority`, a malformed authority, an `_` look-alike: refused.
+    assert_eq!(h2_request(&door, "http://u@a.test/x", &[]).await, 400);
+    assert_eq!(
+        h2_request(&door, "http://a.test/x", &[("content_length", "5")]).await,
+        400
+    );
+    // The path is normalised the same way: the bypass is blocked, the challenge holds.
+    assert_eq!(
+        h2_request(&door, "http://a.test/x/../wp-admin", &[]).await,
+        403
+    );
+    assert_eq!(
+        h2_request(&door, "http://a.test//protected", &[]).await,
+        403
+    );
+    assert_eq!(h2_request(&door, "http://a.test/a%2Fb", &[]).await, 400);
+    assert_eq!(door.origin.requests(), 1, "only the valid request went on");
+    door.counted("host_mismatch", 1).await;
+    door.counted("target_userinfo", 1).await;
+    door.counted("lookalike_header", 1).await;
+    door.counted("path", 1).await;
 }
