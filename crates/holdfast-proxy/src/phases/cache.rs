@@ -459,6 +459,11 @@ async fn forward_unsafe(
         for field in [header::LOCATION, header::CONTENT_LOCATION] {
             let target = resp.headers().get(field).and_then(|v| v.to_str().ok());
             if let Some(path) = target.and_then(|t| same_origin_path(t, &host)) {
+                // Stored under the normalised path, as every request is.
+                let normal = http::uri::PathAndQuery::try_from(path)
+                    .ok()
+                    .and_then(|pq| crate::phases::path::normalise(&pq).ok().flatten());
+                let path = normal.as_ref().map_or(path, |pq| pq.as_str());
                 cache
                     .store
                     .invalidate(&key::of_request(cfg, tls, &host, path));
