@@ -14,6 +14,7 @@ mod h2c;
 mod metrics;
 mod phases;
 mod proxy_protocol;
+mod purge;
 mod request_id;
 mod rewind;
 mod server;

@@ -32,9 +32,10 @@ pub(crate) async fn handle(
 
 async fn proxy(
     state: &Arc<State>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
+    phases::strict::check(state, &mut req, ctx)?;
     if let Some(module) = phases::reserved::owner(state, req.uri().path()) {
         // Boxed for the same reason as the exchange below; rare.
         return Ok(Box::pin(phases::reserved::answer(state, module, req, ctx)).await);

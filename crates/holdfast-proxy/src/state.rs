@@ -283,13 +283,19 @@ impl State {
     }
 
     /// Purges every cached route's store (`soft`: mark stale instead of removing). Exact
-    /// and prefix purges name a URL as `host/path?query` (`/path?query` on routes whose key
-    /// leaves the host out). Returns how many URIs matched.
+    /// and prefix purges name a URL in any form a client sends (`crate::purge`): with or
+    /// without a scheme (without: both), any case of host, a port, the query in any order.
+    /// A URL without a host matches nothing. Returns how many URIs matched.
     pub fn purge_cache(&self, what: &holdfast_cache::Purge, soft: bool) -> u64 {
         self.routes
             .iter()
             .filter_map(|r| r.cache.as_deref())
-            .map(|c| c.store.purge(what, soft))
+            .flat_map(|c| {
+                crate::purge::for_route(&c.config.key, what)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |p| c.store.purge(&p, soft))
+            })
             .sum()
     }
 

@@ -2400,3 +2400,13 @@ fn a_rule_reading_ja4h_needs_it_turned_on() {
     );
     holdfast_config::parse(&on, std::path::Path::new("/etc/holdfast")).unwrap();
 }
+
+#[test]
+fn a_cache_key_without_the_host_is_refused() {
+    check_errors(
+        &route_with(r#"cache = { enabled = true, key = { host = false } }"#),
+        expect![[r#"
+            routes[0].cache.key.host: a cache key without the host lets one site's response answer another's (remove `host = false`: the host (and the scheme) are always part of the key)
+        "#]],
+    );
+}

@@ -63,7 +63,12 @@ async fn lookup_or_fetch(
     if method != Method::GET && method != Method::HEAD {
         return forward_unsafe(state, route, cache, req, ctx).await;
     }
-    let key = key::primary(&cache.config.key, ctx.host_name(), ctx.path.as_str());
+    let key = key::of_request(
+        &cache.config.key,
+        ctx.conn.tls,
+        ctx.host_name(),
+        ctx.path.as_str(),
+    );
     let directives = RequestDirectives::parse(req.headers());
     let now = SystemTime::now();
     let (mut found, uri_known) = lookup(cache, &key, req.headers());
@@ -443,13 +448,21 @@ async fn forward_unsafe(
     if !safe && ok {
         let host = ctx.host_name().to_owned();
         let cfg = &cache.config.key;
+        let tls = ctx.conn.tls;
         cache
             .store
-            .invalidate(&key::primary(cfg, &host, ctx.path.as_str()));
+            .invalidate(&key::of_request(cfg, tls, &host, ctx.path.as_str()));
         for field in [header::LOCATION, header::CONTENT_LOCATION] {
             let target = resp.headers().get(field).and_then(|v| v.to_str().ok());
             if let Some(path) = target.and_then(|t| same_origin_path(t, &host)) {
-                cache.store.invalidate(&key::primary(cfg, &host, path));
+                // Stored under the normalised path, as every request is.
+                let normal = http::uri::PathAndQuery::try_from(path)
+                    .ok()
+                    .and_then(|pq| crate::phases::path::normalise(&pq).ok().flatten());
+                let path = normal.as_ref().map_or(path, |pq| pq.as_str());
+                cache
+                    .store
+                    .invalidate(&key::of_request(cfg, tls, &host, path));
             }
         }
         cache.stats().count_invalidation();

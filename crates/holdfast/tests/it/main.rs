@@ -43,5 +43,6 @@ mod retries;
 mod routing;
 mod rules;
 mod streaming;
+mod strict;
 mod timeouts;
 mod tls;
