@@ -32,6 +32,12 @@ fn table(text: &str, what: &str) -> Result<toml::Table, Vec<ConfigError>> {
     })
 }
 
+/// Whether a local file makes its instance a fleet member (it has a `[fleet]` table); a
+/// file that is not TOML is not one (its errors are reported as usual).
+pub fn is_fleet_member(local_text: &str) -> bool {
+    toml::from_str::<toml::Table>(local_text).is_ok_and(|t| t.contains_key("fleet"))
+}
+
 /// Every instance-owned key a fleet version sets, each as an error at its key path.
 pub fn version_violations(version_text: &str) -> Vec<ConfigError> {
     let t = match table(version_text, "fleet version") {

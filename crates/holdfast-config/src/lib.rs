@@ -21,8 +21,8 @@ pub use config::{
 };
 pub use error::ConfigError;
 pub use fleet_split::{
-    local_violations, merge_fleet_version, no_version_yet, version_violations, CHECK_PLACEHOLDER,
-    INSTANCE_OWNED,
+    is_fleet_member, local_violations, merge_fleet_version, no_version_yet, version_violations,
+    CHECK_PLACEHOLDER, INSTANCE_OWNED,
 };
 pub use parse::{parse, state_dir_hint, MAX_CONFIG_BYTES};
 pub use spec::RuleSpec;

@@ -52,6 +52,7 @@ impl Margins {
 #[serde(rename_all = "snake_case")]
 pub enum Signal {
     /// Share of responses with status >= 500.
+    #[serde(rename = "edge_5xx")]
     Edge5xx,
     /// Share of requests the shield denied.
     ShieldDenied,

@@ -77,6 +77,11 @@ impl Layout {
         format!("{}/history/", self.prefix)
     }
 
+    /// `PREFIX/defaults`: the elected controller's `[fleet.rollout]` (`RolloutDefaults`).
+    pub fn defaults(&self) -> String {
+        format!("{}/defaults", self.prefix)
+    }
+
     /// `PREFIX/election`: the controllers' etcd election; its leader acts.
     pub fn election(&self) -> String {
         format!("{}/election", self.prefix)

@@ -282,6 +282,18 @@ pub async fn fetch_version(
     Ok((record, blobs))
 }
 
+/// The rollout defaults the elected controller published (`[fleet.rollout]`), else the
+/// built-in ones.
+pub async fn defaults(
+    store: &dyn FleetStore,
+    layout: &Layout,
+) -> Result<RolloutDefaults, FleetError> {
+    match store.get(&layout.defaults()).await? {
+        Some(kv) => decode(&layout.defaults(), &kv.value),
+        None => Ok(RolloutDefaults::default()),
+    }
+}
+
 /// The version an instance should run: its target if it has one, else `current`.
 pub async fn wanted_version(
     store: &dyn FleetStore,

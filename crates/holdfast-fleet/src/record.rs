@@ -113,6 +113,12 @@ impl RolloutState {
 pub enum Phase {
     /// The stage's instances are chosen at the next tick.
     Pending,
+    /// The stage's instances were handed the version; the bake starts once they all run it
+    /// (what they answered before is not the version's doing).
+    Applying {
+        since_ms: u64,
+        stage: BTreeSet<String>,
+    },
     Baking {
         since_ms: u64,
         /// The instances this stage handed the version to.

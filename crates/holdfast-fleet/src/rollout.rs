@@ -10,8 +10,9 @@ use crate::record::{
 use crate::stages;
 use std::collections::BTreeMap;
 
-/// The settings a rollout takes when `rollout start` does not give them (`[fleet.rollout]`).
-#[derive(Debug, Clone, PartialEq)]
+/// The settings a rollout takes when `rollout start` does not give them (`[fleet.rollout]`
+/// of the elected controller, published at `defaults`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RolloutDefaults {
     pub stages: Vec<stages::Stage>,
     pub bake_ms: u64,
@@ -131,6 +132,7 @@ impl Machine<'_> {
         for _ in 0..=self.r.stages.len() {
             let moved = match &self.r.phase {
                 Phase::Pending => self.begin_stage(),
+                Phase::Applying { .. } => self.start_bake(),
                 Phase::Baking { .. } => self.judge_stage(),
             };
             if !moved || self.r.state != RolloutState::Rolling {
@@ -156,14 +158,24 @@ impl Machine<'_> {
             (Some(Intent::Resume), RolloutState::Paused) => {
                 self.r.state = RolloutState::Rolling;
                 self.r.reason.clear();
-                // A bake that paused (for want of data, or by hand) starts over.
-                if let Phase::Baking { stage, .. } = &self.r.phase {
-                    let stage = stage.clone();
-                    self.r.phase = Phase::Baking {
-                        since_ms: self.now_ms,
-                        stage,
-                        snapshot: self.snapshot(),
-                    };
+                // A bake (or a wait) that paused, for want of data or by hand, starts over.
+                match &self.r.phase {
+                    Phase::Baking { stage, .. } => {
+                        let stage = stage.clone();
+                        self.r.phase = Phase::Baking {
+                            since_ms: self.now_ms,
+                            stage,
+                            snapshot: self.snapshot(),
+                        };
+                    }
+                    Phase::Applying { stage, .. } => {
+                        let stage = stage.clone();
+                        self.r.phase = Phase::Applying {
+                            since_ms: self.now_ms,
+                            stage,
+                        };
+                    }
+                    Phase::Pending => {}
                 }
                 self.changed = true;
             }
@@ -265,12 +277,44 @@ impl Machine<'_> {
             return true;
         }
         self.r.taken.extend(chosen.iter().cloned());
-        self.r.phase = Phase::Baking {
+        self.r.phase = Phase::Applying {
             since_ms: self.now_ms,
             stage: chosen.iter().cloned().collect(),
-            snapshot: self.snapshot(),
         };
         self.targets = Targets::Add(chosen);
+        false
+    }
+
+    /// Once every instance of the stage runs the version, the bake starts (with everyone's
+    /// counters as they are now). Never `true`: the bake then has to run.
+    fn start_bake(&mut self) -> bool {
+        let Phase::Applying { since_ms, stage } = &self.r.phase else {
+            return false;
+        };
+        let version = self.r.version;
+        let behind: Vec<&str> = stage
+            .iter()
+            .filter(|id| self.alive.get(*id).and_then(|r| r.version) != Some(version))
+            .map(String::as_str)
+            .collect();
+        if behind.is_empty() {
+            let stage = stage.clone();
+            self.r.phase = Phase::Baking {
+                since_ms: self.now_ms,
+                stage,
+                snapshot: self.snapshot(),
+            };
+            self.changed = true;
+            return false;
+        }
+        if self.now_ms > since_ms.saturating_add(self.r.data_wait_ms) {
+            let reason = format!(
+                "waiting: instance(s) {} have not applied version {version} at stage {}",
+                behind.join(", "),
+                self.r.stage_label()
+            );
+            self.pause(reason);
+        }
         false
     }
 
@@ -289,26 +333,6 @@ impl Machine<'_> {
             return false;
         }
         let give_up = self.now_ms > baked_at.saturating_add(self.r.data_wait_ms);
-        let version = self.r.version;
-        let behind: Vec<&String> = stage
-            .iter()
-            .filter(|id| self.alive.get(*id).and_then(|r| r.version) != Some(version))
-            .collect();
-        if !behind.is_empty() {
-            if give_up {
-                let reason = format!(
-                    "waiting: instance(s) {} have not applied version {version} at stage {}",
-                    behind
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    self.r.stage_label()
-                );
-                self.pause(reason);
-            }
-            return false;
-        }
         let sum = |ids: &mut dyn Iterator<Item = &String>| {
             let mut total = Counters::default();
             for id in ids {
@@ -486,8 +510,18 @@ pub(crate) mod tests {
         let r = record("canary,50%,100%", 10);
         let step = advance(&r, &f, None, 0);
         apply(&mut f, &step);
+        // What the canary answered before it ran the version does not count.
+        traffic(&mut f, 50, 0);
+        if let Some(c) = f.get_mut("edge-0") {
+            c.counters.edge_5xx += 50;
+        }
+        let step = advance(&step.record, &f, None, 5);
+        assert!(matches!(
+            step.record.phase,
+            Phase::Baking { since_ms: 5, .. }
+        ));
         traffic(&mut f, 200, 200);
-        let step = advance(&step.record, &f, None, 10);
+        let step = advance(&step.record, &f, None, 15);
         assert_eq!(step.record.state, RolloutState::RolledBack);
         assert_eq!(step.targets, Targets::Clear);
         assert_eq!(step.failed_signal, Some(Signal::ShieldDenied));
@@ -510,6 +544,8 @@ pub(crate) mod tests {
         let mut f = fleet(2);
         let step = advance(&record("canary,100%", 10), &f, None, 0);
         apply(&mut f, &step);
+        let step = advance(&step.record, &f, None, 0);
+        assert!(matches!(step.record.phase, Phase::Baking { .. }));
         traffic(&mut f, 5, 0);
         let waiting = advance(&step.record, &f, None, 500);
         assert!(!waiting.changed, "waits for data within the deadline");
@@ -607,10 +643,11 @@ pub(crate) mod tests {
     fn an_instance_that_has_not_applied_yet_holds_the_gate() {
         let f = fleet(2);
         let step = advance(&record("canary,100%", 10), &f, None, 0);
-        // edge-0 never reports version 2.
+        assert!(matches!(step.record.phase, Phase::Applying { .. }));
+        // edge-0 never reports version 2: no bake, and no gate, on what it did not run.
         let held = advance(&step.record, &f, None, 20);
         assert!(!held.changed);
-        let paused = advance(&step.record, &f, None, 1_011);
+        let paused = advance(&step.record, &f, None, 1_001);
         assert_eq!(paused.record.state, RolloutState::Paused);
         assert!(paused.record.reason.contains("have not applied version 2"));
     }

@@ -10,6 +10,18 @@ use std::sync::Arc;
 pub fn check_file(path: &Path) -> Result<(), Vec<String>> {
     let source = ConfigSource::File(path.to_path_buf());
     let loaded = load(&source)?;
+    check_loaded(&source.label(), loaded)
+}
+
+/// `check_file` for text that is not (yet) a file: a fleet version merged with an instance
+/// part, whose relative paths resolve against `base`.
+pub(crate) fn check_text(label: &str, text: String, base: &Path) -> Result<(), Vec<String>> {
+    let sha256 = holdfast_artifact::sha256_hex(text.as_bytes());
+    let loaded = crate::controller::load_text(label, text, sha256, base)?;
+    check_loaded(label, loaded)
+}
+
+fn check_loaded(label: &str, loaded: crate::controller::Loaded) -> Result<(), Vec<String>> {
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry).map_err(|e| vec![format!("internal: {e}")])?;
     let key_errors = loaded
@@ -37,10 +49,7 @@ pub fn check_file(path: &Path) -> Result<(), Vec<String>> {
     if errors.is_empty() {
         return Ok(());
     }
-    Err(errors
-        .iter()
-        .map(|e| format!("{}: {e}", source.label()))
-        .collect())
+    Err(errors.iter().map(|e| format!("{label}: {e}")).collect())
 }
 
 /// The artifact kinds `holdfast check --kind` knows.

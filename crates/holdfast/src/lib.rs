@@ -1,7 +1,7 @@
 //! The Holdfast edge as a library: wiring of config, data path and admin plane (`app`),
 //! the reload controller that owns config generations (`controller`), the modules and their
-//! artifacts across reloads (`modules`), the DNS server's wiring (`dns`), offline validation (`check`) and the self-contained
-//! demo (`demo`). `main.rs` is only the CLI and signals.
+//! artifacts across reloads (`modules`), the DNS server's wiring (`dns`), offline validation (`check`), the fleet member's
+//! agent and `holdfast rollout` (`fleet`) and the self-contained demo (`demo`). `main.rs` is only the CLI and signals.
 
 mod app;
 mod challenge;
@@ -9,10 +9,12 @@ mod check;
 mod controller;
 pub mod demo;
 mod dns;
+mod fleet;
 mod modules;
 
 pub use app::{Running, StartError};
 pub use check::{check_artifact, check_file, ARTIFACT_KINDS};
 pub use controller::ConfigSource;
+pub use fleet::cli::{run as rollout, RolloutAction, RolloutArgs, RolloutFlags};
 pub use holdfast_admin::ReloadOutcome;
 pub use holdfast_proxy::{ModuleAction, RequestModule};

@@ -28,6 +28,7 @@ mod demo;
 mod dns;
 mod failover;
 mod fallback;
+mod fleet;
 mod global_limits;
 mod headers;
 mod health;
