@@ -158,8 +158,12 @@ pub fn merge_fleet_version(
 /// What an instance of a fleet serves before its first version: its own listeners, and one
 /// rule answering every request 503 (an edge page naming the rule, which says why).
 pub fn no_version_yet(local_text: &str, local_base: &Path) -> Result<String, Vec<ConfigError>> {
-    // The pool is never contacted: the rule answers first.
+    // The pool is never contacted: the rule answers first. No access log: every line would
+    // say the same (holdfast_http_requests_total counts them).
     const WAITING: &str = r#"
+[edge]
+access_log = "off"
+
 [[pools]]
 name = "none-yet"
 servers = ["127.0.0.1:9"]

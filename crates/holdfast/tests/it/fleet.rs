@@ -592,3 +592,290 @@ async fn with_etcd_down_members_keep_serving_and_a_restart_starts_from_the_last_
     assert_eq!(status["fleet"]["version"], 1, "{status}");
     assert_eq!(status["fleet"]["started_on_lkg"], true, "{status}");
 }
+
+/// A fleet member in a process of its own, so a test can kill it (SIGKILL: no goodbye, its
+/// lease runs out).
+struct ProcMember {
+    id: String,
+    child: Option<Child>,
+    http: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl ProcMember {
+    async fn start(etcd: &Etcd, id: &str, group: Option<&str>) -> ProcMember {
+        let dir = tempfile::tempdir().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let group = group.map_or(String::new(), |g| format!("group = \"{g}\""));
+        let text = MEMBER
+            .replace("{edge}", &http.to_string())
+            .replace("{admin}", &admin.to_string())
+            .replace("{etcd}", &etcd.url())
+            .replace("{id}", id)
+            .replace("{group}", &group);
+        let path = dir.path().join("edge.toml");
+        std::fs::write(&path, text).unwrap();
+        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_holdfast"))
+            .args(["run", "-c"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let health = format!("http://{admin}/health");
+        eventually("the member process to serve", LIMIT, || async {
+            let req = http::Request::get(health.as_str())
+                .body(Body::default())
+                .unwrap();
+            let answer = tokio::time::timeout(Duration::from_secs(1), client().request(req));
+            matches!(answer.await, Ok(Ok(r)) if r.status() == 200)
+        })
+        .await;
+        ProcMember {
+            id: id.to_string(),
+            child: Some(child),
+            http,
+            _dir: dir,
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ProcMember {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The version `id` reports in `status --json`, if it is alive.
+fn reported_version(s: &serde_json::Value, id: &str) -> Option<u64> {
+    s["instances"].as_array()?.iter().find(|i| i["id"] == id)?["version"].as_u64()
+}
+
+const SLOW: &[&str] = &["--bake", "300ms", "--min-requests", "20"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_killed_right_after_taking_the_version_rolls_it_back() {
+    let etcd = Etcd::start().await;
+    let one = Origin::text("one").await;
+    let two = Origin::text("two").await;
+    let mut canary = ProcMember::start(&etcd, "edge-canary", Some("canary")).await;
+    let members: Vec<Edge> = (0..2)
+        .map(|i| member(&etcd, &format!("edge-{i}"), None))
+        .collect();
+    wait_for_members(&etcd, 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = version_file(dir.path(), "one.toml", one.addr, "");
+    let mut args = vec!["--stages", "100%"];
+    args.extend_from_slice(SLOW);
+    let (code, _) = roll(&etcd, &members, &v1, &args).await;
+    assert_eq!(code, 0, "{}", status(&etcd));
+
+    // Version 2 with a long bake: the canary takes it, then dies (crash-looping on it?).
+    let v2 = version_file(dir.path(), "two.toml", two.addr, "");
+    let (code, out, err) = blocking(|| {
+        rollout(
+            &etcd,
+            &[
+                "start",
+                &v2,
+                "--stages",
+                "canary,100%",
+                "--bake",
+                "30s",
+                "--min-requests",
+                "20",
+            ],
+        )
+    });
+    assert_eq!(code, 0, "{out}{err}");
+    eventually("the canary to take version 2", LIMIT, || async {
+        reported_version(&blocking(|| status(&etcd)), "edge-canary") == Some(2)
+    })
+    .await;
+    assert_eq!(get(&format!("http://{}/", canary.http)).await.text(), "two");
+    canary.kill();
+    let (code, out, _) = blocking(|| rollout(&etcd, &["wait", "--timeout", "30s"]));
+    assert_eq!(code, 3, "{out}");
+    let s = status(&etcd);
+    assert_eq!(s["state"], "rolled_back", "{s}");
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("lost_heartbeat: instance(s) edge-canary"),
+        "{s}"
+    );
+    // The others never took it.
+    for m in &members {
+        assert_eq!(body_of(m).await, (200, "one".to_string()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_controllers_member_killed_mid_rollout_another_member_finishes_it() {
+    let etcd = Etcd::start().await;
+    let one = Origin::text("one").await;
+    let two = Origin::text("two").await;
+    // Started first and alone: it is elected.
+    let mut first = ProcMember::start(&etcd, "edge-first", None).await;
+    eventually("edge-first to be the controller", LIMIT, || async {
+        blocking(|| status(&etcd))["controller"] == "edge-first"
+    })
+    .await;
+    let members: Vec<Edge> = (0..3)
+        .map(|i| member(&etcd, &format!("edge-{i}"), Some("canary")))
+        .collect();
+    wait_for_members(&etcd, 4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = version_file(dir.path(), "one.toml", one.addr, "");
+    let (code, _) = roll(
+        &etcd,
+        &members,
+        &v1,
+        &[
+            "--stages",
+            "100%",
+            "--bake",
+            "300ms",
+            "--min-requests",
+            "20",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{}", status(&etcd));
+
+    // The in-process members are the canary stage; the controller's member is not in it.
+    let v2 = version_file(dir.path(), "two.toml", two.addr, "");
+    let load = Load::start(members.iter().map(|m| m.url("/")).collect());
+    let (code, out, err) = blocking(|| {
+        rollout(
+            &etcd,
+            &[
+                "start",
+                &v2,
+                "--stages",
+                "canary,100%",
+                "--bake",
+                "2s",
+                "--min-requests",
+                "20",
+            ],
+        )
+    });
+    assert_eq!(code, 0, "{out}{err}");
+    eventually("the canary stage to take version 2", LIMIT, || async {
+        let s = blocking(|| status(&etcd));
+        (0..3).all(|i| reported_version(&s, &format!("edge-{i}")) == Some(2))
+    })
+    .await;
+    first.kill();
+    let (code, out, _) = blocking(|| rollout(&etcd, &["wait", "--timeout", "60s"]));
+    let seen = load.stop().await;
+    assert_eq!(code, 0, "{out} {}", status(&etcd));
+    let s = status(&etcd);
+    assert_eq!(s["state"], "done", "{s}");
+    assert_ne!(s["controller"], "edge-first", "{s}");
+    assert!(
+        s["controller"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("edge-")),
+        "{s}"
+    );
+    for (i, answers) in seen.iter().enumerate() {
+        assert!(answers.iter().all(|(_, s, _)| *s == 200), "member {i}");
+    }
+    for m in &members {
+        assert_eq!(body_of(m).await, (200, "two".to_string()));
+    }
+    assert_eq!(first.id, "edge-first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_killed_mid_rollout_nothing_served_changes_and_the_rollout_resumes_when_it_is_back() {
+    let mut etcd = Etcd::start().await;
+    let one = Origin::text("one").await;
+    let two = Origin::text("two").await;
+    let members: Vec<Edge> = (0..3)
+        .map(|i| member(&etcd, &format!("edge-{i}"), (i == 0).then_some("canary")))
+        .collect();
+    wait_for_members(&etcd, 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = version_file(dir.path(), "one.toml", one.addr, "");
+    let (code, _) = roll(
+        &etcd,
+        &members,
+        &v1,
+        &[
+            "--stages",
+            "100%",
+            "--bake",
+            "300ms",
+            "--min-requests",
+            "20",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{}", status(&etcd));
+
+    let v2 = version_file(dir.path(), "two.toml", two.addr, "");
+    let load = Load::start(members.iter().map(|m| m.url("/")).collect());
+    let (code, out, err) = blocking(|| {
+        rollout(
+            &etcd,
+            &[
+                "start",
+                &v2,
+                "--stages",
+                "canary,100%",
+                "--bake",
+                "1s",
+                "--min-requests",
+                "20",
+            ],
+        )
+    });
+    assert_eq!(code, 0, "{out}{err}");
+    eventually("the canary to take version 2", LIMIT, || async {
+        reported_version(&blocking(|| status(&etcd)), "edge-0") == Some(2)
+    })
+    .await;
+    etcd.kill();
+    eventually("every member to notice etcd is down", LIMIT, || async {
+        let mut down = true;
+        for m in &members {
+            down &= m.status().await["fleet"]["etcd"]["reachable"] == false;
+        }
+        down
+    })
+    .await;
+    // Down for a while (longer than the bake and the leases): the members keep serving.
+    let until = Instant::now() + Duration::from_secs(3);
+    eventually(
+        "three seconds with etcd down",
+        Duration::from_secs(10),
+        || async { Instant::now() >= until },
+    )
+    .await;
+    assert_eq!(body_of(&members[0]).await, (200, "two".to_string()));
+    assert_eq!(body_of(&members[1]).await, (200, "one".to_string()));
+    etcd.spawn().await;
+    let (code, out, _) = blocking(|| rollout(&etcd, &["wait", "--timeout", "60s"]));
+    let seen = load.stop().await;
+    assert_eq!(code, 0, "{out} {}", status(&etcd));
+    for (i, answers) in seen.iter().enumerate() {
+        let errors: Vec<_> = answers.iter().filter(|a| a.1 != 200).collect();
+        assert!(errors.is_empty(), "member {i}: {errors:?}");
+    }
+    for m in &members {
+        assert_eq!(body_of(m).await, (200, "two".to_string()));
+    }
+}
