@@ -396,6 +396,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_fast_lane_keeps_the_stages_and_bakes_in_seconds() {
+        let (store, layout) = (MemoryStore::new(), Layout::new("/hf"));
+        let d = RolloutDefaults::default();
+        let fast = StartOptions {
+            fast: true,
+            ..StartOptions::default()
+        };
+        let n = start(&store, &layout, version("a"), fake_digest, &fast, &d, 0).await;
+        assert_eq!(n.ok(), Some(1));
+        let (r, _) = rollout(&store, &layout).await.unwrap_or((None, 0));
+        let r = r.unwrap_or_else(|| unreachable!("no rollout record"));
+        assert_eq!((r.bake_ms, r.fast), (10_000, true));
+        assert_eq!(r.stages, d.stages, "no everywhere-at-once: the same stages");
+    }
+
+    #[tokio::test]
     async fn rollback_to_needs_a_stored_version() {
         let (store, layout) = (MemoryStore::new(), Layout::new("/hf"));
         let r = rollback_to(

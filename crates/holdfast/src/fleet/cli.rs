@@ -292,7 +292,7 @@ async fn wait(store: &EtcdStore, layout: &Layout, timeout: Duration) -> ExitCode
 
 fn status_json(s: &ops::Status) -> serde_json::Value {
     let r = s.rollout.as_ref();
-    let instances: Vec<serde_json::Value> = s
+    let mut instances: Vec<serde_json::Value> = s
         .instances
         .values()
         .map(|i| {
@@ -307,6 +307,20 @@ fn status_json(s: &ops::Status) -> serde_json::Value {
             })
         })
         .collect();
+    // Instances that took the rollout's version and are gone (lease expired).
+    for id in r.iter().flat_map(|r| r.taken.iter()) {
+        if !s.instances.contains_key(id) {
+            instances.push(json!({
+                "id": id,
+                "group": null,
+                "version": null,
+                "alive": false,
+                "rejected": false,
+                "target": s.targets.get(id).copied().or(s.current),
+                "counters": null,
+            }));
+        }
+    }
     json!({
         "version": r.map(|r| r.version),
         "previous": r.and_then(|r| r.previous),

@@ -335,12 +335,44 @@ async fn a_good_version_rolls_through_every_stage_and_every_member_serves_it() {
         })
         .collect();
     assert_eq!(done, vec![(1, "done"), (2, "done")]);
-    let status = members[0].status().await;
-    assert_eq!(status["fleet"]["version"], 2, "{status}");
-    assert_eq!(status["fleet"]["etcd"]["reachable"], true);
+    let member_status = members[0].status().await;
+    assert_eq!(member_status["fleet"]["version"], 2, "{member_status}");
+    assert_eq!(member_status["fleet"]["etcd"]["reachable"], true);
     let metrics = get(&members[0].admin_url("/metrics")).await.text();
     assert_eq!(metric(&metrics, "holdfast_fleet_version"), Some(2.0));
     assert_eq!(metric(&metrics, "holdfast_fleet_etcd_up"), Some(1.0));
+
+    // Rollback to version 1: itself a staged rollout.
+    let load = Load::start(members.iter().map(|m| m.url("/")).collect());
+    let (code, out, err) = blocking(|| {
+        rollout(
+            &etcd,
+            &[
+                "rollback",
+                "--to",
+                "1",
+                "--stages",
+                "canary,100%",
+                "--bake",
+                "300ms",
+                "--min-requests",
+                "20",
+            ],
+        )
+    });
+    assert_eq!((code, out.trim()), (0, "1"), "{err}");
+    let (code, _, _) = blocking(|| rollout(&etcd, &["wait", "--timeout", "60s"]));
+    load.stop().await;
+    assert_eq!(code, 0, "{}", status(&etcd));
+    for m in &members {
+        assert_eq!(body_of(m).await, (200, "one".to_string()));
+    }
+    let s = status(&etcd);
+    assert_eq!(
+        (s["version"].as_u64(), s["previous"].as_u64()),
+        (Some(1), Some(2)),
+        "{s}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -534,6 +566,26 @@ async fn an_invalid_version_is_refused_without_touching_the_fleet() {
     assert!(out.contains("routes[0].pool"), "{out}");
     let s = status(&etcd);
     assert!(s["version"].is_null(), "nothing was written: {s}");
+
+    // `holdfast check` knows a member's local file: instance-owned keys only.
+    let local = dir.path().join("edge.toml");
+    let text = render(
+        MEMBER,
+        &[
+            ("etcd", etcd.url()),
+            ("id", "edge-9".into()),
+            ("group", String::new()),
+        ],
+    );
+    std::fs::write(&local, &text).unwrap();
+    assert_eq!(holdfast::check_file(&local), Ok(()));
+    std::fs::write(
+        &local,
+        format!("{text}\n[[pools]]\nname = \"p\"\nservers = [\"127.0.0.1:1\"]\n"),
+    )
+    .unwrap();
+    let errors = holdfast::check_file(&local).unwrap_err();
+    assert!(errors.len() == 1 && errors[0].ends_with("pools: belongs to the fleet's versions when [fleet] is set (move it into the file given to `holdfast rollout start`)"), "{errors:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -712,6 +764,16 @@ async fn a_member_killed_right_after_taking_the_version_rolls_it_back() {
             .as_str()
             .unwrap()
             .starts_with("lost_heartbeat: instance(s) edge-canary"),
+        "{s}"
+    );
+    let dead = s["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "edge-canary");
+    assert_eq!(
+        dead.map(|d| d["alive"].clone()),
+        Some(serde_json::json!(false)),
         "{s}"
     );
     // The others never took it.
