@@ -175,7 +175,7 @@ async fn run(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
                 {
                     let mut s = shared.seen();
                     if s.etcd_up || s.etcd_error.is_none() {
-                        tracing::error!(error = %e, version = ?s.running, "FLEET: etcd unreachable: serving the version this instance has, retrying with back-off");
+                        tracing::error!(error = %e, version = ?s.running, "FLEET: cannot reach etcd (or read the fleet's state): serving the version this instance has, retrying with back-off");
                     }
                     s.etcd_up = false;
                     s.leader = false;
@@ -284,12 +284,20 @@ async fn sync(shared: &Shared, store: &EtcdStore) -> Result<(), holdfast_fleet::
         shared.publish();
         return Ok(());
     }
-    let (record, blobs) = ops::fetch_version(store, layout, n).await?;
-    let outcome = match versions::write(&shared.plan, n, &record.config, &blobs) {
-        Ok(file) => shared.controller.apply_source(ConfigSource::File(file)),
-        Err(errors) => ReloadOutcome::Rejected {
+    let outcome = match ops::fetch_version(store, layout, n).await {
+        Ok((record, blobs)) => match versions::write(&shared.plan, n, &record.config, &blobs) {
+            Ok(file) => shared.controller.apply_source(ConfigSource::File(file)),
+            Err(errors) => ReloadOutcome::Rejected {
+                generation: 0,
+                errors,
+            },
+        },
+        Err(holdfast_fleet::FleetError::Store(e)) => return Err(e.into()),
+        // A version that cannot be read whole (a missing blob, a bad record) is rejected
+        // like one that does not validate: reported, and the instance keeps what it has.
+        Err(other) => ReloadOutcome::Rejected {
             generation: 0,
-            errors,
+            errors: vec![other.to_string()],
         },
     };
     {
