@@ -42,3 +42,57 @@ pub(super) fn read(registry: &Registry) -> Counters {
     }
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::{IntCounterVec, Opts};
+
+    fn vec(r: &Registry, name: &str, labels: &[&str]) -> IntCounterVec {
+        let v = IntCounterVec::new(Opts::new(name, "test"), labels)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        r.register(Box::new(v.clone()))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        v
+    }
+
+    #[test]
+    fn the_gates_counters_come_from_the_metrics_by_name() {
+        let r = Registry::new();
+        let http = vec(
+            &r,
+            "holdfast_http_requests_total",
+            &["route", "status_class"],
+        );
+        http.with_label_values(&["a", "2xx"]).inc_by(90);
+        http.with_label_values(&["a", "5xx"]).inc_by(7);
+        http.with_label_values(&["b", "4xx"]).inc_by(3);
+        let rules = vec(&r, "holdfast_rule_hits_total", &["rule", "action", "mode"]);
+        rules
+            .with_label_values(&["x", "block", "enforce"])
+            .inc_by(2);
+        rules.with_label_values(&["x", "block", "log"]).inc_by(50);
+        rules
+            .with_label_values(&["y", "allow", "enforce"])
+            .inc_by(50);
+        let limits = vec(
+            &r,
+            "holdfast_ratelimit_decisions_total",
+            &["limit", "result"],
+        );
+        limits.with_label_values(&["l", "limited"]).inc_by(1);
+        limits.with_label_values(&["l", "allowed"]).inc_by(99);
+        vec(&r, "holdfast_module_errors_total", &["module", "kind"])
+            .with_label_values(&["bot", "panic"])
+            .inc_by(4);
+        assert_eq!(
+            read(&r),
+            Counters {
+                requests: 100,
+                edge_5xx: 7,
+                shield_denied: 3,
+                module_failures: 4
+            }
+        );
+    }
+}
