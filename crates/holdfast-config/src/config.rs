@@ -26,6 +26,38 @@ pub struct Config {
     pub rule_lists: Vec<RuleList>,
     /// `[challenge]` (defaults when absent); used when a rule's action is `challenge`.
     pub challenge: Challenge,
+    /// `[fleet]`: set when this instance's configuration comes from a fleet (etcd).
+    pub fleet: Option<Fleet>,
+}
+
+/// `[fleet]`: where the fleet's state lives and who this instance is in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fleet {
+    /// etcd endpoints (`http://host:port`).
+    pub etcd: Vec<String>,
+    /// Key prefix, without a trailing `/`.
+    pub prefix: String,
+    /// This instance's unique id; `None`: the host name (read by the binary: no I/O here).
+    pub instance: Option<String>,
+    pub group: Option<String>,
+    /// How often the instance reports and the controller ticks.
+    pub heartbeat: Duration,
+    /// The instance's lease: it is gone from the fleet this long after its last heartbeat.
+    pub lease_ttl: Duration,
+    pub rollout: FleetRollout,
+}
+
+/// `[fleet.rollout]`: defaults of a rollout when `holdfast rollout start` does not set them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetRollout {
+    /// Checked: group names or `N%`, the last one `100%`.
+    pub stages: Vec<String>,
+    pub bake: Duration,
+    pub fast_bake: Duration,
+    pub min_requests: u64,
+    pub data_wait: Duration,
+    pub abs_margin: f64,
+    pub rel_margin: f64,
 }
 
 impl Config {

@@ -31,6 +31,37 @@ pub struct Spec {
     pub rule_lists: Vec<NamedFileSpec>,
     pub challenge: Option<ChallengeSpec>,
     pub dns: Option<DnsSpec>,
+    pub fleet: Option<FleetSpec>,
+}
+
+/// `[fleet]`: this instance belongs to a fleet whose versions come from etcd.
+#[derive(Debug, Deserialize)]
+pub struct FleetSpec {
+    #[serde(default)]
+    pub etcd: Vec<String>,
+    pub prefix: Option<String>,
+    pub instance: Option<String>,
+    pub group: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub heartbeat: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub lease_ttl: Option<Duration>,
+    pub rollout: Option<FleetRolloutSpec>,
+}
+
+/// `[fleet.rollout]`: defaults of the rollouts this instance's controller runs.
+#[derive(Debug, Deserialize)]
+pub struct FleetRolloutSpec {
+    pub stages: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub bake: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub fast_bake: Option<Duration>,
+    pub min_requests: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub data_wait: Option<Duration>,
+    pub abs_margin: Option<f64>,
+    pub rel_margin: Option<f64>,
 }
 
 /// `[challenge]`: the self-hosted challenge that `action = "challenge"` rules serve.

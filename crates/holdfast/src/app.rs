@@ -34,6 +34,8 @@ pub struct Running {
     controller: Arc<Controller>,
     edge: EdgeHandle,
     admin: AdminHandle,
+    /// The fleet agent, when the configuration file has `[fleet]`.
+    fleet: Option<crate::fleet::Agent>,
 }
 
 impl Running {
@@ -47,6 +49,8 @@ impl Running {
         source: ConfigSource,
         extra_modules: Vec<Arc<dyn holdfast_proxy::RequestModule>>,
     ) -> Result<Running, StartError> {
+        // A fleet member starts on its last fleet version (or a 503-only configuration).
+        let (source, fleet_plan) = crate::fleet::prepare(source)?;
         let loaded = load_at_start(&source).map_err(StartError::Config)?;
         let config = Arc::clone(&loaded.config);
         let workers = config.edge.threads.unwrap_or_else(|| {
@@ -83,6 +87,18 @@ impl Running {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) =
             listeners_json(&edge.plain, &edge.tls, admin.addr);
+        let fleet = match fleet_plan.map(|p| crate::fleet::Agent::start(p, Arc::clone(&controller)))
+        {
+            None => None,
+            Some(Ok(agent)) => Some(agent),
+            Some(Err(e)) => {
+                edge.shutdown();
+                edge.join();
+                admin.shutdown();
+                controller.stop_checks();
+                return Err(e);
+            }
+        };
         tracing::info!(http = ?edge.plain, https = ?edge.tls, admin = %admin.addr, workers, "holdfast is serving");
         let dns_addr = controller.dns_handle().as_ref().map(|d| d.addr);
         Ok(Running {
@@ -93,6 +109,7 @@ impl Running {
             controller,
             edge,
             admin,
+            fleet,
         })
     }
 
@@ -114,7 +131,11 @@ impl Running {
 
     /// Stop accepting, let open requests finish within `edge.shutdown_grace`, then stop the
     /// admin plane and flush the access log.
-    pub fn shutdown(self) {
+    pub fn shutdown(mut self) {
+        // Leave the fleet first: the lease is revoked, the controller's election passes on.
+        if let Some(agent) = self.fleet.take() {
+            agent.stop();
+        }
         self.controller.set_serving(false);
         self.edge.shutdown();
         self.edge.join();

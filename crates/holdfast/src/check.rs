@@ -9,7 +9,51 @@ use std::sync::Arc;
 /// Validate one file; every problem is returned as `FILE: key.path: message (hint)`.
 pub fn check_file(path: &Path) -> Result<(), Vec<String>> {
     let source = ConfigSource::File(path.to_path_buf());
+    if let Some(result) = check_fleet_member(path) {
+        return result;
+    }
     let loaded = load(&source)?;
+    check_loaded(&source.label(), loaded)
+}
+
+/// A local file with `[fleet]` holds only instance-owned keys: checked as what it starts on
+/// before its first version (`None` if it is not a fleet member's file).
+fn check_fleet_member(path: &Path) -> Option<Result<(), Vec<String>>> {
+    let read =
+        holdfast_artifact::read_bounded_text(path, holdfast_config::MAX_CONFIG_BYTES).ok()?;
+    if !holdfast_config::is_fleet_member(&read.content) {
+        return None;
+    }
+    let label = path.display().to_string();
+    let in_file = |errs: Vec<holdfast_config::ConfigError>| {
+        errs.iter()
+            .map(|e| format!("{label}: {e}"))
+            .collect::<Vec<_>>()
+    };
+    let violations = holdfast_config::local_violations(&read.content);
+    if !violations.is_empty() {
+        return Some(Err(in_file(violations)));
+    }
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| std::path::PathBuf::from("."), Path::to_path_buf);
+    Some(
+        holdfast_config::no_version_yet(&read.content, &base)
+            .map_err(in_file)
+            .and_then(|text| check_text(&label, text, &base)),
+    )
+}
+
+/// `check_file` for text that is not (yet) a file: a fleet version merged with an instance
+/// part, whose relative paths resolve against `base`.
+pub(crate) fn check_text(label: &str, text: String, base: &Path) -> Result<(), Vec<String>> {
+    let sha256 = holdfast_artifact::sha256_hex(text.as_bytes());
+    let loaded = crate::controller::load_text(label, text, sha256, base)?;
+    check_loaded(label, loaded)
+}
+
+fn check_loaded(label: &str, loaded: crate::controller::Loaded) -> Result<(), Vec<String>> {
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry).map_err(|e| vec![format!("internal: {e}")])?;
     let artifact_metrics = Arc::new(
@@ -33,10 +77,7 @@ pub fn check_file(path: &Path) -> Result<(), Vec<String>> {
     if errors.is_empty() {
         return Ok(());
     }
-    Err(errors
-        .iter()
-        .map(|e| format!("{}: {e}", source.label()))
-        .collect())
+    Err(errors.iter().map(|e| format!("{label}: {e}")).collect())
 }
 
 /// The artifact kinds `holdfast check --kind` knows.

@@ -128,7 +128,17 @@ pub(crate) fn load(source: &ConfigSource) -> Result<Loaded, Vec<String>> {
             PathBuf::from("."),
         ),
     };
-    let config = holdfast_config::parse(&text, &base).map_err(|errors| {
+    load_text(&label, text, sha256, &base)
+}
+
+/// Validate text read from `label`, whose relative paths resolve against `base`.
+pub(crate) fn load_text(
+    label: &str,
+    text: String,
+    sha256: String,
+    base: &Path,
+) -> Result<Loaded, Vec<String>> {
+    let config = holdfast_config::parse(&text, base).map_err(|errors| {
         errors
             .iter()
             .map(|e| format!("{label}: {e}"))
@@ -228,8 +238,9 @@ struct Book {
 }
 
 pub(crate) struct Controller {
-    source: ConfigSource,
-    registry: Registry,
+    /// Changes only when a fleet version is applied (`apply_source`).
+    source: Mutex<ConfigSource>,
+    pub(crate) registry: Registry,
     metrics: Arc<Metrics>,
     pub(crate) states: Arc<ArcSwap<State>>,
     pub(crate) access_log: Arc<AccessLogWriter>,
@@ -251,6 +262,8 @@ pub(crate) struct Controller {
     artifact_metrics: Arc<ArtifactMetrics>,
     /// The DNS server, when `[dns]` is configured (set once serving).
     pub(crate) dns: Mutex<Option<holdfast_dns::DnsHandle>>,
+    /// `/status`'s `fleet`, kept by the fleet agent (null when not in a fleet).
+    pub(crate) fleet_status: Mutex<serde_json::Value>,
 }
 
 impl Controller {
@@ -327,7 +340,7 @@ impl Controller {
         let health = HealthChecker::start(&state)
             .map_err(|e| StartError::Io("health checks: cannot start the thread".into(), e))?;
         Ok(Controller {
-            source,
+            source: Mutex::new(source),
             registry,
             metrics,
             states: Arc::new(ArcSwap::new(state)),
@@ -350,6 +363,7 @@ impl Controller {
             modules,
             artifact_metrics,
             dns: Mutex::new(None),
+            fleet_status: Mutex::new(serde_json::Value::Null),
         })
     }
 
@@ -383,10 +397,21 @@ impl Controller {
         self.book.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn try_reload(&self, generation: u64) -> Result<(State, Loaded, Prepared), Vec<String>> {
-        let loaded = load(&self.source)?;
+    fn source(&self) -> ConfigSource {
+        self.source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn try_reload(
+        &self,
+        source: &ConfigSource,
+        generation: u64,
+    ) -> Result<(State, Loaded, Prepared), Vec<String>> {
+        let loaded = load(source)?;
         let current = self.states.load();
-        let label = self.source.label();
+        let label = source.label();
         let fixed = restart_only_changes(&current.config, &loaded.config);
         if !fixed.is_empty() {
             return Err(fixed.into_iter().map(|e| format!("{label}: {e}")).collect());
@@ -419,7 +444,18 @@ impl Controller {
     }
 
     pub(crate) fn do_reload(&self) -> ReloadOutcome {
+        self.reload_from(None)
+    }
+
+    /// Reload from another source (a fleet version written to `state_dir`), which becomes
+    /// the source of later reloads only if it is applied.
+    pub(crate) fn apply_source(&self, source: ConfigSource) -> ReloadOutcome {
+        self.reload_from(Some(source))
+    }
+
+    fn reload_from(&self, next: Option<ConfigSource>) -> ReloadOutcome {
         let _reloading = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let source = next.clone().unwrap_or_else(|| self.source());
         // Only reloads change the generation, and they are serialised: it stays current.
         let candidate = self.book().generation + 1;
         // Artifacts are re-read whatever becomes of the config: each keeps its own
@@ -428,10 +464,13 @@ impl Controller {
         if let Some(dns) = self.dns_handle().as_ref() {
             dns.reload_zones();
         }
-        let result = self.try_reload(candidate);
+        let result = self.try_reload(&source, candidate);
         let mut book = self.book();
         let outcome = match result {
             Ok((state, loaded, prepared)) => {
+                if let Some(next) = next {
+                    *self.source.lock().unwrap_or_else(|p| p.into_inner()) = next;
+                }
                 self.modules.install(prepared);
                 save_lkg(&loaded.config, &loaded.text);
                 book.started_on_lkg = None;
@@ -497,7 +536,7 @@ impl Backend for Controller {
             "uptime_seconds": self.started.elapsed().as_secs(),
             "serving": self.healthy(),
             "config": {
-                "source": self.source.label(),
+                "source": self.source().label(),
                 "running_on": if book.started_on_lkg.is_some() { "lkg" } else { "file" },
                 "rejected_at_start": book.started_on_lkg,
                 "generation": book.generation,
@@ -512,6 +551,7 @@ impl Backend for Controller {
             "routes": state.route_status(),
             "pools": state.pool_status(),
             "dns": self.dns_handle().as_ref().map(|d| d.status()),
+            "fleet": *self.fleet_status.lock().unwrap_or_else(|p| p.into_inner()),
         })
     }
 

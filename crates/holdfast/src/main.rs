@@ -1,4 +1,4 @@
-//! The `holdfast` command: `run`, `check`, `demo`. Parses arguments, sets up logging, starts
+//! The `holdfast` command: `run`, `check`, `rollout`, `demo`. Parses arguments, sets up logging, starts
 //! the edge and turns signals into reloads and shutdown. Everything else is in the library.
 
 use anyhow::Context;
@@ -50,6 +50,8 @@ enum Command {
         #[arg(long, value_name = "BASE64")]
         public_key: Option<String>,
     },
+    /// Roll a configuration out to a fleet in stages through etcd, gated on the fleet's health.
+    Rollout(holdfast::RolloutArgs),
     /// Run a self-contained demo: an in-process origin behind the edge.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
             init_logging();
             exit(serve(ConfigSource::File(config), None))
         }
+        Command::Rollout(args) => holdfast::rollout(args),
         Command::Demo { listen, admin } => {
             init_logging();
             exit(demo(listen, admin))

@@ -105,6 +105,11 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
         &mut errs,
     );
     dns::default_checks(dns.as_ref(), &mut pools);
+    let fleet = fleet::fleet(
+        spec.fleet.as_ref(),
+        spec.edge.state_dir.as_deref(),
+        &mut errs,
+    );
     if errs.0.is_empty() {
         Ok(Config {
             edge,
@@ -119,6 +124,7 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
             ip_lists,
             rule_lists,
             dns,
+            fleet,
         })
     } else {
         Err(errs.0)
@@ -491,6 +497,7 @@ fn taken_addrs(edge: &EdgeSpec, admin: Option<SocketAddr>) -> Vec<(String, Socke
 mod cache;
 mod challenge;
 mod dns;
+mod fleet;
 mod ip_lists;
 mod limits;
 mod rules;

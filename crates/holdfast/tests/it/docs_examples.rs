@@ -6,6 +6,11 @@
 //! of origins (not in any DNS here) become 127.0.0.1, and an absolute `state_dir` becomes a
 //! folder of the test's own. A new example that names another host fails here until its
 //! name is added to `UNRESOLVABLE`.
+//!
+//! Two kinds of partial examples are completed the way Holdfast completes them: a fleet
+//! version (no `[edge]`: the instance's local file supplies it) gets a local `[edge]`, and an
+//! addition to the example before it (no `[[routes]]`, e.g. "the same file plus a rule") is
+//! checked appended to that example.
 
 use crate::support::*;
 use std::ffi::OsStr;
@@ -17,6 +22,9 @@ const UNRESOLVABLE: &[&str] = &[
     "api-origin.cdn-b.example.net",
     "static.internal",
 ];
+
+/// What a fleet member's local file holds for a version that, as it must, has no `[edge]`.
+const FLEET_MEMBER_EDGE: &str = "[edge]\nlisten = [\"127.0.0.1:8080\"]\n";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -166,9 +174,20 @@ fn every_toml_example_in_the_docs_passes_holdfast_check() {
     // README's complete file, config.md's complete example and its smallest file at least.
     assert!(blocks.len() >= 3, "found only {} examples", blocks.len());
     let mut failures = Vec::new();
+    let mut previous: Option<(&str, String)> = None;
     for (file, line, example) in &blocks {
         let dir = tempfile::tempdir().unwrap();
-        let text = localise(example, dir.path());
+        let mut example = example.clone();
+        if !example.contains("[[routes]]") {
+            if let Some((_, before)) = previous.as_ref().filter(|(f, _)| f == file) {
+                example = format!("{before}\n{example}");
+            }
+        }
+        previous = Some((file, example.clone()));
+        if !example.contains("[edge]") {
+            example = format!("{FLEET_MEMBER_EDGE}\n{example}");
+        }
+        let text = localise(&example, dir.path());
         let spec: toml::Value = match toml::from_str(&text) {
             Ok(v) => v,
             Err(e) => {

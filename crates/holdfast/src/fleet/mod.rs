@@ -1,0 +1,41 @@
+//! The instance's side of the fleet (issue 14): where it starts from (`start`: the last fleet
+//! version kept in `state_dir`, or a 503-only configuration before the first), the agent that
+//! registers under a lease, follows its target version and reports (`agent`), the controller
+//! that runs rollouts while holding the etcd election (`leader`), the versions written to
+//! `state_dir` and applied through the reload pipeline (`versions`), the health counters read
+//! from the metrics registry (`counters`), and `holdfast rollout` (`cli`). Nothing here is on
+//! the request path: the data path only ever sees the `State` a reload swapped in.
+
+mod agent;
+pub mod cli;
+mod counters;
+mod leader;
+mod metrics;
+mod start;
+mod versions;
+
+pub(crate) use agent::Agent;
+pub(crate) use start::prepare;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `[fleet.rollout]` as the fleet crate's defaults.
+fn rollout_defaults(r: &holdfast_config::FleetRollout) -> holdfast_fleet::RolloutDefaults {
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    holdfast_fleet::RolloutDefaults {
+        stages: holdfast_fleet::stages::parse(&r.stages.join(","))
+            .unwrap_or_else(|_| holdfast_fleet::RolloutDefaults::default().stages),
+        bake_ms: ms(r.bake),
+        fast_bake_ms: ms(r.fast_bake),
+        min_requests: r.min_requests,
+        data_wait_ms: ms(r.data_wait),
+        margins: holdfast_fleet::Margins::uniform(holdfast_fleet::Margin {
+            abs: r.abs_margin,
+            rel: r.rel_margin,
+        }),
+    }
+}
