@@ -6,6 +6,8 @@
 //! CSS only, nothing from another host); `target` keeps the return path on the same host.
 //! No I/O here: the caller reads the key file (bounded) and keeps the generated key.
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod form;
 mod keys;

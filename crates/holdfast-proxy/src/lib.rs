@@ -4,6 +4,8 @@
 //! (routes, pools, TLS) is one `State`, swapped atomically on reload. Nothing here panics on
 //! any input: errors become small error pages that name the request id and the failing side.
 
+#![forbid(unsafe_code)]
+
 mod access_log;
 mod body;
 mod cache_metrics;

@@ -3,6 +3,8 @@
 //! artifacts across reloads (`modules`), the DNS server's wiring (`dns`), offline validation (`check`) and the self-contained
 //! demo (`demo`). `main.rs` is only the CLI and signals.
 
+#![forbid(unsafe_code)]
+
 mod app;
 mod challenge;
 mod check;
