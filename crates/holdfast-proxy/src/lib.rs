@@ -20,6 +20,8 @@ mod ctx;
 mod error;
 mod h2c;
 mod metrics;
+#[cfg(test)]
+mod module_cycles;
 mod modules;
 mod phases;
 mod proxy_protocol;
