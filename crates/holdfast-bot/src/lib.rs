@@ -7,6 +7,8 @@
 //! loaded is a rejection, never a panic, and a score is always 1..=99 or explicitly
 //! "unknown" (R6).
 
+#![forbid(unsafe_code)]
+
 pub mod features;
 pub mod file;
 pub mod ja4h;

@@ -7,6 +7,8 @@
 //! Only `module` does I/O: `ChallengeKind`, the challenge as a module kind of the edge
 //! (reads the key file, bounded, and keeps the generated key in `state_dir`).
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod form;
 mod keys;

@@ -31,6 +31,8 @@
 //! Panics are caught only with `panic = "unwind"` (the workspace's release profile).
 //! `install_rate_limited_panic_hook` keeps a panic storm from writing a report per request.
 
+#![forbid(unsafe_code)]
+
 mod breaker;
 mod clock;
 pub mod host;

@@ -3,6 +3,7 @@
 //! module (settings through `ArcSwap`, override and breaker in atomics); the failure path
 //! takes only short, uncontended-in-practice locks (`try_lock` for the last error).
 
+use holdfast_common::lock;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -241,16 +242,11 @@ impl<M: Module> ModuleSlot<M> {
             }
             _ => None,
         };
-        let last_error = self
-            .last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|e| LastErrorStatus {
-                kind: e.kind,
-                detail: e.detail.clone(),
-                at: rfc3339(e.at),
-            });
+        let last_error = lock(&self.last_error).as_ref().map(|e| LastErrorStatus {
+            kind: e.kind,
+            detail: e.detail.clone(),
+            at: rfc3339(e.at),
+        });
         ModuleStatus {
             name: M::NAME,
             state,
@@ -352,7 +348,7 @@ impl<M: Module> ModuleSlot<M> {
     }
 
     fn refresh_gauge(&self) {
-        let _g = self.gauge_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = lock(&self.gauge_lock);
         self.state_gauge.set(self.state().gauge());
     }
 }

@@ -4,6 +4,8 @@
 //! both as one module ([`limits`]); the rule engine ([`rules`], CEL expressions); the
 //! self-hosted challenge comes later (issue 7).
 
+#![forbid(unsafe_code)]
+
 pub mod global;
 pub mod ip_list;
 pub mod kind;

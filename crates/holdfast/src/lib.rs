@@ -4,6 +4,8 @@
 //! validation (`check`), the fleet member's agent and `holdfast rollout` (`fleet`) and the
 //! self-contained demo (`demo`). `main.rs` is only the CLI and signals.
 
+#![forbid(unsafe_code)]
+
 mod app;
 mod check;
 mod controller;

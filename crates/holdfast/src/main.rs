@@ -1,6 +1,8 @@
 //! The `holdfast` command: `run`, `check`, `rollout`, `demo`. Parses arguments, sets up logging, starts
 //! the edge and turns signals into reloads and shutdown. Everything else is in the library.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use holdfast::{ConfigSource, ReloadOutcome, Running};

@@ -238,6 +238,120 @@ fn backoff(base: Duration, retry: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::{test_pool, test_retry};
+    use http::Method;
+    use prometheus::{IntCounterVec, Opts};
+
+    /// A route's chain of pools, each `(name, servers, retries)`.
+    fn chain(pools: &[(&str, usize, u32)]) -> Chain {
+        let pools: Vec<Arc<Pool>> = pools
+            .iter()
+            .map(|(name, n, attempts)| Arc::new(test_pool(name, *n, None, test_retry(*attempts))))
+            .collect();
+        let failovers =
+            IntCounterVec::new(Opts::new("failovers", "test"), &["route", "from", "to"]).unwrap();
+        Chain::new(Arc::from("r"), pools.into(), None, 0, failovers)
+    }
+
+    fn timeout() -> Result<Exchanged, ProxyError> {
+        Err(ProxyError::Timeout)
+    }
+
+    /// One attempt that times out (sent, can be re-sent): the plan's step and the server.
+    fn time_out(plan: &mut RetryPlan<'_>) -> (Step, String) {
+        let attempt = plan.attempt(0).unwrap();
+        let server = attempt.server.label.to_string();
+        (plan.judge(&attempt, &timeout(), false, true), server)
+    }
+
+    #[test]
+    fn a_retry_goes_to_another_server_then_the_next_pool_then_stops() {
+        let chain = chain(&[("a", 2, 3), ("b", 1, 0)]);
+        let mut plan = RetryPlan::new(&chain, 0, &Method::GET).unwrap();
+        let (step, first) = time_out(&mut plan);
+        assert!(matches!(
+            step,
+            Step::Retry {
+                moved: false,
+                backoff: Some(_)
+            }
+        ));
+        let (step, second) = time_out(&mut plan);
+        assert_ne!(
+            first, second,
+            "a retry never goes back to the server that failed"
+        );
+        assert!(matches!(step, Step::Retry { moved: true, .. }), "{step:?}");
+        assert_eq!(&*plan.pool().name, "b");
+        // The first pool's policy still governs: one retry left, but nowhere to go.
+        assert_eq!(time_out(&mut plan).0, Step::Done);
+        assert_eq!(chain.pools[0].metrics.retry_failed.get(), 1);
+        assert_eq!(chain.pools[1].metrics.retry_failed.get(), 1);
+    }
+
+    #[test]
+    fn no_more_retries_than_attempts() {
+        let chain = chain(&[("a", 5, 2)]);
+        let mut plan = RetryPlan::new(&chain, 0, &Method::GET).unwrap();
+        let steps: Vec<Step> = (0..3).map(|_| time_out(&mut plan).0).collect();
+        assert!(matches!(steps[0], Step::Retry { .. }));
+        assert!(matches!(steps[1], Step::Retry { .. }));
+        assert_eq!(steps[2], Step::Done);
+    }
+
+    #[test]
+    fn a_sent_post_is_not_retried_but_an_unsent_one_is_at_once() {
+        let chain = chain(&[("a", 3, 3)]);
+        let mut plan = RetryPlan::new(&chain, 0, &Method::POST).unwrap();
+        let attempt = plan.attempt(0).unwrap();
+        let step = plan.judge(&attempt, &timeout(), true, true);
+        assert_eq!(
+            step,
+            Step::Retry {
+                moved: false,
+                backoff: None
+            },
+            "nothing was sent: any method, no back-off"
+        );
+        let attempt = plan.attempt(0).unwrap();
+        assert_eq!(plan.judge(&attempt, &timeout(), false, true), Step::Done);
+    }
+
+    #[test]
+    fn nothing_to_send_again_means_done() {
+        let chain = chain(&[("a", 3, 3)]);
+        let mut plan = RetryPlan::new(&chain, 0, &Method::GET).unwrap();
+        let attempt = plan.attempt(0).unwrap();
+        assert_eq!(plan.judge(&attempt, &timeout(), false, false), Step::Done);
+    }
+
+    #[test]
+    fn an_empty_budget_refuses_the_retry_and_counts_it() {
+        let mut retry = test_retry(3);
+        retry.min_per_second = 0;
+        retry.budget_percent = 0;
+        let pools = vec![Arc::new(test_pool("a", 3, None, retry))];
+        let failovers =
+            IntCounterVec::new(Opts::new("failovers", "test"), &["route", "from", "to"]).unwrap();
+        let chain = Chain::new(Arc::from("r"), pools.into(), None, 0, failovers);
+        let mut plan = RetryPlan::new(&chain, 0, &Method::GET).unwrap();
+        assert_eq!(time_out(&mut plan).0, Step::Done);
+        assert_eq!(chain.pools[0].metrics.budget_exhausted.get(), 1);
+    }
+
+    #[test]
+    fn a_pool_at_max_connections_is_the_edges_503() {
+        let pools = vec![Arc::new(test_pool("a", 1, Some(1), test_retry(1)))];
+        let failovers =
+            IntCounterVec::new(Opts::new("failovers", "test"), &["route", "from", "to"]).unwrap();
+        let chain = Chain::new(Arc::from("r"), pools.into(), None, 0, failovers);
+        let plan = RetryPlan::new(&chain, 0, &Method::GET).unwrap();
+        let _held = plan.attempt(0).unwrap();
+        assert!(matches!(
+            plan.attempt(0).map(|_| ()),
+            Err(ProxyError::Overloaded { .. })
+        ));
+    }
 
     fn on(connect: bool, reset: bool, timeout: bool) -> RetryOn {
         RetryOn {

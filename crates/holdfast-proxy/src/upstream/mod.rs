@@ -26,5 +26,7 @@ pub(crate) use chain::{Chain, FallbackRt, Target};
 pub use checker::{CheckTargets, HealthChecker};
 pub(crate) use connect::{connect, set_target};
 pub(crate) use conns::{set_worker_slot, Conn};
+#[cfg(test)]
+pub(crate) use pool::{test_pool, test_retry};
 pub(crate) use pool::{Picked, Pool, PoolParts, UpstreamTls};
 pub(crate) use server::{InFlight, Server};

@@ -146,62 +146,88 @@ impl Pool {
     }
 }
 
+/// A retry policy for tests: `attempts` retries on every failure but statuses, a generous
+/// budget, no back-off.
+#[cfg(test)]
+pub(crate) fn test_retry(attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        attempts,
+        on: holdfast_config::RetryOn {
+            connect: true,
+            reset: true,
+            timeout: true,
+            statuses: vec![503],
+        },
+        non_idempotent: false,
+        budget_percent: 20,
+        min_per_second: 100,
+        budget_window: std::time::Duration::from_secs(10),
+        backoff: std::time::Duration::ZERO,
+        buffer_body: 0,
+    }
+}
+
+/// A pool of `servers` round-robin servers on unused loopback ports, for tests.
+#[cfg(test)]
+pub(crate) fn test_pool(
+    name: &str,
+    servers: usize,
+    max_connections: Option<usize>,
+    retry: RetryPolicy,
+) -> Pool {
+    use std::time::Duration;
+    let registry = prometheus::Registry::new();
+    let Ok(metrics) = crate::metrics::Metrics::new(&registry) else {
+        unreachable!("a fresh registry takes every family");
+    };
+    let servers: Vec<Arc<Server>> = (0..servers)
+        .map(|i| {
+            let label = format!("127.0.0.1:{}", i + 1);
+            Arc::new(Server::new(
+                std::net::SocketAddr::from(([127, 0, 0, 1], (i + 1) as u16)),
+                Arc::from(label.as_str()),
+                1,
+                None,
+                metrics.server(name, &label),
+                1,
+                4,
+                Duration::from_secs(60),
+            ))
+        })
+        .collect();
+    Pool::new(PoolParts {
+        name: Arc::from(name),
+        balancer: Balancer::new(
+            &holdfast_config::Balance::RoundRobin,
+            &vec![1; servers.len()],
+        ),
+        servers,
+        host_header: None,
+        tls: None,
+        http2: false,
+        budget: Arc::new(RetryBudget::new(&retry)),
+        retry,
+        metrics: metrics.pool(name),
+        admission: None,
+        outlier: Outlier {
+            consecutive_failures: 2,
+            base_ejection: Duration::from_secs(30),
+            max_ejection: Duration::from_secs(300),
+            max_ejection_percent: 50,
+        },
+        panic_threshold: 0,
+        max_connections,
+        retry_after: http::HeaderValue::from_static("1"),
+        health: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use holdfast_config::{Balance, RetryOn};
-    use std::time::Duration;
 
     fn pool(servers: usize, max_connections: Option<usize>) -> Pool {
-        let registry = prometheus::Registry::new();
-        let metrics = crate::metrics::Metrics::new(&registry).unwrap();
-        let servers: Vec<Arc<Server>> = (0..servers)
-            .map(|i| {
-                let label = format!("127.0.0.1:{}", i + 1);
-                Arc::new(Server::new(
-                    label.parse().unwrap(),
-                    Arc::from(label.as_str()),
-                    1,
-                    None,
-                    metrics.server("p", &label),
-                    1,
-                    4,
-                    Duration::from_secs(60),
-                ))
-            })
-            .collect();
-        let retry = RetryPolicy {
-            attempts: 1,
-            on: RetryOn::default(),
-            non_idempotent: false,
-            budget_percent: 20,
-            min_per_second: 3,
-            budget_window: Duration::from_secs(10),
-            backoff: Duration::ZERO,
-            buffer_body: 0,
-        };
-        Pool::new(PoolParts {
-            name: Arc::from("p"),
-            balancer: Balancer::new(&Balance::RoundRobin, &vec![1; servers.len()]),
-            servers,
-            host_header: None,
-            tls: None,
-            http2: false,
-            budget: Arc::new(RetryBudget::new(&retry)),
-            retry,
-            metrics: metrics.pool("p"),
-            admission: None,
-            outlier: Outlier {
-                consecutive_failures: 2,
-                base_ejection: Duration::from_secs(30),
-                max_ejection: Duration::from_secs(300),
-                max_ejection_percent: 50,
-            },
-            panic_threshold: 0,
-            max_connections,
-            retry_after: http::HeaderValue::from_static("1"),
-            health: None,
-        })
+        test_pool("p", servers, max_connections, test_retry(1))
     }
 
     fn picked(p: &Pool, tried: &[usize]) -> Option<(usize, InFlight)> {

@@ -550,7 +550,7 @@ fn cached_regex(
     cache: &Mutex<HashMap<String, Arc<regex::Regex>>>,
     pattern: &str,
 ) -> Result<Arc<regex::Regex>, String> {
-    let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+    let mut c = holdfast_common::lock(cache);
     if let Some(re) = c.get(pattern) {
         return Ok(Arc::clone(re));
     }
