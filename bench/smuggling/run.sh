@@ -5,7 +5,8 @@
 # normalised, aborted at the origin (client answered, origin's partial request cut),
 # forwarded ambiguous, or hung (with a partial request at the origin), then those cases
 # with the reason. The TSV of every verdict goes to
-# $BENCH_STATE/smuggling/results.tsv.
+# $BENCH_STATE/smuggling/results.tsv, what the origin received per case to
+# $BENCH_STATE/smuggling/origin/.
 #
 # usage: bench/smuggling/run.sh [--no-build]
 # env:   PROXIES=holdfast,nginx,haproxy  TIMEOUT=2 (s a client waits for its answer)
@@ -17,7 +18,7 @@ set -euo pipefail
 SMUG="$(cd "$(dirname "$0")" && pwd)"
 HERE="$(cd "$SMUG/.." && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
-case " $* " in *" -h "*|*" --help "*) sed -n '2,15p' "$0"; exit 0 ;; esac
+case " $* " in *" -h "*|*" --help "*) sed -n '2,16p' "$0"; exit 0 ;; esac
 # shellcheck source-path=SCRIPTDIR source=../common.sh
 source "$HERE/common.sh"   # log, die, launch, stop_tree, wait_port, nginx_common; clean-up by PID
 parse_args "$@"
@@ -106,5 +107,5 @@ done
 
 log "running $(ls "$SMUG/corpus" | wc -l) cases against $PROXIES (timeout ${TIMEOUT}s per case)"
 python3 "$SMUG/run.py" --origin "$ORIGIN" "${targets[@]}" --timeout "$TIMEOUT" \
-  --out "$D/results.tsv" ${ONLY:+--only "$ONLY"}
-log "every verdict: $D/results.tsv"
+  --out "$D/results.tsv" --dump "$D/origin" ${ONLY:+--only "$ONLY"}
+log "every verdict: $D/results.tsv; what the origin received per case: $D/origin/"

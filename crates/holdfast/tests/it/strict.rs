@@ -263,6 +263,26 @@ async fn connect_is_refused_with_501_and_never_forwarded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_that_imitates_a_standard_one_in_another_case_is_refused_with_400() {
+    let door = Door::start().await;
+    door.all_refused(
+        &[
+            b"get /wp-admin HTTP/1.1\r\nHost: a.test\r\n\r\n",
+            b"Post / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\n\r\n",
+        ],
+        400,
+        "method_case",
+    )
+    .await;
+    // An extension method of its own passes.
+    let got = door
+        .send(b"PROPFIND /x HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await;
+    assert_eq!(got.status, 200, "{}", got.head);
+    assert_eq!(door.origin.last().method, "PROPFIND");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_encoding_other_than_one_chunked_is_refused_with_400() {
     let door = Door::start().await;
     let body = "\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
