@@ -24,7 +24,7 @@ The origin answers each request with `Connection: close`, so every upstream conn
 carries one request and anything after it is evidence of a desync.
 
 Usage: run.py --origin PORT --target NAME=PORT [--target ...] [--corpus DIR] [--timeout S]
-       [--out FILE.tsv]
+       [--out FILE.tsv] [--dump DIR] [--only SUBSTRING] [--strict NAME]
 """
 
 import argparse
@@ -337,6 +337,8 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--only", default=None, help="substring of case names to run")
     ap.add_argument("--dump", default=None, help="folder: write what the origin received per case")
+    ap.add_argument("--strict", action="append", default=[],
+                    help="NAME: exit 1 if this target forwarded any case ambiguously")
     a = ap.parse_args()
     origin = Origin(a.origin)
     cases = sorted(f for f in os.listdir(a.corpus) if f.endswith(".req"))
@@ -367,6 +369,11 @@ def main():
             for r in rows:
                 fh.write("\t".join(r) + "\n")
     report(rows, [t[0] for t in targets], len(cases))
+    failed = [r for r in rows if r[0] in a.strict and r[2] == "ambiguous"]
+    if failed:
+        print(f"\nFAIL: {len(failed)} case(s) forwarded ambiguously by {', '.join(a.strict)}")
+        return 1
+    return 0
 
 
 def report(rows, targets, n):
