@@ -19,7 +19,7 @@ set -euo pipefail
 SMUG="$(cd "$(dirname "$0")" && pwd)"
 HERE="$(cd "$SMUG/.." && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
-case " $* " in *" -h "*|*" --help "*) sed -n '2,17p' "$0"; exit 0 ;; esac
+case " $* " in *" -h "*|*" --help "*) sed -n '2,16p' "$0"; exit 0 ;; esac
 # shellcheck source-path=SCRIPTDIR source=../common.sh
 source "$HERE/common.sh"   # log, die, launch, stop_tree, wait_port, nginx_common; clean-up by PID
 parse_args "$@"
