@@ -350,7 +350,7 @@ fn edit_headers(headers: &mut HeaderMap) {
         headers.remove(&name);
     }
     headers.remove(&HTTP2_SETTINGS);
-    if headers.get(header::UPGRADE).is_some_and(is_h2c) {
+    if headers.get_all(header::UPGRADE).iter().any(is_h2c) {
         headers.remove(header::UPGRADE);
     }
     // hyper parsed it as plain digits already (and kept only the first of equal copies).

@@ -424,6 +424,14 @@ async fn upgrade_h2c_and_http2_settings_never_reach_the_origin() {
         "{:?}",
         seen.headers
     );
+    // h2c offered in a second Upgrade field, beside another protocol.
+    let got = door
+        .send(b"GET /y HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nUpgrade: h2c\r\n\r\n")
+        .await;
+    assert_eq!(got.status, 200, "{}", got.head);
+    let seen = door.origin.last();
+    assert_eq!(seen.uri, "/y");
+    assert!(!seen.headers.contains_key("upgrade"), "{:?}", seen.headers);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
