@@ -107,6 +107,7 @@ CASES = {
     "chunk--last-no-final-crlf": chunked(b"5\r\nhello\r\n0\r\n"),
     "chunk--no-last-chunk": chunked(b"5\r\nhello\r\n"),
     "chunk--trailer-cl": chunked(b"5\r\nhello\r\n0\r\nContent-Length: 44\r\n\r\n"),
+    "chunk--trailer-host": chunked(b"5\r\nhello\r\n0\r\nHost: evil.test\r\n\r\n"),
     "chunk--trailer-te": chunked(b"5\r\nhello\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n"),
     "chunk--pipelined-after-last": chunked(b"0\r\n\r\n" + get(b"/second")),
     "chunk--bad-mid-stream": chunked(b"5\r\nhello\r\nZZ\r\nnot a chunk\r\n0\r\n\r\n"),
@@ -195,6 +196,15 @@ CASES = {
     "name--non-tchar": get(headers=b"X-A[1]: 5\r\n"),
     "name--space-inside": get(headers=b"Content Length: 5\r\n"),
     "name--utf8": get(headers=b"X-\xc3\xa9: 5\r\n"),
+    # ---- hop-by-hop lists naming end-to-end fields -------------------------------------------
+    "hop--connection-content-length": post(b"Connection: Content-Length\r\nContent-Length: 5\r\n", b"hello"),
+    "hop--connection-transfer-encoding": chunked(b"5\r\nhello\r\n0\r\n\r\n", headers=b"Connection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n"),
+    "hop--connection-host": get(headers=b"Connection: Host\r\n"),
+    "hop--connection-x-forwarded-for": get(headers=b"Connection: X-Forwarded-For\r\nX-Forwarded-For: 10.0.0.1\r\n"),
+    # ---- methods ---------------------------------------------------------------------------------
+    "method--lower-case": get(method=b"get"),
+    "method--unknown-with-body": post(b"Content-Length: 5\r\n", b"hello").replace(b"POST", b"FOO", 1),
+    "method--trace": get(method=b"TRACE"),
     # ---- upgrades -----------------------------------------------------------------------------
     "upgrade--h2c": get(headers=b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"),
     "upgrade--h2c-no-connection": get(headers=b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"),
@@ -202,7 +212,6 @@ CASES = {
     "upgrade--websocket-declined-then-next": get(b"/ws", headers=b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n") + get(b"/second"),
     "upgrade--http2-settings-alone": get(headers=b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"),
     "upgrade--connection-close-te": get(headers=b"Connection: close, Transfer-Encoding\r\n"),
-    "upgrade--connection-host": get(headers=b"Connection: Host\r\n"),
 }
 
 

@@ -11,7 +11,9 @@ Verdicts, per case and target:
               a malformed Host or one unlike the absolute target, an `_` name imitating a
               framing or routing header, obs-fold / bare LF / bare CR / control bytes in the
               head, raw dot segments, `//`, `%2e`, `\\`, non-ASCII or a fragment in the target,
-              `Upgrade: h2c` or `HTTP2-Settings`, a CONNECT, a body framing the origin could
+              `Upgrade: h2c` or `HTTP2-Settings`, a CONNECT, a method that is a standard one
+              in another case, a framing or routing field in
+              chunked trailers, a body framing the origin could
               not parse, bytes after the request on its connection, or a `/smuggled` request;
   aborted     the client was answered (the body failed to frame mid-stream) and the origin
               got the head and part of the body, then its connection was closed: an
@@ -22,7 +24,7 @@ The origin answers each request with `Connection: close`, so every upstream conn
 carries one request and anything after it is evidence of a desync.
 
 Usage: run.py --origin PORT --target NAME=PORT [--target ...] [--corpus DIR] [--timeout S]
-       [--out FILE.tsv]
+       [--out FILE.tsv] [--dump DIR] [--only SUBSTRING] [--strict NAME]
 """
 
 import argparse
@@ -50,6 +52,7 @@ class Conn:
         self.complete = False
         self.body_error = None
         self.leftover = b""
+        self.trailers = []
         self.done = False
 
 
@@ -175,6 +178,7 @@ def read_chunked(c, pos):
                 if eol == pos:
                     c.complete = True
                     return eol + 2
+                c.trailers.append(raw[pos:eol])
                 pos = eol + 2
         if len(raw) < pos + size + 2:
             return None
@@ -200,6 +204,9 @@ def ambiguities(c):
         method, target, _ = parts
         if method == b"CONNECT":
             out.append("CONNECT forwarded")
+        standard = (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"TRACE", b"PATCH")
+        if method != method.upper() and method.upper() in standard:
+            out.append("method %r imitates %r" % (method, method.upper()))
         path = target
         m = re.match(rb"^https?://([^/?#]*)(.*)$", target, re.I)
         if m:
@@ -255,6 +262,10 @@ def ambiguities(c):
         out.append("Content-Length %r" % cls)
     if len(tes) > 1 or any(v.lower() != b"chunked" for v in tes):
         out.append("Transfer-Encoding %r" % tes)
+    for t in c.trailers:
+        n = t.partition(b":")[0].strip().lower()
+        if n in (b"content-length", b"transfer-encoding", b"host", b"connection"):
+            out.append("framing or routing field %r in trailers" % n)
     if c.body_error:
         out.append("body the origin cannot frame (%s)" % c.body_error)
     if c.leftover.strip():
@@ -325,6 +336,9 @@ def main():
     ap.add_argument("--timeout", type=float, default=2.0)
     ap.add_argument("--out", default=None)
     ap.add_argument("--only", default=None, help="substring of case names to run")
+    ap.add_argument("--dump", default=None, help="folder: write what the origin received per case")
+    ap.add_argument("--strict", action="append", default=[],
+                    help="NAME: exit 1 if this target forwarded any case ambiguously")
     a = ap.parse_args()
     origin = Origin(a.origin)
     cases = sorted(f for f in os.listdir(a.corpus) if f.endswith(".req"))
@@ -342,6 +356,10 @@ def main():
             while time.time() < deadline and not all(c.done for c in origin.of(tag)):
                 time.sleep(0.05)
             v, why = verdict(got, closed, origin.of(tag))
+            if a.dump:
+                os.makedirs(a.dump, exist_ok=True)
+                with open(os.path.join(a.dump, f"{name}--{case[:-4]}.origin"), "wb") as fh:
+                    fh.write(b"".join(c.raw for c in origin.of(tag)))
             statuses = ",".join(str(s) for s in final_statuses(got)) or "-"
             rows.append((name, case[:-4], v, statuses, "; ".join(why)))
             origin.case = None
@@ -351,6 +369,11 @@ def main():
             for r in rows:
                 fh.write("\t".join(r) + "\n")
     report(rows, [t[0] for t in targets], len(cases))
+    failed = [r for r in rows if r[0] in a.strict and r[2] == "ambiguous"]
+    if failed:
+        print(f"\nFAIL: {len(failed)} case(s) forwarded ambiguously by {', '.join(a.strict)}")
+        return 1
+    return 0
 
 
 def report(rows, targets, n):

@@ -5,11 +5,13 @@
 # normalised, aborted at the origin (client answered, origin's partial request cut),
 # forwarded ambiguous, or hung (with a partial request at the origin), then those cases
 # with the reason. The TSV of every verdict goes to
-# $BENCH_STATE/smuggling/results.tsv.
+# $BENCH_STATE/smuggling/results.tsv, what the origin received per case to
+# $BENCH_STATE/smuggling/origin/.
 #
 # usage: bench/smuggling/run.sh [--no-build]
 # env:   PROXIES=holdfast,nginx,haproxy  TIMEOUT=2 (s a client waits for its answer)
-#        ONLY=SUBSTRING (cases whose name contains it)  PORT_BASE=18400 (origin, holdfast,
+#        ONLY=SUBSTRING (cases whose name contains it)  STRICT=holdfast (exit 1 if that
+#        target forwarded any case ambiguously; .ci/run uses it)  PORT_BASE=18400 (origin, holdfast,
 #        holdfast admin, nginx, haproxy)  HOLDFAST_BIN (default target/release/holdfast,
 #        else target/debug/holdfast)  NO_BUILD=1  SHARED_BENCH  BENCH_STATE
 set -euo pipefail
@@ -17,13 +19,13 @@ set -euo pipefail
 SMUG="$(cd "$(dirname "$0")" && pwd)"
 HERE="$(cd "$SMUG/.." && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
-case " $* " in *" -h "*|*" --help "*) sed -n '2,15p' "$0"; exit 0 ;; esac
+case " $* " in *" -h "*|*" --help "*) sed -n '2,16p' "$0"; exit 0 ;; esac
 # shellcheck source-path=SCRIPTDIR source=../common.sh
 source "$HERE/common.sh"   # log, die, launch, stop_tree, wait_port, nginx_common; clean-up by PID
 parse_args "$@"
 
 PROXIES=${PROXIES:-holdfast,nginx,haproxy}
-TIMEOUT=${TIMEOUT:-2}; ONLY=${ONLY:-}; PORT_BASE=${PORT_BASE:-18400}
+TIMEOUT=${TIMEOUT:-2}; ONLY=${ONLY:-}; STRICT=${STRICT:-}; PORT_BASE=${PORT_BASE:-18400}
 ORIGIN=$PORT_BASE
 declare -A PORT=([holdfast]=$((PORT_BASE + 1)) [nginx]=$((PORT_BASE + 3)) [haproxy]=$((PORT_BASE + 4)))
 ADMIN=$((PORT_BASE + 2))
@@ -106,5 +108,7 @@ done
 
 log "running $(ls "$SMUG/corpus" | wc -l) cases against $PROXIES (timeout ${TIMEOUT}s per case)"
 python3 "$SMUG/run.py" --origin "$ORIGIN" "${targets[@]}" --timeout "$TIMEOUT" \
-  --out "$D/results.tsv" ${ONLY:+--only "$ONLY"}
-log "every verdict: $D/results.tsv"
+  --out "$D/results.tsv" --dump "$D/origin" ${ONLY:+--only "$ONLY"} ${STRICT:+--strict "$STRICT"} \
+  || rc=$?
+log "every verdict: $D/results.tsv; what the origin received per case: $D/origin/"
+exit "${rc:-0}"

@@ -30,6 +30,7 @@ pub enum Refusal {
     TargetScheme,
     TargetUserinfo,
     Connect,
+    MethodCase,
     TransferEncoding,
     LookalikeHeader,
     Path(PathError),
@@ -46,6 +47,7 @@ impl Refusal {
             Refusal::TargetScheme => "target_scheme",
             Refusal::TargetUserinfo => "target_userinfo",
             Refusal::Connect => "connect",
+            Refusal::MethodCase => "method_case",
             Refusal::TransferEncoding => "transfer_encoding",
             Refusal::LookalikeHeader => "lookalike_header",
             Refusal::Path(_) => "path",
@@ -69,6 +71,9 @@ impl Refusal {
             Refusal::TargetScheme => "the request target's scheme is not http or https",
             Refusal::TargetUserinfo => "the request target carries user information",
             Refusal::Connect => "the edge does not tunnel CONNECT requests",
+            Refusal::MethodCase => {
+                "methods are case-sensitive: this one imitates a standard method"
+            }
             Refusal::TransferEncoding => "the only Transfer-Encoding accepted is a single chunked",
             Refusal::LookalikeHeader => "a header name with _ imitates a framing or routing header",
             Refusal::Path(e) => e.as_str(),
@@ -92,6 +97,9 @@ pub(crate) fn check<B>(
 fn inspect<B>(req: &mut Request<B>, ctx: &mut RequestCtx) -> Result<(), Refusal> {
     if req.method() == Method::CONNECT {
         return Err(Refusal::Connect);
+    }
+    if imitates_standard_method(req.method().as_str()) {
+        return Err(Refusal::MethodCase);
     }
     let target_host = target(req)?;
     let scan = scan_headers(req.headers())?;
@@ -151,6 +159,15 @@ fn target<B>(req: &Request<B>) -> Result<Option<&str>, Refusal> {
         return Err(Refusal::HostInvalid);
     }
     Ok(Some(authority.as_str()))
+}
+
+/// `get`, `Post`: not the standard method (RFC 9110 §9.1: methods are case-sensitive), but
+/// read as it by origins that fold case — past rules written for `GET` or `POST`.
+fn imitates_standard_method(m: &str) -> bool {
+    const STANDARD: &[&str] = &[
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    m.bytes().any(|b| b.is_ascii_lowercase()) && STANDARD.iter().any(|s| s.eq_ignore_ascii_case(m))
 }
 
 /// What one pass over the header names found.
@@ -333,7 +350,7 @@ fn edit_headers(headers: &mut HeaderMap) {
         headers.remove(&name);
     }
     headers.remove(&HTTP2_SETTINGS);
-    if headers.get(header::UPGRADE).is_some_and(is_h2c) {
+    if headers.get_all(header::UPGRADE).iter().any(is_h2c) {
         headers.remove(header::UPGRADE);
     }
     // hyper parsed it as plain digits already (and kept only the first of equal copies).
@@ -399,6 +416,15 @@ mod tests {
         assert!(same_host(b"example.com:443", b"example.com", Some("https")));
         assert!(!same_host(b"example.com:443", b"example.com", Some("http")));
         assert!(!same_host(b"a.example", b"b.example", None));
+    }
+
+    #[test]
+    fn methods_imitating_standard_ones() {
+        assert!(imitates_standard_method("get"));
+        assert!(imitates_standard_method("Post"));
+        assert!(!imitates_standard_method("GET"));
+        assert!(!imitates_standard_method("PROPFIND"));
+        assert!(!imitates_standard_method("purge"));
     }
 
     #[test]

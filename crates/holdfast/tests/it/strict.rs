@@ -263,6 +263,26 @@ async fn connect_is_refused_with_501_and_never_forwarded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_that_imitates_a_standard_one_in_another_case_is_refused_with_400() {
+    let door = Door::start().await;
+    door.all_refused(
+        &[
+            b"get /wp-admin HTTP/1.1\r\nHost: a.test\r\n\r\n",
+            b"Post / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\n\r\n",
+        ],
+        400,
+        "method_case",
+    )
+    .await;
+    // An extension method of its own passes.
+    let got = door
+        .send(b"PROPFIND /x HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await;
+    assert_eq!(got.status, 200, "{}", got.head);
+    assert_eq!(door.origin.last().method, "PROPFIND");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_encoding_other_than_one_chunked_is_refused_with_400() {
     let door = Door::start().await;
     let body = "\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
@@ -404,6 +424,14 @@ async fn upgrade_h2c_and_http2_settings_never_reach_the_origin() {
         "{:?}",
         seen.headers
     );
+    // h2c offered in a second Upgrade field, beside another protocol.
+    let got = door
+        .send(b"GET /y HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nUpgrade: h2c\r\n\r\n")
+        .await;
+    assert_eq!(got.status, 200, "{}", got.head);
+    let seen = door.origin.last();
+    assert_eq!(seen.uri, "/y");
+    assert!(!seen.headers.contains_key("upgrade"), "{:?}", seen.headers);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
