@@ -217,7 +217,12 @@ impl ModuleHost {
     /// requests until `install`. A kind whose start panics keeps its previous instance (or
     /// is left out) and the others go on.
     pub fn prepare(&self, config: &Config) -> Result<Prepared, Vec<ConfigError>> {
-        let plan = self.plan(config)?;
+        Ok(self.start(self.plan(config)?))
+    }
+
+    /// Start (or keep) every kind of a plan and wire the request chain: `prepare` after the
+    /// plan passed.
+    pub fn start(&self, plan: Plan) -> Prepared {
         let previous = self.installed().running.clone();
         let overrides = overrides::read(plan.state_dir.as_deref());
         let mut links = Links::default();
@@ -246,11 +251,11 @@ impl ModuleHost {
             .map(|s| s.module)
             .chain(self.extra.iter().cloned())
             .collect();
-        Ok(Prepared {
+        Prepared {
             started,
             chain,
             state_dir: plan.state_dir,
-        })
+        }
     }
 
     fn start_one(
