@@ -49,7 +49,7 @@ impl BotRunning {
 fn settings(c: &holdfast_config::BotModule) -> ModuleSettings {
     ModuleSettings {
         enabled: c.enabled,
-        fail_policy: c.fail_policy.into(),
+        fail_policy: c.fail_policy,
         time_budget: c.time_budget,
         breaker: BreakerSettings {
             error_percent: c.breaker.error_percent,

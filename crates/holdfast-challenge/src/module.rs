@@ -346,7 +346,7 @@ impl ChallengeKind {
         );
         let settings = holdfast_modules::ModuleSettings {
             enabled: ch.enabled,
-            fail_policy: ch.fail_policy.into(),
+            fail_policy: ch.fail_policy,
             time_budget: ch.time_budget,
             ..holdfast_modules::ModuleSettings::default()
         };

@@ -8,7 +8,9 @@
 
 use super::limits::LimitsLink;
 use crate::rule_list::{no_config_ids, RuleListKind};
-use crate::rules::{Effects, IpLists, ListRules, Rule, RuleMetrics, RuleOutcome, RuleSpec, Rules};
+use crate::rules::{
+    CompiledRule, Effects, IpLists, ListRules, RuleDef, RuleMetrics, RuleOutcome, Rules,
+};
 use holdfast_artifact::{Artifact, ArtifactMetrics, ArtifactOptions, LoadOutcome, Watcher};
 use holdfast_config::{Config, ConfigError};
 use holdfast_modules::host::{HostedArtifact, Links, ModuleKind, Stage, Start, Step, Switch};
@@ -80,10 +82,10 @@ impl RulesKind {
         })
     }
 
-    fn specs(plan: &RulesPlan) -> Vec<RuleSpec> {
+    fn specs(plan: &RulesPlan) -> Vec<RuleDef> {
         plan.rules
             .iter()
-            .map(|(r, routes)| RuleSpec::from_config(r, routes.clone()))
+            .map(|(r, routes)| RuleDef::from_config(r, routes.clone()))
             .collect()
     }
 
@@ -318,7 +320,7 @@ pub struct RuleStatus {
 }
 
 impl RuleStatus {
-    fn of(rule: &Rule, list: Option<&str>) -> Self {
+    fn of(rule: &CompiledRule, list: Option<&str>) -> Self {
         RuleStatus {
             id: rule.spec.id.clone(),
             action: rule.spec.action.label(),
