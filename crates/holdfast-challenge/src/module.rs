@@ -367,6 +367,7 @@ impl ChallengeKind {
 
 impl ModuleKind for ChallengeKind {
     const NAME: &'static str = "challenge";
+    const UNCONFIGURED: &'static str = "no rule has action = \"challenge\"";
     type Plan = ChallengePlan;
     type Running = ChallengeRunning;
     type Status = ChallengeStatus;

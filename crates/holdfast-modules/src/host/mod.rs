@@ -29,6 +29,7 @@ type AnyRunning = Arc<dyn Any + Send + Sync>;
 /// The contract, type-erased so one list holds every kind.
 trait Registered: Send + Sync {
     fn name(&self) -> &'static str;
+    fn unconfigured(&self) -> &'static str;
     fn plan(&self, config: &Config) -> Result<Option<Box<dyn Any + Send>>, Vec<ConfigError>>;
     fn start(
         &self,
@@ -61,6 +62,10 @@ fn typed<K: ModuleKind>(running: &AnyRunning) -> Option<&K::Running> {
 impl<K: ModuleKind> Registered for Kind<K> {
     fn name(&self) -> &'static str {
         K::NAME
+    }
+
+    fn unconfigured(&self) -> &'static str {
+        K::UNCONFIGURED
     }
 
     fn plan(&self, config: &Config) -> Result<Option<Box<dyn Any + Send>>, Vec<ConfigError>> {
@@ -377,6 +382,14 @@ impl ModuleHost {
         }
         let each = self.each();
         let Some((kind, running)) = each.iter().find(|(k, _)| k.name() == name) else {
+            let hint = self
+                .kinds
+                .iter()
+                .find(|k| k.name() == name)
+                .map_or("", |k| k.unconfigured());
+            if !hint.is_empty() {
+                return Err((404, hint.to_string()));
+            }
             let configured: Vec<&str> = each
                 .iter()
                 .filter(|(k, r)| k.switch(r, None).is_some())

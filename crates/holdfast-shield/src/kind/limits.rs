@@ -241,6 +241,7 @@ impl LimitsKind {
 
 impl ModuleKind for LimitsKind {
     const NAME: &'static str = "limits";
+    const UNCONFIGURED: &'static str = "no [[limits]] are configured";
     type Plan = LimitsPlan;
     type Running = LimitsRunning;
     type Status = LimitsStatus;

@@ -140,6 +140,7 @@ fn compile_error(config: &Config, e: &crate::rules::CompileError) -> ConfigError
 
 impl ModuleKind for RulesKind {
     const NAME: &'static str = "rules";
+    const UNCONFIGURED: &'static str = "no [[rules]] are configured";
     type Plan = RulesPlan;
     type Running = RulesRunning;
     type Status = RulesStatus;
