@@ -4,7 +4,7 @@
 //! and its request step, which writes the score in the request's `ModuleCtx` (for rules
 //! reading `bot.score`) and sends it to the origin as `x-holdfast-bot-score`.
 
-use crate::{unknown_header, BotFeatures, BotScorer, SCORE_HEADER};
+use crate::{unknown_header, BotFeatures, BotScorer, Ja4h, SCORE_HEADER};
 use holdfast_artifact::{Artifact, ArtifactMetrics, ArtifactOptions, VerifyingKey, Watcher};
 use holdfast_config::{Config, ConfigError};
 use holdfast_modules::host::{HostedArtifact, Links, ModuleKind, Stage, Start, Step, Switch};
@@ -122,6 +122,7 @@ impl ModuleKind for BotKind {
         let c = &plan.config;
         if previous.is_some_and(|r| {
             r.config.features == c.features
+                && r.config.ja4h == c.ja4h
                 && r.config.public_key == c.public_key
                 && r.config.max_shrink_percent == c.max_shrink_percent
                 && r.state_dir == plan.state_dir
@@ -138,7 +139,11 @@ impl ModuleKind for BotKind {
         ));
         artifact.start();
         let slot = Arc::new(ModuleSlot::new(
-            BotScorer::new(Arc::clone(&artifact)),
+            BotScorer::new(Arc::clone(&artifact)).with_ja4h(if c.ja4h {
+                Ja4h::On
+            } else {
+                Ja4h::Off
+            }),
             settings(c),
             &self.module_metrics,
         ));

@@ -17,7 +17,7 @@ pub mod model;
 pub mod module;
 pub mod rate;
 
-pub use features::{Family, Feature, FeatureName, RequestFeatures};
+pub use features::{Family, Feature, FeatureName, Ja4h, RequestFeatures};
 pub use file::{BotFeatures, MAX_ABS_BIAS, MAX_ABS_WEIGHT};
 pub use ja4h::{ja4h, Ja4hA};
 pub use model::{unknown_header, Full, Model, ModelBuilder, Score, MAX_FEATURES, SCORE_HEADER};

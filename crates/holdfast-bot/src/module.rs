@@ -8,7 +8,7 @@
 //! the fixed features live in stack arrays, the user agent is lower-cased into a stack buffer
 //! and searched once by the model's automaton, family headers are map look-ups.
 
-use crate::features::Feature;
+use crate::features::{Feature, Ja4h};
 use crate::model::{Model, Score};
 use crate::rate::RateTable;
 use holdfast_modules::{Module, ModuleError, RequestView};
@@ -50,6 +50,7 @@ impl<S: ModelSource> ModelSource for Arc<S> {
 pub struct BotScorer<S> {
     source: S,
     rate: RateTable,
+    ja4h: Ja4h,
 }
 
 impl<S: ModelSource> BotScorer<S> {
@@ -58,6 +59,7 @@ impl<S: ModelSource> BotScorer<S> {
         BotScorer {
             source,
             rate: RateTable::default(),
+            ja4h: Ja4h::Off,
         }
     }
 
@@ -66,7 +68,15 @@ impl<S: ModelSource> BotScorer<S> {
         BotScorer {
             source,
             rate: RateTable::new(window),
+            ja4h: Ja4h::Off,
         }
+    }
+
+    /// Whether `ja4h_browser_like` is computed (`[modules.bot] ja4h`; off by default, see
+    /// [`Ja4h`]).
+    pub fn with_ja4h(mut self, ja4h: Ja4h) -> Self {
+        self.ja4h = ja4h;
+        self
     }
 
     pub fn source(&self) -> &S {
@@ -90,10 +100,12 @@ impl<S: ModelSource> BotScorer<S> {
         } else {
             0
         };
-        model.score(req, rate).ok_or_else(|| ModuleError::Failed {
-            kind: "non_finite_score",
-            detail: format!("model version {} gave a NaN sum", model.version()),
-        })
+        model
+            .score(req, rate, self.ja4h)
+            .ok_or_else(|| ModuleError::Failed {
+                kind: "non_finite_score",
+                detail: format!("model version {} gave a NaN sum", model.version()),
+            })
     }
 }
 

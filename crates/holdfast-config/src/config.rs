@@ -134,6 +134,17 @@ pub enum SteerPolicy {
     AllHealthy,
 }
 
+impl SteerPolicy {
+    /// The word the config uses for it (`policy = "..."`), also on `/status`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SteerPolicy::Failover => "failover",
+            SteerPolicy::Weighted => "weighted",
+            SteerPolicy::AllHealthy => "all-healthy",
+        }
+    }
+}
+
 /// What a steered name answers when no target is healthy: never nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhenAllDown {
@@ -317,6 +328,9 @@ pub struct Modules {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BotModule {
     pub enabled: bool,
+    /// `ja4h_browser_like` and `request.ja4h` are computed (off by default: JA4H is under the
+    /// FoxIO License 1.1).
+    pub ja4h: bool,
     /// The feature file (resolved against the config file's folder).
     pub features: PathBuf,
     pub fail_policy: FailPolicy,

@@ -22,6 +22,8 @@ impl Side {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    #[error("{}", .0.message())]
+    Refused(crate::phases::strict::Refusal),
     #[error("no route matches this host and path")]
     NoRoute,
     #[error("the request was refused by the edge's {module} module")]
@@ -51,6 +53,7 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
+            ProxyError::Refused(r) => r.status(),
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Denied { .. } => StatusCode::FORBIDDEN,
             ProxyError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -71,7 +74,8 @@ impl ProxyError {
             ProxyError::NoRoute | ProxyError::Denied { .. } | ProxyError::Overloaded { .. } => {
                 Side::Edge
             }
-            ProxyError::BodyTooLarge
+            ProxyError::Refused(_)
+            | ProxyError::BodyTooLarge
             | ProxyError::ClientBody(_)
             | ProxyError::ClientTimeout
             | ProxyError::TooMany(_)

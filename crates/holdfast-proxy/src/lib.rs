@@ -14,6 +14,7 @@ mod h2c;
 mod metrics;
 mod phases;
 mod proxy_protocol;
+mod purge;
 mod request_id;
 mod rewind;
 mod server;
@@ -23,6 +24,7 @@ mod tls;
 mod upstream;
 
 pub use access_log::{AccessLogTarget, AccessLogWriter};
+pub use ctx::wants_json;
 pub use holdfast_cache::Purge;
 /// What the data path runs of a module; defined beside the runner in `holdfast-modules`.
 pub use holdfast_modules::{
@@ -31,4 +33,4 @@ pub use holdfast_modules::{
 pub use metrics::Metrics;
 pub use server::{start, EdgeHandle, Listeners};
 pub use state::{PoolStatus, RouteCacheStatus, RouteStatus, ServerStatus, State, StateInputs};
-pub use upstream::HealthChecker;
+pub use upstream::{CheckTargets, HealthChecker};

@@ -5,7 +5,7 @@
 use arc_swap::ArcSwap;
 use holdfast_admin::{Backend, ModuleSwitch, ReloadOutcome};
 use holdfast_artifact::ArtifactMetrics;
-use holdfast_config::{AccessLog, Config};
+use holdfast_config::{AccessLog, Config, Dns};
 use holdfast_modules::host::{ModuleHost, Prepared};
 use holdfast_modules::Override;
 use holdfast_proxy::{
@@ -106,10 +106,10 @@ pub(crate) fn save_lkg(config: &Config, text: &str) {
     }
 }
 
+/// The folder relative paths in the file are resolved against: the file's own folder, or
+/// none for a file in the working folder (so `../tls/x` prints as written, not `./../tls/x`).
 fn base_dir(path: &Path) -> PathBuf {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    path.parent().map_or_else(PathBuf::new, Path::to_path_buf)
 }
 
 /// Read and validate; every error is formatted `FILE: key.path: message (hint)`.
@@ -144,25 +144,64 @@ pub(crate) fn load(source: &ConfigSource) -> Result<Loaded, Vec<String>> {
 
 /// Settings that only a restart can change, compared on every reload.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
+    const LISTENERS: &str =
+        "changed, but listeners and threads are fixed while running (restart Holdfast to apply this change)";
     let mut changed = Vec::new();
     if old.edge.listen != new.edge.listen {
-        changed.push("edge.listen");
+        changed.push(format!("edge.listen: {LISTENERS}"));
     }
     if old.edge.tls_listen != new.edge.tls_listen {
-        changed.push("edge.tls_listen");
+        changed.push(format!("edge.tls_listen: {LISTENERS}"));
     }
     if old.edge.threads != new.edge.threads {
-        changed.push("edge.threads");
+        changed.push(format!("edge.threads: {LISTENERS}"));
     }
     if old.admin.listen != new.admin.listen {
-        changed.push("admin.listen");
+        changed.push(format!("admin.listen: {LISTENERS}"));
     }
-    if old.dns != new.dns {
-        changed.push("dns");
-    }
+    changed.extend(dns_changes(old.dns.as_ref(), new.dns.as_ref()));
     changed
-        .into_iter()
-        .map(|k| format!("{k}: changed, but listeners and threads are fixed while running (restart Holdfast to apply this change)"))
+}
+
+/// The DNS server takes its settings at start (its zone files reload on their own).
+fn dns_changes(old: Option<&Dns>, new: Option<&Dns>) -> Vec<String> {
+    const AT_START: &str =
+        "changed, but the DNS server reads its settings at start (restart Holdfast to apply this change; zone files reload by themselves)";
+    let (old, new) = match (old, new) {
+        (None, None) => return Vec::new(),
+        (Some(o), Some(n)) if o == n => return Vec::new(),
+        (Some(o), Some(n)) => (o, n),
+        _ => return vec![format!("dns: {AT_START}")],
+    };
+    let mut keys = Vec::new();
+    if old.listen != new.listen {
+        keys.push("dns.listen".to_string());
+    }
+    if old.zones != new.zones {
+        keys.push("dns.zones".to_string());
+    }
+    if old.steered.len() != new.steered.len() {
+        keys.push("dns.steered".to_string());
+    } else {
+        for (i, (o, n)) in old.steered.iter().zip(&new.steered).enumerate() {
+            if o != n {
+                keys.push(format!("dns.steered[{i}]"));
+            }
+        }
+    }
+    if old.peers != new.peers
+        || old.peer_token != new.peer_token
+        || old.quorum != new.quorum
+        || old.peer_interval != new.peer_interval
+        || old.peer_timeout != new.peer_timeout
+    {
+        keys.push("dns (peers, peer_token, quorum, peer_interval, peer_timeout)".to_string());
+    }
+    if keys.is_empty() {
+        keys.push("dns".to_string());
+    }
+    keys.into_iter()
+        .map(|k| format!("{k}: {AT_START}"))
         .collect()
 }
 

@@ -186,7 +186,7 @@ impl ChallengeRunning {
                 if wants_json(req.headers) {
                     return json(StatusCode::FORBIDDEN, r.as_str());
                 }
-                let to_attr = html_attr(&to);
+                let to_attr = holdfast_common::html_escape(&to);
                 html(
                     StatusCode::FORBIDDEN,
                     format!(
@@ -280,14 +280,6 @@ pub(super) fn user_agent(headers: &HeaderMap) -> &[u8] {
         .map_or(&b""[..], HeaderValue::as_bytes)
 }
 
-/// JSON for API clients: `Accept` names JSON and not HTML (as the edge's error pages).
-pub(super) fn wants_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("json") && !a.contains("html"))
-}
-
 pub(super) fn html(status: StatusCode, body: String) -> EdgeResponse {
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -338,11 +330,4 @@ pub(super) fn redirect(location: &str, set_cookie: Option<HeaderValue>) -> EdgeR
         headers,
         body: String::new(),
     }
-}
-
-pub(super) fn html_attr(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }

@@ -24,6 +24,7 @@ use crate::{
 };
 use holdfast_config::{Config, ConfigError};
 use holdfast_modules::host::{Links, ModuleKind, Start, Step, Switch};
+use holdfast_modules::wants_json;
 use holdfast_modules::{
     ChallengeAsk, ChallengeGate, EdgeRequest, EdgeResponse, Module, ModuleAction, ModuleError,
     ModuleSlot, ModuleStatus, RequestView, Verdict, REQUEST_ID_MARK,

@@ -191,9 +191,7 @@ impl ModuleHost {
     }
 
     fn installed(&self) -> MutexGuard<'_, Installed> {
-        self.installed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        holdfast_common::lock(&self.installed)
     }
 
     /// Every kind's plan for `config`, with no side effects; every kind's errors together.

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
+use holdfast_common::lock;
 use holdfast_modules::RequestView;
 use sha2::{Digest, Sha256};
 
@@ -297,10 +298,6 @@ impl GlobalLimit {
     pub fn local_decisions(&self) -> u64 {
         self.local_decisions.load(Ordering::Relaxed)
     }
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn now_ms() -> u64 {

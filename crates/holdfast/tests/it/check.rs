@@ -303,6 +303,33 @@ fn tls_files_are_read_and_their_errors_named() {
     );
 }
 
+#[test]
+fn public_key_with_a_config_is_refused_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "edge.toml", VALID);
+    let file = dir.path().join("edge.toml");
+    let (code, stdout, _) = holdfast_cmd(&[
+        OsStr::new("check"),
+        OsStr::new("--public-key"),
+        OsStr::new("dfXXTVddwUNkO6mP6/KLN0tP5hq2L6rQtlX+/TtIpvk="),
+        file.as_os_str(),
+    ]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("--public-key: not used with --kind config"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_help_lists_every_kind() {
+    let (code, stdout, _) = holdfast_cmd(&[OsStr::new("check"), OsStr::new("--help")]);
+    assert_eq!(code, Some(0));
+    for kind in ["config", "bot-features", "ip-list", "rule-list"] {
+        assert!(stdout.contains(kind), "{kind} missing from:\n{stdout}");
+    }
+}
+
 /// One file with a problem for each stage a start runs: the access log's folder, a TLS file,
 /// a fallback page and the challenge's key file.
 const EVERY_STAGE: &str = r#"
