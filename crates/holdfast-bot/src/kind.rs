@@ -49,7 +49,7 @@ impl BotRunning {
 fn settings(c: &holdfast_config::BotModule) -> ModuleSettings {
     ModuleSettings {
         enabled: c.enabled,
-        fail_policy: c.fail_policy.into(),
+        fail_policy: c.fail_policy,
         time_budget: c.time_budget,
         breaker: BreakerSettings {
             error_percent: c.breaker.error_percent,
@@ -218,5 +218,122 @@ impl RequestModule for BotStep {
             }
             Verdict::Deny => ModuleAction::Deny,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The bot kind: a bad public key is a plan error with its key path; its step writes the
+    //! score in the request's `ModuleCtx` (and the header) and runs before the rules only
+    //! when they read the score; a changed setting keeps the artifact.
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn config(bot: &str) -> Config {
+        let features = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/bot-features.json"
+        );
+        let text = format!(
+            "[edge]\nlisten = [\"127.0.0.1:8080\"]\n\
+             [[pools]]\nname = \"p\"\nservers = [\"127.0.0.1:9000\"]\n\
+             [[routes]]\nname = \"main\"\nmatch = {{ path_prefix = \"/\" }}\npool = \"p\"\n\
+             [modules.bot]\nfeatures = {features:?}\n{bot}"
+        );
+        holdfast_config::parse(&text, Path::new(".")).unwrap()
+    }
+
+    fn kind() -> BotKind {
+        let registry = prometheus::Registry::new();
+        BotKind::new(
+            &ModuleMetrics::new(&registry).unwrap(),
+            Arc::new(ArtifactMetrics::new(&registry).unwrap()),
+        )
+    }
+
+    #[test]
+    fn a_bad_public_key_is_a_plan_error() {
+        let errors = kind()
+            .plan(&config("public_key = \"not base64\"\n"))
+            .err()
+            .unwrap();
+        assert_eq!(errors[0].path, "modules.bot.public_key");
+    }
+
+    #[test]
+    fn the_step_writes_the_score_for_later_modules() {
+        let kind = kind();
+        let c = config("");
+        let Start::New(running) =
+            kind.start(kind.plan(&c).unwrap().unwrap(), None, &Links::default())
+        else {
+            panic!("not new");
+        };
+        let running = Arc::new(running);
+        // No rule reads the score: last.
+        let steps = kind.wire(&running, &mut Links::default());
+        assert_eq!(steps[0].stage, Stage::Annotate);
+        let mut links = Links::default();
+        links.offer(ReadsBotScore);
+        let steps = kind.wire(&running, &mut links);
+        assert_eq!(steps[0].stage, Stage::Inform);
+
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static("curl/8.5.0"),
+        );
+        let req = RequestView {
+            method: &http::Method::GET,
+            version: http::Version::HTTP_11,
+            headers: &headers,
+            path: "/",
+            query: None,
+            client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+            tls: false,
+            route: "main",
+        };
+        let mut ctx = ModuleCtx::default();
+        let action = steps[0].module.apply_in(&req, &mut ctx);
+        let BotScore::Score(n) = ctx.bot_score else {
+            panic!("no score written: {ctx:?}");
+        };
+        assert_eq!(
+            action,
+            ModuleAction::Header(SCORE_HEADER, http::HeaderValue::from(u16::from(n)))
+        );
+
+        // Switched off: `unknown`, written as such.
+        running
+            .slot()
+            .set_override(holdfast_modules::Override::Disabled);
+        let mut ctx = ModuleCtx {
+            bot_score: BotScore::Score(50),
+        };
+        let action = steps[0].module.apply_in(&req, &mut ctx);
+        assert_eq!(ctx.bot_score, BotScore::Unknown);
+        assert_eq!(action, ModuleAction::Header(SCORE_HEADER, unknown_header()));
+
+        // A changed setting keeps the artifact (and the slot), with the new settings at
+        // `update`.
+        let plan = kind
+            .plan(&config("fail_policy = \"closed\"\n"))
+            .unwrap()
+            .unwrap();
+        let Start::Keep(plan) = kind.start(plan, Some(&running), &Links::default()) else {
+            panic!("a settings change replaced the artifact");
+        };
+        kind.update(&running, plan);
+        assert_eq!(
+            running.slot().settings().fail_policy,
+            holdfast_modules::FailPolicy::Closed
+        );
     }
 }

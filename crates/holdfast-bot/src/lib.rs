@@ -1,6 +1,8 @@
 //! Bot scoring: request features (`features`), a JA4H-style fingerprint (`ja4h`), the client
 //! request rate (`rate`), the feature file as an artifact kind (`file::BotFeatures`), the
-//! compiled model and its score (`model`), and the scoring module (`module::BotScorer`).
+//! compiled model and its score (`model`), the scoring module (`module::BotScorer`), and
+//! `kind::BotKind`, the bot module as a kind of the module host (the feature file's
+//! artifact, the step that writes the score in the request's `ModuleCtx` and the header).
 //!
 //! The feature file is untrusted input (R1): its capacity is checked against
 //! [`MAX_FEATURES`], the same constant the model is allocated with; a file that cannot be

@@ -3,7 +3,8 @@
 //! the workspace (even `holdfast-artifact` and `holdfast-challenge`, which depend on no other
 //! Holdfast crate), so it has no dependencies at all: anything it pulled in would be built,
 //! audited and version-pinned by every crate. Helpers that need `http` types live in the
-//! lowest crate that has them (`holdfast-proxy`: `content_length`, `wants_json`).
+//! lowest crate that has them (`holdfast-proxy`: `content_length`; `holdfast-modules`: `wants_json`, which the challenge
+//! shares with the error pages).
 
 #![forbid(unsafe_code)]
 

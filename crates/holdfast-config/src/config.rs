@@ -374,12 +374,33 @@ pub struct BotModule {
     pub breaker: Breaker,
 }
 
-/// What a module's failure means for the request.
+/// What a module's failure means for the request (`fail_policy`); also the module runner's
+/// type (`holdfast_modules::FailPolicy` is this one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailPolicy {
+    /// Treat as no decision (the bot score becomes `unknown`).
     Open,
+    /// Deny the request (the edge answers 403, never a 5xx).
     Closed,
+    /// Reuse the last good decision for the same key; without one, as `Open`.
     Stale,
+}
+
+impl FailPolicy {
+    /// The config and `/status` spelling: `open`, `closed`, `stale`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailPolicy::Open => "open",
+            FailPolicy::Closed => "closed",
+            FailPolicy::Stale => "stale",
+        }
+    }
+}
+
+impl serde::Serialize for FailPolicy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// A module's circuit breaker: trips into the fail policy when errors pass a share of calls.

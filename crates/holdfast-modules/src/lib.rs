@@ -55,8 +55,8 @@ pub use panic_hook::{
 };
 pub use report::{MAX_KINDS, OTHER_KIND, PANIC_KIND, TIMEOUT_KIND};
 pub use request::{
-    Block, BotScore, ChallengeAsk, ChallengeGate, EdgeRequest, EdgeResponse, Edit, ModuleAction,
-    ModuleCtx, ReadsBotScore, RequestModule, TooMany, REQUEST_ID_MARK,
+    wants_json, Block, BotScore, ChallengeAsk, ChallengeGate, EdgeRequest, EdgeResponse, Edit,
+    ModuleAction, ModuleCtx, ReadsBotScore, RequestModule, TooMany, REQUEST_ID_MARK,
 };
 pub use settings::{BreakerSettings, ModuleSettings, ModuleState, Override};
 pub use slot::{LastErrorStatus, ModuleSlot, ModuleStatus};

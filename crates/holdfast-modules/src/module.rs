@@ -66,27 +66,8 @@ impl ModuleError {
     }
 }
 
-/// What a module's failure means for the request, declared per module in config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailPolicy {
-    /// Treat as no decision (the bot score becomes `unknown`).
-    Open,
-    /// Deny the request (the edge answers 403, never a 5xx).
-    Closed,
-    /// Reuse the last good decision for the same key; without one, as `Open`.
-    Stale,
-}
-
-/// The config's fail policy (`fail_policy = "open" | "closed" | "stale"`), one to one.
-impl From<holdfast_config::FailPolicy> for FailPolicy {
-    fn from(p: holdfast_config::FailPolicy) -> Self {
-        match p {
-            holdfast_config::FailPolicy::Open => FailPolicy::Open,
-            holdfast_config::FailPolicy::Closed => FailPolicy::Closed,
-            holdfast_config::FailPolicy::Stale => FailPolicy::Stale,
-        }
-    }
-}
+/// What a module's failure means for the request: the config's type, one for both.
+pub use holdfast_config::FailPolicy;
 
 /// The runner's answer for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,6 +8,15 @@
 use crate::RequestView;
 use http::{HeaderName, HeaderValue};
 
+/// Whether an edge-made answer should be JSON rather than an HTML page: `Accept` names JSON
+/// and not HTML (API clients). The one such choice: the error pages and the challenge's.
+pub fn wants_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("json") && !a.contains("html"))
+}
+
 /// What `bot.score` reads: the bot module's verdict for the request being decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BotScore {

@@ -5,14 +5,9 @@ use http::{HeaderValue, Method, Request};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-/// Whether an edge-made answer should be JSON rather than an HTML page: `Accept` names JSON
-/// and not HTML (API clients). The one such choice: the error pages and the challenge's.
-pub fn wants_json(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("json") && !a.contains("html"))
-}
+/// Whether an edge-made answer should be JSON (defined beside the modules' types, so the
+/// challenge's pages make the same choice as the error pages).
+pub use holdfast_modules::wants_json;
 
 /// Facts about the client connection, fixed for its lifetime.
 #[derive(Debug, Clone)]

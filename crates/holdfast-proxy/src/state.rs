@@ -169,9 +169,7 @@ impl State {
                 }
             }
         };
-        if !errors.is_empty() {
-            return Err(errors);
-        }
+        // On with the routes whatever failed above: every error is reported together.
         let mut routes = Vec::new();
         for (i, r) in config.routes.iter().enumerate() {
             let fallback = r.fallback.as_ref().and_then(|f| {

@@ -12,8 +12,9 @@ pub enum StartError {
     /// Every problem found, each formatted `FILE: key.path: message (hint)`.
     #[error("invalid configuration:\n{}", .0.join("\n"))]
     Config(Vec<String>),
+    /// What failed, and the error (said once: it is not also the `source`).
     #[error("{0}: {1}")]
-    Io(String, #[source] std::io::Error),
+    Io(String, std::io::Error),
     #[error("metrics registry: {0}")]
     Metrics(String),
 }

@@ -215,6 +215,92 @@ fn dns_changes(old: Option<&Dns>, new: Option<&Dns>) -> Vec<String> {
         .collect()
 }
 
+/// How far `build_generation` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// `holdfast check`: nothing is started (no module, no artifact load, no key written).
+    Check,
+    /// A start or reload: the modules are started once every check passed.
+    Run,
+}
+
+/// What `holdfast check`, the start and every reload run on a configuration — one path, so
+/// a check and a reload cannot disagree — with every error together, each `FILE: key.path:
+/// message (hint)`: the module kinds' plans and the access log's file (neither starts
+/// anything), then (`Mode::Run`, once those passed) the modules' start, and the runtime
+/// build (`State::build`: pools, TLS files, names, fallback files) in any case.
+/// `inputs` makes the `StateInputs` for a module chain.
+pub(crate) fn build_generation(
+    label: &str,
+    config: &Config,
+    modules: &ModuleHost,
+    mode: Mode,
+    inputs: impl FnOnce(Vec<Arc<dyn RequestModule>>) -> StateInputs,
+) -> Result<(State, Option<Prepared>), Vec<String>> {
+    let mut errors = access_log_errors(&config.edge.access_log);
+    let plan = match modules.plan(config) {
+        Ok(plan) => Some(plan),
+        Err(e) => {
+            errors.extend(e);
+            None
+        }
+    };
+    let prepared = match (plan, mode) {
+        (Some(plan), Mode::Run) if errors.is_empty() => Some(modules.start(plan)),
+        _ => None,
+    };
+    let chain = prepared.as_ref().map(Prepared::chain).unwrap_or_default();
+    let built = State::build(inputs(chain));
+    let state = match built {
+        Ok(state) if errors.is_empty() => state,
+        Ok(_) => return Err(in_file(label, &errors)),
+        Err(e) => {
+            errors.extend(e);
+            return Err(in_file(label, &errors));
+        }
+    };
+    Ok((state, prepared))
+}
+
+fn in_file(label: &str, errors: &[holdfast_config::ConfigError]) -> Vec<String> {
+    errors.iter().map(|e| format!("{label}: {e}")).collect()
+}
+
+/// The access log's file must be writable where it is: an existing file opened for
+/// appending, or a new one in an existing folder (checked without creating anything).
+pub(crate) fn access_log_errors(log: &AccessLog) -> Vec<holdfast_config::ConfigError> {
+    let AccessLog::File(path) = log else {
+        return Vec::new();
+    };
+    let opened = if path.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+    } else {
+        let folder = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        match std::fs::metadata(folder) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(std::io::Error::other(format!(
+                "{} is not a folder",
+                folder.display()
+            ))),
+            Err(e) => Err(e),
+        }
+    };
+    match opened {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![holdfast_config::ConfigError::new(
+            "edge.access_log",
+            format!("cannot open: {}: {e}", path.display()),
+            "create its folder, or give a path Holdfast can write to (or \"stdout\", \"off\")",
+        )],
+    }
+}
+
 pub(crate) fn access_log_target(log: &AccessLog) -> AccessLogTarget {
     match log {
         AccessLog::File(p) => AccessLogTarget::File(p.clone()),
@@ -301,37 +387,49 @@ impl Controller {
         registry
             .register(Box::new(dropped))
             .map_err(StartError::metrics)?;
-        let access_log = Arc::new(
-            AccessLogWriter::start(
-                &access_log_target(&loaded.config.edge.access_log),
-                metrics.access_log_dropped(),
-            )
-            .map_err(|e| StartError::Io("edge.access_log".into(), e))?,
-        );
-        let config_errors = |errors: Vec<holdfast_config::ConfigError>| {
-            StartError::Config(
-                errors
-                    .iter()
-                    .map(|e| format!("{}: {e}", source.label()))
-                    .collect(),
-            )
-        };
         let artifact_metrics =
             Arc::new(ArtifactMetrics::new(&registry).map_err(StartError::metrics)?);
         let modules = crate::registry::module_host(&registry, &artifact_metrics, extra_modules)
             .map_err(StartError::metrics)?;
-        let prepared = modules.prepare(&loaded.config).map_err(config_errors)?;
-        let state = State::build(StateInputs {
-            config: Arc::clone(&loaded.config),
-            generation: 1,
-            metrics: Arc::clone(&metrics),
-            access_log: Some(Arc::clone(&access_log)),
-            workers,
-            modules: prepared.chain(),
-            previous: None,
-        })
-        .map_err(config_errors)?;
-        modules.install(prepared);
+        let label = source.label();
+        let config = &loaded.config;
+        let inputs = |access_log: Option<Arc<AccessLogWriter>>| {
+            let metrics = Arc::clone(&metrics);
+            move |chain| StateInputs {
+                config: Arc::clone(config),
+                generation: 1,
+                metrics,
+                access_log,
+                workers,
+                modules: chain,
+                previous: None,
+            }
+        };
+        // A log that cannot be opened: every problem of the file, as `check` reports them.
+        if !access_log_errors(&config.edge.access_log).is_empty() {
+            let errors = build_generation(&label, config, &modules, Mode::Check, inputs(None))
+                .err()
+                .unwrap_or_default();
+            return Err(StartError::Config(errors));
+        }
+        let access_log = Arc::new(
+            AccessLogWriter::start(
+                &access_log_target(&config.edge.access_log),
+                metrics.access_log_dropped(),
+            )
+            .map_err(|e| StartError::Io(format!("{label}: edge.access_log: cannot open"), e))?,
+        );
+        let (state, prepared) = build_generation(
+            &label,
+            config,
+            &modules,
+            Mode::Run,
+            inputs(Some(Arc::clone(&access_log))),
+        )
+        .map_err(StartError::Config)?;
+        if let Some(prepared) = prepared {
+            modules.install(prepared);
+        }
         if loaded.from_lkg.is_none() {
             save_lkg(&loaded.config, &loaded.text);
         }
@@ -416,23 +514,24 @@ impl Controller {
         if !fixed.is_empty() {
             return Err(fixed.into_iter().map(|e| format!("{label}: {e}")).collect());
         }
-        let in_file = |errors: Vec<holdfast_config::ConfigError>| {
-            errors
-                .iter()
-                .map(|e| format!("{label}: {e}"))
-                .collect::<Vec<_>>()
+        let (state, prepared) =
+            build_generation(&label, &loaded.config, &self.modules, Mode::Run, |chain| {
+                StateInputs {
+                    config: Arc::clone(&loaded.config),
+                    generation,
+                    metrics: Arc::clone(&self.metrics),
+                    access_log: Some(Arc::clone(&self.access_log)),
+                    workers: self.workers,
+                    modules: chain,
+                    previous: Some(self.states.load_full()),
+                }
+            })?;
+        // `Mode::Run` starts the modules whenever the build succeeds.
+        let Some(prepared) = prepared else {
+            return Err(vec![format!(
+                "{label}: internal: the modules were not started"
+            )]);
         };
-        let prepared = self.modules.prepare(&loaded.config).map_err(in_file)?;
-        let state = State::build(StateInputs {
-            config: Arc::clone(&loaded.config),
-            generation,
-            metrics: Arc::clone(&self.metrics),
-            access_log: Some(Arc::clone(&self.access_log)),
-            workers: self.workers,
-            modules: prepared.chain(),
-            previous: Some(self.states.load_full()),
-        })
-        .map_err(in_file)?;
         let old_log = &current.config.edge.access_log;
         let new_log = &loaded.config.edge.access_log;
         if matches!(new_log, AccessLog::File(_)) || old_log != new_log {

@@ -19,6 +19,9 @@ use std::sync::Arc;
 pub trait ModuleKind: Send + Sync + 'static {
     /// `[modules.<NAME>]`, the kill switch's path segment and the overrides file's key.
     const NAME: &'static str;
+    /// What the operator is told when switching it while the config does not use it
+    /// (e.g. "no [[limits]] are configured"); empty: the configured modules are listed.
+    const UNCONFIGURED: &'static str = "";
     /// What a config asks of this kind, computed without side effects.
     type Plan: Send + 'static;
     /// One generation's instance (slot, artifacts, threads), shared with its steps.

@@ -29,6 +29,7 @@ type AnyRunning = Arc<dyn Any + Send + Sync>;
 /// The contract, type-erased so one list holds every kind.
 trait Registered: Send + Sync {
     fn name(&self) -> &'static str;
+    fn unconfigured(&self) -> &'static str;
     fn plan(&self, config: &Config) -> Result<Option<Box<dyn Any + Send>>, Vec<ConfigError>>;
     fn start(
         &self,
@@ -61,6 +62,10 @@ fn typed<K: ModuleKind>(running: &AnyRunning) -> Option<&K::Running> {
 impl<K: ModuleKind> Registered for Kind<K> {
     fn name(&self) -> &'static str {
         K::NAME
+    }
+
+    fn unconfigured(&self) -> &'static str {
+        K::UNCONFIGURED
     }
 
     fn plan(&self, config: &Config) -> Result<Option<Box<dyn Any + Send>>, Vec<ConfigError>> {
@@ -186,9 +191,7 @@ impl ModuleHost {
     }
 
     fn installed(&self) -> MutexGuard<'_, Installed> {
-        self.installed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        holdfast_common::lock(&self.installed)
     }
 
     /// Every kind's plan for `config`, with no side effects; every kind's errors together.
@@ -217,7 +220,12 @@ impl ModuleHost {
     /// requests until `install`. A kind whose start panics keeps its previous instance (or
     /// is left out) and the others go on.
     pub fn prepare(&self, config: &Config) -> Result<Prepared, Vec<ConfigError>> {
-        let plan = self.plan(config)?;
+        Ok(self.start(self.plan(config)?))
+    }
+
+    /// Start (or keep) every kind of a plan and wire the request chain: `prepare` after the
+    /// plan passed.
+    pub fn start(&self, plan: Plan) -> Prepared {
         let previous = self.installed().running.clone();
         let overrides = overrides::read(plan.state_dir.as_deref());
         let mut links = Links::default();
@@ -246,11 +254,11 @@ impl ModuleHost {
             .map(|s| s.module)
             .chain(self.extra.iter().cloned())
             .collect();
-        Ok(Prepared {
+        Prepared {
             started,
             chain,
             state_dir: plan.state_dir,
-        })
+        }
     }
 
     fn start_one(
@@ -372,6 +380,14 @@ impl ModuleHost {
         }
         let each = self.each();
         let Some((kind, running)) = each.iter().find(|(k, _)| k.name() == name) else {
+            let hint = self
+                .kinds
+                .iter()
+                .find(|k| k.name() == name)
+                .map_or("", |k| k.unconfigured());
+            if !hint.is_empty() {
+                return Err((404, hint.to_string()));
+            }
             let configured: Vec<&str> = each
                 .iter()
                 .filter(|(k, r)| k.switch(r, None).is_some())

@@ -338,3 +338,14 @@ fn status_is_each_kinds_typed_status() {
         .all(|m| m["state"] == "ok" && m["name"] == "noop"));
     assert!(status.artifacts.is_empty());
 }
+
+#[test]
+fn switching_a_registered_kind_the_config_does_not_use_says_so() {
+    let f = fixture();
+    f.alpha.set(Ok(Some(1)));
+    apply(&f.host, &config(None));
+    // Beta is registered but not configured, and has no hint: the configured ones are named.
+    let (code, message) = f.host.set_override("beta", Override::Disabled).unwrap_err();
+    assert_eq!(code, 404);
+    assert!(message.contains("configured: [\"alpha\"]"), "{message}");
+}

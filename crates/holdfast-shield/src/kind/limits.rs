@@ -3,7 +3,7 @@
 //! its Redis sync thread started with it, and offered to the rules (`rate_limit` rules).
 
 use crate::global::{GlobalLimit, GlobalSync, RedisHealth, RedisMetrics, RedisSettings};
-use crate::limit::LimitSpec;
+use crate::limit::LimiterSettings;
 use crate::limits::{Counters, LimitOutcome, Limited, RateLimits, RouteLimit};
 use holdfast_config::{Config, ConfigError};
 use holdfast_modules::host::{Links, ModuleKind, Stage, Start, Step, Switch};
@@ -181,7 +181,7 @@ impl LimitsKind {
             .limits
             .iter()
             .map(|(l, routes)| {
-                let mut spec = LimitSpec::new(&l.name, l.key.clone(), l.requests, l.per);
+                let mut spec = LimiterSettings::new(&l.name, l.key.clone(), l.requests, l.per);
                 spec.burst = l.burst;
                 spec.shadow = l.shadow;
                 spec.max_keys = l.max_keys;
@@ -241,6 +241,7 @@ impl LimitsKind {
 
 impl ModuleKind for LimitsKind {
     const NAME: &'static str = "limits";
+    const UNCONFIGURED: &'static str = "no [[limits]] are configured";
     type Plan = LimitsPlan;
     type Running = LimitsRunning;
     type Status = LimitsStatus;

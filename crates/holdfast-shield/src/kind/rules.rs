@@ -8,7 +8,9 @@
 
 use super::limits::LimitsLink;
 use crate::rule_list::{no_config_ids, RuleListKind};
-use crate::rules::{Effects, IpLists, ListRules, Rule, RuleMetrics, RuleOutcome, RuleSpec, Rules};
+use crate::rules::{
+    CompiledRule, Effects, IpLists, ListRules, RuleDef, RuleMetrics, RuleOutcome, Rules,
+};
 use holdfast_artifact::{Artifact, ArtifactMetrics, ArtifactOptions, LoadOutcome, Watcher};
 use holdfast_config::{Config, ConfigError};
 use holdfast_modules::host::{HostedArtifact, Links, ModuleKind, Stage, Start, Step, Switch};
@@ -80,10 +82,10 @@ impl RulesKind {
         })
     }
 
-    fn specs(plan: &RulesPlan) -> Vec<RuleSpec> {
+    fn specs(plan: &RulesPlan) -> Vec<RuleDef> {
         plan.rules
             .iter()
-            .map(|(r, routes)| RuleSpec::from_config(r, routes.clone()))
+            .map(|(r, routes)| RuleDef::from_config(r, routes.clone()))
             .collect()
     }
 
@@ -138,6 +140,7 @@ fn compile_error(config: &Config, e: &crate::rules::CompileError) -> ConfigError
 
 impl ModuleKind for RulesKind {
     const NAME: &'static str = "rules";
+    const UNCONFIGURED: &'static str = "no [[rules]] are configured";
     type Plan = RulesPlan;
     type Running = RulesRunning;
     type Status = RulesStatus;
@@ -318,7 +321,7 @@ pub struct RuleStatus {
 }
 
 impl RuleStatus {
-    fn of(rule: &Rule, list: Option<&str>) -> Self {
+    fn of(rule: &CompiledRule, list: Option<&str>) -> Self {
         RuleStatus {
             id: rule.spec.id.clone(),
             action: rule.spec.action.label(),
@@ -419,5 +422,113 @@ impl RequestModule for RulesStep {
                 body: String::new(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The rules kind: a plan that would not compile is an error with its key path; a rule
+    //! reading `bot.score` makes the kind offer `ReadsBotScore` and its step read the score
+    //! the request's `ModuleCtx` carries (no thread-local); an unchanged plan keeps the
+    //! instance.
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+
+    use super::*;
+    use holdfast_modules::BotScore;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn config(rules: &str) -> Config {
+        let text = format!(
+            "[edge]\nlisten = [\"127.0.0.1:8080\"]\n\
+             [[pools]]\nname = \"p\"\nservers = [\"127.0.0.1:9000\"]\n\
+             [[routes]]\nname = \"main\"\nmatch = {{ path_prefix = \"/\" }}\npool = \"p\"\n{rules}"
+        );
+        holdfast_config::parse(&text, Path::new(".")).unwrap()
+    }
+
+    fn kind() -> RulesKind {
+        let registry = prometheus::Registry::new();
+        let modules = ModuleMetrics::new(&registry).unwrap();
+        let artifacts = Arc::new(ArtifactMetrics::new(&registry).unwrap());
+        RulesKind::new(&registry, &modules, artifacts).unwrap()
+    }
+
+    const BOTS: &str = "[[rules]]\nid = \"bots\"\nexpr = 'bot.score >= 80'\naction = \"block\"\n";
+
+    #[test]
+    fn the_bot_score_comes_from_the_requests_module_ctx() {
+        let kind = kind();
+        let c = config(BOTS);
+        let plan = kind.plan(&c).unwrap().unwrap();
+        let Start::New(running) = kind.start(plan, None, &Links::default()) else {
+            panic!("not new");
+        };
+        let running = Arc::new(running);
+        let mut links = Links::default();
+        let steps = kind.wire(&running, &mut links);
+        assert!(links.get::<ReadsBotScore>().is_some(), "the bot runs first");
+        assert_eq!(steps.len(), 1);
+        assert_eq!(steps[0].stage, Stage::Decide);
+        let headers = http::HeaderMap::new();
+        let req = RequestView {
+            method: &http::Method::GET,
+            version: http::Version::HTTP_11,
+            headers: &headers,
+            path: "/",
+            query: None,
+            client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+            tls: false,
+            route: "main",
+        };
+        let mut bot = ModuleCtx {
+            bot_score: BotScore::Score(90),
+        };
+        assert!(matches!(
+            steps[0].module.apply_in(&req, &mut bot),
+            ModuleAction::Block(b) if b.rule == "bots"
+        ));
+        let mut human = ModuleCtx {
+            bot_score: BotScore::Score(10),
+        };
+        assert_eq!(
+            steps[0].module.apply_in(&req, &mut human),
+            ModuleAction::Pass
+        );
+        // Without a score (no bot module): unknown, the rule's error, a pass.
+        assert_eq!(steps[0].module.apply(&req), ModuleAction::Pass);
+
+        // The same rules again: the compiled set (and its counts) is kept.
+        let again = kind.plan(&c).unwrap().unwrap();
+        assert!(matches!(
+            kind.start(again, Some(&running), &Links::default()),
+            Start::Keep(_)
+        ));
+        let changed = kind
+            .plan(&config(&BOTS.replace(">= 80", ">= 70")))
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            kind.start(changed, Some(&running), &Links::default()),
+            Start::New(_)
+        ));
+    }
+
+    #[test]
+    fn rules_that_read_no_score_offer_nothing() {
+        let kind = kind();
+        let c = config("[[rules]]\nid = \"admin\"\nexpr = 'request.path.startsWith(\"/admin\")'\naction = \"block\"\n");
+        let plan = kind.plan(&c).unwrap().unwrap();
+        let Start::New(running) = kind.start(plan, None, &Links::default()) else {
+            panic!("not new");
+        };
+        let mut links = Links::default();
+        kind.wire(&Arc::new(running), &mut links);
+        assert!(links.get::<ReadsBotScore>().is_none());
+        assert!(kind.plan(&config("")).unwrap().is_none());
     }
 }

@@ -44,7 +44,7 @@ pub use holdfast_config::RuleFields as Fields;
 
 /// One rule as configured.
 #[derive(Debug, Clone)]
-pub struct RuleSpec {
+pub struct RuleDef {
     pub id: String,
     pub expr: String,
     pub action: RuleAction,
@@ -77,10 +77,10 @@ impl Effects {
     }
 }
 
-impl RuleSpec {
+impl RuleDef {
     /// A checked config rule (`[[rules]]` or a rule list's entry) with its route names.
     pub fn from_config(r: &holdfast_config::Rule, routes: Vec<String>) -> Self {
-        RuleSpec {
+        RuleDef {
             id: r.id.clone(),
             expr: r.expr.clone(),
             action: r.action,
@@ -141,8 +141,8 @@ impl RuleMetrics {
 }
 
 /// A rule ready to run.
-pub struct Rule {
-    pub spec: RuleSpec,
+pub struct CompiledRule {
+    pub spec: RuleDef,
     program: Program,
     /// The expression as a native predicate, when it has a shape that compiles to one.
     native: Option<native::Pred>,
@@ -152,7 +152,7 @@ pub struct Rule {
     errors: AtomicU64,
 }
 
-impl Rule {
+impl CompiledRule {
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }
@@ -204,7 +204,7 @@ pub enum RuleOutcome {
 
 /// Every configured rule, in file order, and the functions they may call.
 pub struct Rules {
-    pub rules: Vec<Rule>,
+    pub rules: Vec<CompiledRule>,
     root: Context<'static>,
     /// What the CEL rules read (the native ones read the request directly).
     fields: Fields,
@@ -278,7 +278,7 @@ impl ListRules {
             .value
             .rules
             .iter()
-            .map(|r| RuleSpec::from_config(r, Vec::new()))
+            .map(|r| RuleDef::from_config(r, Vec::new()))
             .collect();
         match Rules::new(specs, &self.metrics, &self.ip_lists) {
             Ok(rules) => self.compiled.store(Some(Arc::new(Compiled {
@@ -308,7 +308,7 @@ pub struct CompileError {
 impl Rules {
     /// Compile every rule (the config already compile-checked them).
     pub fn new(
-        specs: Vec<RuleSpec>,
+        specs: Vec<RuleDef>,
         metrics: &RuleMetrics,
         lists: &IpLists,
     ) -> Result<Self, CompileError> {
@@ -330,7 +330,7 @@ impl Rules {
                 fields = fields.union(spec.fields);
             }
             let mode = if spec.shadow { "log" } else { "enforce" };
-            rules.push(Rule {
+            rules.push(CompiledRule {
                 hits_metric: metrics.hits.with_label_values(&[
                     spec.id.as_str(),
                     spec.action.label(),
@@ -501,7 +501,7 @@ impl Rules {
 }
 
 /// The indices of the rules that apply to `route` (`None`: a route no rule names).
-fn applicable(rules: &[Rule], route: Option<&str>) -> Box<[usize]> {
+fn applicable(rules: &[CompiledRule], route: Option<&str>) -> Box<[usize]> {
     rules
         .iter()
         .enumerate()
@@ -647,7 +647,7 @@ impl Rules {
     /// keeps the edits made so far; a block drops them).
     fn hit(
         &self,
-        rule: &Rule,
+        rule: &CompiledRule,
         matched: Option<bool>,
         edits: &mut Effects,
     ) -> ControlFlow<RuleOutcome> {

@@ -18,8 +18,8 @@ fn all_fields() -> Fields {
     }
 }
 
-fn rule(id: &str, expr: &str, action: RuleAction, shadow: bool) -> RuleSpec {
-    RuleSpec {
+fn rule(id: &str, expr: &str, action: RuleAction, shadow: bool) -> RuleDef {
+    RuleDef {
         id: id.into(),
         expr: expr.into(),
         action,
@@ -32,7 +32,7 @@ fn rule(id: &str, expr: &str, action: RuleAction, shadow: bool) -> RuleSpec {
     }
 }
 
-fn rules(specs: Vec<RuleSpec>) -> Rules {
+fn rules(specs: Vec<RuleDef>) -> Rules {
     let metrics = RuleMetrics::new(&prometheus::Registry::new()).unwrap();
     Rules::new(specs, &metrics, &IpLists::new()).unwrap()
 }
@@ -553,7 +553,7 @@ fn the_benchmark_shapes_compile_natively() {
     assert!(r.rules.iter().all(|r| r.errors() == 0));
 }
 
-fn edit_rule(id: &str, expr: &str, name: &str, value: Option<&str>) -> RuleSpec {
+fn edit_rule(id: &str, expr: &str, name: &str, value: Option<&str>) -> RuleDef {
     let action = if value.is_some() {
         RuleAction::SetHeader
     } else {
@@ -937,8 +937,8 @@ fn client_rate_answers_alike_natively_and_in_cel() {
 }
 
 /// `rule`'s fields as the config check would give them.
-fn checked(id: &str, expr: &str) -> RuleSpec {
-    RuleSpec {
+fn checked(id: &str, expr: &str) -> RuleDef {
+    RuleDef {
         fields: holdfast_config::check_rule_expr(expr).unwrap(),
         ..rule(id, expr, BLOCK, false)
     }
@@ -989,11 +989,11 @@ fn client_rate_counts_once_per_request_and_only_when_read() {
     // Three rules read it: each request still counts once (the 4th request is the first
     // with a rate above 3, for every rule).
     let r = rules(vec![
-        RuleSpec {
+        RuleDef {
             action: RuleAction::Log,
             ..checked("a", "client.rate > 3")
         },
-        RuleSpec {
+        RuleDef {
             action: RuleAction::Log,
             ..checked("b", "client.rate + 0 > 3")
         },
