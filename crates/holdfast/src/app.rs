@@ -3,6 +3,7 @@
 
 use crate::controller::{listeners_json, load_at_start, ConfigSource, Controller};
 use holdfast_admin::{AdminHandle, ReloadOutcome};
+use holdfast_common::lock;
 use holdfast_proxy::{EdgeHandle, Listeners};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,11 +84,7 @@ impl Running {
             controller.stop_checks();
             return Err(e);
         }
-        *controller
-            .listeners
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) =
-            listeners_json(&edge.plain, &edge.tls, admin.addr);
+        *lock(&controller.listeners) = listeners_json(&edge.plain, &edge.tls, admin.addr);
         let fleet = match fleet_plan.map(|p| crate::fleet::Agent::start(p, Arc::clone(&controller)))
         {
             None => None,

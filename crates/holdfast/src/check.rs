@@ -77,6 +77,26 @@ fn check_loaded(label: &str, loaded: crate::controller::Loaded) -> Result<(), Ve
     .map(drop)
 }
 
+/// What `holdfast check` says about a valid file besides `ok`: settings an operator should
+/// know the consequences of, each as `FILE: notice: ...`. Today: JA4H turned on.
+pub fn config_notices(path: &Path) -> Vec<String> {
+    let source = ConfigSource::File(path.to_path_buf());
+    let Ok(loaded) = load(&source) else {
+        return Vec::new();
+    };
+    let mut notices = Vec::new();
+    if loaded.config.modules.bot.as_ref().is_some_and(|b| b.ja4h) {
+        notices.push(format!(
+            "{}: notice: modules.bot.ja4h = true computes JA4H, which FoxIO licenses under the \
+             FoxIO License 1.1 (free for internal and academic use; monetisation needs an OEM \
+             licence; the method is described as patent pending). See \
+             docs/artifacts.md#ja4h-style-fingerprint before running it in a paid service.",
+            source.label()
+        ));
+    }
+    notices
+}
+
 /// The artifact kinds `holdfast check --kind` knows.
 pub const ARTIFACT_KINDS: &[&str] = &[
     <holdfast_bot::BotFeatures as holdfast_artifact::ArtifactKind>::NAME,

@@ -5,6 +5,7 @@
 use arc_swap::ArcSwap;
 use holdfast_admin::{Backend, ModuleSwitch, ReloadOutcome};
 use holdfast_artifact::ArtifactMetrics;
+use holdfast_common::lock;
 use holdfast_config::{AccessLog, Config, Dns};
 use holdfast_modules::host::{ModuleHost, Prepared};
 use holdfast_modules::Override;
@@ -471,7 +472,7 @@ impl Controller {
     }
 
     pub(crate) fn dns_handle(&self) -> std::sync::MutexGuard<'_, Option<holdfast_dns::DnsHandle>> {
-        self.dns.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.dns)
     }
 
     /// Start the DNS server (if configured) on the health of the current state.
@@ -492,14 +493,11 @@ impl Controller {
     }
 
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {
-        self.book.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.book)
     }
 
     fn source(&self) -> ConfigSource {
-        self.source
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.source).clone()
     }
 
     fn try_reload(
@@ -553,7 +551,7 @@ impl Controller {
     }
 
     fn reload_from(&self, next: Option<ConfigSource>) -> ReloadOutcome {
-        let _reloading = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let _reloading = lock(&self.reloading);
         let source = next.clone().unwrap_or_else(|| self.source());
         // Only reloads change the generation, and they are serialised: it stays current.
         let candidate = self.book().generation + 1;
@@ -568,7 +566,7 @@ impl Controller {
         let outcome = match result {
             Ok((state, loaded, prepared)) => {
                 if let Some(next) = next {
-                    *self.source.lock().unwrap_or_else(|p| p.into_inner()) = next;
+                    *lock(&self.source) = next;
                 }
                 self.modules.install(prepared);
                 save_lkg(&loaded.config, &loaded.text);
@@ -643,14 +641,14 @@ impl Backend for Controller {
                 "loaded_at": rfc3339(book.loaded_at),
             },
             "last_reload": last,
-            "listeners": *self.listeners.lock().unwrap_or_else(|p| p.into_inner()),
+            "listeners": *lock(&self.listeners),
             "workers": self.workers,
             "artifacts": modules.artifacts,
             "modules": modules.modules,
             "routes": state.route_status(),
             "pools": state.pool_status(),
             "dns": self.dns_handle().as_ref().map(|d| d.status()),
-            "fleet": *self.fleet_status.lock().unwrap_or_else(|p| p.into_inner()),
+            "fleet": *lock(&self.fleet_status),
         })
     }
 

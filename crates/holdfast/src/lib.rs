@@ -15,7 +15,7 @@ mod fleet;
 mod registry;
 
 pub use app::{Running, StartError};
-pub use check::{check_artifact, check_file, ARTIFACT_KINDS};
+pub use check::{check_artifact, check_file, config_notices, ARTIFACT_KINDS};
 pub use controller::ConfigSource;
 pub use fleet::cli::{run as rollout, RolloutAction, RolloutArgs, RolloutFlags};
 pub use holdfast_admin::ReloadOutcome;

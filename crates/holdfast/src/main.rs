@@ -126,7 +126,12 @@ fn check(files: &[PathBuf], kind: &str, public_key: Option<&str>) -> ExitCode {
             _ => holdfast::check_artifact(kind, file, public_key),
         };
         match checked {
-            Ok(summary) if summary.is_empty() => println!("{}: ok", file.display()),
+            Ok(summary) if summary.is_empty() => {
+                println!("{}: ok", file.display());
+                for notice in holdfast::config_notices(file) {
+                    println!("{notice}");
+                }
+            }
             Ok(summary) => println!("{}: ok ({summary})", file.display()),
             Err(errors) => {
                 ok = false;

@@ -23,6 +23,8 @@ pub(crate) fn error(err: &ProxyError, ctx: &RequestCtx) -> Response<ResponseBody
         ("application/json", json.to_string())
     } else {
         let code = status.as_u16();
+        // The error's text can carry an operating-system message or a name from the request.
+        let err = holdfast_common::html_escape(&err.to_string());
         (
             "text/html; charset=utf-8",
             format!(

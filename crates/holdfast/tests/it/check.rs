@@ -482,3 +482,22 @@ fn check_fails_on_a_module_preparation_error_that_a_reload_rejects() {
         "check and reload say the same"
     );
 }
+
+#[test]
+fn turning_ja4h_on_prints_its_licence() {
+    let dir = tempfile::tempdir().unwrap();
+    let bot = "\n[modules.bot]\nfeatures = \"bot-features.json\"\n";
+    write(dir.path(), "off.toml", format!("{VALID}{bot}"));
+    write(dir.path(), "on.toml", format!("{VALID}{bot}ja4h = true\n"));
+    let (code, off) = check(dir.path(), &["off.toml"]);
+    assert_eq!(code, Some(0), "{off}");
+    assert!(!off.contains("FoxIO"), "{off}");
+    let (code, on) = check(dir.path(), &["on.toml"]);
+    assert_eq!(code, Some(0), "{on}");
+    assert!(on.contains("$DIR/on.toml: ok\n"), "{on}");
+    assert!(
+        on.contains("notice: modules.bot.ja4h = true computes JA4H")
+            && on.contains("FoxIO License 1.1"),
+        "{on}"
+    );
+}
