@@ -8,6 +8,19 @@
 //! [`MAX_FEATURES`], the same constant the model is allocated with; a file that cannot be
 //! loaded is a rejection, never a panic, and a score is always 1..=99 or explicitly
 //! "unknown" (R6).
+//!
+//! # Map
+//!
+//! What each part holds (moved here from ARCHITECTURE.md, which keeps the crate-level
+//! map and the invariants that cross crates).
+//!
+//! bot scoring: `BotFeatures` (the feature-file artifact kind; capacity
+//! `MAX_FEATURES = 200` checked by the loader with the constant the model preallocates with),
+//! `kind` (`BotKind`: the feature file's artifact, kept while its path, key and state folder
+//! are unchanged; the step that writes the score in `ModuleCtx` and the header),
+//! `features` (22 request features and three families, computed without allocation),
+//! `ja4h`, `rate` (client request rate in a fixed table of atomic slots), `Model::score`
+//! (1 + 98·sigmoid, always 1–99), `BotScorer` (a `Module`; no model → `NoData`).
 
 #![forbid(unsafe_code)]
 

@@ -3,6 +3,33 @@
 //! (`key`, `vary`), stored responses (`entry`), the memory tier with purge and fill locks
 //! (`store`), answering from a stored response (`serve`), RFC 9211 `Cache-Status`
 //! (`status`) and counters (`stats`). `Cache` is one route's cache.
+//!
+//! # Map
+//!
+//! What each part holds (moved here from ARCHITECTURE.md, which keeps the crate-level
+//! map and the invariants that cross crates).
+//!
+//! the shared HTTP cache, independent of hyper: `policy` (RFC 9111
+//! §3 storability, §4.2 freshness and age, request directives, RFC 5861 windows, RFC 9213
+//! targeted fields — pure functions of headers and times, property-tested against a reference
+//! model written from the RFC), `directives` (Cache-Control parsing without allocation), `key`
+//! (primary key from `cache.key`: scheme and host always, `of_request`), `vary` (secondary keys, normalised), `entry` (a stored
+//! response, its surrogate keys, soft-purge and refresh flags), `store` (the `moka` memory tier
+//! weighed in bytes, purge, per-key fill locks for coalescing), `serve` (answering from an entry:
+//! `Age`, HEAD, single `Range`, client conditionals), `disk` (the optional disk tier: one
+//! checksummed file per URI, written and evicted by a writer thread of its own, read on a
+//! memory miss from tokio's blocking pool), `status` (RFC 9211 `Cache-Status`),
+//! `stats` (atomic counters). `Cache` is one route's cache; its `Store` carries over reloads that
+//! keep the route's `memory`. See `docs/caching.md`.
+//!
+//! **Invariant:** no stale response where §4.2.4 forbids one (`must-revalidate`,
+//! `proxy-revalidate`, `s-maxage`, `no-cache`), whatever `serve_stale_on_error` says.
+//!
+//! **Invariant:** a disk file is served only after its checksum matched; a disk that fails
+//! turns the tier off or drops the write, never the request.
+//!
+//! **Invariant:** a response is stored only whole: a body that fails, is dropped or passes
+//! `max_object_size` while streaming is never inserted.
 
 #![forbid(unsafe_code)]
 

@@ -6,6 +6,27 @@
 //! CSS only, nothing from another host); `target` keeps the return path on the same host.
 //! Only `module` does I/O: `ChallengeKind`, the challenge as a module kind of the edge
 //! (reads the key file, bounded, and keeps the generated key in `state_dir`).
+//!
+//! # Map
+//!
+//! What each part holds (moved here from ARCHITECTURE.md, which keeps the crate-level
+//! map and the invariants that cross crates).
+//!
+//! the self-hosted challenge's pieces, no I/O: `Keys` (the key
+//! file parsed as untrusted text: 1–2 hex keys ≥ 32 bytes; or generated), `Signer` (the pass
+//! cookie `c1.…`, the proof-of-work token `p1.…` and the no-JS token `n1.…`, HMAC-SHA256 over
+//! keyed hashes of the address prefix and `User-Agent`; the first key signs, all verify), `pow`
+//! (leading zero bits of SHA-256), `page` (the pages: inline script with its own SHA-256 beside
+//! `crypto.subtle`, `<noscript>` form, wait and loop pages, the API JSON), `safe_target` (return
+//! paths stay on the host) and `form_value`. The wiring is `module/` (kind, gate, status, metrics), the only part with I/O: `ChallengeKind` (plan: the
+//! key file read and checked, or the generated key read; start: a generated key written to
+//! `state_dir`), `ChallengeModule` (decides: valid / missing / refused cookie) in a
+//! `ModuleSlot`, `ChallengeRunning` (the `ChallengeGate` the rules call: the page or JSON for a
+//! challenged request; the reserved paths), metrics and the typed `ChallengeStatus`. See `docs/shield.md#challenge`.
+//!
+//! **Invariant:** a failing challenge never locks a `critical` route (fail open there) and is
+//! never a 5xx elsewhere (403 or pass, by `fail_policy`); the return target is always a
+//! same-host path.
 
 #![forbid(unsafe_code)]
 

@@ -2,6 +2,20 @@
 //! and turned into a typed, validated `Config`. Every problem is reported at once, each with
 //! its key path and a hint. Nothing in this crate does I/O: callers hand it text and the
 //! folder that relative paths are resolved against.
+//!
+//! # Map
+//!
+//! What each part holds (moved here from ARCHITECTURE.md, which keeps the crate-level
+//! map and the invariants that cross crates).
+//!
+//! `Spec` mirrors the TOML; `validate` turns it into `Config`
+//! (typed: `SocketAddr`, `Duration`, `HeaderName`, indices instead of names) and collects
+//! every error as `ConfigError { path, message, hint }`. Unknown keys are collected with
+//! `serde_ignored` (all of them, with paths) instead of `deny_unknown_fields` (first one only);
+//! type errors carry their path through `serde_path_to_error`.
+//!
+//! **Invariant:** nothing in `holdfast-config` does I/O; relative paths are joined to a base
+//! folder the caller passes in.
 
 #![forbid(unsafe_code)]
 

@@ -30,6 +30,42 @@
 //!
 //! Panics are caught only with `panic = "unwind"` (the workspace's release profile).
 //! `install_rate_limited_panic_hook` keeps a panic storm from writing a report per request.
+//!
+//! # Map
+//!
+//! What each part holds (moved here from ARCHITECTURE.md, which keeps the crate-level
+//! map and the invariants that cross crates).
+//!
+//! the module framework. **Where to start reading for a module:**
+//! `host/kind.rs`, the contract every kind of module implements in its own crate
+//! (`ModuleKind`: `plan` from the config without side effects — `holdfast check` runs it —,
+//! `start` a new instance or `Keep` the previous generation's, `update` a kept one, `wire` its
+//! `Step`s into the request chain at a `Stage` and `offer` what later kinds read through
+//! `Links`, `switch` for the kill switch, `artifacts`, `status` as a typed `Serialize` value),
+//! then `host/mod.rs`, `ModuleHost`, the registry over it (one lock; plan errors of every kind
+//! together; a kind whose start panics keeps its previous instance; overrides in
+//! `state_dir/module-overrides.json`; forced artifact reloads; `/status`). The kinds:
+//! `holdfast_shield::kind::{IpListsKind, LimitsKind, RulesKind}`,
+//! `holdfast_challenge::ChallengeKind`, `holdfast_bot::kind::BotKind`; the binary registers
+//! them in `registry.rs`, one line each. `request.rs`: what the data path sees of a module —
+//! `RequestModule` (`apply_in` with the request's `ModuleCtx`), `ModuleAction`, `EdgeResponse`,
+//! `EdgeRequest` — and `ModuleCtx`, what one request's modules hand each other (the bot score
+//! the rules read), on the stack of the modules phase. `Module` (a per-request decision:
+//! `decide` returns a value or a `ModuleError`) and `ModuleSlot<M>`, the runner every module
+//! runs in:
+//! kill switch (config `enabled`, operator `Override`), time budget, `catch_unwind` at the
+//! boundary, circuit breaker (one atomic word; trips into the policy, half-open probe),
+//! fail policy (`open` → `Verdict::Unknown`, `closed` → `Deny`, `stale` → the last decision for
+//! the same key from a fixed 4096-slot table), rate-limited error reports and the process-wide
+//! rate-limited panic hook.
+//!
+//! **Invariant:** no module error is a 5xx: every failure, timeout or panic of a module becomes
+//! its policy's verdict, and a denial is a 403.
+//!
+//! **Invariant:** a kind's `plan` starts and writes nothing, and every error a `start` could
+//! meet is found by the `plan`: `holdfast check` runs the plans, so a reload cannot reject a
+//! module `check` passed. The host knows no kind: adding one touches its own crate and one
+//! `register` line in `crates/holdfast/src/registry.rs`.
 
 #![forbid(unsafe_code)]
 

@@ -3,6 +3,24 @@
 //! registers with the module host (`registry`), the DNS server's wiring (`dns`), offline
 //! validation (`check`), the fleet member's agent and `holdfast rollout` (`fleet`) and the
 //! self-contained demo (`demo`). `main.rs` is only the CLI and signals.
+//!
+//! # Map
+//!
+//! What each part holds (moved here from ARCHITECTURE.md, which keeps the crate-level
+//! map and the invariants that cross crates).
+//!
+//! the binary and its wiring. `app.rs` (`Running::start/reload/shutdown`),
+//! `dns.rs` (starts `holdfast-dns` with `EdgeHealth`, the pool health of the current `State`),
+//! `controller.rs` (the reload controller and admin `Backend`: load → check restart-only keys →
+//! `build_generation` → swap and install, or reject and record; `build_generation` is the one
+//! path `check`, the start and every reload run: the module kinds' plans and the access log's
+//! file, then — not for `check` — the modules' start, and `State::build`, every error
+//! together), `registry.rs` (the module kinds, one `register` line each), `check.rs` (`holdfast
+//! check`: the same load, module plan and build, offline; `--kind bot-features` the artifact checks), `fleet/` (below: the fleet agent, controller and `holdfast rollout`), `demo/` (embedded config + in-process origin), `main.rs` (CLI, logging,
+//! signals: SIGHUP reloads, SIGINT/SIGTERM stop gracefully).
+//!
+//! **Invariant:** a rejected config changes nothing: the active `State` stays, the rejection
+//! is counted (`holdfast_config_reload_total{result="rejected"}`) and shown on `/status`.
 
 #![forbid(unsafe_code)]
 

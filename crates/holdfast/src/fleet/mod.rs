@@ -5,6 +5,20 @@
 //! `state_dir` and applied through the reload pipeline (`versions`), the health counters read
 //! from the metrics registry (`counters`), and `holdfast rollout` (`cli`). Nothing here is on
 //! the request path: the data path only ever sees the `State` a reload swapped in.
+//!
+//! # Map
+//!
+//! What each part holds (moved here from ARCHITECTURE.md, which keeps the crate-level
+//! map and the invariants that cross crates).
+//!
+//! the instance's side: `start` (a local file with `[fleet]`
+//! starts on the last version applied, kept in `state_dir/fleet/vN/`, or before the first on a
+//! configuration that answers 503), `agent` (thread "holdfast-fleet": lease, watch of
+//! `target/ID` and `current`, fetch + write + `apply_source`, a report with the health counters
+//! at every heartbeat, back-off while etcd is down), `leader` (campaigns on the agent's lease;
+//! while elected, `holdfast_fleet::tick` every heartbeat), `versions` (the version folders),
+//! `counters` (the gate's counters read from the metrics registry by name), `metrics`, `cli`
+//! (`holdfast rollout`: `start` checks offline with `check::check_text` before touching etcd).
 
 mod agent;
 pub mod cli;
