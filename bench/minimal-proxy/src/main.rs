@@ -4,6 +4,8 @@
 //! no logging, no timeouts and no metrics on purpose: the gap between it and Holdfast in
 //! the same run is what Holdfast's features cost. Not for production.
 
+#![forbid(unsafe_code)]
+
 mod pool;
 mod proxy;
 

@@ -5,6 +5,8 @@
 //! when the data path is saturated or broken. It knows nothing of the proxy: it asks a
 //! `Backend` for answers.
 
+#![forbid(unsafe_code)]
+
 mod server;
 
 pub use server::{start, AdminHandle, Backend, ModuleSwitch, PurgeRequest, ReloadOutcome};

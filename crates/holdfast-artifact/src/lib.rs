@@ -5,6 +5,8 @@
 //! shrink guard, atomic swap, last-known-good copy, counted and recorded rejections, file
 //! watching. What the bytes mean is the kind's business; this crate never panics on any input.
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod kind;
 mod lkg;

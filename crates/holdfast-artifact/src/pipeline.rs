@@ -23,12 +23,13 @@ use crate::status::{rfc3339, ActiveStatus, ArtifactStatus, RejectionStatus, Sour
 use crate::ReadError;
 use arc_swap::{ArcSwapOption, Guard};
 use ed25519_dalek::VerifyingKey;
+use holdfast_common::lock;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// A shrink of more than this share of entries is rejected unless forced (the default of
@@ -128,10 +129,6 @@ impl<K: ArtifactKind> std::fmt::Debug for Artifact<K> {
 
 /// A value and the bytes it was loaded from.
 type Loaded<V> = (V, crate::read::Source<Vec<u8>>);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 impl<K: ArtifactKind> Artifact<K> {
     pub fn new(options: ArtifactOptions, metrics: Arc<ArtifactMetrics>) -> Self {

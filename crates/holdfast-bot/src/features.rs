@@ -44,6 +44,17 @@ use http::header::{self, HeaderName};
 use http::Version;
 use std::sync::LazyLock;
 
+/// Whether the JA4H-style fingerprint feeds `ja4h_browser_like` (`[modules.bot] ja4h`).
+/// JA4H is FoxIO's, under the FoxIO License 1.1 (no monetisation without an OEM licence; the
+/// method is described as patent pending), so it is off unless the operator turns it on; off,
+/// the feature's value is 0 and the fingerprint is never computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ja4h {
+    #[default]
+    Off,
+    On,
+}
+
 /// One of the fixed request features. The discriminant is the index into the model's weight
 /// array and [`RequestFeatures`]' value array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -342,16 +353,18 @@ pub struct RequestFeatures {
 
 impl RequestFeatures {
     /// Compute every fixed feature. `client_rate` is the count the rate table returned for
-    /// this request (0 when the model does not use `client_rate` and the table was not asked).
-    pub fn compute(req: &RequestView<'_>, client_rate: u32) -> RequestFeatures {
+    /// this request (0 when the model does not use `client_rate` and the table was not asked);
+    /// `ja4h` says whether `ja4h_browser_like` is computed (else 0).
+    pub fn compute(req: &RequestView<'_>, client_rate: u32, ja4h: Ja4h) -> RequestFeatures {
         let ua = UaLower::of(req);
-        RequestFeatures::compute_with(req, client_rate, &ua, UaClasses::of(&ua))
+        RequestFeatures::compute_with(req, client_rate, ja4h, &ua, UaClasses::of(&ua))
     }
 
     /// As [`compute`](Self::compute), with the user agent's token classes already found.
     pub(crate) fn compute_with(
         req: &RequestView<'_>,
         client_rate: u32,
+        ja4h: Ja4h,
         ua: &UaLower,
         classes: UaClasses,
     ) -> RequestFeatures {
@@ -391,7 +404,7 @@ impl RequestFeatures {
         let path_depth = req.path.split('/').filter(|s| !s.is_empty()).count();
         let query_len = req.query.map_or(0, str::len);
         let method_get = req.method == http::Method::GET || req.method == http::Method::HEAD;
-        let ja4h_browser = crate::ja4h::Ja4hA::of(req).browser_like();
+        let ja4h_browser = ja4h == Ja4h::On && crate::ja4h::Ja4hA::of(req).browser_like();
 
         let values = Feature::ALL.map(|f| match f {
             Feature::HeaderCount => capped(h.len(), 100),
@@ -540,7 +553,7 @@ pub(crate) mod tests {
         let h = headers(CURL);
         let m = Method::GET;
         let req = view(&m, Version::HTTP_11, &h, "/", None, false);
-        let x = RequestFeatures::compute(&req, 0);
+        let x = RequestFeatures::compute(&req, 0, Ja4h::On);
         let expect = [
             (Feature::HeaderCount, 3.0),
             (Feature::HeaderOrderBrowser, 0.0),
@@ -581,7 +594,7 @@ pub(crate) mod tests {
         let h = headers(CHROME);
         let m = Method::GET;
         let req = view(&m, Version::HTTP_11, &h, "/a/b/c", Some("q=rust"), true);
-        let x = RequestFeatures::compute(&req, 3);
+        let x = RequestFeatures::compute(&req, 3, Ja4h::On);
         let expect = [
             (Feature::HeaderCount, 15.0),
             (Feature::HeaderOrderBrowser, 1.0),
@@ -635,13 +648,13 @@ pub(crate) mod tests {
         let h = headers(&[("host", "x")]);
         let m = Method::POST;
         let req = view(&m, Version::HTTP_10, &h, "/", None, false);
-        let x = RequestFeatures::compute(&req, u32::MAX);
+        let x = RequestFeatures::compute(&req, u32::MAX, Ja4h::On);
         assert_eq!(x.value(Feature::UaMissing), 1.0);
         assert_eq!(x.value(Feature::Http10), 1.0);
         assert_eq!(x.value(Feature::MethodGet), 0.0);
         assert!((x.value(Feature::ClientRate) - 32.0).abs() < 1e-9);
         let req = view(&m, Version::HTTP_2, &h, "/", None, true);
-        let x = RequestFeatures::compute(&req, 0);
+        let x = RequestFeatures::compute(&req, 0, Ja4h::On);
         assert_eq!(x.value(Feature::Http2), 1.0);
         assert_eq!(x.value(Feature::Http10), 0.0);
     }
@@ -653,7 +666,7 @@ pub(crate) mod tests {
         h.insert(header::USER_AGENT, HeaderValue::from_str(&long).unwrap());
         let m = Method::GET;
         let req = view(&m, Version::HTTP_11, &h, "/", None, false);
-        let x = RequestFeatures::compute(&req, 0);
+        let x = RequestFeatures::compute(&req, 0, Ja4h::On);
         assert_eq!(x.value(Feature::UaLength), 5.0);
         // Beyond UA_SCAN_BYTES: not searched.
         assert_eq!(
@@ -667,7 +680,7 @@ pub(crate) mod tests {
             HeaderValue::from_bytes(b"Caf\xe9 curl/1.0").unwrap(),
         );
         let req = view(&m, Version::HTTP_11, &h, "/", None, false);
-        let x = RequestFeatures::compute(&req, 0);
+        let x = RequestFeatures::compute(&req, 0, Ja4h::On);
         assert_eq!(x.value(Feature::UaIsTool), 1.0);
     }
 

@@ -9,8 +9,8 @@
 //! which its fail policy turns into `unknown` — never a made-up mid value.
 
 use crate::features::{
-    class_tokens, ua_automaton, Family, Feature, FeatureName, RequestFeatures, UaClasses, UaLower,
-    CLASS_TOKEN_COUNT,
+    class_tokens, ua_automaton, Family, Feature, FeatureName, Ja4h, RequestFeatures, UaClasses,
+    UaLower, CLASS_TOKEN_COUNT,
 };
 use aho_corasick::AhoCorasick;
 use holdfast_modules::RequestView;
@@ -173,7 +173,12 @@ impl Model {
     /// copy of the user agent, one automaton pass over it for the class tokens and every
     /// `ua_contains:` token (a stack bitset counts each token once), header look-ups and
     /// prefix compares.
-    pub fn evaluate(&self, req: &RequestView<'_>, client_rate: u32) -> (RequestFeatures, f64) {
+    pub fn evaluate(
+        &self,
+        req: &RequestView<'_>,
+        client_rate: u32,
+        ja4h: Ja4h,
+    ) -> (RequestFeatures, f64) {
         let ua = UaLower::of(req);
         let mut classes = UaClasses::default();
         let mut z = self.bias;
@@ -195,7 +200,12 @@ impl Model {
                 }
             }
         }
-        let x = RequestFeatures::compute_with(req, client_rate, &ua, classes);
+        let ja4h = if self.uses(Feature::Ja4hBrowserLike) {
+            ja4h
+        } else {
+            Ja4h::Off
+        };
+        let x = RequestFeatures::compute_with(req, client_rate, ja4h, &ua, classes);
         for (w, v) in self.fixed.iter().zip(x.values()) {
             z += w * v;
         }
@@ -213,8 +223,8 @@ impl Model {
     }
 
     /// The score of a request; `None` only if the sum is NaN.
-    pub fn score(&self, req: &RequestView<'_>, client_rate: u32) -> Option<Score> {
-        Score::from_logit(self.evaluate(req, client_rate).1)
+    pub fn score(&self, req: &RequestView<'_>, client_rate: u32, ja4h: Ja4h) -> Option<Score> {
+        Score::from_logit(self.evaluate(req, client_rate, ja4h).1)
     }
 }
 
@@ -339,11 +349,11 @@ mod tests {
             let h = headers(set);
             let req = view(&m, Version::HTTP_2, &h, "/a/b", Some("x=1"), true);
             assert_eq!(
-                extreme(1000.0, 1000.0).score(&req, u32::MAX),
+                extreme(1000.0, 1000.0).score(&req, u32::MAX, Ja4h::On),
                 Some(Score::MAX)
             );
             assert_eq!(
-                extreme(-1000.0, -1000.0).score(&req, u32::MAX),
+                extreme(-1000.0, -1000.0).score(&req, u32::MAX, Ja4h::On),
                 Some(Score::MIN)
             );
         }
@@ -391,14 +401,15 @@ mod tests {
         for set in [CURL, CHROME, &[]] {
             let h = headers(set);
             let req = view(&get, Version::HTTP_11, &h, "/a/b", None, false);
-            let x = RequestFeatures::compute(&req, 0);
+            // The model does not list ja4h_browser_like, so evaluate never computes it.
+            let x = RequestFeatures::compute(&req, 0, Ja4h::Off);
             let mut expected = 0.25 + 0.1 * x.value(Feature::HeaderCount);
             for (f, w) in m.families() {
                 if f.matches(&req) {
                     expected += w;
                 }
             }
-            let (mx, z) = m.evaluate(&req, 0);
+            let (mx, z) = m.evaluate(&req, 0, Ja4h::On);
             assert_eq!(mx, x, "{set:?}");
             assert!((z - expected).abs() < 1e-9, "{set:?}");
         }

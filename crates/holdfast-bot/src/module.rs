@@ -8,7 +8,7 @@
 //! the fixed features live in stack arrays, the user agent is lower-cased into a stack buffer
 //! and searched once by the model's automaton, family headers are map look-ups.
 
-use crate::features::Feature;
+use crate::features::{Feature, Ja4h};
 use crate::model::{Model, Score};
 use crate::rate::RateTable;
 use holdfast_modules::{Module, ModuleError, RequestView};
@@ -47,26 +47,36 @@ impl<S: ModelSource> ModelSource for Arc<S> {
 }
 
 /// Bot scoring as a [`Module`]: `Output` is a [`Score`]; no model → `ModuleError::NoData`.
-pub struct BotModule<S> {
+pub struct BotScorer<S> {
     source: S,
     rate: RateTable,
+    ja4h: Ja4h,
 }
 
-impl<S: ModelSource> BotModule<S> {
+impl<S: ModelSource> BotScorer<S> {
     /// A module counting `client_rate` over the default window (10 s).
     pub fn new(source: S) -> Self {
-        BotModule {
+        BotScorer {
             source,
             rate: RateTable::default(),
+            ja4h: Ja4h::Off,
         }
     }
 
     /// A module counting `client_rate` over `window`.
     pub fn with_rate_window(source: S, window: Duration) -> Self {
-        BotModule {
+        BotScorer {
             source,
             rate: RateTable::new(window),
+            ja4h: Ja4h::Off,
         }
+    }
+
+    /// Whether `ja4h_browser_like` is computed (`[modules.bot] ja4h`; off by default, see
+    /// [`Ja4h`]).
+    pub fn with_ja4h(mut self, ja4h: Ja4h) -> Self {
+        self.ja4h = ja4h;
+        self
     }
 
     pub fn source(&self) -> &S {
@@ -90,14 +100,16 @@ impl<S: ModelSource> BotModule<S> {
         } else {
             0
         };
-        model.score(req, rate).ok_or_else(|| ModuleError::Failed {
-            kind: "non_finite_score",
-            detail: format!("model version {} gave a NaN sum", model.version()),
-        })
+        model
+            .score(req, rate, self.ja4h)
+            .ok_or_else(|| ModuleError::Failed {
+                kind: "non_finite_score",
+                detail: format!("model version {} gave a NaN sum", model.version()),
+            })
     }
 }
 
-impl<S: ModelSource> Module for BotModule<S> {
+impl<S: ModelSource> Module for BotScorer<S> {
     type Output = Score;
     const NAME: &'static str = "bot";
 
@@ -128,19 +140,19 @@ mod tests {
 
     const DEFAULT: &[u8] = include_bytes!("../../../examples/bot-features.json");
 
-    fn module() -> BotModule<FixedModel> {
+    fn module() -> BotScorer<FixedModel> {
         let model = BotFeatures::load(DEFAULT).unwrap();
-        BotModule::new(FixedModel(Some(Arc::new(model))))
+        BotScorer::new(FixedModel(Some(Arc::new(model))))
     }
 
     #[test]
     fn no_model_is_no_data() {
-        let m = BotModule::new(FixedModel(None));
+        let m = BotScorer::new(FixedModel(None));
         let h = headers(CURL);
         let get = Method::GET;
         let req = view(&get, Version::HTTP_11, &h, "/", None, false);
         assert_eq!(m.decide(&req), Err(ModuleError::NoData));
-        assert_eq!(BotModule::<FixedModel>::NAME, "bot");
+        assert_eq!(BotScorer::<FixedModel>::NAME, "bot");
     }
 
     #[test]
@@ -206,7 +218,7 @@ mod tests {
             }
         }
         let src = Arc::new(Swappable(Mutex::new(None)));
-        let m = BotModule::new(src.clone());
+        let m = BotScorer::new(src.clone());
         let get = Method::GET;
         let h = headers(CURL);
         let req = view(&get, Version::HTTP_11, &h, "/", None, false);

@@ -1,21 +1,48 @@
 //! The primary cache key (RFC 9111 §4): the target URI as the route's `cache.key` shapes
-//! it — host (lower-case) or not, path as sent, the query sorted, as sent or left out, with
-//! listed parameters removed. Request headers in the key are secondary keys (`vary`).
+//! it — scheme and host (lower-case) always, the path as the edge normalised it, the query
+//! sorted, as sent or left out, with listed parameters removed. Request headers in the key are secondary keys (`vary`).
 
 use holdfast_config::{CacheKey, QueryKey};
 
-/// The key of a request for `host` (no port, any case) and `path_and_query`.
+/// The key of a request for `host` (no port, any case) and `path_and_query`, without the
+/// scheme. The data path uses `of_request`.
 pub fn primary(cfg: &CacheKey, host: &str, path_and_query: &str) -> String {
+    let mut key = String::with_capacity(host.len() + path_and_query.len());
+    append(&mut key, cfg, cfg.host, host, path_and_query);
+    key
+}
+
+/// The key the data path stores and looks up under: `scheme://host/path?query`. Scheme and
+/// host are always part of it, whatever `cfg.host` says: a key without the host lets one
+/// site's response answer another's (Pingora's CVE-2026-2836), and one without the scheme
+/// lets a response meant for `http` answer `https` (the config refuses `host = false`).
+pub fn of_request(cfg: &CacheKey, https: bool, host: &str, path_and_query: &str) -> String {
+    let scheme = scheme_prefix(https);
+    let mut key = String::with_capacity(scheme.len() + host.len() + path_and_query.len());
+    key.push_str(scheme);
+    append(&mut key, cfg, true, host, path_and_query);
+    key
+}
+
+/// `"https://"` or `"http://"`: how every key of `of_request` starts.
+pub fn scheme_prefix(https: bool) -> &'static str {
+    if https {
+        "https://"
+    } else {
+        "http://"
+    }
+}
+
+fn append(key: &mut String, cfg: &CacheKey, with_host: bool, host: &str, path_and_query: &str) {
     let (path, query) = path_and_query
         .split_once('?')
         .unwrap_or((path_and_query, ""));
-    let mut key = String::with_capacity(host.len() + path_and_query.len());
-    if cfg.host {
+    if with_host {
         key.extend(host.chars().map(|c| c.to_ascii_lowercase()));
     }
     key.push_str(path);
     if cfg.query == QueryKey::Ignore || query.is_empty() {
-        return key;
+        return;
     }
     let kept = |p: &&str| {
         let name = p.split_once('=').map_or(*p, |(n, _)| n);
@@ -29,7 +56,6 @@ pub fn primary(cfg: &CacheKey, host: &str, path_and_query: &str) -> String {
         key.push(if i == 0 { '?' } else { '&' });
         key.push_str(p);
     }
-    key
 }
 
 #[cfg(test)]
@@ -69,5 +95,23 @@ mod tests {
         let mut c = cfg(QueryKey::Sorted);
         c.host = false;
         assert_eq!(primary(&c, "h", "/a"), "/a");
+    }
+
+    #[test]
+    fn request_keys_always_hold_scheme_and_host() {
+        let mut c = cfg(QueryKey::Sorted);
+        c.host = false;
+        assert_eq!(
+            of_request(&c, true, "Example.COM", "/a?b=1&a=2"),
+            "https://example.com/a?a=2&b=1"
+        );
+        assert_ne!(
+            of_request(&c, false, "a.example", "/x"),
+            of_request(&c, true, "a.example", "/x")
+        );
+        assert_ne!(
+            of_request(&c, false, "a.example", "/x"),
+            of_request(&c, false, "b.example", "/x")
+        );
     }
 }

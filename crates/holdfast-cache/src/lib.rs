@@ -4,6 +4,8 @@
 //! (`store`), answering from a stored response (`serve`), RFC 9211 `Cache-Status`
 //! (`status`) and counters (`stats`). `Cache` is one route's cache.
 
+#![forbid(unsafe_code)]
+
 pub mod directives;
 pub mod disk;
 pub mod entry;

@@ -5,9 +5,10 @@
 
 use crate::entry::Entry;
 use crate::stats::Stats;
+use holdfast_common::lock;
 use moka::sync::Cache;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// At most this many variants (Vary) per URI: a new one replaces the oldest.
@@ -67,11 +68,7 @@ pub struct FillLock {
 
 impl Drop for FillLock {
     fn drop(&mut self) {
-        self.store
-            .locks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.key);
+        lock(&self.store.locks).remove(&self.key);
     }
 }
 
@@ -200,7 +197,7 @@ impl Store {
 
     /// The fill lock for `key` (request coalescing).
     pub fn lock(self: &Arc<Self>, key: &str) -> Lock {
-        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut locks = lock(&self.locks);
         if let Some(rx) = locks.get(key) {
             return Lock::Wait(rx.clone());
         }

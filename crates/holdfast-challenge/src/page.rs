@@ -2,6 +2,7 @@
 //! inline (one small script, one small style): the page names no other host, and its
 //! `Content-Security-Policy` (set by the caller) forbids loading from one.
 
+use holdfast_common::html_escape as escape;
 use std::fmt::Write as _;
 
 /// The endpoint the script's form posts a solution to.
@@ -149,22 +150,6 @@ pub fn json_body(reason: &str, request_id: &str) -> String {
         esc(reason),
         esc(request_id)
     )
-}
-
-/// HTML text and attribute escaping.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -60,6 +60,17 @@ pub struct FleetRollout {
     pub rel_margin: f64,
 }
 
+impl Config {
+    /// The names of the routes at `indices`: module kinds compare their settings by route
+    /// names, not positions, so a reload that only moves routes keeps their state.
+    pub fn route_names(&self, indices: &[usize]) -> Vec<String> {
+        indices
+            .iter()
+            .filter_map(|i| self.routes.get(*i).map(|r| r.name.clone()))
+            .collect()
+    }
+}
+
 /// `[challenge]`: the challenge served by the edge itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
@@ -153,6 +164,17 @@ pub enum SteerPolicy {
     Weighted,
     /// Every healthy server of every pool (multi-value).
     AllHealthy,
+}
+
+impl SteerPolicy {
+    /// The word the config uses for it (`policy = "..."`), also on `/status`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SteerPolicy::Failover => "failover",
+            SteerPolicy::Weighted => "weighted",
+            SteerPolicy::AllHealthy => "all-healthy",
+        }
+    }
 }
 
 /// What a steered name answers when no target is healthy: never nothing.
@@ -338,6 +360,9 @@ pub struct Modules {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BotModule {
     pub enabled: bool,
+    /// `ja4h_browser_like` and `request.ja4h` are computed (off by default: JA4H is under the
+    /// FoxIO License 1.1).
+    pub ja4h: bool,
     /// The feature file (resolved against the config file's folder).
     pub features: PathBuf,
     pub fail_policy: FailPolicy,
@@ -349,12 +374,33 @@ pub struct BotModule {
     pub breaker: Breaker,
 }
 
-/// What a module's failure means for the request.
+/// What a module's failure means for the request (`fail_policy`); also the module runner's
+/// type (`holdfast_modules::FailPolicy` is this one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailPolicy {
+    /// Treat as no decision (the bot score becomes `unknown`).
     Open,
+    /// Deny the request (the edge answers 403, never a 5xx).
     Closed,
+    /// Reuse the last good decision for the same key; without one, as `Open`.
     Stale,
+}
+
+impl FailPolicy {
+    /// The config and `/status` spelling: `open`, `closed`, `stale`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailPolicy::Open => "open",
+            FailPolicy::Closed => "closed",
+            FailPolicy::Stale => "stale",
+        }
+    }
+}
+
+impl serde::Serialize for FailPolicy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// A module's circuit breaker: trips into the fail policy when errors pass a share of calls.

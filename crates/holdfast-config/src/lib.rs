@@ -3,6 +3,8 @@
 //! its key path and a hint. Nothing in this crate does I/O: callers hand it text and the
 //! folder that relative paths are resolved against.
 
+#![forbid(unsafe_code)]
+
 mod config;
 mod error;
 mod fleet_split;

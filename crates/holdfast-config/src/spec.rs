@@ -196,6 +196,7 @@ pub struct ModulesSpec {
 #[derive(Debug, Deserialize)]
 pub struct BotSpec {
     pub enabled: Option<bool>,
+    pub ja4h: Option<bool>,
     pub features: String,
     pub fail_policy: Option<String>,
     pub public_key: Option<String>,

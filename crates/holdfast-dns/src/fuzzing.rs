@@ -61,7 +61,7 @@ impl ResponseHandler for Capture {
         let info = response
             .destructive_emit(&mut encoder)
             .map_err(hickory_server::net::NetError::from)?;
-        *crate::steer::lock(&self.0) = Some(bytes);
+        *holdfast_common::lock(&self.0) = Some(bytes);
         Ok(info)
     }
 }
@@ -126,7 +126,7 @@ impl PacketPath {
         let handler = &self.handler;
         self.runtime
             .block_on(handler.handle_request::<Capture, TokioTime>(&request, capture.clone()));
-        let answer = crate::steer::lock(&capture.0).take();
+        let answer = holdfast_common::lock(&capture.0).take();
         answer
     }
 }

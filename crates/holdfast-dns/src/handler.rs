@@ -77,7 +77,7 @@ impl RequestHandler for Handler {
         self.0
             .metrics
             .queries
-            .with_label_values(&[qtype, info.response_code.to_str()])
+            .with_label_values(&[qtype, rcode_label(info.response_code)])
             .inc();
         info
     }
@@ -124,7 +124,7 @@ impl Handler {
         let info = catalog
             .handle_request::<Recorder<R>, T>(request, recorder.clone())
             .await;
-        let kept = crate::steer::lock(&recorder.kept).take();
+        let kept = holdfast_common::lock(&recorder.kept).take();
         if let Some(answer) = kept {
             if info.response_code == ResponseCode::NoError && cache.len() < MAX_CACHED {
                 cache.insert(key, Arc::new(answer));
@@ -273,7 +273,7 @@ impl<R: ResponseHandler> ResponseHandler for Recorder<R> {
             );
             self.inner.send_response(out).await
         };
-        *crate::steer::lock(&self.kept) = Some(answer);
+        *holdfast_common::lock(&self.kept) = Some(answer);
         sent
     }
 }
@@ -323,4 +323,23 @@ fn answer_edns(request: &Request) -> Option<Edns> {
         out.set_version(0);
         out
     })
+}
+
+/// The `rcode` label: the RFC 1035/6895 mnemonic, as `dig` prints it (`NOERROR`, `NXDOMAIN`).
+fn rcode_label(code: ResponseCode) -> &'static str {
+    match code {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        ResponseCode::YXDomain => "YXDOMAIN",
+        ResponseCode::YXRRSet => "YXRRSET",
+        ResponseCode::NXRRSet => "NXRRSET",
+        ResponseCode::NotAuth => "NOTAUTH",
+        ResponseCode::NotZone => "NOTZONE",
+        ResponseCode::BADVERS => "BADVERS",
+        _ => "OTHER",
+    }
 }

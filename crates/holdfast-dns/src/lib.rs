@@ -4,6 +4,8 @@
 //! names itself and everything else from hickory's catalog (`handler`), and the listener
 //! thread with its own runtime (`server`). It never runs on a data-path worker.
 
+#![forbid(unsafe_code)]
+
 mod error;
 pub mod fuzzing;
 mod handler;

@@ -52,13 +52,13 @@ impl Overrides {
     }
 
     pub fn snapshot(&self) -> BTreeMap<IpAddr, Force> {
-        crate::steer::lock(&self.map).clone()
+        holdfast_common::lock(&self.map).clone()
     }
 
     /// Set (or with `None` clear) the override of `ip`, and save. On a save failure the
     /// override still applies until restart; the error says so.
     pub fn set(&self, ip: IpAddr, force: Option<Force>) -> Result<(), String> {
-        let mut map = crate::steer::lock(&self.map);
+        let mut map = holdfast_common::lock(&self.map);
         match force {
             Some(f) => map.insert(ip, f),
             None => map.remove(&ip),

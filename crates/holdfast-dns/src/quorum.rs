@@ -122,7 +122,7 @@ impl QuorumHealth {
     pub fn views(&self) -> Vec<(String, PeerView)> {
         let now = Instant::now();
         let mut out = vec![("self".to_string(), self.own_view())];
-        for p in crate::steer::lock(&self.peers).iter() {
+        for p in holdfast_common::lock(&self.peers).iter() {
             if let Some((at, view)) = &p.view {
                 if now.saturating_duration_since(*at) <= self.fresh_for {
                     out.push((p.url.clone(), view.clone()));
@@ -134,7 +134,7 @@ impl QuorumHealth {
 
     pub fn peer_status(&self) -> Vec<PeerStatus> {
         let now = Instant::now();
-        crate::steer::lock(&self.peers)
+        holdfast_common::lock(&self.peers)
             .iter()
             .map(|p| PeerStatus {
                 url: p.url.clone(),
@@ -149,7 +149,10 @@ impl QuorumHealth {
     }
 
     pub fn vote_status(&self) -> Vec<VoteStatus> {
-        let mut v: Vec<VoteStatus> = crate::steer::lock(&self.votes).values().cloned().collect();
+        let mut v: Vec<VoteStatus> = holdfast_common::lock(&self.votes)
+            .values()
+            .cloned()
+            .collect();
         v.sort_by(|a, b| (&a.pool, a.ip).cmp(&(&b.pool, b.ip)));
         v
     }
@@ -159,7 +162,7 @@ impl QuorumHealth {
     }
 
     fn record(&self, url: &str, result: Result<PeerView, String>) {
-        let mut peers = crate::steer::lock(&self.peers);
+        let mut peers = holdfast_common::lock(&self.peers);
         if let Some(p) = peers.iter_mut().find(|p| p.url == url) {
             match result {
                 Ok(view) => {
@@ -172,7 +175,7 @@ impl QuorumHealth {
     }
 
     fn peer_urls(&self) -> Vec<String> {
-        crate::steer::lock(&self.peers)
+        holdfast_common::lock(&self.peers)
             .iter()
             .map(|p| p.url.clone())
             .collect()
@@ -183,14 +186,14 @@ impl HealthSource for QuorumHealth {
     fn servers(&self, pool: &str) -> Option<Vec<(IpAddr, bool)>> {
         let own = self.own.servers(pool)?;
         let now = Instant::now();
-        let peers = crate::steer::lock(&self.peers);
+        let peers = holdfast_common::lock(&self.peers);
         let fresh: Vec<&PeerView> = peers
             .iter()
             .filter_map(|p| p.view.as_ref())
             .filter(|(at, _)| now.saturating_duration_since(*at) <= self.fresh_for)
             .map(|(_, v)| v)
             .collect();
-        let mut votes = crate::steer::lock(&self.votes);
+        let mut votes = holdfast_common::lock(&self.votes);
         let out = own
             .into_iter()
             .map(|(ip, own_down)| {

@@ -220,7 +220,7 @@ impl DnsHandle {
         DnsStatus {
             listen: self.addr,
             zones: self.inner.zones.iter().map(|z| z.status()).collect(),
-            steered: crate::steer::lock(&self.inner.status).clone(),
+            steered: holdfast_common::lock(&self.inner.status).clone(),
             quorum: QuorumStatus {
                 quorum: self.quorum.quorum(),
                 peers: self.quorum.peer_status(),
@@ -294,7 +294,7 @@ impl DnsHandle {
 impl Inner {
     /// A new catalog from every zone's active value, swapped in whole.
     fn rebuild_catalog(&self) {
-        let _one = crate::steer::lock(&self.rebuild);
+        let _one = holdfast_common::lock(&self.rebuild);
         let mut catalog = Catalog::new();
         for zone in &self.zones {
             if let Some(active) = zone.current().as_ref() {
@@ -368,7 +368,7 @@ impl Inner {
                 .and_then(|z| z.current().as_ref().map(|a| negative_soa(&a.value.soa)));
             status.push(SteeredStatus {
                 name: s.config.name.clone(),
-                policy: format!("{:?}", s.config.policy),
+                policy: s.config.policy.name().to_string(),
                 answer: decision.answer.ips.clone(),
                 cname: decision.answer.cname.clone(),
                 ttl: decision.answer.ttl,
@@ -385,7 +385,7 @@ impl Inner {
             );
         }
         self.shared.steered.store(Arc::new(published));
-        *crate::steer::lock(&self.status) = status;
+        *holdfast_common::lock(&self.status) = status;
     }
 }
 

@@ -25,11 +25,6 @@ pub trait HealthSource: Send + Sync + 'static {
     fn servers(&self, pool: &str) -> Option<Vec<(IpAddr, bool)>>;
 }
 
-/// A poisoned lock still holds usable data here (status snapshots, a unit guard).
-pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Shrinks within one pool go at most one step per this interval.
 pub const SHRINK_STEP: Duration = Duration::from_secs(1);
 

@@ -1,5 +1,15 @@
-//! Modules: everything that makes a per-request decision (bot scoring now; rate limits, rules
-//! and challenges later). A module only computes; the runner (`ModuleSlot`) decides what its
+//! Modules: everything that makes a per-request decision (rate limits, rules, the challenge,
+//! bot scoring). Three layers, each in its own file:
+//! - the contract (`host::ModuleKind`): what every kind of module implements in its own crate
+//!   — plan from config without side effects (`holdfast check` runs it), start or keep the
+//!   previous generation's instance, wire its steps into the request chain, status as typed
+//!   data, the kill switch — and `host::ModuleHost`, the registry over it that the binary
+//!   fills with one `register` line per kind (start reading here for a module);
+//! - what the data path sees (`request`): `RequestModule`, `ModuleAction`, and `ModuleCtx`,
+//!   what one request's modules hand each other (the bot score the rules read);
+//! - the runner (`ModuleSlot`), below.
+//!
+//! A module only computes; the runner (`ModuleSlot`) decides what its
 //! failure means. No module error, timeout or panic reaches the request beyond that module's
 //! own decision: the declared fail policy turns it into "no decision" (`open`), a denial
 //! (`closed`) or the last good decision (`stale`).
@@ -21,12 +31,16 @@
 //! Panics are caught only with `panic = "unwind"` (the workspace's release profile).
 //! `install_rate_limited_panic_hook` keeps a panic storm from writing a report per request.
 
+#![forbid(unsafe_code)]
+
 mod breaker;
 mod clock;
+pub mod host;
 mod metrics;
 mod module;
 mod panic_hook;
 mod report;
+mod request;
 mod settings;
 mod slot;
 mod stale;
@@ -40,6 +54,10 @@ pub use panic_hook::{
     PANIC_REPORT_INTERVAL,
 };
 pub use report::{MAX_KINDS, OTHER_KIND, PANIC_KIND, TIMEOUT_KIND};
+pub use request::{
+    wants_json, Block, BotScore, ChallengeAsk, ChallengeGate, EdgeRequest, EdgeResponse, Edit,
+    ModuleAction, ModuleCtx, ReadsBotScore, RequestModule, TooMany, REQUEST_ID_MARK,
+};
 pub use settings::{BreakerSettings, ModuleSettings, ModuleState, Override};
 pub use slot::{LastErrorStatus, ModuleSlot, ModuleStatus};
 pub use stale::STALE_SLOTS;

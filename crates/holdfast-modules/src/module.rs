@@ -28,6 +28,16 @@ pub trait Module: Send + Sync + 'static {
 
     fn decide(&self, req: &RequestView<'_>) -> Result<Self::Output, ModuleError>;
 
+    /// `decide`, given what earlier modules of the same request wrote (`ModuleCtx`: the bot
+    /// score for the rules). By default `decide`.
+    fn decide_in(
+        &self,
+        req: &RequestView<'_>,
+        _ctx: &crate::ModuleCtx,
+    ) -> Result<Self::Output, ModuleError> {
+        self.decide(req)
+    }
+
     /// A key under which a decision may be reused by the `stale` fail policy (e.g. the client
     /// address); `None`: stale has nothing to reuse and acts as `open`.
     fn stale_key(&self, _req: &RequestView<'_>) -> Option<u64> {
@@ -56,16 +66,8 @@ impl ModuleError {
     }
 }
 
-/// What a module's failure means for the request, declared per module in config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailPolicy {
-    /// Treat as no decision (the bot score becomes `unknown`).
-    Open,
-    /// Deny the request (the edge answers 403, never a 5xx).
-    Closed,
-    /// Reuse the last good decision for the same key; without one, as `Open`.
-    Stale,
-}
+/// What a module's failure means for the request: the config's type, one for both.
+pub use holdfast_config::FailPolicy;
 
 /// The runner's answer for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! interval; the ones left out are counted, and the next line says how many there were.
 //! Lock-free: a report slot is claimed with one compare-and-swap.
 
+use holdfast_common::lock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -94,7 +95,7 @@ impl Kinds {
         if let Some(s) = find(&self.list.load(), kind) {
             return s;
         }
-        let _adding = self.adding.lock().unwrap_or_else(|p| p.into_inner());
+        let _adding = lock(&self.adding);
         let list = self.list.load_full();
         if let Some(s) = find(&list, kind) {
             return s;

@@ -134,23 +134,6 @@ impl ModuleState {
     }
 }
 
-impl FailPolicy {
-    /// The config and `/status` spelling: `open`, `closed`, `stale`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailPolicy::Open => "open",
-            FailPolicy::Closed => "closed",
-            FailPolicy::Stale => "stale",
-        }
-    }
-}
-
-impl Serialize for FailPolicy {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! module (settings through `ArcSwap`, override and breaker in atomics); the failure path
 //! takes only short, uncontended-in-practice locks (`try_lock` for the last error).
 
+use holdfast_common::lock;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -21,7 +22,8 @@ use crate::panic_hook::payload_str;
 use crate::report::{Kinds, PANIC_KIND, TIMEOUT_KIND};
 use crate::stale::StaleTable;
 use crate::{
-    FailPolicy, Module, ModuleError, ModuleSettings, ModuleState, Override, RequestView, Verdict,
+    FailPolicy, Module, ModuleCtx, ModuleError, ModuleSettings, ModuleState, Override, RequestView,
+    Verdict,
 };
 
 /// A module and everything the runner keeps for it. Built once per module and kept across
@@ -145,6 +147,11 @@ impl<M: Module> ModuleSlot<M> {
     /// The module's verdict for one request; never panics, never blocks beyond the module's
     /// own call. See the crate documentation for the order of checks.
     pub fn run(&self, req: &RequestView<'_>) -> Verdict<M::Output> {
+        self.run_in(req, &ModuleCtx::default())
+    }
+
+    /// `run`, with what earlier modules of the request wrote (`Module::decide_in`).
+    pub fn run_in(&self, req: &RequestView<'_>, ctx: &ModuleCtx) -> Verdict<M::Output> {
         let settings = self.settings.load();
         if !self.override_().applied_to(settings.enabled) {
             return Verdict::Unknown;
@@ -155,7 +162,7 @@ impl<M: Module> ModuleSlot<M> {
             return self.fallback(settings.fail_policy, req);
         }
         self.calls_total.inc();
-        let result = catch_unwind(AssertUnwindSafe(|| self.module.decide(req)));
+        let result = catch_unwind(AssertUnwindSafe(|| self.module.decide_in(req, ctx)));
         let end = self.clock.now();
         let elapsed = end.saturating_duration_since(start);
         let outcome = match result {
@@ -235,16 +242,11 @@ impl<M: Module> ModuleSlot<M> {
             }
             _ => None,
         };
-        let last_error = self
-            .last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|e| LastErrorStatus {
-                kind: e.kind,
-                detail: e.detail.clone(),
-                at: rfc3339(e.at),
-            });
+        let last_error = lock(&self.last_error).as_ref().map(|e| LastErrorStatus {
+            kind: e.kind,
+            detail: e.detail.clone(),
+            at: rfc3339(e.at),
+        });
         ModuleStatus {
             name: M::NAME,
             state,
@@ -346,7 +348,7 @@ impl<M: Module> ModuleSlot<M> {
     }
 
     fn refresh_gauge(&self) {
-        let _g = self.gauge_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = lock(&self.gauge_lock);
         self.state_gauge.set(self.state().gauge());
     }
 }

@@ -5,6 +5,7 @@
 //! decision. Writes use `try_lock` (a busy slot skips the write: it is a cache); no
 //! allocation per request beyond the decision's own `Clone`.
 
+use holdfast_common::lock;
 use std::sync::{Mutex, TryLockError};
 
 /// Entries in a module's stale table.
@@ -42,7 +43,7 @@ impl<T: Clone> StaleTable<T> {
 
     pub(crate) fn get(&self, key: u64) -> Option<T> {
         let slot = self.slot(key)?;
-        let entry = slot.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = lock(slot);
         match &*entry {
             Some((k, v)) if *k == key => Some(v.clone()),
             _ => None,
@@ -51,10 +52,7 @@ impl<T: Clone> StaleTable<T> {
 
     #[cfg(test)]
     fn occupied(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| s.lock().unwrap_or_else(|p| p.into_inner()).is_some())
-            .count()
+        self.slots.iter().filter(|s| lock(s).is_some()).count()
     }
 }
 

@@ -2,12 +2,13 @@
 //! the edge's size limit; `ResponseBody` streams the origin's body (or an edge-made page) to
 //! the client, returns the origin connection to the pool at end of stream, enforces the read
 //! and total timeouts while it streams, and writes the access-log line when it is dropped.
+//! It knows its listeners only as hooks (`OnComplete`, `OriginHook`): nothing here imports the
+//! service or the upstream, which sit above it.
 
-use crate::service::Completion;
-use crate::upstream::Release;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::client::conn::http1;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -152,12 +153,52 @@ impl Body for RequestBody {
     }
 }
 
+/// Told once, when the response body is finished or dropped, how many bytes went to the
+/// client and whether the body failed (the service records metrics and the access-log line).
+pub(crate) trait OnComplete: Send {
+    fn complete(self: Box<Self>, bytes: u64, failed: bool);
+}
+
+/// The origin server a streamed body comes from, as the body sees it.
+pub(crate) trait OriginHook: Send + Sync {
+    /// The whole body arrived over this HTTP/1.1 connection: it may carry another request.
+    /// Never called after an error or a timeout (the connection may be mid-message).
+    fn reuse(&self, conn: http1::SendRequest<RequestBody>);
+    /// The body is done or dropped; called once, last.
+    fn done(&self);
+}
+
+/// What a streamed body holds of its origin until it ends: the server's hook (told `done`
+/// on drop), the HTTP/1.1 connection to hand back after a whole body, and the pool's
+/// concurrency slot (released with the body).
+pub(crate) struct OriginLease {
+    pub hook: Arc<dyn OriginHook>,
+    pub conn: Option<http1::SendRequest<RequestBody>>,
+    /// Held only to be released (dropped) with the body.
+    pub _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl OriginLease {
+    /// The whole body arrived: hand the connection back for another request.
+    fn reuse(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.hook.reuse(conn);
+        }
+    }
+}
+
+impl Drop for OriginLease {
+    fn drop(&mut self) {
+        self.hook.done();
+    }
+}
+
 /// The body sent to the client.
 pub struct ResponseBody {
     kind: Kind,
     bytes: u64,
     failed: bool,
-    completion: Option<Box<Completion>>,
+    completion: Option<Box<dyn OnComplete>>,
     /// Sees every chunk on the way to the client (the cache filling an entry); `None`
     /// everywhere else, so an uncached route pays nothing for it.
     tap: Option<Box<dyn Tap>>,
@@ -178,22 +219,13 @@ enum Kind {
 
 struct UpstreamBody {
     inner: Incoming,
-    release: Option<Release>,
     read_timeout: Duration,
     deadline: Option<Instant>,
     /// Created only when the origin makes us wait, so bodies already buffered cost no timer.
     timer: Option<Pin<Box<Sleep>>>,
-    /// The pool's concurrency slot and the server's in-flight count, released when the body
-    /// is done or dropped.
-    _hold: Hold,
-}
-
-/// What a response holds on to until its body ends.
-#[derive(Default)]
-pub(crate) struct Hold {
-    // Held only to be released (dropped) with the body.
-    pub _slot: Option<tokio::sync::OwnedSemaphorePermit>,
-    pub _in_flight: Option<crate::upstream::InFlight>,
+    /// The connection to hand back, the server's in-flight count and the pool's slot,
+    /// released when the body is done or dropped.
+    lease: OriginLease,
 }
 
 impl UpstreamBody {
@@ -211,18 +243,16 @@ impl ResponseBody {
 
     pub(crate) fn upstream(
         inner: Incoming,
-        release: Option<Release>,
+        lease: OriginLease,
         read_timeout: Duration,
         deadline: Option<Instant>,
-        hold: Hold,
     ) -> Self {
         ResponseBody::from_kind(Kind::Upstream(UpstreamBody {
             inner,
-            release,
             read_timeout,
             deadline,
             timer: None,
-            _hold: hold,
+            lease,
         }))
     }
 
@@ -240,7 +270,7 @@ impl ResponseBody {
         self.tap = Some(tap);
     }
 
-    pub(crate) fn set_completion(&mut self, completion: Box<Completion>) {
+    pub(crate) fn set_completion(&mut self, completion: Box<dyn OnComplete>) {
         self.completion = Some(completion);
     }
 }
@@ -254,9 +284,7 @@ impl Drop for ResponseBody {
         }
         if let Kind::Upstream(up) = &mut self.kind {
             if up.inner.is_end_stream() {
-                if let Some(r) = up.release.take() {
-                    r.release();
-                }
+                up.lease.reuse();
             }
         }
         if let Some(c) = self.completion.take() {
@@ -332,13 +360,11 @@ fn poll_upstream(
             Poll::Ready(Some(Ok(frame)))
         }
         Poll::Ready(Some(Err(e))) => {
-            up.release = None;
+            up.lease.conn = None;
             Poll::Ready(Some(Err(e.into())))
         }
         Poll::Ready(None) => {
-            if let Some(r) = up.release.take() {
-                r.release();
-            }
+            up.lease.reuse();
             Poll::Ready(None)
         }
         Poll::Pending => {
@@ -348,7 +374,7 @@ fn poll_upstream(
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(next.into())));
             match timer.as_mut().poll(cx) {
                 Poll::Ready(()) => {
-                    up.release = None;
+                    up.lease.conn = None;
                     Poll::Ready(Some(Err(BodyError::Timeout)))
                 }
                 Poll::Pending => Poll::Pending,

@@ -5,6 +5,10 @@ use http::{HeaderValue, Method, Request};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+/// Whether an edge-made answer should be JSON (defined beside the modules' types, so the
+/// challenge's pages make the same choice as the error pages).
+pub use holdfast_modules::wants_json;
+
 /// Facts about the client connection, fixed for its lifetime.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
@@ -99,10 +103,7 @@ impl RequestCtx {
             .filter(|v| crate::request_id::is_well_formed(v))
             .cloned()
             .unwrap_or_else(crate::request_id::generate);
-        let wants_json = headers
-            .get(http::header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("json") && !a.contains("html"));
+        let wants_json = wants_json(headers);
         let host = match req.uri().authority() {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
             None => headers.get(http::header::HOST).cloned(),
@@ -152,7 +153,23 @@ fn strip_port(host: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::strip_port;
+    use super::{strip_port, wants_json};
+
+    #[test]
+    fn json_for_api_clients_only() {
+        let accept = |v: &'static str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::ACCEPT, http::HeaderValue::from_static(v));
+            wants_json(&h)
+        };
+        assert!(accept("application/json"));
+        assert!(accept("application/problem+json, */*"));
+        assert!(!accept(
+            "text/html,application/xhtml+xml,application/json;q=0.9"
+        ));
+        assert!(!accept("*/*"));
+        assert!(!wants_json(&http::HeaderMap::new()));
+    }
 
     #[test]
     fn strips_ports() {

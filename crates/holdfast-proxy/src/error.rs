@@ -22,14 +22,16 @@ impl Side {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    #[error("{}", .0.message())]
+    Refused(crate::phases::strict::Refusal),
     #[error("no route matches this host and path")]
     NoRoute,
     #[error("the request was refused by the edge's {module} module")]
     Denied { module: &'static str },
     #[error("the request was blocked by the edge's rule {:?}", .0.rule)]
-    Blocked(Box<crate::modules::Block>),
+    Blocked(Box<holdfast_modules::Block>),
     #[error("too many requests: the rate limit {:?} was passed; try again later", .0.limit)]
-    TooMany(Box<crate::modules::TooMany>),
+    TooMany(Box<holdfast_modules::TooMany>),
     #[error("the origin pool is at its concurrency limit; try again shortly")]
     Overloaded { retry_after: http::HeaderValue },
     #[error("request body is larger than the edge accepts")]
@@ -51,6 +53,7 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
+            ProxyError::Refused(r) => r.status(),
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Denied { .. } => StatusCode::FORBIDDEN,
             ProxyError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -71,7 +74,8 @@ impl ProxyError {
             ProxyError::NoRoute | ProxyError::Denied { .. } | ProxyError::Overloaded { .. } => {
                 Side::Edge
             }
-            ProxyError::BodyTooLarge
+            ProxyError::Refused(_)
+            | ProxyError::BodyTooLarge
             | ProxyError::ClientBody(_)
             | ProxyError::ClientTimeout
             | ProxyError::TooMany(_)

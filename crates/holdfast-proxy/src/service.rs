@@ -1,11 +1,11 @@
 //! The hyper service. `handle` reads as the phases in order; the response body carries a
 //! `Completion` that records metrics and the access-log line when the body is done.
 
-use crate::body::ResponseBody;
+use crate::body::{OnComplete, ResponseBody};
 use crate::ctx::{ConnInfo, RequestCtx};
 use crate::error::ProxyError;
 use crate::phases;
-use crate::phases::modules::Next;
+use crate::phases::module_chain::AfterModules;
 use crate::state::State;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -32,19 +32,22 @@ pub(crate) async fn handle(
 
 async fn proxy(
     state: &Arc<State>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
+    phases::strict::check(state, &mut req, ctx)?;
     if let Some(module) = phases::reserved::owner(state, req.uri().path()) {
         // Boxed for the same reason as the exchange below; rare.
         return Ok(Box::pin(phases::reserved::answer(state, module, req, ctx)).await);
     }
     let route = phases::route::select(state, ctx)?;
     phases::limits::check(state, &req)?;
-    let route = match phases::modules::run(state, &route.name, &req, ctx)? {
-        Next::Answered(page) => return Ok(*page),
-        Next::Forward(Some(name)) => phases::route::reroute(state, ctx, &name).unwrap_or(route),
-        Next::Forward(None) => route,
+    let route = match phases::module_chain::run(state, &route.name, &req, ctx)? {
+        AfterModules::Answered(page) => return Ok(*page),
+        AfterModules::Forward(Some(name)) => {
+            phases::route::reroute(state, ctx, &name).unwrap_or(route)
+        }
+        AfterModules::Forward(None) => route,
     };
     // Boxed: the exchange with the origin is the large part of this future, and hyper moves
     // the service future into its dispatcher on every request; one small allocation is
@@ -61,9 +64,9 @@ pub(crate) struct Completion {
     ctx: RequestCtx,
 }
 
-impl Completion {
-    pub(crate) fn complete(self, bytes: u64, failed: bool) {
-        let Completion { state, ctx } = self;
+impl OnComplete for Completion {
+    fn complete(self: Box<Self>, bytes: u64, failed: bool) {
+        let Completion { state, ctx } = *self;
         let elapsed = ctx.start.elapsed();
         let route = ctx.route.index.and_then(|i| state.routes.get(i));
         let metrics = route.map_or(&state.no_route, |r| &r.metrics);

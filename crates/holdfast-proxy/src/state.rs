@@ -6,7 +6,8 @@
 use crate::access_log::AccessLogWriter;
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::upstream::{
-    Admission, Balancer, Chain, FallbackRt, Pool, PoolParts, RetryBudget, Server, UpstreamTls,
+    Admission, Balancer, Chain, CheckTargets, FallbackRt, Pool, PoolParts, RetryBudget, Server,
+    UpstreamTls,
 };
 use holdfast_config::{Config, ConfigError, HeaderOps, HostMatch, ServerAddr, Timeouts};
 use serde::Serialize;
@@ -26,7 +27,7 @@ pub struct StateInputs {
     pub workers: usize,
     /// The per-request decision modules, in the order they run (owned by the caller, which
     /// keeps them, with their artifacts and breakers, across reloads).
-    pub modules: Vec<Arc<dyn crate::modules::RequestModule>>,
+    pub modules: Vec<Arc<dyn holdfast_modules::RequestModule>>,
     /// The generation being replaced: servers (with their idle connections and counters),
     /// retry budgets and concurrency slots carry over where their settings did not change.
     pub previous: Option<Arc<State>>,
@@ -41,7 +42,7 @@ pub struct State {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) no_route: RouteMetrics,
     pub(crate) access_log: Option<Arc<AccessLogWriter>>,
-    pub(crate) modules: Box<[Arc<dyn crate::modules::RequestModule>]>,
+    pub(crate) modules: Box<[Arc<dyn holdfast_modules::RequestModule>]>,
 }
 
 pub(crate) struct RouteRt {
@@ -168,9 +169,7 @@ impl State {
                 }
             }
         };
-        if !errors.is_empty() {
-            return Err(errors);
-        }
+        // On with the routes whatever failed above: every error is reported together.
         let mut routes = Vec::new();
         for (i, r) in config.routes.iter().enumerate() {
             let fallback = r.fallback.as_ref().and_then(|f| {
@@ -282,13 +281,19 @@ impl State {
     }
 
     /// Purges every cached route's store (`soft`: mark stale instead of removing). Exact
-    /// and prefix purges name a URL as `host/path?query` (`/path?query` on routes whose key
-    /// leaves the host out). Returns how many URIs matched.
+    /// and prefix purges name a URL in any form a client sends (`crate::purge`): with or
+    /// without a scheme (without: both), any case of host, a port, the query in any order.
+    /// A URL without a host matches nothing. Returns how many URIs matched.
     pub fn purge_cache(&self, what: &holdfast_cache::Purge, soft: bool) -> u64 {
         self.routes
             .iter()
             .filter_map(|r| r.cache.as_deref())
-            .map(|c| c.store.purge(what, soft))
+            .flat_map(|c| {
+                crate::purge::for_route(&c.config.key, what)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |p| c.store.purge(&p, soft))
+            })
             .sum()
     }
 
@@ -319,6 +324,13 @@ impl State {
 
     pub fn has_tls(&self) -> bool {
         self.tls.is_some()
+    }
+}
+
+/// The health checker follows a generation's pools.
+impl From<&Arc<State>> for CheckTargets {
+    fn from(state: &Arc<State>) -> Self {
+        CheckTargets::new(&state.pools)
     }
 }
 

@@ -33,7 +33,7 @@ fn read_pem(path: &Path, at: &str) -> Result<Vec<u8>, ConfigError> {
             ConfigError::new(
                 at,
                 format!("{}: {e}", path.display()),
-                "fix the file; the previous certificates stay active",
+                "fix the file (a running edge keeps its current certificates until a reload reads a good one)",
             )
         })
 }

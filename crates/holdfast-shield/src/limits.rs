@@ -5,7 +5,7 @@
 //! [`GlobalLimit`] (counts shared through Redis; its own local limiter while Redis is down).
 
 use crate::global::GlobalLimit;
-use crate::limit::{LimitDecision, LimitSpec, Limiter};
+use crate::limit::{LimitDecision, Limiter, LimiterSettings};
 use holdfast_modules::{Module, ModuleError, RequestView};
 use prometheus::IntCounter;
 use std::sync::Arc;
@@ -45,7 +45,7 @@ impl Counters {
 }
 
 impl RouteLimit {
-    pub fn new(spec: LimitSpec, routes: Vec<String>, counters: Counters) -> Self {
+    pub fn new(spec: LimiterSettings, routes: Vec<String>, counters: Counters) -> Self {
         RouteLimit {
             limiter: Limiter::new(spec),
             global: None,
@@ -57,7 +57,7 @@ impl RouteLimit {
 
     /// A global limit; `limiter` (from the same spec) is its fallback while Redis is down.
     pub fn global(
-        spec: LimitSpec,
+        spec: LimiterSettings,
         global: Arc<GlobalLimit>,
         routes: Vec<String>,
         counters: Counters,

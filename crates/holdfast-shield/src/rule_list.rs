@@ -27,7 +27,7 @@ pub struct RuleListKind;
 
 /// A loaded list: its version and its rules, checked as `[[rules]]` are.
 #[derive(Debug)]
-pub struct RuleList {
+pub struct LoadedRuleList {
     version: u64,
     pub rules: Vec<holdfast_config::Rule>,
 }
@@ -52,26 +52,26 @@ struct EntrySpec {
 }
 
 impl ArtifactKind for RuleListKind {
-    type Value = RuleList;
+    type Value = LoadedRuleList;
     const NAME: &'static str = "rule-list";
     const MAX_BYTES: u64 = 4 * 1024 * 1024;
 
-    fn load(bytes: &[u8]) -> Result<RuleList, Rejection> {
+    fn load(bytes: &[u8]) -> Result<LoadedRuleList, Rejection> {
         let spec: FileSpec = parse_json(bytes)?;
         let version = spec.version;
         compile(spec).map_err(|r| r.with_version(version))
     }
 
-    fn version(value: &RuleList) -> u64 {
+    fn version(value: &LoadedRuleList) -> u64 {
         value.version
     }
 
-    fn entries(value: &RuleList) -> usize {
+    fn entries(value: &LoadedRuleList) -> usize {
         value.rules.len()
     }
 }
 
-fn compile(spec: FileSpec) -> Result<RuleList, Rejection> {
+fn compile(spec: FileSpec) -> Result<LoadedRuleList, Rejection> {
     let n = spec.rules.len();
     if n > MAX_RULES {
         return Err(Rejection::new(
@@ -137,14 +137,14 @@ fn compile(spec: FileSpec) -> Result<RuleList, Rejection> {
             detail,
         )
     })?;
-    Ok(RuleList {
+    Ok(LoadedRuleList {
         version: spec.version,
         rules,
     })
 }
 
 /// The host's check: no id of the list is an id of `[[rules]]`.
-pub fn no_config_ids(list: &RuleList, config_ids: &[String]) -> Result<(), Rejection> {
+pub fn no_config_ids(list: &LoadedRuleList, config_ids: &[String]) -> Result<(), Rejection> {
     let clashes: Vec<String> = list
         .rules
         .iter()
@@ -171,7 +171,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
-    fn load(text: &str) -> Result<RuleList, Rejection> {
+    fn load(text: &str) -> Result<LoadedRuleList, Rejection> {
         RuleListKind::load(text.as_bytes())
     }
 

@@ -12,8 +12,9 @@ pub enum StartError {
     /// Every problem found, each formatted `FILE: key.path: message (hint)`.
     #[error("invalid configuration:\n{}", .0.join("\n"))]
     Config(Vec<String>),
+    /// What failed, and the error (said once: it is not also the `source`).
     #[error("{0}: {1}")]
-    Io(String, #[source] std::io::Error),
+    Io(String, std::io::Error),
     #[error("metrics registry: {0}")]
     Metrics(String),
 }
@@ -117,7 +118,11 @@ impl Running {
     /// the `critical` routes' fail-open apply), or stop doing so. `false` if no challenge runs.
     #[doc(hidden)]
     pub fn fail_challenge(&self, on: bool) -> bool {
-        self.controller.modules.fail_challenge(on)
+        self.controller
+            .modules
+            .running::<holdfast_challenge::ChallengeKind>()
+            .map(|challenge| challenge.set_fault(on))
+            .is_some()
     }
 
     /// Re-read the configuration now (what `SIGHUP` and `POST /reload` do).

@@ -1,12 +1,14 @@
-//! `holdfast check`: the same loading, validation and runtime build as a reload (TLS files
-//! read, names resolved), offline, with nothing started.
+//! `holdfast check`: the same loading, validation, module plans and runtime build as a start
+//! or reload (`controller::build_generation`: TLS files read, names resolved, the access
+//! log's folder checked), offline, with nothing started.
 
-use crate::controller::{load, ConfigSource};
-use holdfast_proxy::{Metrics, State, StateInputs};
+use crate::controller::{build_generation, load, ConfigSource, Mode};
+use holdfast_proxy::{Metrics, StateInputs};
 use std::path::Path;
 use std::sync::Arc;
 
 /// Validate one file; every problem is returned as `FILE: key.path: message (hint)`.
+/// The same path as a start or reload (`build_generation`), stopping before anything starts.
 pub fn check_file(path: &Path) -> Result<(), Vec<String>> {
     let source = ConfigSource::File(path.to_path_buf());
     if let Some(result) = check_fleet_member(path) {
@@ -54,34 +56,25 @@ pub(crate) fn check_text(label: &str, text: String, base: &Path) -> Result<(), V
 }
 
 fn check_loaded(label: &str, loaded: crate::controller::Loaded) -> Result<(), Vec<String>> {
+    let internal = |e: prometheus::Error| vec![format!("internal: {e}")];
     let registry = prometheus::Registry::new();
-    let metrics = Metrics::new(&registry).map_err(|e| vec![format!("internal: {e}")])?;
-    let key_errors = loaded
-        .config
-        .modules
-        .bot
-        .as_ref()
-        .map_or(Ok(None), crate::modules::bot_public_key)
-        .err()
-        .unwrap_or_default();
-    // The challenge's key file, checked as a start would (before the config moves).
-    let loaded_challenge = Arc::clone(&loaded.config);
-    let built = State::build(StateInputs {
-        config: loaded.config,
-        generation: 0,
-        metrics: Arc::new(metrics),
-        access_log: None,
-        workers: 1,
-        modules: Vec::new(),
-        previous: None,
-    });
-    let mut errors = built.err().unwrap_or_default();
-    errors.extend(key_errors);
-    errors.extend(crate::challenge::check(&loaded_challenge));
-    if errors.is_empty() {
-        return Ok(());
-    }
-    Err(errors.iter().map(|e| format!("{label}: {e}")).collect())
+    let metrics = Arc::new(Metrics::new(&registry).map_err(internal)?);
+    let artifact_metrics =
+        Arc::new(holdfast_artifact::ArtifactMetrics::new(&registry).map_err(internal)?);
+    let modules =
+        crate::registry::module_host(&registry, &artifact_metrics, Vec::new()).map_err(internal)?;
+    build_generation(label, &loaded.config, &modules, Mode::Check, |chain| {
+        StateInputs {
+            config: Arc::clone(&loaded.config),
+            generation: 0,
+            metrics,
+            access_log: None,
+            workers: 1,
+            modules: chain,
+            previous: None,
+        }
+    })
+    .map(drop)
 }
 
 /// The artifact kinds `holdfast check --kind` knows.

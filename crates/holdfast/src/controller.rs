@@ -2,10 +2,11 @@
 //! builds the next `State` and swaps it in — or rejects it and keeps the active one. Reloads
 //! are serialised; the data path never waits for one. It is also the admin plane's `Backend`.
 
-use crate::modules::{ModuleHost, Prepared};
 use arc_swap::ArcSwap;
 use holdfast_admin::{Backend, ModuleSwitch, ReloadOutcome};
-use holdfast_config::{AccessLog, Config};
+use holdfast_artifact::ArtifactMetrics;
+use holdfast_config::{AccessLog, Config, Dns};
+use holdfast_modules::host::{ModuleHost, Prepared};
 use holdfast_modules::Override;
 use holdfast_proxy::{
     AccessLogTarget, AccessLogWriter, HealthChecker, Metrics, RequestModule, State, StateInputs,
@@ -105,10 +106,10 @@ pub(crate) fn save_lkg(config: &Config, text: &str) {
     }
 }
 
+/// The folder relative paths in the file are resolved against: the file's own folder, or
+/// none for a file in the working folder (so `../tls/x` prints as written, not `./../tls/x`).
 fn base_dir(path: &Path) -> PathBuf {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    path.parent().map_or_else(PathBuf::new, Path::to_path_buf)
 }
 
 /// Read and validate; every error is formatted `FILE: key.path: message (hint)`.
@@ -153,26 +154,151 @@ pub(crate) fn load_text(
 
 /// Settings that only a restart can change, compared on every reload.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
+    const LISTENERS: &str =
+        "changed, but listeners and threads are fixed while running (restart Holdfast to apply this change)";
     let mut changed = Vec::new();
     if old.edge.listen != new.edge.listen {
-        changed.push("edge.listen");
+        changed.push(format!("edge.listen: {LISTENERS}"));
     }
     if old.edge.tls_listen != new.edge.tls_listen {
-        changed.push("edge.tls_listen");
+        changed.push(format!("edge.tls_listen: {LISTENERS}"));
     }
     if old.edge.threads != new.edge.threads {
-        changed.push("edge.threads");
+        changed.push(format!("edge.threads: {LISTENERS}"));
     }
     if old.admin.listen != new.admin.listen {
-        changed.push("admin.listen");
+        changed.push(format!("admin.listen: {LISTENERS}"));
     }
-    if old.dns != new.dns {
-        changed.push("dns");
-    }
+    changed.extend(dns_changes(old.dns.as_ref(), new.dns.as_ref()));
     changed
-        .into_iter()
-        .map(|k| format!("{k}: changed, but listeners and threads are fixed while running (restart Holdfast to apply this change)"))
+}
+
+/// The DNS server takes its settings at start (its zone files reload on their own).
+fn dns_changes(old: Option<&Dns>, new: Option<&Dns>) -> Vec<String> {
+    const AT_START: &str =
+        "changed, but the DNS server reads its settings at start (restart Holdfast to apply this change; zone files reload by themselves)";
+    let (old, new) = match (old, new) {
+        (None, None) => return Vec::new(),
+        (Some(o), Some(n)) if o == n => return Vec::new(),
+        (Some(o), Some(n)) => (o, n),
+        _ => return vec![format!("dns: {AT_START}")],
+    };
+    let mut keys = Vec::new();
+    if old.listen != new.listen {
+        keys.push("dns.listen".to_string());
+    }
+    if old.zones != new.zones {
+        keys.push("dns.zones".to_string());
+    }
+    if old.steered.len() != new.steered.len() {
+        keys.push("dns.steered".to_string());
+    } else {
+        for (i, (o, n)) in old.steered.iter().zip(&new.steered).enumerate() {
+            if o != n {
+                keys.push(format!("dns.steered[{i}]"));
+            }
+        }
+    }
+    if old.peers != new.peers
+        || old.peer_token != new.peer_token
+        || old.quorum != new.quorum
+        || old.peer_interval != new.peer_interval
+        || old.peer_timeout != new.peer_timeout
+    {
+        keys.push("dns (peers, peer_token, quorum, peer_interval, peer_timeout)".to_string());
+    }
+    if keys.is_empty() {
+        keys.push("dns".to_string());
+    }
+    keys.into_iter()
+        .map(|k| format!("{k}: {AT_START}"))
         .collect()
+}
+
+/// How far `build_generation` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// `holdfast check`: nothing is started (no module, no artifact load, no key written).
+    Check,
+    /// A start or reload: the modules are started once every check passed.
+    Run,
+}
+
+/// What `holdfast check`, the start and every reload run on a configuration — one path, so
+/// a check and a reload cannot disagree — with every error together, each `FILE: key.path:
+/// message (hint)`: the module kinds' plans and the access log's file (neither starts
+/// anything), then (`Mode::Run`, once those passed) the modules' start, and the runtime
+/// build (`State::build`: pools, TLS files, names, fallback files) in any case.
+/// `inputs` makes the `StateInputs` for a module chain.
+pub(crate) fn build_generation(
+    label: &str,
+    config: &Config,
+    modules: &ModuleHost,
+    mode: Mode,
+    inputs: impl FnOnce(Vec<Arc<dyn RequestModule>>) -> StateInputs,
+) -> Result<(State, Option<Prepared>), Vec<String>> {
+    let mut errors = access_log_errors(&config.edge.access_log);
+    let plan = match modules.plan(config) {
+        Ok(plan) => Some(plan),
+        Err(e) => {
+            errors.extend(e);
+            None
+        }
+    };
+    let prepared = match (plan, mode) {
+        (Some(plan), Mode::Run) if errors.is_empty() => Some(modules.start(plan)),
+        _ => None,
+    };
+    let chain = prepared.as_ref().map(Prepared::chain).unwrap_or_default();
+    let built = State::build(inputs(chain));
+    let state = match built {
+        Ok(state) if errors.is_empty() => state,
+        Ok(_) => return Err(in_file(label, &errors)),
+        Err(e) => {
+            errors.extend(e);
+            return Err(in_file(label, &errors));
+        }
+    };
+    Ok((state, prepared))
+}
+
+fn in_file(label: &str, errors: &[holdfast_config::ConfigError]) -> Vec<String> {
+    errors.iter().map(|e| format!("{label}: {e}")).collect()
+}
+
+/// The access log's file must be writable where it is: an existing file opened for
+/// appending, or a new one in an existing folder (checked without creating anything).
+pub(crate) fn access_log_errors(log: &AccessLog) -> Vec<holdfast_config::ConfigError> {
+    let AccessLog::File(path) = log else {
+        return Vec::new();
+    };
+    let opened = if path.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+    } else {
+        let folder = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        match std::fs::metadata(folder) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(std::io::Error::other(format!(
+                "{} is not a folder",
+                folder.display()
+            ))),
+            Err(e) => Err(e),
+        }
+    };
+    match opened {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![holdfast_config::ConfigError::new(
+            "edge.access_log",
+            format!("cannot open: {}: {e}", path.display()),
+            "create its folder, or give a path Holdfast can write to (or \"stdout\", \"off\")",
+        )],
+    }
 }
 
 pub(crate) fn access_log_target(log: &AccessLog) -> AccessLogTarget {
@@ -218,6 +344,8 @@ pub(crate) struct Controller {
     health: HealthChecker,
     /// The modules and their artifacts, kept across reloads.
     pub(crate) modules: ModuleHost,
+    /// Shared by every artifact of the process (modules' and DNS zones').
+    artifact_metrics: Arc<ArtifactMetrics>,
     /// The DNS server, when `[dns]` is configured (set once serving).
     pub(crate) dns: Mutex<Option<holdfast_dns::DnsHandle>>,
     /// `/status`'s `fleet`, kept by the fleet agent (null when not in a fleet).
@@ -259,34 +387,49 @@ impl Controller {
         registry
             .register(Box::new(dropped))
             .map_err(StartError::metrics)?;
+        let artifact_metrics =
+            Arc::new(ArtifactMetrics::new(&registry).map_err(StartError::metrics)?);
+        let modules = crate::registry::module_host(&registry, &artifact_metrics, extra_modules)
+            .map_err(StartError::metrics)?;
+        let label = source.label();
+        let config = &loaded.config;
+        let inputs = |access_log: Option<Arc<AccessLogWriter>>| {
+            let metrics = Arc::clone(&metrics);
+            move |chain| StateInputs {
+                config: Arc::clone(config),
+                generation: 1,
+                metrics,
+                access_log,
+                workers,
+                modules: chain,
+                previous: None,
+            }
+        };
+        // A log that cannot be opened: every problem of the file, as `check` reports them.
+        if !access_log_errors(&config.edge.access_log).is_empty() {
+            let errors = build_generation(&label, config, &modules, Mode::Check, inputs(None))
+                .err()
+                .unwrap_or_default();
+            return Err(StartError::Config(errors));
+        }
         let access_log = Arc::new(
             AccessLogWriter::start(
-                &access_log_target(&loaded.config.edge.access_log),
+                &access_log_target(&config.edge.access_log),
                 metrics.access_log_dropped(),
             )
-            .map_err(|e| StartError::Io("edge.access_log".into(), e))?,
+            .map_err(|e| StartError::Io(format!("{label}: edge.access_log: cannot open"), e))?,
         );
-        let config_errors = |errors: Vec<holdfast_config::ConfigError>| {
-            StartError::Config(
-                errors
-                    .iter()
-                    .map(|e| format!("{}: {e}", source.label()))
-                    .collect(),
-            )
-        };
-        let modules = ModuleHost::new(&registry, extra_modules).map_err(StartError::metrics)?;
-        let prepared = modules.prepare(&loaded.config).map_err(config_errors)?;
-        let state = State::build(StateInputs {
-            config: Arc::clone(&loaded.config),
-            generation: 1,
-            metrics: Arc::clone(&metrics),
-            access_log: Some(Arc::clone(&access_log)),
-            workers,
-            modules: modules.modules_for(&prepared),
-            previous: None,
-        })
-        .map_err(config_errors)?;
-        modules.install(prepared);
+        let (state, prepared) = build_generation(
+            &label,
+            config,
+            &modules,
+            Mode::Run,
+            inputs(Some(Arc::clone(&access_log))),
+        )
+        .map_err(StartError::Config)?;
+        if let Some(prepared) = prepared {
+            modules.install(prepared);
+        }
         if loaded.from_lkg.is_none() {
             save_lkg(&loaded.config, &loaded.text);
         }
@@ -316,6 +459,7 @@ impl Controller {
             listeners: Mutex::new(serde_json::Value::Null),
             health,
             modules,
+            artifact_metrics,
             dns: Mutex::new(None),
             fleet_status: Mutex::new(serde_json::Value::Null),
         })
@@ -337,7 +481,7 @@ impl Controller {
             &config,
             &self.states,
             &self.registry,
-            self.modules.artifact_metrics(),
+            Arc::clone(&self.artifact_metrics),
         )?;
         *self.dns_handle() = handle;
         Ok(())
@@ -370,23 +514,24 @@ impl Controller {
         if !fixed.is_empty() {
             return Err(fixed.into_iter().map(|e| format!("{label}: {e}")).collect());
         }
-        let in_file = |errors: Vec<holdfast_config::ConfigError>| {
-            errors
-                .iter()
-                .map(|e| format!("{label}: {e}"))
-                .collect::<Vec<_>>()
+        let (state, prepared) =
+            build_generation(&label, &loaded.config, &self.modules, Mode::Run, |chain| {
+                StateInputs {
+                    config: Arc::clone(&loaded.config),
+                    generation,
+                    metrics: Arc::clone(&self.metrics),
+                    access_log: Some(Arc::clone(&self.access_log)),
+                    workers: self.workers,
+                    modules: chain,
+                    previous: Some(self.states.load_full()),
+                }
+            })?;
+        // `Mode::Run` starts the modules whenever the build succeeds.
+        let Some(prepared) = prepared else {
+            return Err(vec![format!(
+                "{label}: internal: the modules were not started"
+            )]);
         };
-        let prepared = self.modules.prepare(&loaded.config).map_err(in_file)?;
-        let state = State::build(StateInputs {
-            config: Arc::clone(&loaded.config),
-            generation,
-            metrics: Arc::clone(&self.metrics),
-            access_log: Some(Arc::clone(&self.access_log)),
-            workers: self.workers,
-            modules: self.modules.modules_for(&prepared),
-            previous: Some(self.states.load_full()),
-        })
-        .map_err(in_file)?;
         let old_log = &current.config.edge.access_log;
         let new_log = &loaded.config.edge.access_log;
         if matches!(new_log, AccessLog::File(_)) || old_log != new_log {
@@ -475,7 +620,7 @@ impl Backend for Controller {
 
     fn status(&self) -> serde_json::Value {
         let state = self.states.load();
-        let (artifacts, modules) = self.modules.status();
+        let modules = self.modules.status();
         let book = self.book();
         let last = book.last.as_ref().map(|l| {
             json!({
@@ -500,8 +645,8 @@ impl Backend for Controller {
             "last_reload": last,
             "listeners": *self.listeners.lock().unwrap_or_else(|p| p.into_inner()),
             "workers": self.workers,
-            "artifacts": artifacts,
-            "modules": modules,
+            "artifacts": modules.artifacts,
+            "modules": modules.modules,
             "routes": state.route_status(),
             "pools": state.pool_status(),
             "dns": self.dns_handle().as_ref().map(|d| d.status()),

@@ -1,6 +1,8 @@
 //! The `holdfast` command: `run`, `check`, `rollout`, `demo`. Parses arguments, sets up logging, starts
 //! the edge and turns signals into reloads and shutdown. Everything else is in the library.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use holdfast::{ConfigSource, ReloadOutcome, Running};
@@ -39,12 +41,14 @@ enum Command {
     Check {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
-        /// What the files are: `config` (the main configuration) or an artifact kind
-        /// (`bot-features`).
-        #[arg(long, default_value = "config", value_name = "KIND")]
+        /// What the files are: `config` (the main configuration) or an artifact kind:
+        /// `bot-features`, `ip-list` or `rule-list`.
+        #[arg(long, default_value = "config", value_name = "KIND",
+              value_parser = ["config", "bot-features", "ip-list", "rule-list"])]
         kind: String,
-        /// For artifacts from a generator: the ed25519 public key (base64); the file then
-        /// needs a valid detached `FILE.sig`.
+        /// For an artifact kind (not `config`: a config names its key in the file): the
+        /// generator's ed25519 public key (base64); the file then needs a valid detached
+        /// `FILE.sig`.
         #[arg(long, value_name = "BASE64")]
         public_key: Option<String>,
     },
@@ -108,6 +112,13 @@ fn exit(result: anyhow::Result<()>) -> ExitCode {
 }
 
 fn check(files: &[PathBuf], kind: &str, public_key: Option<&str>) -> ExitCode {
+    if kind == "config" && public_key.is_some() {
+        println!(
+            "--public-key: not used with --kind config (a config names its key in \
+             [modules.bot] public_key); give --kind bot-features, ip-list or rule-list"
+        );
+        return ExitCode::FAILURE;
+    }
     let mut ok = true;
     for file in files {
         let checked = match kind {

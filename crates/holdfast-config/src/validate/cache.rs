@@ -102,6 +102,13 @@ pub(super) fn cache(
 
 fn key(at: &str, spec: &CacheSpec, errs: &mut Errors) -> CacheKey {
     let k = &spec.key;
+    if k.host == Some(false) {
+        errs.add(
+            format!("{at}.key.host"),
+            "a cache key without the host lets one site's response answer another's",
+            "remove `host = false`: the host (and the scheme) are always part of the key",
+        );
+    }
     let query = match k.query.as_deref() {
         None | Some("sorted") => QueryKey::Sorted,
         Some("as_sent") => QueryKey::AsSent,
@@ -132,7 +139,7 @@ fn key(at: &str, spec: &CacheSpec, errs: &mut Errors) -> CacheKey {
         })
         .collect();
     CacheKey {
-        host: k.host.unwrap_or(true),
+        host: true,
         query,
         ignore_query: k.ignore_query.clone(),
         headers,

@@ -5,7 +5,7 @@
 use crate::config::*;
 use crate::error::ConfigError;
 use crate::spec::*;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -94,6 +94,7 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
         &spec.limits,
         &mut errs,
     );
+    modules::ja4h_readers(&rules, &modules, &mut errs);
     let challenge = challenge::challenge(spec.challenge.as_ref(), base_dir, &mut errs);
     let rules = challenge::resolve_difficulty(rules, challenge.difficulty);
     let dns = dns::dns(
@@ -342,7 +343,7 @@ fn tls_certs(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Vec<TlsCert
             "add tls_listen = [\"127.0.0.1:8443\"] or remove the [[edge.tls]] tables",
         );
     }
-    let mut seen = HashSet::new();
+    let mut seen = HashMap::new();
     let mut defaults = 0;
     let mut out = Vec::new();
     for (i, t) in spec.tls.iter().enumerate() {
@@ -361,12 +362,22 @@ fn tls_certs(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Vec<TlsCert
             let path = format!("edge.tls[{i}].names[{j}]");
             if let Some(n) = host_pattern(&path, n, errs) {
                 let key = n.to_string();
-                if !seen.insert(key.clone()) {
-                    errs.add(
+                match seen.get(&key) {
+                    Some(&first) if first == i => errs.add(
                         path,
-                        format!("server name {key:?} is given to two certificates"),
+                        format!("server name {key:?} is listed twice on this certificate"),
+                        "list each name once",
+                    ),
+                    Some(&first) => errs.add(
+                        path,
+                        format!(
+                            "server name {key:?} is given to two certificates (also edge.tls[{first}])"
+                        ),
                         "each name may appear on one certificate only",
-                    );
+                    ),
+                    None => {
+                        seen.insert(key.clone(), i);
+                    }
                 }
                 names.push(key);
             }

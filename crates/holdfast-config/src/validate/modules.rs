@@ -40,6 +40,7 @@ fn bot(at: &str, b: &BotSpec, base_dir: &Path, errs: &mut Errors) -> BotModule {
     }
     BotModule {
         enabled: b.enabled.unwrap_or(true),
+        ja4h: b.ja4h.unwrap_or(false),
         features: base_dir.join(&b.features),
         fail_policy: fail_policy(&format!("{at}.fail_policy"), b.fail_policy.as_deref(), errs),
         public_key: b.public_key.clone().filter(|k| !k.is_empty()),
@@ -145,5 +146,23 @@ fn breaker(at: &str, b: &BreakerSpec, errs: &mut Errors) -> Breaker {
             ),
             errs,
         ),
+    }
+}
+
+/// JA4H is off unless `[modules.bot] ja4h = true` (it is under the FoxIO License 1.1): a rule
+/// that reads `request.ja4h` needs it on.
+pub(super) fn ja4h_readers(rules: &[Rule], modules: &Modules, errs: &mut Errors) {
+    if modules.bot.as_ref().is_some_and(|b| b.ja4h) {
+        return;
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        if rule.fields.ja4h {
+            errs.add(
+                format!("rules[{i}].expr"),
+                "reads request.ja4h, but JA4H is off",
+                "set ja4h = true in [modules.bot] (JA4H is under the FoxIO License 1.1: read \
+                 docs/artifacts.md#ja4h-style-fingerprint first), or leave request.ja4h out",
+            );
+        }
     }
 }

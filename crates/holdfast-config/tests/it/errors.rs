@@ -434,7 +434,25 @@ key = "b.key"
 "#,
         ),
         expect![[r#"
-            edge.tls[1].names[0]: server name "example.com" is given to two certificates (each name may appear on one certificate only)
+            edge.tls[1].names[0]: server name "example.com" is given to two certificates (also edge.tls[0]) (each name may appear on one certificate only)
+        "#]],
+    );
+}
+
+#[test]
+fn a_server_name_twice_on_one_certificate() {
+    check_errors(
+        &edge_with(
+            r#"
+tls_listen = ["127.0.0.1:8443"]
+[[edge.tls]]
+names = ["example.com", "www.example.com", "Example.com"]
+cert = "a.pem"
+key = "a.key"
+"#,
+        ),
+        expect![[r#"
+            edge.tls[0].names[2]: server name "example.com" is listed twice on this certificate (list each name once)
         "#]],
     );
 }
@@ -2353,6 +2371,42 @@ fn cache_errors_are_collected_with_their_paths() {
             routes[0].cache.targeted_field: invalid header name "bad field" (use a field name such as "Holdfast-Cache-Control")
             routes[0].cache.key.query: unknown query mode "shuffled" (use "sorted", "as_sent" or "ignore")
             routes[0].cache.key.headers[1]: invalid header name "no good" (use letters, digits and '-' only)
+        "#]],
+    );
+}
+
+#[test]
+fn a_rule_reading_ja4h_needs_it_turned_on() {
+    let rule =
+        "[[rules]]\nid = \"fp\"\nexpr = 'request.ja4h.startsWith(\"ge11\")'\naction = \"log\"\n";
+    check_errors(
+        &format!("{}\n{rule}", edge_with("")),
+        expect![[r#"
+            rules[0].expr: reads request.ja4h, but JA4H is off (set ja4h = true in [modules.bot] (JA4H is under the FoxIO License 1.1: read docs/artifacts.md#ja4h-style-fingerprint first), or leave request.ja4h out)
+        "#]],
+    );
+    check_errors(
+        &format!(
+            "{}\n{rule}[modules.bot]\nfeatures = \"f.json\"\n",
+            edge_with("")
+        ),
+        expect![[r#"
+            rules[0].expr: reads request.ja4h, but JA4H is off (set ja4h = true in [modules.bot] (JA4H is under the FoxIO License 1.1: read docs/artifacts.md#ja4h-style-fingerprint first), or leave request.ja4h out)
+        "#]],
+    );
+    let on = format!(
+        "{}\n{rule}[modules.bot]\nfeatures = \"f.json\"\nja4h = true\n",
+        edge_with("")
+    );
+    holdfast_config::parse(&on, std::path::Path::new("/etc/holdfast")).unwrap();
+}
+
+#[test]
+fn a_cache_key_without_the_host_is_refused() {
+    check_errors(
+        &route_with(r#"cache = { enabled = true, key = { host = false } }"#),
+        expect![[r#"
+            routes[0].cache.key.host: a cache key without the host lets one site's response answer another's (remove `host = false`: the host (and the scheme) are always part of the key)
         "#]],
     );
 }

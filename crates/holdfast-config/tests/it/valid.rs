@@ -1534,6 +1534,7 @@ fn bot_module_defaults_and_state_dir() {
         bot,
         holdfast_config::BotModule {
             enabled: true,
+            ja4h: false,
             features: std::path::PathBuf::from("/etc/holdfast/bot-features.json"),
             fail_policy: holdfast_config::FailPolicy::Open,
             public_key: None,

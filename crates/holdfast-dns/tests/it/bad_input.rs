@@ -58,15 +58,22 @@ fn an_oversize_query_is_dropped_or_refused() {
 }
 
 #[test]
-fn an_unknown_class_is_not_answered_from_the_in_zone() {
+fn an_unknown_class_is_refused_at_steered_and_zone_names() {
     let env = Env::start(ZONE, vec![steered("www.example.test.", &["p"])]);
     env.health.set("p", &[("127.0.0.2", false)]);
-    for name in ["www.example.test.", "mail.example.test."] {
-        let mut m = message(name, RecordType::A, None);
-        m.queries[0].set_query_class(DNSClass::Unknown(999));
-        if let Some(reply) = udp_raw(env.addr(), &m.to_vec().unwrap()) {
+    for class in [DNSClass::Unknown(999), DNSClass::CH, DNSClass::HS] {
+        for name in ["www.example.test.", "mail.example.test."] {
+            let mut m = message(name, RecordType::A, None);
+            m.queries[0].set_query_class(class);
+            let reply = udp_raw(env.addr(), &m.to_vec().unwrap())
+                .unwrap_or_else(|| panic!("{name} {class:?}: no answer"));
             let r = Message::from_vec(&reply).unwrap();
-            assert!(r.answers.is_empty(), "{name}: {:?}", r.answers);
+            assert_eq!(
+                r.metadata.response_code,
+                ResponseCode::Refused,
+                "{name} {class:?}"
+            );
+            assert!(r.answers.is_empty(), "{name} {class:?}: {:?}", r.answers);
         }
     }
     still_serving(&env);

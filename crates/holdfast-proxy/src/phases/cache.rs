@@ -9,7 +9,7 @@
 use crate::body::{ResponseBody, Tap};
 use crate::ctx::{CacheResult, RequestCtx};
 use crate::error::ProxyError;
-use crate::phases::upstream;
+use crate::phases::{headers, upstream};
 use crate::state::{RouteRt, State};
 use bytes::{Bytes, BytesMut};
 use holdfast_cache::store::{self, FillLock};
@@ -63,7 +63,12 @@ async fn lookup_or_fetch(
     if method != Method::GET && method != Method::HEAD {
         return forward_unsafe(state, route, cache, req, ctx).await;
     }
-    let key = key::primary(&cache.config.key, ctx.host_name(), ctx.path.as_str());
+    let key = key::of_request(
+        &cache.config.key,
+        ctx.conn.tls,
+        ctx.host_name(),
+        ctx.path.as_str(),
+    );
     let directives = RequestDirectives::parse(req.headers());
     let now = SystemTime::now();
     let (mut found, uri_known) = lookup(cache, &key, req.headers());
@@ -313,11 +318,7 @@ impl Fetch<'_> {
             }
         };
         let max = cache.config.max_object_size;
-        let length = resp
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let length = headers::content_length(resp.headers());
         if length.is_some_and(|n| n > max) {
             cache.stats().count_too_large();
             status.detail = Some("too-large");
@@ -447,13 +448,21 @@ async fn forward_unsafe(
     if !safe && ok {
         let host = ctx.host_name().to_owned();
         let cfg = &cache.config.key;
+        let tls = ctx.conn.tls;
         cache
             .store
-            .invalidate(&key::primary(cfg, &host, ctx.path.as_str()));
+            .invalidate(&key::of_request(cfg, tls, &host, ctx.path.as_str()));
         for field in [header::LOCATION, header::CONTENT_LOCATION] {
             let target = resp.headers().get(field).and_then(|v| v.to_str().ok());
             if let Some(path) = target.and_then(|t| same_origin_path(t, &host)) {
-                cache.store.invalidate(&key::primary(cfg, &host, path));
+                // Stored under the normalised path, as every request is.
+                let normal = http::uri::PathAndQuery::try_from(path)
+                    .ok()
+                    .and_then(|pq| crate::phases::path::normalise(&pq).ok().flatten());
+                let path = normal.as_ref().map_or(path, |pq| pq.as_str());
+                cache
+                    .store
+                    .invalidate(&key::of_request(cfg, tls, &host, path));
             }
         }
         cache.stats().count_invalidation();

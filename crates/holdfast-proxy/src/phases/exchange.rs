@@ -8,14 +8,18 @@
 use crate::body::{BodyError, RequestBody, Upload};
 use crate::error::ProxyError;
 use crate::state::RouteRt;
-use crate::upstream::{connect, set_target, Conn, Pool, Release, Server};
+use crate::upstream::{connect, set_target, Conn, Pool, Server};
 use http::{header, Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub(crate) type Exchanged = (Response<Incoming>, Option<Release>);
+/// The origin's response head, and the HTTP/1.1 connection to hand back once its body is whole.
+pub(crate) type Exchanged = (
+    Response<Incoming>,
+    Option<hyper::client::conn::http1::SendRequest<RequestBody>>,
+);
 
 pub(crate) fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
@@ -86,7 +90,7 @@ pub(crate) async fn exchange(
             waits.head(sending).await.map_err(|e| (e, None))?
         };
         match outcome {
-            Ok(resp) => return Ok((resp, server.release_for(conn))),
+            Ok(resp) => return Ok((resp, conn.reusable())),
             Err(mut e) => match e.take_message() {
                 Some(unsent) if reused => {
                     req = unsent;

@@ -25,6 +25,15 @@ const HAS_TRAILER: u8 = 1 << 4;
 const HAS_TE: u8 = 1 << 5;
 const HAS_UPGRADE: u8 = 1 << 6;
 
+/// The body length a head declares in `Content-Length`, if it is one decimal number; `None`
+/// when absent or unreadable (the one parser of it on the data path).
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 fn hop_by_hop_present(headers: &HeaderMap) -> u8 {
     headers.keys().fold(0, |bits, name| {
         bits | if name == header::CONNECTION {
@@ -249,6 +258,22 @@ pub(crate) fn rewrite_response(parts: &mut http::response::Parts, route: &RouteR
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_length_is_one_decimal_number() {
+        let length = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from_static(v));
+            content_length(&h)
+        };
+        assert_eq!(length("0"), Some(0));
+        assert_eq!(length("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(length("18446744073709551616"), None);
+        assert_eq!(length("12, 12"), None);
+        assert_eq!(length("-1"), None);
+        assert_eq!(length(""), None);
+        assert_eq!(content_length(&HeaderMap::new()), None);
+    }
 
     #[test]
     fn removes_connection_named_headers() {

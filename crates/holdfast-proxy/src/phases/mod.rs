@@ -1,17 +1,22 @@
-//! The request phases, in the order `service::handle` runs them: `reserved` (paths the
+//! The request phases, in the order `service::handle` runs them: `strict` (the front door:
+//! refuse ambiguous requests, normalise the rest, the path with `path`), `reserved` (paths the
 //! edge answers itself before any route, e.g. the challenge's), `route` (which route and
-//! pool), `limits` (refuse what must not reach an origin), `modules` (per-request decision
+//! pool), `limits` (refuse what must not reach an origin), `module_chain` (per-request decision
 //! modules: headers for the origin, a denial or their own page), `cache` (on cached routes:
 //! answer from the store, or forward and store), `upstream` (forward along the
-//! route's failover chain with retries; one exchange with one server is `exchange`'s; proxy
-//! header rules are `headers`'), and `respond` (pages the edge makes itself).
+//! route's failover chain; the walk of attempts and retries is `retry`'s `RetryPlan`, one
+//! exchange with one server is `exchange`'s; proxy header rules are `headers`'), and
+//! `respond` (pages the edge makes itself).
 
 pub(crate) mod cache;
 pub(crate) mod exchange;
 pub(crate) mod headers;
 pub(crate) mod limits;
-pub(crate) mod modules;
+pub(crate) mod module_chain;
+pub(crate) mod path;
 pub(crate) mod reserved;
 pub(crate) mod respond;
+pub(crate) mod retry;
 pub(crate) mod route;
+pub(crate) mod strict;
 pub(crate) mod upstream;

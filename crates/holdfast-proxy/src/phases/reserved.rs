@@ -5,8 +5,8 @@
 use crate::body::ResponseBody;
 use crate::ctx::RequestCtx;
 use crate::error::ProxyError;
-use crate::modules::{EdgeRequest, EdgeResponse, RequestModule, REQUEST_ID_MARK};
 use crate::state::State;
+use holdfast_modules::{EdgeRequest, EdgeResponse, RequestModule, REQUEST_ID_MARK};
 use http::{header, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;

@@ -50,6 +50,11 @@ pub(crate) fn error(err: &ProxyError, ctx: &RequestCtx) -> Response<ResponseBody
                 h.insert(http::HeaderName::from_static("ratelimit-policy"), v.clone());
             }
         }
+        // The front door's refusals end the connection: what follows the head on it
+        // (a body, a pipelined request) was framed by rules the edge just refused.
+        ProxyError::Refused(_) => {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         _ => {}
     }
     resp

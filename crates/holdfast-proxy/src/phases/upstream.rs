@@ -1,66 +1,44 @@
-//! Forwarding along the route's failover chain: pick the pool (or serve the fallback),
-//! buffer a small body so the request can be sent again, take a slot in the pool's
-//! concurrency limit, then try servers — retrying on another server, or the next pool of the
-//! chain, within the retry policy and budget — and hand back the origin's response with a
-//! streaming body. One exchange with one server is `exchange`'s.
+//! The upstream phase: forwarding along the route's failover chain. It reads as the walk:
+//! choose the pool (or serve the fallback), buffer a small body so the request can be sent
+//! again, admit (a slot in the pool's concurrency limit, or 503), then each attempt — one
+//! exchange with the server the `RetryPlan` (`retry.rs`) picks, whose outcome the plan judges
+//! (stop, or retry on another server or pool after a back-off) — and hand back the origin's
+//! response with a streaming body. One exchange with one server is `exchange`'s.
 
-use super::exchange::{
-    closed_without_answer, copy_request, exchange, is_upgrade, tunnel, Exchanged,
-};
-use crate::body::{BodyError, Hold, RequestBody, ResponseBody, Upload};
+use super::exchange::{copy_request, exchange, is_upgrade, tunnel, Exchanged};
+use super::retry::{no_servers, Attempt, RetryPlan, Step};
+use crate::body::{BodyError, RequestBody, ResponseBody, Upload};
 use crate::ctx::RequestCtx;
 use crate::error::{with_causes, ProxyError, Side};
 use crate::phases::headers::{self, RequestRewrite};
 use crate::state::{RouteRt, State};
-use crate::upstream::{stable_hash, InFlight, Picked, Pool, Server, Target};
+use crate::upstream::{stable_hash, InFlight, Pool, Server, Target};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use std::sync::Arc;
 use std::time::Instant;
 
 pub(crate) async fn forward(
     state: &State,
     route: &RouteRt,
-    mut req: Request<Option<Incoming>>,
+    req: Request<Option<Incoming>>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
+    // Choose: the chain's first pool that is not down, or its fallback.
     let first = match route.chain.choose() {
         Target::Pool(i) => i,
         Target::Fallback => return fallback(route),
     };
-    let Some(pool) = route.chain.pools.get(first) else {
+    let Some(mut plan) = RetryPlan::new(&route.chain, first, req.method()) else {
         return Err(no_servers());
     };
-    let upgrade = is_upgrade(&req);
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (mut parts, body) = req.into_parts();
-    // Kept only where a retry may move to another pool, which sets its own `Host`.
-    let client_host = (route.chain.pools.len() > 1)
-        .then(|| parts.headers.get(header::HOST).cloned())
-        .flatten();
-    let rewrite = RequestRewrite {
-        route,
-        pool_host: pool.host_header.as_ref(),
-        forwarded: state.config.edge.forwarded,
-        upgrade,
-    };
-    headers::rewrite_request(&mut parts, ctx, &rewrite);
-    let deadline = route.timeouts.total.map(|t| ctx.start + t);
-    let body = request_body(state, route, pool, &parts, body, upgrade).await?;
-    let slot = admit(pool, route, deadline).await?;
-    let request = Request::from_parts(parts, body);
-    let sent = attempts(
-        state,
-        route,
-        first,
-        client_host,
-        request,
-        deadline,
-        upgrade,
-        ctx,
-    )
-    .await;
-    let (server, (mut resp, release), in_flight) = match sent {
+    let (outgoing, client_upgrade) = Outgoing::prepare(state, route, &plan, req, ctx).await?;
+    // Admit: a slot in the pool's concurrency limit, held until the response body ends.
+    let deadline = outgoing.deadline;
+    let slot = admit(plan.pool(), route, deadline).await?;
+    // Attempt after attempt along the plan, until it keeps an outcome.
+    let sent = match attempts(state, route, &mut plan, outgoing, ctx).await {
         Ok(sent) => sent,
         // The chain failed on the origin side: the operator's page rather than the edge's.
         Err(e) if e.side() == Side::Origin && route.chain.fallback.is_some() => {
@@ -68,6 +46,7 @@ pub(crate) async fn forward(
         }
         Err(e) => return Err(e),
     };
+    let (server, (mut resp, conn), in_flight) = sent;
     server.metrics.observe(
         resp.status().as_u16(),
         ctx.upstream.duration.unwrap_or_default().as_secs_f64(),
@@ -79,16 +58,178 @@ pub(crate) async fn forward(
     }
     let (mut parts, body) = resp.into_parts();
     headers::rewrite_response(&mut parts, route);
-    let hold = Hold {
-        _slot: slot,
-        _in_flight: Some(in_flight),
+    let Some(lease) = in_flight.into_lease(conn, slot) else {
+        return Err(no_servers());
     };
-    let body = ResponseBody::upstream(body, release, route.timeouts.read, deadline, hold);
+    let body = ResponseBody::upstream(body, lease, route.timeouts.read, deadline);
     Ok(Response::from_parts(parts, body))
 }
 
-fn no_servers() -> ProxyError {
-    ProxyError::Connect(std::io::Error::other("pool has no servers"))
+/// Each attempt: one exchange with the server the plan picks, its outcome judged by the
+/// plan; a retry waits out its back-off first. A request whose body is streaming is never
+/// re-sent; one that was not sent at all (connect failure) comes back from `exchange` and
+/// can go anywhere.
+async fn attempts<'r>(
+    state: &State,
+    route: &'r RouteRt,
+    plan: &mut RetryPlan<'r>,
+    mut out: Outgoing,
+    ctx: &mut RequestCtx,
+) -> Result<(&'r Arc<Server>, Exchanged, InFlight), ProxyError> {
+    loop {
+        let req = out.take()?;
+        let attempt = plan.attempt(out.key)?;
+        ctx.upstream.server = Some(Arc::clone(&attempt.server.addr_text));
+        attempt.server.record_request();
+        let sent = Instant::now();
+        let template = out.template.as_ref();
+        let (result, unsent) = match exchange(
+            attempt.pool,
+            attempt.server,
+            route,
+            req,
+            template,
+            out.deadline,
+            out.upgrade,
+        )
+        .await
+        {
+            Ok(ok) => (Ok(ok), None),
+            Err((e, unsent)) => (Err(e), unsent),
+        };
+        // Upstream time is the wait for a response head: none if there was no response.
+        ctx.upstream.duration = result.is_ok().then(|| sent.elapsed());
+        let resendable = unsent.is_some() || out.template.is_some();
+        match plan.judge(&attempt, &result, unsent.is_some(), resendable) {
+            Step::Done => return settle(state, attempt, result),
+            Step::Retry { moved, backoff } => {
+                if let Err(e) = &result {
+                    count_failure(attempt.server, e);
+                }
+                drop(result);
+                drop(attempt);
+                out.again(unsent, moved.then(|| &**plan.pool()), route, ctx);
+                if let Some(pause) = backoff {
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+}
+
+/// The attempt the plan kept: its response, or its error counted on the side that failed.
+fn settle<'r>(
+    state: &State,
+    attempt: Attempt<'r>,
+    result: Result<Exchanged, ProxyError>,
+) -> Result<(&'r Arc<Server>, Exchanged, InFlight), ProxyError> {
+    match result {
+        Ok(ok) => Ok((attempt.server, ok, attempt.in_flight)),
+        Err(e) if e.side() == Side::Client => {
+            count_client_error(state, &e);
+            Err(e)
+        }
+        Err(e) => {
+            count_failure(attempt.server, &e);
+            Err(e)
+        }
+    }
+}
+
+/// The request on its way: the one to send next, a copy to send it again, and what a move
+/// to another pool changes (`Host`, the hashing key).
+struct Outgoing {
+    next: Option<Request<RequestBody>>,
+    /// A copy to re-send after a failure that consumed the request (bodiless or buffered
+    /// requests whose method may be re-sent). Also used by `exchange` when a pooled
+    /// connection turns out closed after the request went out.
+    template: Option<Request<RequestBody>>,
+    /// The client's `Host`, kept only where a retry may move to another pool.
+    client_host: Option<HeaderValue>,
+    /// The request's key for the current pool's hashing balancer (0 for other balancers).
+    key: u64,
+    upgrade: bool,
+    deadline: Option<Instant>,
+}
+
+impl Outgoing {
+    /// The request as the origin gets it: proxy headers rewritten for the plan's first pool,
+    /// the body streamed or (when it may be re-sent) buffered; and the client's side of an
+    /// upgrade, if the request asks for one.
+    async fn prepare(
+        state: &State,
+        route: &RouteRt,
+        plan: &RetryPlan<'_>,
+        mut req: Request<Option<Incoming>>,
+        ctx: &mut RequestCtx,
+    ) -> Result<(Outgoing, Option<OnUpgrade>), ProxyError> {
+        let pool = plan.pool();
+        let upgrade = is_upgrade(&req);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        // Kept only where a retry may move to another pool, which sets its own `Host`.
+        let client_host = (route.chain.pools.len() > 1)
+            .then(|| parts.headers.get(header::HOST).cloned())
+            .flatten();
+        let rewrite = RequestRewrite {
+            route,
+            pool_host: pool.host_header.as_ref(),
+            forwarded: state.config.edge.forwarded,
+            upgrade,
+        };
+        headers::rewrite_request(&mut parts, ctx, &rewrite);
+        let deadline = route.timeouts.total.map(|t| ctx.start + t);
+        let body = request_body(state, route, pool, &parts, body, upgrade).await?;
+        let req = Request::from_parts(parts, body);
+        let key = pool
+            .balancer
+            .hash_key()
+            .map_or(0, |k| request_key(k, &req, ctx));
+        let template = (plan.may_resend() && !upgrade)
+            .then(|| copy_request(&req))
+            .flatten();
+        let outgoing = Outgoing {
+            next: Some(req),
+            template,
+            client_host,
+            key,
+            upgrade,
+            deadline,
+        };
+        Ok((outgoing, client_upgrade))
+    }
+
+    /// The request for the next attempt: the one handed back unsent, or a fresh copy.
+    fn take(&mut self) -> Result<Request<RequestBody>, ProxyError> {
+        self.next
+            .take()
+            .or_else(|| self.template.as_ref().and_then(copy_request))
+            .ok_or_else(|| ProxyError::Connect(std::io::Error::other("no request left to send")))
+    }
+
+    /// A retry: send `unsent` again if the request came back, and after a move to another
+    /// pool with that pool's `Host` and hashing key.
+    fn again(
+        &mut self,
+        unsent: Option<Request<RequestBody>>,
+        moved_to: Option<&Pool>,
+        route: &RouteRt,
+        ctx: &RequestCtx,
+    ) {
+        self.next = unsent;
+        let Some(pool) = moved_to else {
+            return;
+        };
+        let host = pool.host_header.as_ref().or(self.client_host.as_ref());
+        for r in self.next.iter_mut().chain(self.template.iter_mut()) {
+            headers::set_pool_host(r.headers_mut(), host, route);
+        }
+        if let Some(k) = pool.balancer.hash_key() {
+            if let Some(r) = self.next.as_ref().or(self.template.as_ref()) {
+                self.key = request_key(k, r, ctx);
+            }
+        }
+    }
 }
 
 /// The route's fallback response (every pool of its chain is down).
@@ -130,12 +271,7 @@ async fn request_body(
     };
     let retry = &pool.retry;
     let may_resend = retry.non_idempotent || parts.method.is_idempotent();
-    let length = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let small = length.is_some_and(|n| n <= retry.buffer_body);
+    let small = headers::content_length(&parts.headers).is_some_and(|n| n <= retry.buffer_body);
     if retry.attempts == 0 || retry.buffer_body == 0 || !may_resend || upgrade || !small {
         return Ok(client);
     }
@@ -190,229 +326,6 @@ fn request_key(
         HashKey::Header(name) => {
             stable_hash(&[req.headers().get(name).map_or(&b""[..], |v| v.as_bytes())])
         }
-    }
-}
-
-/// Whether an attempt counts as the server's failure for outlier detection: the origin side
-/// failed, or answered 502, 503 or 504.
-fn origin_failed(result: &Result<Exchanged, ProxyError>) -> bool {
-    match result {
-        Ok((resp, _)) => matches!(resp.status().as_u16(), 502..=504),
-        Err(e) => e.side() == Side::Origin,
-    }
-}
-
-/// Why an attempt failed in a way a retry may fix.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Retryable {
-    /// Nothing was sent: safe for any method.
-    Connect,
-    Reset,
-    Timeout,
-    Status,
-}
-
-fn retryable(
-    result: &Result<Exchanged, ProxyError>,
-    unsent: bool,
-    on: &holdfast_config::RetryOn,
-) -> Option<Retryable> {
-    let why = match result {
-        Ok((resp, _)) => on
-            .statuses
-            .contains(&resp.status().as_u16())
-            .then_some(Retryable::Status)?,
-        Err(_) if unsent => Retryable::Connect,
-        Err(ProxyError::Timeout) => Retryable::Timeout,
-        Err(ProxyError::Upstream(e)) if closed_without_answer(e) => Retryable::Reset,
-        Err(_) => return None,
-    };
-    let enabled = match why {
-        Retryable::Connect => on.connect,
-        Retryable::Reset => on.reset,
-        Retryable::Timeout => on.timeout,
-        Retryable::Status => true,
-    };
-    enabled.then_some(why)
-}
-
-/// Jittered exponential back-off: `base × 2^(retry-1)`, scaled by a random 0.5–1.5.
-fn backoff(base: std::time::Duration, retry: u32) -> std::time::Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let scaled = base.saturating_mul(1 << retry.saturating_sub(1).min(10));
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let factor = 0.5 + (random % 1000) as f64 / 1000.0;
-    scaled.mul_f64(factor)
-}
-
-/// Where a retry goes.
-enum Next {
-    /// Another server of the same pool.
-    Same,
-    /// The pool at this index of the chain.
-    Pool(usize),
-}
-
-/// Where the retry after a failure on server `index` of chain pool `at` goes: another
-/// healthy server of the pool; else the next pool of the chain that is not down; else any
-/// server of the pool not yet tried.
-fn next_target(
-    route: &RouteRt,
-    at: usize,
-    pool: &Pool,
-    tried: &[usize],
-    index: usize,
-) -> Option<Next> {
-    let mut tried_now = tried.to_vec();
-    tried_now.push(index);
-    if pool.has_untried_usable(&tried_now) {
-        return Some(Next::Same);
-    }
-    if let Some(j) = route.chain.next_up(at) {
-        return Some(Next::Pool(j));
-    }
-    (tried_now.len() < pool.servers.len()).then_some(Next::Same)
-}
-
-/// Send the request, retrying on another server or pool within the first pool's policy and
-/// budget. A request whose body is streaming is never re-sent; a request that was not sent
-/// at all (connect failure) comes back from `exchange` and can go anywhere.
-#[allow(clippy::too_many_arguments)]
-async fn attempts<'r>(
-    state: &State,
-    route: &'r RouteRt,
-    first: usize,
-    client_host: Option<HeaderValue>,
-    req: Request<RequestBody>,
-    deadline: Option<Instant>,
-    upgrade: bool,
-    ctx: &mut RequestCtx,
-) -> Result<(&'r Arc<Server>, Exchanged, InFlight), ProxyError> {
-    let mut at = first;
-    let Some(mut pool) = route.chain.pools.get(at) else {
-        return Err(no_servers());
-    };
-    let policy = &pool.retry;
-    let budget = &pool.budget;
-    budget.record_request();
-    let mut key = pool
-        .balancer
-        .hash_key()
-        .map_or(0, |k| request_key(k, &req, ctx));
-    let may_resend = policy.non_idempotent || req.method().is_idempotent();
-    // A copy to re-send after a failure that consumed the request (bodiless or buffered
-    // requests only). Also used by `exchange` when a pooled connection turns out closed
-    // after the request went out.
-    let mut template = (may_resend && !upgrade)
-        .then(|| copy_request(&req))
-        .flatten();
-    let mut next = Some(req);
-    let mut tried: Vec<usize> = Vec::new();
-    let mut retries = 0u32;
-    loop {
-        let Some(req) = next
-            .take()
-            .or_else(|| template.as_ref().and_then(copy_request))
-        else {
-            return Err(ProxyError::Connect(std::io::Error::other(
-                "no request left to send",
-            )));
-        };
-        let (index, server, in_flight) = match pool.pick(&tried, key) {
-            Picked::Server(i, s, in_flight) => (i, s, in_flight),
-            Picked::Full => {
-                pool.metrics.overload_rejected.inc();
-                return Err(ProxyError::Overloaded {
-                    retry_after: pool.retry_after.clone(),
-                });
-            }
-            Picked::Empty => return Err(no_servers()),
-        };
-        ctx.upstream.server = Some(Arc::clone(&server.addr_text));
-        server.record_request();
-        let sent = Instant::now();
-        let (result, unsent) = match exchange(
-            pool,
-            server,
-            route,
-            req,
-            template.as_ref(),
-            deadline,
-            upgrade,
-        )
-        .await
-        {
-            Ok(ok) => (Ok(ok), None),
-            Err((e, unsent)) => (Err(e), unsent),
-        };
-        // Upstream time is the wait for a response head: none if there was no response.
-        ctx.upstream.duration = result.is_ok().then(|| sent.elapsed());
-        pool.record_outcome(server, origin_failed(&result));
-        let why = retryable(&result, unsent.is_some(), &policy.on);
-        if retries > 0 {
-            // Each retry counts once: did this attempt bring back a usable answer?
-            match (&result, why) {
-                (Ok(_), None) => pool.metrics.retry_succeeded.inc(),
-                _ => pool.metrics.retry_failed.inc(),
-            }
-        }
-        let resendable = unsent.is_some() || template.is_some();
-        let allowed = why.is_some_and(|w| w == Retryable::Connect || may_resend);
-        // Retries go to another server only: hammering the one that just failed helps no one.
-        let target = (retries < policy.attempts && allowed && resendable)
-            .then(|| next_target(route, at, pool, &tried, index))
-            .flatten();
-        if let Some(target) = target {
-            if budget.try_retry() {
-                if let Err(e) = &result {
-                    count_failure(server, e);
-                }
-                drop(result);
-                drop(in_flight);
-                retries += 1;
-                next = unsent;
-                match target {
-                    Next::Same => tried.push(index),
-                    Next::Pool(j) => {
-                        let Some(p) = route.chain.pools.get(j) else {
-                            return Err(no_servers());
-                        };
-                        at = j;
-                        pool = p;
-                        tried.clear();
-                        let host = pool.host_header.as_ref().or(client_host.as_ref());
-                        for r in next.iter_mut().chain(template.iter_mut()) {
-                            headers::set_pool_host(r.headers_mut(), host, route);
-                        }
-                        if let Some(k) = pool.balancer.hash_key() {
-                            if let Some(r) = next.as_ref().or(template.as_ref()) {
-                                key = request_key(k, r, ctx);
-                            }
-                        }
-                    }
-                }
-                // Nothing was sent on a connect failure: another server is tried at once
-                // (as nginx does); after a reset, timeout or status, back off first.
-                if why != Some(Retryable::Connect) {
-                    tokio::time::sleep(backoff(policy.backoff, retries)).await;
-                }
-                continue;
-            }
-            pool.metrics.budget_exhausted.inc();
-        }
-        return match result {
-            Ok(ok) => Ok((server, ok, in_flight)),
-            Err(e) if e.side() == Side::Client => {
-                count_client_error(state, &e);
-                Err(e)
-            }
-            Err(e) => {
-                count_failure(server, &e);
-                Err(e)
-            }
-        };
     }
 }
 

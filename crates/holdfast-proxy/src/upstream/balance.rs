@@ -2,7 +2,6 @@
 //! flight (power of two random choices), or rendezvous hashing on a request key. Every mode
 //! skips the servers already tried for the request while others remain (retries).
 
-use super::pool::Server;
 use holdfast_config::{Balance, HashKey};
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -11,6 +10,27 @@ use std::sync::Arc;
 
 /// Longest precomputed round-robin order; weights summing to more are scaled down.
 const MAX_ORDER: u64 = 10_000;
+
+/// A server as the balancer sees it.
+pub(crate) trait Candidate {
+    fn weight(&self) -> u32;
+    /// Requests in flight to it now.
+    fn in_flight(&self) -> usize;
+    /// `stable_hash` of its label, for rendezvous hashing.
+    fn hash_id(&self) -> u64;
+}
+
+impl<C: Candidate + ?Sized> Candidate for Arc<C> {
+    fn weight(&self) -> u32 {
+        (**self).weight()
+    }
+    fn in_flight(&self) -> usize {
+        (**self).in_flight()
+    }
+    fn hash_id(&self) -> u64 {
+        (**self).hash_id()
+    }
+}
 
 pub(crate) enum Balancer {
     RoundRobin {
@@ -42,7 +62,7 @@ impl Balancer {
         }
     }
 
-    pub fn pick(&self, servers: &[Arc<Server>], tried: &[usize], key: u64) -> Option<usize> {
+    pub fn pick(&self, servers: &[impl Candidate], tried: &[usize], key: u64) -> Option<usize> {
         let untried = |i: &usize| !tried.contains(i);
         if servers.is_empty() {
             return None;
@@ -70,7 +90,7 @@ impl Balancer {
                 let b = candidates.get((pos_a + offset) % n).copied()?;
                 let load = |i: usize| {
                     servers.get(i).map_or((u64::MAX, 1), |s| {
-                        (s.in_flight() as u64, u64::from(s.weight.max(1)))
+                        (s.in_flight() as u64, u64::from(s.weight().max(1)))
                     })
                 };
                 let ((la, wa), (lb, wb)) = (load(a), load(b));
@@ -92,11 +112,11 @@ impl Balancer {
 
 /// Weighted rendezvous (highest random weight) score: the same key picks the same server
 /// while it is in the pool, and removing a server moves only the keys it had.
-fn rendezvous_score(key: u64, server: &Server) -> f64 {
-    let h = mix(key ^ server.hash_id);
+fn rendezvous_score(key: u64, server: &impl Candidate) -> f64 {
+    let h = mix(key ^ server.hash_id());
     // A uniform value in (0, 1); never 0 or 1, so the logarithm is finite and negative.
     let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-    f64::from(server.weight.max(1)) / -u.ln()
+    f64::from(server.weight().max(1)) / -u.ln()
 }
 
 /// SplitMix64's finaliser: spreads close inputs over the whole range.

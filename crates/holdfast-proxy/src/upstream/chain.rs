@@ -3,7 +3,7 @@
 //! pool down, to the fallback if there is one, else to the first pool anyway (its panic mode).
 //! A change of the pool a route sends to is counted in `holdfast_pool_failover_total`.
 
-use super::Pool;
+use super::pool::Pool;
 use bytes::Bytes;
 use prometheus::IntCounterVec;
 use std::sync::atomic::{AtomicUsize, Ordering};

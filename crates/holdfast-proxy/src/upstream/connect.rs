@@ -1,7 +1,9 @@
 //! Opening a connection to an origin server: TCP (no Nagle), optional TLS with SNI, then the
 //! HTTP/1.1 or HTTP/2 handshake. The whole set-up is bounded by the route's connect timeout.
 
-use super::pool::{Conn, Pool, Server};
+use super::conns::Conn;
+use super::pool::Pool;
+use super::server::Server;
 use crate::body::RequestBody;
 use crate::error::ProxyError;
 use http::{header, Request, Uri, Version};

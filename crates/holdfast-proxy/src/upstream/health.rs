@@ -1,22 +1,16 @@
-//! Active health checks. Each server carries a `HealthState`; only the checker writes it,
-//! on its own thread and runtime ("holdfast-health"), never on a data-path worker. The
-//! data path reads one atomic per server (is it down?) and the pool's count of down servers.
+//! What the active checks concluded about a server: `HealthState`, carried by each server.
+//! Only the checker (`checker.rs`) writes it, on its own thread; the data path reads one
+//! atomic per server (is it down?). No I/O here.
 //!
 //! A server starts `Unknown`, which counts as healthy: no check having run yet never empties
 //! a pool. `unhealthy_after` failures in a row turn it `Down`, `healthy_after` passes in a row
 //! turn a down server `Up`; alternating results inside the thresholds change nothing.
 
-use super::connect::{connect, set_target};
-use super::pool::lock;
-use super::pool::{Conn, Pool, Server};
-use crate::body::RequestBody;
-use crate::state::State;
-use holdfast_config::{CheckKind, HealthCheck};
-use http::{header, Request};
+use holdfast_common::lock;
+use holdfast_config::HealthCheck;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::SystemTime;
-use tokio::sync::watch;
 
 /// What the active checks say about a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +94,7 @@ impl HealthState {
     }
 
     /// Count one check; returns the new verdict if it changed.
-    fn record(&self, result: CheckResult, check: &HealthCheck) -> Option<Checked> {
+    pub(super) fn record(&self, result: CheckResult, check: &HealthCheck) -> Option<Checked> {
         let mut s = lock(&self.streaks);
         if result.ok {
             s.passes = s.passes.saturating_add(1);
@@ -135,153 +129,10 @@ impl HealthState {
     }
 }
 
-/// Runs the active checks of the current `State`'s pools on a thread of its own.
-pub struct HealthChecker {
-    states: watch::Sender<Option<Arc<State>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl HealthChecker {
-    /// Start checking the pools of `state`.
-    pub fn start(state: &Arc<State>) -> std::io::Result<HealthChecker> {
-        let (tx, rx) = watch::channel(Some(Arc::clone(state)));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let thread = std::thread::Builder::new()
-            .name("holdfast-health".into())
-            .spawn(move || runtime.block_on(run(rx)))?;
-        Ok(HealthChecker {
-            states: tx,
-            thread: Some(thread),
-        })
-    }
-
-    /// Check the pools of this state from now on (every applied reload).
-    pub fn follow(&self, state: &Arc<State>) {
-        self.states.send_replace(Some(Arc::clone(state)));
-    }
-
-    /// Stop checking; the thread ends at its next wake-up and is joined on drop.
-    pub fn stop(&self) {
-        self.states.send_replace(None);
-    }
-}
-
-impl Drop for HealthChecker {
-    fn drop(&mut self) {
-        self.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// One task per checked server, all replaced whenever a new state arrives.
-async fn run(mut states: watch::Receiver<Option<Arc<State>>>) {
-    let mut tasks = tokio::task::JoinSet::new();
-    loop {
-        let state = states.borrow_and_update().clone();
-        tasks.abort_all();
-        let Some(state) = state else {
-            return;
-        };
-        for pool in state.pools.iter() {
-            let Some(check) = &pool.health else {
-                continue;
-            };
-            for index in 0..pool.servers.len() {
-                tasks.spawn(check_loop(Arc::clone(pool), index, check.clone()));
-            }
-        }
-        if states.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-async fn check_loop(pool: Arc<Pool>, index: usize, check: HealthCheck) {
-    let Some(server) = pool.servers.get(index).cloned() else {
-        return;
-    };
-    let mut ticks = tokio::time::interval(check.interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let outcome = tokio::time::timeout(check.timeout, probe(&pool, &server, &check)).await;
-        let (ok, detail) = match outcome {
-            Ok(Ok(detail)) => (true, detail),
-            Ok(Err(why)) => (false, why),
-            Err(_) => (false, format!("no answer within {:?}", check.timeout)),
-        };
-        let result = CheckResult {
-            at: SystemTime::now(),
-            ok,
-            detail,
-        };
-        let detail = result.detail.clone();
-        if let Some(verdict) = server.health.record(result, &check) {
-            pool.health_changed(&server, verdict);
-            match verdict {
-                Checked::Down => {
-                    tracing::warn!(pool = %pool.name, server = %server.label, result = %detail, "health check: server down");
-                }
-                _ => {
-                    tracing::info!(pool = %pool.name, server = %server.label, result = %detail, "health check: server up");
-                }
-            }
-        }
-    }
-}
-
-/// One check: `Ok(detail)` passes, `Err(why)` fails.
-async fn probe(pool: &Pool, server: &Server, check: &HealthCheck) -> Result<String, String> {
-    match &check.kind {
-        CheckKind::Tcp => tokio::net::TcpStream::connect(server.addr)
-            .await
-            .map(|_| "connected".to_string())
-            .map_err(|e| format!("connect: {e}")),
-        CheckKind::Http { path, expect, host } => {
-            let host = host
-                .clone()
-                .or_else(|| pool.host_header.clone())
-                .or_else(|| http::HeaderValue::from_str(&server.label).ok());
-            let mut req = Request::get(path.as_str());
-            if let Some(host) = host {
-                req = req.header(header::HOST, host);
-            }
-            let mut req = req
-                .header(header::USER_AGENT, "holdfast-health-check")
-                .body(RequestBody::Empty)
-                .map_err(|e| format!("request: {e}"))?;
-            let conn = connect(pool, server, check.timeout, false)
-                .await
-                .map_err(|e| crate::error::with_causes(&e))?;
-            set_target(&mut req, &conn, server);
-            let status = match conn {
-                Conn::H1(mut sender) => {
-                    req.headers_mut()
-                        .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
-                    sender.send_request(req).await
-                }
-                Conn::H2(mut sender) => sender.send_request(req).await,
-            }
-            .map_err(|e| format!("request: {e}"))?
-            .status()
-            .as_u16();
-            // The status either way: `ok` says whether it was in `expect`.
-            if (expect.0..=expect.1).contains(&status) {
-                Ok(status.to_string())
-            } else {
-                Err(status.to_string())
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use holdfast_config::CheckKind;
     use std::time::Duration;
 
     fn check(healthy_after: u32, unhealthy_after: u32) -> HealthCheck {

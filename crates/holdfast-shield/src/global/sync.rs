@@ -8,7 +8,8 @@ use prometheus::{IntCounter, IntCounterVec};
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 
-use super::table::{lock, GlobalLimit, Taken};
+use super::table::{GlobalLimit, Taken};
+use holdfast_common::lock;
 
 /// `KEYS[1]`: the window key; `ARGV[1]`: the count to add; `ARGV[2]`: its lifetime (ms).
 /// Returns the window's total.

@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
+use holdfast_common::lock;
 use holdfast_modules::RequestView;
 use sha2::{Digest, Sha256};
 
 use super::sync::RedisHealth;
-use crate::limit::{cookie_value, LimitDecision, LimitKey, LimitSpec, Limiter};
+use crate::limit::{cookie_value, LimitDecision, LimitKey, Limiter, LimiterSettings};
 
 /// A fixed window: its number since the epoch and where `now` is in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +88,7 @@ pub struct GlobalLimit {
 impl GlobalLimit {
     /// A global limit for `spec` (its `burst` applies to the local fallback only), sharing
     /// `health` with the sync task.
-    pub fn new(spec: LimitSpec, health: Arc<RedisHealth>) -> Self {
+    pub fn new(spec: LimiterSettings, health: Arc<RedisHealth>) -> Self {
         let per_ms = u64::try_from(spec.per.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -299,10 +300,6 @@ impl GlobalLimit {
     }
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -377,7 +374,7 @@ mod tests {
     const HOUR: u64 = 3_600_000;
 
     fn limit(requests: u32, per_ms: u64, max_keys: usize) -> GlobalLimit {
-        let mut spec = LimitSpec::new(
+        let mut spec = LimiterSettings::new(
             "g",
             LimitKey::ClientIp,
             requests,

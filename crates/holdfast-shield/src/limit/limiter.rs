@@ -11,7 +11,7 @@ use governor::{Quota, RateLimiter};
 use holdfast_modules::RequestView;
 
 use super::header::{item, quota_window, sf_string};
-use super::spec::{LimitKey, LimitSpec, MAX_REFILL};
+use super::spec::{LimitKey, LimiterSettings, MAX_REFILL};
 use super::store::{GenStore, Generations};
 use super::{ceil_secs, key, LimitDecision};
 
@@ -38,16 +38,16 @@ pub struct Limiter<C: Clock = DefaultClock> {
 
 impl Limiter {
     /// A limiter on the monotonic clock. Out-of-range values are clamped (see
-    /// [`LimitSpec::errors`] for validation): `requests`, `burst` ≥ 1, `per` ≥ 1 ns,
+    /// [`LimiterSettings::errors`] for validation): `requests`, `burst` ≥ 1, `per` ≥ 1 ns,
     /// `max_keys` ≥ 2, refill ≤ [`MAX_REFILL`].
-    pub fn new(spec: LimitSpec) -> Self {
+    pub fn new(spec: LimiterSettings) -> Self {
         Limiter::with_clock(spec, DefaultClock::default())
     }
 }
 
 impl<C: Clock> Limiter<C> {
     /// A limiter on `clock` (tests: governor's `FakeRelativeClock`).
-    pub fn with_clock(spec: LimitSpec, clock: C) -> Self {
+    pub fn with_clock(spec: LimiterSettings, clock: C) -> Self {
         let requests = spec.requests.max(1);
         let per = spec.per.max(Duration::from_nanos(1));
         let interval = (per / requests).clamp(Duration::from_nanos(1), MAX_REFILL);
@@ -232,7 +232,7 @@ mod tests {
         burst: u32,
     ) -> (Limiter<FakeRelativeClock>, FakeRelativeClock) {
         let clock = FakeRelativeClock::default();
-        let mut spec = LimitSpec::new("t", LimitKey::ClientIp, requests, per);
+        let mut spec = LimiterSettings::new("t", LimitKey::ClientIp, requests, per);
         spec.burst = burst;
         (Limiter::with_clock(spec, clock.clone()), clock)
     }
@@ -310,7 +310,7 @@ mod tests {
     #[test]
     fn shadow_counts_and_never_denies() {
         let clock = FakeRelativeClock::default();
-        let mut spec = LimitSpec::new("s", LimitKey::ClientIp, 2, Duration::from_secs(1));
+        let mut spec = LimiterSettings::new("s", LimitKey::ClientIp, 2, Duration::from_secs(1));
         spec.shadow = true;
         let l = Limiter::with_clock(spec, clock.clone());
         assert!(matches!(l.check_key(1), LimitDecision::Allow { .. }));
@@ -327,7 +327,7 @@ mod tests {
     #[test]
     fn out_of_range_specs_are_clamped_not_panicking() {
         let clock = FakeRelativeClock::default();
-        let spec = LimitSpec {
+        let spec = LimiterSettings {
             name: "bad".into(),
             key: LimitKey::Route,
             requests: 0,
@@ -340,14 +340,15 @@ mod tests {
         assert_eq!((l.interval, l.burst), (Duration::from_nanos(1), 1));
         assert!(!l.check_key(1).is_deny());
         // Centuries per request and a huge burst: clamped to MAX_REFILL for the whole burst.
-        let mut spec = LimitSpec::new("slow", LimitKey::Route, 1, Duration::MAX);
+        let mut spec = LimiterSettings::new("slow", LimitKey::Route, 1, Duration::MAX);
         spec.burst = u32::MAX;
         let l = Limiter::with_clock(spec, clock.clone());
         assert_eq!((l.interval, l.burst), (MAX_REFILL, 1));
         assert!(!l.check_key(1).is_deny());
         let d = l.check_key(1);
         assert_eq!(d.retry_after_secs(), Some(MAX_REFILL.as_secs()));
-        let mut spec = LimitSpec::new("fast", LimitKey::Route, u32::MAX, Duration::from_secs(1));
+        let mut spec =
+            LimiterSettings::new("fast", LimitKey::Route, u32::MAX, Duration::from_secs(1));
         spec.burst = u32::MAX;
         let l = Limiter::with_clock(spec, clock);
         for _ in 0..1000 {
@@ -358,7 +359,7 @@ mod tests {
     #[test]
     fn a_heavy_hitter_stays_limited_through_a_unique_key_flood() {
         let clock = FakeRelativeClock::default();
-        let mut spec = LimitSpec::new("f", LimitKey::ClientIp, 5, Duration::from_secs(1));
+        let mut spec = LimiterSettings::new("f", LimitKey::ClientIp, 5, Duration::from_secs(1));
         spec.max_keys = 1000;
         let l = Limiter::with_clock(spec, clock.clone());
         let hitter = u64::MAX;
@@ -396,7 +397,7 @@ mod tests {
     #[test]
     fn a_million_distinct_client_ips_keep_the_key_table_bounded() {
         let clock = FakeRelativeClock::default();
-        let mut spec = LimitSpec::new("flood", LimitKey::ClientIp, 5, Duration::from_secs(1));
+        let mut spec = LimiterSettings::new("flood", LimitKey::ClientIp, 5, Duration::from_secs(1));
         spec.max_keys = 10_000;
         let l = Limiter::with_clock(spec, clock);
         let (mut peak_keys, mut peak_bytes) = (0, 0);

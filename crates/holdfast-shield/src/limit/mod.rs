@@ -67,7 +67,7 @@ mod store;
 pub use decision::LimitDecision;
 pub use key::cookie_value;
 pub use limiter::Limiter;
-pub use spec::{LimitKey, LimitSpec, LimitSpecError, DEFAULT_MAX_KEYS, MAX_REFILL};
+pub use spec::{LimitKey, LimitSpecError, LimiterSettings, DEFAULT_MAX_KEYS, MAX_REFILL};
 pub use store::SWEEP_SLACK;
 
 /// Whole seconds in `d`, rounded up.

@@ -5,7 +5,7 @@ use std::time::Duration;
 /// `max_keys` when the config does not say.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 /// The longest a full burst may take to refill (`burst × per / requests`): 366 days. Longer
-/// limits are rejected by [`LimitSpec::errors`] (and clamped by `Limiter::new`) so that
+/// limits are rejected by [`LimiterSettings::errors`] (and clamped by `Limiter::new`) so that
 /// governor's nanosecond arithmetic cannot overflow.
 pub const MAX_REFILL: Duration = Duration::from_secs(366 * 24 * 3600);
 /// The longest limit name (it is sent in headers).
@@ -16,7 +16,7 @@ pub use holdfast_config::LimitKey;
 
 /// One `[[limits]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LimitSpec {
+pub struct LimiterSettings {
     pub name: String,
     pub key: LimitKey,
     /// Requests per `per`, on average (≥ 1).
@@ -31,10 +31,10 @@ pub struct LimitSpec {
     pub max_keys: usize,
 }
 
-impl LimitSpec {
+impl LimiterSettings {
     /// A limit with the defaults: `burst = requests`, enforced, [`DEFAULT_MAX_KEYS`].
     pub fn new(name: impl Into<String>, key: LimitKey, requests: u32, per: Duration) -> Self {
-        LimitSpec {
+        LimiterSettings {
             name: name.into(),
             key,
             requests,
@@ -88,7 +88,7 @@ impl LimitSpec {
     }
 }
 
-/// A problem of a [`LimitSpec`]; [`LimitSpecError::field`] names the config key.
+/// A problem of a [`LimiterSettings`]; [`LimitSpecError::field`] names the config key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LimitSpecError {
     #[error("must be 1 to 128 printable ASCII characters")]
@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn defaults_and_a_valid_spec() {
-        let s = LimitSpec::new("per-ip", LimitKey::ClientIp, 5, Duration::from_secs(1));
+        let s = LimiterSettings::new("per-ip", LimitKey::ClientIp, 5, Duration::from_secs(1));
         assert_eq!(s.burst, 5);
         assert!(!s.shadow);
         assert_eq!(s.max_keys, DEFAULT_MAX_KEYS);
@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn every_error_is_reported_with_its_field() {
-        let s = LimitSpec {
+        let s = LimiterSettings {
             name: String::new(),
             key: LimitKey::Cookie("a b".into()),
             requests: 0,
@@ -150,7 +150,7 @@ mod tests {
             fields,
             ["name", "key", "requests", "per", "burst", "max_keys"]
         );
-        let mut s = LimitSpec::new("x\u{7f}", LimitKey::ClientIp, 1, Duration::from_secs(1));
+        let mut s = LimiterSettings::new("x\u{7f}", LimitKey::ClientIp, 1, Duration::from_secs(1));
         assert_eq!(s.errors(), [LimitSpecError::Name]);
         s.name = "x".repeat(MAX_NAME_LEN + 1);
         assert_eq!(s.errors(), [LimitSpecError::Name]);
@@ -161,12 +161,12 @@ mod tests {
     #[test]
     fn refill_longer_than_a_year_is_rejected() {
         let day = Duration::from_secs(24 * 3600);
-        let mut s = LimitSpec::new("slow", LimitKey::Route, 1, day * 366);
+        let mut s = LimiterSettings::new("slow", LimitKey::Route, 1, day * 366);
         assert!(s.errors().is_empty());
         s.per = day * 367;
         assert_eq!(s.errors(), [LimitSpecError::TooSlow]);
         // 10 a day with a burst of 5000: 500 days to refill.
-        let mut s = LimitSpec::new("slow", LimitKey::Route, 10, day);
+        let mut s = LimiterSettings::new("slow", LimitKey::Route, 10, day);
         s.burst = 5000;
         assert_eq!(s.errors(), [LimitSpecError::TooSlow]);
     }

@@ -16,7 +16,7 @@
 use cel_interpreter::extractors::This;
 use cel_interpreter::objects::{Key, Map};
 use cel_interpreter::{Context, ExecutionError, FunctionContext, Program, Value};
-use holdfast_modules::{Module, ModuleError, RequestView};
+use holdfast_modules::{Module, ModuleCtx, ModuleError, RequestView};
 use prometheus::IntCounter;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -33,37 +33,9 @@ pub const RATE_WINDOW: Duration = Duration::from_secs(1);
 
 pub use holdfast_config::RuleAction;
 
-/// What `bot.score` reads: the bot module's verdict for the request being decided, set by
-/// the host around the rules module's run ([`with_bot_score`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BotScore {
-    /// No score (no bot module, switched off, no model, failed open): its own value.
-    #[default]
-    Unknown,
-    /// 1 (human) to 99 (bot).
-    Score(u8),
-}
-
-thread_local! {
-    static BOT_SCORE: std::cell::Cell<BotScore> = const { std::cell::Cell::new(BotScore::Unknown) };
-}
-
-/// Run `f` (the rules module's run for one request) with `score` as `bot.score`.
-pub fn with_bot_score<T>(score: BotScore, f: impl FnOnce() -> T) -> T {
-    struct Restore(BotScore);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            BOT_SCORE.with(|c| c.set(self.0));
-        }
-    }
-    let _restore = Restore(BOT_SCORE.with(|c| c.replace(score)));
-    f()
-}
-
-/// `bot.score` for the request being decided on this thread.
-pub fn bot_score() -> BotScore {
-    BOT_SCORE.with(std::cell::Cell::get)
-}
+/// What `bot.score` reads: the bot module's verdict for the request, which the bot module
+/// writes in the request's `ModuleCtx` when it runs before the rules.
+pub use holdfast_modules::BotScore;
 
 /// The configured IP lists by name, as rules read them (`ip_in_list(client.ip, "name")`).
 pub type IpLists = HashMap<String, Arc<holdfast_artifact::Artifact<crate::ip_list::IpListKind>>>;
@@ -72,7 +44,7 @@ pub use holdfast_config::RuleFields as Fields;
 
 /// One rule as configured.
 #[derive(Debug, Clone)]
-pub struct RuleSpec {
+pub struct RuleDef {
     pub id: String,
     pub expr: String,
     pub action: RuleAction,
@@ -105,10 +77,10 @@ impl Effects {
     }
 }
 
-impl RuleSpec {
+impl RuleDef {
     /// A checked config rule (`[[rules]]` or a rule list's entry) with its route names.
     pub fn from_config(r: &holdfast_config::Rule, routes: Vec<String>) -> Self {
-        RuleSpec {
+        RuleDef {
             id: r.id.clone(),
             expr: r.expr.clone(),
             action: r.action,
@@ -169,8 +141,8 @@ impl RuleMetrics {
 }
 
 /// A rule ready to run.
-pub struct Rule {
-    pub spec: RuleSpec,
+pub struct CompiledRule {
+    pub spec: RuleDef,
     program: Program,
     /// The expression as a native predicate, when it has a shape that compiles to one.
     native: Option<native::Pred>,
@@ -180,7 +152,7 @@ pub struct Rule {
     errors: AtomicU64,
 }
 
-impl Rule {
+impl CompiledRule {
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }
@@ -232,7 +204,7 @@ pub enum RuleOutcome {
 
 /// Every configured rule, in file order, and the functions they may call.
 pub struct Rules {
-    pub rules: Vec<Rule>,
+    pub rules: Vec<CompiledRule>,
     root: Context<'static>,
     /// What the CEL rules read (the native ones read the request directly).
     fields: Fields,
@@ -306,7 +278,7 @@ impl ListRules {
             .value
             .rules
             .iter()
-            .map(|r| RuleSpec::from_config(r, Vec::new()))
+            .map(|r| RuleDef::from_config(r, Vec::new()))
             .collect();
         match Rules::new(specs, &self.metrics, &self.ip_lists) {
             Ok(rules) => self.compiled.store(Some(Arc::new(Compiled {
@@ -336,7 +308,7 @@ pub struct CompileError {
 impl Rules {
     /// Compile every rule (the config already compile-checked them).
     pub fn new(
-        specs: Vec<RuleSpec>,
+        specs: Vec<RuleDef>,
         metrics: &RuleMetrics,
         lists: &IpLists,
     ) -> Result<Self, CompileError> {
@@ -358,7 +330,7 @@ impl Rules {
                 fields = fields.union(spec.fields);
             }
             let mode = if spec.shadow { "log" } else { "enforce" };
-            rules.push(Rule {
+            rules.push(CompiledRule {
                 hits_metric: metrics.hits.with_label_values(&[
                     spec.id.as_str(),
                     spec.action.label(),
@@ -392,6 +364,22 @@ impl Rules {
             unrouted,
             lists: Vec::new(),
         })
+    }
+
+    /// No rules (what runs if a set that compiled in the plan fails to compile at start).
+    pub fn empty(lists: &IpLists) -> Self {
+        Rules {
+            rules: Vec::new(),
+            root: root_context(lists),
+            fields: Fields::default(),
+            reads_bot: false,
+            reads_rate: false,
+            rate: OnceLock::new(),
+            rate_window: RATE_WINDOW,
+            by_route: HashMap::new(),
+            unrouted: Box::new([]),
+            lists: Vec::new(),
+        }
     }
 
     /// Whether a rule reads `bot.score`.
@@ -428,8 +416,19 @@ impl Rules {
         self.by_route.get(route).unwrap_or(&self.unrouted)
     }
 
-    /// The variables for one request: only the fields some rule reads.
+    /// The variables for one request, without a bot score (tests).
+    #[cfg(test)]
     fn context(&self, req: &RequestView<'_>, rate: Option<u32>) -> Context<'_> {
+        self.context_with(req, rate, BotScore::Unknown)
+    }
+
+    /// The variables for one request: only the fields some rule reads.
+    fn context_with(
+        &self,
+        req: &RequestView<'_>,
+        rate: Option<u32>,
+        bot_score: BotScore,
+    ) -> Context<'_> {
         let f = self.fields;
         let mut ctx = self.root.new_inner_scope();
         let mut request: HashMap<Key, Value> = HashMap::new();
@@ -477,7 +476,7 @@ impl Rules {
         }
         ctx.add_variable_from_value("request", map(request));
         if f.bot {
-            let score = match bot_score() {
+            let score = match bot_score {
                 BotScore::Unknown => s("unknown"),
                 BotScore::Score(n) => Value::Int(i64::from(n)),
             };
@@ -502,7 +501,7 @@ impl Rules {
 }
 
 /// The indices of the rules that apply to `route` (`None`: a route no rule names).
-fn applicable(rules: &[Rule], route: Option<&str>) -> Box<[usize]> {
+fn applicable(rules: &[CompiledRule], route: Option<&str>) -> Box<[usize]> {
     rules
         .iter()
         .enumerate()
@@ -551,7 +550,7 @@ fn cached_regex(
     cache: &Mutex<HashMap<String, Arc<regex::Regex>>>,
     pattern: &str,
 ) -> Result<Arc<regex::Regex>, String> {
-    let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+    let mut c = holdfast_common::lock(cache);
     if let Some(re) = c.get(pattern) {
         return Ok(Arc::clone(re));
     }
@@ -572,9 +571,20 @@ impl Module for Rules {
     const NAME: &'static str = "rules";
 
     fn decide(&self, req: &RequestView<'_>) -> Result<RuleOutcome, ModuleError> {
+        self.decide_in(req, &ModuleCtx::default())
+    }
+
+    /// `bot.score` is what the bot module wrote in `ctx` (it runs first when a rule reads it).
+    fn decide_in(
+        &self,
+        req: &RequestView<'_>,
+        ctx: &ModuleCtx,
+    ) -> Result<RuleOutcome, ModuleError> {
         // `client.rate`: counted once per request, before any rule runs.
         let rate = self.reads_rate().then(|| self.count(req.client_ip));
-        let view = native::Req::new(req).with_rate(rate);
+        let view = native::Req::new(req)
+            .with_rate(rate)
+            .with_bot(ctx.bot_score);
         // Effects of the rules that matched so far (no allocation until one has one).
         let mut edits = Effects::default();
         let mut flow = self.run(req, &view, &mut edits);
@@ -616,7 +626,8 @@ impl Rules {
             let matched = match &rule.native {
                 Some(p) => p.eval(view).ok(),
                 None => {
-                    let ctx = ctx.get_or_insert_with(|| self.context(req, view.rate()));
+                    let ctx =
+                        ctx.get_or_insert_with(|| self.context_with(req, view.rate(), view.bot()));
                     match rule.program.execute(ctx) {
                         Ok(Value::Bool(b)) => Some(b),
                         // Not a boolean, or failed.
@@ -636,7 +647,7 @@ impl Rules {
     /// keeps the edits made so far; a block drops them).
     fn hit(
         &self,
-        rule: &Rule,
+        rule: &CompiledRule,
         matched: Option<bool>,
         edits: &mut Effects,
     ) -> ControlFlow<RuleOutcome> {

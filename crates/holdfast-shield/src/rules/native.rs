@@ -370,6 +370,8 @@ pub struct Req<'r, 'v> {
     /// `client.rate`, counted once at the start of the rules' run (`None`: not counted, as
     /// when no rule read it then; a rule reading it is then that rule's error).
     rate: Option<u32>,
+    /// `bot.score`: what the bot module wrote in the request's `ModuleCtx`.
+    bot: super::BotScore,
     host: OnceCell<Cow<'v, str>>,
     ip: OnceCell<IpText>,
     ja4h: OnceCell<String>,
@@ -380,6 +382,7 @@ impl<'r, 'v> Req<'r, 'v> {
         Req {
             view,
             rate: None,
+            bot: super::BotScore::Unknown,
             host: OnceCell::new(),
             ip: OnceCell::new(),
             ja4h: OnceCell::new(),
@@ -390,6 +393,17 @@ impl<'r, 'v> Req<'r, 'v> {
     pub fn with_rate(mut self, rate: Option<u32>) -> Self {
         self.rate = rate;
         self
+    }
+
+    /// With `bot.score` as `bot`.
+    pub fn with_bot(mut self, bot: super::BotScore) -> Self {
+        self.bot = bot;
+        self
+    }
+
+    /// `bot.score`.
+    pub fn bot(&self) -> super::BotScore {
+        self.bot
     }
 
     /// `client.rate`, if counted.
@@ -422,7 +436,7 @@ impl Pred {
             Pred::Or(a, b) => Ok(a.eval(req)? || b.eval(req)?),
             Pred::Not(a) => Ok(!a.eval(req)?),
             Pred::Has(f) => Ok(req.value(f).is_some()),
-            Pred::Bot(op, rhs) => bot_cmp(super::bot_score(), *op, *rhs),
+            Pred::Bot(op, rhs) => bot_cmp(req.bot, *op, *rhs),
             Pred::Rate(op, n) => Ok(op.on(i64::from(req.rate.ok_or(EvalError)?), *n)),
             Pred::IpIn(Field::ClientIp, list) => in_list(list, Some(req.view.client_ip)),
             Pred::IpIn(f, list) => match req.value(f) {

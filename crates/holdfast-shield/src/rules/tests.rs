@@ -18,8 +18,8 @@ fn all_fields() -> Fields {
     }
 }
 
-fn rule(id: &str, expr: &str, action: RuleAction, shadow: bool) -> RuleSpec {
-    RuleSpec {
+fn rule(id: &str, expr: &str, action: RuleAction, shadow: bool) -> RuleDef {
+    RuleDef {
         id: id.into(),
         expr: expr.into(),
         action,
@@ -32,9 +32,25 @@ fn rule(id: &str, expr: &str, action: RuleAction, shadow: bool) -> RuleSpec {
     }
 }
 
-fn rules(specs: Vec<RuleSpec>) -> Rules {
+fn rules(specs: Vec<RuleDef>) -> Rules {
     let metrics = RuleMetrics::new(&prometheus::Registry::new()).unwrap();
     Rules::new(specs, &metrics, &IpLists::new()).unwrap()
+}
+
+/// `Rules::decide_in` with `ctx` (what earlier modules wrote), on a plain GET of `path`.
+fn decide_in(r: &Rules, path: &str, ctx: &holdfast_modules::ModuleCtx) -> RuleOutcome {
+    let map = http::HeaderMap::new();
+    let view = RequestView {
+        method: &http::Method::GET,
+        version: http::Version::HTTP_11,
+        headers: &map,
+        path,
+        query: None,
+        client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+        tls: false,
+        route: "main",
+    };
+    r.decide_in(&view, ctx).unwrap()
 }
 
 fn decide(r: &Rules, path: &str, headers: &[(&str, &str)]) -> RuleOutcome {
@@ -537,7 +553,7 @@ fn the_benchmark_shapes_compile_natively() {
     assert!(r.rules.iter().all(|r| r.errors() == 0));
 }
 
-fn edit_rule(id: &str, expr: &str, name: &str, value: Option<&str>) -> RuleSpec {
+fn edit_rule(id: &str, expr: &str, name: &str, value: Option<&str>) -> RuleDef {
     let action = if value.is_some() {
         RuleAction::SetHeader
     } else {
@@ -800,27 +816,35 @@ fn bot_score_answers_alike_natively_and_in_cel_unknown_included() {
                 route: "main",
             };
             for score in scores {
-                let (native, cel) = with_bot_score(score, || {
+                let (native, cel) = {
                     let native = r.rules[0]
                         .native
                         .as_ref()
                         .unwrap()
-                        .eval(&native::Req::new(&view))
+                        .eval(&native::Req::new(&view).with_bot(score))
                         .ok();
-                    let cel = match r.rules[0].program.execute(&r.context(&view, None)) {
+                    let cel = match r.rules[0]
+                        .program
+                        .execute(&r.context_with(&view, None, score))
+                    {
                         Ok(Value::Bool(b)) => Some(b),
                         _ => None,
                     };
                     (native, cel)
-                });
+                };
                 assert_eq!(native, cel, "{expr} with {score:?} on {path}");
             }
         }
     }
-    // Outside with_bot_score the score is unknown.
-    assert_eq!(bot_score(), BotScore::Unknown);
+    // The score comes from the request's ModuleCtx; without one it is unknown.
     let r = rules(vec![rule("bots", "bot.score >= 80", BLOCK, false)]);
-    let blocked = with_bot_score(BotScore::Score(90), || decide(&r, "/", &[]));
+    let blocked = decide_in(
+        &r,
+        "/",
+        &holdfast_modules::ModuleCtx {
+            bot_score: BotScore::Score(90),
+        },
+    );
     assert_eq!(blocked_by(&blocked), Some("bots"));
     assert_eq!(decide(&r, "/", &[]), RuleOutcome::Pass);
     assert_eq!(r.rules[0].errors(), 1, "unknown > 80 is the rule's error");
@@ -913,8 +937,8 @@ fn client_rate_answers_alike_natively_and_in_cel() {
 }
 
 /// `rule`'s fields as the config check would give them.
-fn checked(id: &str, expr: &str) -> RuleSpec {
-    RuleSpec {
+fn checked(id: &str, expr: &str) -> RuleDef {
+    RuleDef {
         fields: holdfast_config::check_rule_expr(expr).unwrap(),
         ..rule(id, expr, BLOCK, false)
     }
@@ -965,11 +989,11 @@ fn client_rate_counts_once_per_request_and_only_when_read() {
     // Three rules read it: each request still counts once (the 4th request is the first
     // with a rate above 3, for every rule).
     let r = rules(vec![
-        RuleSpec {
+        RuleDef {
             action: RuleAction::Log,
             ..checked("a", "client.rate > 3")
         },
-        RuleSpec {
+        RuleDef {
             action: RuleAction::Log,
             ..checked("b", "client.rate + 0 > 3")
         },

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::FakeRelativeClock;
-use holdfast_shield::limit::{LimitKey, LimitSpec, Limiter, DEFAULT_MAX_KEYS, SWEEP_SLACK};
+use holdfast_shield::limit::{LimitKey, Limiter, LimiterSettings, DEFAULT_MAX_KEYS, SWEEP_SLACK};
 
 use crate::Req;
 
@@ -18,7 +18,7 @@ fn worst_bytes(keys: usize) -> usize {
 #[test]
 fn a_million_distinct_client_ips_stay_within_max_keys() {
     let clock = FakeRelativeClock::default();
-    let spec = LimitSpec::new("per-ip", LimitKey::ClientIp, 5, Duration::from_secs(1));
+    let spec = LimiterSettings::new("per-ip", LimitKey::ClientIp, 5, Duration::from_secs(1));
     assert_eq!(spec.max_keys, DEFAULT_MAX_KEYS);
     let l = Limiter::with_clock(spec, clock.clone());
     let mut req = Req::from("0.0.0.0");
@@ -64,7 +64,8 @@ fn a_million_distinct_client_ips_stay_within_max_keys() {
 #[test]
 fn concurrent_floods_stay_within_max_keys_plus_slack() {
     let clock = FakeRelativeClock::default();
-    let mut spec = LimitSpec::new("per-ip", LimitKey::ClientPrefix, 5, Duration::from_secs(1));
+    let mut spec =
+        LimiterSettings::new("per-ip", LimitKey::ClientPrefix, 5, Duration::from_secs(1));
     spec.max_keys = 10_000;
     let l = Arc::new(Limiter::with_clock(spec, clock));
     let threads: Vec<_> = (0..4u128)
@@ -98,7 +99,7 @@ fn concurrent_floods_stay_within_max_keys_plus_slack() {
 #[test]
 fn a_known_client_keeps_its_count_while_the_table_turns_over() {
     let clock = FakeRelativeClock::default();
-    let mut spec = LimitSpec::new("per-ip", LimitKey::ClientIp, 5, Duration::from_secs(1));
+    let mut spec = LimiterSettings::new("per-ip", LimitKey::ClientIp, 5, Duration::from_secs(1));
     spec.max_keys = 2_000;
     let l = Limiter::with_clock(spec, clock);
     let abuser = Req::from("198.51.100.66");

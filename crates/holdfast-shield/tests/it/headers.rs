@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use governor::clock::FakeRelativeClock;
-use holdfast_shield::limit::{LimitDecision, LimitKey, LimitSpec, Limiter};
+use holdfast_shield::limit::{LimitDecision, LimitKey, Limiter, LimiterSettings};
 
 fn named(name: &str, requests: u32, per: Duration) -> Limiter<FakeRelativeClock> {
-    let spec = LimitSpec::new(name, LimitKey::ClientIp, requests, per);
+    let spec = LimiterSettings::new(name, LimitKey::ClientIp, requests, per);
     Limiter::with_clock(spec, FakeRelativeClock::default())
 }
 
@@ -58,7 +58,7 @@ fn ratelimit_follows_the_decisions() {
     assert_eq!(h(&LimitDecision::NoKey), None);
     assert_eq!(h(&LimitDecision::Shadow), None);
     // t rounds up: 1 per minute, burst 3, all used: 3 minutes to a full burst.
-    let mut spec = LimitSpec::new("slow", LimitKey::ClientIp, 1, Duration::from_secs(60));
+    let mut spec = LimiterSettings::new("slow", LimitKey::ClientIp, 1, Duration::from_secs(60));
     spec.burst = 3;
     let l = Limiter::with_clock(spec, FakeRelativeClock::default());
     for (r, t) in [(2, 60), (1, 120), (0, 180)] {

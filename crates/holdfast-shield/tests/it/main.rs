@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use governor::clock::FakeRelativeClock;
 use holdfast_modules::RequestView;
-use holdfast_shield::limit::{LimitKey, LimitSpec, Limiter};
+use holdfast_shield::limit::{LimitKey, Limiter, LimiterSettings};
 
 /// A request's parts, owned, to lend out as a `RequestView`.
 pub struct Req {
@@ -56,6 +56,6 @@ impl Req {
 /// A limiter of `requests` per second on a fake clock (no sleeps).
 pub fn limiter(key: LimitKey, requests: u32) -> (Limiter<FakeRelativeClock>, FakeRelativeClock) {
     let clock = FakeRelativeClock::default();
-    let spec = LimitSpec::new("t", key, requests, Duration::from_secs(1));
+    let spec = LimiterSettings::new("t", key, requests, Duration::from_secs(1));
     (Limiter::with_clock(spec, clock.clone()), clock)
 }

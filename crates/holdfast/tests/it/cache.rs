@@ -523,3 +523,71 @@ async fn request_directives_only_if_cached_and_no_cache() {
     );
     assert_eq!(origin.requests(), 2);
 }
+
+/// `s` percent-encoded for a query value.
+fn query_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_url_in_any_form_a_client_sends_finds_the_object() {
+    let origin = origin(Arc::default()).await;
+    let edge = cached(&origin, ON);
+    let port = edge.running().http_addrs[0].port();
+    let purge = |url: String| {
+        let admin = edge.admin_url(&format!("/cache/purge?url={}", query_value(&url)));
+        async move { post(&admin).await.json()["purged"].clone() }
+    };
+    let forms = [
+        "127.0.0.1/fresh?x=1&y=2".to_string(),
+        format!("HTTP://127.0.0.1:{port}/a/../fresh?y=2&x=1#top"),
+        format!("//127.0.0.1:{port}//fresh?x=1&y=2"),
+        "http://127.0.0.1/%66resh?y=2&x=1".to_string(),
+    ];
+    for form in forms {
+        // Stored by a request whose path needs normalising too.
+        get(&edge.url("/x/../fresh?x=1&y=2")).await;
+        let hit = get(&edge.url("/fresh?y=2&x=1")).await;
+        assert!(
+            hit.header("cache-status").unwrap().contains("hit"),
+            "{form}"
+        );
+        assert_eq!(purge(form.clone()).await, 1, "{form}");
+        let after = get(&edge.url("/fresh?x=1&y=2")).await;
+        assert!(
+            after
+                .header("cache-status")
+                .unwrap()
+                .contains("fwd=uri-miss"),
+            "{form}: {:?}",
+            after.header("cache-status")
+        );
+        assert_eq!(purge(form.clone()).await, 1, "the refetched copy: {form}");
+    }
+    // Another host is another object, and a URL with no host purges nothing.
+    assert_eq!(purge("other.test/fresh?x=1&y=2".into()).await, 0);
+    assert_eq!(purge("/fresh?x=1&y=2".into()).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_path_on_two_hosts_is_two_objects() {
+    let origin = origin(Arc::default()).await;
+    let edge = cached(&origin, ON);
+    let a = get_with(&edge.url("/fresh"), &[("host", "a.test")]).await;
+    assert!(a.header("cache-status").unwrap().contains("fwd=uri-miss"));
+    let b = get_with(&edge.url("/fresh"), &[("host", "b.test")]).await;
+    assert!(
+        b.header("cache-status").unwrap().contains("fwd=uri-miss"),
+        "b.test is not answered with a.test's copy: {:?}",
+        b.header("cache-status")
+    );
+    assert_eq!(origin.requests(), 2);
+}

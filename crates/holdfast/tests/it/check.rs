@@ -302,3 +302,183 @@ fn tls_files_are_read_and_their_errors_named() {
     "#]],
     );
 }
+
+#[test]
+fn public_key_with_a_config_is_refused_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "edge.toml", VALID);
+    let file = dir.path().join("edge.toml");
+    let (code, stdout, _) = holdfast_cmd(&[
+        OsStr::new("check"),
+        OsStr::new("--public-key"),
+        OsStr::new("dfXXTVddwUNkO6mP6/KLN0tP5hq2L6rQtlX+/TtIpvk="),
+        file.as_os_str(),
+    ]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("--public-key: not used with --kind config"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_help_lists_every_kind() {
+    let (code, stdout, _) = holdfast_cmd(&[OsStr::new("check"), OsStr::new("--help")]);
+    assert_eq!(code, Some(0));
+    for kind in ["config", "bot-features", "ip-list", "rule-list"] {
+        assert!(stdout.contains(kind), "{kind} missing from:\n{stdout}");
+    }
+}
+
+/// One file with a problem for each stage a start runs: the access log's folder, a TLS file,
+/// a fallback page and the challenge's key file.
+const EVERY_STAGE: &str = r#"
+[edge]
+listen = []
+tls_listen = ["127.0.0.1:8443"]
+access_log = "logs/access.log"
+
+[[edge.tls]]
+names = ["example.com"]
+cert = "missing.pem"
+key = "missing.key"
+
+[[pools]]
+name = "primary"
+servers = ["127.0.0.1:9000"]
+
+[[routes]]
+name = "all"
+match = { path_prefix = "/" }
+pool = "primary"
+fallback = { status = 503, file = "pages/missing.html" }
+
+[challenge]
+keys = "missing.keys"
+
+[[rules]]
+id = "guard"
+expr = 'request.path.startsWith("/protected")'
+action = "challenge"
+"#;
+
+#[test]
+fn check_reports_the_errors_of_every_stage_together() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "edge.toml", EVERY_STAGE);
+    let (code, stdout) = check(dir.path(), &["edge.toml"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    for key in [
+        "edge.access_log: cannot open: $DIR/logs/access.log: ",
+        "edge.tls[0].cert: ",
+        "routes[0].fallback.file: ",
+        "challenge.keys: $DIR/missing.keys: ",
+    ] {
+        let lines: Vec<&str> = stdout.lines().filter(|l| l.contains(key)).collect();
+        assert_eq!(lines.len(), 1, "{key:?} once in:\n{stdout}");
+    }
+    // The access log's error names the file and says the OS error once.
+    let log = stdout
+        .lines()
+        .find(|l| l.contains("edge.access_log"))
+        .unwrap();
+    assert!(
+        log.starts_with("$DIR/edge.toml: edge.access_log: "),
+        "{log}"
+    );
+    assert_eq!(log.matches("(os error 2)").count(), 1, "{log}");
+    // Nothing was created by the check.
+    assert!(!dir.path().join("logs").exists());
+}
+
+/// The docs' example log path without its folder: `check` says so (it passed before, and
+/// `run` then failed), and passes once the folder exists, without creating the file.
+#[test]
+fn check_fails_where_the_access_log_cannot_be_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = VALID.replace(
+        "listen = [\"127.0.0.1:8080\"]",
+        "listen = [\"127.0.0.1:8080\"]\naccess_log = \"logs/access.log\"",
+    );
+    write(dir.path(), "edge.toml", &config);
+    assert_check(
+        dir.path(),
+        &["edge.toml"],
+        1,
+        expect![[r#"
+        $DIR/edge.toml: edge.access_log: cannot open: $DIR/logs/access.log: No such file or directory (os error 2) (create its folder, or give a path Holdfast can write to (or "stdout", "off"))
+    "#]],
+    );
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    assert_check(
+        dir.path(),
+        &["edge.toml"],
+        0,
+        expect![[r#"
+        $DIR/edge.toml: ok
+    "#]],
+    );
+    assert!(!dir.path().join("logs/access.log").exists());
+
+    // `run` refuses it the same way (path named, the OS error once) instead of exiting with
+    // a bare, doubled io error.
+    std::fs::remove_dir(dir.path().join("logs")).unwrap();
+    let path = dir.path().join("edge.toml");
+    let (code, _, stderr) =
+        holdfast_cmd(&[OsStr::new("run"), OsStr::new("--config"), path.as_os_str()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("edge.access_log: cannot open: ")
+            && stderr.contains("logs/access.log")
+            && stderr.matches("(os error 2)").count() == 1,
+        "{stderr}"
+    );
+}
+
+/// A module's preparation that a reload rejects fails `check` too: the challenge's generated
+/// key in `state_dir`, damaged after the edge made it.
+#[test]
+fn check_fails_on_a_module_preparation_error_that_a_reload_rejects() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{VALID}\n[[rules]]\nid = \"guard\"\nexpr = 'request.path.startsWith(\"/protected\")'\naction = \"challenge\"\n"
+    )
+    .replace(
+        "listen = [\"127.0.0.1:8080\"]",
+        "listen = [\"127.0.0.1:0\"]\nstate_dir = \"state\"\naccess_log = \"off\"\n\n[admin]\nlisten = \"127.0.0.1:0\"",
+    );
+    write(dir.path(), "edge.toml", &config);
+    assert_check(
+        dir.path(),
+        &["edge.toml"],
+        0,
+        expect![[r#"
+        $DIR/edge.toml: ok
+    "#]],
+    );
+    let running =
+        holdfast::Running::start(holdfast::ConfigSource::File(dir.path().join("edge.toml")))
+            .unwrap();
+    let key = dir.path().join("state/challenge-key");
+    assert!(key.exists(), "the edge keeps its generated key");
+    std::fs::write(&key, "not a key\n").unwrap();
+
+    let rejected = match running.reload() {
+        holdfast::ReloadOutcome::Rejected { errors, .. } => errors,
+        other => panic!("the reload was not rejected: {other:?}"),
+    };
+    running.shutdown();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(
+        rejected[0].contains("edge.state_dir: ") && rejected[0].contains("challenge-key"),
+        "{rejected:?}"
+    );
+    let (code, stdout) = check(dir.path(), &["edge.toml"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    let dir_text = dir.path().display().to_string();
+    assert_eq!(
+        stdout.trim_end(),
+        rejected[0].replace(&dir_text, "$DIR"),
+        "check and reload say the same"
+    );
+}

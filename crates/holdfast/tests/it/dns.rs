@@ -141,7 +141,7 @@ async fn a_steered_name_fails_over_to_the_secondary_and_returns_after_hold_down(
     );
     let metrics = get(&edge.admin_url("/metrics")).await.text();
     assert!(
-        metrics.contains("holdfast_dns_queries_total{qtype=\"A\",rcode=\"No Error\"}"),
+        metrics.contains("holdfast_dns_queries_total{qtype=\"A\",rcode=\"NOERROR\"}"),
         "{metrics}"
     );
     assert!(metrics.contains("holdfast_dns_steering_changes_total"));
@@ -169,7 +169,7 @@ async fn a_reload_keeps_dns_and_refuses_to_change_it_while_running() {
     match edge.reload() {
         holdfast::ReloadOutcome::Rejected { errors, .. } => {
             assert!(
-                errors.iter().any(|e| e.contains("dns: changed")),
+                errors.iter().any(|e| e.contains("dns.steered[0]: changed")),
                 "{errors:?}"
             )
         }

@@ -499,13 +499,19 @@ async fn a_version_the_pipeline_rejects_fails_the_rollout_with_its_errors() {
     )
     .await;
     assert_eq!(code, 0);
-    // Valid offline; the instance cannot open its access log when it applies it.
-    let bad = version_file_logging(
+    // Valid offline (`rollout start` checks it as `holdfast check` would); but the canary's
+    // own state is damaged: the challenge key kept in its state_dir is not a key, so its
+    // pipeline refuses the version when it applies it.
+    std::fs::write(
+        members[0].dir.path().join("state/challenge-key"),
+        "not a key\n",
+    )
+    .unwrap();
+    let bad = version_file(
         dir.path(),
         "bad.toml",
         one.addr,
-        "/proc/holdfast-no-such/access.log",
-        "",
+        "\n[[rules]]\nid = \"guard\"\nexpr = 'request.path.startsWith(\"/protected\")'\naction = \"challenge\"\n",
     );
     let (code, seen) = roll(
         &etcd,
@@ -526,10 +532,7 @@ async fn a_version_the_pipeline_rejects_fails_the_rollout_with_its_errors() {
     assert_eq!(s["state"], "failed", "{s}");
     assert_eq!(s["rejected_errors"]["instance"], "edge-0", "{s}");
     assert!(
-        s["reason"]
-            .as_str()
-            .unwrap()
-            .contains("edge.access_log: cannot open"),
+        s["reason"].as_str().unwrap().contains("challenge-key"),
         "{s}"
     );
     // Nothing else changed: every member still serves the good version, and did throughout.

@@ -1,10 +1,64 @@
-//! How the data path runs per-request decision modules. A `RequestModule` is a module behind
-//! its runner (`holdfast_modules::ModuleSlot`: kill switch, fail policy, budget, breaker) and
-//! says what its decision means for the request: a header for the origin, or a denial. It
-//! cannot fail: every failure was already turned into an action by the module's policy.
+//! What the data path sees of a module: a `RequestModule` is a module behind its runner
+//! (`ModuleSlot`: kill switch, fail policy, budget, breaker) and says what its decision means
+//! for the request (`ModuleAction`: a header for the origin, an edit, a denial, a block, a
+//! 429, or its own page). It cannot fail: every failure was already turned into an action by
+//! the module's policy. `ModuleCtx` is what one request's modules hand each other (the bot
+//! score the rules read), passed by the runner in `holdfast-proxy`'s modules phase.
 
-use holdfast_modules::RequestView;
+use crate::RequestView;
 use http::{HeaderName, HeaderValue};
+
+/// Whether an edge-made answer should be JSON rather than an HTML page: `Accept` names JSON
+/// and not HTML (API clients). The one such choice: the error pages and the challenge's.
+pub fn wants_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("json") && !a.contains("html"))
+}
+
+/// What `bot.score` reads: the bot module's verdict for the request being decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BotScore {
+    /// No score (no bot module, switched off, no model, failed open): its own value.
+    #[default]
+    Unknown,
+    /// 1 (human) to 99 (bot).
+    Score(u8),
+}
+
+/// One request's data shared between its modules, in chain order: a module writes what later
+/// ones read. Lives on the stack of the modules phase (no allocation, never across `.await`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModuleCtx {
+    /// Written by the bot module when it runs before the rules (a rule reads `bot.score`).
+    pub bot_score: BotScore,
+}
+
+/// Offered (through the host's `Links`) by a kind whose step reads `ModuleCtx::bot_score`:
+/// the bot module then runs before it (`Stage::Inform`) instead of last.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadsBotScore;
+
+/// What a rule asks of the challenge: its difficulty and whether the no-JavaScript form is
+/// offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChallengeAsk {
+    pub difficulty: u8,
+    pub nojs: bool,
+}
+
+/// The challenge as the rules see it: pass on a valid cookie, else the edge's own answer.
+/// Also the owner of the challenge's reserved paths. Implemented by `holdfast-challenge`;
+/// offered to the rules of the same generation through the host's `Links`.
+pub trait ChallengeGate: Send + Sync + 'static {
+    /// `ModuleAction::Pass`, or `Respond` with the page (or JSON). Must not block or panic.
+    fn check(&self, req: &RequestView<'_>, ask: ChallengeAsk) -> ModuleAction;
+    /// The path prefix it answers itself (`/.holdfast/challenge`).
+    fn reserved_prefix(&self) -> &'static str;
+    /// Answer a request under `reserved_prefix`.
+    fn answer(&self, req: &EdgeRequest<'_>) -> EdgeResponse;
+}
 
 /// What a module's decision does to the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,20 +133,26 @@ pub struct TooMany {
     pub policy: Option<HeaderValue>,
 }
 
-/// A module as the data path sees it; the implementations live with the modules' wiring.
+/// A module as the data path sees it; each module kind's crate implements it beside its
+/// `ModuleKind`.
 pub trait RequestModule: Send + Sync + 'static {
     /// Its name, as in `[modules.<name>]`.
     fn name(&self) -> &'static str;
     /// Decide for one request. Must not block and must not panic (the runner catches a
     /// module's panics; this layer only maps verdicts to actions).
     fn apply(&self, req: &RequestView<'_>) -> ModuleAction;
+    /// What the data path calls: `apply` with the request's `ModuleCtx`, which a module
+    /// may read (what earlier modules wrote) or write (for later ones). By default `apply`.
+    fn apply_in(&self, req: &RequestView<'_>, _ctx: &mut ModuleCtx) -> ModuleAction {
+        self.apply(req)
+    }
     /// What `/status` shows of it, if anything.
     fn status(&self) -> Option<serde_json::Value> {
         None
     }
     /// The operator's kill switch (`POST /modules/NAME/...`); `None`: this module has none
     /// of its own (the configured modules are switched by their host).
-    fn set_override(&self, _o: holdfast_modules::Override) -> Option<serde_json::Value> {
+    fn set_override(&self, _o: crate::Override) -> Option<serde_json::Value> {
         None
     }
     /// A path prefix this module answers itself, before any route (`/.holdfast/…`).
