@@ -59,6 +59,10 @@ impl Counters {
 pub struct Rejection {
     pub version: u64,
     pub errors: Vec<String>,
+    /// The rollout it happened in (its `started_ms`): a later rollout of the same version
+    /// is not failed by an old rejection. `None`: any rollout of that version.
+    #[serde(default)]
+    pub rollout: Option<u64>,
 }
 
 /// `instances/ID`: what an instance runs and how it is doing (written at every heartbeat,

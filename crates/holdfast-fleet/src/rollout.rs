@@ -197,10 +197,12 @@ impl Machine<'_> {
 
     /// Signal 4: an instance that took the version and whose pipeline refused it.
     fn check_rejections(&mut self) -> bool {
-        let version = self.r.version;
+        let (version, started) = (self.r.version, self.r.started_ms);
         let found = self.r.taken.iter().find_map(|id| {
             let rejection = self.alive.get(id)?.rejected.as_ref()?;
-            (rejection.version == version).then(|| (id.clone(), rejection.errors.clone()))
+            let this_rollout = rejection.rollout.is_none_or(|r| r == started);
+            (rejection.version == version && this_rollout)
+                .then(|| (id.clone(), rejection.errors.clone()))
         });
         let Some((id, errors)) = found else {
             return false;
@@ -579,6 +581,7 @@ pub(crate) mod tests {
             r.rejected = Some(Rejection {
                 version: 2,
                 errors: vec!["routes[0].pool: unknown pool".into()],
+                rollout: Some(0),
             });
         }
         let step = advance(&step.record, &f, None, 1);
@@ -589,6 +592,23 @@ pub(crate) mod tests {
             .reason
             .contains("edge-0 refused version 2 at stage canary: routes[0].pool: unknown pool"));
         assert_eq!(step.failed_signal, Some(Signal::Rejected));
+    }
+
+    #[test]
+    fn a_rejection_in_an_earlier_rollout_of_the_version_does_not_fail_a_new_one() {
+        let mut f = fleet(3);
+        let mut r = record("canary,100%", 10);
+        r.started_ms = 500;
+        let step = advance(&r, &f, None, 500);
+        if let Some(rep) = f.get_mut("edge-0") {
+            rep.rejected = Some(Rejection {
+                version: 2,
+                errors: vec!["old".into()],
+                rollout: Some(0),
+            });
+        }
+        let step = advance(&step.record, &f, None, 501);
+        assert_eq!(step.record.state, RolloutState::Rolling);
     }
 
     #[test]

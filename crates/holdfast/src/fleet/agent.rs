@@ -28,6 +28,9 @@ pub(super) struct Seen {
     pub since_ms: u64,
     pub wanted: Option<u64>,
     pub rejected: Option<Rejection>,
+    /// The rollout (its start, unix ms) under which `rejected` happened: a later rollout of
+    /// the same version is tried again.
+    pub rejected_in: Option<u64>,
     pub etcd_up: bool,
     pub etcd_error: Option<String>,
     pub leader: bool,
@@ -256,7 +259,7 @@ async fn recv(rx: &mut Option<tokio::sync::mpsc::Receiver<()>>) -> Option<()> {
 }
 
 /// Apply the version this instance should run, if it does not run it yet (and has not
-/// rejected it).
+/// rejected it in this same rollout).
 async fn sync(shared: &Shared, store: &EtcdStore) -> Result<(), holdfast_fleet::FleetError> {
     let layout = &shared.layout;
     let wanted = ops::wanted_version(store, layout, &shared.plan.id).await?;
@@ -264,13 +267,21 @@ async fn sync(shared: &Shared, store: &EtcdStore) -> Result<(), holdfast_fleet::
         Some(kv) => serde_json::from_slice::<RolloutRecord>(&kv.value).ok(),
         None => None,
     };
+    let rollout_started = rollout.as_ref().map(|r| r.started_ms);
     let (running, rejected) = {
         let mut s = shared.seen();
         s.wanted = wanted;
         s.rollout = rollout;
         s.etcd_up = true;
         s.etcd_error = None;
-        (s.running, s.rejected.as_ref().map(|r| r.version))
+        let this_rollout = s.rejected_in == rollout_started;
+        (
+            s.running,
+            s.rejected
+                .as_ref()
+                .filter(|_| this_rollout)
+                .map(|r| r.version),
+        )
     };
     let Some(n) = wanted else {
         if running.is_some() {
@@ -317,7 +328,12 @@ async fn sync(shared: &Shared, store: &EtcdStore) -> Result<(), holdfast_fleet::
                     ?errors,
                     "fleet: version rejected by the local pipeline; keeping the active one"
                 );
-                s.rejected = Some(Rejection { version: n, errors });
+                s.rejected = Some(Rejection {
+                    version: n,
+                    errors,
+                    rollout: rollout_started,
+                });
+                s.rejected_in = rollout_started;
             }
         }
     }

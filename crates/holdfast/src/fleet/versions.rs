@@ -96,6 +96,47 @@ pub(super) fn write(
 mod tests {
     use super::*;
 
+    fn plan(dir: &Path) -> Plan {
+        let local = "[fleet]\netcd = [\"http://127.0.0.1:2379\"]\ninstance = \"a\"\n[edge]\nlisten = [\"127.0.0.1:0\"]\nstate_dir = \"state\"\n";
+        let text = holdfast_config::no_version_yet(local, dir).unwrap_or_default();
+        let config = holdfast_config::parse(&text, dir).map_err(|e| format!("{e:?}"));
+        let fleet = config.ok().and_then(|c| c.fleet);
+        Plan {
+            fleet: fleet.unwrap_or_else(|| unreachable!("no [fleet]")),
+            id: "a".into(),
+            local_text: local.into(),
+            local_base: dir.to_path_buf(),
+            dir: dir.join("state/fleet"),
+            started_on: None,
+        }
+    }
+
+    #[test]
+    fn a_written_version_is_loadable_and_is_the_last_known_good_once_applied() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let plan = plan(tmp.path());
+        let version = "[[pools]]\nname = \"p\"\nservers = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"r\"\nmatch = { path_prefix = \"/\" }\npool = \"p\"\n[[ip_lists]]\nname = \"l\"\nfile = \"lists/l.txt\"\n";
+        let artifacts = BTreeMap::from([("lists/l.txt".to_string(), b"10.0.0.0/8\n".to_vec())]);
+        assert!(last_applied(&plan).is_none());
+        let file = write(&plan, 3, version, &artifacts).unwrap_or_else(|e| unreachable!("{e:?}"));
+        assert_eq!(file, tmp.path().join("state/fleet/v3/holdfast.toml"));
+        assert!(tmp.path().join("state/fleet/v3/lists/l.txt").exists());
+        let merged = std::fs::read_to_string(&file).unwrap_or_default();
+        let config = holdfast_config::parse(&merged, file.parent().unwrap_or(tmp.path()));
+        assert!(config.is_ok(), "{config:?}");
+        mark_applied(&plan, 3);
+        assert_eq!(last_applied(&plan).map(|(n, _)| n), Some(3));
+        forget_applied(&plan);
+        assert!(last_applied(&plan).is_none());
+        // An artifact path that leaves the folder is refused, with nothing loaded.
+        let bad = BTreeMap::from([("../x".to_string(), b"1".to_vec())]);
+        let errors = write(&plan, 4, version, &bad).err().unwrap_or_default();
+        assert!(
+            errors.iter().any(|e| e.contains("must be a relative path")),
+            "{errors:?}"
+        );
+    }
+
     #[test]
     fn artifact_paths_stay_inside_the_version_folder() {
         assert!(safe_relative("lists/partners.txt").is_ok());

@@ -445,9 +445,10 @@ async fn a_harmful_version_is_rolled_back_after_the_canary_and_only_the_canary_s
         "the canary took the version"
     );
     // The canary serves 200 again within a heartbeat or so of the rollback.
+    // (`wait` polls every 250 ms; members heartbeat every 200 ms and watch their target.)
     eventually(
         "the canary back on the good version",
-        Duration::from_secs(5),
+        Duration::from_secs(2),
         || async { body_of(&members[0]).await == (200, "one".to_string()) },
     )
     .await;
