@@ -29,15 +29,15 @@ pub struct BotFeatures;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileSpec {
+struct FeatureFileJson {
     version: u64,
     bias: f64,
-    features: Vec<EntrySpec>,
+    features: Vec<FeatureJson>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EntrySpec {
+struct FeatureJson {
     name: String,
     weight: f64,
 }
@@ -48,7 +48,7 @@ impl ArtifactKind for BotFeatures {
     const MAX_BYTES: u64 = 1024 * 1024;
 
     fn load(bytes: &[u8]) -> Result<Model, Rejection> {
-        let spec: FileSpec = parse_json(bytes)?;
+        let spec: FeatureFileJson = parse_json(bytes)?;
         let version = spec.version;
         compile(spec).map_err(|r| r.with_version(version))
     }
@@ -62,7 +62,7 @@ impl ArtifactKind for BotFeatures {
     }
 }
 
-fn compile(spec: FileSpec) -> Result<Model, Rejection> {
+fn compile(spec: FeatureFileJson) -> Result<Model, Rejection> {
     let n = spec.features.len();
     if n > MAX_FEATURES {
         return Err(Rejection::new(

@@ -3,7 +3,7 @@
 //! the stage's rate exceeds the baseline's by more than the absolute margin *and* by more
 //! than the relative margin. Too few requests is never a pass.
 
-use crate::record::Counters;
+use crate::record::HealthCounters;
 use serde::{Deserialize, Serialize};
 
 /// How far a stage's rate may exceed the baseline's.
@@ -128,7 +128,7 @@ impl GateReport {
 
 /// The gate's answer for the rate signals.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
+pub enum GateVerdict {
     Pass(GateReport),
     /// The first failing signal, and every figure.
     Fail(Signal, GateReport),
@@ -157,14 +157,14 @@ pub fn exceeds(stage: f64, baseline: f64, m: Margin) -> bool {
 /// counts as rate 0, so the absolute margin alone decides. `min_requests` below 1 is 1:
 /// the gate never passes on no data.
 pub fn judge(
-    stage: &Counters,
-    baseline: &Counters,
+    stage: &HealthCounters,
+    baseline: &HealthCounters,
     margins: &Margins,
     min_requests: u64,
-) -> Verdict {
+) -> GateVerdict {
     let needed = min_requests.max(1);
     if stage.requests < needed {
-        return Verdict::NotEnoughData {
+        return GateVerdict::NotEnoughData {
             requests: stage.requests,
             needed,
         };
@@ -208,8 +208,8 @@ pub fn judge(
         figures,
     };
     match report.figures.iter().find(|f| f.failed) {
-        Some(f) => Verdict::Fail(f.signal, report),
-        None => Verdict::Pass(report),
+        Some(f) => GateVerdict::Fail(f.signal, report),
+        None => GateVerdict::Pass(report),
     }
 }
 
@@ -217,8 +217,8 @@ pub fn judge(
 mod tests {
     use super::*;
 
-    fn c(requests: u64, edge_5xx: u64, shield_denied: u64, module_failures: u64) -> Counters {
-        Counters {
+    fn c(requests: u64, edge_5xx: u64, shield_denied: u64, module_failures: u64) -> HealthCounters {
+        HealthCounters {
             requests,
             edge_5xx,
             shield_denied,
@@ -241,9 +241,9 @@ mod tests {
         },
     };
 
-    fn failed(v: &Verdict) -> Option<Signal> {
+    fn failed(v: &GateVerdict) -> Option<Signal> {
         match v {
-            Verdict::Fail(s, _) => Some(*s),
+            GateVerdict::Fail(s, _) => Some(*s),
             _ => None,
         }
     }
@@ -251,14 +251,16 @@ mod tests {
     #[test]
     fn equal_rates_pass() {
         let v = judge(&c(1000, 10, 5, 0), &c(3000, 30, 15, 0), &M, 100);
-        assert!(matches!(v, Verdict::Pass(_)), "{v:?}");
+        assert!(matches!(v, GateVerdict::Pass(_)), "{v:?}");
     }
 
     #[test]
     fn a_stage_that_blocks_everyone_fails_on_shield_denied() {
         let v = judge(&c(200, 0, 200, 0), &c(600, 0, 0, 0), &M, 100);
         assert_eq!(failed(&v), Some(Signal::ShieldDenied));
-        let Verdict::Fail(_, report) = v else { return };
+        let GateVerdict::Fail(_, report) = v else {
+            return;
+        };
         assert!(report
             .describe_failures()
             .contains("shield_denied 1.0000 vs baseline 0.0000"));
@@ -268,8 +270,8 @@ mod tests {
     fn above_the_absolute_margin_but_within_the_relative_one_passes() {
         // Baseline 10% 5xx, stage 12%: +2 points (> 1) but only +20% (< 50%).
         let v = judge(&c(1000, 120, 0, 0), &c(1000, 100, 0, 0), &M, 100);
-        assert!(matches!(v, Verdict::Pass(_)), "{v:?}");
-        // Stage 16%: +6 points and +60%: fails.
+        assert!(matches!(v, GateVerdict::Pass(_)), "{v:?}");
+        // RolloutStage 16%: +6 points and +60%: fails.
         let v = judge(&c(1000, 160, 0, 0), &c(1000, 100, 0, 0), &M, 100);
         assert_eq!(failed(&v), Some(Signal::Edge5xx));
     }
@@ -278,14 +280,14 @@ mod tests {
     fn above_the_relative_margin_but_within_the_absolute_one_passes() {
         // Baseline 0.1%, stage 0.5%: five times as many, but +0.4 points (< 1).
         let v = judge(&c(1000, 5, 0, 0), &c(1000, 1, 0, 0), &M, 100);
-        assert!(matches!(v, Verdict::Pass(_)), "{v:?}");
+        assert!(matches!(v, GateVerdict::Pass(_)), "{v:?}");
     }
 
     #[test]
     fn no_baseline_is_rate_zero_and_the_absolute_margin_decides() {
         assert!(matches!(
             judge(&c(500, 4, 0, 0), &c(0, 0, 0, 0), &M, 100),
-            Verdict::Pass(_)
+            GateVerdict::Pass(_)
         ));
         assert_eq!(
             failed(&judge(&c(500, 6, 0, 0), &c(0, 0, 0, 0), &M, 100)),
@@ -303,7 +305,7 @@ mod tests {
     fn too_few_requests_is_never_a_pass() {
         assert_eq!(
             judge(&c(99, 0, 0, 0), &c(1000, 0, 0, 0), &M, 100),
-            Verdict::NotEnoughData {
+            GateVerdict::NotEnoughData {
                 requests: 99,
                 needed: 100
             }
@@ -311,12 +313,12 @@ mod tests {
         // Even a harmful small sample is "not enough data", not a verdict.
         assert!(matches!(
             judge(&c(3, 3, 0, 0), &c(1000, 0, 0, 0), &M, 100),
-            Verdict::NotEnoughData { .. }
+            GateVerdict::NotEnoughData { .. }
         ));
         // min_requests 0 still needs one request.
         assert_eq!(
             judge(&c(0, 0, 0, 0), &c(0, 0, 0, 0), &M, 0),
-            Verdict::NotEnoughData {
+            GateVerdict::NotEnoughData {
                 requests: 0,
                 needed: 1
             }
@@ -327,6 +329,6 @@ mod tests {
     fn the_boundary_itself_passes() {
         // Exactly +1 point over a baseline of 0 with abs 0.01: not "more than".
         let v = judge(&c(100, 1, 0, 0), &c(100, 0, 0, 0), &M, 100);
-        assert!(matches!(v, Verdict::Pass(_)), "{v:?}");
+        assert!(matches!(v, GateVerdict::Pass(_)), "{v:?}");
     }
 }

@@ -52,9 +52,9 @@ pub use gate::{Margin, Margins, Signal};
 pub use layout::Layout;
 pub use memory::MemoryStore;
 pub use record::{
-    Counters, HistoryEntry, InstanceReport, Intent, Phase, Rejection, RolloutRecord, RolloutState,
-    VersionRecord,
+    HealthCounters, HistoryEntry, InstanceReport, Intent, Phase, RolloutRecord, RolloutState,
+    VersionRecord, VersionRejection,
 };
 pub use rollout::RolloutDefaults;
-pub use stages::Stage;
+pub use stages::RolloutStage;
 pub use store::{Compare, FleetStore, Kv, TxnOp};

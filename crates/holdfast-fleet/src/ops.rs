@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// What `rollout start` asks for; `None` takes the controller-independent default.
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
-    pub stages: Option<Vec<crate::stages::Stage>>,
+    pub stages: Option<Vec<crate::stages::RolloutStage>>,
     pub bake_ms: Option<u64>,
     pub fast: bool,
     pub min_requests: Option<u64>,

@@ -2,7 +2,7 @@
 //! instance reports, the rollout record, operator intents and history entries.
 
 use crate::gate::{GateReport, Margins};
-use crate::stages::Stage;
+use crate::stages::RolloutStage;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,7 +22,7 @@ pub struct VersionRecord {
 
 /// Health counters an instance reports: totals since it started (the gate uses differences).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counters {
+pub struct HealthCounters {
     /// Responses the edge answered.
     pub requests: u64,
     /// Of which with status >= 500.
@@ -33,12 +33,12 @@ pub struct Counters {
     pub module_failures: u64,
 }
 
-impl Counters {
+impl HealthCounters {
     /// What happened since `earlier`; a counter that went down (the instance restarted)
     /// counts from zero.
-    pub fn since(&self, earlier: &Counters) -> Counters {
+    pub fn since(&self, earlier: &HealthCounters) -> HealthCounters {
         let d = |now: u64, then: u64| if now >= then { now - then } else { now };
-        Counters {
+        HealthCounters {
             requests: d(self.requests, earlier.requests),
             edge_5xx: d(self.edge_5xx, earlier.edge_5xx),
             shield_denied: d(self.shield_denied, earlier.shield_denied),
@@ -46,7 +46,7 @@ impl Counters {
         }
     }
 
-    pub fn add(&mut self, other: &Counters) {
+    pub fn add(&mut self, other: &HealthCounters) {
         self.requests = self.requests.saturating_add(other.requests);
         self.edge_5xx = self.edge_5xx.saturating_add(other.edge_5xx);
         self.shield_denied = self.shield_denied.saturating_add(other.shield_denied);
@@ -56,7 +56,7 @@ impl Counters {
 
 /// A version an instance's local pipeline refused, with every error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rejection {
+pub struct VersionRejection {
     pub version: u64,
     pub errors: Vec<String>,
     /// The rollout it happened in (its `started_ms`): a later rollout of the same version
@@ -75,8 +75,8 @@ pub struct InstanceReport {
     pub version: Option<u64>,
     /// When it started serving that version (unix ms).
     pub since_ms: u64,
-    pub rejected: Option<Rejection>,
-    pub counters: Counters,
+    pub rejected: Option<VersionRejection>,
+    pub counters: HealthCounters,
     pub at_ms: u64,
 }
 
@@ -128,7 +128,7 @@ pub enum Phase {
         /// The instances this stage handed the version to.
         stage: BTreeSet<String>,
         /// Every live instance's counters when the bake began.
-        snapshot: BTreeMap<String, Counters>,
+        snapshot: BTreeMap<String, HealthCounters>,
     },
 }
 
@@ -140,7 +140,7 @@ pub struct RolloutRecord {
     /// The version instances go back to (`current` when it started); `None` on a new fleet.
     pub previous: Option<u64>,
     pub state: RolloutState,
-    pub stages: Vec<Stage>,
+    pub stages: Vec<RolloutStage>,
     /// Index into `stages` of the current stage.
     pub stage: usize,
     pub phase: Phase,
@@ -168,7 +168,7 @@ impl RolloutRecord {
     pub fn stage_label(&self) -> String {
         self.stages
             .get(self.stage)
-            .map_or_else(|| "-".to_string(), Stage::label)
+            .map_or_else(|| "-".to_string(), RolloutStage::label)
     }
 }
 
@@ -199,13 +199,13 @@ mod tests {
 
     #[test]
     fn a_counter_that_went_down_counts_from_zero() {
-        let before = Counters {
+        let before = HealthCounters {
             requests: 100,
             edge_5xx: 5,
             shield_denied: 0,
             module_failures: 1,
         };
-        let after = Counters {
+        let after = HealthCounters {
             requests: 30,
             edge_5xx: 7,
             shield_denied: 2,

@@ -3,9 +3,9 @@
 //! No I/O here; `driver` reads the store, calls `advance` and writes the step in one
 //! transaction, so a controller that dies between ticks leaves a record another one continues.
 
-use crate::gate::{self, Margins, Signal, Verdict};
+use crate::gate::{self, GateVerdict, Margins, Signal};
 use crate::record::{
-    Counters, HistoryEntry, InstanceReport, Intent, Phase, RolloutRecord, RolloutState,
+    HealthCounters, HistoryEntry, InstanceReport, Intent, Phase, RolloutRecord, RolloutState,
 };
 use crate::stages;
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 /// of the elected controller, published at `defaults`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RolloutDefaults {
-    pub stages: Vec<stages::Stage>,
+    pub stages: Vec<stages::RolloutStage>,
     pub bake_ms: u64,
     /// Bake of `start --fast`.
     pub fast_bake_ms: u64,
@@ -27,10 +27,10 @@ impl Default for RolloutDefaults {
     fn default() -> Self {
         RolloutDefaults {
             stages: vec![
-                stages::Stage::Group("canary".into()),
-                stages::Stage::Percent(10),
-                stages::Stage::Percent(50),
-                stages::Stage::Percent(100),
+                stages::RolloutStage::Group("canary".into()),
+                stages::RolloutStage::Percent(10),
+                stages::RolloutStage::Percent(50),
+                stages::RolloutStage::Percent(100),
             ],
             bake_ms: 60_000,
             fast_bake_ms: 10_000,
@@ -55,7 +55,7 @@ pub enum Targets {
 
 /// One decision.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Step {
+pub struct RolloutStep {
     pub record: RolloutRecord,
     pub targets: Targets,
     /// The record changed and must be written.
@@ -72,7 +72,7 @@ pub fn advance(
     alive: &BTreeMap<String, InstanceReport>,
     intent: Option<Intent>,
     now_ms: u64,
-) -> Step {
+) -> RolloutStep {
     let mut m = Machine {
         r: record.clone(),
         targets: Targets::Keep,
@@ -86,7 +86,7 @@ pub fn advance(
     if m.changed {
         m.r.updated_ms = now_ms;
     }
-    Step {
+    RolloutStep {
         record: m.r,
         targets: m.targets,
         changed: m.changed,
@@ -101,7 +101,7 @@ fn history(r: &RolloutRecord) -> HistoryEntry {
         previous: r.previous,
         result: r.state,
         reason: r.reason.clone(),
-        stages: r.stages.iter().map(stages::Stage::label).collect(),
+        stages: r.stages.iter().map(stages::RolloutStage::label).collect(),
         started_ms: r.started_ms,
         finished_ms: r.updated_ms,
     }
@@ -243,7 +243,7 @@ impl Machine<'_> {
         true
     }
 
-    fn snapshot(&self) -> BTreeMap<String, Counters> {
+    fn snapshot(&self) -> BTreeMap<String, HealthCounters> {
         self.alive
             .iter()
             .map(|(id, rep)| (id.clone(), rep.counters))
@@ -336,7 +336,7 @@ impl Machine<'_> {
         }
         let give_up = self.now_ms > baked_at.saturating_add(self.r.data_wait_ms);
         let sum = |ids: &mut dyn Iterator<Item = &String>| {
-            let mut total = Counters::default();
+            let mut total = HealthCounters::default();
             for id in ids {
                 if let Some(rep) = self.alive.get(id) {
                     let before = snapshot.get(id).copied().unwrap_or_default();
@@ -359,14 +359,14 @@ impl Machine<'_> {
             &self.r.margins,
             self.r.min_requests,
         ) {
-            Verdict::Pass(report) => {
+            GateVerdict::Pass(report) => {
                 self.r.gate = Some(report);
                 self.r.stage += 1;
                 self.r.phase = Phase::Pending;
                 self.changed = true;
                 true
             }
-            Verdict::Fail(signal, report) => {
+            GateVerdict::Fail(signal, report) => {
                 let reason = format!(
                     "{}: gate failed at stage {}: {}",
                     signal.label(),
@@ -377,7 +377,7 @@ impl Machine<'_> {
                 self.end(RolloutState::RolledBack, reason, Some(signal));
                 false
             }
-            Verdict::NotEnoughData { requests, needed } => {
+            GateVerdict::NotEnoughData { requests, needed } => {
                 if give_up {
                     let reason = format!(
                         "not enough data at stage {}: {requests} requests on the stage's instances, {needed} needed (send traffic, lower --min-requests, then `holdfast rollout resume`)",
@@ -400,8 +400,8 @@ impl Machine<'_> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::record::Rejection;
-    use crate::stages::Stage;
+    use crate::record::VersionRejection;
+    use crate::stages::RolloutStage;
     use std::collections::BTreeSet;
 
     pub(crate) fn record(stages: &str, bake_ms: u64) -> RolloutRecord {
@@ -430,7 +430,7 @@ pub(crate) mod tests {
         id: &str,
         group: Option<&str>,
         version: u64,
-        c: Counters,
+        c: HealthCounters,
     ) -> InstanceReport {
         InstanceReport {
             id: id.into(),
@@ -448,7 +448,7 @@ pub(crate) mod tests {
             .map(|i| {
                 let group = (i == 0).then_some("canary");
                 let id = format!("edge-{i}");
-                (id.clone(), report(&id, group, 1, Counters::default()))
+                (id.clone(), report(&id, group, 1, HealthCounters::default()))
             })
             .collect()
     }
@@ -464,7 +464,7 @@ pub(crate) mod tests {
     }
 
     /// Instances do what their targets say.
-    fn apply(f: &mut BTreeMap<String, InstanceReport>, step: &Step) {
+    fn apply(f: &mut BTreeMap<String, InstanceReport>, step: &RolloutStep) {
         if let Targets::Add(ids) = &step.targets {
             for id in ids {
                 if let Some(r) = f.get_mut(id) {
@@ -578,7 +578,7 @@ pub(crate) mod tests {
         let mut f = fleet(3);
         let step = advance(&record("canary,100%", 10), &f, None, 0);
         if let Some(r) = f.get_mut("edge-0") {
-            r.rejected = Some(Rejection {
+            r.rejected = Some(VersionRejection {
                 version: 2,
                 errors: vec!["routes[0].pool: unknown pool".into()],
                 rollout: Some(0),
@@ -601,7 +601,7 @@ pub(crate) mod tests {
         r.started_ms = 500;
         let step = advance(&r, &f, None, 500);
         if let Some(rep) = f.get_mut("edge-0") {
-            rep.rejected = Some(Rejection {
+            rep.rejected = Some(VersionRejection {
                 version: 2,
                 errors: vec!["old".into()],
                 rollout: Some(0),
@@ -654,7 +654,7 @@ pub(crate) mod tests {
         let step = advance(&record("canary,50%,100%", 10), &f, None, 0);
         assert_eq!(
             step.record.stages.get(step.record.stage),
-            Some(&Stage::Percent(50))
+            Some(&RolloutStage::Percent(50))
         );
         assert_eq!(step.targets, Targets::Add(vec!["edge-0".into()]));
     }

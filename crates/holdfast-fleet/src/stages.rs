@@ -9,22 +9,22 @@ pub const DEFAULT_STAGES: &str = "canary,10%,50%,100%";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Stage {
+pub enum RolloutStage {
     Group(String),
     Percent(u8),
 }
 
-impl Stage {
+impl RolloutStage {
     pub fn label(&self) -> String {
         match self {
-            Stage::Group(g) => g.clone(),
-            Stage::Percent(p) => format!("{p}%"),
+            RolloutStage::Group(g) => g.clone(),
+            RolloutStage::Percent(p) => format!("{p}%"),
         }
     }
 }
 
 /// Parse `canary,10%,50%,100%`. Errors name the stage and the fix.
-pub fn parse(text: &str) -> Result<Vec<Stage>, String> {
+pub fn parse(text: &str) -> Result<Vec<RolloutStage>, String> {
     let mut stages = Vec::new();
     for part in text.split(',').map(str::trim) {
         if part.is_empty() {
@@ -34,11 +34,11 @@ pub fn parse(text: &str) -> Result<Vec<Stage>, String> {
         }
         let stage = match part.strip_suffix('%') {
             Some(n) => match n.parse::<u8>() {
-                Ok(p) if (1..=100).contains(&p) => Stage::Percent(p),
+                Ok(p) if (1..=100).contains(&p) => RolloutStage::Percent(p),
                 _ => return Err(format!("stages: {part:?} is not a percentage from 1% to 100%")),
             },
             None if part.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => {
-                Stage::Group(part.to_string())
+                RolloutStage::Group(part.to_string())
             }
             None => {
                 return Err(format!(
@@ -48,7 +48,7 @@ pub fn parse(text: &str) -> Result<Vec<Stage>, String> {
         };
         stages.push(stage);
     }
-    if stages.last() != Some(&Stage::Percent(100)) {
+    if stages.last() != Some(&RolloutStage::Percent(100)) {
         return Err(format!(
             "stages {text:?}: the last stage must be 100% (a rollout ends with every instance on the version)"
         ));
@@ -58,14 +58,14 @@ pub fn parse(text: &str) -> Result<Vec<Stage>, String> {
 
 /// The instances a stage hands the version to, from `candidates` (live instances not yet
 /// on it, as `(id, group)`, in id order).
-pub fn select(stage: &Stage, candidates: &[(String, Option<String>)]) -> Vec<String> {
+pub fn select(stage: &RolloutStage, candidates: &[(String, Option<String>)]) -> Vec<String> {
     match stage {
-        Stage::Group(g) => candidates
+        RolloutStage::Group(g) => candidates
             .iter()
             .filter(|(_, group)| group.as_deref() == Some(g.as_str()))
             .map(|(id, _)| id.clone())
             .collect(),
-        Stage::Percent(p) => {
+        RolloutStage::Percent(p) => {
             let n = (candidates.len() * usize::from(*p)).div_ceil(100).max(1);
             candidates
                 .iter()
@@ -93,10 +93,10 @@ mod tests {
         assert_eq!(
             parse(DEFAULT_STAGES),
             Ok(vec![
-                Stage::Group("canary".into()),
-                Stage::Percent(10),
-                Stage::Percent(50),
-                Stage::Percent(100)
+                RolloutStage::Group("canary".into()),
+                RolloutStage::Percent(10),
+                RolloutStage::Percent(50),
+                RolloutStage::Percent(100)
             ])
         );
     }
@@ -116,20 +116,20 @@ mod tests {
     #[test]
     fn a_percentage_is_at_least_one_instance_and_rounds_up() {
         let four = fleet(&[None, None, None, None]);
-        assert_eq!(select(&Stage::Percent(10), &four), vec!["edge-0"]);
-        assert_eq!(select(&Stage::Percent(50), &four).len(), 2);
-        assert_eq!(select(&Stage::Percent(51), &four).len(), 3);
-        assert_eq!(select(&Stage::Percent(100), &four).len(), 4);
-        assert!(select(&Stage::Percent(100), &[]).is_empty());
+        assert_eq!(select(&RolloutStage::Percent(10), &four), vec!["edge-0"]);
+        assert_eq!(select(&RolloutStage::Percent(50), &four).len(), 2);
+        assert_eq!(select(&RolloutStage::Percent(51), &four).len(), 3);
+        assert_eq!(select(&RolloutStage::Percent(100), &four).len(), 4);
+        assert!(select(&RolloutStage::Percent(100), &[]).is_empty());
     }
 
     #[test]
     fn a_group_stage_takes_its_group_only() {
         let f = fleet(&[None, Some("canary"), None, Some("canary")]);
         assert_eq!(
-            select(&Stage::Group("canary".into()), &f),
+            select(&RolloutStage::Group("canary".into()), &f),
             vec!["edge-1", "edge-3"]
         );
-        assert!(select(&Stage::Group("eu".into()), &f).is_empty());
+        assert!(select(&RolloutStage::Group("eu".into()), &f).is_empty());
     }
 }

@@ -23,7 +23,7 @@ impl Side {
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("{}", .0.message())]
-    Refused(crate::phases::strict::Refusal),
+    Refused(crate::refusal::Refusal),
     #[error("no route matches this host and path")]
     NoRoute,
     #[error("the request was refused by the edge's {module} module")]

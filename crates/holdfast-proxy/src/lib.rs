@@ -57,7 +57,7 @@
 //!   idempotent request without a body is also re-sent once when a pooled connection closes
 //!   before answering. `RetryPlan` (`phases/retry.rs`; the first pool's `[pools.retry]` policy and
 //!   budget govern the whole walk; `attempt` picks a server of the current pool, `judge` records
-//!   the outcome for outlier detection and answers `Step::Done` or `Step::Retry { moved, backoff }`):
+//!   the outcome for outlier detection and answers `Judgement::Done` or `Judgement::Retry { moved, backoff }`):
 //!   a failed attempt —
 //!   connect failure (nothing sent: any method, even with a body), reset, head timeout or a
 //!   listed 5xx — is retried on *another* healthy server of the pool, else on the next pool of
@@ -174,6 +174,7 @@ mod module_cycles;
 mod phases;
 mod proxy_protocol;
 mod purge;
+mod refusal;
 mod request_id;
 mod rewind;
 mod server;

@@ -34,14 +34,14 @@ pub struct LoadedRuleList {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileSpec {
+struct RuleListJson {
     version: u64,
-    rules: Vec<EntrySpec>,
+    rules: Vec<ListedRuleJson>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EntrySpec {
+struct ListedRuleJson {
     id: String,
     expr: String,
     action: String,
@@ -57,7 +57,7 @@ impl ArtifactKind for RuleListKind {
     const MAX_BYTES: u64 = 4 * 1024 * 1024;
 
     fn load(bytes: &[u8]) -> Result<LoadedRuleList, Rejection> {
-        let spec: FileSpec = parse_json(bytes)?;
+        let spec: RuleListJson = parse_json(bytes)?;
         let version = spec.version;
         compile(spec).map_err(|r| r.with_version(version))
     }
@@ -71,7 +71,7 @@ impl ArtifactKind for RuleListKind {
     }
 }
 
-fn compile(spec: FileSpec) -> Result<LoadedRuleList, Rejection> {
+fn compile(spec: RuleListJson) -> Result<LoadedRuleList, Rejection> {
     let n = spec.rules.len();
     if n > MAX_RULES {
         return Err(Rejection::new(

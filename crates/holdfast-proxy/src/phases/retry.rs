@@ -40,7 +40,7 @@ pub(crate) struct Attempt<'r> {
 
 /// What to do after an attempt.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Step {
+pub(crate) enum Judgement {
     /// Keep this attempt's result.
     Done,
     /// Send again, after `backoff`: to another server of the same pool, or (`moved`) to the
@@ -125,7 +125,7 @@ impl<'r> RetryPlan<'r> {
         result: &Result<Exchanged, ProxyError>,
         unsent: bool,
         resendable: bool,
-    ) -> Step {
+    ) -> Judgement {
         let pool = attempt.pool;
         pool.record_outcome(attempt.server, origin_failed(result));
         let why = retryable(result, unsent, &self.policy.on);
@@ -138,15 +138,15 @@ impl<'r> RetryPlan<'r> {
         }
         let allowed = why.is_some_and(|w| w == Retryable::Connect || self.may_resend);
         if self.retries >= self.policy.attempts || !allowed || !resendable {
-            return Step::Done;
+            return Judgement::Done;
         }
         // Retries go to another server only: hammering the one that just failed helps no one.
         let Some(target) = self.next_target(attempt.index) else {
-            return Step::Done;
+            return Judgement::Done;
         };
         if !self.budget.try_retry() {
             pool.metrics.budget_exhausted.inc();
-            return Step::Done;
+            return Judgement::Done;
         }
         self.retries += 1;
         let moved = match target {
@@ -156,7 +156,7 @@ impl<'r> RetryPlan<'r> {
             }
             RetryTarget::ChainPool(j) => {
                 let Some(next) = self.chain.pools.get(j) else {
-                    return Step::Done;
+                    return Judgement::Done;
                 };
                 self.at = j;
                 self.pool = next;
@@ -168,7 +168,7 @@ impl<'r> RetryPlan<'r> {
         // does); after a reset, timeout or status, back off first.
         let backoff =
             (why != Some(Retryable::Connect)).then(|| backoff(self.policy.backoff, self.retries));
-        Step::Retry { moved, backoff }
+        Judgement::Retry { moved, backoff }
     }
 
     /// Where the retry after a failure on server `index` goes: another healthy server of
@@ -258,7 +258,7 @@ mod tests {
     }
 
     /// One attempt that times out (sent, can be re-sent): the plan's step and the server.
-    fn time_out(plan: &mut RetryPlan<'_>) -> (Step, String) {
+    fn time_out(plan: &mut RetryPlan<'_>) -> (Judgement, String) {
         let attempt = plan.attempt(0).unwrap();
         let server = attempt.server.label.to_string();
         (plan.judge(&attempt, &timeout(), false, true), server)
@@ -271,7 +271,7 @@ mod tests {
         let (step, first) = time_out(&mut plan);
         assert!(matches!(
             step,
-            Step::Retry {
+            Judgement::Retry {
                 moved: false,
                 backoff: Some(_)
             }
@@ -281,10 +281,13 @@ mod tests {
             first, second,
             "a retry never goes back to the server that failed"
         );
-        assert!(matches!(step, Step::Retry { moved: true, .. }), "{step:?}");
+        assert!(
+            matches!(step, Judgement::Retry { moved: true, .. }),
+            "{step:?}"
+        );
         assert_eq!(&*plan.pool().name, "b");
         // The first pool's policy still governs: one retry left, but nowhere to go.
-        assert_eq!(time_out(&mut plan).0, Step::Done);
+        assert_eq!(time_out(&mut plan).0, Judgement::Done);
         assert_eq!(chain.pools[0].metrics.retry_failed.get(), 1);
         assert_eq!(chain.pools[1].metrics.retry_failed.get(), 1);
     }
@@ -293,10 +296,10 @@ mod tests {
     fn no_more_retries_than_attempts() {
         let chain = chain(&[("a", 5, 2)]);
         let mut plan = RetryPlan::new(&chain, 0, &Method::GET).unwrap();
-        let steps: Vec<Step> = (0..3).map(|_| time_out(&mut plan).0).collect();
-        assert!(matches!(steps[0], Step::Retry { .. }));
-        assert!(matches!(steps[1], Step::Retry { .. }));
-        assert_eq!(steps[2], Step::Done);
+        let steps: Vec<Judgement> = (0..3).map(|_| time_out(&mut plan).0).collect();
+        assert!(matches!(steps[0], Judgement::Retry { .. }));
+        assert!(matches!(steps[1], Judgement::Retry { .. }));
+        assert_eq!(steps[2], Judgement::Done);
     }
 
     #[test]
@@ -307,14 +310,17 @@ mod tests {
         let step = plan.judge(&attempt, &timeout(), true, true);
         assert_eq!(
             step,
-            Step::Retry {
+            Judgement::Retry {
                 moved: false,
                 backoff: None
             },
             "nothing was sent: any method, no back-off"
         );
         let attempt = plan.attempt(0).unwrap();
-        assert_eq!(plan.judge(&attempt, &timeout(), false, true), Step::Done);
+        assert_eq!(
+            plan.judge(&attempt, &timeout(), false, true),
+            Judgement::Done
+        );
     }
 
     #[test]
@@ -322,7 +328,10 @@ mod tests {
         let chain = chain(&[("a", 3, 3)]);
         let mut plan = RetryPlan::new(&chain, 0, &Method::GET).unwrap();
         let attempt = plan.attempt(0).unwrap();
-        assert_eq!(plan.judge(&attempt, &timeout(), false, false), Step::Done);
+        assert_eq!(
+            plan.judge(&attempt, &timeout(), false, false),
+            Judgement::Done
+        );
     }
 
     #[test]
@@ -335,7 +344,7 @@ mod tests {
             IntCounterVec::new(Opts::new("failovers", "test"), &["route", "from", "to"]).unwrap();
         let chain = Chain::new(Arc::from("r"), pools.into(), None, 0, failovers);
         let mut plan = RetryPlan::new(&chain, 0, &Method::GET).unwrap();
-        assert_eq!(time_out(&mut plan).0, Step::Done);
+        assert_eq!(time_out(&mut plan).0, Judgement::Done);
         assert_eq!(chain.pools[0].metrics.budget_exhausted.get(), 1);
     }
 

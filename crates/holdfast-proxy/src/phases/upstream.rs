@@ -6,7 +6,7 @@
 //! response with a streaming body. One exchange with one server is `exchange`'s.
 
 use super::exchange::{copy_request, exchange, is_upgrade, tunnel, Exchanged};
-use super::retry::{no_servers, Attempt, RetryPlan, Step};
+use super::retry::{no_servers, Attempt, Judgement, RetryPlan};
 use crate::body::{BodyError, RequestBody, ResponseBody, Upload};
 use crate::ctx::RequestCtx;
 use crate::error::{with_causes, ProxyError, Side};
@@ -101,8 +101,8 @@ async fn attempts<'r>(
         ctx.upstream.duration = result.is_ok().then(|| sent.elapsed());
         let resendable = unsent.is_some() || out.template.is_some();
         match plan.judge(&attempt, &result, unsent.is_some(), resendable) {
-            Step::Done => return settle(state, attempt, result),
-            Step::Retry { moved, backoff } => {
+            Judgement::Done => return settle(state, attempt, result),
+            Judgement::Retry { moved, backoff } => {
                 if let Err(e) = &result {
                     count_failure(attempt.server, e);
                 }

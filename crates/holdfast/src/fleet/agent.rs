@@ -5,13 +5,13 @@
 //! back-off. It also runs the controller (`leader`) on the same lease.
 
 use super::metrics::FleetMetrics;
-use super::start::Plan;
+use super::start::MemberPlan;
 use super::{counters, leader, now_ms, versions};
 use crate::app::StartError;
 use crate::controller::{ConfigSource, Controller};
 use holdfast_admin::ReloadOutcome;
 use holdfast_fleet::{
-    ops, EtcdStore, FleetStore, InstanceReport, Layout, Rejection, RolloutRecord,
+    ops, EtcdStore, FleetStore, InstanceReport, Layout, RolloutRecord, VersionRejection,
 };
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -27,7 +27,7 @@ pub(super) struct Seen {
     pub running: Option<u64>,
     pub since_ms: u64,
     pub wanted: Option<u64>,
-    pub rejected: Option<Rejection>,
+    pub rejected: Option<VersionRejection>,
     /// The rollout (its start, unix ms) under which `rejected` happened: a later rollout of
     /// the same version is tried again.
     pub rejected_in: Option<u64>,
@@ -39,7 +39,7 @@ pub(super) struct Seen {
 }
 
 pub(super) struct Shared {
-    pub plan: Plan,
+    pub plan: MemberPlan,
     pub layout: Layout,
     pub controller: Arc<Controller>,
     pub metrics: FleetMetrics,
@@ -105,7 +105,10 @@ pub(crate) struct Agent {
 }
 
 impl Agent {
-    pub(crate) fn start(plan: Plan, controller: Arc<Controller>) -> Result<Agent, StartError> {
+    pub(crate) fn start(
+        plan: MemberPlan,
+        controller: Arc<Controller>,
+    ) -> Result<Agent, StartError> {
         let metrics = FleetMetrics::new(&controller.registry).map_err(StartError::metrics)?;
         let seen = Seen {
             running: plan.started_on,
@@ -328,7 +331,7 @@ async fn sync(shared: &Shared, store: &EtcdStore) -> Result<(), holdfast_fleet::
                     ?errors,
                     "fleet: version rejected by the local pipeline; keeping the active one"
                 );
-                s.rejected = Some(Rejection {
+                s.rejected = Some(VersionRejection {
                     version: n,
                     errors,
                     rollout: rollout_started,

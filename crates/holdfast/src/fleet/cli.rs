@@ -329,7 +329,7 @@ fn status_json(s: &ops::Status) -> serde_json::Value {
         "reason": r.map(|r| r.reason.clone()),
         "current": s.current,
         "fast": r.map(|r| r.fast),
-        "stages": r.map(|r| r.stages.iter().map(holdfast_fleet::Stage::label).collect::<Vec<_>>()),
+        "stages": r.map(|r| r.stages.iter().map(holdfast_fleet::RolloutStage::label).collect::<Vec<_>>()),
         "bake_ms": r.map(|r| r.bake_ms),
         "gate": r.and_then(|r| r.gate.clone()),
         "rejected_errors": r.and_then(|r| r.rejected.clone()).map(|(id, errors)| json!({"instance": id, "errors": errors})),

@@ -1,7 +1,7 @@
 //! The health counters an instance reports at each heartbeat, read from its own metrics
 //! registry (by metric name, so the modules that count them stay unaware of the fleet).
 
-use holdfast_fleet::Counters;
+use holdfast_fleet::HealthCounters;
 use prometheus::Registry;
 
 fn label<'a>(m: &'a prometheus::proto::Metric, name: &str) -> &'a str {
@@ -13,11 +13,11 @@ fn label<'a>(m: &'a prometheus::proto::Metric, name: &str) -> &'a str {
 
 /// Totals since start: requests answered, of which 5xx; shield denials (rule blocks, rate
 /// limits, challenges served); module failures.
-pub(super) fn read(registry: &Registry) -> Counters {
-    let mut c = Counters::default();
+pub(super) fn read(registry: &Registry) -> HealthCounters {
+    let mut c = HealthCounters::default();
     for family in registry.gather() {
         for m in family.get_metric() {
-            // Counters are whole numbers kept as f64.
+            // HealthCounters are whole numbers kept as f64.
             let v = m.get_counter().get_value().max(0.0) as u64;
             match family.name() {
                 "holdfast_http_requests_total" => {
@@ -87,7 +87,7 @@ mod tests {
             .inc_by(4);
         assert_eq!(
             read(&r),
-            Counters {
+            HealthCounters {
                 requests: 100,
                 edge_5xx: 7,
                 shield_denied: 3,

@@ -26,7 +26,7 @@ impl FleetMetrics {
             )?,
             rollout_stage: IntGauge::new(
                 "holdfast_rollout_stage",
-                "Stage (1-based) of the rollout in progress; 0 when none is.",
+                "RolloutStage (1-based) of the rollout in progress; 0 when none is.",
             )?,
             rollouts: IntCounterVec::new(
                 Opts::new(

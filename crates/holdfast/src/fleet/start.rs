@@ -9,7 +9,7 @@ use holdfast_config::Fleet;
 use std::path::{Path, PathBuf};
 
 /// What the agent needs: the instance's `[fleet]`, its id, its local file and its folders.
-pub(crate) struct Plan {
+pub(crate) struct MemberPlan {
     pub fleet: Fleet,
     pub id: String,
     pub local_text: String,
@@ -31,7 +31,9 @@ fn host_name() -> String {
 
 /// For a local file with `[fleet]`: the source to start on, and the agent's plan. Any
 /// other source is returned as it is.
-pub(crate) fn prepare(source: ConfigSource) -> Result<(ConfigSource, Option<Plan>), StartError> {
+pub(crate) fn prepare(
+    source: ConfigSource,
+) -> Result<(ConfigSource, Option<MemberPlan>), StartError> {
     let ConfigSource::File(path) = &source else {
         return Ok((source, None));
     };
@@ -64,7 +66,7 @@ pub(crate) fn prepare(source: ConfigSource) -> Result<(ConfigSource, Option<Plan
     };
     let dir = state_dir.join("fleet");
     let id = fleet.instance.clone().unwrap_or_else(host_name);
-    let mut plan = Plan {
+    let mut plan = MemberPlan {
         fleet,
         id,
         local_text: read.content,

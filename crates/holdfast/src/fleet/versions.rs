@@ -4,7 +4,7 @@
 //! keys). `STATE_DIR/fleet/applied` names the last version applied: the last-known-good a
 //! restart starts from when etcd is down.
 
-use super::start::Plan;
+use super::start::MemberPlan;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
@@ -13,12 +13,12 @@ pub(super) const MERGED: &str = "holdfast.toml";
 const VERSION_TEXT: &str = "version.toml";
 const APPLIED: &str = "applied";
 
-fn version_dir(plan: &Plan, n: u64) -> PathBuf {
+fn version_dir(plan: &MemberPlan, n: u64) -> PathBuf {
     plan.dir.join(format!("v{n}"))
 }
 
 /// The last version applied, re-merged with the current local file: `(N, its holdfast.toml)`.
-pub(super) fn last_applied(plan: &Plan) -> Option<(u64, PathBuf)> {
+pub(super) fn last_applied(plan: &MemberPlan) -> Option<(u64, PathBuf)> {
     let n: u64 = std::fs::read_to_string(plan.dir.join(APPLIED))
         .ok()?
         .trim()
@@ -33,7 +33,7 @@ pub(super) fn last_applied(plan: &Plan) -> Option<(u64, PathBuf)> {
     Some((n, file))
 }
 
-pub(super) fn mark_applied(plan: &Plan, n: u64) {
+pub(super) fn mark_applied(plan: &MemberPlan, n: u64) {
     if let Err(e) =
         holdfast_artifact::write_atomic(&plan.dir.join(APPLIED), n.to_string().as_bytes())
     {
@@ -41,7 +41,7 @@ pub(super) fn mark_applied(plan: &Plan, n: u64) {
     }
 }
 
-pub(super) fn forget_applied(plan: &Plan) {
+pub(super) fn forget_applied(plan: &MemberPlan) {
     let _ = std::fs::remove_file(plan.dir.join(APPLIED));
 }
 
@@ -64,7 +64,7 @@ fn safe_relative(path: &str) -> Result<&Path, String> {
 
 /// Write version `n` (text and artifacts) and its merged configuration; the file to load.
 pub(super) fn write(
-    plan: &Plan,
+    plan: &MemberPlan,
     n: u64,
     text: &str,
     artifacts: &BTreeMap<String, Vec<u8>>,
@@ -96,12 +96,12 @@ pub(super) fn write(
 mod tests {
     use super::*;
 
-    fn plan(dir: &Path) -> Plan {
+    fn plan(dir: &Path) -> MemberPlan {
         let local = "[fleet]\netcd = [\"http://127.0.0.1:2379\"]\ninstance = \"a\"\n[edge]\nlisten = [\"127.0.0.1:0\"]\nstate_dir = \"state\"\n";
         let text = holdfast_config::no_version_yet(local, dir).unwrap_or_default();
         let config = holdfast_config::parse(&text, dir).map_err(|e| format!("{e:?}"));
         let fleet = config.ok().and_then(|c| c.fleet);
-        Plan {
+        MemberPlan {
             fleet: fleet.unwrap_or_else(|| unreachable!("no [fleet]")),
             id: "a".into(),
             local_text: local.into(),
