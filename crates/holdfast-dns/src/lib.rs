@@ -14,6 +14,8 @@ mod overrides;
 mod quorum;
 mod server;
 mod steer;
+#[cfg(test)]
+mod steer_sim;
 mod zone;
 
 pub use error::DnsError;
