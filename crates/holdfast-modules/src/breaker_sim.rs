@@ -146,7 +146,13 @@ impl Run {
                 }
                 self.fail_percent = p;
             }
-            Event::Jump(by) => self.sim.jump(by),
+            Event::Jump(by) => {
+                self.sim.jump(by);
+                // No request came during the jump: recovery is timed from the first after it.
+                if self.healthy_since.is_some() {
+                    self.healthy_since = Some(self.sim.now());
+                }
+            }
         }
         self.check_state(now)
     }
