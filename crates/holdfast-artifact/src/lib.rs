@@ -33,6 +33,8 @@ mod kind;
 mod lkg;
 mod metrics;
 mod pipeline;
+#[cfg(test)]
+mod pipeline_sim;
 mod read;
 mod signature;
 mod status;

@@ -63,6 +63,8 @@ mod overrides;
 mod quorum;
 mod server;
 mod steer;
+#[cfg(test)]
+mod steer_sim;
 mod zone;
 
 pub use error::DnsError;

@@ -162,11 +162,16 @@ impl QuorumHealth {
     }
 
     fn record(&self, url: &str, result: Result<PeerView, String>) {
+        self.record_at(url, result, Instant::now());
+    }
+
+    /// `record` with the time given (the clock seam the simulation drives).
+    pub(crate) fn record_at(&self, url: &str, result: Result<PeerView, String>, now: Instant) {
         let mut peers = holdfast_common::lock(&self.peers);
         if let Some(p) = peers.iter_mut().find(|p| p.url == url) {
             match result {
                 Ok(view) => {
-                    p.view = Some((Instant::now(), view));
+                    p.view = Some((now, view));
                     p.error = None;
                 }
                 Err(e) => p.error = Some(e),
@@ -184,8 +189,14 @@ impl QuorumHealth {
 
 impl HealthSource for QuorumHealth {
     fn servers(&self, pool: &str) -> Option<Vec<(IpAddr, bool)>> {
+        self.servers_at(pool, Instant::now())
+    }
+}
+
+impl QuorumHealth {
+    /// `servers` with the time given (the clock seam the simulation drives).
+    pub(crate) fn servers_at(&self, pool: &str, now: Instant) -> Option<Vec<(IpAddr, bool)>> {
         let own = self.own.servers(pool)?;
-        let now = Instant::now();
         let peers = holdfast_common::lock(&self.peers);
         let fresh: Vec<&PeerView> = peers
             .iter()

@@ -42,6 +42,8 @@ mod memory;
 pub mod ops;
 mod record;
 pub mod rollout;
+#[cfg(test)]
+mod rollout_sim;
 pub mod stages;
 mod store;
 

@@ -151,6 +151,11 @@ impl Breaker {
         {
             return Transition::None;
         }
+        // A call admitted before the breaker opened and ending after it does not trip it
+        // again: its end would replace the real one on `/status` (found by `breaker_sim`).
+        if self.state.load(Ordering::Acquire) != CLOSED {
+            return Transition::None;
+        }
         let until = until(now, settings.cooldown);
         // Store the end first so that no one reads it before it is set; a racing trip would
         // write nearly the same value.
@@ -217,6 +222,25 @@ mod tests {
         let a = b.admit(now);
         assert_eq!(a, Admit::Call);
         b.record(now, a, true, &settings())
+    }
+
+    #[test]
+    fn a_call_ending_after_the_trip_keeps_the_cool_down_end() {
+        let b = Breaker::new();
+        let late = b.admit(1);
+        assert_eq!(late, Admit::Call);
+        for _ in 0..20 {
+            fail(&b, 1);
+        }
+        assert_eq!(b.tripped_until(), Some(1 + 5 * S));
+        // Admitted while closed, failing 3 s into the cool-down.
+        assert_eq!(b.record(3 * S, late, false, &settings()), Transition::None);
+        assert_eq!(
+            b.tripped_until(),
+            Some(1 + 5 * S),
+            "the real end, not 3 s + 5 s"
+        );
+        assert_eq!(b.admit(1 + 5 * S), Admit::Probe);
     }
 
     #[test]

@@ -70,6 +70,8 @@
 #![forbid(unsafe_code)]
 
 mod breaker;
+#[cfg(test)]
+mod breaker_sim;
 mod clock;
 pub mod host;
 mod metrics;

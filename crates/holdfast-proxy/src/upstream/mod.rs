@@ -30,3 +30,6 @@ pub(crate) use conns::{set_worker_slot, Conn};
 pub(crate) use pool::{test_pool, test_retry};
 pub(crate) use pool::{Picked, Pool, PoolParts, UpstreamTls};
 pub(crate) use server::{InFlight, Server};
+
+#[cfg(test)]
+mod sim;

@@ -16,10 +16,35 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Nanoseconds since the first call in this process: a monotonic clock that fits an atomic.
+/// In tests, a simulation may set a virtual time for its own thread (`sim_clock`).
 pub(crate) fn now_nanos() -> u64 {
+    #[cfg(test)]
+    if let Some(now) = sim_clock::now() {
+        return now;
+    }
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
     u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The seam for seeded simulations (tests only, so the production clock read is unchanged):
+/// while a thread has set a virtual time, `now_nanos` on that thread returns it.
+#[cfg(test)]
+pub(crate) mod sim_clock {
+    use std::cell::Cell;
+
+    thread_local! {
+        static NOW: Cell<Option<u64>> = const { Cell::new(None) };
+    }
+
+    pub(crate) fn now() -> Option<u64> {
+        NOW.with(Cell::get)
+    }
+
+    /// Set (or with `None` clear) this thread's virtual time.
+    pub(crate) fn set(now: Option<u64>) {
+        NOW.with(|n| n.set(now));
+    }
 }
 
 /// A server's passive-health record (times on the `now_nanos` scale; 0 is never).

@@ -29,6 +29,7 @@ mod dns;
 mod docs_examples;
 mod failover;
 mod fallback;
+mod faults;
 mod fleet;
 mod global_limits;
 mod headers;
