@@ -611,6 +611,12 @@ impl Server {
         self.ejections.load(Ordering::Relaxed)
     }
 
+    /// Tripped by consecutive failures and no success since: the pool's failover chain
+    /// counts it as failing, ejected or not.
+    pub fn is_tripped(&self) -> bool {
+        self.tripped_until.load(Ordering::Relaxed) > now_nanos()
+    }
+
     /// When the current ejection ends, if the server is ejected now.
     pub fn ejected_until(&self) -> Option<SystemTime> {
         let now = now_nanos();
