@@ -26,6 +26,15 @@ pub struct Config {
     pub rule_lists: Vec<RuleList>,
     /// `[challenge]` (defaults when absent); used when a rule's action is `challenge`.
     pub challenge: Challenge,
+    /// `[admin] token_file`: who may use the admin plane (open when unset).
+    pub admin_auth: AdminAuth,
+}
+
+/// Authentication of the admin plane. The file is read by the binary at start (this crate
+/// does no I/O); its content, trimmed, is the bearer token.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AdminAuth {
+    pub token_file: Option<PathBuf>,
 }
 
 /// `[challenge]`: the challenge served by the edge itself.

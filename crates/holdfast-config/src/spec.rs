@@ -228,6 +228,8 @@ pub struct TlsCertSpec {
 #[derive(Debug, Deserialize)]
 pub struct AdminSpec {
     pub listen: String,
+    /// A file holding the admin bearer token; unset: no authentication.
+    pub token_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

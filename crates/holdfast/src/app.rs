@@ -24,6 +24,22 @@ impl StartError {
     }
 }
 
+/// The admin plane's authentication: the token file's content, read once at start.
+fn admin_access(auth: &holdfast_config::AdminAuth) -> Result<holdfast_admin::Access, StartError> {
+    let Some(file) = &auth.token_file else {
+        return Ok(holdfast_admin::Access::open());
+    };
+    let what = || format!("admin.token_file: {}", file.display());
+    let read = holdfast_artifact::read_bounded_text(file, 4096).map_err(|e| {
+        StartError::Config(vec![format!(
+            "{}: {e} (check the path and permissions)",
+            what()
+        )])
+    })?;
+    holdfast_admin::Access::token(&read.content)
+        .map_err(|e| StartError::Config(vec![format!("{}: {e}", what())]))
+}
+
 /// A running edge: data listeners, admin plane and the reload controller.
 pub struct Running {
     pub http_addrs: Vec<SocketAddr>,
@@ -60,7 +76,16 @@ impl Running {
         };
         let edge = holdfast_proxy::start(&listeners, Arc::clone(&controller.states))
             .map_err(|e| StartError::Io("edge.listen: cannot listen".into(), e))?;
-        let admin = match holdfast_admin::start(config.admin.listen, controller.clone()) {
+        let access = match admin_access(&config.admin_auth) {
+            Ok(a) => a,
+            Err(e) => {
+                edge.shutdown();
+                edge.join();
+                controller.stop_checks();
+                return Err(e);
+            }
+        };
+        let admin = match holdfast_admin::start(config.admin.listen, controller.clone(), access) {
             Ok(a) => a,
             Err(e) => {
                 edge.shutdown();

@@ -158,6 +158,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     if old.admin.listen != new.admin.listen {
         changed.push(format!("admin.listen: {LISTENERS}"));
     }
+    if old.admin_auth != new.admin_auth {
+        changed.push("admin.token_file: changed, but the admin plane reads it at start (restart Holdfast to apply this change)".into());
+    }
     changed.extend(dns_changes(old.dns.as_ref(), new.dns.as_ref()));
     changed
 }

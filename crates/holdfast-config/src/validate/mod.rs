@@ -79,6 +79,7 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
     let admin = Admin {
         listen: admin_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9901))),
     };
+    let admin_auth = admin_auth(spec.admin.as_ref(), base_dir, &mut errs);
     let mut pools = pool::pools(&spec.pools, base_dir, &mut errs);
     let routes = route::routes(&spec.routes, &spec.pools, base_dir, &mut errs);
     let modules = modules::modules(&spec.modules, base_dir, &mut errs);
@@ -119,6 +120,7 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
             ip_lists,
             rule_lists,
             dns,
+            admin_auth,
         })
     } else {
         Err(errs.0)
@@ -431,6 +433,21 @@ impl std::fmt::Display for HostPattern<'_> {
             f.write_str(&name)
         }
     }
+}
+
+fn admin_auth(spec: Option<&AdminSpec>, base_dir: &Path, errs: &mut Errors) -> AdminAuth {
+    let token_file = spec.and_then(|a| a.token_file.as_deref()).and_then(|f| {
+        if f.is_empty() {
+            errs.add(
+                "admin.token_file",
+                "empty path",
+                "name a file holding the token (e.g. \"/etc/holdfast/admin.token\"), or leave it out",
+            );
+            return None;
+        }
+        Some(base_dir.join(f))
+    });
+    AdminAuth { token_file }
 }
 
 fn admin_listen(spec: Option<&AdminSpec>, errs: &mut Errors) -> Option<SocketAddr> {

@@ -34,6 +34,7 @@ mod headers;
 mod health;
 mod keepalive;
 mod limits;
+mod operator_page;
 mod origin_down;
 mod outage_replay;
 mod outlier;
