@@ -8,6 +8,7 @@
 
 mod access;
 mod page;
+pub mod public;
 mod server;
 
 pub use access::{Access, TokenError};

@@ -76,6 +76,7 @@ pub(crate) fn live(status: &Value) -> Markup {
         artifacts(status),
         modules(status),
         dns(status),
+        public_page(status),
         reload(status),
     ];
     sections.sort_by_key(|s| s.0);
@@ -487,6 +488,45 @@ fn dns(status: &Value) -> Section {
         }
     };
     (worst, markup, problems)
+}
+
+/// The public status page: its components and whether its export keeps up.
+fn public_page(status: &Value) -> Section {
+    let page = at(status, "status_page");
+    let export = at(page, "export");
+    let failing = at(export, "failing") == true;
+    let sev = if failing { Severity::Bad } else { Severity::Ok };
+    let problems = if failing {
+        vec![(
+            Severity::Bad,
+            format!(
+                "the public status page's export fails ({} failures): {}",
+                text(at(export, "failures")),
+                text(at(export, "last_error"))
+            ),
+        )]
+    } else {
+        Vec::new()
+    };
+    let markup = html! {
+        @if !page.is_null() {
+            section aria-labelledby="public" {
+                h2 id="public" { "Public status page" }
+                p class=(sev.class()) {
+                    "Serving on " code { (text(at(page, "listen"))) } ", overall "
+                    span class="word" { (text(at(page, "overall"))) } ", open incidents "
+                    (text(at(page, "open_incidents"))) ". Export: " (text(at(export, "exports")))
+                    " done, " (text(at(export, "failures"))) " failed, last success "
+                    (text(at(export, "last_ok"))) "."
+                    @if failing { " Last error: " (text(at(export, "last_error"))) }
+                }
+                ul { @for c in array(at(page, "components")) {
+                    li { (text(at(c, "name"))) ": " span class="word" { (text(at(c, "state"))) } }
+                } }
+            }
+        }
+    };
+    (sev, markup, problems)
 }
 
 fn reload(status: &Value) -> Section {

@@ -45,6 +45,16 @@ pub trait Backend: Send + Sync + 'static {
         let _ = (target, action);
         Err((404, "no DNS server here".into()))
     }
+    /// `POST /incidents` (`id` None: open one) or `POST /incidents/ID` (an update) for the
+    /// public status page. The default (no status page): 404.
+    fn incident(
+        &self,
+        id: Option<u64>,
+        post: crate::public::incidents::IncidentPost,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let _ = (id, post);
+        Err((404, "no [status_page] configured here".into()))
+    }
 }
 
 /// `POST /cache/purge?url=…|prefix=…|tag=…|all=true[&soft=true]`: exactly one target.
@@ -162,6 +172,8 @@ fn router(backend: Shared, access: Access) -> Router {
         .route("/cache/purge", post(purge_cache))
         .route("/dns/peer", get(dns_peer))
         .route("/dns/targets/{target}/{action}", post(dns_override))
+        .route("/incidents", post(open_incident))
+        .route("/incidents/{id}", post(update_incident))
         .with_state(backend)
         .merge(login)
         .layer(axum::middleware::from_fn_with_state(access, access::check))
@@ -292,6 +304,22 @@ async fn dns_override(
 ) -> Response {
     // Persisting the override writes a file: off the admin runtime.
     blocking_json(move || b.dns_override(&target, &action)).await
+}
+
+async fn open_incident(
+    State(b): State<Shared>,
+    Json(post): Json<crate::public::incidents::IncidentPost>,
+) -> Response {
+    // Saving the incidents writes a file: off the admin runtime.
+    blocking_json(move || b.incident(None, post)).await
+}
+
+async fn update_incident(
+    State(b): State<Shared>,
+    axum::extract::Path(id): axum::extract::Path<u64>,
+    Json(post): Json<crate::public::incidents::IncidentPost>,
+) -> Response {
+    blocking_json(move || b.incident(Some(id), post)).await
 }
 
 async fn blocking_json(

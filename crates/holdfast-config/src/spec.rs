@@ -31,6 +31,7 @@ pub struct Spec {
     pub rule_lists: Vec<NamedFileSpec>,
     pub challenge: Option<ChallengeSpec>,
     pub dns: Option<DnsSpec>,
+    pub status_page: Option<StatusPageSpec>,
 }
 
 /// `[challenge]`: the self-hosted challenge that `action = "challenge"` rules serve.
@@ -471,4 +472,27 @@ impl<'de> Deserialize<'de> for ServerSpec {
         }
         d.deserialize_any(Visitor)
     }
+}
+
+/// `[status_page]`: the public status page.
+#[derive(Debug, Deserialize)]
+pub struct StatusPageSpec {
+    pub listen: String,
+    pub title: Option<String>,
+    pub export_dir: Option<String>,
+    pub export_put: Option<String>,
+    #[serde(default)]
+    pub components: Vec<ComponentSpec>,
+}
+
+/// `[[status_page.components]]`.
+#[derive(Debug, Deserialize)]
+pub struct ComponentSpec {
+    pub name: String,
+    #[serde(default)]
+    pub routes: Vec<String>,
+    #[serde(default)]
+    pub pools: Vec<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
 }

@@ -47,6 +47,8 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// The DNS server's address (UDP and TCP), when `[dns]` is configured.
     pub dns_addr: Option<SocketAddr>,
+    /// The public status page's address, when `[status_page]` is configured.
+    pub status_page_addr: Option<SocketAddr>,
     controller: Arc<Controller>,
     edge: EdgeHandle,
     admin: AdminHandle,
@@ -103,6 +105,25 @@ impl Running {
             controller.stop_checks();
             return Err(e);
         }
+        if let Some(page) = &config.status_page {
+            let backend: Arc<dyn holdfast_admin::Backend> = controller.clone();
+            match holdfast_admin::public::start(page, config.edge.state_dir.as_deref(), backend) {
+                Ok(h) => *controller.status_page_handle() = Some(h),
+                Err(e) => {
+                    edge.shutdown();
+                    edge.join();
+                    admin.shutdown();
+                    if let Some(dns) = controller.dns_handle().take() {
+                        dns.shutdown();
+                    }
+                    controller.stop_checks();
+                    return Err(StartError::Io(
+                        format!("status_page.listen: cannot listen on {}", page.listen),
+                        e,
+                    ));
+                }
+            }
+        }
         *controller
             .listeners
             .lock()
@@ -110,8 +131,10 @@ impl Running {
             listeners_json(&edge.plain, &edge.tls, admin.addr);
         tracing::info!(http = ?edge.plain, https = ?edge.tls, admin = %admin.addr, workers, "holdfast is serving");
         let dns_addr = controller.dns_handle().as_ref().map(|d| d.addr);
+        let status_page_addr = controller.status_page_handle().as_ref().map(|p| p.addr);
         Ok(Running {
             dns_addr,
+            status_page_addr,
             http_addrs: edge.plain.clone(),
             https_addrs: edge.tls.clone(),
             admin_addr: admin.addr,
@@ -140,6 +163,9 @@ impl Running {
         self.edge.shutdown();
         self.edge.join();
         self.admin.shutdown();
+        if let Some(page) = self.controller.status_page_handle().take() {
+            page.shutdown();
+        }
         if let Some(dns) = self.controller.dns_handle().take() {
             dns.shutdown();
         }

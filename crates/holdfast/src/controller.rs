@@ -158,6 +158,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     if old.admin.listen != new.admin.listen {
         changed.push(format!("admin.listen: {LISTENERS}"));
     }
+    if old.status_page != new.status_page {
+        changed.push("status_page: changed, but the status page reads its settings at start (restart Holdfast to apply this change)".into());
+    }
     if old.admin_auth != new.admin_auth {
         changed.push("admin.token_file: changed, but the admin plane reads it at start (restart Holdfast to apply this change)".into());
     }
@@ -251,6 +254,8 @@ pub(crate) struct Controller {
     pub(crate) modules: ModuleHost,
     /// The DNS server, when `[dns]` is configured (set once serving).
     pub(crate) dns: Mutex<Option<holdfast_dns::DnsHandle>>,
+    /// The public status page, when `[status_page]` is configured (set once serving).
+    pub(crate) status_page: Mutex<Option<holdfast_admin::public::StatusPageHandle>>,
 }
 
 impl Controller {
@@ -346,6 +351,7 @@ impl Controller {
             health,
             modules,
             dns: Mutex::new(None),
+            status_page: Mutex::new(None),
         })
     }
 
@@ -369,6 +375,12 @@ impl Controller {
         )?;
         *self.dns_handle() = handle;
         Ok(())
+    }
+
+    pub(crate) fn status_page_handle(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<holdfast_admin::public::StatusPageHandle>> {
+        self.status_page.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn set_serving(&self, serving: bool) {
@@ -508,6 +520,7 @@ impl Backend for Controller {
             "routes": state.route_status(),
             "pools": state.pool_status(),
             "dns": self.dns_handle().as_ref().map(|d| d.status()),
+            "status_page": self.status_page_handle().as_ref().map(|p| p.status()),
         })
     }
 
@@ -571,6 +584,18 @@ impl Backend for Controller {
             .as_ref()
             .ok_or_else(|| (404, "no [dns] configured here".to_string()))?;
         dns.set_override(target, action)
+    }
+
+    fn incident(
+        &self,
+        id: Option<u64>,
+        post: holdfast_admin::public::incidents::IncidentPost,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let page = self.status_page_handle();
+        let page = page
+            .as_ref()
+            .ok_or_else(|| (404, "no [status_page] configured here".to_string()))?;
+        page.post_incident(id, post)
     }
 
     fn registry(&self) -> &Registry {

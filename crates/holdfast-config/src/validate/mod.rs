@@ -105,6 +105,14 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
         base_dir,
         &mut errs,
     );
+    let status_page = status_page::status_page(
+        spec.status_page.as_ref(),
+        &spec,
+        dns.as_ref(),
+        &taken_addrs(&spec.edge, admin_listen),
+        base_dir,
+        &mut errs,
+    );
     dns::default_checks(dns.as_ref(), &mut pools);
     if errs.0.is_empty() {
         Ok(Config {
@@ -121,6 +129,7 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
             rule_lists,
             dns,
             admin_auth,
+            status_page,
         })
     } else {
         Err(errs.0)
@@ -511,6 +520,7 @@ mod dns;
 mod ip_lists;
 mod limits;
 mod rules;
+mod status_page;
 pub use rules::{check_rule_expr, rule_list_entries};
 mod modules;
 mod pool;
