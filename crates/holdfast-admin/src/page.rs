@@ -49,6 +49,7 @@ pub(crate) fn page(status: &Value) -> String {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width,initial-scale=1";
                 title { "Holdfast operator page" }
+                link rel="icon" href="data:,";
                 noscript { meta http-equiv="refresh" content=(REFRESH_SECONDS); }
                 style { (PreEscaped(STYLE)) }
             }
@@ -304,6 +305,7 @@ fn artifacts(status: &Value) -> Section {
     let markup = html! {
         section aria-labelledby="artifacts" {
             h2 id="artifacts" { "Artifacts" }
+            @if rows.is_empty() { p { "None configured." } } @else {
             table {
                 thead { tr { th scope="col" { "Artifact" } th scope="col" { "Version" } th scope="col" { "From" }
                     th scope="col" { "Loaded" } th scope="col" { "Last rejection" } } }
@@ -320,6 +322,7 @@ fn artifacts(status: &Value) -> Section {
                         }
                     }
                 }
+            }
             }
         }
     };
@@ -370,6 +373,7 @@ fn modules(status: &Value) -> Section {
     let markup = html! {
         section aria-labelledby="modules" {
             h2 id="modules" { "Modules and shield counters" }
+            @if rows.is_empty() { p { "None configured." } } @else {
             table {
                 thead { tr { th scope="col" { "Module" } th scope="col" { "State" } th scope="col" { "Override" }
                     th scope="col" { "Fail policy" } th scope="col" { "Calls" } th scope="col" { "Errors" }
@@ -388,6 +392,7 @@ fn modules(status: &Value) -> Section {
                         }
                     }
                 }
+            }
             }
         }
     };

@@ -49,6 +49,7 @@ pub fn page(snapshot: &Snapshot, generated_at: &str, refresh: bool) -> String {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width,initial-scale=1";
                 title { (snapshot.title) }
+                link rel="icon" href="data:,";
                 @if refresh { meta http-equiv="refresh" content=(REFRESH_SECONDS); }
                 style { (PreEscaped(STYLE)) }
             }

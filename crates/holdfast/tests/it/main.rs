@@ -18,6 +18,7 @@ mod bad_input;
 mod balancing;
 mod body_retry;
 mod bot;
+mod browser;
 mod cache;
 mod challenge;
 mod check;
