@@ -136,10 +136,13 @@ pub fn start(
                         return;
                     }
                 };
-                let app = router(backend, access);
+                // Open event streams end when shutdown begins, so they never hold it up.
+                let (closing, closed) = tokio::sync::watch::channel(false);
+                let app = router(backend, access).layer(axum::Extension(Closing(closed)));
                 let served = axum::serve(listener, app)
                     .with_graceful_shutdown(async move {
                         let _ = stopped.await;
+                        let _ = closing.send(true);
                     })
                     .await;
                 if let Err(e) = served {
@@ -195,8 +198,16 @@ const EVENT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500
 
 /// `GET /events`: Server-Sent Events, one `page` event (the operator page's `<main>`
 /// content) at once and then whenever it changes, checked every `EVENT_INTERVAL`.
-async fn events(State(b): State<Shared>) -> Response {
+/// Set when the admin plane begins to shut down.
+#[derive(Clone)]
+struct Closing(tokio::sync::watch::Receiver<bool>);
+
+async fn events(
+    State(b): State<Shared>,
+    axum::Extension(Closing(mut closing)): axum::Extension<Closing>,
+) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt;
     let stream = futures_util::stream::unfold((b, None::<String>), |(b, last)| async move {
         loop {
             if last.is_some() {
@@ -211,7 +222,10 @@ async fn events(State(b): State<Shared>) -> Response {
             }
         }
     });
-    Sse::new(stream)
+    let ended = async move {
+        let _ = closing.wait_for(|c| *c).await;
+    };
+    Sse::new(stream.take_until(ended))
         .keep_alive(KeepAlive::default())
         .into_response()
 }

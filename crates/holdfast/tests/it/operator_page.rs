@@ -224,3 +224,25 @@ fn a_weak_or_missing_token_file_stops_the_start_with_its_key() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_event_stream_does_not_hold_up_shutdown() {
+    let origin = Origin::text("page").await;
+    let mut edge = edge_of(&[origin.addr], "");
+    let admin = edge.running().admin_addr;
+    let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+    s.write_all(b"GET /events HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = within("the first event", s.read(&mut buf)).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("text/event-stream"));
+    // The stream stays open; shutting down ends it instead of waiting for it.
+    let stopped = tokio::task::spawn_blocking(move || {
+        edge.stop();
+    });
+    within("shutdown with an open event stream", stopped)
+        .await
+        .unwrap();
+    drop(s);
+}
