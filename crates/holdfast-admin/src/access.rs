@@ -18,6 +18,8 @@ pub const COOKIE: &str = "holdfast_admin";
 #[derive(Clone, Default)]
 pub struct Access {
     token: Option<Arc<str>>,
+    /// TLS on the listener (and client certificates, when it asks for them).
+    pub(crate) tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl std::fmt::Debug for Access {
@@ -42,7 +44,16 @@ pub enum TokenError {
 impl Access {
     /// No authentication: anyone who reaches the address may use it.
     pub fn open() -> Self {
-        Access { token: None }
+        Access {
+            token: None,
+            tls: None,
+        }
+    }
+
+    /// Serve over TLS with `config` (from `tls::server_config`).
+    pub fn with_tls(mut self, config: Arc<tokio_rustls::rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
     }
 
     /// Require `token` (the token file's content, trimmed).
@@ -59,6 +70,7 @@ impl Access {
         }
         Ok(Access {
             token: Some(Arc::from(token)),
+            tls: None,
         })
     }
 

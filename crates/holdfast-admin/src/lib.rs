@@ -10,6 +10,8 @@ mod access;
 mod page;
 pub mod public;
 mod server;
+mod tls;
 
 pub use access::{Access, TokenError};
 pub use server::{start, AdminHandle, Backend, ModuleSwitch, PurgeRequest, ReloadOutcome};
+pub use tls::{server_config as tls_server_config, AdminTlsError};

@@ -138,12 +138,18 @@ pub fn start(
                 };
                 // Open event streams end when shutdown begins, so they never hold it up.
                 let (closing, closed) = tokio::sync::watch::channel(false);
+                let tls = access.tls.clone();
                 let app = router(backend, access).layer(axum::Extension(Closing(closed)));
+                let stopping = async move {
+                    let _ = stopped.await;
+                    let _ = closing.send(true);
+                };
+                if let Some(config) = tls {
+                    crate::tls::serve(listener, config, app, stopping).await;
+                    return;
+                }
                 let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.await;
-                        let _ = closing.send(true);
-                    })
+                    .with_graceful_shutdown(stopping)
                     .await;
                 if let Err(e) = served {
                     tracing::error!(error = %e, "admin server stopped");

@@ -59,6 +59,17 @@ pub struct Component {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AdminAuth {
     pub token_file: Option<PathBuf>,
+    /// TLS on the admin listener (`[admin] tls_cert`, `tls_key`, `client_ca`).
+    pub tls: Option<AdminTls>,
+}
+
+/// The admin listener's TLS: its certificate and key, and the CA whose client certificates
+/// alone may connect (none: any client may, as over plain HTTP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 /// `[challenge]`: the challenge served by the edge itself.

@@ -231,6 +231,11 @@ pub struct AdminSpec {
     pub listen: String,
     /// A file holding the admin bearer token; unset: no authentication.
     pub token_file: Option<String>,
+    /// TLS on the admin listener: certificate chain and key (PEM).
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    /// CA (PEM) whose client certificates alone may connect; needs `tls_cert` and `tls_key`.
+    pub client_ca: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

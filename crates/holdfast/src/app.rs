@@ -26,18 +26,44 @@ impl StartError {
 
 /// The admin plane's authentication: the token file's content, read once at start.
 fn admin_access(auth: &holdfast_config::AdminAuth) -> Result<holdfast_admin::Access, StartError> {
-    let Some(file) = &auth.token_file else {
-        return Ok(holdfast_admin::Access::open());
+    let access = match &auth.token_file {
+        None => holdfast_admin::Access::open(),
+        Some(file) => {
+            let read = holdfast_artifact::read_bounded_text(file, 4096).map_err(|e| {
+                StartError::Config(vec![format!(
+                    "admin.token_file: {}: {e} (check the path and permissions)",
+                    file.display()
+                )])
+            })?;
+            holdfast_admin::Access::token(&read.content).map_err(|e| {
+                StartError::Config(vec![format!("admin.token_file: {}: {e}", file.display())])
+            })?
+        }
     };
-    let what = || format!("admin.token_file: {}", file.display());
-    let read = holdfast_artifact::read_bounded_text(file, 4096).map_err(|e| {
-        StartError::Config(vec![format!(
-            "{}: {e} (check the path and permissions)",
-            what()
-        )])
-    })?;
-    holdfast_admin::Access::token(&read.content)
-        .map_err(|e| StartError::Config(vec![format!("{}: {e}", what())]))
+    let Some(tls) = &auth.tls else {
+        return Ok(access);
+    };
+    const PEM_MAX: u64 = 1 << 20;
+    let cert = read_admin_file("admin.tls_cert", &tls.cert, PEM_MAX)?;
+    let key = read_admin_file("admin.tls_key", &tls.key, PEM_MAX)?;
+    let ca = match &tls.client_ca {
+        Some(ca) => Some(read_admin_file("admin.client_ca", ca, PEM_MAX)?),
+        None => None,
+    };
+    let config = holdfast_admin::tls_server_config(&cert, &key, ca.as_deref())
+        .map_err(|e| StartError::Config(vec![format!("{e} (check the PEM files)")]))?;
+    Ok(access.with_tls(config))
+}
+
+fn read_admin_file(key: &str, file: &std::path::Path, max: u64) -> Result<Vec<u8>, StartError> {
+    holdfast_artifact::read_bounded(file, max)
+        .map(|r| r.content)
+        .map_err(|e| {
+            StartError::Config(vec![format!(
+                "{key}: {}: {e} (check the path and permissions)",
+                file.display()
+            )])
+        })
 }
 
 /// A running edge: data listeners, admin plane and the reload controller.

@@ -456,7 +456,55 @@ fn admin_auth(spec: Option<&AdminSpec>, base_dir: &Path, errs: &mut Errors) -> A
         }
         Some(base_dir.join(f))
     });
-    AdminAuth { token_file }
+    let path = |key: &str, v: Option<&String>, errs: &mut Errors| {
+        let v = v?;
+        if v.is_empty() {
+            errs.add(
+                format!("admin.{key}"),
+                "empty path",
+                "name a PEM file, or leave the key out",
+            );
+            return None;
+        }
+        Some(base_dir.join(v))
+    };
+    let cert = path("tls_cert", spec.and_then(|a| a.tls_cert.as_ref()), errs);
+    let key = path("tls_key", spec.and_then(|a| a.tls_key.as_ref()), errs);
+    let client_ca = path("client_ca", spec.and_then(|a| a.client_ca.as_ref()), errs);
+    let tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(AdminTls {
+            cert,
+            key,
+            client_ca,
+        }),
+        (None, None) => {
+            if client_ca.is_some() {
+                errs.add(
+                    "admin.client_ca",
+                    "client certificates need TLS on the admin listener",
+                    "set admin.tls_cert and admin.tls_key too",
+                );
+            }
+            None
+        }
+        (Some(_), None) => {
+            errs.add(
+                "admin.tls_key",
+                "missing: admin.tls_cert is set",
+                "set both, or neither",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            errs.add(
+                "admin.tls_cert",
+                "missing: admin.tls_key is set",
+                "set both, or neither",
+            );
+            None
+        }
+    };
+    AdminAuth { token_file, tls }
 }
 
 fn admin_listen(spec: Option<&AdminSpec>, errs: &mut Errors) -> Option<SocketAddr> {

@@ -246,3 +246,96 @@ async fn an_open_event_stream_does_not_hold_up_shutdown() {
         .unwrap();
     drop(s);
 }
+
+/// `GET /status` over TLS to the admin plane, trusting `ca`, presenting `client` if given;
+/// the status line, or why the connection failed.
+async fn tls_status(
+    admin: SocketAddr,
+    ca: &TestCa,
+    client: Option<&Leaf>,
+) -> Result<String, String> {
+    use tokio_rustls::rustls::{self, pki_types::pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der.clone()).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let config = match client {
+        Some(leaf) => builder
+            .with_client_auth_cert(
+                vec![
+                    rustls::pki_types::CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes())
+                        .unwrap(),
+                ],
+                rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("admin.test").unwrap();
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    tls.write_all(b"GET /status HTTP/1.1\r\nhost: admin.test\r\nconnection: close\r\n\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    // TLS 1.3: a refused client certificate shows on the first read.
+    tls.read_to_end(&mut out).await.map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    Ok(text.lines().next().unwrap_or("").to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_client_ca_only_its_clients_reach_the_admin_plane() {
+    let origin = Origin::text("page").await;
+    let ca = TestCa::new("admin CA");
+    let other = TestCa::new("someone else");
+    let server = ca.leaf(&["admin.test"]);
+    let rest = format!(
+        "tls_cert = \"admin.pem\"\ntls_key = \"admin.key\"\nclient_ca = \"ca.pem\"\n{APP_POOL}"
+    );
+    let ca_pem = ca.pem.clone();
+    let edge = Edge::start_in_dir(
+        &edge_config(1, &rest),
+        &app_vars(&server_list(&[origin.addr]), "", ""),
+        |dir| {
+            server.write(dir, "admin");
+            std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
+        },
+    );
+    let admin = edge.running().admin_addr;
+    let ok = tls_status(admin, &ca, Some(&ca.client("operator"))).await;
+    assert_eq!(ok.as_deref(), Ok("HTTP/1.1 200 OK"), "{ok:?}");
+    let none = tls_status(admin, &ca, None).await;
+    assert!(none.is_err(), "no client certificate: {none:?}");
+    let stranger = tls_status(admin, &ca, Some(&other.client("stranger"))).await;
+    assert!(
+        stranger.is_err(),
+        "a certificate of another CA: {stranger:?}"
+    );
+    // Plain HTTP gets nothing either.
+    let plain = raw(admin, b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
+}
+
+#[test]
+fn a_client_ca_without_tls_is_refused_with_its_key() {
+    let text = render(
+        &edge_config(1, &format!("client_ca = \"ca.pem\"\n{APP_POOL}")),
+        &app_vars("\"127.0.0.1:9\"", "", ""),
+    );
+    let errors = holdfast_config::parse(&text, std::path::Path::new(".")).unwrap_err();
+    let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert!(
+        all.iter()
+            .any(|e| e.contains("admin.client_ca") && e.contains("tls_cert")),
+        "{all:?}"
+    );
+}
