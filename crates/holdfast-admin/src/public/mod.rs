@@ -126,15 +126,17 @@ pub fn start(
                     .route("/index.html", get(index))
                     .route("/status.json", get(status_json))
                     .with_state(inner);
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.await;
-                    })
-                    .await;
-                exporting.abort();
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "status page server stopped");
+                // At shutdown the page stops at once: an open or half-open browser connection
+                // must never hold up the edge's shutdown.
+                tokio::select! {
+                    served = axum::serve(listener, app) => {
+                        if let Err(e) = served {
+                            tracing::error!(error = %e, "status page server stopped");
+                        }
+                    }
+                    _ = stopped => {}
                 }
+                exporting.abort();
             });
         })?;
     Ok(StatusPageHandle {
