@@ -1,5 +1,6 @@
 //! The axum router and the thread it runs on.
 
+use crate::access::{self, Access};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -43,6 +44,16 @@ pub trait Backend: Send + Sync + 'static {
     fn dns_override(&self, target: &str, action: &str) -> Result<serde_json::Value, (u16, String)> {
         let _ = (target, action);
         Err((404, "no DNS server here".into()))
+    }
+    /// `POST /incidents` (`id` None: open one) or `POST /incidents/ID` (an update) for the
+    /// public status page. The default (no status page): 404.
+    fn incident(
+        &self,
+        id: Option<u64>,
+        post: crate::public::incidents::IncidentPost,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let _ = (id, post);
+        Err((404, "no [status_page] configured here".into()))
     }
 }
 
@@ -100,8 +111,13 @@ impl AdminHandle {
     }
 }
 
-/// Bind `listen` now (so a busy port is reported at start) and serve on a new thread.
-pub fn start(listen: SocketAddr, backend: Arc<dyn Backend>) -> std::io::Result<AdminHandle> {
+/// Bind `listen` now (so a busy port is reported at start) and serve on a new thread; every
+/// route but the open ones (see `access`) needs what `access` asks for.
+pub fn start(
+    listen: SocketAddr,
+    backend: Arc<dyn Backend>,
+    access: Access,
+) -> std::io::Result<AdminHandle> {
     let listener = std::net::TcpListener::bind(listen)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -120,11 +136,20 @@ pub fn start(listen: SocketAddr, backend: Arc<dyn Backend>) -> std::io::Result<A
                         return;
                     }
                 };
-                let app = router(backend);
+                // Open event streams end when shutdown begins, so they never hold it up.
+                let (closing, closed) = tokio::sync::watch::channel(false);
+                let tls = access.tls.clone();
+                let app = router(backend, access).layer(axum::Extension(Closing(closed)));
+                let stopping = async move {
+                    let _ = stopped.await;
+                    let _ = closing.send(true);
+                };
+                if let Some(config) = tls {
+                    crate::tls::serve(listener, config, app, stopping).await;
+                    return;
+                }
                 let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.await;
-                    })
+                    .with_graceful_shutdown(stopping)
                     .await;
                 if let Err(e) = served {
                     tracing::error!(error = %e, "admin server stopped");
@@ -140,9 +165,13 @@ pub fn start(listen: SocketAddr, backend: Arc<dyn Backend>) -> std::io::Result<A
 
 type Shared = Arc<dyn Backend>;
 
-fn router(backend: Shared) -> Router {
+fn router(backend: Shared, access: Access) -> Router {
+    let login = Router::new()
+        .route("/login", get(access::login_form).post(access::login))
+        .with_state(access.clone());
     Router::new()
         .route("/", get(index))
+        .route("/events", get(events))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
@@ -152,19 +181,59 @@ fn router(backend: Shared) -> Router {
         .route("/cache/purge", post(purge_cache))
         .route("/dns/peer", get(dns_peer))
         .route("/dns/targets/{target}/{action}", post(dns_override))
+        .route("/incidents", post(open_incident))
+        .route("/incidents/{id}", post(update_incident))
         .with_state(backend)
+        .merge(login)
+        .layer(axum::middleware::from_fn_with_state(access, access::check))
 }
 
-async fn index() -> Html<&'static str> {
-    Html(
-        "<!doctype html><title>Holdfast admin</title><h1>Holdfast admin</h1><ul>\
-         <li><a href=\"/status\">/status</a> (JSON)</li><li><a href=\"/metrics\">/metrics</a></li>\
-         <li><a href=\"/health\">/health</a></li><li>POST /reload</li>\
-         <li>POST /modules/NAME/disable, /enable, /clear</li>\
-         <li>POST /artifacts/NAME/force</li>\
-         <li>POST /cache/purge?url=HOST/PATH | prefix=… | tag=… | all=true [&amp;soft=true]</li>\
-         <li>GET /dns/peer (bearer token)</li><li>POST /dns/targets/IP/up, /down, /drain, /clear</li></ul>",
-    )
+/// `GET /`: the operator page, rendered from the `/status` document.
+async fn index(State(b): State<Shared>) -> Response {
+    let page = crate::page::page(&b.status());
+    let mut resp = Html(page).into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+/// How often `GET /events` sends the page's `<main>` again.
+const EVENT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `GET /events`: Server-Sent Events, one `page` event (the operator page's `<main>`
+/// content) at once and then whenever it changes, checked every `EVENT_INTERVAL`.
+/// Set when the admin plane begins to shut down.
+#[derive(Clone)]
+struct Closing(tokio::sync::watch::Receiver<bool>);
+
+async fn events(
+    State(b): State<Shared>,
+    axum::Extension(Closing(mut closing)): axum::Extension<Closing>,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt;
+    let stream = futures_util::stream::unfold((b, None::<String>), |(b, last)| async move {
+        loop {
+            if last.is_some() {
+                tokio::time::sleep(EVENT_INTERVAL).await;
+            }
+            let live = crate::page::live(&b.status()).into_string();
+            // An SSE data line may not hold a carriage return; the page needs none.
+            let live = live.replace('\r', "");
+            if last.as_deref() != Some(live.as_str()) {
+                let event = Event::default().event("page").data(live.clone());
+                return Some((Ok::<_, std::convert::Infallible>(event), (b, Some(live))));
+            }
+        }
+    });
+    let ended = async move {
+        let _ = closing.wait_for(|c| *c).await;
+    };
+    Sse::new(stream.take_until(ended))
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 async fn health(State(b): State<Shared>) -> Response {
@@ -255,6 +324,22 @@ async fn dns_override(
 ) -> Response {
     // Persisting the override writes a file: off the admin runtime.
     blocking_json(move || b.dns_override(&target, &action)).await
+}
+
+async fn open_incident(
+    State(b): State<Shared>,
+    Json(post): Json<crate::public::incidents::IncidentPost>,
+) -> Response {
+    // Saving the incidents writes a file: off the admin runtime.
+    blocking_json(move || b.incident(None, post)).await
+}
+
+async fn update_incident(
+    State(b): State<Shared>,
+    axum::extract::Path(id): axum::extract::Path<u64>,
+    Json(post): Json<crate::public::incidents::IncidentPost>,
+) -> Response {
+    blocking_json(move || b.incident(Some(id), post)).await
 }
 
 async fn blocking_json(

@@ -8,6 +8,7 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 #[derive(Debug, Clone)]
 pub struct ArtifactMetrics {
     version: IntGaugeVec,
+    on_lkg: IntGaugeVec,
     loads: IntCounterVec,
     rejected: IntCounterVec,
 }
@@ -75,6 +76,14 @@ impl ArtifactMetrics {
             ),
             &["artifact"],
         )?;
+        let on_lkg = IntGaugeVec::new(
+            Opts::new(
+                "holdfast_artifact_on_lkg",
+                "1 while the active artifact is the last-known-good copy from state_dir (the file \
+                 was rejected or missing at start), 0 while it comes from the file.",
+            ),
+            &["artifact"],
+        )?;
         let loads = IntCounterVec::new(
             Opts::new(
                 "holdfast_artifact_loads_total",
@@ -90,10 +99,12 @@ impl ArtifactMetrics {
             &["artifact", "reason"],
         )?;
         registry.register(Box::new(version.clone()))?;
+        registry.register(Box::new(on_lkg.clone()))?;
         registry.register(Box::new(loads.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         Ok(ArtifactMetrics {
             version,
+            on_lkg,
             loads,
             rejected,
         })
@@ -102,6 +113,7 @@ impl ArtifactMetrics {
     /// Create every series of `artifact` at 0.
     pub(crate) fn init(&self, artifact: &str) {
         self.version.with_label_values(&[artifact]);
+        self.on_lkg.with_label_values(&[artifact]);
         for r in [
             LoadResult::Applied,
             LoadResult::Unchanged,
@@ -118,6 +130,18 @@ impl ArtifactMetrics {
         self.version
             .with_label_values(&[artifact])
             .set(i64::try_from(version).unwrap_or(i64::MAX));
+    }
+
+    /// Whether the active value is the last-known-good copy.
+    pub(crate) fn set_on_lkg(&self, artifact: &str, on_lkg: bool) {
+        self.on_lkg
+            .with_label_values(&[artifact])
+            .set(i64::from(on_lkg));
+    }
+
+    /// `holdfast_artifact_on_lkg{artifact}` as exported.
+    pub fn on_lkg(&self, artifact: &str) -> i64 {
+        self.on_lkg.with_label_values(&[artifact]).get()
     }
 
     pub(crate) fn load(&self, artifact: &str, result: LoadResult) {

@@ -331,6 +331,7 @@ impl<K: ArtifactKind> Artifact<K> {
         })));
         self.applied.fetch_add(1, Ordering::Relaxed);
         self.metrics.set_version(&self.label, version);
+        self.metrics.set_on_lkg(&self.label, false);
         self.metrics.load(&self.label, LoadResult::Applied);
         tracing::info!(
             artifact = %self.label,
@@ -417,6 +418,7 @@ impl<K: ArtifactKind> Artifact<K> {
             source: SourceKind::Lkg,
         })));
         self.metrics.set_version(&self.label, version);
+        self.metrics.set_on_lkg(&self.label, true);
     }
 
     /// The file was rejected at start: say loudly what runs instead (the LKG, or nothing).

@@ -28,6 +28,50 @@ pub struct Config {
     pub challenge: Challenge,
     /// `[fleet]`: set when this instance's configuration comes from a fleet (etcd).
     pub fleet: Option<Fleet>,
+    /// `[admin] token_file`: who may use the admin plane (open when unset).
+    pub admin_auth: AdminAuth,
+    /// `[status_page]`: the public status page; `None` when not configured.
+    pub status_page: Option<StatusPage>,
+}
+
+/// `[status_page]`: a public page of components and incidents, on its own listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusPage {
+    pub listen: SocketAddr,
+    pub title: String,
+    /// Where `index.html` and `status.json` are written after every change.
+    pub export_dir: Option<PathBuf>,
+    /// An `http://` URL (ending in `/`) the snapshot is `PUT` to (`index.html`, `status.json`).
+    pub export_put: Option<String>,
+    pub components: Vec<Component>,
+}
+
+/// A component of the status page and what its state is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Component {
+    pub name: String,
+    pub routes: Vec<String>,
+    pub pools: Vec<String>,
+    /// Steered names, lower case with the final dot (as `/status` shows them).
+    pub dns: Vec<String>,
+}
+
+/// Authentication of the admin plane. The file is read by the binary at start (this crate
+/// does no I/O); its content, trimmed, is the bearer token.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AdminAuth {
+    pub token_file: Option<PathBuf>,
+    /// TLS on the admin listener (`[admin] tls_cert`, `tls_key`, `client_ca`).
+    pub tls: Option<AdminTls>,
+}
+
+/// The admin listener's TLS: its certificate and key, and the CA whose client certificates
+/// alone may connect (none: any client may, as over plain HTTP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 /// `[fleet]`: where the fleet's state lives and who this instance is in it.

@@ -28,12 +28,13 @@ mod units;
 mod validate;
 
 pub use config::{
-    AccessLog, Admin, Balance, BotModule, Breaker, CacheConfig, CacheDisk, CacheKey, Challenge,
-    CheckKind, ClientIpHeader, Config, Dns, DnsZone, Edge, FailPolicy, Fallback, Fleet,
-    FleetRollout, HashKey, HeaderOps, HealthCheck, HostMatch, IpList, Limit, LimitKey, LimitScope,
-    Limits, Modules, NamedFile, Outlier, Overload, Pool, QueryKey, Redis, RetryOn, RetryPolicy,
-    Route, Rule, RuleAction, RuleFields, RuleHeader, RuleList, RuleMode, ServerAddr, SteerPolicy,
-    Steered, Timeouts, TlsCert, UpstreamTls, WhenAllDown, MAX_FALLBACK_BYTES,
+    AccessLog, Admin, AdminAuth, AdminTls, Balance, BotModule, Breaker, CacheConfig, CacheDisk,
+    CacheKey, Challenge, CheckKind, ClientIpHeader, Component, Config, Dns, DnsZone, Edge,
+    FailPolicy, Fallback, Fleet, FleetRollout, HashKey, HeaderOps, HealthCheck, HostMatch, IpList,
+    Limit, LimitKey, LimitScope, Limits, Modules, NamedFile, Outlier, Overload, Pool, QueryKey,
+    Redis, RetryOn, RetryPolicy, Route, Rule, RuleAction, RuleFields, RuleHeader, RuleList,
+    RuleMode, ServerAddr, StatusPage, SteerPolicy, Steered, Timeouts, TlsCert, UpstreamTls,
+    WhenAllDown, MAX_FALLBACK_BYTES,
 };
 pub use error::ConfigError;
 pub use fleet_split::{

@@ -32,6 +32,7 @@ pub struct Spec {
     pub challenge: Option<ChallengeSpec>,
     pub dns: Option<DnsSpec>,
     pub fleet: Option<FleetSpec>,
+    pub status_page: Option<StatusPageSpec>,
 }
 
 /// `[fleet]`: this instance belongs to a fleet whose versions come from etcd.
@@ -259,6 +260,13 @@ pub struct TlsCertSpec {
 #[derive(Debug, Deserialize)]
 pub struct AdminSpec {
     pub listen: String,
+    /// A file holding the admin bearer token; unset: no authentication.
+    pub token_file: Option<String>,
+    /// TLS on the admin listener: certificate chain and key (PEM).
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    /// CA (PEM) whose client certificates alone may connect; needs `tls_cert` and `tls_key`.
+    pub client_ca: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -500,4 +508,27 @@ impl<'de> Deserialize<'de> for ServerSpec {
         }
         d.deserialize_any(Visitor)
     }
+}
+
+/// `[status_page]`: the public status page.
+#[derive(Debug, Deserialize)]
+pub struct StatusPageSpec {
+    pub listen: String,
+    pub title: Option<String>,
+    pub export_dir: Option<String>,
+    pub export_put: Option<String>,
+    #[serde(default)]
+    pub components: Vec<ComponentSpec>,
+}
+
+/// `[[status_page.components]]`.
+#[derive(Debug, Deserialize)]
+pub struct ComponentSpec {
+    pub name: String,
+    #[serde(default)]
+    pub routes: Vec<String>,
+    #[serde(default)]
+    pub pools: Vec<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
 }

@@ -252,6 +252,7 @@ impl DnsHandle {
                 ))
             }
         };
+        self.check_target(ip, force.is_none())?;
         let saved = self.inner.overrides.set(ip, force);
         tracing::warn!(target = %ip, action, "dns: operator override");
         Ok(serde_json::json!({
@@ -260,6 +261,37 @@ impl DnsHandle {
             "overrides": self.inner.overrides.snapshot(),
             "warning": saved.err(),
         }))
+    }
+
+    /// An override must name a target of a steered name (as `/status` lists them); `clear`
+    /// may also remove an override kept from an earlier configuration.
+    fn check_target(&self, ip: std::net::IpAddr, clearing: bool) -> Result<(), (u16, String)> {
+        let status = holdfast_common::lock(&self.inner.status);
+        if status.is_empty() {
+            return Err((
+                503,
+                "steering has not run yet (it starts with the server): retry in a second".into(),
+            ));
+        }
+        let mut targets: Vec<String> = status
+            .iter()
+            .flat_map(|n| n.targets.iter().map(|t| t.ip.to_string()))
+            .collect();
+        drop(status);
+        if targets.contains(&ip.to_string())
+            || (clearing && self.inner.overrides.snapshot().contains_key(&ip))
+        {
+            return Ok(());
+        }
+        targets.sort();
+        targets.dedup();
+        Err((
+            404,
+            format!(
+                "{ip} is not a target of any steered name (targets: {}); use one of those addresses",
+                targets.join(", ")
+            ),
+        ))
     }
 
     /// `GET /dns/peer`: this instance's own checks of the steered targets, for a peer that

@@ -98,6 +98,8 @@ pub struct Steerer {
     last_shrink: Option<Instant>,
     /// Every target was down at the last tick.
     all_down: bool,
+    /// An answer was published: the next tick may change it (the first publish is no change).
+    published: bool,
     pub targets: Vec<TargetStatus>,
 }
 
@@ -108,7 +110,8 @@ pub struct Decision {
     pub prevented_empty: bool,
     /// ... and was not at the previous tick: count it once per outage.
     pub prevented_started: bool,
-    /// The answer set changed since the previous tick.
+    /// The answer set changed since the previous tick (never on the first tick: publishing
+    /// the first answer at start is not a change).
     pub changed: bool,
 }
 
@@ -122,6 +125,7 @@ impl Steerer {
             last_healthy: Vec::new(),
             last_shrink: None,
             all_down: false,
+            published: false,
             targets: Vec::new(),
         }
     }
@@ -178,7 +182,8 @@ impl Steerer {
         }
         let prevented_started = prevented_empty && !self.all_down;
         self.all_down = prevented_empty;
-        let changed = wanted != self.current;
+        let changed = self.published && wanted != self.current;
+        self.published = true;
         self.current = wanted;
         let ttl = if failover || prevented_empty {
             self.config.failover_ttl
@@ -493,6 +498,9 @@ mod tests {
         let d = s.tick(&f, &BTreeMap::new(), t0);
         assert_eq!(d.answer.ips, [ip("127.0.0.2")]);
         assert_eq!(d.answer.ttl, 30);
+        assert!(!d.changed, "the first publish is not a change");
+        let d = s.tick(&f, &BTreeMap::new(), t0);
+        assert!(!d.changed, "the same answer again");
         set(&f, "primary", "127.0.0.2", true);
         let d = s.tick(&f, &BTreeMap::new(), t0 + Duration::from_secs(1));
         assert_eq!(d.answer.ips, [ip("127.0.0.3")]);

@@ -9,7 +9,9 @@
 //! checks the rollback completes: every live instance back on the previous version. Replay a
 //! seed with `SIM_SEED=N cargo test -p holdfast-fleet --lib rollout_sim`.
 
-use crate::record::{Counters, InstanceReport, Intent, Rejection, RolloutRecord, RolloutState};
+use crate::record::{
+    HealthCounters, InstanceReport, Intent, RolloutRecord, RolloutState, VersionRejection,
+};
 use crate::rollout::{advance, tests::record, Targets};
 use holdfast_sim::{run_seeds, Failure, Rng, Sim};
 use std::collections::BTreeMap;
@@ -42,7 +44,7 @@ struct Instance {
     group: Option<String>,
     alive: bool,
     version: u64,
-    counters: Counters,
+    counters: HealthCounters,
     rejects: bool,
 }
 
@@ -69,7 +71,7 @@ impl Run {
                 group: (i == 0 || rng.chance(10)).then(|| "canary".to_owned()),
                 alive: true,
                 version: 1,
-                counters: Counters::default(),
+                counters: HealthCounters::default(),
                 rejects: rng.chance(3),
             })
             .collect();
@@ -118,10 +120,12 @@ impl Run {
             .iter()
             .filter(|i| i.alive)
             .map(|i| {
-                let rejected = (i.rejects && i.version == self.record.version).then(|| Rejection {
-                    version: self.record.version,
-                    errors: vec!["refused".to_owned()],
-                });
+                let rejected =
+                    (i.rejects && i.version == self.record.version).then(|| VersionRejection {
+                        version: self.record.version,
+                        errors: vec!["refused".to_owned()],
+                        rollout: Some(self.record.started_ms),
+                    });
                 (
                     i.id.clone(),
                     InstanceReport {
@@ -175,7 +179,7 @@ impl Run {
                     inst.alive = alive;
                     if alive {
                         // A restart starts its counters again.
-                        inst.counters = Counters::default();
+                        inst.counters = HealthCounters::default();
                     }
                 }
             }

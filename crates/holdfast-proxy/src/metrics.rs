@@ -5,6 +5,10 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
+/// Every word a server's state can be (`state::server_state`), the label values of
+/// `holdfast_upstream_server_state`.
+pub(crate) const SERVER_STATES: [&str; 5] = ["up", "unknown", "failing", "ejected", "down"];
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
@@ -20,6 +24,7 @@ pub struct Metrics {
     upstream_errors: IntCounterVec,
     ejections: IntCounterVec,
     healthy: prometheus::IntGaugeVec,
+    server_state: prometheus::IntGaugeVec,
     retries: IntCounterVec,
     retry_budget_exhausted: IntCounterVec,
     overload_rejected: IntCounterVec,
@@ -143,6 +148,14 @@ impl Metrics {
                 ),
                 &["pool", "server"],
             )?,
+            server_state: prometheus::IntGaugeVec::new(
+                Opts::new(
+                    "holdfast_upstream_server_state",
+                    "1 for the state the data path holds a server in (up, unknown, failing, \
+                     ejected, down; the word /status shows), 0 for the others (as of the scrape).",
+                ),
+                &["pool", "server", "state"],
+            )?,
             retries: IntCounterVec::new(
                 Opts::new(
                     "holdfast_upstream_retries_total",
@@ -206,6 +219,7 @@ impl Metrics {
         registry.register(Box::new(m.upstream_errors.clone()))?;
         registry.register(Box::new(m.ejections.clone()))?;
         registry.register(Box::new(m.healthy.clone()))?;
+        registry.register(Box::new(m.server_state.clone()))?;
         registry.register(Box::new(m.retries.clone()))?;
         registry.register(Box::new(m.retry_budget_exhausted.clone()))?;
         registry.register(Box::new(m.overload_rejected.clone()))?;
@@ -249,6 +263,15 @@ impl Metrics {
                 .with_label_values(&[pool, server, "protocol"]),
             ejections: self.ejections.with_label_values(&[pool, server]),
             healthy: self.healthy.with_label_values(&[pool, server]),
+        }
+    }
+
+    /// Set `holdfast_upstream_server_state`: 1 for `state`, 0 for the other words.
+    pub(crate) fn set_server_state(&self, pool: &str, server: &str, state: &str) {
+        for word in SERVER_STATES {
+            self.server_state
+                .with_label_values(&[pool, server, word])
+                .set(i64::from(word == state));
         }
     }
 

@@ -108,8 +108,11 @@ pub struct PoolStatus {
 pub struct ServerStatus {
     pub address: String,
     pub resolved: String,
-    /// `unknown` (no verdict from active checks yet: counts as healthy), `up`, `down`
-    /// (active checks), or `ejected` (outlier detection) until `ejected_until`.
+    /// What the data path believes, worst first: `ejected` (outlier detection) until
+    /// `ejected_until`, `down` (active checks), `failing` (tripped by consecutive passive
+    /// failures, not ejected: see `last_error`), `unknown` (no check verdict yet, or no
+    /// checks and no traffic yet: counts as healthy), `up`. The same word as the
+    /// `holdfast_upstream_server_state` gauge.
     pub health: &'static str,
     /// When the current health began (RFC 3339).
     pub since: String,
@@ -312,6 +315,9 @@ impl State {
         for pool in self.pools.iter() {
             for server in pool.servers.iter() {
                 server.refresh_gauge();
+                let (word, _) = server_state(server, pool.health.is_some());
+                self.metrics
+                    .set_server_state(&pool.name, &server.label, word);
             }
         }
     }
@@ -334,10 +340,22 @@ impl From<&Arc<State>> for CheckTargets {
     }
 }
 
+/// The server's state word and since when its underlying verdict holds: the checks' and
+/// ejection's view (`health_view`), refined by what passive detection knows.
+fn server_state(s: &Server, checked: bool) -> (&'static str, std::time::SystemTime) {
+    let (view, since) = s.health_view(checked);
+    let word = match view {
+        "up" | "unknown" if s.is_tripped() => "failing",
+        "up" if !checked && s.requests() == 0 && s.failures() == 0 => "unknown",
+        other => other,
+    };
+    (word, since)
+}
+
 fn server_status(s: &Server, checked: bool) -> ServerStatus {
     let last = s.last_error();
     let ejected_until = s.ejected_until();
-    let (health, since) = s.health_view(checked);
+    let (health, since) = server_state(s, checked);
     ServerStatus {
         address: s.label.to_string(),
         resolved: s.addr.to_string(),

@@ -26,6 +26,48 @@ impl StartError {
     }
 }
 
+/// The admin plane's authentication: the token file's content, read once at start.
+fn admin_access(auth: &holdfast_config::AdminAuth) -> Result<holdfast_admin::Access, StartError> {
+    let access = match &auth.token_file {
+        None => holdfast_admin::Access::open(),
+        Some(file) => {
+            let read = holdfast_artifact::read_bounded_text(file, 4096).map_err(|e| {
+                StartError::Config(vec![format!(
+                    "admin.token_file: {}: {e} (check the path and permissions)",
+                    file.display()
+                )])
+            })?;
+            holdfast_admin::Access::token(&read.content).map_err(|e| {
+                StartError::Config(vec![format!("admin.token_file: {}: {e}", file.display())])
+            })?
+        }
+    };
+    let Some(tls) = &auth.tls else {
+        return Ok(access);
+    };
+    const PEM_MAX: u64 = 1 << 20;
+    let cert = read_admin_file("admin.tls_cert", &tls.cert, PEM_MAX)?;
+    let key = read_admin_file("admin.tls_key", &tls.key, PEM_MAX)?;
+    let ca = match &tls.client_ca {
+        Some(ca) => Some(read_admin_file("admin.client_ca", ca, PEM_MAX)?),
+        None => None,
+    };
+    let config = holdfast_admin::tls_server_config(&cert, &key, ca.as_deref())
+        .map_err(|e| StartError::Config(vec![format!("{e} (check the PEM files)")]))?;
+    Ok(access.with_tls(config))
+}
+
+fn read_admin_file(key: &str, file: &std::path::Path, max: u64) -> Result<Vec<u8>, StartError> {
+    holdfast_artifact::read_bounded(file, max)
+        .map(|r| r.content)
+        .map_err(|e| {
+            StartError::Config(vec![format!(
+                "{key}: {}: {e} (check the path and permissions)",
+                file.display()
+            )])
+        })
+}
+
 /// A running edge: data listeners, admin plane and the reload controller.
 pub struct Running {
     pub http_addrs: Vec<SocketAddr>,
@@ -33,6 +75,8 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// The DNS server's address (UDP and TCP), when `[dns]` is configured.
     pub dns_addr: Option<SocketAddr>,
+    /// The public status page's address, when `[status_page]` is configured.
+    pub status_page_addr: Option<SocketAddr>,
     controller: Arc<Controller>,
     edge: EdgeHandle,
     admin: AdminHandle,
@@ -66,7 +110,16 @@ impl Running {
         };
         let edge = holdfast_proxy::start(&listeners, Arc::clone(&controller.states))
             .map_err(|e| StartError::Io("edge.listen: cannot listen".into(), e))?;
-        let admin = match holdfast_admin::start(config.admin.listen, controller.clone()) {
+        let access = match admin_access(&config.admin_auth) {
+            Ok(a) => a,
+            Err(e) => {
+                edge.shutdown();
+                edge.join();
+                controller.stop_checks();
+                return Err(e);
+            }
+        };
+        let admin = match holdfast_admin::start(config.admin.listen, controller.clone(), access) {
             Ok(a) => a,
             Err(e) => {
                 edge.shutdown();
@@ -84,6 +137,25 @@ impl Running {
             controller.stop_checks();
             return Err(e);
         }
+        if let Some(page) = &config.status_page {
+            let backend: Arc<dyn holdfast_admin::Backend> = controller.clone();
+            match holdfast_admin::public::start(page, config.edge.state_dir.as_deref(), backend) {
+                Ok(h) => *controller.status_page_handle() = Some(h),
+                Err(e) => {
+                    edge.shutdown();
+                    edge.join();
+                    admin.shutdown();
+                    if let Some(dns) = controller.dns_handle().take() {
+                        dns.shutdown();
+                    }
+                    controller.stop_checks();
+                    return Err(StartError::Io(
+                        format!("status_page.listen: cannot listen on {}", page.listen),
+                        e,
+                    ));
+                }
+            }
+        }
         *lock(&controller.listeners) = listeners_json(&edge.plain, &edge.tls, admin.addr);
         let fleet = match fleet_plan.map(|p| crate::fleet::Agent::start(p, Arc::clone(&controller)))
         {
@@ -99,8 +171,10 @@ impl Running {
         };
         tracing::info!(http = ?edge.plain, https = ?edge.tls, admin = %admin.addr, workers, "holdfast is serving");
         let dns_addr = controller.dns_handle().as_ref().map(|d| d.addr);
+        let status_page_addr = controller.status_page_handle().as_ref().map(|p| p.addr);
         Ok(Running {
             dns_addr,
+            status_page_addr,
             http_addrs: edge.plain.clone(),
             https_addrs: edge.tls.clone(),
             admin_addr: admin.addr,
@@ -138,6 +212,9 @@ impl Running {
         self.edge.shutdown();
         self.edge.join();
         self.admin.shutdown();
+        if let Some(page) = self.controller.status_page_handle().take() {
+            page.shutdown();
+        }
         if let Some(dns) = self.controller.dns_handle().take() {
             dns.shutdown();
         }

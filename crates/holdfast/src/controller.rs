@@ -170,6 +170,12 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     if old.admin.listen != new.admin.listen {
         changed.push(format!("admin.listen: {LISTENERS}"));
     }
+    if old.status_page != new.status_page {
+        changed.push("status_page: changed, but the status page reads its settings at start (restart Holdfast to apply this change)".into());
+    }
+    if old.admin_auth != new.admin_auth {
+        changed.push("admin.token_file: changed, but the admin plane reads it at start (restart Holdfast to apply this change)".into());
+    }
     changed.extend(dns_changes(old.dns.as_ref(), new.dns.as_ref()));
     changed
 }
@@ -351,6 +357,8 @@ pub(crate) struct Controller {
     pub(crate) dns: Mutex<Option<holdfast_dns::DnsHandle>>,
     /// `/status`'s `fleet`, kept by the fleet agent (null when not in a fleet).
     pub(crate) fleet_status: Mutex<serde_json::Value>,
+    /// The public status page, when `[status_page]` is configured (set once serving).
+    pub(crate) status_page: Mutex<Option<holdfast_admin::public::StatusPageHandle>>,
 }
 
 impl Controller {
@@ -463,6 +471,7 @@ impl Controller {
             artifact_metrics,
             dns: Mutex::new(None),
             fleet_status: Mutex::new(serde_json::Value::Null),
+            status_page: Mutex::new(None),
         })
     }
 
@@ -486,6 +495,12 @@ impl Controller {
         )?;
         *self.dns_handle() = handle;
         Ok(())
+    }
+
+    pub(crate) fn status_page_handle(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<holdfast_admin::public::StatusPageHandle>> {
+        lock(&self.status_page)
     }
 
     pub(crate) fn set_serving(&self, serving: bool) {
@@ -649,6 +664,7 @@ impl Backend for Controller {
             "pools": state.pool_status(),
             "dns": self.dns_handle().as_ref().map(|d| d.status()),
             "fleet": *lock(&self.fleet_status),
+            "status_page": self.status_page_handle().as_ref().map(|p| p.status()),
         })
     }
 
@@ -712,6 +728,18 @@ impl Backend for Controller {
             .as_ref()
             .ok_or_else(|| (404, "no [dns] configured here".to_string()))?;
         dns.set_override(target, action)
+    }
+
+    fn incident(
+        &self,
+        id: Option<u64>,
+        post: holdfast_admin::public::incidents::IncidentPost,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let page = self.status_page_handle();
+        let page = page
+            .as_ref()
+            .ok_or_else(|| (404, "no [status_page] configured here".to_string()))?;
+        page.post_incident(id, post)
     }
 
     fn registry(&self) -> &Registry {

@@ -164,3 +164,24 @@ fn the_same_file_as_the_lkg_at_start_is_taken_from_the_file() {
     assert_eq!(a.start(), LoadOutcome::Applied { version: 5 });
     assert_eq!(a.current().as_ref().unwrap().source, SourceKind::File);
 }
+
+#[test]
+fn the_on_lkg_gauge_says_when_the_last_known_good_copy_runs() {
+    let env = Env::new();
+    env.write(list(3, 4));
+    let first = env.artifact();
+    first.start();
+    assert_eq!(env.metrics.on_lkg("test-list"), 0, "from the file");
+    env.write(list(4, CAPACITY * 2));
+    let a = env.artifact();
+    a.start();
+    assert_eq!(a.current().as_ref().unwrap().source, SourceKind::Lkg);
+    assert_eq!(
+        env.metrics.on_lkg("test-list"),
+        1,
+        "on the last-known-good copy"
+    );
+    env.write(list(5, 4));
+    assert_eq!(a.reload(), LoadOutcome::Applied { version: 5 });
+    assert_eq!(env.metrics.on_lkg("test-list"), 0, "from the file again");
+}

@@ -79,6 +79,7 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
     let admin = Admin {
         listen: admin_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9901))),
     };
+    let admin_auth = admin_auth(spec.admin.as_ref(), base_dir, &mut errs);
     let mut pools = pool::pools(&spec.pools, base_dir, &mut errs);
     let routes = route::routes(&spec.routes, &spec.pools, base_dir, &mut errs);
     let modules = modules::modules(&spec.modules, base_dir, &mut errs);
@@ -104,6 +105,14 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
         base_dir,
         &mut errs,
     );
+    let status_page = status_page::status_page(
+        spec.status_page.as_ref(),
+        &spec,
+        dns.as_ref(),
+        &taken_addrs(&spec.edge, admin_listen),
+        base_dir,
+        &mut errs,
+    );
     dns::default_checks(dns.as_ref(), &mut pools);
     let fleet = fleet::fleet(
         spec.fleet.as_ref(),
@@ -125,6 +134,8 @@ pub fn validate(spec: Spec, base_dir: &Path) -> Result<Config, Vec<ConfigError>>
             rule_lists,
             dns,
             fleet,
+            admin_auth,
+            status_page,
         })
     } else {
         Err(errs.0)
@@ -439,6 +450,69 @@ impl std::fmt::Display for HostPattern<'_> {
     }
 }
 
+fn admin_auth(spec: Option<&AdminSpec>, base_dir: &Path, errs: &mut Errors) -> AdminAuth {
+    let token_file = spec.and_then(|a| a.token_file.as_deref()).and_then(|f| {
+        if f.is_empty() {
+            errs.add(
+                "admin.token_file",
+                "empty path",
+                "name a file holding the token (e.g. \"/etc/holdfast/admin.token\"), or leave it out",
+            );
+            return None;
+        }
+        Some(base_dir.join(f))
+    });
+    let path = |key: &str, v: Option<&String>, errs: &mut Errors| {
+        let v = v?;
+        if v.is_empty() {
+            errs.add(
+                format!("admin.{key}"),
+                "empty path",
+                "name a PEM file, or leave the key out",
+            );
+            return None;
+        }
+        Some(base_dir.join(v))
+    };
+    let cert = path("tls_cert", spec.and_then(|a| a.tls_cert.as_ref()), errs);
+    let key = path("tls_key", spec.and_then(|a| a.tls_key.as_ref()), errs);
+    let client_ca = path("client_ca", spec.and_then(|a| a.client_ca.as_ref()), errs);
+    let tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(AdminTls {
+            cert,
+            key,
+            client_ca,
+        }),
+        (None, None) => {
+            if client_ca.is_some() {
+                errs.add(
+                    "admin.client_ca",
+                    "client certificates need TLS on the admin listener",
+                    "set admin.tls_cert and admin.tls_key too",
+                );
+            }
+            None
+        }
+        (Some(_), None) => {
+            errs.add(
+                "admin.tls_key",
+                "missing: admin.tls_cert is set",
+                "set both, or neither",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            errs.add(
+                "admin.tls_cert",
+                "missing: admin.tls_key is set",
+                "set both, or neither",
+            );
+            None
+        }
+    };
+    AdminAuth { token_file, tls }
+}
+
 fn admin_listen(spec: Option<&AdminSpec>, errs: &mut Errors) -> Option<SocketAddr> {
     let text = spec.map_or(DEFAULT_ADMIN_LISTEN, |a| a.listen.as_str());
     listen_addr("admin.listen", text, errs)
@@ -501,6 +575,7 @@ mod fleet;
 mod ip_lists;
 mod limits;
 mod rules;
+mod status_page;
 pub use rules::{check_rule_expr, rule_list_entries};
 mod modules;
 mod pool;

@@ -206,3 +206,46 @@ fn a_provider_pool_is_answered_as_a_cname_for_every_type() {
         Some("edge.cdn-b.example.")
     );
 }
+
+#[test]
+fn publishing_the_first_answer_is_not_a_change() {
+    let mut env = Env::start(ZONE, vec![steered(WWW, &["primary", "secondary"])]);
+    env.health.set("primary", &[("127.0.0.2", false)]);
+    env.health.set("secondary", &[("127.0.0.3", false)]);
+    // Start again with the health known from the first tick on, and a fresh registry.
+    if let Some(first) = env.dns.take() {
+        first.shutdown();
+    }
+    env.dns = Some(env.relaunch());
+    assert!(answers_with(&env, &["127.0.0.2"]));
+    let changes = |env: &Env| env.metric("holdfast_dns_steering_changes_total", &[("name", WWW)]);
+    assert_eq!(
+        changes(&env),
+        0.0,
+        "the first answer at start is not a change"
+    );
+
+    env.health.set("primary", &[("127.0.0.2", true)]);
+    assert!(answers_with(&env, &["127.0.0.3"]));
+    assert_eq!(changes(&env), 1.0, "the failover is one change");
+}
+
+#[test]
+fn an_override_for_an_address_that_is_no_target_is_refused() {
+    let env = Env::start(ZONE, vec![steered(WWW, &["primary", "secondary"])]);
+    env.health.set("primary", &[("127.0.0.2", false)]);
+    env.health.set("secondary", &[("127.0.0.3", false)]);
+    assert!(answers_with(&env, &["127.0.0.2"]));
+    for action in ["down", "up", "drain", "clear"] {
+        let (code, message) = env.dns().set_override("127.0.0.99", action).unwrap_err();
+        assert_eq!(code, 404, "{action}: {message}");
+        assert!(
+            message.contains("127.0.0.99 is not a target")
+                && message.contains("127.0.0.2, 127.0.0.3"),
+            "{message}"
+        );
+    }
+    assert!(env.dns().status().overrides.is_empty(), "nothing kept");
+    let ok = env.dns().set_override("127.0.0.3", "drain").unwrap();
+    assert_eq!(ok["warning"], serde_json::Value::Null, "{ok}");
+}

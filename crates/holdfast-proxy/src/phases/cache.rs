@@ -237,10 +237,17 @@ impl Fetch<'_> {
         if !entry.freshness.usable_on_error(&self.cache.options, now) {
             return None;
         }
-        self.cache.stats().count_stale_if_error();
-        let mut status = CacheStatus::fwd(Fwd::Stale).detail("stale-if-error");
+        let ttl = entry.freshness.ttl(now);
+        // Still fresh by its own lifetime (the client's directives sent the request on):
+        // not stale, so not labelled or counted as stale-if-error.
+        let mut status = if ttl > 0 {
+            CacheStatus::fwd(Fwd::Request).detail("origin-error")
+        } else {
+            self.cache.stats().count_stale_if_error();
+            CacheStatus::fwd(Fwd::Stale).detail("stale-if-error")
+        };
         status.fwd_status = code;
-        status.ttl = Some(entry.freshness.ttl(now));
+        status.ttl = Some(ttl);
         Some(from_entry(entry, method, req, now, &status))
     }
 

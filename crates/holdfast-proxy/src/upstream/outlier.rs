@@ -66,7 +66,7 @@ impl Passive {
         self.ejected_until.load(Ordering::Relaxed) > now
     }
 
-    fn is_tripped(&self, now: u64) -> bool {
+    pub fn is_tripped(&self, now: u64) -> bool {
         self.tripped_until.load(Ordering::Relaxed) > now
     }
 

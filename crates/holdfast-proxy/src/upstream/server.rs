@@ -132,6 +132,12 @@ impl Server {
         self.passive.ejections()
     }
 
+    /// Tripped by consecutive failures and no success since: the pool's failover chain
+    /// counts it as failing, ejected or not.
+    pub fn is_tripped(&self) -> bool {
+        self.passive.is_tripped(now_nanos())
+    }
+
     /// When the current ejection ends, if the server is ejected now.
     pub fn ejected_until(&self) -> Option<SystemTime> {
         let now = now_nanos();

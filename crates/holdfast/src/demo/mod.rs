@@ -35,19 +35,33 @@ pub fn config(
 
 /// What to try, printed once the demo is up.
 pub fn instructions(http: SocketAddr, admin: SocketAddr) -> String {
-    format!(
-        "\nHoldfast demo is running.\n\
-         \n  edge   http://{http}/\n  admin  http://{admin}/status\n\nTry:\n\
-         \n  curl -i http://{http}/                     # a page from the demo origin, via the edge\
-         \n  curl -i http://{http}/about                # another page; note x-request-id and via\
-         \n  curl -i 'http://{http}/slow?ms=300'        # a slow origin, within the 1s read timeout\
-         \n  curl -i 'http://{http}/slow?ms=3000'       # too slow: 504 page from the edge\
-         \n  curl -i 'http://{http}/fail?status=503'    # the origin fails on demand: its 503 passes through\
-         \n  curl -i http://{http}/down/                # origin unreachable: 502 page naming the request id\
-         \n  curl -i -H 'accept: application/json' http://{http}/down/   # the same, as JSON\
-         \n  curl -s http://{admin}/status              # generation, reload result, pools\
-         \n  curl -s http://{admin}/metrics | grep holdfast_http\
-         \n  curl -s -X POST http://{admin}/reload      # re-read the configuration\
-         \n\nAccess log: one JSON line per request on stdout. Ctrl-C stops.\n"
-    )
+    let lines = [
+        "Holdfast demo is running.".to_string(),
+        String::new(),
+        format!("  edge           http://{http}/"),
+        format!("  operator page  http://{admin}/   (live: pools, routes, modules, the last reload)"),
+        format!("  status JSON    http://{admin}/status"),
+        String::new(),
+        "Try:".to_string(),
+        String::new(),
+        format!("  curl -i http://{http}/                     # a page from the demo origin, via the edge"),
+        format!("  curl -i http://{http}/about                # another page; note x-request-id and via"),
+        format!("  curl -i 'http://{http}/slow?ms=300'        # a slow origin, within the 1s read timeout"),
+        format!("  curl -i 'http://{http}/slow?ms=3000'       # too slow: 504 page from the edge"),
+        format!("  curl -i 'http://{http}/fail?status=503'    # the origin fails on demand: its 503 passes through"),
+        format!("  curl -i http://{http}/down/                # origin unreachable: 502 page naming the request id"),
+        format!("  curl -i -H 'accept: application/json' http://{http}/down/   # the same, as JSON"),
+        format!("  for i in 1 2 3 4 5 6 7; do curl -s -o /dev/null -w '%{{http_code}} ' http://{http}/failover/; done; echo"),
+        "                                             # all 200: refused by the first pool, served by the next; then the route fails over (operator page)".to_string(),
+        format!("  curl -si http://{http}/cached | grep -i cache-status   # twice: a miss, then a hit"),
+        format!("  for i in 1 2 3 4; do curl -s -o /dev/null -w '%{{http_code}} ' http://{http}/limited; done; echo"),
+        "                                             # 3 pass, then 429 with Retry-After".to_string(),
+        format!("  curl -i http://{http}/wp-login.php         # blocked by a rule: 403"),
+        format!("  curl -s http://{admin}/status              # generation, reload result, pools"),
+        format!("  curl -s http://{admin}/metrics | grep holdfast_http"),
+        format!("  curl -s -X POST http://{admin}/reload      # re-read the configuration"),
+        String::new(),
+        "Access log: one JSON line per request on stdout. Ctrl-C stops.".to_string(),
+    ];
+    format!("\n{}\n", lines.join("\n"))
 }

@@ -102,6 +102,18 @@ async fn page(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
             "About",
             "<p>Holdfast keeps serving when config, artifacts, modules or origins fail.</p>",
         ),
+        "/cached" => {
+            let mut resp = html(
+                StatusCode::OK,
+                "Cached",
+                "<p>Cacheable for 30 s: the edge answers repeats itself (see Cache-Status).</p>",
+            );
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("max-age=30"),
+            );
+            resp
+        }
         "/slow" => {
             let ms = query_u64(&req, "ms").unwrap_or(2000).min(MAX_DELAY_MS);
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -122,6 +134,11 @@ async fn page(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
                 "<p>The origin was asked to fail.</p>",
             )
         }
+        p if p.starts_with("/failover") || p.starts_with("/limited") => html(
+            StatusCode::OK,
+            "Served by the demo origin",
+            "<p>This route's request reached the demo origin.</p>",
+        ),
         _ => html(
             StatusCode::NOT_FOUND,
             "Not found",

@@ -271,6 +271,53 @@ async fn an_origin_error_is_answered_with_stale_content_where_allowed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_answer_served_on_an_origin_error_is_not_called_stale() {
+    // The client's no-cache sends the request on although the stored answer is fresh; the
+    // origin fails. The answer served is fresh: not `fwd=stale`, not stale-if-error, and a
+    // stale one served on error never carries a positive ttl.
+    let failing = Arc::new(AtomicBool::new(false));
+    let origin = origin(Arc::clone(&failing)).await;
+    let edge = cached(&origin, ON);
+    get(&edge.url("/fresh")).await;
+    get(&edge.url("/stale")).await;
+    failing.store(true, Ordering::SeqCst);
+    let got = get_with(&edge.url("/fresh"), &[("cache-control", "no-cache")]).await;
+    assert_eq!(got.text(), "fresh body");
+    let cs = got.header("cache-status").unwrap();
+    assert!(
+        cs.starts_with("holdfast; fwd=request; fwd-status=503; ttl="),
+        "{cs}"
+    );
+    assert!(cs.ends_with("; detail=origin-error"), "{cs}");
+    let ttl: i64 = cs
+        .split("ttl=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ttl > 0, "{cs}");
+
+    let got = get(&edge.url("/stale")).await;
+    let cs = got.header("cache-status").unwrap();
+    let ttl: i64 = cs
+        .split("ttl=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        ttl <= 0 && cs.contains("fwd=stale") && cs.ends_with("detail=stale-if-error"),
+        "{cs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_origin_without_content_is_an_error_page() {
     let edge = app_edge(
         2,

@@ -111,3 +111,70 @@ async fn the_demo_shows_pages_timeouts_failures_and_status() {
     assert_eq!(reload.json()["generation"], 2);
     drop(blocking(|| demo));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_tours_failover_cache_limits_and_rules() {
+    let demo = blocking(Demo::start);
+
+    // The failover chain: "nowhere" refuses; every request is still served by the next
+    // pool, and after a few failures in a row the route fails over for good.
+    eventually(
+        "the route failed over",
+        std::time::Duration::from_secs(10),
+        || async {
+            let got = within_limit(get(&demo.url("/failover/"))).await;
+            assert_eq!(got.status, 200, "{}", got.text());
+            route_status(&get(&demo.admin_url("/status")).await.json(), "failover")["active"]
+                == "demo-origin"
+        },
+    )
+    .await;
+    let page = get(&demo.admin_url("/")).await.text();
+    assert!(
+        page.contains("route failover failed over to pool demo-origin"),
+        "{page}"
+    );
+
+    // The cache: a miss, then a hit.
+    let first = get(&demo.url("/cached")).await;
+    let second = get(&demo.url("/cached")).await;
+    assert!(
+        first
+            .header("cache-status")
+            .unwrap()
+            .contains("fwd=uri-miss"),
+        "{:?}",
+        first.header("cache-status")
+    );
+    assert!(
+        second.header("cache-status").unwrap().contains("hit"),
+        "{:?}",
+        second.header("cache-status")
+    );
+
+    // The limit: 3 a minute, then 429 with Retry-After.
+    let mut limited = Vec::new();
+    for _ in 0..4 {
+        limited.push(get(&demo.url("/limited")).await);
+    }
+    let codes: Vec<u16> = limited.iter().map(|g| g.status.as_u16()).collect();
+    assert_eq!(codes, [200, 200, 200, 429]);
+    assert!(limited[3].header("retry-after").is_some());
+
+    // The rule.
+    assert_eq!(get(&demo.url("/wp-login.php")).await.status, 403);
+
+    let tour = holdfast::demo::instructions(
+        demo.running.as_ref().unwrap().http_addrs[0],
+        demo.running.as_ref().unwrap().admin_addr,
+    );
+    for path in [
+        "/failover/",
+        "/cached",
+        "/limited",
+        "/wp-login.php",
+        "operator page",
+    ] {
+        assert!(tour.contains(path), "{path} in {tour}");
+    }
+}

@@ -97,6 +97,13 @@ fn assert_up(entry: &serde_json::Value, ejections: u64) {
     assert!(entry["ejected_until"].is_null(), "{entry}");
 }
 
+/// Tripped but kept in rotation by the ejection cap: `failing`, not `up` (issue 17).
+fn assert_failing(entry: &serde_json::Value, ejections: u64) {
+    assert_eq!(entry["health"], "failing", "{entry}");
+    assert_eq!(entry["ejections"], ejections, "{entry}");
+    assert!(entry["ejected_until"].is_null(), "{entry}");
+}
+
 fn assert_ejected(entry: &serde_json::Value, ejections: u64) {
     assert_eq!(entry["health"], "ejected", "{entry}");
     assert_eq!(entry["ejections"], ejections, "{entry}");
@@ -390,7 +397,7 @@ async fn max_ejection_percent_caps_how_many_are_ejected_at_once() {
     assert_eq!(second.requests(), 19, "the other keeps getting requests");
 
     assert_ejected(&edge.server("app", first.addr).await, 1);
-    assert_up(&edge.server("app", second.addr).await, 0);
+    assert_failing(&edge.server("app", second.addr).await, 0);
     let metrics = edge.metrics().await;
     assert_eq!(
         ejections_total(&metrics, "app", first.addr),
@@ -423,7 +430,10 @@ async fn a_one_server_pool_never_ejects() {
     let got = statuses(&edge, 10).await;
     assert_eq!(count(&got, 503), 10, "{got:?}");
     assert_eq!(only.requests(), 10);
-    assert_up(&edge.server("app", only.addr).await, 0);
+    // Not ejected, but tripped: the data path counts it as failing (issue 17).
+    let entry = edge.server("app", only.addr).await;
+    assert_eq!(entry["health"], "failing", "{entry}");
+    assert_eq!(entry["ejections"], 0, "{entry}");
     let metrics = edge.metrics().await;
     assert_eq!(
         ejections_total(&metrics, "app", only.addr),
@@ -720,7 +730,76 @@ async fn a_retry_goes_to_an_available_server_not_an_ejected_one() {
             1.0,
             "{order}: no retry went to the ejected server:\n{metrics}"
         );
-        assert_up(&edge.server("app", busy.addr).await, 0);
+        assert_failing(&edge.server("app", busy.addr).await, 0);
         assert_ejected(&edge.server("app", dead).await, 1);
     }
+}
+
+// --- the state word -----------------------------------------------------------------------
+
+/// `holdfast_upstream_server_state{pool="app",server=addr,state}`.
+fn state_gauge(metrics: &str, addr: SocketAddr, state: &str) -> Option<f64> {
+    sample(
+        metrics,
+        "holdfast_upstream_server_state",
+        &[
+            ("pool", "app"),
+            ("server", &addr.to_string()),
+            ("state", state),
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_server_without_checks_is_failing_not_up() {
+    // No active checks, one server that refuses every connection: before any traffic it is
+    // `unknown`; once tripped it is `failing` with its last error, on /status and in the
+    // state gauge alike. A server that answers is `up`.
+    let dead = dead_addr();
+    let edge = start(
+        &[dead],
+        NO_RETRY,
+        &format!("consecutive_failures = 2\n{LONG}"),
+    );
+    let entry = edge.server("app", dead).await;
+    assert_eq!(entry["health"], "unknown", "no traffic yet: {entry}");
+    let metrics = edge.metrics().await;
+    assert_eq!(
+        state_gauge(&metrics, dead, "unknown"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(state_gauge(&metrics, dead, "up"), Some(0.0), "{metrics}");
+
+    assert_eq!(statuses(&edge, 1).await, [502]);
+    let entry = edge.server("app", dead).await;
+    assert_eq!(
+        entry["health"], "up",
+        "one failure of two is not a trip: {entry}"
+    );
+    assert_eq!(statuses(&edge, 1).await, [502]);
+    let entry = edge.server("app", dead).await;
+    assert_eq!(entry["health"], "failing", "{entry}");
+    assert!(
+        entry["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{entry}"
+    );
+    let metrics = edge.metrics().await;
+    assert_eq!(
+        state_gauge(&metrics, dead, "failing"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(state_gauge(&metrics, dead, "up"), Some(0.0), "{metrics}");
+
+    let good = Origin::text("good").await;
+    let edge = start(&[good.addr], NO_RETRY, "");
+    assert_eq!(statuses(&edge, 1).await, [200]);
+    assert_eq!(edge.server("app", good.addr).await["health"], "up");
+    let metrics = edge.metrics().await;
+    assert_eq!(
+        state_gauge(&metrics, good.addr, "up"),
+        Some(1.0),
+        "{metrics}"
+    );
 }

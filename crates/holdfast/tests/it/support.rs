@@ -678,6 +678,26 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// A client certificate for `name` (TLS client authentication).
+    pub fn client(&self, name: &str) -> Leaf {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params
+            .extended_key_usages
+            .push(rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+        }
+    }
+}
+
 impl Leaf {
     /// Write `<stem>.pem` and `<stem>.key` into `dir`.
     pub fn write(&self, dir: &std::path::Path, stem: &str) {
