@@ -27,6 +27,7 @@ mod proxy_protocol;
 mod purge;
 mod request_id;
 mod rewind;
+mod send_timeout;
 mod server;
 mod service;
 mod state;

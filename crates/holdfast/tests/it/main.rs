@@ -43,6 +43,7 @@ mod reload;
 mod retries;
 mod routing;
 mod rules;
+mod slow_clients;
 mod streaming;
 mod strict;
 mod timeouts;
