@@ -325,6 +325,6 @@ for (( i = 0; i < 30; i++ )); do
 done
 cp "$D/holdfast/stdout.log" "$out/holdfast.log"
 machine_load end >> "$out/env.txt"
-LOADS=$LOADS python3 "$HERE/soak_report.py" "$out" "$DURATION" > /dev/null || rc=$?
+LOADS=$LOADS SOAK_RSS_TOLERANCE=${SOAK_RSS_TOLERANCE:-0.10} SOAK_FD_SLACK=${SOAK_FD_SLACK:-8} python3 "$HERE/soak_report.py" "$out" "$DURATION" > /dev/null || rc=$?
 print_results "$out" "results.md, samples.tsv, env.txt, wrk.txt, h2load.txt, ws.txt, tls.tsv, reloads.tsv, artifacts.tsv, flaps.tsv, holdfast.log"
 exit "${rc:-0}"
