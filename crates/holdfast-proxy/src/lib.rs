@@ -21,6 +21,9 @@
 //!   serves each connection with hyper (HTTP/1.1; HTTP/2 or HTTP/1.1 by ALPN on TLS
 //!   listeners), applies client limits (header bytes and count, header read timeout), counts
 //!   parse errors, drains connections on shutdown.
+//! - `send_timeout.rs`: the client socket's write side with a stall limit (60 s): a client
+//!   that stops reading is disconnected, releasing the response body, its origin connection
+//!   and pool slot. **Invariant:** no client holds an origin connection by not reading.
 //! - `h2c.rs`: with `edge.h2c`, reads just enough of a plain connection to tell the HTTP/2
 //!   preface from HTTP/1.1 and replays those bytes to the same servers every other connection
 //!   uses, so the same limits apply.
@@ -177,6 +180,7 @@ mod purge;
 mod refusal;
 mod request_id;
 mod rewind;
+mod send_timeout;
 mod server;
 mod service;
 mod state;

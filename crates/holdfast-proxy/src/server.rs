@@ -5,6 +5,7 @@
 
 use crate::body::ResponseBody;
 use crate::ctx::ConnInfo;
+use crate::send_timeout::{SendTimeout, CLIENT_SEND_TIMEOUT};
 use crate::service::handle;
 use crate::state::State;
 use arc_swap::ArcSwap;
@@ -367,6 +368,7 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: EdgeService,
 {
+    let io = SendTimeout::new(io, CLIENT_SEND_TIMEOUT);
     let conn = http1_builder(state)
         .serve_connection(io, svc)
         .with_upgrades();
@@ -381,6 +383,7 @@ where
     S: EdgeService,
 {
     let limits = &state.config.edge.limits;
+    let io = SendTimeout::new(io, CLIENT_SEND_TIMEOUT);
     let conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))

@@ -47,6 +47,7 @@ mod reload;
 mod retries;
 mod routing;
 mod rules;
+mod slow_clients;
 mod status_page;
 mod streaming;
 mod strict;
