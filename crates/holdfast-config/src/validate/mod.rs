@@ -501,7 +501,7 @@ mod fleet;
 mod ip_lists;
 mod limits;
 mod rules;
-pub use rules::{check_rule_expr, rule_list_entries};
+pub use rules::{check_rule_expr, check_rule_expr_with, rule_list_entries};
 mod modules;
 mod pool;
 mod route;
