@@ -12,7 +12,7 @@ use holdfast_challenge::{
 use libfuzzer_sys::fuzz_target;
 use std::net::IpAddr;
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 #[derive(Debug, Arbitrary)]
 struct Input<'a> {

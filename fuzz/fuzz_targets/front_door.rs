@@ -1,11 +1,11 @@
 //! The front door's strict checks on a request as hyper hands it over: raw HTTP/1.1 bytes
-//! parsed with `httparse` (hyper's parser) into a `Request`, or the same read as an HTTP/2
-//! request when the first byte is odd. Never a panic, and what it lets through is
-//! unambiguous: exactly one valid `Host` (equal to the target's host when both are given),
-//! no `_` header names, no `HTTP2-Settings`, no `Upgrade: h2c`, at most one
-//! `Transfer-Encoding` that is exactly `chunked`, `Content-Length` without leading zeros, a
-//! normal path (normalising again changes nothing), not `CONNECT`; and passing it again
-//! changes nothing.
+//! parsed with `httparse` (hyper's parser) into a `Request`, with hyper's `Content-Length`
+//! checks, or the same read as an HTTP/2 request when the first byte is odd. Never a panic,
+//! and what it lets through is unambiguous: exactly one valid `Host` (equal to the target's
+//! host when both are given), no `_` header names, no `HTTP2-Settings`, no `Upgrade: h2c`,
+//! at most one `Transfer-Encoding` that is exactly `chunked`, `Content-Length` without
+//! leading zeros, a normal path (normalising again changes nothing), not `CONNECT`; and
+//! passing it again changes nothing.
 #![no_main]
 
 use holdfast_proxy::fuzzing::{front_door, normalise_path, valid_host};
@@ -34,6 +34,24 @@ fn request(raw: &[u8], h2: bool) -> Option<Request<()>> {
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
         let value = HeaderValue::from_bytes(h.value).ok()?;
         req.headers_mut().append(name, value);
+    }
+    // hyper refuses (400) a Content-Length that is not a u64 of digits, or copies that
+    // differ, before any phase runs: so does this harness.
+    let mut lengths = req
+        .headers()
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .map(|v| {
+            let b = v.as_bytes();
+            (!b.is_empty() && b.iter().all(u8::is_ascii_digit))
+                .then(|| std::str::from_utf8(b).ok()?.parse::<u64>().ok())
+                .flatten()
+        });
+    if let Some(first) = lengths.next() {
+        let first = first?;
+        if !lengths.all(|n| n == Some(first)) {
+            return None;
+        }
     }
     Some(req)
 }
