@@ -45,4 +45,4 @@ pub use parse::{parse, state_dir_hint, MAX_CONFIG_BYTES};
 pub use spec::RuleSpec;
 pub use spec::Spec;
 pub use units::ByteSize;
-pub use validate::{check_rule_expr, rule_list_entries};
+pub use validate::{check_rule_expr, check_rule_expr_with, rule_list_entries};

@@ -77,8 +77,18 @@ fn key_path(path: &serde_ignored::Path<'_>) -> String {
         P::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
         P::Map { parent, key } => {
             let parent = key_path(parent);
-            if parent.is_empty() {
+            // A key that is not bare (`""`, `"a b"`) is written quoted, as in the file.
+            let bare = !key.is_empty()
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            let key = if bare {
                 key.clone()
+            } else {
+                format!("{key:?}")
+            };
+            if parent.is_empty() {
+                key
             } else {
                 format!("{parent}.{key}")
             }
@@ -106,4 +116,20 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
         format!("TOML syntax error: {}", e.message().trim()),
         "fix the TOML syntax at that position",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn an_unknown_key_that_is_not_bare_is_named_quoted() {
+        // Found by fuzz/config_parse: `""=""` gave an error with an empty path.
+        let errs = parse("\"\" = \"\"\n", std::path::Path::new("/etc/holdfast")).unwrap_err();
+        let e = errs.iter().find(|e| e.message == "unknown key").unwrap();
+        assert_eq!(e.path, "\"\"");
+        let errs = parse("\"a b\" = 1\n", std::path::Path::new("/etc/holdfast")).unwrap_err();
+        assert!(errs.iter().any(|e| e.path == "\"a b\""), "{errs:?}");
+    }
 }

@@ -23,7 +23,7 @@ pub(crate) fn of_request(
     client_ip(&edge.trusted_proxies, edge.client_ip_header, peer, headers)
 }
 
-fn client_ip(
+pub(crate) fn client_ip(
     trusted: &[IpNet],
     which: ClientIpHeader,
     peer: IpAddr,

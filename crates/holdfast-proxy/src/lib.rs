@@ -170,6 +170,8 @@ mod cache_metrics;
 mod client_ip;
 mod ctx;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod h2c;
 mod metrics;
 #[cfg(test)]

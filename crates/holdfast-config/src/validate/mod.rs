@@ -576,7 +576,7 @@ mod ip_lists;
 mod limits;
 mod rules;
 mod status_page;
-pub use rules::{check_rule_expr, rule_list_entries};
+pub use rules::{check_rule_expr, check_rule_expr_with, rule_list_entries};
 mod modules;
 mod pool;
 mod route;

@@ -52,6 +52,10 @@ pub(crate) fn normalise(pq: &PathAndQuery) -> Result<Option<PathAndQuery>, PathE
         out.push('?');
         out.push_str(q);
     }
+    // Escapes that stay as they are (`%20`, `%C3%A9`) made the scan look: normal after all.
+    if out == pq.as_str() {
+        return Ok(None);
+    }
     match PathAndQuery::try_from(out) {
         Ok(p) => Ok(Some(p)),
         // Every byte written came from a target `http` accepted or is an upper-case escape.
@@ -186,6 +190,22 @@ mod tests {
             let pq = PathAndQuery::try_from(p).unwrap();
             assert_eq!(normalise(&pq), Ok(None), "{p}");
         }
+    }
+
+    #[test]
+    fn normal_paths_with_escapes_are_left_alone() {
+        // Found by fuzz/path_normalise: these came back as `Some` of themselves.
+        for p in [
+            "/%25252e",
+            "/a%20b?q=%2f",
+            "/caf%C3%A9/",
+            "/%252e%252e/wp-admin",
+        ] {
+            let pq = PathAndQuery::try_from(p).unwrap();
+            assert_eq!(normalise(&pq), Ok(None), "{p}");
+        }
+        let pq = PathAndQuery::from_static("/caf%c3%a9");
+        assert_eq!(normalise(&pq).unwrap().unwrap().as_str(), "/caf%C3%A9");
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub(crate) fn check<B>(
     })
 }
 
-fn inspect<B>(req: &mut Request<B>, ctx: &mut RequestCtx) -> Result<(), Refusal> {
+pub(crate) fn inspect<B>(req: &mut Request<B>, ctx: &mut RequestCtx) -> Result<(), Refusal> {
     if req.method() == Method::CONNECT {
         return Err(Refusal::Connect);
     }

@@ -704,6 +704,8 @@ impl Rules {
     }
 }
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod native;
 #[cfg(test)]
 mod tests;
