@@ -36,10 +36,7 @@ fn check_fleet_member(path: &Path) -> Option<Result<(), Vec<String>>> {
     if !violations.is_empty() {
         return Some(Err(in_file(violations)));
     }
-    let base = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| std::path::PathBuf::from("."), Path::to_path_buf);
+    let base = crate::controller::base_dir(path);
     Some(
         holdfast_config::no_version_yet(&read.content, &base)
             .map_err(in_file)

@@ -109,7 +109,7 @@ pub(crate) fn save_lkg(config: &Config, text: &str) {
 
 /// The folder relative paths in the file are resolved against: the file's own folder, or
 /// none for a file in the working folder (so `../tls/x` prints as written, not `./../tls/x`).
-fn base_dir(path: &Path) -> PathBuf {
+pub(crate) fn base_dir(path: &Path) -> PathBuf {
     path.parent().map_or_else(PathBuf::new, Path::to_path_buf)
 }
 

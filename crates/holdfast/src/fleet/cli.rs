@@ -409,10 +409,7 @@ fn prepare_version(file: &Path) -> Result<NewVersion, Vec<String>> {
     let label = file.display().to_string();
     let read = holdfast_artifact::read_bounded_text(file, holdfast_config::MAX_CONFIG_BYTES)
         .map_err(|e| vec![format!("{label}: {e}")])?;
-    let base = file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let base = crate::controller::base_dir(file);
     let in_file = |errs: Vec<holdfast_config::ConfigError>| {
         errs.iter()
             .map(|e| format!("{label}: {e}"))

@@ -6,7 +6,7 @@ use super::versions;
 use crate::app::StartError;
 use crate::controller::ConfigSource;
 use holdfast_config::Fleet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What the agent needs: the instance's `[fleet]`, its id, its local file and its folders.
 pub(crate) struct MemberPlan {
@@ -53,10 +53,10 @@ pub(crate) fn prepare(
     if !local_violations.is_empty() {
         return Err(errors(local_violations));
     }
-    let base = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    // Absolute: the merged versions live in state_dir/fleet/vN/, so the instance's own
+    // relative paths (state_dir above all) must not be read against that folder.
+    let base =
+        crate::controller::base_dir(&std::path::absolute(path).unwrap_or_else(|_| path.clone()));
     let waiting = holdfast_config::no_version_yet(&read.content, &base).map_err(errors)?;
     let config = holdfast_config::parse(&waiting, &base).map_err(errors)?;
     let (Some(fleet), Some(state_dir)) = (config.fleet, config.edge.state_dir) else {
