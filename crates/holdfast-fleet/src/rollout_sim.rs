@@ -13,7 +13,7 @@ use crate::record::{
     HealthCounters, InstanceReport, Intent, RolloutRecord, RolloutState, VersionRejection,
 };
 use crate::rollout::{advance, tests::record, Targets};
-use holdfast_sim::{run_seeds, Failure, Rng, Sim};
+use holdfast_sim::{assert_seeds, Failure, Rng, Sim};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -297,10 +297,7 @@ fn scenario(seed: u64, seen: &mut BTreeMap<&'static str, u64>) -> Result<(), Fai
 #[test]
 fn a_rollback_always_completes_under_every_seed() {
     let mut seen = BTreeMap::new();
-    match run_seeds(REPLAY, |seed| scenario(seed, &mut seen)) {
-        Ok(n) => assert!(n >= 1),
-        Err(e) => panic!("{e}"),
-    }
+    assert_seeds(REPLAY, |seed| scenario(seed, &mut seen));
     if holdfast_sim::seeds().len() >= 64 {
         assert!(seen.len() >= 2, "every run ended the same way: {seen:?}");
     }

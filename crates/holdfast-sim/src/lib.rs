@@ -15,4 +15,4 @@ mod runner;
 
 pub use queue::Sim;
 pub use rng::Rng;
-pub use runner::{run_seeds, seeds, Failure, DEFAULT_SEEDS};
+pub use runner::{assert_seeds, run_seeds, seeds, Failure, DEFAULT_SEEDS};

@@ -45,6 +45,17 @@ pub fn run_seeds(
     run_over(&seeds(), replay, scenario)
 }
 
+/// `run_seeds` as a test runs it: fails the calling test with the replay command and the last
+/// events of the first failing seed. This crate is a test harness (a dev-dependency only),
+/// so failing the test is its job.
+#[allow(clippy::panic)]
+pub fn assert_seeds(replay: &str, scenario: impl FnMut(u64) -> Result<(), Failure>) {
+    match run_seeds(replay, scenario) {
+        Ok(n) => assert!(n >= 1, "no seed ran"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
 fn run_over(
     seeds: &[u64],
     replay: &str,

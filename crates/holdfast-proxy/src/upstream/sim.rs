@@ -17,7 +17,7 @@ use super::pool::{Picked, Pool, PoolParts};
 use super::server::Server;
 use super::{test_retry, Balancer, RetryBudget};
 use holdfast_config::{CheckKind, HealthCheck, Outlier};
-use holdfast_sim::{run_seeds, Failure, Rng, Sim};
+use holdfast_sim::{assert_seeds, Failure, Rng, Sim};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -433,10 +433,7 @@ fn scenario(seed: u64, seen: &mut Seen) -> Result<(), Failure> {
 #[test]
 fn ejection_health_and_failover_hold_their_invariants_under_every_seed() {
     let mut seen = Seen::default();
-    match run_seeds(REPLAY, |seed| scenario(seed, &mut seen)) {
-        Ok(n) => assert!(n >= 1),
-        Err(e) => panic!("{e}"),
-    }
+    assert_seeds(REPLAY, |seed| scenario(seed, &mut seen));
     if holdfast_sim::seeds().len() >= 64 {
         assert!(
             seen.ejections > 0 && seen.moved > 0 && seen.down_verdicts > 0,
