@@ -4,6 +4,7 @@
 
 use crate::error::StoreError;
 use crate::store::{Compare, FleetStore, Kv, TxnOp};
+use holdfast_common::lock;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::mpsc;
@@ -33,7 +34,7 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 
     /// Make `op` (`get`, `get_prefix`, `put`, `txn`, ..., or `*`) fail until `heal`.

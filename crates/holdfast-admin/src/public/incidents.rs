@@ -2,6 +2,7 @@
 //! (`POST /incidents`, `POST /incidents/ID`), kept in `state_dir/incidents.json` so they
 //! survive a restart, newest first.
 
+use holdfast_common::lock;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -83,7 +84,7 @@ impl Incidents {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Incident>> {
-        self.list.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.list)
     }
 
     /// Newest first.

@@ -16,6 +16,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use export::{ExportState, Exporter};
+use holdfast_common::lock;
 use incidents::{IncidentPost, Incidents};
 use render::Snapshot;
 use std::net::SocketAddr;
@@ -51,12 +52,12 @@ impl Shared {
             components,
             incidents: self.incidents.snapshot(),
         };
-        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(snapshot.clone());
+        *lock(&self.latest) = Some(snapshot.clone());
         snapshot
     }
 
     fn export_state(&self) -> std::sync::MutexGuard<'_, ExportState> {
-        self.export.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.export)
     }
 }
 
@@ -162,12 +163,7 @@ impl StatusPageHandle {
     /// For `/status`: the address, the components as last judged (every `TICK`), the open
     /// incidents and the last export.
     pub fn status(&self) -> serde_json::Value {
-        let latest = self
-            .shared
-            .latest
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let latest = lock(&self.shared.latest).clone();
         let open = self
             .shared
             .incidents

@@ -10,6 +10,7 @@ use super::{counters, leader, now_ms, versions};
 use crate::app::StartError;
 use crate::controller::{ConfigSource, Controller};
 use holdfast_admin::ReloadOutcome;
+use holdfast_common::lock;
 use holdfast_fleet::{
     ops, EtcdStore, FleetStore, InstanceReport, Layout, RolloutRecord, VersionRejection,
 };
@@ -48,7 +49,7 @@ pub(super) struct Shared {
 
 impl Shared {
     pub fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.seen)
     }
 
     /// Copy what was seen to `/status` and the gauges.
@@ -90,11 +91,7 @@ impl Shared {
             "rollout": rollout,
         });
         drop(s);
-        *self
-            .controller
-            .fleet_status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = value;
+        *lock(&self.controller.fleet_status) = value;
     }
 }
 
