@@ -481,6 +481,22 @@ pub struct Edge {
     /// Every connection starts with a PROXY protocol (v1 or v2) header, believed only from
     /// a trusted peer.
     pub proxy_protocol: bool,
+    /// Most client connections open at once, all listeners and workers together; at the cap
+    /// the edge stops accepting until one closes (new ones wait in the kernel's backlog).
+    pub max_connections: usize,
+    /// What a `%2F` or `%5C` in a request path does.
+    pub encoded_slashes: EncodedSlashes,
+}
+
+/// `edge.encoded_slashes`: an encoded `/` or `\` in a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncodedSlashes {
+    /// 400: origins disagree on whether it separates segments (the default).
+    #[default]
+    Refuse,
+    /// Forwarded as it came (still encoded, never decoded by the edge), for applications that
+    /// route on encoded slashes; a `.`/`..` piece between encoded slashes is still refused.
+    Keep,
 }
 
 /// The header a trusted proxy names the client in (`edge.client_ip_header`).

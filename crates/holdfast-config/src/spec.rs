@@ -247,6 +247,8 @@ pub struct EdgeSpec {
     pub client_ip_header: Option<String>,
     #[serde(default)]
     pub proxy_protocol: bool,
+    pub max_connections: Option<i64>,
+    pub encoded_slashes: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

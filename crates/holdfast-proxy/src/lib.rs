@@ -21,6 +21,8 @@
 //!   serves each connection with hyper (HTTP/1.1; HTTP/2 or HTTP/1.1 by ALPN on TLS
 //!   listeners), applies client limits (header bytes and count, header read timeout), counts
 //!   parse errors, drains connections on shutdown.
+//! - `conn_limit.rs`: `edge.max_connections`, the open client connections of all workers
+//!   together; at the cap the accept loops pause until one closes (the backlog holds the rest).
 //! - `send_timeout.rs`: the client socket's write side with a stall limit (60 s): a client
 //!   that stops reading is disconnected, releasing the response body, its origin connection
 //!   and pool slot. **Invariant:** no client holds an origin connection by not reading.
@@ -168,6 +170,7 @@ mod access_log;
 mod body;
 mod cache_metrics;
 mod client_ip;
+mod conn_limit;
 mod ctx;
 mod error;
 #[doc(hidden)]

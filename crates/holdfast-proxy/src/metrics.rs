@@ -32,6 +32,7 @@ pub struct Metrics {
     pub(crate) bad_requests: IntCounterVec,
     pub(crate) connections: IntCounter,
     pub(crate) connections_active: IntGauge,
+    pub(crate) connections_capped: IntCounter,
     pub(crate) tls_handshake_errors: IntCounter,
     pub(crate) access_log_dropped: IntCounter,
     pub(crate) cache: crate::cache_metrics::CacheMetrics,
@@ -202,6 +203,10 @@ impl Metrics {
                 "holdfast_http_connections_active",
                 "Client connections open now.",
             )?,
+            connections_capped: IntCounter::new(
+                "holdfast_http_connections_capped_total",
+                "Times the edge stopped accepting because edge.max_connections were open.",
+            )?,
             tls_handshake_errors: IntCounter::new(
                 "holdfast_tls_handshake_errors_total",
                 "TLS handshakes with clients that failed or timed out.",
@@ -227,6 +232,7 @@ impl Metrics {
         registry.register(Box::new(m.bad_requests.clone()))?;
         registry.register(Box::new(m.connections.clone()))?;
         registry.register(Box::new(m.connections_active.clone()))?;
+        registry.register(Box::new(m.connections_capped.clone()))?;
         registry.register(Box::new(m.tls_handshake_errors.clone()))?;
         registry.register(Box::new(m.access_log_dropped.clone()))?;
         Ok(m)

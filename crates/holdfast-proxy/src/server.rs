@@ -4,6 +4,7 @@
 //! HTTP/1.1 on plain listeners (plus h2c if enabled), HTTP/2 or HTTP/1.1 by ALPN on TLS ones.
 
 use crate::body::ResponseBody;
+use crate::conn_limit::{ConnLimit, ConnSlot};
 use crate::ctx::ConnInfo;
 use crate::send_timeout::{SendTimeout, CLIENT_SEND_TIMEOUT};
 use crate::service::handle;
@@ -104,14 +105,16 @@ pub fn start(listeners: &Listeners, state: Arc<ArcSwap<State>>) -> std::io::Resu
     let plain = bound(&listeners.plain, false)?;
     let tls = bound(&listeners.tls, true)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let limit = Arc::new(ConnLimit::default());
     let mut workers = Vec::new();
     for (slot, sockets) in per_worker.into_iter().enumerate() {
         let state = Arc::clone(&state);
         let shutdown = shutdown_rx.clone();
+        let limit = Arc::clone(&limit);
         workers.push(
             std::thread::Builder::new()
                 .name(format!("holdfast-worker-{slot}"))
-                .spawn(move || run_worker(slot, sockets, state, shutdown))?,
+                .spawn(move || run_worker(slot, sockets, state, limit, shutdown))?,
         );
     }
     Ok(EdgeHandle {
@@ -126,6 +129,7 @@ fn run_worker(
     slot: usize,
     sockets: Vec<(std::net::TcpListener, bool)>,
     state: Arc<ArcSwap<State>>,
+    limit: Arc<ConnLimit>,
     shutdown: watch::Receiver<bool>,
 ) {
     crate::upstream::set_worker_slot(slot);
@@ -144,7 +148,8 @@ fn run_worker(
         for (socket, tls) in sockets {
             match TcpListener::from_std(socket) {
                 Ok(l) => {
-                    loops.spawn(accept_loop(l, tls, Arc::clone(&state), shutdown.clone()));
+                    let (state, limit) = (Arc::clone(&state), Arc::clone(&limit));
+                    loops.spawn(accept_loop(l, tls, state, limit, shutdown.clone()));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot register listener"),
             }
@@ -172,10 +177,23 @@ async fn accept_loop(
     listener: TcpListener,
     tls: bool,
     state: Arc<ArcSwap<State>>,
+    limit: Arc<ConnLimit>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
     loop {
+        let cap = || state.load().config.edge.max_connections;
+        let full = || {
+            state.load().metrics.connections_capped.inc();
+            tracing::warn!(
+                open = limit.open(),
+                "edge.max_connections reached: not accepting until a connection closes"
+            );
+        };
+        tokio::select! {
+            _ = limit.wait_below(cap, full) => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -187,6 +205,7 @@ async fn accept_loop(
                     peer,
                     tls,
                     Arc::clone(&state),
+                    limit.enter(),
                     shutdown.clone(),
                 ));
             }
@@ -221,6 +240,7 @@ async fn connection(
     peer: SocketAddr,
     tls: bool,
     states: Arc<ArcSwap<State>>,
+    _slot: ConnSlot,
     shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);

@@ -13,6 +13,8 @@ use std::time::Duration;
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// `edge.max_connections` when not set.
+const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 const DEFAULT_MAX_HEADER_BYTES: u64 = 32 << 10;
 /// hyper's smallest read buffer; headers must fit in it.
 const MIN_MAX_HEADER_BYTES: u64 = 8 << 10;
@@ -251,6 +253,30 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
             .collect(),
         client_ip_header: client_ip_header(spec.client_ip_header.as_deref(), errs),
         proxy_protocol: spec.proxy_protocol,
+        max_connections: match spec.max_connections {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some(n) if (1..=10_000_000).contains(&n) => n as usize,
+            Some(n) => {
+                errs.add(
+                    "edge.max_connections",
+                    format!("{n} is out of range"),
+                    "use 1 to 10000000 with an open-files limit (LimitNOFILE) above it, or leave it out for 100000",
+                );
+                DEFAULT_MAX_CONNECTIONS
+            }
+        },
+        encoded_slashes: match spec.encoded_slashes.as_deref() {
+            None | Some("refuse") => EncodedSlashes::Refuse,
+            Some("keep") => EncodedSlashes::Keep,
+            Some(other) => {
+                errs.add(
+                    "edge.encoded_slashes",
+                    format!("unknown value {other:?}"),
+                    "use \"refuse\" to answer 400 to %2F and %5C in paths (the default), or \"keep\" to forward them still encoded",
+                );
+                EncodedSlashes::Refuse
+            }
+        },
         state_dir: spec.state_dir.as_deref().and_then(|d| {
             if d.is_empty() {
                 errs.add(

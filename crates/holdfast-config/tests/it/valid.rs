@@ -61,6 +61,8 @@ fn minimal_file_is_accepted_with_every_default() {
             trusted_proxies: vec![],
             client_ip_header: holdfast_config::ClientIpHeader::XForwardedFor,
             proxy_protocol: false,
+            max_connections: 100_000,
+            encoded_slashes: holdfast_config::EncodedSlashes::Refuse,
         }
     );
     assert_eq!(config.modules, holdfast_config::Modules::default());

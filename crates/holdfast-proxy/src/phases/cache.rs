@@ -463,9 +463,11 @@ async fn forward_unsafe(
             let target = resp.headers().get(field).and_then(|v| v.to_str().ok());
             if let Some(path) = target.and_then(|t| same_origin_path(t, &host)) {
                 // Stored under the normalised path, as every request is.
-                let normal = http::uri::PathAndQuery::try_from(path)
-                    .ok()
-                    .and_then(|pq| crate::phases::path::normalise(&pq).ok().flatten());
+                let normal = http::uri::PathAndQuery::try_from(path).ok().and_then(|pq| {
+                    // As in purge.rs: computing a key takes no risk.
+                    let keep = holdfast_config::EncodedSlashes::Keep;
+                    crate::phases::path::normalise(&pq, keep).ok().flatten()
+                });
                 let path = normal.as_ref().map_or(path, |pq| pq.as_str());
                 cache
                     .store
