@@ -16,7 +16,9 @@
 //! and a `<noscript>` refresh serves browsers without JavaScript), `GET /health`, `/metrics`,
 //! `/status`, `POST /reload`,
 //! `POST /modules/NAME/disable|enable` (the operator's kill switch), `POST /cache/purge`
-//! (url, prefix, surrogate key or all; soft or hard), on a
+//! (url, prefix, surrogate key or all; soft or hard), `POST /demo/origins/NAME/stop|start` and
+//! `POST /demo/replay` (`holdfast demo` only: 404 elsewhere; a form from the page gets a 303
+//! back to it, so its buttons work without JavaScript), on a
 //! dedicated thread and current-thread runtime. It knows the edge only through the `Backend`
 //! trait; blocking work (reload) runs on `spawn_blocking`.
 //!
@@ -47,5 +49,7 @@ mod server;
 mod tls;
 
 pub use access::{Access, TokenError};
-pub use server::{start, AdminHandle, Backend, ModuleSwitch, PurgeRequest, ReloadOutcome};
+pub use server::{
+    start, AdminHandle, Backend, DemoAction, ModuleSwitch, PurgeRequest, ReloadOutcome,
+};
 pub use tls::{server_config as tls_server_config, AdminTlsError};

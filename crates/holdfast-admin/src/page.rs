@@ -95,6 +95,7 @@ pub(crate) fn live(status: &Value) -> Markup {
             " (from " (text(at(at(status, "config"), "running_on"))) "), serving: "
             (text(at(status, "serving"))) "."
         }
+        (demo(status))
         section aria-labelledby="attention" {
             h2 id="attention" { "Needs attention" }
             @if problems.is_empty() {
@@ -534,6 +535,49 @@ fn public_page(status: &Value) -> Section {
     (sev, markup, problems)
 }
 
+/// `holdfast demo` only (`/status` has `demo`): its origins with a stop or start button each,
+/// and the 18 Nov 2025 replay. Plain forms: they work without JavaScript (the admin plane
+/// answers a browser's form with a 303 back here).
+fn demo(status: &Value) -> Markup {
+    let demo = at(status, "demo");
+    html! {
+        @if !demo.is_null() {
+            section aria-labelledby="demo" {
+                h2 id="demo" { "Demo controls" }
+                table {
+                    thead { tr { th scope="col" { "Demo origin" } th scope="col" { "Address" }
+                        th scope="col" { "Pool" } th scope="col" { "Process" } th scope="col" { "Try" } } }
+                    tbody {
+                        @for o in array(at(demo, "origins")) {
+                            @let name = text(at(o, "name"));
+                            @let running = at(o, "running") == true;
+                            tr data-origin=(name) {
+                                td { (name) }
+                                td { code { (text(at(o, "address"))) } }
+                                td { (text(at(o, "pool"))) }
+                                td class="word" { (if running { "running" } else { "stopped" }) }
+                                td {
+                                    form method="post" action=(format!("/demo/origins/{name}/{}", if running { "stop" } else { "start" })) {
+                                        button type="submit" { (if running { "Stop" } else { "Start" }) " origin " (name) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                form method="post" action="/demo/replay" {
+                    p {
+                        button type="submit" { "Replay 18 Nov 2025" }
+                        " writes a bot feature file with every entry repeated past its limit to "
+                        code { (text(at(demo, "feature_file"))) } " (replays so far: " (text(at(demo, "replays")))
+                        "). Watch Artifacts below: rejected, the last good version kept, traffic unaffected."
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn reload(status: &Value) -> Section {
     let last = &at(status, "last_reload");
     let rejected_at_start = !at(at(status, "config"), "rejected_at_start").is_null();
@@ -621,6 +665,28 @@ mod tests {
             "75.0% (3 hits, 1 misses)",
         ] {
             assert!(html.contains(line), "{line:?} in {html}");
+        }
+    }
+
+    #[test]
+    fn the_demo_controls_show_only_in_the_demo() {
+        let html = page(&status());
+        assert!(!html.contains("Demo controls"), "{html}");
+        let mut s = status();
+        s["demo"] = json!({
+            "origins": [{"name": "a", "address": "127.0.0.1:1", "pool": "origin-a", "running": true},
+                        {"name": "b", "address": "127.0.0.2:2", "pool": "origin-b", "running": false}],
+            "feature_file": "/tmp/x/bot-features.json", "replays": 0
+        });
+        let html = page(&s);
+        for part in [
+            "Demo controls",
+            "<form method=\"post\" action=\"/demo/origins/a/stop\">",
+            "<form method=\"post\" action=\"/demo/origins/b/start\">",
+            "<form method=\"post\" action=\"/demo/replay\">",
+            "Replay 18 Nov 2025",
+        ] {
+            assert!(html.contains(part), "{part:?} in {html}");
         }
     }
 
