@@ -29,7 +29,7 @@
 //! current-thread runtime; `components.rs` judges each component (operational, degraded,
 //! outage) from the `/status` document, `incidents.rs` keeps the notes posted with
 //! `POST /incidents` in `state_dir`, `export.rs` writes the same snapshot to `export_dir` and
-//! `PUT`s it to `export_put` after every change.
+//! `PUT`s it to `export_put` (http or https, `export_ca_file` or the system's CAs) after every change.
 //!
 //! **Invariant:** a failing export never affects serving (counted, shown, retried).
 //!

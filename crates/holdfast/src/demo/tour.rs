@@ -156,7 +156,10 @@ impl Tour {
             .or_else(|_| serde_json::from_str(FEATURES))
             .map_err(|e| fail("not JSON", &e))?;
         let bad = oversized(&base);
-        let entries = bad["features"].as_array().map_or(0, Vec::len);
+        let entries = bad
+            .get("features")
+            .and_then(serde_json::Value::as_array)
+            .map_or(0, Vec::len);
         let text = bad.to_string();
         holdfast_artifact::write_atomic(&file, text.as_bytes())
             .map_err(|e| fail("cannot write", &e))?;
@@ -164,7 +167,7 @@ impl Tour {
         tracing::info!(file = %file.display(), entries, "demo replay: wrote an oversized feature file");
         Ok(json!({
             "wrote": file,
-            "version": bad["version"],
+            "version": bad.get("version"),
             "entries": entries,
             "max_features": holdfast_bot::MAX_FEATURES,
             "bytes": text.len(),
@@ -175,11 +178,14 @@ impl Tour {
 /// `file` with a newer version and its features repeated until there are more than
 /// `MAX_FEATURES` (the 18 Nov 2025 file: every entry duplicated, past the reader's limit).
 fn oversized(file: &serde_json::Value) -> serde_json::Value {
-    let mut bad = file.clone();
-    let version = file["version"].as_u64().unwrap_or(1).saturating_add(1);
-    bad["version"] = version.into();
-    let one: Vec<serde_json::Value> = file["features"]
-        .as_array()
+    let version = file
+        .get("version")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(1)
+        .saturating_add(1);
+    let one: Vec<serde_json::Value> = file
+        .get("features")
+        .and_then(serde_json::Value::as_array)
         .filter(|a| !a.is_empty())
         .cloned()
         .unwrap_or_else(|| vec![json!({"name": "header_count", "weight": 0.1})]);
@@ -187,8 +193,10 @@ fn oversized(file: &serde_json::Value) -> serde_json::Value {
     while all.len() <= holdfast_bot::MAX_FEATURES {
         all.extend(one.iter().cloned());
     }
-    bad["features"] = all.into();
-    bad
+    let mut bad = file.as_object().cloned().unwrap_or_default();
+    bad.insert("version".into(), version.into());
+    bad.insert("features".into(), all.into());
+    serde_json::Value::Object(bad)
 }
 
 #[cfg(test)]
