@@ -41,8 +41,11 @@ pub struct StatusPage {
     pub title: String,
     /// Where `index.html` and `status.json` are written after every change.
     pub export_dir: Option<PathBuf>,
-    /// An `http://` URL (ending in `/`) the snapshot is `PUT` to (`index.html`, `status.json`).
+    /// An `http://` or `https://` URL (ending in `/`) the snapshot is `PUT` to (`index.html`,
+    /// `status.json`).
     pub export_put: Option<String>,
+    /// The CAs an `https://` `export_put` is checked against (PEM); the system's when `None`.
+    pub export_ca_file: Option<PathBuf>,
     pub components: Vec<Component>,
 }
 

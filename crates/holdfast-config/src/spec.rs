@@ -519,6 +519,7 @@ pub struct StatusPageSpec {
     pub title: Option<String>,
     pub export_dir: Option<String>,
     pub export_put: Option<String>,
+    pub export_ca_file: Option<String>,
     #[serde(default)]
     pub components: Vec<ComponentSpec>,
 }

@@ -196,6 +196,12 @@ impl Running {
             .is_some()
     }
 
+    /// Give the admin plane the demo's controls (`holdfast demo` only): `/status` gains
+    /// `demo`, the operator page its buttons, and `POST /demo/…` answers.
+    pub(crate) fn set_demo(&self, tour: Arc<crate::demo::Tour>) {
+        *lock(&self.controller.demo) = Some(tour);
+    }
+
     /// Re-read the configuration now (what `SIGHUP` and `POST /reload` do).
     pub fn reload(&self) -> ReloadOutcome {
         self.controller.do_reload()

@@ -359,6 +359,8 @@ pub(crate) struct Controller {
     pub(crate) fleet_status: Mutex<serde_json::Value>,
     /// The public status page, when `[status_page]` is configured (set once serving).
     pub(crate) status_page: Mutex<Option<holdfast_admin::public::StatusPageHandle>>,
+    /// The demo's origins and files (`holdfast demo` only).
+    pub(crate) demo: Mutex<Option<Arc<crate::demo::Tour>>>,
 }
 
 impl Controller {
@@ -472,6 +474,7 @@ impl Controller {
             dns: Mutex::new(None),
             fleet_status: Mutex::new(serde_json::Value::Null),
             status_page: Mutex::new(None),
+            demo: Mutex::new(None),
         })
     }
 
@@ -622,6 +625,31 @@ impl Controller {
     }
 }
 
+impl Controller {
+    /// `/status`'s entry of the bot feature file (null without one).
+    fn feature_file_status(&self) -> serde_json::Value {
+        serde_json::to_value(self.modules.status().artifacts)
+            .ok()
+            .and_then(|all| {
+                all.as_array()?
+                    .iter()
+                    .find(|a| {
+                        a.get("kind").and_then(serde_json::Value::as_str) == Some("bot-features")
+                    })
+                    .cloned()
+            })
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// How many bot feature files were rejected so far.
+    fn feature_file_rejections(&self) -> u64 {
+        self.feature_file_status()
+            .get("rejections")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    }
+}
+
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -643,7 +671,7 @@ impl Backend for Controller {
                 "errors": l.errors,
             })
         });
-        json!({
+        let mut status = json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": self.started.elapsed().as_secs(),
             "serving": self.healthy(),
@@ -665,7 +693,11 @@ impl Backend for Controller {
             "dns": self.dns_handle().as_ref().map(|d| d.status()),
             "fleet": *lock(&self.fleet_status),
             "status_page": self.status_page_handle().as_ref().map(|p| p.status()),
-        })
+        });
+        if let (Some(tour), Some(obj)) = (lock(&self.demo).as_ref(), status.as_object_mut()) {
+            obj.insert("demo".into(), tour.status());
+        }
+        status
     }
 
     fn reload(&self) -> ReloadOutcome {
@@ -740,6 +772,28 @@ impl Backend for Controller {
             .as_ref()
             .ok_or_else(|| (404, "no [status_page] configured here".to_string()))?;
         page.post_incident(id, post)
+    }
+
+    fn demo(&self, action: holdfast_admin::DemoAction) -> Result<serde_json::Value, (u16, String)> {
+        let tour = lock(&self.demo)
+            .clone()
+            .ok_or_else(|| (404, "only `holdfast demo` has demo controls".to_string()))?;
+        match action {
+            holdfast_admin::DemoAction::Origin { name, start } => tour.origin(&name, start),
+            holdfast_admin::DemoAction::Replay => {
+                let before = self.feature_file_rejections();
+                let mut wrote = tour.replay()?;
+                // The watcher takes the file within about a second: answer with its verdict.
+                let deadline = Instant::now() + std::time::Duration::from_secs(5);
+                while self.feature_file_rejections() <= before && Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                if let Some(obj) = wrote.as_object_mut() {
+                    obj.insert("artifact".into(), self.feature_file_status());
+                }
+                Ok(wrote)
+            }
+        }
     }
 
     fn registry(&self) -> &Registry {

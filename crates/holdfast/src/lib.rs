@@ -16,7 +16,7 @@
 //! path `check`, the start and every reload run: the module kinds' plans and the access log's
 //! file, then — not for `check` — the modules' start, and `State::build`, every error
 //! together), `registry.rs` (the module kinds, one `register` line each), `check.rs` (`holdfast
-//! check`: the same load, module plan and build, offline; `--kind bot-features` the artifact checks), `fleet/` (below: the fleet agent, controller and `holdfast rollout`), `demo/` (embedded config + in-process origin), `main.rs` (CLI, logging,
+//! check`: the same load, module plan and build, offline; `--kind bot-features` the artifact checks), `fleet/` (below: the fleet agent, controller and `holdfast rollout`), `demo/` (the tour: embedded config, two in-process origins stopped and started from the admin plane, the 18 Nov 2025 replay, files in a temporary folder; `Demo::start`), `main.rs` (CLI, logging,
 //! signals: SIGHUP reloads, SIGINT/SIGTERM stop gracefully).
 //!
 //! **Invariant:** a rejected config changes nothing: the active `State` stays, the rejection

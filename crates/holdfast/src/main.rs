@@ -54,12 +54,17 @@ enum Command {
     },
     /// Roll a configuration out to a fleet in stages through etcd, gated on the fleet's health.
     Rollout(holdfast::RolloutArgs),
-    /// Run a self-contained demo: an in-process origin behind the edge.
+    /// Run a self-contained tour: two in-process origins behind the edge, with failover, a
+    /// fallback page, cache, rate limit, rule, challenge, the 18 Nov 2025 replay and DNS
+    /// steering; prints what to try. Port 0 picks a free port (printed).
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: SocketAddr,
+        /// The demo's DNS server (UDP and TCP).
+        #[arg(long, default_value = "127.0.0.1:8053")]
+        dns: SocketAddr,
     },
 }
 
@@ -91,12 +96,12 @@ fn main() -> ExitCode {
         } => check(&files, &kind, public_key.as_deref()),
         Command::Run { config } => {
             init_logging();
-            exit(serve(ConfigSource::File(config), None))
+            exit(serve(ConfigSource::File(config)))
         }
         Command::Rollout(args) => holdfast::rollout(args),
-        Command::Demo { listen, admin } => {
+        Command::Demo { listen, admin, dns } => {
             init_logging();
-            exit(demo(listen, admin))
+            exit(demo(holdfast::demo::DemoAddrs { listen, admin, dns }))
         }
     }
 }
@@ -148,31 +153,20 @@ fn check(files: &[PathBuf], kind: &str, public_key: Option<&str>) -> ExitCode {
     }
 }
 
-fn demo(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<()> {
-    let origin = holdfast::demo::DemoOrigin::start().context("starting the demo origin")?;
-    let source = holdfast::demo::config(listen, admin, origin.addr)?;
-    serve(
-        source,
-        Some(&|r: &Running| {
-            eprintln!(
-                "{}",
-                holdfast::demo::instructions(
-                    r.http_addrs.first().copied().unwrap_or(listen),
-                    r.admin_addr
-                )
-            );
-        }),
-    )
+fn demo(addrs: holdfast::demo::DemoAddrs) -> anyhow::Result<()> {
+    let signals = Signals::install()?;
+    let demo = holdfast::demo::Demo::start(&addrs).context("starting the demo")?;
+    eprintln!("{}", demo.instructions());
+    signals.wait(demo.running());
+    demo.shutdown();
+    Ok(())
 }
 
-fn serve(source: ConfigSource, on_ready: Option<&dyn Fn(&Running)>) -> anyhow::Result<()> {
+fn serve(source: ConfigSource) -> anyhow::Result<()> {
     // Handlers go in before the edge starts: SIGHUP's default action is to terminate, so a
     // reload signal sent as soon as the edge says it is serving must already be ours.
     let signals = Signals::install()?;
     let running = Running::start(source)?;
-    if let Some(f) = on_ready {
-        f(&running);
-    }
     signals.wait(&running);
     running.shutdown();
     Ok(())

@@ -91,6 +91,7 @@ pub fn start(
     let exporter = Exporter::new(
         config.export_dir.clone(),
         config.export_put.clone(),
+        config.export_ca_file.as_deref(),
         backend.registry(),
     )
     .map_err(std::io::Error::other)?;
