@@ -59,12 +59,15 @@ mod error;
 pub mod fuzzing;
 mod handler;
 mod metrics;
+mod negative;
 mod overrides;
 mod quorum;
 mod server;
 mod steer;
 #[cfg(test)]
 mod steer_sim;
+mod udp;
+mod wire;
 mod zone;
 
 pub use error::DnsError;
