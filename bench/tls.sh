@@ -13,7 +13,7 @@
 #
 # usage: bench/tls.sh [--no-build]
 # env:   NO_BUILD=1  HOLDFAST_BIN  DURATION=10  WARMUP=2  REPEAT=3  CONNS=16  STREAMS=10
-#        HS_DURATION=10  BATCH=50  ACCESS_LOG=1 (both log every request; 0: neither)
+#        HS_DURATION=10  BATCH=200  ACCESS_LOG=1 (both log every request; 0: neither)
 #        TARGETS="holdfast nginx"  PORT_BASE=18600  SHARED_BENCH  BENCH_STATE
 # needs: apt-get install nghttp2-client nginx openssl
 set -euo pipefail
@@ -26,7 +26,7 @@ source "$HERE/common.sh"
 parse_args "$@"
 
 DURATION=${DURATION:-10}; WARMUP=${WARMUP:-2}; REPEAT=${REPEAT:-3}; CONNS=${CONNS:-16}; STREAMS=${STREAMS:-10}
-HS_DURATION=${HS_DURATION:-10}; BATCH=${BATCH:-50}; ACCESS_LOG=${ACCESS_LOG:-1}
+HS_DURATION=${HS_DURATION:-10}; BATCH=${BATCH:-200}; ACCESS_LOG=${ACCESS_LOG:-1}
 TARGETS=${TARGETS:-"holdfast nginx"}
 PORT_BASE=${PORT_BASE:-18600}
 HOLDFAST_BIN=${HOLDFAST_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/holdfast}
@@ -131,7 +131,7 @@ cpu_ticks() {
 
 h2() { # PORT ARGS...: h2load on LOADGEN_CPU with the one suite
   local port=$1; shift
-  taskset -c "$LOADGEN_CPU" h2load --tls13-ciphers="$SUITE" "$@" "https://$HOST:$port/1k"
+  timeout $(( DURATION + HS_DURATION + 60 )) taskset -c "$LOADGEN_CPU" h2load --tls13-ciphers="$SUITE" "$@" "https://$HOST:$port/1k"
 }
 succeeded() { awk '/^requests:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^succeeded/) print $i }' "$1" | head -1; }
 
@@ -140,7 +140,7 @@ measure_warm() { # NAME PID
   local name=$1 pid=$2 raw="$out/raw/warm-$1-$RANDOM.txt" t0 t1 ok rps
   h2 "${PORT[$name]}" -c "$CONNS" -m "$STREAMS" -D "$WARMUP" > /dev/null 2>&1 || true
   t0=$(cpu_ticks "$pid")
-  timeout $(( DURATION + 30 )) h2 "${PORT[$name]}" -c "$CONNS" -m "$STREAMS" -D "$DURATION" > "$raw" 2>&1 || true
+  h2 "${PORT[$name]}" -c "$CONNS" -m "$STREAMS" -D "$DURATION" > "$raw" 2>&1 || true
   t1=$(cpu_ticks "$pid")
   ok=$(succeeded "$raw"); rps=$(awk '/^finished in/ { gsub(",", "", $4); print $4 }' "$raw")
   [ -n "$ok" ] && [ "$ok" -gt 0 ] || { tail -5 "$raw" >&2; die "h2load against $name failed ($raw)"; }

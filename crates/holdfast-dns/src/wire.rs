@@ -298,6 +298,10 @@ fn parse(query: &[u8]) -> Option<Question> {
         }
     }
     let name_len = at - HEADER;
+    // Longer than a name may be (RFC 1035 §3.1): hickory's path answers FORMERR.
+    if name_len > 255 {
+        return None;
+    }
     let qtype = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
     let qclass = u16::from_be_bytes([*query.get(at + 2)?, *query.get(at + 3)?]);
     if qclass != u16::from(DNSClass::IN) {
@@ -652,6 +656,15 @@ www IN A 192.0.2.80
         assert!(not(&trailing));
         assert!(not(&good[..good.len() - 1]));
         assert!(not(&good[..11]));
+        // A 256-byte name under our origin is not a name: no NXDOMAIN from the map.
+        let mut long = good[..12].to_vec();
+        for _ in 0..4 {
+            long.push(59);
+            long.extend_from_slice(&[b'a'; 59]);
+        }
+        long.extend_from_slice(&[1, b'b']);
+        long.extend_from_slice(b"\x07example\x04test\x00\x00\x01\x00\x01");
+        assert!(not(&long));
         let mut chaos = good.clone();
         let n = chaos.len();
         chaos[n - 1] = 3;
