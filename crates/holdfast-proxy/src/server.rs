@@ -16,7 +16,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -37,11 +37,13 @@ pub struct Listeners {
 }
 
 /// A running data path. `shutdown` stops accepting and lets connections finish within the
-/// configured grace period; `join` waits for the workers.
+/// configured grace period (`drain`: within the given one); `join` waits for the workers.
 pub struct EdgeHandle {
     pub plain: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
+    /// Set by `drain`: the grace period to use instead of `edge.shutdown_grace`.
+    grace: Arc<OnceLock<Duration>>,
     workers: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -50,11 +52,26 @@ impl EdgeHandle {
         let _ = self.shutdown.send(true);
     }
 
+    /// Stop accepting and let open connections finish within `grace` (after a binary
+    /// upgrade handed the listeners over: `edge.drain_timeout`).
+    pub fn drain(&self, grace: Duration) {
+        let _ = self.grace.set(grace);
+        self.shutdown();
+    }
+
     pub fn join(self) {
         for w in self.workers {
             let _ = w.join();
         }
     }
+}
+
+/// The data path's listening sockets, bound (or inherited) by the caller: per address, one
+/// or more sockets of one `SO_REUSEPORT` group.
+#[derive(Debug, Default)]
+pub struct BoundListeners {
+    pub plain: Vec<Vec<std::net::TcpListener>>,
+    pub tls: Vec<Vec<std::net::TcpListener>>,
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -72,7 +89,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 /// One socket per worker for `addr`; with port 0 the first socket's port is reused.
-fn bind_all(
+pub fn bind_all(
     addr: SocketAddr,
     n: usize,
 ) -> std::io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
@@ -88,36 +105,79 @@ fn bind_all(
 /// Bind every listener and start the workers.
 pub fn start(listeners: &Listeners, state: Arc<ArcSwap<State>>) -> std::io::Result<EdgeHandle> {
     let n = listeners.threads.max(1);
+    let group = |addrs: &[SocketAddr]| -> std::io::Result<Vec<Vec<std::net::TcpListener>>> {
+        addrs
+            .iter()
+            .map(|a| bind_all(*a, n).map(|(_, s)| s))
+            .collect()
+    };
+    let bound = BoundListeners {
+        plain: group(&listeners.plain)?,
+        tls: group(&listeners.tls)?,
+    };
+    start_bound(bound, n, state)
+}
+
+/// Start the workers on sockets bound (or inherited) by the caller. Every socket of an
+/// address is accepted on by some worker (a socket of a `SO_REUSEPORT` group nobody accepts
+/// on would strand the connections the kernel hashes to it); with fewer sockets than
+/// workers, workers share duplicates of them.
+pub fn start_bound(
+    bound: BoundListeners,
+    threads: usize,
+    state: Arc<ArcSwap<State>>,
+) -> std::io::Result<EdgeHandle> {
+    let n = threads.max(1);
     let mut per_worker: Vec<Vec<(std::net::TcpListener, bool)>> =
         (0..n).map(|_| Vec::new()).collect();
-    let mut bound = |addrs: &[SocketAddr], tls: bool| -> std::io::Result<Vec<SocketAddr>> {
-        let mut out = Vec::new();
-        for addr in addrs {
-            let (actual, sockets) = bind_all(*addr, n)?;
-            for (w, s) in per_worker.iter_mut().zip(sockets) {
-                w.push((s, tls));
+    let mut spread =
+        |groups: Vec<Vec<std::net::TcpListener>>, tls: bool| -> std::io::Result<Vec<SocketAddr>> {
+            let mut out = Vec::new();
+            for sockets in groups {
+                let Some(first) = sockets.first() else {
+                    continue;
+                };
+                out.push(first.local_addr()?);
+                let mut spares = Vec::new();
+                for _ in sockets.len()..n {
+                    spares.push(
+                        sockets
+                            .get(spares.len() % sockets.len())
+                            .map(|s| s.try_clone()),
+                    );
+                }
+                let all = sockets
+                    .into_iter()
+                    .map(Ok)
+                    .chain(spares.into_iter().flatten());
+                for (i, s) in all.enumerate() {
+                    if let Some(w) = per_worker.get_mut(i % n) {
+                        w.push((s?, tls));
+                    }
+                }
             }
-            out.push(actual);
-        }
-        Ok(out)
-    };
-    let plain = bound(&listeners.plain, false)?;
-    let tls = bound(&listeners.tls, true)?;
+            Ok(out)
+        };
+    let plain = spread(bound.plain, false)?;
+    let tls = spread(bound.tls, true)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let grace = Arc::new(OnceLock::new());
     let mut workers = Vec::new();
     for (slot, sockets) in per_worker.into_iter().enumerate() {
         let state = Arc::clone(&state);
         let shutdown = shutdown_rx.clone();
+        let grace = Arc::clone(&grace);
         workers.push(
             std::thread::Builder::new()
                 .name(format!("holdfast-worker-{slot}"))
-                .spawn(move || run_worker(slot, sockets, state, shutdown))?,
+                .spawn(move || run_worker(slot, sockets, state, shutdown, grace))?,
         );
     }
     Ok(EdgeHandle {
         plain,
         tls,
         shutdown,
+        grace,
         workers,
     })
 }
@@ -127,6 +187,7 @@ fn run_worker(
     sockets: Vec<(std::net::TcpListener, bool)>,
     state: Arc<ArcSwap<State>>,
     shutdown: watch::Receiver<bool>,
+    grace: Arc<OnceLock<Duration>>,
 ) {
     crate::upstream::set_worker_slot(slot);
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -144,13 +205,19 @@ fn run_worker(
         for (socket, tls) in sockets {
             match TcpListener::from_std(socket) {
                 Ok(l) => {
-                    loops.spawn(accept_loop(l, tls, Arc::clone(&state), shutdown.clone()));
+                    let stop = (shutdown.clone(), Arc::clone(&grace));
+                    loops.spawn(accept_loop(l, tls, Arc::clone(&state), stop));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot register listener"),
             }
         }
         let flusher = tokio::spawn(flush_access_log(Arc::clone(&state)));
+        let started = std::time::Instant::now();
         while loops.join_next().await.is_some() {}
+        // Upgraded connections (WebSocket) run as tasks of their own: they get what is left
+        // of the grace period, then end with the runtime.
+        let left = stop_grace(&grace, &state).saturating_sub(started.elapsed());
+        let _ = tokio::time::timeout(left, crate::phases::exchange::tunnels_closed()).await;
         flusher.abort();
         if let Some(log) = &state.load().access_log {
             log.flush_local();
@@ -172,7 +239,7 @@ async fn accept_loop(
     listener: TcpListener,
     tls: bool,
     state: Arc<ArcSwap<State>>,
-    mut shutdown: watch::Receiver<bool>,
+    (mut shutdown, grace): (watch::Receiver<bool>, Arc<OnceLock<Duration>>),
 ) {
     let mut conns = JoinSet::new();
     loop {
@@ -199,11 +266,20 @@ async fn accept_loop(
         while conns.try_join_next().is_some() {}
     }
     drop(listener);
-    let grace = state.load().config.edge.shutdown_grace;
+    let grace = stop_grace(&grace, &state);
     let drained =
         tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         conns.abort_all();
+    }
+}
+
+/// How long open connections may take to finish once accepting stopped: a binary upgrade's
+/// `drain_timeout` (set by `drain`), else `edge.shutdown_grace`.
+fn stop_grace(grace: &OnceLock<Duration>, state: &ArcSwap<State>) -> Duration {
+    match grace.get() {
+        Some(drain) => *drain,
+        None => state.load().config.edge.shutdown_grace,
     }
 }
 

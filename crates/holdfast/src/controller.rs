@@ -359,6 +359,9 @@ pub(crate) struct Controller {
     pub(crate) fleet_status: Mutex<serde_json::Value>,
     /// The public status page, when `[status_page]` is configured (set once serving).
     pub(crate) status_page: Mutex<Option<holdfast_admin::public::StatusPageHandle>>,
+    /// Where `POST /upgrade` sends its request: the loop that owns the `Running` (`holdfast
+    /// run`'s main thread); `None` in a process that takes no upgrades (an embedding test).
+    pub(crate) upgrades: Mutex<Option<crate::upgrade::UpgradeRequests>>,
 }
 
 impl Controller {
@@ -472,6 +475,7 @@ impl Controller {
             dns: Mutex::new(None),
             fleet_status: Mutex::new(serde_json::Value::Null),
             status_page: Mutex::new(None),
+            upgrades: Mutex::new(None),
         })
     }
 
@@ -485,10 +489,14 @@ impl Controller {
     }
 
     /// Start the DNS server (if configured) on the health of the current state.
-    pub(crate) fn start_dns(&self) -> Result<(), crate::app::StartError> {
+    pub(crate) fn start_dns(
+        &self,
+        sockets: &crate::upgrade::Sockets,
+    ) -> Result<(), crate::app::StartError> {
         let config = Arc::clone(&self.states.load().config);
         let handle = crate::dns::start(
             &config,
+            sockets,
             &self.states,
             &self.registry,
             Arc::clone(&self.artifact_metrics),
@@ -646,6 +654,7 @@ impl Backend for Controller {
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": self.started.elapsed().as_secs(),
+            "pid": std::process::id(),
             "serving": self.healthy(),
             "config": {
                 "source": self.source().label(),
@@ -670,6 +679,19 @@ impl Backend for Controller {
 
     fn reload(&self) -> ReloadOutcome {
         self.do_reload()
+    }
+
+    fn upgrade(
+        &self,
+        request: &holdfast_admin::UpgradeRequest,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let Some(requests) = lock(&self.upgrades).clone() else {
+            return Err((
+                404,
+                "this process takes no upgrades (not `holdfast run`)".into(),
+            ));
+        };
+        requests.ask(request.binary.clone())
     }
 
     fn set_module(

@@ -31,6 +31,7 @@ pub mod demo;
 mod dns;
 mod fleet;
 mod registry;
+pub mod upgrade;
 
 pub use app::{Running, StartError};
 pub use check::{check_artifact, check_file, config_notices, ARTIFACT_KINDS};
