@@ -25,6 +25,15 @@ use tokio::task::JoinSet;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCESS_LOG_FLUSH_EVERY: Duration = Duration::from_millis(100);
 const LISTEN_BACKLOG: i32 = 4096;
+/// While draining after a binary upgrade, how long an HTTP/1 keep-alive connection may still
+/// bring a request (answered with `Connection: close`) before an idle one is closed: closing
+/// at once would cut requests already on their way (the keep-alive race).
+const DRAIN_QUIET: Duration = Duration::from_secs(2);
+
+thread_local! {
+    /// Set on a worker thread when its stop is a binary upgrade's drain.
+    static DRAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 /// Smallest read buffer per client connection (hyper's minimum is 8 KiB).
 const CLIENT_BUF: usize = 16 << 10;
 
@@ -245,7 +254,10 @@ async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = shutdown.wait_for(|stop| *stop) => {
+                DRAINING.with(|d| d.set(grace.get().is_some()));
+                break;
+            }
         };
         match accepted {
             Ok((stream, peer)) => {
@@ -334,7 +346,23 @@ async fn serve_conn<S>(
     let info = ConnInfo::new(client, tls);
     let svc = {
         let states = Arc::clone(&states);
-        service_fn(move |req| handle(states.load_full(), info.clone(), req))
+        let shutdown = shutdown.clone();
+        service_fn(move |req| {
+            let answer = handle(states.load_full(), info.clone(), req);
+            let stopping = shutdown.clone();
+            async move {
+                let mut resp = answer.await?;
+                // Stopping: this connection's last answer (hyper closes after it; HTTP/2
+                // drops the header and ends with GOAWAY instead).
+                if *stopping.borrow() {
+                    resp.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                Ok::<_, Infallible>(resp)
+            }
+        })
     };
     if !tls {
         if !state.config.edge.h2c {
@@ -384,8 +412,16 @@ where
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => return r,
-        _ = shutdown.wait_for(|stop| *stop) => graceful(conn.as_mut()),
+        _ = shutdown.wait_for(|stop| *stop) => {}
     }
+    // Draining after an upgrade: a busy connection ends after its next answer (`Connection:
+    // close`); only one still idle after `DRAIN_QUIET` is closed.
+    if DRAINING.with(std::cell::Cell::get) {
+        if let Ok(r) = tokio::time::timeout(DRAIN_QUIET, conn.as_mut()).await {
+            return r;
+        }
+    }
+    graceful(conn.as_mut());
     conn.await
 }
 

@@ -285,6 +285,9 @@ fn recv_frame<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&body).map_err(std::io::Error::other)
 }
 
+/// The sockets a new process received, each with its description.
+pub(crate) type Received = Vec<(SocketMeta, OwnedFd)>;
+
 /// The new process's end of the hand-over.
 pub struct Handover {
     stream: UnixStream,
@@ -293,8 +296,7 @@ pub struct Handover {
 impl Handover {
     /// When started by an upgrade (`HOLDFAST_UPGRADE_SOCKET` set): connect and take the
     /// sockets.
-    pub(crate) fn receive() -> Result<Option<(Handover, Vec<(SocketMeta, OwnedFd)>)>, UpgradeError>
-    {
+    pub(crate) fn receive() -> Result<Option<(Handover, Received)>, UpgradeError> {
         let Some(path) = std::env::var_os(ENV) else {
             return Ok(None);
         };
