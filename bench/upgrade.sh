@@ -63,7 +63,7 @@ wait_http "http://127.0.0.1:$N/"
 nginx_upgrade() {
   local old; old=$(cat "$D/edge/nginx.pid")
   kill -USR2 "$old"
-  for _ in $(seq 200); do [ -s "$D/edge/nginx.pid.oldbin" ] && [ "$(cat "$D/edge/nginx.pid" 2>/dev/null)" != "$old" ] && break; sleep 0.05; done
+  for _ in $(seq 800); do [ -s "$D/edge/nginx.pid.oldbin" ] && [ "$(cat "$D/edge/nginx.pid" 2>/dev/null)" != "$old" ] && break; sleep 0.05; done
   [ -s "$D/edge/nginx.pid.oldbin" ] || { echo "nginx: no new master" >&2; return 1; }
   kill -QUIT "$old"
   for _ in $(seq 400); do kill -0 "$old" 2>/dev/null || return 0; sleep 0.05; done
