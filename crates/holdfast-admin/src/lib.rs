@@ -14,7 +14,7 @@
 //! `GET /` (the operator page: `page.rs` renders the `/status`
 //! document with `maud`, worst first; `GET /events` streams its `<main>` as Server-Sent Events,
 //! and a `<noscript>` refresh serves browsers without JavaScript), `GET /health`, `/metrics`,
-//! `/status`, `POST /reload`,
+//! `/status`, `POST /reload`, `POST /upgrade` (a binary upgrade, see docs/operations.md),
 //! `POST /modules/NAME/disable|enable` (the operator's kill switch), `POST /cache/purge`
 //! (url, prefix, surrogate key or all; soft or hard), `POST /demo/origins/NAME/stop|start` and
 //! `POST /demo/replay` (`holdfast demo` only: 404 elsewhere; a form from the page gets a 303
@@ -50,6 +50,7 @@ mod tls;
 
 pub use access::{Access, TokenError};
 pub use server::{
-    start, AdminHandle, Backend, DemoAction, ModuleSwitch, PurgeRequest, ReloadOutcome,
+    start, start_on, AdminHandle, Backend, DemoAction, ModuleSwitch, PurgeRequest, ReloadOutcome,
+    UpgradeRequest,
 };
 pub use tls::{server_config as tls_server_config, AdminTlsError};

@@ -61,6 +61,13 @@ pub trait Backend: Send + Sync + 'static {
         let _ = action;
         Err((404, "only `holdfast demo` has demo controls".into()))
     }
+    /// `POST /upgrade`: start the new binary on this process's listening sockets; answers
+    /// once the new process said it is ready (this one then drains and exits) or failed
+    /// (this one keeps serving). Blocking. The default (no upgrade support): 404.
+    fn upgrade(&self, request: &UpgradeRequest) -> Result<serde_json::Value, (u16, String)> {
+        let _ = request;
+        Err((404, "binary upgrades are not supported here".into()))
+    }
 }
 
 /// What the demo's controls ask for.
@@ -70,6 +77,14 @@ pub enum DemoAction {
     Origin { name: String, start: bool },
     /// Write the 18 Nov 2025 feature file into the watched path.
     Replay,
+}
+
+/// `POST /upgrade` body (optional, JSON): `{"binary": "/path/to/holdfast"}`; without it,
+/// the path this process was started from.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeRequest {
+    pub binary: Option<std::path::PathBuf>,
 }
 
 /// `POST /cache/purge?url=…|prefix=…|tag=…|all=true[&soft=true]`: exactly one target.
@@ -133,7 +148,16 @@ pub fn start(
     backend: Arc<dyn Backend>,
     access: Access,
 ) -> std::io::Result<AdminHandle> {
-    let listener = std::net::TcpListener::bind(listen)?;
+    start_on(std::net::TcpListener::bind(listen)?, backend, access)
+}
+
+/// `start` on a listener bound (or inherited from the process before a binary upgrade) by
+/// the caller.
+pub fn start_on(
+    listener: std::net::TcpListener,
+    backend: Arc<dyn Backend>,
+    access: Access,
+) -> std::io::Result<AdminHandle> {
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -191,6 +215,7 @@ fn router(backend: Shared, access: Access) -> Router {
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/reload", post(reload))
+        .route("/upgrade", post(upgrade))
         .route("/modules/{name}/{action}", post(module_switch))
         .route("/artifacts/{name}/force", post(force_artifact))
         .route("/cache/purge", post(purge_cache))
@@ -284,6 +309,22 @@ async fn reload(State(b): State<Shared>) -> Response {
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+async fn upgrade(State(b): State<Shared>, body: axum::body::Bytes) -> Response {
+    let request: UpgradeRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        UpgradeRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                let hint = "expected {\"binary\": \"/path/to/holdfast\"} or an empty body";
+                return (StatusCode::BAD_REQUEST, format!("{e} ({hint})")).into_response();
+            }
+        }
+    };
+    // Waits for the new process (bounded): off the admin runtime.
+    blocking_json(move || b.upgrade(&request)).await
 }
 
 async fn module_switch(

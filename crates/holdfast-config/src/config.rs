@@ -474,6 +474,9 @@ pub struct Edge {
     pub limits: Limits,
     pub client_header_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// After a binary upgrade handed the listeners over: how long the old process lets its
+    /// open connections finish before it closes them and exits.
+    pub drain_timeout: Duration,
     /// Where last-known-good artifacts and operator overrides are kept; `None`: nowhere.
     pub state_dir: Option<PathBuf>,
     /// Peers whose `X-Forwarded-For` names the client (load balancers, another CDN); from

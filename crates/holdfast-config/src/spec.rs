@@ -238,6 +238,8 @@ pub struct EdgeSpec {
     pub client_header_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub drain_timeout: Option<Duration>,
     pub max_header_bytes: Option<ByteSize>,
     pub max_headers: Option<i64>,
     pub max_request_body: Option<ByteSize>,

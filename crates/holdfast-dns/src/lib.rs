@@ -83,6 +83,6 @@ pub use error::DnsError;
 pub use metrics::DnsMetrics;
 pub use overrides::Force;
 pub use quorum::{PeerStatus, PeerView, QuorumHealth, TargetVote, VoteStatus};
-pub use server::{DnsHandle, DnsStatus, QuorumStatus, SteeredStatus};
+pub use server::{bind as bind_udp_tcp, DnsHandle, DnsStatus, QuorumStatus, SteeredStatus};
 pub use steer::{HealthSource, TargetStatus};
 pub use zone::{serial_newer, Zone, ZoneFile, MAX_ZONE_BYTES};

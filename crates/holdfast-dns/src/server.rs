@@ -103,6 +103,36 @@ impl DnsHandle {
         artifact_metrics: Arc<ArtifactMetrics>,
         metrics: DnsMetrics,
     ) -> Result<DnsHandle, DnsError> {
+        let sockets = bind(config.listen)?;
+        DnsHandle::start_on(
+            config,
+            sockets,
+            state_dir,
+            health,
+            artifact_metrics,
+            metrics,
+        )
+    }
+
+    /// `start` on UDP and TCP sockets bound (or inherited from the process before a binary
+    /// upgrade) by the caller.
+    pub fn start_on(
+        config: &Dns,
+        (udp, tcp): (UdpSocket, TcpListener),
+        state_dir: Option<&Path>,
+        health: Arc<dyn HealthSource>,
+        artifact_metrics: Arc<ArtifactMetrics>,
+        metrics: DnsMetrics,
+    ) -> Result<DnsHandle, DnsError> {
+        let nonblocking = |r: std::io::Result<()>, proto| {
+            r.map_err(|source| DnsError::Bind {
+                addr: config.listen,
+                proto,
+                source,
+            })
+        };
+        nonblocking(udp.set_nonblocking(true), "udp")?;
+        nonblocking(tcp.set_nonblocking(true), "tcp")?;
         let zones: Vec<Arc<Artifact<ZoneFile>>> = config
             .zones
             .iter()
@@ -181,7 +211,6 @@ impl DnsHandle {
         inner.export_vantage(&quorum);
         let run_quorum = Arc::clone(&quorum);
 
-        let (udp, tcp) = bind(config.listen)?;
         let addr = udp.local_addr().map_err(|source| DnsError::Bind {
             addr: config.listen,
             proto: "udp",
@@ -474,7 +503,7 @@ async fn serve(
 }
 
 /// UDP and TCP on the same address; with port 0, the port UDP got, retried if TCP cannot.
-fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
+pub fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
     let err = |proto, source| DnsError::Bind {
         addr,
         proto,

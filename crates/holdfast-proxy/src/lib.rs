@@ -17,10 +17,11 @@
 //!
 //! the data path.
 //!
-//! - `server.rs`: binds listeners (one socket per worker, `SO_REUSEPORT`), runs the workers,
+//! - `server.rs`: binds listeners (one socket per worker, `SO_REUSEPORT`) or takes them bound
+//!   by the caller (`start_bound`: inherited at a binary upgrade), runs the workers,
 //!   serves each connection with hyper (HTTP/1.1; HTTP/2 or HTTP/1.1 by ALPN on TLS
 //!   listeners), applies client limits (header bytes and count, header read timeout), counts
-//!   parse errors, drains connections on shutdown.
+//!   parse errors, drains connections on shutdown (`drain`: within a given grace period).
 //! - `conn_limit.rs`: `edge.max_connections`, the open client connections of all workers
 //!   together; at the cap the accept loops pause until one closes (the backlog holds the rest).
 //! - `send_timeout.rs`: the client socket's write side with a stall limit (60 s): a client
@@ -200,6 +201,6 @@ pub use holdfast_modules::{
     Block, EdgeRequest, EdgeResponse, Edit, ModuleAction, RequestModule, TooMany, REQUEST_ID_MARK,
 };
 pub use metrics::Metrics;
-pub use server::{start, EdgeHandle, Listeners};
+pub use server::{bind_all, start, start_bound, BoundListeners, EdgeHandle, Listeners};
 pub use state::{PoolStatus, RouteCacheStatus, RouteStatus, ServerStatus, State, StateInputs};
 pub use upstream::{CheckTargets, HealthChecker};

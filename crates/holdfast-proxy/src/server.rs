@@ -17,7 +17,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -26,6 +26,15 @@ use tokio::task::JoinSet;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCESS_LOG_FLUSH_EVERY: Duration = Duration::from_millis(100);
 const LISTEN_BACKLOG: i32 = 4096;
+/// While draining after a binary upgrade, how long an HTTP/1 keep-alive connection may still
+/// bring a request (answered with `Connection: close`) before an idle one is closed: closing
+/// at once would cut requests already on their way (the keep-alive race).
+const DRAIN_QUIET: Duration = Duration::from_secs(2);
+
+thread_local! {
+    /// Set on a worker thread when its stop is a binary upgrade's drain.
+    static DRAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 /// Smallest read buffer per client connection (hyper's minimum is 8 KiB).
 const CLIENT_BUF: usize = 16 << 10;
 
@@ -38,11 +47,13 @@ pub struct Listeners {
 }
 
 /// A running data path. `shutdown` stops accepting and lets connections finish within the
-/// configured grace period; `join` waits for the workers.
+/// configured grace period (`drain`: within the given one); `join` waits for the workers.
 pub struct EdgeHandle {
     pub plain: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
+    /// Set by `drain`: the grace period to use instead of `edge.shutdown_grace`.
+    grace: Arc<OnceLock<Duration>>,
     workers: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -51,11 +62,26 @@ impl EdgeHandle {
         let _ = self.shutdown.send(true);
     }
 
+    /// Stop accepting and let open connections finish within `grace` (after a binary
+    /// upgrade handed the listeners over: `edge.drain_timeout`).
+    pub fn drain(&self, grace: Duration) {
+        let _ = self.grace.set(grace);
+        self.shutdown();
+    }
+
     pub fn join(self) {
         for w in self.workers {
             let _ = w.join();
         }
     }
+}
+
+/// The data path's listening sockets, bound (or inherited) by the caller: per address, one
+/// or more sockets of one `SO_REUSEPORT` group.
+#[derive(Debug, Default)]
+pub struct BoundListeners {
+    pub plain: Vec<Vec<std::net::TcpListener>>,
+    pub tls: Vec<Vec<std::net::TcpListener>>,
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -73,7 +99,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 /// One socket per worker for `addr`; with port 0 the first socket's port is reused.
-fn bind_all(
+pub fn bind_all(
     addr: SocketAddr,
     n: usize,
 ) -> std::io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
@@ -89,38 +115,81 @@ fn bind_all(
 /// Bind every listener and start the workers.
 pub fn start(listeners: &Listeners, state: Arc<ArcSwap<State>>) -> std::io::Result<EdgeHandle> {
     let n = listeners.threads.max(1);
+    let group = |addrs: &[SocketAddr]| -> std::io::Result<Vec<Vec<std::net::TcpListener>>> {
+        addrs
+            .iter()
+            .map(|a| bind_all(*a, n).map(|(_, s)| s))
+            .collect()
+    };
+    let bound = BoundListeners {
+        plain: group(&listeners.plain)?,
+        tls: group(&listeners.tls)?,
+    };
+    start_bound(bound, n, state)
+}
+
+/// Start the workers on sockets bound (or inherited) by the caller. Every socket of an
+/// address is accepted on by some worker (a socket of a `SO_REUSEPORT` group nobody accepts
+/// on would strand the connections the kernel hashes to it); with fewer sockets than
+/// workers, workers share duplicates of them.
+pub fn start_bound(
+    bound: BoundListeners,
+    threads: usize,
+    state: Arc<ArcSwap<State>>,
+) -> std::io::Result<EdgeHandle> {
+    let n = threads.max(1);
     let mut per_worker: Vec<Vec<(std::net::TcpListener, bool)>> =
         (0..n).map(|_| Vec::new()).collect();
-    let mut bound = |addrs: &[SocketAddr], tls: bool| -> std::io::Result<Vec<SocketAddr>> {
-        let mut out = Vec::new();
-        for addr in addrs {
-            let (actual, sockets) = bind_all(*addr, n)?;
-            for (w, s) in per_worker.iter_mut().zip(sockets) {
-                w.push((s, tls));
+    let mut spread =
+        |groups: Vec<Vec<std::net::TcpListener>>, tls: bool| -> std::io::Result<Vec<SocketAddr>> {
+            let mut out = Vec::new();
+            for sockets in groups {
+                let Some(first) = sockets.first() else {
+                    continue;
+                };
+                out.push(first.local_addr()?);
+                let mut spares = Vec::new();
+                for _ in sockets.len()..n {
+                    spares.push(
+                        sockets
+                            .get(spares.len() % sockets.len())
+                            .map(|s| s.try_clone()),
+                    );
+                }
+                let all = sockets
+                    .into_iter()
+                    .map(Ok)
+                    .chain(spares.into_iter().flatten());
+                for (i, s) in all.enumerate() {
+                    if let Some(w) = per_worker.get_mut(i % n) {
+                        w.push((s?, tls));
+                    }
+                }
             }
-            out.push(actual);
-        }
-        Ok(out)
-    };
-    let plain = bound(&listeners.plain, false)?;
-    let tls = bound(&listeners.tls, true)?;
+            Ok(out)
+        };
+    let plain = spread(bound.plain, false)?;
+    let tls = spread(bound.tls, true)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let limit = Arc::new(ConnLimit::default());
+    let grace = Arc::new(OnceLock::new());
     let mut workers = Vec::new();
     for (slot, sockets) in per_worker.into_iter().enumerate() {
         let state = Arc::clone(&state);
         let shutdown = shutdown_rx.clone();
         let limit = Arc::clone(&limit);
+        let grace = Arc::clone(&grace);
         workers.push(
             std::thread::Builder::new()
                 .name(format!("holdfast-worker-{slot}"))
-                .spawn(move || run_worker(slot, sockets, state, limit, shutdown))?,
+                .spawn(move || run_worker(slot, sockets, state, limit, shutdown, grace))?,
         );
     }
     Ok(EdgeHandle {
         plain,
         tls,
         shutdown,
+        grace,
         workers,
     })
 }
@@ -131,6 +200,7 @@ fn run_worker(
     state: Arc<ArcSwap<State>>,
     limit: Arc<ConnLimit>,
     shutdown: watch::Receiver<bool>,
+    grace: Arc<OnceLock<Duration>>,
 ) {
     crate::upstream::set_worker_slot(slot);
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -149,13 +219,19 @@ fn run_worker(
             match TcpListener::from_std(socket) {
                 Ok(l) => {
                     let (state, limit) = (Arc::clone(&state), Arc::clone(&limit));
-                    loops.spawn(accept_loop(l, tls, state, limit, shutdown.clone()));
+                    let stop = (shutdown.clone(), Arc::clone(&grace));
+                    loops.spawn(accept_loop(l, tls, state, limit, stop));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot register listener"),
             }
         }
         let flusher = tokio::spawn(flush_access_log(Arc::clone(&state)));
+        let started = std::time::Instant::now();
         while loops.join_next().await.is_some() {}
+        // Upgraded connections (WebSocket) run as tasks of their own: they get what is left
+        // of the grace period, then end with the runtime.
+        let left = stop_grace(&grace, &state).saturating_sub(started.elapsed());
+        let _ = tokio::time::timeout(left, crate::phases::exchange::tunnels_closed()).await;
         flusher.abort();
         if let Some(log) = &state.load().access_log {
             log.flush_local();
@@ -178,7 +254,7 @@ async fn accept_loop(
     tls: bool,
     state: Arc<ArcSwap<State>>,
     limit: Arc<ConnLimit>,
-    mut shutdown: watch::Receiver<bool>,
+    (mut shutdown, grace): (watch::Receiver<bool>, Arc<OnceLock<Duration>>),
 ) {
     let mut conns = JoinSet::new();
     loop {
@@ -192,11 +268,17 @@ async fn accept_loop(
         };
         tokio::select! {
             _ = limit.wait_below(cap, full) => {}
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = shutdown.wait_for(|stop| *stop) => {
+                DRAINING.with(|d| d.set(grace.get().is_some()));
+                break;
+            }
         }
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = shutdown.wait_for(|stop| *stop) => {
+                DRAINING.with(|d| d.set(grace.get().is_some()));
+                break;
+            }
         };
         match accepted {
             Ok((stream, peer)) => {
@@ -218,11 +300,20 @@ async fn accept_loop(
         while conns.try_join_next().is_some() {}
     }
     drop(listener);
-    let grace = state.load().config.edge.shutdown_grace;
+    let grace = stop_grace(&grace, &state);
     let drained =
         tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         conns.abort_all();
+    }
+}
+
+/// How long open connections may take to finish once accepting stopped: a binary upgrade's
+/// `drain_timeout` (set by `drain`), else `edge.shutdown_grace`.
+fn stop_grace(grace: &OnceLock<Duration>, state: &ArcSwap<State>) -> Duration {
+    match grace.get() {
+        Some(drain) => *drain,
+        None => state.load().config.edge.shutdown_grace,
     }
 }
 
@@ -278,7 +369,23 @@ async fn serve_conn<S>(
     let info = ConnInfo::new(client, tls);
     let svc = {
         let states = Arc::clone(&states);
-        service_fn(move |req| handle(states.load_full(), info.clone(), req))
+        let shutdown = shutdown.clone();
+        service_fn(move |req| {
+            let answer = handle(states.load_full(), info.clone(), req);
+            let stopping = shutdown.clone();
+            async move {
+                let mut resp = answer.await?;
+                // Stopping: this connection's last answer (hyper closes after it; HTTP/2
+                // drops the header and ends with GOAWAY instead).
+                if *stopping.borrow() {
+                    resp.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                Ok::<_, Infallible>(resp)
+            }
+        })
     };
     if !tls {
         if !state.config.edge.h2c {
@@ -328,8 +435,16 @@ where
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => return r,
-        _ = shutdown.wait_for(|stop| *stop) => graceful(conn.as_mut()),
+        _ = shutdown.wait_for(|stop| *stop) => {}
     }
+    // Draining after an upgrade: a busy connection ends after its next answer (`Connection:
+    // close`); only one still idle after `DRAIN_QUIET` is closed.
+    if DRAINING.with(std::cell::Cell::get) {
+        if let Ok(r) = tokio::time::timeout(DRAIN_QUIET, conn.as_mut()).await {
+            return r;
+        }
+    }
+    graceful(conn.as_mut());
     conn.await
 }
 

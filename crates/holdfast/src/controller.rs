@@ -361,6 +361,9 @@ pub(crate) struct Controller {
     pub(crate) status_page: Mutex<Option<holdfast_admin::public::StatusPageHandle>>,
     /// The demo's origins and files (`holdfast demo` only).
     pub(crate) demo: Mutex<Option<Arc<crate::demo::Tour>>>,
+    /// Where `POST /upgrade` sends its request: the loop that owns the `Running` (`holdfast
+    /// run`'s main thread); `None` in a process that takes no upgrades (an embedding test).
+    pub(crate) upgrades: Mutex<Option<crate::upgrade::UpgradeRequests>>,
 }
 
 impl Controller {
@@ -475,6 +478,7 @@ impl Controller {
             fleet_status: Mutex::new(serde_json::Value::Null),
             status_page: Mutex::new(None),
             demo: Mutex::new(None),
+            upgrades: Mutex::new(None),
         })
     }
 
@@ -488,10 +492,14 @@ impl Controller {
     }
 
     /// Start the DNS server (if configured) on the health of the current state.
-    pub(crate) fn start_dns(&self) -> Result<(), crate::app::StartError> {
+    pub(crate) fn start_dns(
+        &self,
+        sockets: &crate::upgrade::Sockets,
+    ) -> Result<(), crate::app::StartError> {
         let config = Arc::clone(&self.states.load().config);
         let handle = crate::dns::start(
             &config,
+            sockets,
             &self.states,
             &self.registry,
             Arc::clone(&self.artifact_metrics),
@@ -674,6 +682,7 @@ impl Backend for Controller {
         let mut status = json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": self.started.elapsed().as_secs(),
+            "pid": std::process::id(),
             "serving": self.healthy(),
             "config": {
                 "source": self.source().label(),
@@ -702,6 +711,19 @@ impl Backend for Controller {
 
     fn reload(&self) -> ReloadOutcome {
         self.do_reload()
+    }
+
+    fn upgrade(
+        &self,
+        request: &holdfast_admin::UpgradeRequest,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let Some(requests) = lock(&self.upgrades).clone() else {
+            return Err((
+                404,
+                "this process takes no upgrades (not `holdfast run`)".into(),
+            ));
+        };
+        requests.ask(request.binary.clone())
     }
 
     fn set_module(

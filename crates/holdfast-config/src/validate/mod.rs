@@ -15,6 +15,7 @@ const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// `edge.max_connections` when not set.
 const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_HEADER_BYTES: u64 = 32 << 10;
 /// hyper's smallest read buffer; headers must fit in it.
 const MIN_MAX_HEADER_BYTES: u64 = 8 << 10;
@@ -243,6 +244,7 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
             errs,
         ),
         shutdown_grace: spec.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+        drain_timeout: spec.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         trusted_proxies: spec
             .trusted_proxies
             .iter()

@@ -57,6 +57,7 @@ fn minimal_file_is_accepted_with_every_default() {
             },
             client_header_timeout: secs(30),
             shutdown_grace: secs(10),
+            drain_timeout: secs(30),
             state_dir: None,
             trusted_proxies: vec![],
             client_ip_header: holdfast_config::ClientIpHeader::XForwardedFor,
@@ -147,6 +148,7 @@ forwarded = true
 access_log = "logs/access.log"
 client_header_timeout = "10s"
 shutdown_grace = "1m 30s"
+drain_timeout = "45s"
 max_header_bytes = "32KiB"
 max_headers = 200
 max_request_body = "10MiB"
@@ -228,6 +230,7 @@ fn full_featured_file_is_accepted() {
     );
     assert_eq!(e.client_header_timeout, secs(10));
     assert_eq!(e.shutdown_grace, secs(90));
+    assert_eq!(e.drain_timeout, secs(45));
     assert_eq!(
         e.limits,
         Limits {
