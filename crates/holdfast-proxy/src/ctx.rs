@@ -17,6 +17,9 @@ pub struct ConnInfo {
     /// `X-Forwarded-For`.
     pub client_ip: HeaderValue,
     pub tls: bool,
+    /// What the TLS handshake settled, when some `[[edge.tls]]` table asks for client
+    /// certificates (`None` otherwise, and on plain connections).
+    pub tls_peer: Option<std::sync::Arc<TlsPeer>>,
 }
 
 impl ConnInfo {
@@ -27,8 +30,18 @@ impl ConnInfo {
             client,
             client_ip,
             tls,
+            tls_peer: None,
         }
     }
+}
+
+/// A TLS connection's site and client: which `[[edge.tls]]` table its SNI chose (`None`: no
+/// table, no default) and the subject of the client certificate that table's CA verified.
+#[derive(Debug)]
+pub struct TlsPeer {
+    pub site: Option<usize>,
+    /// RFC 4514 text (`CN=client,O=Example`), ready for a header.
+    pub subject: Option<HeaderValue>,
 }
 
 pub struct RequestCtx {

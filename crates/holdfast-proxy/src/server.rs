@@ -256,11 +256,11 @@ async fn serve_conn<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let info = ConnInfo::new(client, tls);
-    let svc = {
-        let states = Arc::clone(&states);
-        service_fn(move |req| handle(states.load_full(), info.clone(), req))
-    };
     if !tls {
+        let svc = {
+            let states = Arc::clone(&states);
+            service_fn(move |req| handle(states.load_full(), info.clone(), req))
+        };
         if !state.config.edge.h2c {
             return serve_h1(TokioIo::new(stream), svc, state, shutdown).await;
         }
@@ -272,11 +272,11 @@ async fn serve_conn<S>(
             Err(_) => state.metrics.bad_request("header_timeout"),
         };
     }
-    let Some(config) = state.tls.clone() else {
+    let Some(sites) = state.tls_sites.as_deref() else {
         return;
     };
-    let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
-    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
+    let accept = crate::tls::accept(stream, sites);
+    let (stream, tls_peer) = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             state.metrics.tls_handshake_errors.inc();
@@ -288,6 +288,8 @@ async fn serve_conn<S>(
             return;
         }
     };
+    let info = ConnInfo { tls_peer, ..info };
+    let svc = service_fn(move |req| handle(states.load_full(), info.clone(), req));
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     if h2 {
         serve_h2(TokioIo::new(stream), svc, state, shutdown).await

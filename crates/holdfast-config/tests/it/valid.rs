@@ -61,6 +61,8 @@ fn minimal_file_is_accepted_with_every_default() {
             trusted_proxies: vec![],
             client_ip_header: holdfast_config::ClientIpHeader::XForwardedFor,
             proxy_protocol: false,
+            client_cert_header: None,
+            session_tickets: holdfast_config::SessionTickets::default(),
         }
     );
     assert_eq!(config.modules, holdfast_config::Modules::default());
@@ -246,11 +248,15 @@ fn tls_paths_resolve_against_base_dir_and_names_are_lower_cased() {
                 names: vec![],
                 cert: "/etc/holdfast/certs/default.pem".into(),
                 key: "/etc/holdfast/certs/default.key".into(),
+                client_auth: None,
+                policy: Default::default(),
             },
             TlsCert {
                 names: vec!["example.com".into(), "*.example.com".into()],
                 cert: "/srv/tls/example.pem".into(),
                 key: "/srv/tls/example.key".into(),
+                client_auth: None,
+                policy: Default::default(),
             },
         ]
     );
@@ -292,6 +298,7 @@ fn pools_keep_servers_host_header_and_upstream_tls() {
             sni: Some("app.internal".into()),
             ca_file: Some("/etc/holdfast/ca/internal.pem".into()),
             verify: true,
+            client_cert: None,
         })
     );
 
@@ -308,6 +315,7 @@ fn pools_keep_servers_host_header_and_upstream_tls() {
             sni: None,
             ca_file: None,
             verify: false,
+            client_cert: None,
         })
     );
     assert_eq!(stat.overload, None);

@@ -53,3 +53,4 @@ mod streaming;
 mod strict;
 mod timeouts;
 mod tls;
+mod tls_security;
