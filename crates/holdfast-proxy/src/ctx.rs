@@ -17,9 +17,6 @@ pub struct ConnInfo {
     /// `X-Forwarded-For`.
     pub client_ip: HeaderValue,
     pub tls: bool,
-    /// What the TLS handshake settled, when some `[[edge.tls]]` table asks for client
-    /// certificates (`None` otherwise, and on plain connections).
-    pub tls_peer: Option<std::sync::Arc<TlsPeer>>,
 }
 
 impl ConnInfo {
@@ -30,13 +27,15 @@ impl ConnInfo {
             client,
             client_ip,
             tls,
-            tls_peer: None,
         }
     }
 }
 
 /// A TLS connection's site and client: which `[[edge.tls]]` table its SNI chose (`None`: no
 /// table, no default) and the subject of the client certificate that table's CA verified.
+/// Only when some table asks for client certificates; then each request of the connection
+/// carries it as an extension (`Arc<TlsPeer>`), not in `ConnInfo`, so the request future of
+/// every other edge stays its size (`service::tests::handle_future_stays_small`).
 #[derive(Debug)]
 pub struct TlsPeer {
     pub site: Option<usize>,

@@ -288,8 +288,12 @@ async fn serve_conn<S>(
             return;
         }
     };
-    let info = ConnInfo { tls_peer, ..info };
-    let svc = service_fn(move |req| handle(states.load_full(), info.clone(), req));
+    let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        if let Some(peer) = &tls_peer {
+            req.extensions_mut().insert(Arc::clone(peer));
+        }
+        handle(states.load_full(), info.clone(), req)
+    });
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     if h2 {
         serve_h2(TokioIo::new(stream), svc, state, shutdown).await

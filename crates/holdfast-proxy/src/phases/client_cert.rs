@@ -6,10 +6,11 @@
 //! by name); a request whose host is its connection's site gets the verified subject in the
 //! header, where the rules read it and the origin receives it.
 
-use crate::ctx::RequestCtx;
+use crate::ctx::{RequestCtx, TlsPeer};
 use crate::error::ProxyError;
 use crate::state::State;
 use http::Request;
+use std::sync::Arc;
 
 pub(crate) fn check<B>(
     state: &State,
@@ -26,11 +27,11 @@ pub(crate) fn check<B>(
     let Some(site) = sites.site_of(ctx.host_name()) else {
         return Ok(());
     };
-    let peer = ctx
-        .conn
-        .tls_peer
-        .as_deref()
-        .filter(|p| p.site == Some(site));
+    let peer = req
+        .extensions()
+        .get::<Arc<TlsPeer>>()
+        .filter(|p| p.site == Some(site))
+        .cloned();
     let Some(peer) = peer else {
         if sites.requires_client_cert(site) {
             return Err(ProxyError::Misdirected);
