@@ -487,6 +487,11 @@ pub struct Edge {
     /// Every connection starts with a PROXY protocol (v1 or v2) header, believed only from
     /// a trusted peer.
     pub proxy_protocol: bool,
+    /// The header a verified client certificate's subject is sent to origins in (and rules
+    /// read); always removed from what clients send. `None`: not sent.
+    pub client_cert_header: Option<HeaderName>,
+    /// Stateless session resumption on the TLS listeners.
+    pub session_tickets: SessionTickets,
     /// Most client connections open at once, all listeners and workers together; at the cap
     /// the edge stops accepting until one closes (new ones wait in the kernel's backlog).
     pub max_connections: usize,
@@ -536,6 +541,54 @@ pub struct TlsCert {
     pub names: Vec<String>,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Client certificates asked of connections to these names; `None`: not asked.
+    pub client_auth: Option<ClientAuth>,
+    /// Versions, cipher suites and key-exchange groups for these names.
+    pub policy: TlsPolicy,
+}
+
+/// `client_auth` and `client_ca` of an `[[edge.tls]]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// A connection without a valid certificate is refused (`true`) or served without a
+    /// subject (`false`, `"optional"`); an invalid certificate is refused either way.
+    pub required: bool,
+    /// PEM file of the CAs whose client certificates are accepted.
+    pub ca: PathBuf,
+}
+
+/// The lowest TLS version a listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsVersion {
+    #[default]
+    Tls12,
+    Tls13,
+}
+
+/// A TLS policy: empty lists mean rustls's defaults. Suite and group names are checked
+/// against the crypto provider where it is known (`holdfast-proxy`'s `tls::policy`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsPolicy {
+    pub min_version: TlsVersion,
+    pub cipher_suites: Vec<String>,
+    pub kx_groups: Vec<String>,
+}
+
+/// `edge.session_tickets`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTickets {
+    pub enabled: bool,
+    /// How long one ticket key issues tickets; a ticket is accepted for twice as long.
+    pub rotate: Duration,
+}
+
+impl Default for SessionTickets {
+    fn default() -> Self {
+        SessionTickets {
+            enabled: true,
+            rotate: Duration::from_secs(12 * 3600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -694,6 +747,15 @@ pub struct UpstreamTls {
     /// PEM file of CA certificates to trust instead of the system store.
     pub ca_file: Option<PathBuf>,
     pub verify: bool,
+    /// The certificate chain and key presented to origins (authenticated origin pulls).
+    pub client_cert: Option<ClientCertFiles>,
+}
+
+/// `client_cert` and `client_key` of a pool's `tls` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone)]

@@ -251,6 +251,9 @@ pub struct EdgeSpec {
     pub proxy_protocol: bool,
     pub max_connections: Option<i64>,
     pub encoded_slashes: Option<String>,
+    /// The request header a verified client certificate's subject is sent to origins in.
+    pub client_cert_header: Option<String>,
+    pub session_tickets: Option<SessionTicketsSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,6 +262,21 @@ pub struct TlsCertSpec {
     pub names: Vec<String>,
     pub cert: String,
     pub key: String,
+    /// `"require"` or `"optional"`: ask clients of these names for a certificate.
+    pub client_auth: Option<String>,
+    /// PEM file of the CAs whose client certificates are accepted.
+    pub client_ca: Option<String>,
+    pub min_version: Option<String>,
+    pub cipher_suites: Option<Vec<String>>,
+    pub kx_groups: Option<Vec<String>>,
+}
+
+/// `edge.session_tickets`: stateless TLS session resumption.
+#[derive(Debug, Deserialize)]
+pub struct SessionTicketsSpec {
+    pub enabled: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    pub rotate: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -345,6 +363,9 @@ pub struct UpstreamTlsSpec {
     pub ca_file: Option<String>,
     #[serde(default = "yes")]
     pub verify: bool,
+    /// Certificate chain and key (PEM) presented to the origins (authenticated origin pulls).
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 
 fn yes() -> bool {

@@ -26,6 +26,8 @@ pub enum ProxyError {
     Refused(crate::refusal::Refusal),
     #[error("no route matches this host and path")]
     NoRoute,
+    #[error("this host needs a TLS connection made for its name with a client certificate; connect again to it by name")]
+    Misdirected,
     #[error("the request was refused by the edge's {module} module")]
     Denied { module: &'static str },
     #[error("the request was blocked by the edge's rule {:?}", .0.rule)]
@@ -55,6 +57,7 @@ impl ProxyError {
         match self {
             ProxyError::Refused(r) => r.status(),
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::Denied { .. } => StatusCode::FORBIDDEN,
             ProxyError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::Blocked(b) => b.status,
@@ -75,6 +78,7 @@ impl ProxyError {
                 Side::Edge
             }
             ProxyError::Refused(_)
+            | ProxyError::Misdirected
             | ProxyError::BodyTooLarge
             | ProxyError::ClientBody(_)
             | ProxyError::ClientTimeout

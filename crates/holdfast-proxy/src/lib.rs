@@ -110,7 +110,14 @@
 //!   so a reload opens no new origin connections and forgets no in-flight count.
 //! - `purge.rs`: a purge URL in any form a client sends (scheme or not, host case, port,
 //!   query order, dot segments) turned into the keys the cache stores it under, per route.
-//! - `tls.rs`: SNI certificate resolver (exact, `*.suffix`, default), origin TLS client config.
+//! - `tls.rs`: SNI certificate resolver (exact, `*.suffix`, default), origin TLS client config
+//!   (with the pool's client certificate). `tls/sites.rs`: one `ServerConfig` per
+//!   `[[edge.tls]]` table (its policy, its client-certificate verifier), chosen by SNI before
+//!   the handshake (`accept`, rustls's lazy acceptor), and the connection's `TlsPeer` (site,
+//!   verified subject); `tls/policy.rs`: versions, suites and groups checked against *ring*'s
+//!   lists; `tls/tickets.rs`: session-ticket keys rotated on a schedule, shared by every site
+//!   and kept across reloads. `phases/client_cert.rs` strips and sets the subject header and
+//!   answers 421 for a host whose site requires a certificate on another site's connection.
 //! - `access_log.rs`: JSON lines formatted into a thread-local buffer, batches handed to a
 //!   writer thread through a bounded channel; overflow is dropped and counted.
 //! - `metrics.rs`: Prometheus families; label sets resolved per generation. `cache_metrics.rs`:

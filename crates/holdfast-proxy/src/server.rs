@@ -367,27 +367,8 @@ async fn serve_conn<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let info = ConnInfo::new(client, tls);
-    let svc = {
-        let states = Arc::clone(&states);
-        let shutdown = shutdown.clone();
-        service_fn(move |req| {
-            let answer = handle(states.load_full(), info.clone(), req);
-            let stopping = shutdown.clone();
-            async move {
-                let mut resp = answer.await?;
-                // Stopping: this connection's last answer (hyper closes after it; HTTP/2
-                // drops the header and ends with GOAWAY instead).
-                if *stopping.borrow() {
-                    resp.headers_mut().insert(
-                        http::header::CONNECTION,
-                        http::HeaderValue::from_static("close"),
-                    );
-                }
-                Ok::<_, Infallible>(resp)
-            }
-        })
-    };
     if !tls {
+        let svc = conn_service(states, info, None, shutdown.clone());
         if !state.config.edge.h2c {
             return serve_h1(TokioIo::new(stream), svc, state, shutdown).await;
         }
@@ -399,11 +380,11 @@ async fn serve_conn<S>(
             Err(_) => state.metrics.bad_request("header_timeout"),
         };
     }
-    let Some(config) = state.tls.clone() else {
+    let Some(sites) = state.tls_sites.as_deref() else {
         return;
     };
-    let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
-    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
+    let accept = crate::tls::accept(stream, sites);
+    let (stream, tls_peer) = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             state.metrics.tls_handshake_errors.inc();
@@ -415,12 +396,42 @@ async fn serve_conn<S>(
             return;
         }
     };
+    let svc = conn_service(states, info, tls_peer, shutdown.clone());
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     if h2 {
         serve_h2(TokioIo::new(stream), svc, state, shutdown).await
     } else {
         serve_h1(TokioIo::new(stream), svc, state, shutdown).await
     }
+}
+
+/// The service one connection's requests go to: `handle` on the current generation, with the
+/// connection's verified client certificate (if any) on each request; once stopping, each
+/// answer is the connection's last (`Connection: close`; HTTP/2 drops the header and ends
+/// with GOAWAY instead).
+fn conn_service(
+    states: Arc<ArcSwap<State>>,
+    info: ConnInfo,
+    tls_peer: Option<Arc<crate::ctx::TlsPeer>>,
+    stopping: watch::Receiver<bool>,
+) -> impl EdgeService {
+    service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        if let Some(peer) = &tls_peer {
+            req.extensions_mut().insert(Arc::clone(peer));
+        }
+        let answer = handle(states.load_full(), info.clone(), req);
+        let stopping = stopping.clone();
+        async move {
+            let mut resp = answer.await?;
+            if *stopping.borrow() {
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, Infallible>(resp)
+        }
+    })
 }
 
 /// Run a connection until it ends; on shutdown, ask it to finish gracefully first.

@@ -36,6 +36,7 @@ async fn proxy(
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     phases::strict::check(state, &mut req, ctx)?;
+    phases::client_cert::check(state, &mut req, ctx)?;
     if let Some(module) = phases::reserved::owner(state, req.uri().path()) {
         // Boxed for the same reason as the exchange below; rare.
         return Ok(Box::pin(phases::reserved::answer(state, module, req, ctx)).await);

@@ -39,6 +39,10 @@ pub struct State {
     pub(crate) routes: Box<[RouteRt]>,
     pub(crate) pools: Box<[Arc<Pool>]>,
     pub(crate) tls: Option<Arc<ServerConfig>>,
+    /// The TLS listeners' per-site configurations (`tls` is the default site's).
+    pub(crate) tls_sites: Option<Arc<crate::tls::Sites>>,
+    /// Session resumption, shared by every TLS configuration and kept across reloads.
+    pub(crate) tls_resumption: Option<crate::tls::Resumption>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) no_route: RouteMetrics,
     pub(crate) access_log: Option<Arc<AccessLogWriter>>,
@@ -161,17 +165,29 @@ impl State {
                 build_pool(i, p, before, &metrics, workers, &mut errors)
             })
             .collect();
-        let tls = if config.edge.tls.is_empty() {
-            None
-        } else {
-            match crate::tls::server_config(&config.edge.tls) {
-                Ok(t) => Some(t),
+        let tls_resumption = crate::tls::Resumption::new(
+            config.edge.session_tickets,
+            previous.as_deref().and_then(|s| s.tls_resumption.as_ref()),
+        );
+        let tls_sites = match (&tls_resumption, config.edge.tls.is_empty()) {
+            (_, true) => None,
+            (None, false) => {
+                errors.push(ConfigError::new(
+                    "edge.session_tickets",
+                    "no random bytes for session ticket keys",
+                    "check the system's random source, or set enabled = false",
+                ));
+                None
+            }
+            (Some(r), false) => match crate::tls::server_config(&config.edge.tls, r) {
+                Ok(t) => Some(Arc::new(t)),
                 Err(mut e) => {
                     errors.append(&mut e);
                     None
                 }
-            }
+            },
         };
+        let tls = tls_sites.as_deref().map(crate::tls::Sites::default_config);
         // On with the routes whatever failed above: every error is reported together.
         let mut routes = Vec::new();
         for (i, r) in config.routes.iter().enumerate() {
@@ -236,6 +252,8 @@ impl State {
             routes: routes.into_boxed_slice(),
             pools: pools.into_boxed_slice(),
             tls,
+            tls_sites,
+            tls_resumption,
             no_route: metrics.route(NO_ROUTE),
             metrics,
             access_log,
@@ -422,8 +440,8 @@ fn build_pool(
             Ok(c) => Some(UpstreamTls {
                 connector: tokio_rustls::TlsConnector::from(c),
             }),
-            Err(e) => {
-                errors.push(e);
+            Err(mut e) => {
+                errors.append(&mut e);
                 None
             }
         }

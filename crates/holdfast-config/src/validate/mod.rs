@@ -279,6 +279,8 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
                 EncodedSlashes::Refuse
             }
         },
+        client_cert_header: tls::client_cert_header(spec, errs),
+        session_tickets: tls::session_tickets(spec, errs),
         state_dir: spec.state_dir.as_deref().and_then(|d| {
             if d.is_empty() {
                 errs.add(
@@ -430,10 +432,13 @@ fn tls_certs(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Vec<TlsCert
                 );
             }
         }
+        let at = format!("edge.tls[{i}]");
         out.push(TlsCert {
             names,
             cert: base_dir.join(&t.cert),
             key: base_dir.join(&t.key),
+            client_auth: tls::client_auth(&at, t, base_dir, errs),
+            policy: tls::policy(&at, t, errs),
         });
     }
     out
@@ -604,6 +609,7 @@ mod ip_lists;
 mod limits;
 mod rules;
 mod status_page;
+mod tls;
 pub use rules::{check_rule_expr, check_rule_expr_with, rule_list_entries};
 mod modules;
 mod pool;

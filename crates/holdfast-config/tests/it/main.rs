@@ -15,6 +15,7 @@ mod dns;
 mod docs;
 mod errors;
 mod shape;
+mod tls_keys;
 mod valid;
 
 use expect_test::Expect;

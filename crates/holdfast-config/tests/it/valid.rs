@@ -64,6 +64,8 @@ fn minimal_file_is_accepted_with_every_default() {
             proxy_protocol: false,
             max_connections: 100_000,
             encoded_slashes: holdfast_config::EncodedSlashes::Refuse,
+            client_cert_header: None,
+            session_tickets: holdfast_config::SessionTickets::default(),
         }
     );
     assert_eq!(config.modules, holdfast_config::Modules::default());
@@ -251,11 +253,15 @@ fn tls_paths_resolve_against_base_dir_and_names_are_lower_cased() {
                 names: vec![],
                 cert: "/etc/holdfast/certs/default.pem".into(),
                 key: "/etc/holdfast/certs/default.key".into(),
+                client_auth: None,
+                policy: Default::default(),
             },
             TlsCert {
                 names: vec!["example.com".into(), "*.example.com".into()],
                 cert: "/srv/tls/example.pem".into(),
                 key: "/srv/tls/example.key".into(),
+                client_auth: None,
+                policy: Default::default(),
             },
         ]
     );
@@ -297,6 +303,7 @@ fn pools_keep_servers_host_header_and_upstream_tls() {
             sni: Some("app.internal".into()),
             ca_file: Some("/etc/holdfast/ca/internal.pem".into()),
             verify: true,
+            client_cert: None,
         })
     );
 
@@ -313,6 +320,7 @@ fn pools_keep_servers_host_header_and_upstream_tls() {
             sni: None,
             ca_file: None,
             verify: false,
+            client_cert: None,
         })
     );
     assert_eq!(stat.overload, None);

@@ -53,4 +53,5 @@ mod streaming;
 mod strict;
 mod timeouts;
 mod tls;
+mod tls_security;
 mod upgrade;
