@@ -34,7 +34,7 @@ pub use config::{
     Limit, LimitKey, LimitScope, Limits, Modules, NamedFile, Outlier, Overload, Pool, QueryKey,
     Redis, RetryOn, RetryPolicy, Route, Rule, RuleAction, RuleFields, RuleHeader, RuleList,
     RuleMode, ServerAddr, StatusPage, SteerPolicy, Steered, Timeouts, TlsCert, UpstreamTls,
-    WhenAllDown, MAX_FALLBACK_BYTES,
+    WhenAllDown, H3, MAX_FALLBACK_BYTES,
 };
 pub use error::ConfigError;
 pub use fleet_split::{

@@ -33,6 +33,8 @@ const CLIENT_BUF: usize = 16 << 10;
 pub struct Listeners {
     pub plain: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
+    /// UDP addresses for HTTP/3 (`crate::h3`, its own thread).
+    pub h3: Vec<SocketAddr>,
     pub threads: usize,
 }
 
@@ -41,6 +43,7 @@ pub struct Listeners {
 pub struct EdgeHandle {
     pub plain: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
+    pub h3: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     workers: Vec<std::thread::JoinHandle<()>>,
 }
@@ -103,20 +106,29 @@ pub fn start(listeners: &Listeners, state: Arc<ArcSwap<State>>) -> std::io::Resu
     };
     let plain = bound(&listeners.plain, false)?;
     let tls = bound(&listeners.tls, true)?;
+    let h3_sockets = crate::h3::bind(&listeners.h3)?;
+    let h3 = h3_sockets.addrs();
+    let alt_svc = crate::h3::alt_svc::value(&h3);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut workers = Vec::new();
     for (slot, sockets) in per_worker.into_iter().enumerate() {
         let state = Arc::clone(&state);
         let shutdown = shutdown_rx.clone();
+        let alt_svc = alt_svc.clone();
         workers.push(
             std::thread::Builder::new()
                 .name(format!("holdfast-worker-{slot}"))
-                .spawn(move || run_worker(slot, sockets, state, shutdown))?,
+                .spawn(move || {
+                    crate::h3::alt_svc::set_for_thread(alt_svc);
+                    run_worker(slot, sockets, state, shutdown)
+                })?,
         );
     }
+    workers.extend(crate::h3::start(h3_sockets, state, shutdown_rx)?);
     Ok(EdgeHandle {
         plain,
         tls,
+        h3,
         shutdown,
         workers,
     })

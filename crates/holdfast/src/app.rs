@@ -72,6 +72,8 @@ fn read_admin_file(key: &str, file: &std::path::Path, max: u64) -> Result<Vec<u8
 pub struct Running {
     pub http_addrs: Vec<SocketAddr>,
     pub https_addrs: Vec<SocketAddr>,
+    /// The HTTP/3 (UDP) listeners' addresses.
+    pub h3_addrs: Vec<SocketAddr>,
     pub admin_addr: SocketAddr,
     /// The DNS server's address (UDP and TCP), when `[dns]` is configured.
     pub dns_addr: Option<SocketAddr>,
@@ -106,6 +108,7 @@ impl Running {
         let listeners = Listeners {
             plain: config.edge.listen.clone(),
             tls: config.edge.tls_listen.clone(),
+            h3: config.edge.h3_listen.clone(),
             threads: workers,
         };
         let edge = holdfast_proxy::start(&listeners, Arc::clone(&controller.states))
@@ -157,6 +160,7 @@ impl Running {
             }
         }
         *lock(&controller.listeners) = listeners_json(&edge.plain, &edge.tls, admin.addr);
+        crate::controller::add_h3_listeners(&mut lock(&controller.listeners), &edge.h3);
         let fleet = match fleet_plan.map(|p| crate::fleet::Agent::start(p, Arc::clone(&controller)))
         {
             None => None,
@@ -169,7 +173,7 @@ impl Running {
                 return Err(e);
             }
         };
-        tracing::info!(http = ?edge.plain, https = ?edge.tls, admin = %admin.addr, workers, "holdfast is serving");
+        tracing::info!(http = ?edge.plain, https = ?edge.tls, h3 = ?edge.h3, admin = %admin.addr, workers, "holdfast is serving");
         let dns_addr = controller.dns_handle().as_ref().map(|d| d.addr);
         let status_page_addr = controller.status_page_handle().as_ref().map(|p| p.addr);
         Ok(Running {
@@ -177,6 +181,7 @@ impl Running {
             status_page_addr,
             http_addrs: edge.plain.clone(),
             https_addrs: edge.tls.clone(),
+            h3_addrs: edge.h3.clone(),
             admin_addr: admin.addr,
             controller,
             edge,
