@@ -28,7 +28,7 @@ impl QuicMetrics {
             )?,
             handshakes: IntCounter::new(
                 "holdfast_quic_handshakes_total",
-                "QUIC handshakes completed.",
+                "QUIC handshakes completed (with edge.h3.zero_rtt, counted when the connection becomes usable).",
             )?,
             handshake_errors: IntCounter::new(
                 "holdfast_quic_handshake_errors_total",
