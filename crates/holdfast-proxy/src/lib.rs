@@ -24,8 +24,9 @@
 //! - `h3/`: HTTP/3 to clients (`edge.h3_listen`, `quinn` + `h3`): `listener.rs` binds one UDP
 //!   socket and one QUIC endpoint per address on a thread of its own (not per worker: a
 //!   client's changed address would reach an endpoint that does not know its connection) and
-//!   admits attempts (Retry under load, `max_connections_per_ip`, QUIC settings and the TLS
-//!   listeners' certificate resolver from the current `State`); `connection.rs` one connection
+//!   admits attempts (Retry under load and `max_connections_per_ip`, counted in
+//!   `admission.rs`; QUIC settings and the TLS listeners' certificate resolver from the
+//!   current `State`); `connection.rs` one connection
 //!   (handshake, GOAWAY on shutdown); `request.rs` one request stream handed to
 //!   `service::handle` like any other, its body adapted by `body.rs` into `ClientBody`;
 //!   `alt_svc.rs` adds `Alt-Svc` to TLS responses; `metrics.rs` the `holdfast_quic_*` families.

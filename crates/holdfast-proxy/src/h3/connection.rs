@@ -4,7 +4,7 @@
 //! already accepted finish). A connection lost mid-request drops its requests, as hyper does
 //! for a lost TCP connection.
 
-use super::listener::{Handshaking, IpSlot};
+use super::admission::{Handshaking, IpSlot};
 use super::request;
 use crate::ctx::ConnInfo;
 use crate::state::State;

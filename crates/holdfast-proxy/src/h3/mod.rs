@@ -7,6 +7,7 @@
 //! responses; `metrics.rs` holds the `holdfast_quic_*` families. Certificates come from the
 //! TLS listeners' resolver in the current `State` (so a reload rotates them), with ALPN `h3`.
 
+mod admission;
 pub(crate) mod alt_svc;
 mod body;
 mod connection;

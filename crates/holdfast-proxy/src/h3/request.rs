@@ -114,7 +114,10 @@ async fn respond(send: &mut SendStream, resp: Response<ResponseBody>, head_only:
     if !send_timed(send.send_response(Response::from_parts(parts, ()))).await {
         return;
     }
-    while !head_only {
+    loop {
+        if head_only {
+            break;
+        }
         let frame = match body.frame().await {
             None => break,
             Some(Ok(frame)) => frame,
