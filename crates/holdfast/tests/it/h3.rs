@@ -341,7 +341,7 @@ async fn garbage_and_a_flood_of_connection_attempts_leave_the_edge_serving() {
     let attempts: Vec<_> = (0..24)
         .map(|_| {
             let connecting = endpoint.connect(addr, "example.com").unwrap();
-            tokio::spawn(async move { connecting.await })
+            tokio::spawn(connecting)
         })
         .collect();
     let mut open = Vec::new();
