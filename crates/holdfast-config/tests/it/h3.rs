@@ -89,16 +89,16 @@ fn bad_h3_values() {
                 edge.h3: HTTP/3 settings are given but no HTTP/3 listener (add h3_listen = ["0.0.0.0:443"] or remove edge.h3)
             h3_listen = ["0.0.0.0:443"]
             h3 = { max_streams = 0 }
-                edge.h3.max_streams: 0 is out of range (use 1 to 10000 concurrent requests per connection (default 100))
+                edge.h3.max_streams: 0 is out of range (use 1 to 10000 concurrent requests per connection; the default is 100)
             h3_listen = ["0.0.0.0:443"]
             h3 = { idle_timeout = "0s" }
-                edge.h3.idle_timeout: 0ns is out of range (use a duration from 1ms to 10m, e.g. "30s" (the default))
+                edge.h3.idle_timeout: 0ns is out of range (use a duration from 1ms to 10m; the default is "30s")
             h3_listen = ["0.0.0.0:443"]
             h3 = { idle_timeout = "1h" }
-                edge.h3.idle_timeout: 3600s is out of range (use a duration from 1ms to 10m, e.g. "30s" (the default))
+                edge.h3.idle_timeout: 3600s is out of range (use a duration from 1ms to 10m; the default is "30s")
             h3_listen = ["0.0.0.0:443"]
             h3 = { max_connections_per_ip = 0 }
-                edge.h3.max_connections_per_ip: 0 is out of range (use 1 to 1000000 connections per client address (default 256))
+                edge.h3.max_connections_per_ip: 0 is out of range (use 1 to 1000000 connections per client address; the default is 256)
         "#]],
     );
 }
