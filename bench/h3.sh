@@ -24,6 +24,7 @@ if [ "$NO_BUILD" = 0 ]; then (cd "$ROOT" && cargo build --release -p holdfast); 
 [ -x "$HOLDFAST_BIN" ] || { echo "h3.sh: no binary at $HOLDFAST_BIN" >&2; exit 1; }
 
 D=$(mktemp -d /tmp/holdfast-h3-bench.XXXXXX)
+chmod 755 "$D"   # nginx workers run as another user
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$D"; }
 trap cleanup EXIT
