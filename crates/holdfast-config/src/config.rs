@@ -464,6 +464,10 @@ pub struct Edge {
     pub listen: Vec<SocketAddr>,
     pub tls_listen: Vec<SocketAddr>,
     pub tls: Vec<TlsCert>,
+    /// UDP addresses served with HTTP/3 over QUIC (certificates as for `tls_listen`).
+    pub h3_listen: Vec<SocketAddr>,
+    /// QUIC settings of the HTTP/3 listeners.
+    pub h3: H3,
     /// Data-path worker threads; `None` means one per core.
     pub threads: Option<usize>,
     /// Accept cleartext HTTP/2 (prior knowledge) on plain listeners.
@@ -508,6 +512,19 @@ pub enum EncodedSlashes {
     /// Forwarded as it came (still encoded, never decoded by the edge), for applications that
     /// route on encoded slashes; a `.`/`..` piece between encoded slashes is still refused.
     Keep,
+}
+
+/// `edge.h3`: limits of the HTTP/3 listeners, applied to each new QUIC connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H3 {
+    /// Concurrent request streams a client may open on one connection.
+    pub max_streams: u32,
+    /// A connection with no packets for this long is closed.
+    pub idle_timeout: Duration,
+    /// Accept TLS early data (0-RTT) for safe methods.
+    pub zero_rtt: bool,
+    /// QUIC connections (open or in their handshake) one client address may hold.
+    pub max_connections_per_ip: u32,
 }
 
 /// The header a trusted proxy names the client in (`edge.client_ip_header`).
@@ -772,6 +789,8 @@ pub struct Route {
     pub response_headers: HeaderOps,
     /// A failing challenge lets requests of this route through (fail open).
     pub critical: bool,
+    /// Add `Alt-Svc: h3=":PORT"` to this route's TLS responses when HTTP/3 listeners exist.
+    pub alt_svc: bool,
     /// The shared cache, when `cache.enabled`.
     pub cache: Option<CacheConfig>,
 }

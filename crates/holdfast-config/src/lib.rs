@@ -34,7 +34,7 @@ pub use config::{
     HeaderOps, HealthCheck, HostMatch, IpList, Limit, LimitKey, LimitScope, Limits, Modules,
     NamedFile, Outlier, Overload, Pool, QueryKey, Redis, RetryOn, RetryPolicy, Route, Rule,
     RuleAction, RuleFields, RuleHeader, RuleList, RuleMode, ServerAddr, SessionTickets, StatusPage,
-    SteerPolicy, Steered, Timeouts, TlsCert, TlsPolicy, TlsVersion, UpstreamTls, WhenAllDown,
+    SteerPolicy, Steered, Timeouts, TlsCert, TlsPolicy, TlsVersion, UpstreamTls, WhenAllDown, H3,
     MAX_FALLBACK_BYTES,
 };
 pub use error::ConfigError;

@@ -228,6 +228,11 @@ pub struct EdgeSpec {
     pub tls_listen: Vec<String>,
     #[serde(default)]
     pub tls: Vec<TlsCertSpec>,
+    /// UDP addresses for HTTP/3 (QUIC); certificates as for `tls_listen`.
+    #[serde(default)]
+    pub h3_listen: Vec<String>,
+    /// `h3 = { max_streams, idle_timeout, zero_rtt, max_connections_per_ip }`.
+    pub h3: Option<H3Spec>,
     pub threads: Option<i64>,
     #[serde(default)]
     pub h2c: bool,
@@ -254,6 +259,16 @@ pub struct EdgeSpec {
     /// The request header a verified client certificate's subject is sent to origins in.
     pub client_cert_header: Option<String>,
     pub session_tickets: Option<SessionTicketsSpec>,
+}
+
+/// `[edge] h3`: the HTTP/3 listeners' QUIC settings.
+#[derive(Debug, Default, Deserialize)]
+pub struct H3Spec {
+    pub max_streams: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    pub zero_rtt: Option<bool>,
+    pub max_connections_per_ip: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -383,6 +398,8 @@ pub struct RouteSpec {
     /// A failing challenge never locks this route (log-in pages, the dashboard).
     #[serde(default)]
     pub critical: bool,
+    /// Advertise HTTP/3 (`Alt-Svc`) on this route's TLS responses; default true.
+    pub alt_svc: Option<bool>,
     #[serde(default)]
     pub timeouts: TimeoutsSpec,
     #[serde(default)]

@@ -48,6 +48,8 @@ pub struct RequestCtx {
     pub start: Instant,
     pub request_id: HeaderValue,
     pub method: Method,
+    /// The client's protocol (`HTTP/1.1`, `HTTP/2`, `HTTP/3`) for the access log and metrics.
+    pub version: http::Version,
     pub host: Option<HeaderValue>,
     pub path: http::uri::PathAndQuery,
     pub wants_json: bool,
@@ -125,6 +127,7 @@ impl RequestCtx {
             start: Instant::now(),
             request_id,
             method: req.method().clone(),
+            version: req.version(),
             host,
             path: req
                 .uri()

@@ -40,6 +40,8 @@ pub enum ProxyError {
     BodyTooLarge,
     #[error("the request body could not be read from the client")]
     ClientBody(#[source] hyper::Error),
+    #[error("the client's request stream failed")]
+    ClientStream(#[source] crate::body::BodyError),
     #[error("the client stopped sending its request body")]
     ClientTimeout,
     #[error("the origin could not be reached")]
@@ -63,7 +65,7 @@ impl ProxyError {
             ProxyError::Blocked(b) => b.status,
             ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBody(_) | ProxyError::ClientStream(_) => StatusCode::BAD_REQUEST,
             ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::UpstreamTls(_) => {
                 StatusCode::BAD_GATEWAY
@@ -81,6 +83,7 @@ impl ProxyError {
             | ProxyError::Misdirected
             | ProxyError::BodyTooLarge
             | ProxyError::ClientBody(_)
+            | ProxyError::ClientStream(_)
             | ProxyError::ClientTimeout
             | ProxyError::TooMany(_)
             | ProxyError::Blocked(_) => Side::Client,

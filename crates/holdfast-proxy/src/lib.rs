@@ -24,6 +24,15 @@
 //!   parse errors, drains connections on shutdown (`drain`: within a given grace period).
 //! - `conn_limit.rs`: `edge.max_connections`, the open client connections of all workers
 //!   together; at the cap the accept loops pause until one closes (the backlog holds the rest).
+//! - `h3/`: HTTP/3 to clients (`edge.h3_listen`, `quinn` + `h3`): `listener.rs` binds one UDP
+//!   socket and one QUIC endpoint per address on a thread of its own (not per worker: a
+//!   client's changed address would reach an endpoint that does not know its connection) and
+//!   admits attempts (Retry under load and `max_connections_per_ip`, counted in
+//!   `admission.rs`; QUIC settings and the TLS listeners' certificate resolver from the
+//!   current `State`); `connection.rs` one connection
+//!   (handshake, GOAWAY on shutdown); `request.rs` one request stream handed to
+//!   `service::handle` like any other, its body adapted by `body.rs` into `ClientBody`;
+//!   `alt_svc.rs` adds `Alt-Svc` to TLS responses; `metrics.rs` the `holdfast_quic_*` families.
 //! - `send_timeout.rs`: the client socket's write side with a stall limit (60 s): a client
 //!   that stops reading is disconnected, releasing the response body, its origin connection
 //!   and pool slot. **Invariant:** no client holds an origin connection by not reading.
@@ -96,7 +105,8 @@
 //!   (`HealthState`, a server's check verdict), `checker.rs` (`HealthChecker`, the checks'
 //!   thread, fed `CheckTargets` — a generation's pools — on start and every applied reload),
 //!   `connect.rs` (TCP, TLS with SNI, handshake; bounded by the connect timeout).
-//! - `body.rs`: `RequestBody` enforces `max_request_body` while streaming and records upload
+//! - `body.rs`: `ClientBody` is the client's request body whatever the protocol (hyper's
+//!   `Incoming`, or the HTTP/3 adapter's stream); `RequestBody` enforces `max_request_body` while streaming and records upload
 //!   progress (`Upload`) for the read timeout; `ResponseBody`
 //!   streams the origin body, enforces the read/total timeouts lazily (a timer only exists once
 //!   the origin makes us wait), and knows its listeners only as hooks: `OnComplete` (told the
@@ -184,6 +194,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod h2c;
+mod h3;
 mod metrics;
 #[cfg(test)]
 mod module_cycles;

@@ -43,6 +43,8 @@ const CLIENT_BUF: usize = 16 << 10;
 pub struct Listeners {
     pub plain: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
+    /// UDP addresses for HTTP/3 (`crate::h3`, its own thread).
+    pub h3: Vec<SocketAddr>,
     pub threads: usize,
 }
 
@@ -51,6 +53,7 @@ pub struct Listeners {
 pub struct EdgeHandle {
     pub plain: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
+    pub h3: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     /// Set by `drain`: the grace period to use instead of `edge.shutdown_grace`.
     grace: Arc<OnceLock<Duration>>,
@@ -82,6 +85,8 @@ impl EdgeHandle {
 pub struct BoundListeners {
     pub plain: Vec<Vec<std::net::TcpListener>>,
     pub tls: Vec<Vec<std::net::TcpListener>>,
+    /// HTTP/3 (UDP) addresses, bound here: QUIC sockets are not handed over at an upgrade.
+    pub h3: Vec<SocketAddr>,
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -124,6 +129,7 @@ pub fn start(listeners: &Listeners, state: Arc<ArcSwap<State>>) -> std::io::Resu
     let bound = BoundListeners {
         plain: group(&listeners.plain)?,
         tls: group(&listeners.tls)?,
+        h3: listeners.h3.clone(),
     };
     start_bound(bound, n, state)
 }
@@ -170,6 +176,9 @@ pub fn start_bound(
         };
     let plain = spread(bound.plain, false)?;
     let tls = spread(bound.tls, true)?;
+    let h3_sockets = crate::h3::bind(&bound.h3)?;
+    let h3 = h3_sockets.addrs();
+    let alt_svc = crate::h3::alt_svc::value(&h3);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let limit = Arc::new(ConnLimit::default());
     let grace = Arc::new(OnceLock::new());
@@ -179,15 +188,21 @@ pub fn start_bound(
         let shutdown = shutdown_rx.clone();
         let limit = Arc::clone(&limit);
         let grace = Arc::clone(&grace);
+        let alt_svc = alt_svc.clone();
         workers.push(
             std::thread::Builder::new()
                 .name(format!("holdfast-worker-{slot}"))
-                .spawn(move || run_worker(slot, sockets, state, limit, shutdown, grace))?,
+                .spawn(move || {
+                    crate::h3::alt_svc::set_for_thread(alt_svc);
+                    run_worker(slot, sockets, state, limit, shutdown, grace)
+                })?,
         );
     }
+    workers.extend(crate::h3::start(h3_sockets, state, shutdown_rx)?);
     Ok(EdgeHandle {
         plain,
         tls,
+        h3,
         shutdown,
         grace,
         workers,

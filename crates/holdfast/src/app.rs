@@ -75,6 +75,8 @@ fn read_admin_file(key: &str, file: &std::path::Path, max: u64) -> Result<Vec<u8
 pub struct Running {
     pub http_addrs: Vec<SocketAddr>,
     pub https_addrs: Vec<SocketAddr>,
+    /// The HTTP/3 (UDP) listeners' addresses.
+    pub h3_addrs: Vec<SocketAddr>,
     pub admin_addr: SocketAddr,
     /// The DNS server's address (UDP and TCP), when `[dns]` is configured.
     pub dns_addr: Option<SocketAddr>,
@@ -111,6 +113,7 @@ fn edge_sockets(
     Ok(BoundListeners {
         plain: group(&config.edge.listen, Role::Http, "edge.listen")?,
         tls: group(&config.edge.tls_listen, Role::Https, "edge.tls_listen")?,
+        h3: config.edge.h3_listen.clone(),
     })
 }
 
@@ -203,6 +206,7 @@ impl Running {
             }
         }
         *lock(&controller.listeners) = listeners_json(&edge.plain, &edge.tls, admin.addr);
+        crate::controller::add_h3_listeners(&mut lock(&controller.listeners), &edge.h3);
         let fleet = match fleet_plan.map(|p| crate::fleet::Agent::start(p, Arc::clone(&controller)))
         {
             None => None,
@@ -216,7 +220,7 @@ impl Running {
             }
         };
         sockets.close_unclaimed();
-        tracing::info!(http = ?edge.plain, https = ?edge.tls, admin = %admin.addr, workers, pid = std::process::id(), "holdfast is serving");
+        tracing::info!(http = ?edge.plain, https = ?edge.tls, h3 = ?edge.h3, admin = %admin.addr, workers, pid = std::process::id(), "holdfast is serving");
         let dns_addr = controller.dns_handle().as_ref().map(|d| d.addr);
         let status_page_addr = controller.status_page_handle().as_ref().map(|p| p.addr);
         Ok(Running {
@@ -224,6 +228,7 @@ impl Running {
             status_page_addr,
             http_addrs: edge.plain.clone(),
             https_addrs: edge.tls.clone(),
+            h3_addrs: edge.h3.clone(),
             admin_addr: admin.addr,
             controller,
             edge,

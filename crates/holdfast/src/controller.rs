@@ -164,6 +164,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     if old.edge.tls_listen != new.edge.tls_listen {
         changed.push(format!("edge.tls_listen: {LISTENERS}"));
     }
+    if old.edge.h3_listen != new.edge.h3_listen {
+        changed.push(format!("edge.h3_listen: {LISTENERS}"));
+    }
     if old.edge.threads != new.edge.threads {
         changed.push(format!("edge.threads: {LISTENERS}"));
     }
@@ -834,4 +837,11 @@ pub(crate) fn listeners_json(
     admin: SocketAddr,
 ) -> serde_json::Value {
     json!({ "http": plain, "https": tls, "admin": admin })
+}
+
+/// `/status` `listeners.h3`: the HTTP/3 (UDP) listeners.
+pub(crate) fn add_h3_listeners(listeners: &mut serde_json::Value, h3: &[SocketAddr]) {
+    if let Some(map) = listeners.as_object_mut() {
+        map.insert("h3".into(), json!(h3));
+    }
 }

@@ -228,10 +228,13 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
             "list the load balancers that send it in edge.trusted_proxies, e.g. [\"10.0.0.0/8\"]",
         );
     }
+    let (h3_listen, h3) = h3::h3(spec, errs);
     Edge {
         listen,
         tls_listen,
         tls,
+        h3_listen,
+        h3,
         threads,
         h2c: spec.h2c,
         forwarded: spec.forwarded,
@@ -605,6 +608,7 @@ mod cache;
 mod challenge;
 mod dns;
 mod fleet;
+mod h3;
 mod ip_lists;
 mod limits;
 mod rules;

@@ -14,6 +14,7 @@
 mod dns;
 mod docs;
 mod errors;
+mod h3;
 mod shape;
 mod tls_keys;
 mod valid;

@@ -46,6 +46,13 @@ fn minimal_file_is_accepted_with_every_default() {
             listen: vec![addr("127.0.0.1:8080")],
             tls_listen: vec![],
             tls: vec![],
+            h3_listen: vec![],
+            h3: holdfast_config::H3 {
+                max_streams: 100,
+                idle_timeout: secs(30),
+                zero_rtt: false,
+                max_connections_per_ip: 256,
+            },
             threads: None,
             h2c: false,
             forwarded: false,

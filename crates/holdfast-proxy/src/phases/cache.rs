@@ -6,7 +6,7 @@
 //! invalidate the target URI and same-origin `Location`/`Content-Location`. The RFC rules
 //! themselves live in `holdfast-cache`; this module only moves requests and bodies.
 
-use crate::body::{ResponseBody, Tap};
+use crate::body::{ClientBody, ResponseBody, Tap};
 use crate::ctx::{CacheResult, RequestCtx};
 use crate::error::ProxyError;
 use crate::phases::{headers, upstream};
@@ -17,7 +17,6 @@ use holdfast_cache::{
     key, policy, vary, Cache, CacheStatus, Entry, Fwd, Lock, RequestDirectives, Use, CACHE_STATUS,
 };
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -25,7 +24,7 @@ pub(crate) async fn handle(
     state: &Arc<State>,
     route: &RouteRt,
     cache: &Arc<Cache>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let resp = lookup_or_fetch(state, route, cache, req, ctx).await;
@@ -56,7 +55,7 @@ async fn lookup_or_fetch(
     state: &Arc<State>,
     route: &RouteRt,
     cache: &Arc<Cache>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let method = req.method().clone();
@@ -175,7 +174,7 @@ impl Fetch<'_> {
         self,
         state: &Arc<State>,
         route: &RouteRt,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         ctx: &mut RequestCtx,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let (mut parts, body) = req.into_parts();
@@ -446,7 +445,7 @@ async fn forward_unsafe(
     state: &Arc<State>,
     route: &RouteRt,
     cache: &Cache,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let safe = req.method().is_safe();
@@ -501,7 +500,7 @@ fn spawn_refresh(
     cache: &Arc<Cache>,
     key: &str,
     entry: &Arc<Entry>,
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     ctx: &RequestCtx,
 ) {
     let mut builder = Request::builder().method(Method::GET).uri(ctx.path.clone());

@@ -41,7 +41,7 @@ pub(crate) fn send_error(e: hyper::Error) -> ProxyError {
     let body = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<BodyError>());
     match body {
         Some(BodyError::TooLarge) => ProxyError::BodyTooLarge,
-        Some(BodyError::Hyper(_)) => ProxyError::ClientBody(e),
+        Some(BodyError::Hyper(_) | BodyError::Stream(_)) => ProxyError::ClientBody(e),
         _ => ProxyError::Upstream(e),
     }
 }

@@ -200,7 +200,9 @@ fn host<B>(req: &Request<B>, scan: &Scan, target_host: Option<&str>) -> Result<(
     let sent = req.headers().get(header::HOST);
     match (sent, target_host) {
         (None, None) => Err(Refusal::HostMissing),
-        (None, Some(_)) if req.version() != Version::HTTP_2 => Err(Refusal::HostMissing),
+        (None, Some(_)) if !matches!(req.version(), Version::HTTP_2 | Version::HTTP_3) => {
+            Err(Refusal::HostMissing)
+        }
         (None, Some(_)) => Ok(()),
         (Some(h), t) => {
             if !valid_host(h.as_bytes()) {

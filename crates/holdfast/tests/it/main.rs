@@ -34,6 +34,7 @@ mod fallback;
 mod faults;
 mod fleet;
 mod global_limits;
+mod h3;
 mod headers;
 mod health;
 mod keepalive;
