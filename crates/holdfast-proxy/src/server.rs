@@ -283,17 +283,11 @@ async fn accept_loop(
         };
         tokio::select! {
             _ = limit.wait_below(cap, full) => {}
-            _ = shutdown.wait_for(|stop| *stop) => {
-                DRAINING.with(|d| d.set(grace.get().is_some()));
-                break;
-            }
+            _ = shutdown.wait_for(|stop| *stop) => break,
         }
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = shutdown.wait_for(|stop| *stop) => {
-                DRAINING.with(|d| d.set(grace.get().is_some()));
-                break;
-            }
+            _ = shutdown.wait_for(|stop| *stop) => break,
         };
         match accepted {
             Ok((stream, peer)) => {
@@ -314,6 +308,8 @@ async fn accept_loop(
         }
         while conns.try_join_next().is_some() {}
     }
+    // Only a shutdown ends the loop: an upgrade's drain if `drain` set the grace period.
+    DRAINING.with(|d| d.set(grace.get().is_some()));
     drop(listener);
     let grace = stop_grace(&grace, &state);
     let drained =
