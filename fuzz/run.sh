@@ -8,6 +8,9 @@
 #   fuzz/run.sh 5          # the CI's smoke run: each target builds and runs
 #   TARGETS="path_normalise front_door" fuzz/run.sh 120
 #   SANITIZER=none fuzz/run.sh 60   # no AddressSanitizer (faster build and runs)
+#   DEV=1 SANITIZER=none fuzz/run.sh 5   # unoptimised: builds in about half the time, runs
+#                                        # slower (the CI's smoke run: does each target build
+#                                        # and run at all)
 #
 # The toolchain is the repository's stable one (rust-toolchain.toml); cargo-fuzz needs
 # nightly-only flags (-Z sanitizer, -C passes=sancov), which stable accepts with
@@ -17,6 +20,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_EACH="${1:-600}"
 SANITIZER="${SANITIZER:-address}"
+FLAGS=(-s "$SANITIZER")
+if [ "${DEV:-0}" = 1 ]; then FLAGS+=(--dev); fi
 export RUSTC_BOOTSTRAP=1
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
@@ -29,9 +34,9 @@ ALL=$(cargo fuzz list)
 TARGETS="${TARGETS:-$ALL}"
 
 start=$(date +%s)
-echo "== fuzz build (sanitizer: $SANITIZER)"
+echo "== fuzz build (${FLAGS[*]})"
 mkdir -p target
-cargo fuzz build -s "$SANITIZER" >target/build.log 2>&1 || {
+cargo fuzz build "${FLAGS[@]}" >target/build.log 2>&1 || {
   tail -40 target/build.log
   echo "fuzz/run.sh: the fuzz targets do not build (log: fuzz/target/build.log)" >&2
   exit 1
@@ -45,7 +50,7 @@ for t in $TARGETS; do
   mkdir -p "$work" "artifacts/$t" "corpus/$t"
   log="target/fuzz-$t.log"
   t0=$(date +%s)
-  if cargo fuzz run -s "$SANITIZER" "$t" "$work" "corpus/$t" -- \
+  if cargo fuzz run "${FLAGS[@]}" "$t" "$work" "corpus/$t" -- \
       -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=10 \
       -print_final_stats=1 >"$log" 2>&1; then
     result="clean"

@@ -550,6 +550,10 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_request_body: u64,
+    /// Request bodies up to this size are read whole before the origin is contacted (a body
+    /// that fails to frame, stalls or is too large never reaches the origin in part); larger
+    /// ones stream. Zero: every body streams.
+    pub request_buffer: u64,
 }
 
 /// A certificate chain and key for the TLS listeners; no names means the default certificate.
@@ -791,6 +795,10 @@ pub struct Route {
     pub critical: bool,
     /// Add `Alt-Svc: h3=":PORT"` to this route's TLS responses when HTTP/3 listeners exist.
     pub alt_svc: bool,
+    /// Read request bodies whole (up to `edge.request_buffer`) before contacting the origin.
+    /// Off for routes that stream uploads to the origin as they arrive; gRPC requests
+    /// (`content-type: application/grpc…`) always stream.
+    pub request_buffering: bool,
     /// The shared cache, when `cache.enabled`.
     pub cache: Option<CacheConfig>,
 }

@@ -248,6 +248,7 @@ pub struct EdgeSpec {
     pub max_header_bytes: Option<ByteSize>,
     pub max_headers: Option<i64>,
     pub max_request_body: Option<ByteSize>,
+    pub request_buffer: Option<ByteSize>,
     pub state_dir: Option<String>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
@@ -400,6 +401,9 @@ pub struct RouteSpec {
     pub critical: bool,
     /// Advertise HTTP/3 (`Alt-Svc`) on this route's TLS responses; default true.
     pub alt_svc: Option<bool>,
+    /// Read a request body whole (up to `edge.request_buffer`) before the origin sees the
+    /// request; default true.
+    pub request_buffering: Option<bool>,
     #[serde(default)]
     pub timeouts: TimeoutsSpec,
     #[serde(default)]

@@ -81,6 +81,8 @@ pub enum RequestBody {
     /// A client body read whole before sending, so the request can be sent again.
     Buffered(Option<Bytes>),
     Client {
+        /// What was read of the body before it was found too large to keep: sent first.
+        prefix: Option<Bytes>,
         inner: ClientBody,
         remaining: u64,
         upload: Arc<Upload>,
@@ -94,6 +96,39 @@ impl RequestBody {
             RequestBody::Empty | RequestBody::Buffered(_) => None,
             RequestBody::Client { upload, .. } => Some(Arc::clone(upload)),
         }
+    }
+
+    /// The client's body read until it ends (`Buffered`) or until more than `limit` bytes
+    /// came (`Client`, the bytes read sent first): so a small body that fails to frame,
+    /// stalls or is too large is refused before the origin sees any of it, and can be sent
+    /// again. Trailers of a body read whole are dropped (nginx drops them too). A client that
+    /// sends nothing for `idle` fails it with `Timeout` (nginx's `client_body_timeout`: a slow
+    /// upload that keeps moving is not cut).
+    pub(crate) async fn read_up_to(
+        mut self,
+        limit: u64,
+        idle: Duration,
+    ) -> Result<RequestBody, BodyError> {
+        let mut read: Vec<Bytes> = Vec::new();
+        let mut len = 0u64;
+        while len <= limit {
+            let next = http_body_util::BodyExt::frame(&mut self);
+            let Some(frame) = tokio::time::timeout(idle, next)
+                .await
+                .map_err(|_| BodyError::Timeout)?
+                .transpose()?
+            else {
+                return Ok(RequestBody::Buffered(join(read)));
+            };
+            if let Ok(data) = frame.into_data() {
+                len = len.saturating_add(data.len() as u64);
+                read.push(data);
+            }
+        }
+        if let RequestBody::Client { prefix, .. } = &mut self {
+            *prefix = join(read);
+        }
+        Ok(self)
     }
 
     /// A copy for sending again; `None` for a streamed client body.
@@ -142,6 +177,16 @@ impl Upload {
     }
 }
 
+/// Frames read as one buffer (no copy for one frame); `None` for none or empty ones.
+fn join(mut frames: Vec<Bytes>) -> Option<Bytes> {
+    let whole = match frames.len() {
+        0 => return None,
+        1 => frames.pop().unwrap_or_default(),
+        _ => Bytes::from(frames.concat()),
+    };
+    (!whole.is_empty()).then_some(whole)
+}
+
 impl Body for RequestBody {
     type Data = Bytes;
     type Error = BodyError;
@@ -153,10 +198,14 @@ impl Body for RequestBody {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
             RequestBody::Buffered(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            RequestBody::Client { prefix, .. } if prefix.is_some() => {
+                Poll::Ready(prefix.take().map(|read| Ok(Frame::data(read))))
+            }
             RequestBody::Client {
                 inner,
                 remaining,
                 upload,
+                ..
             } => match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     upload.progressed();
@@ -186,7 +235,7 @@ impl Body for RequestBody {
         match self {
             RequestBody::Empty => true,
             RequestBody::Buffered(b) => b.is_none(),
-            RequestBody::Client { inner, .. } => inner.is_end_stream(),
+            RequestBody::Client { prefix, inner, .. } => prefix.is_none() && inner.is_end_stream(),
         }
     }
 
@@ -196,7 +245,16 @@ impl Body for RequestBody {
             RequestBody::Buffered(b) => {
                 SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
             }
-            RequestBody::Client { inner, .. } => inner.size_hint(),
+            RequestBody::Client { prefix, inner, .. } => {
+                let read = prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let rest = inner.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower().saturating_add(read));
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper.saturating_add(read));
+                }
+                hint
+            }
         }
     }
 }

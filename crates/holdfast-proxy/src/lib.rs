@@ -78,9 +78,12 @@
 //!   listed 5xx — is retried on *another* healthy server of the pool, else on the next pool of
 //!   the route's chain that is not down, with jittered back-off, at most `attempts` times, and
 //!   only while the pool's retry budget (tower's `TpsBudget`: retries ≤ `budget_percent` of
-//!   requests plus `min_per_second`) allows. Bodies with a `Content-Length` up to
-//!   `retry.buffer_body` are read whole first (`RequestBody::Buffered`) so they can be sent
-//!   again; streamed bodies are never re-sent; non-idempotent methods only with
+//!   requests plus `min_per_second`) allows. Request bodies up to `edge.request_buffer` (64 KiB;
+//!   at least `retry.buffer_body` when the request may be re-sent; never for an upgrade, gRPC or
+//!   a route with `request_buffering = false`) are read whole before the origin is contacted
+//!   (`RequestBody::read_up_to` → `RequestBody::Buffered`), so a body that fails to frame or
+//!   stalls never reaches the origin in part, and can be sent again; larger bodies stream (what
+//!   was read sent first) and are never re-sent; non-idempotent methods only with
 //!   `non_idempotent = true`. A retry that moves to another pool sends that pool's `Host`.
 //!   Timeouts: `connect` bounds TCP + TLS + handshake; `read` bounds each wait for the origin
 //!   (the head, then each body chunk), counted from the client body's last progress while an

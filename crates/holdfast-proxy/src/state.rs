@@ -56,6 +56,8 @@ pub(crate) struct RouteRt {
     /// The pools in order of preference, and the fallback response.
     pub chain: Chain,
     pub timeouts: Timeouts,
+    /// Request bodies are read whole (up to `edge.request_buffer`) before the origin sees them.
+    pub request_buffering: bool,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
     pub metrics: RouteMetrics,
@@ -236,6 +238,7 @@ impl State {
                 hosts: r.hosts.clone().into_boxed_slice(),
                 path_prefix: r.path_prefix.clone().into_boxed_str(),
                 timeouts: r.timeouts,
+                request_buffering: r.request_buffering,
                 request_headers: r.request_headers.clone(),
                 response_headers: r.response_headers.clone(),
                 metrics: metrics.route(&r.name),

@@ -23,6 +23,10 @@ const MAX_MAX_HEADER_BYTES: u64 = 1 << 20;
 const DEFAULT_MAX_HEADERS: usize = 100;
 const MAX_MAX_HEADERS: usize = 1000;
 const DEFAULT_MAX_REQUEST_BODY: u64 = 100 << 20;
+/// nginx buffers every body (`proxy_request_buffering on`), spilling to disk past 16 KiB;
+/// Holdfast keeps up to this much in memory and streams the rest (64 KiB: what
+/// `retry.buffer_body` keeps too; 100,000 connections holding one each is 6.4 GB).
+const DEFAULT_REQUEST_BUFFER: u64 = 64 << 10;
 const MAX_THREADS: usize = 1024;
 
 #[derive(Default)]
@@ -365,10 +369,16 @@ fn limits(spec: &EdgeSpec, errs: &mut Errors) -> Limits {
             "write a size such as \"10MiB\"",
         );
     }
+    // More than the largest body accepted would never be used: the smaller of the two.
+    let request_buffer = spec
+        .request_buffer
+        .map_or(DEFAULT_REQUEST_BUFFER, |b| b.0)
+        .min(body);
     Limits {
         max_header_bytes: usize::try_from(header_bytes).unwrap_or(usize::MAX),
         max_headers,
         max_request_body: body,
+        request_buffer,
     }
 }
 

@@ -61,6 +61,7 @@ fn minimal_file_is_accepted_with_every_default() {
                 max_header_bytes: 32 * 1024,
                 max_headers: 100,
                 max_request_body: 100 * 1024 * 1024,
+                request_buffer: 64 * 1024,
             },
             client_header_timeout: secs(30),
             shutdown_grace: secs(10),
@@ -161,6 +162,7 @@ drain_timeout = "45s"
 max_header_bytes = "32KiB"
 max_headers = 200
 max_request_body = "10MiB"
+request_buffer = "256KiB"
 
 [[edge.tls]]
 cert = "certs/default.pem"
@@ -246,6 +248,7 @@ fn full_featured_file_is_accepted() {
             max_header_bytes: 32 * 1024,
             max_headers: 200,
             max_request_body: 10 * 1024 * 1024,
+            request_buffer: 256 * 1024,
         }
     );
 }
@@ -452,6 +455,19 @@ fn byte_sizes_accept_integers_and_units() {
     }
     let config = accept(&edge_with("max_request_body = \"2GiB\""));
     assert_eq!(config.edge.limits.max_request_body, 2 << 30);
+}
+
+#[test]
+fn request_buffer_defaults_to_64kib_may_be_zero_and_never_exceeds_the_body_limit() {
+    let config = accept(&edge_with(""));
+    assert_eq!(config.edge.limits.request_buffer, 64 << 10);
+    assert!(config.routes.iter().all(|r| r.request_buffering));
+    let config = accept(&edge_with("request_buffer = 0"));
+    assert_eq!(config.edge.limits.request_buffer, 0);
+    let config = accept(&edge_with(
+        "max_request_body = \"16KiB\"\nrequest_buffer = \"8MiB\"",
+    ));
+    assert_eq!(config.edge.limits.request_buffer, 16 << 10);
 }
 
 #[test]
@@ -1754,4 +1770,12 @@ action = "log"
     assert!(r[2].fields.cookies && r[2].fields.query && !r[2].fields.path);
     assert_eq!(r[3].action, holdfast_config::RuleAction::Log);
     assert!(r[3].fields.method && r[3].fields.host);
+}
+
+#[test]
+fn a_route_may_stream_its_uploads() {
+    let config = accept(&route_with("request_buffering = false"));
+    assert!(!config.routes[0].request_buffering);
+    let config = accept(&route_with("request_buffering = true"));
+    assert!(config.routes[0].request_buffering);
 }

@@ -1,4 +1,5 @@
-//! Route selection: the first route whose host and path prefix match wins.
+//! Route selection: the first route whose host and path prefix match wins. `OPTIONS *`
+//! (the whole server's options, RFC 9110 §9.3.7) goes to the host's route for `/`.
 
 use crate::ctx::RequestCtx;
 use crate::error::ProxyError;
@@ -9,7 +10,10 @@ pub(crate) fn select<'s>(
     ctx: &mut RequestCtx,
 ) -> Result<&'s RouteRt, ProxyError> {
     let host = ctx.host_name();
-    let path = ctx.path.path();
+    let path = match ctx.path.path() {
+        "*" => "/",
+        path => path,
+    };
     let found = state.routes.iter().enumerate().find(|(_, r)| {
         path.starts_with(&*r.path_prefix)
             && (r.hosts.is_empty() || r.hosts.iter().any(|h| h.matches(host)))

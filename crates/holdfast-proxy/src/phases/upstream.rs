@@ -249,9 +249,11 @@ fn fallback(route: &RouteRt) -> Result<Response<ResponseBody>, ProxyError> {
     Ok(Response::from_parts(parts, body))
 }
 
-/// The body to send: streamed as it arrives, or — when the request may be retried and its
-/// `Content-Length` is within the pool's `retry.buffer_body` — read whole first, so that it
-/// can be sent again (bounded by the route's read timeout).
+/// The body to send. Read whole first when it fits (`buffer_limit`; the client may pause up
+/// to the route's read timeout between sends): a body that fails to frame, stalls or crosses
+/// `max_request_body` is then refused before the origin sees any of it, and the request can
+/// be sent again. A body declared larger streams from the start; one of unknown length that
+/// turns out larger streams on, what was read sent first.
 async fn request_body(
     state: &State,
     route: &RouteRt,
@@ -264,29 +266,58 @@ async fn request_body(
         return Ok(RequestBody::Empty);
     };
     let client = RequestBody::Client {
+        prefix: None,
         inner: body,
         remaining: state.config.edge.limits.max_request_body,
         upload: Upload::new(),
     };
-    let retry = &pool.retry;
-    let may_resend = retry.non_idempotent || parts.method.is_idempotent();
-    let small = headers::content_length(&parts.headers).is_some_and(|n| n <= retry.buffer_body);
-    if retry.attempts == 0 || retry.buffer_body == 0 || !may_resend || upgrade || !small {
+    let limit = buffer_limit(state, route, pool, parts, upgrade);
+    let declared = headers::content_length(&parts.headers);
+    if limit == 0 || declared.is_some_and(|n| n > limit) {
         return Ok(client);
     }
-    let read = http_body_util::BodyExt::collect(client);
-    let error = match tokio::time::timeout(route.timeouts.read, read).await {
-        Ok(Ok(collected)) => {
-            let bytes = collected.to_bytes();
-            return Ok(RequestBody::Buffered((!bytes.is_empty()).then_some(bytes)));
-        }
-        Err(_) | Ok(Err(BodyError::Timeout)) => ProxyError::ClientTimeout,
-        Ok(Err(BodyError::TooLarge)) => ProxyError::BodyTooLarge,
-        Ok(Err(BodyError::Hyper(e))) => ProxyError::ClientBody(e),
-        Ok(Err(e @ BodyError::Stream(_))) => ProxyError::ClientStream(e),
+    let error = match client.read_up_to(limit, route.timeouts.read).await {
+        Ok(body) => return Ok(body),
+        Err(BodyError::Timeout) => ProxyError::ClientTimeout,
+        Err(BodyError::TooLarge) => ProxyError::BodyTooLarge,
+        Err(BodyError::Hyper(e)) => ProxyError::ClientBody(e),
+        Err(e @ BodyError::Stream(_)) => ProxyError::ClientStream(e),
     };
     count_client_error(state, &error);
     Err(error)
+}
+
+/// How much of a request body is read before the origin is contacted (0: none, it streams).
+/// The edge's `request_buffer` on routes that buffer, never for an upgrade or gRPC (whose
+/// streams are conversations); at least the pool's `retry.buffer_body` when the request may
+/// be sent again.
+fn buffer_limit(
+    state: &State,
+    route: &RouteRt,
+    pool: &Pool,
+    parts: &http::request::Parts,
+    upgrade: bool,
+) -> u64 {
+    if upgrade {
+        return 0;
+    }
+    let grpc = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
+    let edge = if route.request_buffering && !grpc {
+        state.config.edge.limits.request_buffer
+    } else {
+        0
+    };
+    let retry = &pool.retry;
+    let may_resend = retry.non_idempotent || parts.method.is_idempotent();
+    let for_retry = if retry.attempts > 0 && may_resend {
+        retry.buffer_body
+    } else {
+        0
+    };
+    edge.max(for_retry)
 }
 
 /// A slot in the pool's concurrency limit, if it has one: held until the response body

@@ -1,7 +1,9 @@
-//! Retrying requests with a body (`[pools.retry] buffer_body`): a body with a
-//! `Content-Length` up to `buffer_body` (default 64KiB) is kept in memory, so the request can
-//! be re-sent whole to another server; larger or chunked bodies are streamed and never
-//! retried; `buffer_body = "0"` keeps none.
+//! Retrying requests with a body. On a route with `request_buffering = false`, the pool's
+//! `[pools.retry] buffer_body` alone decides: a body up to it (default 64KiB; chunked too)
+//! is kept in memory, so the request can be re-sent whole to another server;
+//! larger bodies are streamed and never retried; `buffer_body = "0"` keeps none. On a route
+//! that buffers (the default), every body read whole (up to `edge.request_buffer`, chunked
+//! ones too) can be re-sent.
 //!
 //! Round robin alternates between the two servers (a retry takes a turn too), so of two
 //! requests sent one after the other that are not retried, exactly one goes to the failing
@@ -14,11 +16,17 @@ use http_body_util::{BodyExt, Full};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-/// An edge with one pool "app" of `servers`; `retry` is added to its `[pools.retry]`, which
-/// leaves room for every retry in the budget.
+/// An edge with one pool "app" of `servers` and a route that streams bodies (no request
+/// buffering); `retry` is added to its `[pools.retry]`, which leaves room for every retry in
+/// the budget.
 fn start(servers: &[SocketAddr], retry: &str) -> Edge {
     let retry = format!("[pools.retry]\nmin_per_second = 100\n{retry}");
-    app_edge(2, &server_list(servers), &retry, "")
+    app_edge(
+        2,
+        &server_list(servers),
+        &retry,
+        "request_buffering = false",
+    )
 }
 
 /// An origin that reads every request body whole, keeps it, and answers 200 with its length.
@@ -174,28 +182,41 @@ async fn a_large_body_still_goes_elsewhere_after_a_connect_failure() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chunked_body_is_not_retried() {
+async fn a_chunked_body_within_buffer_body_is_retried_a_larger_one_is_not() {
     let bad = resetting().await;
     let (live, bodies) = recording().await;
-    let edge = start(&[bad.addr, live.addr], "");
+    let edge = start(&[bad.addr, live.addr], "buffer_body = \"1KiB\"");
     let addr = edge.running().http_addrs[0];
+    let chunked = |body: &str| {
+        format!(
+            "PUT /upload HTTP/1.1\r\nHost: edge\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        )
+    };
 
-    let body = "x".repeat(100);
-    let request = format!(
-        "PUT /upload HTTP/1.1\r\nHost: edge\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n64\r\n{body}\r\n0\r\n\r\n"
-    );
+    // 100 bytes, no length declared: read whole (it ended within 1KiB) and kept.
+    let small = "x".repeat(100);
+    for i in 0..2 {
+        let got = within_limit(raw_exchange(addr, chunked(&small).as_bytes())).await;
+        assert_eq!(got.status, 200, "request {i}: {}", got.head);
+    }
+    // 2KiB: past buffer_body while it was read, so it streamed and is not sent again.
+    let large = "y".repeat(2048);
     let mut statuses = Vec::new();
     for _ in 0..2 {
-        statuses.push(
-            within_limit(raw_exchange(addr, request.as_bytes()))
-                .await
-                .status,
-        );
+        let got = within_limit(raw_exchange(addr, chunked(&large).as_bytes())).await;
+        statuses.push(got.status);
     }
-    assert_one_failed(&statuses, "a chunked body, however small, is streamed");
+    assert_one_failed(&statuses, "a chunked body over buffer_body is streamed");
     let bodies = bodies.lock().unwrap();
-    assert_eq!(bodies.len(), 1);
-    assert_eq!(bodies[0], body.as_bytes());
+    assert_eq!(
+        bodies.len(),
+        3,
+        "{:?}",
+        bodies.iter().map(|b| b.len()).collect::<Vec<_>>()
+    );
+    assert_eq!(bodies[0], small.as_bytes());
+    assert_eq!(bodies[2], large.as_bytes());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,4 +253,38 @@ async fn a_buffered_post_is_retried_only_when_non_idempotent_is_set() {
     }
     assert_eq!(*bodies.lock().unwrap(), sent);
     assert!(live.seen.lock().unwrap().iter().all(|s| s.method == "POST"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_request_buffering_chunked_and_larger_bodies_are_retried_whole() {
+    let bad = resetting().await;
+    let (live, bodies) = recording().await;
+    let retry = "[pools.retry]\nmin_per_second = 100\nbuffer_body = \"1KiB\"";
+    let edge = app_edge(2, &server_list(&[bad.addr, live.addr]), retry, "");
+    let addr = edge.running().http_addrs[0];
+
+    // Chunked: read whole before the origin is contacted, so both succeed.
+    let body = "x".repeat(100);
+    let request = format!(
+        "PUT /upload HTTP/1.1\r\nHost: edge\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n64\r\n{body}\r\n0\r\n\r\n"
+    );
+    for i in 0..2 {
+        let got = within_limit(raw_exchange(addr, request.as_bytes())).await;
+        assert_eq!(got.status, 200, "request {i}: {}", got.head);
+    }
+    // Over buffer_body, within request_buffer (1MiB): also kept and re-sent.
+    let url = edge.url("/upload");
+    let sent: Vec<Bytes> = (0..2).map(|i| pattern_bytes(4096, i + 1)).collect();
+    for (i, b) in sent.iter().enumerate() {
+        let got = send_body("PUT", &url, b.clone()).await;
+        assert_eq!(got.status, 200, "request {i}: {}", got.text());
+    }
+    let bodies = bodies.lock().unwrap();
+    assert_eq!(
+        bodies.len(),
+        4,
+        "every request reached the live server once"
+    );
+    assert_eq!(bodies[0], body.as_bytes());
+    assert_eq!(bodies[2..], sent[..]);
 }

@@ -156,9 +156,9 @@ async fn a_reset_before_the_response_head_is_retried_for_a_get() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_with_a_body_is_not_retried_after_a_reset() {
-    // The body is larger than `buffer_body`, so it is streamed, not buffered: once the
-    // origin has taken part of it, it cannot be sent again. Same pool as above, where a GET
-    // is retried.
+    // The body is larger than `buffer_body` and `edge.request_buffer` (64 KiB), so it is
+    // streamed, not buffered: once the origin has taken part of it, it cannot be sent again.
+    // Same pool as above, where a GET is retried.
     let reset = resetting().await;
     let live = reading().await;
     let edge = start(
@@ -167,7 +167,7 @@ async fn a_request_with_a_body_is_not_retried_after_a_reset() {
     );
 
     let url = edge.url("/upload");
-    let body = Bytes::from(vec![b'x'; 64 << 10]);
+    let body = Bytes::from(vec![b'x'; 96 << 10]);
     let got = statuses(6, || {
         Request::post(&url)
             .header("content-type", "application/octet-stream")

@@ -1,5 +1,6 @@
 //! Bodies stream through the edge, byte-exact and without being buffered whole: large
-//! bodies both ways (HTTP/1.1 with a length, chunked, and h2c), a response the origin only
+//! bodies both ways (HTTP/1.1 with a length, chunked, and h2c), request bodies past
+//! `request_buffer` or on routes that do not buffer (and gRPC), a response the origin only
 //! finishes after the client saw its start, `Expect: 100-continue`, and protocol upgrades
 //! tunnelled byte for byte after `101 Switching Protocols`.
 
@@ -131,10 +132,14 @@ async fn a_chunked_upload_of_unknown_length_streams_through_intact() {
     assert_eq!(seen["transfer-encoding"], "chunked");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_request_body_reaches_the_origin_before_the_client_has_sent_it_all() {
-    // The origin signals when the first chunk arrives; the client sends the rest only then.
-    // An edge that buffered whole request bodies would deadlock here (and time out).
+/// Sends `first`, waits until the origin has it, then sends the rest: an edge that held the
+/// body back would deadlock here (and time out). The origin answers with the length it got.
+async fn body_reaches_the_origin_before_the_client_has_sent_it_all(
+    edge_keys: &str,
+    route: &str,
+    content_type: &str,
+    first: Bytes,
+) {
     let first_arrived = Arc::new(Notify::new());
     let origin = {
         let first_arrived = first_arrived.clone();
@@ -157,22 +162,63 @@ async fn the_request_body_reaches_the_origin_before_the_client_has_sent_it_all()
         }))
         .await
     };
-    let edge = start(origin.addr);
+    let config = edge_config_with(1, edge_keys, &format!("{EDGE}{route}\n"));
+    let edge = Edge::start(&config, &[("origin", origin.addr.to_string())]);
     let (tx, req_body) = channel_body();
     let mut sender = h1_client(edge.running().http_addrs[0]).await;
     let req = Request::post("/upload")
         .header("host", "edge.test")
+        .header("content-type", content_type)
         .body(req_body)
         .unwrap();
     let response = tokio::spawn(async move { sender.send_request(req).await });
-    tx.send(Bytes::from_static(b"first")).await.unwrap();
+    let want = first.len() + 13;
+    tx.send(first).await.unwrap();
     within_limit(first_arrived.notified()).await;
     tx.send(Bytes::from_static(b"-and-the-rest")).await.unwrap();
     drop(tx);
     let resp = within_limit(response).await.unwrap().unwrap();
     assert_eq!(resp.status(), 200);
     let total = resp.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&total[..], b"18");
+    assert_eq!(total, want.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_route_without_request_buffering_the_body_streams_at_once() {
+    let first = Bytes::from_static(b"first");
+    body_reaches_the_origin_before_the_client_has_sent_it_all(
+        "",
+        "request_buffering = false",
+        "text/plain",
+        first,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_of_unknown_length_over_request_buffer_streams_on() {
+    // The first 2 KiB cross `request_buffer`: what was read goes first, the rest follows.
+    let first = Bytes::from(vec![b'x'; 2048]);
+    body_reaches_the_origin_before_the_client_has_sent_it_all(
+        "request_buffer = \"1KiB\"",
+        "",
+        "text/plain",
+        first,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_bodies_are_never_held_back() {
+    // A gRPC stream is a conversation: the client may wait for an answer before it sends more.
+    let first = Bytes::from_static(b"first");
+    body_reaches_the_origin_before_the_client_has_sent_it_all(
+        "",
+        "",
+        "application/grpc+proto",
+        first,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 //! attacker would against the `block-admin-probe` rule, a route prefix and the challenge.
 
 use crate::support::*;
+use std::sync::atomic::Ordering;
 
 const FRONT_DOOR: &str = r#"
 [[rules]]
@@ -220,6 +221,19 @@ async fn target_forms_that_do_not_fit_the_method_are_refused_with_400() {
         "target_scheme",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_star_is_forwarded_to_the_route_for_the_root() {
+    let door = Door::start().await;
+    let got = door
+        .send(b"OPTIONS * HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await;
+    assert_eq!(got.status, 200, "{}", got.head);
+    let seen = door.origin.last();
+    assert_eq!(seen.method, "OPTIONS");
+    assert_eq!(seen.uri, "*");
+    assert_eq!(door.secret.requests(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -451,10 +465,11 @@ async fn an_upgrade_the_origin_refuses_is_not_tunnelled() {
     assert_eq!(door.origin.requests(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chunked_body_that_fails_mid_stream_reaches_the_origin_as_an_aborted_request() {
-    // The origin records every byte; it must never see the last chunk, and the client gets
-    // 400 rather than a hang.
+/// A request whose chunked body breaks after its first chunk (`5\nworld`: a bare LF).
+const BROKEN_CHUNKS: &[u8] = b"POST /up HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n5\nworld\r\n0\r\n\r\n";
+
+/// An origin that sends every byte it received on `tx`, for the first connection.
+async fn recording_origin() -> (RawOrigin, tokio::sync::oneshot::Receiver<Vec<u8>>) {
     let (tx, rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
     let tx = std::sync::Mutex::new(Some(tx));
     let origin = RawOrigin::start(move |mut conn| {
@@ -467,12 +482,46 @@ async fn a_chunked_body_that_fails_mid_stream_reaches_the_origin_as_an_aborted_r
         }
     })
     .await;
+    (origin, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_that_fails_to_frame_never_reaches_the_origin() {
+    // Bodies are read whole before the origin is contacted (`edge.request_buffer`): the
+    // client gets 400 rather than a hang, and the origin sees no connection at all.
+    let (origin, _seen) = recording_origin().await;
     let edge = Edge::start(&basic(), &[("origin", origin.addr.to_string())]);
-    let req = b"POST /up HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n5\nworld\r\n0\r\n\r\n";
-    let got = raw_exchange(edge.running().http_addrs[0], req).await;
+    let got = raw_exchange(edge.running().http_addrs[0], BROKEN_CHUNKS).await;
+    assert_eq!(got.status, 400, "{}", got.head);
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_read_whole_is_forwarded_with_a_content_length() {
+    let door = Door::start().await;
+    let good = b"POST /up HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n";
+    let got = door.send(good).await;
+    assert_eq!(got.status, 200, "{}", got.head);
+    let seen = door.origin.last();
+    assert_eq!(seen.headers["content-length"], "10", "{:?}", seen.headers);
+    assert!(!seen.headers.contains_key("transfer-encoding"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_streaming_route_a_body_that_fails_mid_stream_reaches_the_origin_aborted() {
+    // `request_buffering = false`: the body streams, so the origin has the first chunk; it
+    // must never see the last one, and the client gets 400 rather than a hang.
+    let (origin, rx) = recording_origin().await;
+    let config = basic().replace(
+        "pool = \"primary\"",
+        "pool = \"primary\"\nrequest_buffering = false",
+    );
+    let edge = Edge::start(&config, &[("origin", origin.addr.to_string())]);
+    let got = raw_exchange(edge.running().http_addrs[0], BROKEN_CHUNKS).await;
     assert_eq!(got.status, 400, "{}", got.head);
     let seen = within_limit(rx).await.unwrap_or_default();
     let seen = String::from_utf8_lossy(&seen);
+    assert!(seen.contains("hello"), "streamed: {seen:?}");
     assert!(!seen.contains("world"), "{seen:?}");
     assert!(
         !seen.contains("0\r\n\r\n"),
