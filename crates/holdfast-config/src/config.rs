@@ -461,6 +461,8 @@ pub struct Edge {
     pub listen: Vec<SocketAddr>,
     pub tls_listen: Vec<SocketAddr>,
     pub tls: Vec<TlsCert>,
+    /// Certificates ordered from an ACME server (`[[edge.acme]]`), one per name set.
+    pub acme: Vec<AcmeCert>,
     /// Data-path worker threads; `None` means one per core.
     pub threads: Option<usize>,
     /// Accept cleartext HTTP/2 (prior knowledge) on plain listeners.
@@ -514,6 +516,41 @@ pub struct TlsCert {
     pub names: Vec<String>,
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+/// Let's Encrypt's production directory: `edge.acme.directory` when not given.
+pub const LETS_ENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// `[[edge.acme]]`: one certificate for `domains`, ordered and renewed by the edge.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AcmeCert {
+    /// Lower-cased, in the order written; the first is the certificate's subject.
+    pub domains: Vec<String>,
+    /// E.g. `mailto:ops@example.com`; given to the CA with the account.
+    pub contact: Option<String>,
+    /// The ACME server's directory URL (https).
+    pub directory: String,
+    pub challenge: AcmeChallenge,
+    /// CA certificates (PEM) trusted for the ACME server's own TLS instead of the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// How the CA checks that the edge answers for a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AcmeChallenge {
+    /// `http-01`: `GET /.well-known/acme-challenge/<token>` on port 80 (a plain listener).
+    Http01,
+    /// `tls-alpn-01`: a TLS handshake with ALPN `acme-tls/1` on port 443 (a TLS listener).
+    TlsAlpn01,
+}
+
+impl AcmeChallenge {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcmeChallenge::Http01 => "http-01",
+            AcmeChallenge::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

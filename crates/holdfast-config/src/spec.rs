@@ -228,6 +228,9 @@ pub struct EdgeSpec {
     pub tls_listen: Vec<String>,
     #[serde(default)]
     pub tls: Vec<TlsCertSpec>,
+    /// `[[edge.acme]]`: certificates Holdfast orders itself (RFC 8555).
+    #[serde(default)]
+    pub acme: Vec<AcmeSpec>,
     pub threads: Option<i64>,
     #[serde(default)]
     pub h2c: bool,
@@ -247,6 +250,17 @@ pub struct EdgeSpec {
     pub client_ip_header: Option<String>,
     #[serde(default)]
     pub proxy_protocol: bool,
+}
+
+/// `[[edge.acme]]`: one certificate for a set of names, ordered from an ACME server.
+#[derive(Debug, Deserialize)]
+pub struct AcmeSpec {
+    #[serde(default)]
+    pub domains: Vec<String>,
+    pub contact: Option<String>,
+    pub directory: Option<String>,
+    pub challenge: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

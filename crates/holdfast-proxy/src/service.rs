@@ -36,6 +36,9 @@ async fn proxy(
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     phases::strict::check(state, &mut req, ctx)?;
+    if let Some(page) = phases::reserved::acme_challenge(state, req.uri().path(), ctx) {
+        return Ok(page);
+    }
     if let Some(module) = phases::reserved::owner(state, req.uri().path()) {
         // Boxed for the same reason as the exchange below; rare.
         return Ok(Box::pin(phases::reserved::answer(state, module, req, ctx)).await);

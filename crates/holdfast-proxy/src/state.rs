@@ -31,6 +31,8 @@ pub struct StateInputs {
     /// The generation being replaced: servers (with their idle connections and counters),
     /// retry budgets and concurrency slots carry over where their settings did not change.
     pub previous: Option<Arc<State>>,
+    /// `[[edge.acme]]`'s certificates and challenges (`None`: no ACME, or `holdfast check`).
+    pub acme: Option<Arc<holdfast_acme::CertStore>>,
 }
 
 pub struct State {
@@ -39,6 +41,10 @@ pub struct State {
     pub(crate) routes: Box<[RouteRt]>,
     pub(crate) pools: Box<[Arc<Pool>]>,
     pub(crate) tls: Option<Arc<ServerConfig>>,
+    /// The ACME certificates and challenges, when `[[edge.acme]]` is configured.
+    pub(crate) acme: Option<Arc<holdfast_acme::CertStore>>,
+    /// Each certificate file's names and `notAfter` (for the expiry metric).
+    cert_expiry: Vec<crate::tls::CertExpiry>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) no_route: RouteMetrics,
     pub(crate) access_log: Option<Arc<AccessLogWriter>>,
@@ -150,6 +156,7 @@ impl State {
             workers,
             modules,
             previous,
+            acme,
         } = inputs;
         let mut errors = Vec::new();
         let pools: Vec<Arc<Pool>> = config
@@ -161,10 +168,12 @@ impl State {
                 build_pool(i, p, before, &metrics, workers, &mut errors)
             })
             .collect();
-        let tls = if config.edge.tls.is_empty() {
+        let acme = acme.filter(|_| !config.edge.acme.is_empty());
+        let mut cert_expiry = Vec::new();
+        let tls = if config.edge.tls.is_empty() && config.edge.acme.is_empty() {
             None
         } else {
-            match crate::tls::server_config(&config.edge.tls) {
+            match crate::tls::server_config(&config.edge.tls, acme.as_ref(), &mut cert_expiry) {
                 Ok(t) => Some(t),
                 Err(mut e) => {
                     errors.append(&mut e);
@@ -236,6 +245,8 @@ impl State {
             routes: routes.into_boxed_slice(),
             pools: pools.into_boxed_slice(),
             tls,
+            acme,
+            cert_expiry,
             no_route: metrics.route(NO_ROUTE),
             metrics,
             access_log,
@@ -307,6 +318,12 @@ impl State {
                 self.metrics.cache.refresh(&r.name, cache);
             }
         }
+    }
+
+    /// Each certificate file's names (comma-separated; `default` for the one without names)
+    /// and its `notAfter`.
+    pub fn certificate_expiries(&self) -> &[(String, std::time::SystemTime)] {
+        &self.cert_expiry
     }
 
     /// Bring the `holdfast_upstream_healthy` gauges up to date (before a scrape): ejections

@@ -1,12 +1,15 @@
-//! TLS material: the listeners' certificates (chosen by SNI, exact name, then `*.suffix`,
-//! then the default) and the client configuration for TLS origins. Key files are read through
+//! TLS material: the listeners' certificates (chosen by SNI, exact name, then an ACME name
+//! set's, then `*.suffix`, then the default, then the first ACME set's; a `tls-alpn-01`
+//! validation gets its challenge certificate) and the client configuration for TLS origins. Key files are read through
 //! `holdfast-artifact`; a broken or mismatched pair is a build error, so a reload keeps the
 //! previous certificates.
 
+use holdfast_acme::{CertStore, ACME_TLS_ALPN};
 use holdfast_config::{ConfigError, TlsCert, UpstreamTls};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
@@ -92,39 +95,72 @@ fn parse_certified_key(
     })
 }
 
-/// Picks a certificate by SNI: exact name, then wildcard, then the default.
+/// Picks a certificate by SNI: exact name, then an ACME set's, then wildcard, then the
+/// default (a file's, else the first ACME set's).
 #[derive(Debug)]
 struct SniResolver {
     exact: HashMap<String, Arc<CertifiedKey>>,
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     default: Option<Arc<CertifiedKey>>,
+    /// `[[edge.acme]]`'s certificates and challenges (shared across generations).
+    acme: Option<Arc<CertStore>>,
+}
+
+impl SniResolver {
+    fn fallback(&self) -> Option<Arc<CertifiedKey>> {
+        self.default
+            .clone()
+            .or_else(|| self.acme.as_ref()?.default_certificate())
+    }
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(acme) = &self.acme {
+            // RFC 8737: a validation offers only `acme-tls/1` and gets the challenge
+            // certificate for its name, or no handshake.
+            if hello
+                .alpn()
+                .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN))
+            {
+                return acme.alpn_challenge(hello.server_name()?);
+            }
+        }
         let Some(name) = hello.server_name() else {
-            return self.default.clone();
+            return self.fallback();
         };
         let name = name.to_ascii_lowercase();
         if let Some(k) = self.exact.get(&name) {
             return Some(Arc::clone(k));
+        }
+        if let Some(k) = self.acme.as_ref().and_then(|a| a.certificate(&name)) {
+            return Some(k);
         }
         if let Some((_, parent)) = name.split_once('.') {
             if let Some(k) = self.wildcard.get(parent) {
                 return Some(Arc::clone(k));
             }
         }
-        self.default.clone()
+        self.fallback()
     }
 }
 
-/// The listeners' TLS configuration: TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`.
-pub(crate) fn server_config(certs: &[TlsCert]) -> Result<Arc<ServerConfig>, Vec<ConfigError>> {
+/// A certificate file's names (comma-separated, `default` for none) and its `notAfter`.
+pub(crate) type CertExpiry = (String, SystemTime);
+
+/// The listeners' TLS configuration: TLS 1.2 and 1.3, ALPN `h2` and `http/1.1` (and
+/// `acme-tls/1` with `[[edge.acme]]`). Each file's expiry is added to `expiry`.
+pub(crate) fn server_config(
+    certs: &[TlsCert],
+    acme: Option<&Arc<CertStore>>,
+    expiry: &mut Vec<CertExpiry>,
+) -> Result<Arc<ServerConfig>, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut resolver = SniResolver {
         exact: HashMap::new(),
         wildcard: HashMap::new(),
         default: None,
+        acme: acme.cloned(),
     };
     for (i, cert) in certs.iter().enumerate() {
         let key = match load_certified_key(cert, &format!("edge.tls[{i}]")) {
@@ -134,6 +170,18 @@ pub(crate) fn server_config(certs: &[TlsCert]) -> Result<Arc<ServerConfig>, Vec<
                 continue;
             }
         };
+        if let Some(not_after) = key
+            .end_entity_cert()
+            .ok()
+            .and_then(holdfast_acme::not_after)
+        {
+            let names = if cert.names.is_empty() {
+                "default".to_string()
+            } else {
+                cert.names.join(",")
+            };
+            expiry.push((names, not_after));
+        }
         if cert.names.is_empty() {
             resolver.default = Some(Arc::clone(&key));
         }
@@ -155,6 +203,10 @@ pub(crate) fn server_config(certs: &[TlsCert]) -> Result<Arc<ServerConfig>, Vec<
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if acme.is_some() {
+        // Last: a client offering h2 or http/1.1 as well gets those, never a challenge.
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
     Ok(Arc::new(config))
 }
 

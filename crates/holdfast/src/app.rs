@@ -196,6 +196,16 @@ impl Running {
             .is_some()
     }
 
+    /// Test hook: order every `[[edge.acme]]` certificate now, whatever its schedule.
+    /// `false` if no ACME side runs.
+    #[doc(hidden)]
+    pub fn acme_renew_now(&self) -> bool {
+        holdfast_common::lock(&self.controller.acme)
+            .as_ref()
+            .map(holdfast_acme::AcmeManager::renew_now)
+            .is_some()
+    }
+
     /// Re-read the configuration now (what `SIGHUP` and `POST /reload` do).
     pub fn reload(&self) -> ReloadOutcome {
         self.controller.do_reload()
@@ -219,6 +229,7 @@ impl Running {
             dns.shutdown();
         }
         self.controller.stop_checks();
+        self.controller.stop_acme();
         self.controller.access_log.sync();
         tracing::info!("holdfast stopped");
     }

@@ -192,6 +192,7 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
         );
     }
     let tls = tls_certs(spec, base_dir, errs);
+    let acme = acme::acme(spec, base_dir, errs);
     let threads = match spec.threads {
         None => None,
         Some(n) if n >= 1 && n as u64 <= MAX_THREADS as u64 => usize::try_from(n).ok(),
@@ -229,6 +230,7 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
         listen,
         tls_listen,
         tls,
+        acme,
         threads,
         h2c: spec.h2c,
         forwarded: spec.forwarded,
@@ -340,11 +342,11 @@ fn limits(spec: &EdgeSpec, errs: &mut Errors) -> Limits {
 }
 
 fn tls_certs(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Vec<TlsCert> {
-    if !spec.tls_listen.is_empty() && spec.tls.is_empty() {
+    if !spec.tls_listen.is_empty() && spec.tls.is_empty() && spec.acme.is_empty() {
         errs.add(
             "edge.tls",
             "tls_listen is set but no certificate is configured",
-            "add an [[edge.tls]] table with cert and key",
+            "add an [[edge.tls]] table with cert and key, or an [[edge.acme]] table with the domains",
         );
     }
     if spec.tls_listen.is_empty() && !spec.tls.is_empty() {
@@ -568,6 +570,7 @@ fn taken_addrs(edge: &EdgeSpec, admin: Option<SocketAddr>) -> Vec<(String, Socke
     all
 }
 
+mod acme;
 mod cache;
 mod challenge;
 mod dns;
