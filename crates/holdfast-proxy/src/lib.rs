@@ -38,7 +38,8 @@
 //!   `holdfast-modules`, built by the module host) in order with one `ModuleCtx`: an action is
 //!   a header for the origin, an edit, deny, a block, a 429 or its own page (`EdgeResponse`). A module may also own a reserved path prefix (the challenge's
 //!   `/.holdfast/challenge`): `phases/reserved.rs` answers those first, before route matching,
-//!   on every host, reading a small POST body (≤ 8 KiB, 10 s).
+//!   on every host, reading a small POST body (≤ 8 KiB, 10 s); with `[[edge.acme]]` it also
+//!   owns `/.well-known/acme-challenge/` (the `http-01` key authorizations, else 404).
 //! - `phases/`: `strict` (the first phase, before reserved paths and routing: refuses what
 //!   hyper's parser lets through but an origin could read differently — `Host` missing, repeated,
 //!   malformed or unlike the target / `:authority`, target forms that do not fit the method,
@@ -107,7 +108,10 @@
 //!   so a reload opens no new origin connections and forgets no in-flight count.
 //! - `purge.rs`: a purge URL in any form a client sends (scheme or not, host case, port,
 //!   query order, dot segments) turned into the keys the cache stores it under, per route.
-//! - `tls.rs`: SNI certificate resolver (exact, `*.suffix`, default), origin TLS client config.
+//! - `tls.rs`: SNI certificate resolver (exact, an `[[edge.acme]]` name from
+//!   `holdfast_acme::CertStore`, `*.suffix`, default, the first ACME set's; a ClientHello
+//!   offering ALPN `acme-tls/1` gets only the `tls-alpn-01` challenge certificate, and
+//!   `server.rs` closes such a connection after the handshake), origin TLS client config.
 //! - `access_log.rs`: JSON lines formatted into a thread-local buffer, batches handed to a
 //!   writer thread through a bounded channel; overflow is dropped and counted.
 //! - `metrics.rs`: Prometheus families; label sets resolved per generation. `cache_metrics.rs`:
