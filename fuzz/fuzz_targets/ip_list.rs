@@ -1,6 +1,8 @@
 //! The IP-list loader: never a panic; a rejection always has a detail; a loaded list answers
 //! every probe exactly as a linear scan over the entries it parsed does (the prefix tries
-//! against the plain `IpNet::contains`), IPv4-mapped IPv6 probes looked up as IPv4.
+//! against the plain `IpNet::contains`), IPv4-mapped IPv6 probes looked up as IPv4, and an
+//! IPv4 address matched by an entry that holds it in either form (`192.0.2.0/24` or
+//! `::ffff:192.0.2.0/120`).
 #![no_main]
 
 use holdfast_artifact::ArtifactKind;
@@ -40,12 +42,15 @@ fuzz_target!(|data: &[u8]| {
                 probes.push(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])));
             }
             for ip in probes.into_iter().take(256) {
-                let want = match ip {
-                    IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                        Some(v4) => nets.iter().any(|n| n.contains(&IpAddr::V4(v4))),
-                        None => nets.iter().any(|n| n.contains(&ip)),
-                    },
-                    IpAddr::V4(_) => nets.iter().any(|n| n.contains(&ip)),
+                let v4 = match ip {
+                    IpAddr::V4(v4) => Some(v4),
+                    IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+                };
+                let want = match v4 {
+                    Some(v4) => nets.iter().any(|n| {
+                        n.contains(&IpAddr::V4(v4)) || n.contains(&IpAddr::V6(v4.to_ipv6_mapped()))
+                    }),
+                    None => nets.iter().any(|n| n.contains(&ip)),
                 };
                 assert_eq!(set.contains(ip), want, "{ip} against {nets:?}");
             }

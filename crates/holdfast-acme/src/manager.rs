@@ -272,7 +272,7 @@ impl Shared {
         let keys: Vec<String> = sets.iter().map(key_of).collect();
         let mut states = lock(&self.sets);
         states.retain(|k, s| {
-            let keep = keys.contains(k) && sets.contains(&s.set);
+            let keep = keys.contains(k) && sets.iter().any(|n| n.same_order(&s.set));
             if !keep {
                 self.store.withdraw(k);
             }
@@ -358,7 +358,7 @@ async fn supervise(
     loop {
         let sets = config.borrow_and_update().clone();
         tasks.retain(|k, (set, task)| {
-            let keep = sets.contains(set);
+            let keep = sets.iter().any(|n| n.same_order(set));
             if !keep {
                 tracing::info!(names = %k, "ACME: name set removed or changed; its task stops");
                 task.abort();

@@ -14,9 +14,11 @@
 //! `GET /` (the operator page: `page.rs` renders the `/status`
 //! document with `maud`, worst first; `GET /events` streams its `<main>` as Server-Sent Events,
 //! and a `<noscript>` refresh serves browsers without JavaScript), `GET /health`, `/metrics`,
-//! `/status`, `POST /reload`,
+//! `/status`, `POST /reload`, `POST /upgrade` (a binary upgrade, see docs/operations.md),
 //! `POST /modules/NAME/disable|enable` (the operator's kill switch), `POST /cache/purge`
-//! (url, prefix, surrogate key or all; soft or hard), on a
+//! (url, prefix, surrogate key or all; soft or hard), `POST /demo/origins/NAME/stop|start` and
+//! `POST /demo/replay` (`holdfast demo` only: 404 elsewhere; a form from the page gets a 303
+//! back to it, so its buttons work without JavaScript), on a
 //! dedicated thread and current-thread runtime. It knows the edge only through the `Backend`
 //! trait; blocking work (reload) runs on `spawn_blocking`.
 //!
@@ -27,7 +29,7 @@
 //! current-thread runtime; `components.rs` judges each component (operational, degraded,
 //! outage) from the `/status` document, `incidents.rs` keeps the notes posted with
 //! `POST /incidents` in `state_dir`, `export.rs` writes the same snapshot to `export_dir` and
-//! `PUT`s it to `export_put` after every change.
+//! `PUT`s it to `export_put` (http or https, `export_ca_file` or the system's CAs) after every change.
 //!
 //! **Invariant:** a failing export never affects serving (counted, shown, retried).
 //!
@@ -47,5 +49,8 @@ mod server;
 mod tls;
 
 pub use access::{Access, TokenError};
-pub use server::{start, AdminHandle, Backend, ModuleSwitch, PurgeRequest, ReloadOutcome};
+pub use server::{
+    start, start_on, AdminHandle, Backend, DemoAction, ModuleSwitch, PurgeRequest, ReloadOutcome,
+    UpgradeRequest,
+};
 pub use tls::{server_config as tls_server_config, AdminTlsError};

@@ -77,6 +77,7 @@ pub(crate) fn live(status: &Value) -> Markup {
         artifacts(status),
         modules(status),
         dns(status),
+        fleet(status),
         public_page(status),
         reload(status),
     ];
@@ -95,6 +96,7 @@ pub(crate) fn live(status: &Value) -> Markup {
             " (from " (text(at(at(status, "config"), "running_on"))) "), serving: "
             (text(at(status, "serving"))) "."
         }
+        (demo(status))
         section aria-labelledby="attention" {
             h2 id="attention" { "Needs attention" }
             @if problems.is_empty() {
@@ -495,6 +497,85 @@ fn dns(status: &Value) -> Section {
     (worst, markup, problems)
 }
 
+/// `[fleet]`: this instance in its fleet (the version it runs and the one it is asked to run,
+/// etcd, the controller) and the rollout, in progress or the last one.
+fn fleet(status: &Value) -> Section {
+    let f = at(status, "fleet");
+    let rollout = at(f, "rollout");
+    let state = at(rollout, "state").as_str().unwrap_or("");
+    let mut problems = Vec::new();
+    if at(at(f, "etcd"), "reachable") == false {
+        problems.push((
+            Severity::Warn,
+            format!(
+                "fleet: etcd unreachable ({}); serving version {} as it is",
+                text(at(at(f, "etcd"), "error")),
+                text(at(f, "version"))
+            ),
+        ));
+    }
+    if !at(f, "rejected").is_null() {
+        problems.push((
+            Severity::Bad,
+            format!(
+                "fleet: version {} was rejected here; running version {}",
+                text(at(at(f, "rejected"), "version")),
+                text(at(f, "version"))
+            ),
+        ));
+    }
+    match state {
+        "rolling" | "paused" => problems.push((
+            Severity::Warn,
+            format!(
+                "fleet: rollout of version {} {state} at stage {}",
+                text(at(rollout, "version")),
+                text(at(rollout, "stage"))
+            ),
+        )),
+        "rolled_back" | "failed" => problems.push((
+            Severity::Bad,
+            format!(
+                "fleet: rollout of version {} {}: {}",
+                text(at(rollout, "version")),
+                state.replace('_', " "),
+                text(at(rollout, "reason"))
+            ),
+        )),
+        _ => {}
+    }
+    problems.sort_by_key(|p| p.0);
+    let worst = problems.first().map_or(Severity::Ok, |p| p.0);
+    let markup = html! {
+        @if !f.is_null() {
+            section aria-labelledby="fleet" {
+                h2 id="fleet" { "Fleet" }
+                p class=(worst.class()) {
+                    "Instance " code { (text(at(f, "instance"))) } " in group " (text(at(f, "group")))
+                    ": running version " span class="word" { (text(at(f, "version"))) }
+                    " (since " (text(at(f, "since"))) "), asked for " (text(at(f, "wanted"))) ". "
+                    "etcd " (if at(at(f, "etcd"), "reachable") == true { "reachable" } else { "unreachable" })
+                    ", controller " (text(at(f, "controller"))) "."
+                }
+                @if rollout.is_null() { p { "No rollout yet." } } @else {
+                    table {
+                        thead { tr { th scope="col" { "Rollout" } th scope="col" { "From" } th scope="col" { "State" }
+                            th scope="col" { "Stage" } th scope="col" { "Why" } } }
+                        tbody { tr class=(worst.class()) data-rollout=(text(at(rollout, "version"))) {
+                            td { "version " (text(at(rollout, "version"))) }
+                            td { (text(at(rollout, "previous"))) }
+                            td class="word" { (text(at(rollout, "state"))) }
+                            td { (text(at(rollout, "stage"))) }
+                            td { (text(at(rollout, "reason"))) }
+                        } }
+                    }
+                }
+            }
+        }
+    };
+    (worst, markup, problems)
+}
+
 /// The public status page: its components and whether its export keeps up.
 fn public_page(status: &Value) -> Section {
     let page = at(status, "status_page");
@@ -532,6 +613,49 @@ fn public_page(status: &Value) -> Section {
         }
     };
     (sev, markup, problems)
+}
+
+/// `holdfast demo` only (`/status` has `demo`): its origins with a stop or start button each,
+/// and the 18 Nov 2025 replay. Plain forms: they work without JavaScript (the admin plane
+/// answers a browser's form with a 303 back here).
+fn demo(status: &Value) -> Markup {
+    let demo = at(status, "demo");
+    html! {
+        @if !demo.is_null() {
+            section aria-labelledby="demo" {
+                h2 id="demo" { "Demo controls" }
+                table {
+                    thead { tr { th scope="col" { "Demo origin" } th scope="col" { "Address" }
+                        th scope="col" { "Pool" } th scope="col" { "Process" } th scope="col" { "Try" } } }
+                    tbody {
+                        @for o in array(at(demo, "origins")) {
+                            @let name = text(at(o, "name"));
+                            @let running = at(o, "running") == true;
+                            tr data-origin=(name) {
+                                td { (name) }
+                                td { code { (text(at(o, "address"))) } }
+                                td { (text(at(o, "pool"))) }
+                                td class="word" { (if running { "running" } else { "stopped" }) }
+                                td {
+                                    form method="post" action=(format!("/demo/origins/{name}/{}", if running { "stop" } else { "start" })) {
+                                        button type="submit" { (if running { "Stop" } else { "Start" }) " origin " (name) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                form method="post" action="/demo/replay" {
+                    p {
+                        button type="submit" { "Replay 18 Nov 2025" }
+                        " writes a bot feature file with every entry repeated past its limit to "
+                        code { (text(at(demo, "feature_file"))) } " (replays so far: " (text(at(demo, "replays")))
+                        "). Watch Artifacts below: rejected, the last good version kept, traffic unaffected."
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn reload(status: &Value) -> Section {
@@ -621,6 +745,66 @@ mod tests {
             "75.0% (3 hits, 1 misses)",
         ] {
             assert!(html.contains(line), "{line:?} in {html}");
+        }
+    }
+
+    #[test]
+    fn the_fleet_and_a_rollout_in_progress_are_shown() {
+        assert!(!page(&status()).contains("id=\"fleet\""));
+        let mut s = status();
+        s["fleet"] = json!({
+            "instance": "edge-1", "group": "canary", "version": 3, "since": "t0", "wanted": 4,
+            "started_on_lkg": false, "rejected": null,
+            "etcd": {"endpoints": ["http://127.0.0.1:2379"], "reachable": true, "error": null},
+            "controller": "edge-2",
+            "rollout": {"version": 4, "previous": 3, "state": "rolling", "stage": "10%", "reason": null}
+        });
+        let html = page(&s);
+        for part in [
+            "<h2 id=\"fleet\">Fleet</h2>",
+            "<code>edge-1</code> in group canary",
+            "running version <span class=\"word\">3</span>",
+            "asked for 4",
+            "controller edge-2",
+            "data-rollout=\"4\"",
+            "fleet: rollout of version 4 rolling at stage 10%",
+        ] {
+            assert!(html.contains(part), "{part:?} in {html}");
+        }
+        s["fleet"]["rollout"]["state"] = json!("rolled_back");
+        s["fleet"]["rollout"]["reason"] = json!("gate: 5xx ratio 12% over 1%");
+        s["fleet"]["etcd"]["reachable"] = json!(false);
+        s["fleet"]["etcd"]["error"] = json!("connection refused");
+        let html = page(&s);
+        assert!(
+            html.contains("fleet: rollout of version 4 rolled back: gate: 5xx ratio 12% over 1%"),
+            "{html}"
+        );
+        assert!(
+            html.contains("fleet: etcd unreachable (connection refused)"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn the_demo_controls_show_only_in_the_demo() {
+        let html = page(&status());
+        assert!(!html.contains("Demo controls"), "{html}");
+        let mut s = status();
+        s["demo"] = json!({
+            "origins": [{"name": "a", "address": "127.0.0.1:1", "pool": "origin-a", "running": true},
+                        {"name": "b", "address": "127.0.0.2:2", "pool": "origin-b", "running": false}],
+            "feature_file": "/tmp/x/bot-features.json", "replays": 0
+        });
+        let html = page(&s);
+        for part in [
+            "Demo controls",
+            "<form method=\"post\" action=\"/demo/origins/a/stop\">",
+            "<form method=\"post\" action=\"/demo/origins/b/start\">",
+            "<form method=\"post\" action=\"/demo/replay\">",
+            "Replay 18 Nov 2025",
+        ] {
+            assert!(html.contains(part), "{part:?} in {html}");
         }
     }
 

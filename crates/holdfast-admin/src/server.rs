@@ -55,6 +55,36 @@ pub trait Backend: Send + Sync + 'static {
         let _ = (id, post);
         Err((404, "no [status_page] configured here".into()))
     }
+    /// `POST /demo/origins/NAME/{stop,start}` and `POST /demo/replay`: the controls of
+    /// `holdfast demo`. The default (not the demo): 404.
+    fn demo(&self, action: DemoAction) -> Result<serde_json::Value, (u16, String)> {
+        let _ = action;
+        Err((404, "only `holdfast demo` has demo controls".into()))
+    }
+    /// `POST /upgrade`: start the new binary on this process's listening sockets; answers
+    /// once the new process said it is ready (this one then drains and exits) or failed
+    /// (this one keeps serving). Blocking. The default (no upgrade support): 404.
+    fn upgrade(&self, request: &UpgradeRequest) -> Result<serde_json::Value, (u16, String)> {
+        let _ = request;
+        Err((404, "binary upgrades are not supported here".into()))
+    }
+}
+
+/// What the demo's controls ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DemoAction {
+    /// Stop (`start: false`) or start a demo origin.
+    Origin { name: String, start: bool },
+    /// Write the 18 Nov 2025 feature file into the watched path.
+    Replay,
+}
+
+/// `POST /upgrade` body (optional, JSON): `{"binary": "/path/to/holdfast"}`; without it,
+/// the path this process was started from.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeRequest {
+    pub binary: Option<std::path::PathBuf>,
 }
 
 /// `POST /cache/purge?url=…|prefix=…|tag=…|all=true[&soft=true]`: exactly one target.
@@ -118,7 +148,16 @@ pub fn start(
     backend: Arc<dyn Backend>,
     access: Access,
 ) -> std::io::Result<AdminHandle> {
-    let listener = std::net::TcpListener::bind(listen)?;
+    start_on(std::net::TcpListener::bind(listen)?, backend, access)
+}
+
+/// `start` on a listener bound (or inherited from the process before a binary upgrade) by
+/// the caller.
+pub fn start_on(
+    listener: std::net::TcpListener,
+    backend: Arc<dyn Backend>,
+    access: Access,
+) -> std::io::Result<AdminHandle> {
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -176,6 +215,7 @@ fn router(backend: Shared, access: Access) -> Router {
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/reload", post(reload))
+        .route("/upgrade", post(upgrade))
         .route("/modules/{name}/{action}", post(module_switch))
         .route("/artifacts/{name}/force", post(force_artifact))
         .route("/cache/purge", post(purge_cache))
@@ -183,6 +223,8 @@ fn router(backend: Shared, access: Access) -> Router {
         .route("/dns/targets/{target}/{action}", post(dns_override))
         .route("/incidents", post(open_incident))
         .route("/incidents/{id}", post(update_incident))
+        .route("/demo/origins/{name}/{action}", post(demo_origin))
+        .route("/demo/replay", post(demo_replay))
         .with_state(backend)
         .merge(login)
         .layer(axum::middleware::from_fn_with_state(access, access::check))
@@ -269,6 +311,22 @@ async fn reload(State(b): State<Shared>) -> Response {
     }
 }
 
+async fn upgrade(State(b): State<Shared>, body: axum::body::Bytes) -> Response {
+    let request: UpgradeRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        UpgradeRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                let hint = "expected {\"binary\": \"/path/to/holdfast\"} or an empty body";
+                return (StatusCode::BAD_REQUEST, format!("{e} ({hint})")).into_response();
+            }
+        }
+    };
+    // Waits for the new process (bounded): off the admin runtime.
+    blocking_json(move || b.upgrade(&request)).await
+}
+
 async fn module_switch(
     State(b): State<Shared>,
     axum::extract::Path((name, action)): axum::extract::Path<(String, String)>,
@@ -340,6 +398,45 @@ async fn update_incident(
     Json(post): Json<crate::public::incidents::IncidentPost>,
 ) -> Response {
     blocking_json(move || b.incident(Some(id), post)).await
+}
+
+async fn demo_origin(
+    State(b): State<Shared>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path((name, action)): axum::extract::Path<(String, String)>,
+) -> Response {
+    let start = match action.as_str() {
+        "start" => true,
+        "stop" => false,
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                "use POST /demo/origins/NAME/stop or /start\n",
+            )
+                .into_response()
+        }
+    };
+    let done = blocking_json(move || b.demo(DemoAction::Origin { name, start })).await;
+    back_to_page(&headers, done)
+}
+
+async fn demo_replay(State(b): State<Shared>, headers: axum::http::HeaderMap) -> Response {
+    // Writes a file and waits (bounded) for the edge's verdict: off the admin runtime.
+    let done = blocking_json(move || b.demo(DemoAction::Replay)).await;
+    back_to_page(&headers, done)
+}
+
+/// A form posted from the operator page (a browser, `Accept: text/html`) goes back to the
+/// page once done (303), so the buttons work without JavaScript; other clients get the JSON.
+fn back_to_page(headers: &axum::http::HeaderMap, done: Response) -> Response {
+    let browser = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if browser && done.status().is_success() {
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    }
+    done
 }
 
 async fn blocking_json(

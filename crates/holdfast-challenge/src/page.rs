@@ -132,23 +132,77 @@ pub fn loop_page(to: &str, request_id: &str) -> String {
     out
 }
 
-/// The answer for an API client: no page, a reason it can act on.
+/// What an API client is told for each `reason` (the `detail` of `json_body`).
+pub fn json_detail(reason: &str) -> &'static str {
+    match reason {
+        "no_cookie" => {
+            "this resource asks a browser to pass a challenge first; API clients cannot, so \
+             the request was refused"
+        }
+        "bad_solution" => {
+            "the proof of work sent does not have the leading zero bits the challenge asked \
+             for; load the page and solve it again"
+        }
+        "too_early" => {
+            "the no-JavaScript form came back before its wait was over; send it again after \
+             Retry-After seconds"
+        }
+        "forged" => {
+            "the pass cookie or challenge token was not made by this site, or was changed; \
+             load the page for a new challenge"
+        }
+        "expired" => {
+            "the pass cookie or challenge token is too old; load the page for a new challenge"
+        }
+        "wrong_ip" => {
+            "the pass cookie or challenge token was made for another client address; load \
+             the page for a new challenge"
+        }
+        "wrong_ua" => {
+            "the pass cookie was made for another User-Agent; load the page for a new challenge"
+        }
+        "cookie_not_returned" => {
+            "the challenge was passed, but the pass cookie did not come back; allow cookies \
+             for this site"
+        }
+        "challenge_unavailable" => {
+            "the check that protects this resource could not run just now; try again in a \
+             little while"
+        }
+        _ => "the challenge that protects this resource was not passed",
+    }
+}
+
+/// The answer for an API client: no page, a reason it can act on. `request_id` is a real id
+/// or `REQUEST_ID_MARK`, which is kept as it is (the edge replaces it with the request id,
+/// `[A-Za-z0-9._:-]`, before sending); anything else is escaped.
 pub fn json_body(reason: &str, request_id: &str) -> String {
     let esc = |s: &str| {
-        s.chars()
-            .flat_map(|c| match c {
-                '"' | '\\' => vec!['\\', c],
-                c if c.is_control() => vec![],
-                c => vec![c],
-            })
-            .collect::<String>()
+        let mut out = String::with_capacity(s.len());
+        for c in s.chars() {
+            match c {
+                '"' | '\\' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{:04x}", u32::from(c));
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    };
+    let id = if request_id == holdfast_modules::REQUEST_ID_MARK {
+        request_id.to_string()
+    } else {
+        esc(request_id)
     };
     format!(
         "{{\"status\":403,\"error\":\"challenge required\",\"reason\":\"{}\",\
-         \"detail\":\"this resource asks a browser to pass a challenge first; API clients \
-         cannot, so the request was refused\",\"request_id\":\"{}\"}}",
+         \"detail\":\"{}\",\"request_id\":\"{id}\"}}",
         esc(reason),
-        esc(request_id)
+        esc(json_detail(reason)),
     )
 }
 
@@ -181,8 +235,41 @@ mod tests {
     #[test]
     fn json_is_json() {
         let j = json_body("no \"cookie\"", "r\n1");
-        assert!(j.contains(r#""reason":"no \"cookie\"""#));
-        assert!(j.contains(r#""request_id":"r1""#));
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["reason"], "no \"cookie\"");
+        assert_eq!(v["request_id"], "r\n1");
+    }
+
+    #[test]
+    fn the_json_keeps_the_request_id_mark_for_the_edge_to_fill_in() {
+        let mark = holdfast_modules::REQUEST_ID_MARK;
+        let j = json_body("no_cookie", mark);
+        assert!(j.contains(mark), "{j:?}");
+        let v: serde_json::Value = serde_json::from_str(&j.replace(mark, "abc-1")).unwrap();
+        assert_eq!(v["request_id"], "abc-1");
+    }
+
+    #[test]
+    fn each_reason_has_its_own_detail() {
+        let reasons = [
+            "no_cookie",
+            "bad_solution",
+            "too_early",
+            "forged",
+            "expired",
+            "wrong_ip",
+            "wrong_ua",
+            "cookie_not_returned",
+            "challenge_unavailable",
+        ];
+        let details: std::collections::HashSet<&str> =
+            reasons.iter().map(|r| json_detail(r)).collect();
+        assert_eq!(details.len(), reasons.len(), "a detail said twice");
+        let bad: serde_json::Value = serde_json::from_str(&json_body("bad_solution", "r")).unwrap();
+        assert!(
+            bad["detail"].as_str().unwrap().contains("proof of work"),
+            "{bad}"
+        );
     }
 
     /// The page's script, run by Node with a stand-in document: it finds a nonce the edge

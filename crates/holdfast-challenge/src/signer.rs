@@ -149,11 +149,24 @@ impl Signer {
         if *ipb != self.ip_binding(key, ip) {
             return Err(Reject::WrongIp);
         }
-        let ready = issued.saturating_add(ms(self.settings.nojs_wait));
-        if millis(now) < ready {
+        if millis(now) < self.nojs_ready_at(issued) {
             return Err(Reject::TooEarly);
         }
         Ok(())
+    }
+
+    /// What is left of the no-JavaScript form's wait at `now` (zero once it may pass), for
+    /// `Retry-After` when `check_nojs` said `TooEarly`; `None` if `token` is not one of ours.
+    pub fn nojs_wait_left(&self, token: &str, now: SystemTime) -> Option<Duration> {
+        let (_, fields) = self.verify(token, "n1", 2).ok()?;
+        let issued: u64 = fields.first()?.parse().ok()?;
+        let left = self.nojs_ready_at(issued).saturating_sub(millis(now));
+        Some(Duration::from_millis(left))
+    }
+
+    /// The time (ms since the epoch) a no-JavaScript token issued at `issued` may pass.
+    fn nojs_ready_at(&self, issued: u64) -> u64 {
+        issued.saturating_add(ms(self.settings.nojs_wait))
     }
 
     fn check_issued(&self, issued: u64, now: SystemTime) -> Result<(), Reject> {
@@ -434,5 +447,22 @@ mod tests {
             s.check_nojs(&pow, ip("10.0.0.1"), t + Duration::from_secs(5)),
             Err(Reject::Forged)
         );
+    }
+
+    #[test]
+    fn nojs_wait_left_is_what_remains_of_the_wait() {
+        let s = Signer::new(keys(A), settings());
+        // Whole milliseconds, as the token keeps them.
+        let t = UNIX_EPOCH + Duration::from_millis(millis(SystemTime::now()));
+        let tok = s.nojs_token(ip("10.0.0.1"), t);
+        let left = |after_ms: u64| s.nojs_wait_left(&tok, t + Duration::from_millis(after_ms));
+        assert_eq!(left(0), Some(Duration::from_secs(5)));
+        assert_eq!(left(3_000), Some(Duration::from_secs(2)));
+        assert_eq!(left(4_750), Some(Duration::from_millis(250)));
+        assert_eq!(left(5_000), Some(Duration::ZERO));
+        assert_eq!(left(60_000), Some(Duration::ZERO));
+        let pow = s.pow_token(ip("10.0.0.1"), 1, t);
+        assert_eq!(s.nojs_wait_left(&pow, t), None, "not a no-JavaScript token");
+        assert_eq!(s.nojs_wait_left("n1.1.x.y", t), None, "not signed by us");
     }
 }

@@ -41,8 +41,11 @@ pub struct StatusPage {
     pub title: String,
     /// Where `index.html` and `status.json` are written after every change.
     pub export_dir: Option<PathBuf>,
-    /// An `http://` URL (ending in `/`) the snapshot is `PUT` to (`index.html`, `status.json`).
+    /// An `http://` or `https://` URL (ending in `/`) the snapshot is `PUT` to (`index.html`,
+    /// `status.json`).
     pub export_put: Option<String>,
+    /// The CAs an `https://` `export_put` is checked against (PEM); the system's when `None`.
+    pub export_ca_file: Option<PathBuf>,
     pub components: Vec<Component>,
 }
 
@@ -463,6 +466,10 @@ pub struct Edge {
     pub tls: Vec<TlsCert>,
     /// Certificates ordered from an ACME server (`[[edge.acme]]`), one per name set.
     pub acme: Vec<AcmeCert>,
+    /// UDP addresses served with HTTP/3 over QUIC (certificates as for `tls_listen`).
+    pub h3_listen: Vec<SocketAddr>,
+    /// QUIC settings of the HTTP/3 listeners.
+    pub h3: H3,
     /// Data-path worker threads; `None` means one per core.
     pub threads: Option<usize>,
     /// Accept cleartext HTTP/2 (prior knowledge) on plain listeners.
@@ -473,6 +480,9 @@ pub struct Edge {
     pub limits: Limits,
     pub client_header_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// After a binary upgrade handed the listeners over: how long the old process lets its
+    /// open connections finish before it closes them and exits.
+    pub drain_timeout: Duration,
     /// Where last-known-good artifacts and operator overrides are kept; `None`: nowhere.
     pub state_dir: Option<PathBuf>,
     /// Peers whose `X-Forwarded-For` names the client (load balancers, another CDN); from
@@ -483,6 +493,40 @@ pub struct Edge {
     /// Every connection starts with a PROXY protocol (v1 or v2) header, believed only from
     /// a trusted peer.
     pub proxy_protocol: bool,
+    /// The header a verified client certificate's subject is sent to origins in (and rules
+    /// read); always removed from what clients send. `None`: not sent.
+    pub client_cert_header: Option<HeaderName>,
+    /// Stateless session resumption on the TLS listeners.
+    pub session_tickets: SessionTickets,
+    /// Most client connections open at once, all listeners and workers together; at the cap
+    /// the edge stops accepting until one closes (new ones wait in the kernel's backlog).
+    pub max_connections: usize,
+    /// What a `%2F` or `%5C` in a request path does.
+    pub encoded_slashes: EncodedSlashes,
+}
+
+/// `edge.encoded_slashes`: an encoded `/` or `\` in a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncodedSlashes {
+    /// 400: origins disagree on whether it separates segments (the default).
+    #[default]
+    Refuse,
+    /// Forwarded as it came (still encoded, never decoded by the edge), for applications that
+    /// route on encoded slashes; a `.`/`..` piece between encoded slashes is still refused.
+    Keep,
+}
+
+/// `edge.h3`: limits of the HTTP/3 listeners, applied to each new QUIC connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H3 {
+    /// Concurrent request streams a client may open on one connection.
+    pub max_streams: u32,
+    /// A connection with no packets for this long is closed.
+    pub idle_timeout: Duration,
+    /// Accept TLS early data (0-RTT) for safe methods.
+    pub zero_rtt: bool,
+    /// QUIC connections (open or in their handshake) one client address may hold.
+    pub max_connections_per_ip: u32,
 }
 
 /// The header a trusted proxy names the client in (`edge.client_ip_header`).
@@ -516,13 +560,62 @@ pub struct TlsCert {
     pub names: Vec<String>,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Client certificates asked of connections to these names; `None`: not asked.
+    pub client_auth: Option<ClientAuth>,
+    /// Versions, cipher suites and key-exchange groups for these names.
+    pub policy: TlsPolicy,
+}
+
+/// `client_auth` and `client_ca` of an `[[edge.tls]]` or `[[edge.acme]]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// A connection without a valid certificate is refused (`true`) or served without a
+    /// subject (`false`, `"optional"`); an invalid certificate is refused either way.
+    pub required: bool,
+    /// PEM file of the CAs whose client certificates are accepted.
+    pub ca: PathBuf,
+}
+
+/// The lowest TLS version a listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsVersion {
+    #[default]
+    Tls12,
+    Tls13,
+}
+
+/// A TLS policy: empty lists mean rustls's defaults. Suite and group names are checked
+/// against the crypto provider where it is known (`holdfast-proxy`'s `tls::policy`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsPolicy {
+    pub min_version: TlsVersion,
+    pub cipher_suites: Vec<String>,
+    pub kx_groups: Vec<String>,
+}
+
+/// `edge.session_tickets`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTickets {
+    pub enabled: bool,
+    /// How long one ticket key issues tickets; a ticket is accepted for twice as long.
+    pub rotate: Duration,
+}
+
+impl Default for SessionTickets {
+    fn default() -> Self {
+        SessionTickets {
+            enabled: true,
+            rotate: Duration::from_secs(12 * 3600),
+        }
+    }
 }
 
 /// Let's Encrypt's production directory: `edge.acme.directory` when not given.
 pub const LETS_ENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
-/// `[[edge.acme]]`: one certificate for `domains`, ordered and renewed by the edge.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// `[[edge.acme]]`: one certificate for `domains`, ordered and renewed by the edge, and the
+/// TLS site that serves it (client certificates and policy, as on `[[edge.tls]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcmeCert {
     /// Lower-cased, in the order written; the first is the certificate's subject.
     pub domains: Vec<String>,
@@ -533,6 +626,22 @@ pub struct AcmeCert {
     pub challenge: AcmeChallenge,
     /// CA certificates (PEM) trusted for the ACME server's own TLS instead of the system's.
     pub ca_file: Option<PathBuf>,
+    /// Client certificates asked of connections to these names; `None`: not asked.
+    pub client_auth: Option<ClientAuth>,
+    /// Versions, cipher suites and key-exchange groups for these names.
+    pub policy: TlsPolicy,
+}
+
+impl AcmeCert {
+    /// Whether `other` orders the same certificate: the same names from the same CA, the
+    /// same way (the site's client certificates and policy do not matter to the order).
+    pub fn same_order(&self, other: &AcmeCert) -> bool {
+        self.domains == other.domains
+            && self.contact == other.contact
+            && self.directory == other.directory
+            && self.challenge == other.challenge
+            && self.ca_file == other.ca_file
+    }
 }
 
 /// How the CA checks that the edge answers for a name.
@@ -709,6 +818,15 @@ pub struct UpstreamTls {
     /// PEM file of CA certificates to trust instead of the system store.
     pub ca_file: Option<PathBuf>,
     pub verify: bool,
+    /// The certificate chain and key presented to origins (authenticated origin pulls).
+    pub client_cert: Option<ClientCertFiles>,
+}
+
+/// `client_cert` and `client_key` of a pool's `tls` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -725,6 +843,8 @@ pub struct Route {
     pub response_headers: HeaderOps,
     /// A failing challenge lets requests of this route through (fail open).
     pub critical: bool,
+    /// Add `Alt-Svc: h3=":PORT"` to this route's TLS responses when HTTP/3 listeners exist.
+    pub alt_svc: bool,
     /// The shared cache, when `cache.enabled`.
     pub cache: Option<CacheConfig>,
 }

@@ -1,5 +1,5 @@
 //! The split between what each instance owns (its local file: `[fleet]`, `[admin]` and the
-//! `[edge]` listeners, TLS listeners, `threads` and `state_dir`) and what the fleet's
+//! `[edge]` listeners, TLS and HTTP/3 listeners, `threads` and `state_dir`) and what the fleet's
 //! versions own (everything else), and the merge of the two into the one configuration an
 //! instance loads. Text in, text out: no I/O.
 
@@ -12,6 +12,7 @@ pub const INSTANCE_OWNED: &[&str] = &[
     "fleet",
     "edge.listen",
     "edge.tls_listen",
+    "edge.h3_listen",
     "edge.threads",
     "edge.state_dir",
 ];
@@ -20,7 +21,7 @@ pub const INSTANCE_OWNED: &[&str] = &[
 pub const CHECK_PLACEHOLDER: &str = "[edge]\nlisten = [\"127.0.0.1:0\"]\n";
 
 /// The `[edge]` keys an instance owns.
-const EDGE_OWNED: &[&str] = &["listen", "tls_listen", "threads", "state_dir"];
+const EDGE_OWNED: &[&str] = &["listen", "tls_listen", "h3_listen", "threads", "state_dir"];
 
 fn table(text: &str, what: &str) -> Result<toml::Table, Vec<ConfigError>> {
     toml::from_str::<toml::Table>(text).map_err(|e| {

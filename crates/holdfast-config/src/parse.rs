@@ -45,8 +45,8 @@ fn parse_spec(text: &str) -> Result<(Spec, Vec<ConfigError>), Vec<ConfigError>> 
     match result {
         Ok(spec) => Ok((spec, unknown)),
         Err(e) => {
-            let path = track.path().to_string();
-            let path = if path == "." {
+            let path = tracked_path(&track.path());
+            let path = if path.is_empty() {
                 "(top level)".to_string()
             } else {
                 path
@@ -58,6 +58,44 @@ fn parse_spec(text: &str) -> Result<(Spec, Vec<ConfigError>), Vec<ConfigError>> 
             ));
             Err(unknown)
         }
+    }
+}
+
+/// `routes[2].pool` from serde_path_to_error's path, keys quoted as `key_path` does (its own
+/// display writes the key `""` as nothing, which named no place).
+fn tracked_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(&quoted_key(key));
+            }
+            Segment::Unknown => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push('?');
+            }
+        }
+    }
+    out
+}
+
+/// A key as written in the file: bare when it can be, else quoted (`""`, `"a b"`).
+fn quoted_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        key.to_string()
+    } else {
+        format!("{key:?}")
     }
 }
 
@@ -78,15 +116,7 @@ fn key_path(path: &serde_ignored::Path<'_>) -> String {
         P::Map { parent, key } => {
             let parent = key_path(parent);
             // A key that is not bare (`""`, `"a b"`) is written quoted, as in the file.
-            let bare = !key.is_empty()
-                && key
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            let key = if bare {
-                key.clone()
-            } else {
-                format!("{key:?}")
-            };
+            let key = quoted_key(key);
             if parent.is_empty() {
                 key
             } else {
@@ -131,5 +161,16 @@ mod tests {
         assert_eq!(e.path, "\"\"");
         let errs = parse("\"a b\" = 1\n", std::path::Path::new("/etc/holdfast")).unwrap_err();
         assert!(errs.iter().any(|e| e.path == "\"a b\""), "{errs:?}");
+    }
+
+    #[test]
+    fn a_type_error_under_a_key_that_is_not_bare_names_it_quoted() {
+        // Found by fuzz/config_parse (7 Dec): an overflowing integer under `""` gave an error
+        // with an empty path.
+        let text = "\"\"=99999999999990000000000000000129\n";
+        let errs = parse(text, std::path::Path::new("/etc/holdfast")).unwrap_err();
+        assert!(errs.iter().all(|e| !e.path.is_empty()), "{errs:?}");
+        let errs = parse("[edge]\nthreads = \"x\"\n", std::path::Path::new("/")).unwrap_err();
+        assert!(errs.iter().any(|e| e.path == "edge.threads"), "{errs:?}");
     }
 }

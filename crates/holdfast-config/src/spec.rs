@@ -231,6 +231,11 @@ pub struct EdgeSpec {
     /// `[[edge.acme]]`: certificates Holdfast orders itself (RFC 8555).
     #[serde(default)]
     pub acme: Vec<AcmeSpec>,
+    /// UDP addresses for HTTP/3 (QUIC); certificates as for `tls_listen`.
+    #[serde(default)]
+    pub h3_listen: Vec<String>,
+    /// `h3 = { max_streams, idle_timeout, zero_rtt, max_connections_per_ip }`.
+    pub h3: Option<H3Spec>,
     pub threads: Option<i64>,
     #[serde(default)]
     pub h2c: bool,
@@ -241,6 +246,8 @@ pub struct EdgeSpec {
     pub client_header_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub drain_timeout: Option<Duration>,
     pub max_header_bytes: Option<ByteSize>,
     pub max_headers: Option<i64>,
     pub max_request_body: Option<ByteSize>,
@@ -250,6 +257,21 @@ pub struct EdgeSpec {
     pub client_ip_header: Option<String>,
     #[serde(default)]
     pub proxy_protocol: bool,
+    pub max_connections: Option<i64>,
+    pub encoded_slashes: Option<String>,
+    /// The request header a verified client certificate's subject is sent to origins in.
+    pub client_cert_header: Option<String>,
+    pub session_tickets: Option<SessionTicketsSpec>,
+}
+
+/// `[edge] h3`: the HTTP/3 listeners' QUIC settings.
+#[derive(Debug, Default, Deserialize)]
+pub struct H3Spec {
+    pub max_streams: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    pub zero_rtt: Option<bool>,
+    pub max_connections_per_ip: Option<i64>,
 }
 
 /// `[[edge.acme]]`: one certificate for a set of names, ordered from an ACME server.
@@ -261,6 +283,46 @@ pub struct AcmeSpec {
     pub directory: Option<String>,
     pub challenge: Option<String>,
     pub ca_file: Option<String>,
+    /// As on `[[edge.tls]]`: client certificates and policy for these names.
+    pub client_auth: Option<String>,
+    pub client_ca: Option<String>,
+    pub min_version: Option<String>,
+    pub cipher_suites: Option<Vec<String>>,
+    pub kx_groups: Option<Vec<String>>,
+}
+
+/// The keys an `[[edge.tls]]` and an `[[edge.acme]]` table share: what a TLS *site* asks of
+/// its clients (`client_auth`, `client_ca`) and its policy.
+pub struct SiteKeys<'a> {
+    pub client_auth: Option<&'a str>,
+    pub client_ca: Option<&'a str>,
+    pub min_version: Option<&'a str>,
+    pub cipher_suites: Option<&'a [String]>,
+    pub kx_groups: Option<&'a [String]>,
+}
+
+impl TlsCertSpec {
+    pub fn site_keys(&self) -> SiteKeys<'_> {
+        SiteKeys {
+            client_auth: self.client_auth.as_deref(),
+            client_ca: self.client_ca.as_deref(),
+            min_version: self.min_version.as_deref(),
+            cipher_suites: self.cipher_suites.as_deref(),
+            kx_groups: self.kx_groups.as_deref(),
+        }
+    }
+}
+
+impl AcmeSpec {
+    pub fn site_keys(&self) -> SiteKeys<'_> {
+        SiteKeys {
+            client_auth: self.client_auth.as_deref(),
+            client_ca: self.client_ca.as_deref(),
+            min_version: self.min_version.as_deref(),
+            cipher_suites: self.cipher_suites.as_deref(),
+            kx_groups: self.kx_groups.as_deref(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,6 +331,21 @@ pub struct TlsCertSpec {
     pub names: Vec<String>,
     pub cert: String,
     pub key: String,
+    /// `"require"` or `"optional"`: ask clients of these names for a certificate.
+    pub client_auth: Option<String>,
+    /// PEM file of the CAs whose client certificates are accepted.
+    pub client_ca: Option<String>,
+    pub min_version: Option<String>,
+    pub cipher_suites: Option<Vec<String>>,
+    pub kx_groups: Option<Vec<String>>,
+}
+
+/// `edge.session_tickets`: stateless TLS session resumption.
+#[derive(Debug, Deserialize)]
+pub struct SessionTicketsSpec {
+    pub enabled: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    pub rotate: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -355,6 +432,9 @@ pub struct UpstreamTlsSpec {
     pub ca_file: Option<String>,
     #[serde(default = "yes")]
     pub verify: bool,
+    /// Certificate chain and key (PEM) presented to the origins (authenticated origin pulls).
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 
 fn yes() -> bool {
@@ -372,6 +452,8 @@ pub struct RouteSpec {
     /// A failing challenge never locks this route (log-in pages, the dashboard).
     #[serde(default)]
     pub critical: bool,
+    /// Advertise HTTP/3 (`Alt-Svc`) on this route's TLS responses; default true.
+    pub alt_svc: Option<bool>,
     #[serde(default)]
     pub timeouts: TimeoutsSpec,
     #[serde(default)]
@@ -531,6 +613,7 @@ pub struct StatusPageSpec {
     pub title: Option<String>,
     pub export_dir: Option<String>,
     pub export_put: Option<String>,
+    pub export_ca_file: Option<String>,
     #[serde(default)]
     pub components: Vec<ComponentSpec>,
 }

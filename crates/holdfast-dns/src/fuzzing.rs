@@ -1,22 +1,18 @@
 //! The packet path without sockets, for `fuzz/` and tests: bytes as they would arrive on
-//! UDP go through hickory's decoding and our `Handler` (a steered name and a small zone),
-//! and the encoded answer comes back. Not used by the server.
+//! UDP go through the same path as the server's (the pre-encoded answers first, then
+//! hickory's decoding and our `Handler`; a steered name and a small zone), and the encoded
+//! answer comes back.
 
-use crate::handler::{Handler, Published, Shared};
+use crate::handler::{Generation, Handler, Published, Shared};
 use crate::metrics::DnsMetrics;
 use crate::steer::{HealthSource, Steerer};
 use crate::zone::{Zone, ZoneFile};
 use arc_swap::ArcSwap;
-use hickory_proto::rr::{LowerName, Name, Record};
-use hickory_proto::serialize::binary::BinEncoder;
-use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::{Catalog, MessageResponse, ZoneHandler};
+use hickory_proto::rr::{LowerName, Name};
 use holdfast_artifact::ArtifactKind;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 const ZONE: &str = "$TTL 300
@@ -38,34 +34,6 @@ impl HealthSource for Healthy {
     }
 }
 
-/// Collects the encoded answer.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Option<Vec<u8>>>>);
-
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, hickory_server::net::NetError> {
-        let mut bytes = Vec::new();
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(u16::MAX);
-        let info = response
-            .destructive_emit(&mut encoder)
-            .map_err(hickory_server::net::NetError::from)?;
-        *holdfast_common::lock(&self.0) = Some(bytes);
-        Ok(info)
-    }
-}
-
 /// A handler over the sample zone with `www.example.test.` steered to 127.0.0.2.
 pub struct PacketPath {
     handler: Handler,
@@ -75,9 +43,6 @@ pub struct PacketPath {
 impl PacketPath {
     pub fn new() -> Option<PacketPath> {
         let zone: Zone = ZoneFile::load_in("example.test.", ZONE.as_bytes()).ok()?;
-        let mut catalog = Catalog::new();
-        let handler: Arc<dyn ZoneHandler> = zone.handler.clone();
-        catalog.upsert(LowerName::from(&zone.origin), vec![handler]);
         let steered = holdfast_config::Steered {
             name: "www.example.test.".into(),
             zone: 0,
@@ -99,13 +64,15 @@ impl PacketPath {
             LowerName::from(&owner),
             Arc::new(Published {
                 answer: decision.answer,
-                soa: Some(zone.soa.clone()),
+                soa: Some(crate::negative::negative_soa(&zone.soa)),
             }),
         );
+        let metrics = DnsMetrics::new(&prometheus::Registry::new()).ok()?;
+        let generation = Generation::build(&[&zone], &[owner], &metrics);
         let shared = Arc::new(Shared {
-            catalog: ArcSwap::from_pointee((catalog, dashmap::DashMap::new())),
+            catalog: ArcSwap::from_pointee(generation),
             steered: ArcSwap::from_pointee(published),
-            metrics: DnsMetrics::new(&prometheus::Registry::new()).ok()?,
+            metrics,
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -121,12 +88,7 @@ impl PacketPath {
     /// answers those with FORMERR or drops them before any handler runs).
     pub fn answer(&self, bytes: &[u8]) -> Option<Vec<u8>> {
         let src = SocketAddr::from(([127, 0, 0, 1], 5353));
-        let request = Request::from_bytes(bytes.to_vec(), src, Protocol::Udp).ok()?;
-        let capture = Capture::default();
-        let handler = &self.handler;
         self.runtime
-            .block_on(handler.handle_request::<Capture, TokioTime>(&request, capture.clone()));
-        let answer = holdfast_common::lock(&capture.0).take();
-        answer
+            .block_on(crate::udp::answer(&self.handler, bytes, src))
     }
 }

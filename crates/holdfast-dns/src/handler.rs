@@ -6,12 +6,15 @@
 //! here: hickory's server answers FORMERR or drops them.
 
 use crate::metrics::DnsMetrics;
+use crate::negative::NegativeTtl;
 use crate::steer::Answer;
+use crate::wire::AnswerMap;
+use crate::zone::Zone;
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use hickory_proto::op::Message;
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::{DNSClass, LowerName, Record, RecordType};
+use hickory_proto::rr::{DNSClass, LowerName, Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecoder, BinEncoder};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -41,10 +44,39 @@ pub(crate) type AnswerCache = DashMap<(LowerName, RecordType), Arc<CachedAnswer>
 /// Questions kept at most per catalog generation; beyond it, answers are not cached.
 const MAX_CACHED: usize = 100_000;
 
+/// One catalog generation (rebuilt whole on every zone load): hickory's catalog, the answer
+/// cache that goes with it, and its pre-encoded answers for the UDP fast path.
+pub(crate) struct Generation {
+    pub catalog: Catalog,
+    pub cache: AnswerCache,
+    pub map: AnswerMap,
+}
+
+impl Generation {
+    /// A catalog over `zones` (each answering negatives with the RFC 2308 SOA), an empty
+    /// answer cache, and the pre-encoded answers for every name the zones hold except the
+    /// `steered` ones.
+    pub(crate) fn build(zones: &[&Zone], steered: &[Name], metrics: &DnsMetrics) -> Generation {
+        let mut catalog = Catalog::new();
+        for zone in zones {
+            catalog.upsert(
+                LowerName::from(&zone.origin),
+                vec![NegativeTtl::handler(zone)],
+            );
+        }
+        let map = AnswerMap::build(&catalog, zones, steered, metrics);
+        Generation {
+            catalog,
+            cache: DashMap::new(),
+            map,
+        }
+    }
+}
+
 /// What the handler reads; the server's tasks swap in new snapshots.
 pub(crate) struct Shared {
-    /// The catalog and the answer cache that goes with it.
-    pub catalog: ArcSwap<(Catalog, AnswerCache)>,
+    /// The current catalog generation.
+    pub catalog: ArcSwap<Generation>,
     pub steered: ArcSwap<HashMap<LowerName, Arc<Published>>>,
     pub metrics: DnsMetrics,
 }
@@ -92,7 +124,7 @@ impl Handler {
         mut handle: R,
     ) -> ResponseInfo {
         let generation = self.0.catalog.load_full();
-        let (catalog, cache) = &*generation;
+        let (catalog, cache) = (&generation.catalog, &generation.cache);
         let Some(key) = cache_key(request) else {
             return catalog.handle_request::<R, T>(request, handle).await;
         };
@@ -295,7 +327,7 @@ async fn refuse<R: ResponseHandler>(request: &Request, mut handle: R) -> Respons
 }
 
 /// A bounded label set for query types: the served ones, a few common others, "other".
-fn type_label(t: RecordType) -> &'static str {
+pub(crate) fn type_label(t: RecordType) -> &'static str {
     match t {
         RecordType::A => "A",
         RecordType::AAAA => "AAAA",
@@ -326,7 +358,7 @@ fn answer_edns(request: &Request) -> Option<Edns> {
 }
 
 /// The `rcode` label: the RFC 1035/6895 mnemonic, as `dig` prints it (`NOERROR`, `NXDOMAIN`).
-fn rcode_label(code: ResponseCode) -> &'static str {
+pub(crate) fn rcode_label(code: ResponseCode) -> &'static str {
     match code {
         ResponseCode::NoError => "NOERROR",
         ResponseCode::FormErr => "FORMERR",

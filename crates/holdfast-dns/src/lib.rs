@@ -1,6 +1,6 @@
 //! Holdfast's authoritative DNS server (`[dns]`): zones from RFC 1035 zone files taken in
 //! through the artifact pipeline (`zone`), names steered over health-checked pools
-//! (`steer`) that never answer empty, health votes shared with peers (`quorum`), a hickory-server `RequestHandler` that answers steered
+//! (`steer`) that never answer empty, health votes shared with peers (`quorum`), UDP zone answers pre-encoded per zone load (`wire`), a hickory-server `RequestHandler` that answers steered
 //! names itself and everything else from hickory's catalog (`handler`), and the listener
 //! thread with its own runtime (`server`). It never runs on a data-path worker.
 //!
@@ -21,8 +21,17 @@
 //! answered from the published `Answer`, the rest by hickory's `Catalog` of the active zones,
 //! whose NOERROR answers are kept per catalog generation in an answer cache (`DashMap`, bounded,
 //! emptied with every catalog swap) so a repeated question skips hickory's look-up;
-//! non-IN classes refused), `server` (`DnsHandle`: UDP and TCP bound on one port, its own
-//! thread "holdfast-dns" and current-thread runtime running hickory's server and the 100 ms
+//! non-IN classes refused; `Generation`: catalog + answer cache + pre-encoded map, built whole
+//! on every zone load), `negative` (the zone handler the catalog uses: hickory's in-memory zone
+//! whose negative answers carry the SOA with TTL = min(TTL, MINIMUM), RFC 2308 §3), `wire` (the
+//! UDP fast path: `AnswerMap`, the catalog's own encoded answer per (lowercased name, type) of
+//! every owner name, built once per generation; a plain query — one IN question, no EDNS or a
+//! bare EDNS(0) OPT, fits the client's size — is answered by copying those bytes and patching
+//! ID, RD/CD, question case and OPT; NXDOMAIN synthesised with the negative SOA for names the
+//! zone does not hold; everything else returns `false`), `udp` (our UDP loop: the map first,
+//! else hickory's decoding and the `Handler` in a task, FORMERR/drop as hickory's server does),
+//! `server` (`DnsHandle`: UDP and TCP bound on one port, its own thread "holdfast-dns" and
+//! current-thread runtime running the UDP loop, hickory's server for TCP and the 100 ms
 //! steering tick; one `Artifact<ZoneFile>` per zone with its LKG under
 //! `state_dir/dns/<origin>/`, watched; an applied zone rebuilds the catalog, swapped whole),
 //! `fuzzing` (the packet path without sockets, for `fuzz/`).
@@ -30,8 +39,8 @@
 //! **Invariant:** a steered name never answers empty: with every target down it keeps the last
 //! healthy set (or all targets) and counts `holdfast_dns_empty_answer_prevented_total`.
 //!
-//! **Invariant:** the DNS query path reads two `ArcSwap` snapshots (catalog with its answer
-//! cache, steered answers) and holds no lock across an `.await`; health, peers and zone loads
+//! **Invariant:** the DNS query path reads two `ArcSwap` snapshots (the catalog generation
+//! with its answer cache and pre-encoded map, steered answers) and holds no lock across an `.await`; health, peers and zone loads
 //! only change what the next snapshot holds.
 //!
 //! DNS steering reads the same health. Pools named by a `[[dns.steered]]` name get a TCP check
@@ -59,18 +68,21 @@ mod error;
 pub mod fuzzing;
 mod handler;
 mod metrics;
+mod negative;
 mod overrides;
 mod quorum;
 mod server;
 mod steer;
 #[cfg(test)]
 mod steer_sim;
+mod udp;
+mod wire;
 mod zone;
 
 pub use error::DnsError;
 pub use metrics::DnsMetrics;
 pub use overrides::Force;
 pub use quorum::{PeerStatus, PeerView, QuorumHealth, TargetVote, VoteStatus};
-pub use server::{DnsHandle, DnsStatus, QuorumStatus, SteeredStatus};
+pub use server::{bind as bind_udp_tcp, DnsHandle, DnsStatus, QuorumStatus, SteeredStatus};
 pub use steer::{HealthSource, TargetStatus};
 pub use zone::{serial_newer, Zone, ZoneFile, MAX_ZONE_BYTES};

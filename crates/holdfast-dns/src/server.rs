@@ -5,16 +5,15 @@
 //! zone rebuilds the catalog, which is swapped whole.
 
 use crate::error::DnsError;
-use crate::handler::{Handler, Published, Shared};
+use crate::handler::{Generation, Handler, Published, Shared};
 use crate::metrics::DnsMetrics;
+use crate::negative::negative_soa;
 use crate::overrides::{Force, Overrides};
 use crate::quorum::{PeerStatus, PeerView, QuorumHealth, VoteStatus};
 use crate::steer::{HealthSource, Steerer, TargetStatus};
 use crate::zone::ZoneFile;
 use arc_swap::ArcSwap;
-use dashmap::DashMap;
 use hickory_proto::rr::{LowerName, Name};
-use hickory_server::zone_handler::{Catalog, ZoneHandler};
 use hickory_server::Server;
 use holdfast_artifact::{
     Artifact, ArtifactMetrics, ArtifactOptions, ArtifactStatus, LoadOutcome, Watcher,
@@ -78,6 +77,8 @@ struct Inner {
     status: Mutex<Vec<SteeredStatus>>,
     /// Serialises catalog rebuilds (zone watchers, `reload_zones`).
     rebuild: Mutex<()>,
+    /// The steered names: never pre-encoded (their answer moves with health).
+    steered_names: Vec<Name>,
 }
 
 /// The running DNS server. Dropping it without `shutdown` leaves the thread running.
@@ -102,6 +103,36 @@ impl DnsHandle {
         artifact_metrics: Arc<ArtifactMetrics>,
         metrics: DnsMetrics,
     ) -> Result<DnsHandle, DnsError> {
+        let sockets = bind(config.listen)?;
+        DnsHandle::start_on(
+            config,
+            sockets,
+            state_dir,
+            health,
+            artifact_metrics,
+            metrics,
+        )
+    }
+
+    /// `start` on UDP and TCP sockets bound (or inherited from the process before a binary
+    /// upgrade) by the caller.
+    pub fn start_on(
+        config: &Dns,
+        (udp, tcp): (UdpSocket, TcpListener),
+        state_dir: Option<&Path>,
+        health: Arc<dyn HealthSource>,
+        artifact_metrics: Arc<ArtifactMetrics>,
+        metrics: DnsMetrics,
+    ) -> Result<DnsHandle, DnsError> {
+        let nonblocking = |r: std::io::Result<()>, proto| {
+            r.map_err(|source| DnsError::Bind {
+                addr: config.listen,
+                proto,
+                source,
+            })
+        };
+        nonblocking(udp.set_nonblocking(true), "udp")?;
+        nonblocking(tcp.set_nonblocking(true), "tcp")?;
         let zones: Vec<Arc<Artifact<ZoneFile>>> = config
             .zones
             .iter()
@@ -127,7 +158,7 @@ impl DnsHandle {
             })
             .collect();
         let shared = Arc::new(Shared {
-            catalog: ArcSwap::from_pointee((Catalog::new(), DashMap::new())),
+            catalog: ArcSwap::from_pointee(Generation::build(&[], &[], &metrics)),
             steered: ArcSwap::from_pointee(HashMap::new()),
             metrics,
         });
@@ -137,6 +168,11 @@ impl DnsHandle {
             shared,
             status: Mutex::new(Vec::new()),
             rebuild: Mutex::new(()),
+            steered_names: config
+                .steered
+                .iter()
+                .filter_map(|s| Name::from_ascii(&s.name).ok())
+                .collect(),
         });
         inner.rebuild_catalog();
         let mut steerers: Vec<Steerer> = config
@@ -175,7 +211,6 @@ impl DnsHandle {
         inner.export_vantage(&quorum);
         let run_quorum = Arc::clone(&quorum);
 
-        let (udp, tcp) = bind(config.listen)?;
         let addr = udp.local_addr().map_err(|source| DnsError::Bind {
             addr: config.listen,
             proto: "udp",
@@ -324,20 +359,23 @@ impl DnsHandle {
 }
 
 impl Inner {
-    /// A new catalog from every zone's active value, swapped in whole.
+    /// A new catalog generation from every zone's active value (catalog, empty answer cache,
+    /// pre-encoded answers), swapped in whole.
     fn rebuild_catalog(&self) {
         let _one = holdfast_common::lock(&self.rebuild);
-        let mut catalog = Catalog::new();
-        for zone in &self.zones {
-            if let Some(active) = zone.current().as_ref() {
-                let handler: Arc<dyn ZoneHandler> = active.value.handler.clone();
-                catalog.upsert(LowerName::from(&active.value.origin), vec![handler]);
-            }
-        }
-        // A new catalog starts with an empty answer cache.
-        self.shared
-            .catalog
-            .store(Arc::new((catalog, DashMap::new())));
+        let active: Vec<_> = self
+            .zones
+            .iter()
+            .filter_map(|z| z.current().clone())
+            .collect();
+        let zones: Vec<&crate::zone::Zone> = active.iter().map(|a| &a.value).collect();
+        let generation = Generation::build(&zones, &self.steered_names, &self.shared.metrics);
+        tracing::debug!(
+            zones = zones.len(),
+            encoded = generation.map.len(),
+            "dns: catalog rebuilt"
+        );
+        self.shared.catalog.store(Arc::new(generation));
     }
 
     fn watch_zones(self: &Arc<Self>) -> Vec<Watcher> {
@@ -421,16 +459,6 @@ impl Inner {
     }
 }
 
-/// The SOA for a negative answer: its TTL is the smaller of its own and its MINIMUM field,
-/// the negative-caching time (RFC 2308 §3).
-fn negative_soa(soa: &hickory_proto::rr::Record) -> hickory_proto::rr::Record {
-    let mut soa = soa.clone();
-    if let hickory_proto::rr::RData::SOA(data) = &soa.data {
-        soa.ttl = soa.ttl.min(data.minimum);
-    }
-    soa
-}
-
 async fn serve(
     inner: Arc<Inner>,
     udp: UdpSocket,
@@ -440,10 +468,17 @@ async fn serve(
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let mut server = Server::new(Handler(Arc::clone(&inner.shared)));
-    match tokio::net::UdpSocket::from_std(udp) {
-        Ok(s) => server.register_socket(s),
-        Err(e) => tracing::error!(error = %e, "dns: cannot use the UDP socket"),
-    }
+    // UDP is ours (the pre-encoded fast path, then hickory's handler); TCP is hickory's.
+    let udp_task = match tokio::net::UdpSocket::from_std(udp) {
+        Ok(s) => Some(tokio::spawn(crate::udp::serve(
+            s,
+            Arc::clone(&inner.shared),
+        ))),
+        Err(e) => {
+            tracing::error!(error = %e, "dns: cannot use the UDP socket");
+            None
+        }
+    };
     match tokio::net::TcpListener::from_std(tcp) {
         Ok(l) => server.register_listener(l, TCP_IDLE, 64),
         Err(e) => tracing::error!(error = %e, "dns: cannot use the TCP listener"),
@@ -459,13 +494,16 @@ async fn serve(
             }
         }
     }
+    if let Some(task) = udp_task {
+        task.abort();
+    }
     if let Err(e) = server.shutdown_gracefully().await {
         tracing::debug!(error = %e, "dns: shutdown");
     }
 }
 
 /// UDP and TCP on the same address; with port 0, the port UDP got, retried if TCP cannot.
-fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
+pub fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
     let err = |proto, source| DnsError::Bind {
         addr,
         proto,

@@ -239,6 +239,17 @@ fn write_ms(out: &mut Vec<u8>, d: Duration) {
     write_3digits(out, (micros % 1000) as u32);
 }
 
+/// The protocol as the access log and metrics name it.
+pub(crate) fn protocol(version: http::Version) -> &'static [u8] {
+    match version {
+        http::Version::HTTP_09 => b"HTTP/0.9",
+        http::Version::HTTP_10 => b"HTTP/1.0",
+        http::Version::HTTP_2 => b"HTTP/2",
+        http::Version::HTTP_3 => b"HTTP/3",
+        _ => b"HTTP/1.1",
+    }
+}
+
 fn write_line(
     out: &mut Vec<u8>,
     ctx: &RequestCtx,
@@ -267,6 +278,8 @@ fn write_line(
     out.extend_from_slice(b"\",\"method\":");
     // A method is an HTTP token: nothing to escape.
     json_plain(out, ctx.method.as_str().as_bytes());
+    out.extend_from_slice(b",\"protocol\":");
+    json_plain(out, protocol(ctx.version));
     out.extend_from_slice(b",\"host\":");
     json_str(
         out,

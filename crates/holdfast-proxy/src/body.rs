@@ -25,6 +25,54 @@ pub enum BodyError {
     Timeout,
     #[error(transparent)]
     Hyper(#[from] hyper::Error),
+    /// A client stream that is not hyper's (HTTP/3) failed: reset, or its connection lost.
+    #[error("the client's stream failed: {0}")]
+    Stream(String),
+}
+
+/// The client's request body, whatever protocol carried it: hyper's for HTTP/1.1 and
+/// HTTP/2, or a stream adapter (the HTTP/3 listener's) that reports its failures as
+/// `BodyError::Stream`. The phases see only this type.
+pub enum ClientBody {
+    Hyper(Incoming),
+    Stream(Pin<Box<dyn Body<Data = Bytes, Error = BodyError> + Send + Sync>>),
+}
+
+impl From<Incoming> for ClientBody {
+    fn from(inner: Incoming) -> Self {
+        ClientBody::Hyper(inner)
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            ClientBody::Hyper(inner) => Pin::new(inner)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(BodyError::Hyper))),
+            ClientBody::Stream(inner) => inner.as_mut().poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Hyper(inner) => inner.is_end_stream(),
+            ClientBody::Stream(inner) => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Hyper(inner) => inner.size_hint(),
+            ClientBody::Stream(inner) => inner.size_hint(),
+        }
+    }
 }
 
 /// The body sent to the origin.
@@ -33,7 +81,7 @@ pub enum RequestBody {
     /// A client body read whole before sending, so the request can be sent again.
     Buffered(Option<Bytes>),
     Client {
-        inner: Incoming,
+        inner: ClientBody,
         remaining: u64,
         upload: Arc<Upload>,
     },
@@ -121,7 +169,7 @@ impl Body for RequestBody {
                         None => Poll::Ready(Some(Err(BodyError::TooLarge))),
                     }
                 }
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
                 Poll::Ready(None) => {
                     upload.progressed();
                     Poll::Ready(None)

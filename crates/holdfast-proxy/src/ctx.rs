@@ -31,11 +31,26 @@ impl ConnInfo {
     }
 }
 
+/// A TLS connection's site and client: which `[[edge.tls]]` (or, numbered after those,
+/// `[[edge.acme]]`) table its SNI chose (`None`: no table, no default) and the subject of
+/// the client certificate that table's CA verified.
+/// Only when some table asks for client certificates; then each request of the connection
+/// carries it as an extension (`Arc<TlsPeer>`), not in `ConnInfo`, so the request future of
+/// every other edge stays its size (`service::tests::handle_future_stays_small`).
+#[derive(Debug)]
+pub struct TlsPeer {
+    pub site: Option<usize>,
+    /// RFC 4514 text (`CN=client,O=Example`), ready for a header.
+    pub subject: Option<HeaderValue>,
+}
+
 pub struct RequestCtx {
     pub conn: ConnInfo,
     pub start: Instant,
     pub request_id: HeaderValue,
     pub method: Method,
+    /// The client's protocol (`HTTP/1.1`, `HTTP/2`, `HTTP/3`) for the access log and metrics.
+    pub version: http::Version,
     pub host: Option<HeaderValue>,
     pub path: http::uri::PathAndQuery,
     pub wants_json: bool,
@@ -113,6 +128,7 @@ impl RequestCtx {
             start: Instant::now(),
             request_id,
             method: req.method().clone(),
+            version: req.version(),
             host,
             path: req
                 .uri()

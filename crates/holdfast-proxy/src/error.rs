@@ -26,6 +26,8 @@ pub enum ProxyError {
     Refused(crate::refusal::Refusal),
     #[error("no route matches this host and path")]
     NoRoute,
+    #[error("this host needs a TLS connection made for its name with a client certificate; connect again to it by name")]
+    Misdirected,
     #[error("the request was refused by the edge's {module} module")]
     Denied { module: &'static str },
     #[error("the request was blocked by the edge's rule {:?}", .0.rule)]
@@ -38,6 +40,8 @@ pub enum ProxyError {
     BodyTooLarge,
     #[error("the request body could not be read from the client")]
     ClientBody(#[source] hyper::Error),
+    #[error("the client's request stream failed")]
+    ClientStream(#[source] crate::body::BodyError),
     #[error("the client stopped sending its request body")]
     ClientTimeout,
     #[error("the origin could not be reached")]
@@ -55,12 +59,13 @@ impl ProxyError {
         match self {
             ProxyError::Refused(r) => r.status(),
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::Denied { .. } => StatusCode::FORBIDDEN,
             ProxyError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::Blocked(b) => b.status,
             ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBody(_) | ProxyError::ClientStream(_) => StatusCode::BAD_REQUEST,
             ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::UpstreamTls(_) => {
                 StatusCode::BAD_GATEWAY
@@ -75,8 +80,10 @@ impl ProxyError {
                 Side::Edge
             }
             ProxyError::Refused(_)
+            | ProxyError::Misdirected
             | ProxyError::BodyTooLarge
             | ProxyError::ClientBody(_)
+            | ProxyError::ClientStream(_)
             | ProxyError::ClientTimeout
             | ProxyError::TooMany(_)
             | ProxyError::Blocked(_) => Side::Client,

@@ -47,7 +47,8 @@ pub fn proxy_header(
 
 /// The normalised path and query (`None`: already normal), or why it is refused.
 pub fn normalise_path(pq: &PathAndQuery) -> Result<Option<PathAndQuery>, &'static str> {
-    crate::phases::path::normalise(pq).map_err(|e| e.as_str())
+    crate::phases::path::normalise(pq, holdfast_config::EncodedSlashes::Refuse)
+        .map_err(|e| e.as_str())
 }
 
 /// `uri-host [":" port]` as the front door accepts it.
@@ -62,7 +63,8 @@ pub fn front_door<B>(
 ) -> Result<(Option<HeaderValue>, PathAndQuery), &'static str> {
     let conn = ConnInfo::new(SocketAddr::from(([192, 0, 2, 1], 40000)), false);
     let mut ctx = RequestCtx::new(req, conn);
-    crate::phases::strict::inspect(req, &mut ctx).map_err(|r| r.reason())?;
+    let slashes = holdfast_config::EncodedSlashes::Refuse;
+    crate::phases::strict::inspect(req, &mut ctx, slashes).map_err(|r| r.reason())?;
     Ok((ctx.host, ctx.path))
 }
 

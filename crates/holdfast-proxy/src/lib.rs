@@ -17,10 +17,22 @@
 //!
 //! the data path.
 //!
-//! - `server.rs`: binds listeners (one socket per worker, `SO_REUSEPORT`), runs the workers,
+//! - `server.rs`: binds listeners (one socket per worker, `SO_REUSEPORT`) or takes them bound
+//!   by the caller (`start_bound`: inherited at a binary upgrade), runs the workers,
 //!   serves each connection with hyper (HTTP/1.1; HTTP/2 or HTTP/1.1 by ALPN on TLS
 //!   listeners), applies client limits (header bytes and count, header read timeout), counts
-//!   parse errors, drains connections on shutdown.
+//!   parse errors, drains connections on shutdown (`drain`: within a given grace period).
+//! - `conn_limit.rs`: `edge.max_connections`, the open client connections of all workers
+//!   together; at the cap the accept loops pause until one closes (the backlog holds the rest).
+//! - `h3/`: HTTP/3 to clients (`edge.h3_listen`, `quinn` + `h3`): `listener.rs` binds one UDP
+//!   socket and one QUIC endpoint per address on a thread of its own (not per worker: a
+//!   client's changed address would reach an endpoint that does not know its connection) and
+//!   admits attempts (Retry under load and `max_connections_per_ip`, counted in
+//!   `admission.rs`; QUIC settings and the TLS listeners' certificate resolver from the
+//!   current `State`); `connection.rs` one connection
+//!   (handshake, GOAWAY on shutdown); `request.rs` one request stream handed to
+//!   `service::handle` like any other, its body adapted by `body.rs` into `ClientBody`;
+//!   `alt_svc.rs` adds `Alt-Svc` to TLS responses; `metrics.rs` the `holdfast_quic_*` families.
 //! - `send_timeout.rs`: the client socket's write side with a stall limit (60 s): a client
 //!   that stops reading is disconnected, releasing the response body, its origin connection
 //!   and pool slot. **Invariant:** no client holds an origin connection by not reading.
@@ -94,7 +106,8 @@
 //!   (`HealthState`, a server's check verdict), `checker.rs` (`HealthChecker`, the checks'
 //!   thread, fed `CheckTargets` — a generation's pools — on start and every applied reload),
 //!   `connect.rs` (TCP, TLS with SNI, handshake; bounded by the connect timeout).
-//! - `body.rs`: `RequestBody` enforces `max_request_body` while streaming and records upload
+//! - `body.rs`: `ClientBody` is the client's request body whatever the protocol (hyper's
+//!   `Incoming`, or the HTTP/3 adapter's stream); `RequestBody` enforces `max_request_body` while streaming and records upload
 //!   progress (`Upload`) for the read timeout; `ResponseBody`
 //!   streams the origin body, enforces the read/total timeouts lazily (a timer only exists once
 //!   the origin makes us wait), and knows its listeners only as hooks: `OnComplete` (told the
@@ -108,10 +121,19 @@
 //!   so a reload opens no new origin connections and forgets no in-flight count.
 //! - `purge.rs`: a purge URL in any form a client sends (scheme or not, host case, port,
 //!   query order, dot segments) turned into the keys the cache stores it under, per route.
-//! - `tls.rs`: SNI certificate resolver (exact, an `[[edge.acme]]` name from
-//!   `holdfast_acme::CertStore`, `*.suffix`, default, the first ACME set's; a ClientHello
-//!   offering ALPN `acme-tls/1` gets only the `tls-alpn-01` challenge certificate, and
-//!   `server.rs` closes such a connection after the handshake), origin TLS client config.
+//! - `tls.rs`: the certificate files (and their expiry), origin TLS client config (with the
+//!   pool's client certificate). `tls/sites.rs`: one `ServerConfig` per `[[edge.tls]]` and
+//!   per `[[edge.acme]]` table (its policy, its client-certificate verifier), chosen by SNI
+//!   before the handshake (`accept`, rustls's lazy acceptor); one `NameIndex` picks the site
+//!   (exact — files' and ACME names —, `*.suffix`, the default, else the first ACME table)
+//!   for the configuration and for the shared certificate resolver, which serves a file's key
+//!   or what `holdfast_acme::CertStore` serves for the set now; a ClientHello offering ALPN
+//!   `acme-tls/1` gets the `tls-alpn-01` challenge configuration, and `server.rs` closes
+//!   such a connection after the handshake. The connection's `TlsPeer` (site, verified
+//!   subject); `tls/policy.rs`: versions, suites and groups checked against *ring*'s
+//!   lists; `tls/tickets.rs`: session-ticket keys rotated on a schedule, shared by every site
+//!   and kept across reloads. `phases/client_cert.rs` strips and sets the subject header and
+//!   answers 421 for a host whose site requires a certificate on another site's connection.
 //! - `access_log.rs`: JSON lines formatted into a thread-local buffer, batches handed to a
 //!   writer thread through a bounded channel; overflow is dropped and counted.
 //! - `metrics.rs`: Prometheus families; label sets resolved per generation. `cache_metrics.rs`:
@@ -172,11 +194,13 @@ mod access_log;
 mod body;
 mod cache_metrics;
 mod client_ip;
+mod conn_limit;
 mod ctx;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod h2c;
+mod h3;
 mod metrics;
 #[cfg(test)]
 mod module_cycles;
@@ -201,6 +225,6 @@ pub use holdfast_modules::{
     Block, EdgeRequest, EdgeResponse, Edit, ModuleAction, RequestModule, TooMany, REQUEST_ID_MARK,
 };
 pub use metrics::Metrics;
-pub use server::{start, EdgeHandle, Listeners};
+pub use server::{bind_all, start, start_bound, BoundListeners, EdgeHandle, Listeners};
 pub use state::{PoolStatus, RouteCacheStatus, RouteStatus, ServerStatus, State, StateInputs};
 pub use upstream::{CheckTargets, HealthChecker};

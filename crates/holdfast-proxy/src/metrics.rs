@@ -32,9 +32,13 @@ pub struct Metrics {
     pub(crate) bad_requests: IntCounterVec,
     pub(crate) connections: IntCounter,
     pub(crate) connections_active: IntGauge,
+    pub(crate) connections_capped: IntCounter,
     pub(crate) tls_handshake_errors: IntCounter,
     pub(crate) access_log_dropped: IntCounter,
     pub(crate) cache: crate::cache_metrics::CacheMetrics,
+    pub(crate) quic: crate::h3::metrics::QuicMetrics,
+    /// Requests by the client's protocol: HTTP/1.0, HTTP/1.1, HTTP/2, HTTP/3.
+    protocols: [IntCounter; 4],
 }
 
 /// Counters for one route, resolved when the state is built.
@@ -202,6 +206,10 @@ impl Metrics {
                 "holdfast_http_connections_active",
                 "Client connections open now.",
             )?,
+            connections_capped: IntCounter::new(
+                "holdfast_http_connections_capped_total",
+                "Times the edge stopped accepting because edge.max_connections were open.",
+            )?,
             tls_handshake_errors: IntCounter::new(
                 "holdfast_tls_handshake_errors_total",
                 "TLS handshakes with clients that failed or timed out.",
@@ -211,6 +219,18 @@ impl Metrics {
                 "Access-log lines dropped because the writer could not keep up.",
             )?,
             cache: crate::cache_metrics::CacheMetrics::new(registry)?,
+            quic: crate::h3::metrics::QuicMetrics::new(registry)?,
+            protocols: {
+                let by = IntCounterVec::new(
+                    Opts::new(
+                        "holdfast_http_protocol_requests_total",
+                        "Requests answered by the edge, by the client's protocol.",
+                    ),
+                    &["protocol"],
+                )?;
+                registry.register(Box::new(by.clone()))?;
+                ["HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/3"].map(|p| by.with_label_values(&[p]))
+            },
         };
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.duration.clone()))?;
@@ -227,6 +247,7 @@ impl Metrics {
         registry.register(Box::new(m.bad_requests.clone()))?;
         registry.register(Box::new(m.connections.clone()))?;
         registry.register(Box::new(m.connections_active.clone()))?;
+        registry.register(Box::new(m.connections_capped.clone()))?;
         registry.register(Box::new(m.tls_handshake_errors.clone()))?;
         registry.register(Box::new(m.access_log_dropped.clone()))?;
         Ok(m)
@@ -282,6 +303,18 @@ impl Metrics {
     /// The counter the access-log writer bumps when it drops lines.
     pub fn access_log_dropped(&self) -> IntCounter {
         self.access_log_dropped.clone()
+    }
+
+    pub(crate) fn count_protocol(&self, version: http::Version) {
+        let i = match version {
+            http::Version::HTTP_09 | http::Version::HTTP_10 => 0,
+            http::Version::HTTP_2 => 2,
+            http::Version::HTTP_3 => 3,
+            _ => 1,
+        };
+        if let Some(c) = self.protocols.get(i) {
+            c.inc();
+        }
     }
 
     pub(crate) fn bad_request(&self, reason: &str) {

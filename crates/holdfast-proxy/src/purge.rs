@@ -77,7 +77,9 @@ fn normal_path(rest: &str) -> Option<String> {
         rest.to_string()
     };
     let pq = http::uri::PathAndQuery::try_from(rest.as_str()).ok()?;
-    match path::normalise(&pq).ok()? {
+    // `Keep`: a key with an encoded slash exists only where the edge keeps them, and computing
+    // a key takes no risk; what `Keep` still refuses was never stored.
+    match path::normalise(&pq, holdfast_config::EncodedSlashes::Keep).ok()? {
         Some(normal) => Some(normal.as_str().to_string()),
         None => Some(rest),
     }

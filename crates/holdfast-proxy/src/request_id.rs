@@ -1,5 +1,5 @@
 //! Request ids: kept from the client when well-formed, else generated from a per-process
-//! random prefix and a counter (unique, cheap, no syscalls).
+//! random prefix and a counter (unique, cheap, no syscalls, one allocation).
 
 use http::HeaderValue;
 use std::hash::{BuildHasher, Hasher};
@@ -45,7 +45,10 @@ pub fn generate() -> HeaderValue {
         let nibble = ((value >> shift) & 0xf) as usize;
         *slot = HEX.get(nibble).copied().unwrap_or(b'0');
     }
-    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("unknown"))
+    // One allocation that every clone shares (the id goes to the origin, the client and the
+    // access log): a value copied from a slice would allocate again at its first clone.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buf))
+        .unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! HTTP/1.1 on plain listeners (plus h2c if enabled), HTTP/2 or HTTP/1.1 by ALPN on TLS ones.
 
 use crate::body::ResponseBody;
+use crate::conn_limit::{ConnLimit, ConnSlot};
 use crate::ctx::ConnInfo;
 use crate::send_timeout::{SendTimeout, CLIENT_SEND_TIMEOUT};
 use crate::service::handle;
@@ -16,7 +17,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -25,6 +26,15 @@ use tokio::task::JoinSet;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCESS_LOG_FLUSH_EVERY: Duration = Duration::from_millis(100);
 const LISTEN_BACKLOG: i32 = 4096;
+/// While draining after a binary upgrade, how long an HTTP/1 keep-alive connection may still
+/// bring a request (answered with `Connection: close`) before an idle one is closed: closing
+/// at once would cut requests already on their way (the keep-alive race).
+const DRAIN_QUIET: Duration = Duration::from_secs(2);
+
+thread_local! {
+    /// Set on a worker thread when its stop is a binary upgrade's drain.
+    static DRAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 /// Smallest read buffer per client connection (hyper's minimum is 8 KiB).
 const CLIENT_BUF: usize = 16 << 10;
 
@@ -33,15 +43,20 @@ const CLIENT_BUF: usize = 16 << 10;
 pub struct Listeners {
     pub plain: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
+    /// UDP addresses for HTTP/3 (`crate::h3`, its own thread).
+    pub h3: Vec<SocketAddr>,
     pub threads: usize,
 }
 
 /// A running data path. `shutdown` stops accepting and lets connections finish within the
-/// configured grace period; `join` waits for the workers.
+/// configured grace period (`drain`: within the given one); `join` waits for the workers.
 pub struct EdgeHandle {
     pub plain: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
+    pub h3: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
+    /// Set by `drain`: the grace period to use instead of `edge.shutdown_grace`.
+    grace: Arc<OnceLock<Duration>>,
     workers: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -50,11 +65,28 @@ impl EdgeHandle {
         let _ = self.shutdown.send(true);
     }
 
+    /// Stop accepting and let open connections finish within `grace` (after a binary
+    /// upgrade handed the listeners over: `edge.drain_timeout`).
+    pub fn drain(&self, grace: Duration) {
+        let _ = self.grace.set(grace);
+        self.shutdown();
+    }
+
     pub fn join(self) {
         for w in self.workers {
             let _ = w.join();
         }
     }
+}
+
+/// The data path's listening sockets, bound (or inherited) by the caller: per address, one
+/// or more sockets of one `SO_REUSEPORT` group.
+#[derive(Debug, Default)]
+pub struct BoundListeners {
+    pub plain: Vec<Vec<std::net::TcpListener>>,
+    pub tls: Vec<Vec<std::net::TcpListener>>,
+    /// HTTP/3 (UDP) addresses, bound here: QUIC sockets are not handed over at an upgrade.
+    pub h3: Vec<SocketAddr>,
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -72,7 +104,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 /// One socket per worker for `addr`; with port 0 the first socket's port is reused.
-fn bind_all(
+pub fn bind_all(
     addr: SocketAddr,
     n: usize,
 ) -> std::io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
@@ -88,36 +120,91 @@ fn bind_all(
 /// Bind every listener and start the workers.
 pub fn start(listeners: &Listeners, state: Arc<ArcSwap<State>>) -> std::io::Result<EdgeHandle> {
     let n = listeners.threads.max(1);
+    let group = |addrs: &[SocketAddr]| -> std::io::Result<Vec<Vec<std::net::TcpListener>>> {
+        addrs
+            .iter()
+            .map(|a| bind_all(*a, n).map(|(_, s)| s))
+            .collect()
+    };
+    let bound = BoundListeners {
+        plain: group(&listeners.plain)?,
+        tls: group(&listeners.tls)?,
+        h3: listeners.h3.clone(),
+    };
+    start_bound(bound, n, state)
+}
+
+/// Start the workers on sockets bound (or inherited) by the caller. Every socket of an
+/// address is accepted on by some worker (a socket of a `SO_REUSEPORT` group nobody accepts
+/// on would strand the connections the kernel hashes to it); with fewer sockets than
+/// workers, workers share duplicates of them.
+pub fn start_bound(
+    bound: BoundListeners,
+    threads: usize,
+    state: Arc<ArcSwap<State>>,
+) -> std::io::Result<EdgeHandle> {
+    let n = threads.max(1);
     let mut per_worker: Vec<Vec<(std::net::TcpListener, bool)>> =
         (0..n).map(|_| Vec::new()).collect();
-    let mut bound = |addrs: &[SocketAddr], tls: bool| -> std::io::Result<Vec<SocketAddr>> {
-        let mut out = Vec::new();
-        for addr in addrs {
-            let (actual, sockets) = bind_all(*addr, n)?;
-            for (w, s) in per_worker.iter_mut().zip(sockets) {
-                w.push((s, tls));
+    let mut spread =
+        |groups: Vec<Vec<std::net::TcpListener>>, tls: bool| -> std::io::Result<Vec<SocketAddr>> {
+            let mut out = Vec::new();
+            for sockets in groups {
+                let Some(first) = sockets.first() else {
+                    continue;
+                };
+                out.push(first.local_addr()?);
+                let mut spares = Vec::new();
+                for _ in sockets.len()..n {
+                    spares.push(
+                        sockets
+                            .get(spares.len() % sockets.len())
+                            .map(|s| s.try_clone()),
+                    );
+                }
+                let all = sockets
+                    .into_iter()
+                    .map(Ok)
+                    .chain(spares.into_iter().flatten());
+                for (i, s) in all.enumerate() {
+                    if let Some(w) = per_worker.get_mut(i % n) {
+                        w.push((s?, tls));
+                    }
+                }
             }
-            out.push(actual);
-        }
-        Ok(out)
-    };
-    let plain = bound(&listeners.plain, false)?;
-    let tls = bound(&listeners.tls, true)?;
+            Ok(out)
+        };
+    let plain = spread(bound.plain, false)?;
+    let tls = spread(bound.tls, true)?;
+    let h3_sockets = crate::h3::bind(&bound.h3)?;
+    let h3 = h3_sockets.addrs();
+    let alt_svc = crate::h3::alt_svc::value(&h3);
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let limit = Arc::new(ConnLimit::default());
+    let grace = Arc::new(OnceLock::new());
     let mut workers = Vec::new();
     for (slot, sockets) in per_worker.into_iter().enumerate() {
         let state = Arc::clone(&state);
         let shutdown = shutdown_rx.clone();
+        let limit = Arc::clone(&limit);
+        let grace = Arc::clone(&grace);
+        let alt_svc = alt_svc.clone();
         workers.push(
             std::thread::Builder::new()
                 .name(format!("holdfast-worker-{slot}"))
-                .spawn(move || run_worker(slot, sockets, state, shutdown))?,
+                .spawn(move || {
+                    crate::h3::alt_svc::set_for_thread(alt_svc);
+                    run_worker(slot, sockets, state, limit, shutdown, grace)
+                })?,
         );
     }
+    workers.extend(crate::h3::start(h3_sockets, state, shutdown_rx)?);
     Ok(EdgeHandle {
         plain,
         tls,
+        h3,
         shutdown,
+        grace,
         workers,
     })
 }
@@ -126,7 +213,9 @@ fn run_worker(
     slot: usize,
     sockets: Vec<(std::net::TcpListener, bool)>,
     state: Arc<ArcSwap<State>>,
+    limit: Arc<ConnLimit>,
     shutdown: watch::Receiver<bool>,
+    grace: Arc<OnceLock<Duration>>,
 ) {
     crate::upstream::set_worker_slot(slot);
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -144,13 +233,20 @@ fn run_worker(
         for (socket, tls) in sockets {
             match TcpListener::from_std(socket) {
                 Ok(l) => {
-                    loops.spawn(accept_loop(l, tls, Arc::clone(&state), shutdown.clone()));
+                    let (state, limit) = (Arc::clone(&state), Arc::clone(&limit));
+                    let stop = (shutdown.clone(), Arc::clone(&grace));
+                    loops.spawn(accept_loop(l, tls, state, limit, stop));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot register listener"),
             }
         }
         let flusher = tokio::spawn(flush_access_log(Arc::clone(&state)));
+        let started = std::time::Instant::now();
         while loops.join_next().await.is_some() {}
+        // Upgraded connections (WebSocket) run as tasks of their own: they get what is left
+        // of the grace period, then end with the runtime.
+        let left = stop_grace(&grace, &state).saturating_sub(started.elapsed());
+        let _ = tokio::time::timeout(left, crate::phases::exchange::tunnels_closed()).await;
         flusher.abort();
         if let Some(log) = &state.load().access_log {
             log.flush_local();
@@ -172,10 +268,23 @@ async fn accept_loop(
     listener: TcpListener,
     tls: bool,
     state: Arc<ArcSwap<State>>,
-    mut shutdown: watch::Receiver<bool>,
+    limit: Arc<ConnLimit>,
+    (mut shutdown, grace): (watch::Receiver<bool>, Arc<OnceLock<Duration>>),
 ) {
     let mut conns = JoinSet::new();
     loop {
+        let cap = || state.load().config.edge.max_connections;
+        let full = || {
+            state.load().metrics.connections_capped.inc();
+            tracing::warn!(
+                open = limit.open(),
+                "edge.max_connections reached: not accepting until a connection closes"
+            );
+        };
+        tokio::select! {
+            _ = limit.wait_below(cap, full) => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -187,6 +296,7 @@ async fn accept_loop(
                     peer,
                     tls,
                     Arc::clone(&state),
+                    limit.enter(),
                     shutdown.clone(),
                 ));
             }
@@ -198,12 +308,23 @@ async fn accept_loop(
         }
         while conns.try_join_next().is_some() {}
     }
+    // Only a shutdown ends the loop: an upgrade's drain if `drain` set the grace period.
+    DRAINING.with(|d| d.set(grace.get().is_some()));
     drop(listener);
-    let grace = state.load().config.edge.shutdown_grace;
+    let grace = stop_grace(&grace, &state);
     let drained =
         tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         conns.abort_all();
+    }
+}
+
+/// How long open connections may take to finish once accepting stopped: a binary upgrade's
+/// `drain_timeout` (set by `drain`), else `edge.shutdown_grace`.
+fn stop_grace(grace: &OnceLock<Duration>, state: &ArcSwap<State>) -> Duration {
+    match grace.get() {
+        Some(drain) => *drain,
+        None => state.load().config.edge.shutdown_grace,
     }
 }
 
@@ -221,6 +342,7 @@ async fn connection(
     peer: SocketAddr,
     tls: bool,
     states: Arc<ArcSwap<State>>,
+    _slot: ConnSlot,
     shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -256,11 +378,8 @@ async fn serve_conn<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let info = ConnInfo::new(client, tls);
-    let svc = {
-        let states = Arc::clone(&states);
-        service_fn(move |req| handle(states.load_full(), info.clone(), req))
-    };
     if !tls {
+        let svc = conn_service(states, info, None, shutdown.clone());
         if !state.config.edge.h2c {
             return serve_h1(TokioIo::new(stream), svc, state, shutdown).await;
         }
@@ -272,11 +391,11 @@ async fn serve_conn<S>(
             Err(_) => state.metrics.bad_request("header_timeout"),
         };
     }
-    let Some(config) = state.tls.clone() else {
+    let Some(sites) = state.tls_sites.as_deref() else {
         return;
     };
-    let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
-    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
+    let accept = crate::tls::accept(stream, sites);
+    let (stream, tls_peer) = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             state.metrics.tls_handshake_errors.inc();
@@ -290,15 +409,45 @@ async fn serve_conn<S>(
     };
     let alpn = stream.get_ref().1.alpn_protocol();
     if alpn == Some(holdfast_acme::ACME_TLS_ALPN) {
-        // A tls-alpn-01 validation: the handshake was the answer (RFC 8737 §3).
+        // A tls-alpn-01 validation (`tls::accept`): the handshake was the answer (RFC 8737 §3).
         return;
     }
     let h2 = alpn == Some(b"h2");
+    let svc = conn_service(states, info, tls_peer, shutdown.clone());
     if h2 {
         serve_h2(TokioIo::new(stream), svc, state, shutdown).await
     } else {
         serve_h1(TokioIo::new(stream), svc, state, shutdown).await
     }
+}
+
+/// The service one connection's requests go to: `handle` on the current generation, with the
+/// connection's verified client certificate (if any) on each request; once stopping, each
+/// answer is the connection's last (`Connection: close`; HTTP/2 drops the header and ends
+/// with GOAWAY instead).
+fn conn_service(
+    states: Arc<ArcSwap<State>>,
+    info: ConnInfo,
+    tls_peer: Option<Arc<crate::ctx::TlsPeer>>,
+    stopping: watch::Receiver<bool>,
+) -> impl EdgeService {
+    service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        if let Some(peer) = &tls_peer {
+            req.extensions_mut().insert(Arc::clone(peer));
+        }
+        let answer = handle(states.load_full(), info.clone(), req);
+        let stopping = stopping.clone();
+        async move {
+            let mut resp = answer.await?;
+            if *stopping.borrow() {
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, Infallible>(resp)
+        }
+    })
 }
 
 /// Run a connection until it ends; on shutdown, ask it to finish gracefully first.
@@ -313,8 +462,16 @@ where
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => return r,
-        _ = shutdown.wait_for(|stop| *stop) => graceful(conn.as_mut()),
+        _ = shutdown.wait_for(|stop| *stop) => {}
     }
+    // Draining after an upgrade: a busy connection ends after its next answer (`Connection:
+    // close`); only one still idle after `DRAIN_QUIET` is closed.
+    if DRAINING.with(std::cell::Cell::get) {
+        if let Ok(r) = tokio::time::timeout(DRAIN_QUIET, conn.as_mut()).await {
+            return r;
+        }
+    }
+    graceful(conn.as_mut());
     conn.await
 }
 

@@ -1,22 +1,24 @@
 //! The hyper service. `handle` reads as the phases in order; the response body carries a
 //! `Completion` that records metrics and the access-log line when the body is done.
 
-use crate::body::{OnComplete, ResponseBody};
+use crate::body::{ClientBody, OnComplete, ResponseBody};
 use crate::ctx::{ConnInfo, RequestCtx};
 use crate::error::ProxyError;
 use crate::phases;
 use crate::phases::module_chain::AfterModules;
 use crate::state::State;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-pub(crate) async fn handle(
+/// One request of any protocol: hyper's bodies (HTTP/1.1, HTTP/2) and the HTTP/3 listener's
+/// take the same path.
+pub(crate) async fn handle<B: Into<ClientBody>>(
     state: Arc<State>,
     conn: ConnInfo,
-    req: Request<Incoming>,
+    req: Request<B>,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    let req = req.map(Into::into);
     let mut ctx = RequestCtx::new(&req, conn);
     let mut resp = match proxy(&state, req, &mut ctx).await {
         Ok(resp) => resp,
@@ -25,6 +27,7 @@ pub(crate) async fn handle(
     ctx.status = resp.status().as_u16();
     resp.headers_mut()
         .insert(crate::request_id::HEADER, ctx.request_id.clone());
+    crate::h3::alt_svc::add(&state, &ctx, resp.headers_mut());
     resp.body_mut()
         .set_completion(Box::new(Completion { state, ctx }));
     Ok(resp)
@@ -32,13 +35,16 @@ pub(crate) async fn handle(
 
 async fn proxy(
     state: &Arc<State>,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     phases::strict::check(state, &mut req, ctx)?;
+    // Before the client-certificate check: the CA validates over plain HTTP, also for a
+    // site that requires client certificates.
     if let Some(page) = phases::reserved::acme_challenge(state, req.uri().path(), ctx) {
         return Ok(page);
     }
+    phases::client_cert::check(state, &mut req, ctx)?;
     if let Some(module) = phases::reserved::owner(state, req.uri().path()) {
         // Boxed for the same reason as the exchange below; rare.
         return Ok(Box::pin(phases::reserved::answer(state, module, req, ctx)).await);
@@ -74,6 +80,7 @@ impl OnComplete for Completion {
         let route = ctx.route.index.and_then(|i| state.routes.get(i));
         let metrics = route.map_or(&state.no_route, |r| &r.metrics);
         metrics.observe(ctx.status, elapsed.as_secs_f64());
+        state.metrics.count_protocol(ctx.version);
         if let Some(log) = &state.access_log {
             let route_name = route.map_or("-", |r| &*r.name);
             log.record(&ctx, route_name, bytes, elapsed, failed);
@@ -84,6 +91,7 @@ impl OnComplete for Completion {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::body::Incoming;
 
     fn future_size<F, Fut>(_: F) -> usize
     where
@@ -98,7 +106,7 @@ mod tests {
     /// heap allocation per request would cost more than copying them.)
     #[test]
     fn handle_future_stays_small() {
-        let size = future_size(handle);
+        let size = future_size(handle::<Incoming>);
         assert!(size <= 1600, "handle's future is {size} bytes");
     }
 }

@@ -41,6 +41,10 @@ pub struct State {
     pub(crate) routes: Box<[RouteRt]>,
     pub(crate) pools: Box<[Arc<Pool>]>,
     pub(crate) tls: Option<Arc<ServerConfig>>,
+    /// The TLS listeners' per-site configurations (`tls` is the default site's).
+    pub(crate) tls_sites: Option<Arc<crate::tls::Sites>>,
+    /// Session resumption, shared by every TLS configuration and kept across reloads.
+    pub(crate) tls_resumption: Option<crate::tls::Resumption>,
     /// The ACME certificates and challenges, when `[[edge.acme]]` is configured.
     pub(crate) acme: Option<Arc<holdfast_acme::CertStore>>,
     /// Each certificate file's names and `notAfter` (for the expiry metric).
@@ -170,17 +174,36 @@ impl State {
             .collect();
         let acme = acme.filter(|_| !config.edge.acme.is_empty());
         let mut cert_expiry = Vec::new();
-        let tls = if config.edge.tls.is_empty() && config.edge.acme.is_empty() {
-            None
-        } else {
-            match crate::tls::server_config(&config.edge.tls, acme.as_ref(), &mut cert_expiry) {
-                Ok(t) => Some(t),
+        let tls_resumption = crate::tls::Resumption::new(
+            config.edge.session_tickets,
+            previous.as_deref().and_then(|s| s.tls_resumption.as_ref()),
+        );
+        let no_tls = config.edge.tls.is_empty() && config.edge.acme.is_empty();
+        let tls_sites = match (&tls_resumption, no_tls) {
+            (_, true) => None,
+            (None, false) => {
+                errors.push(ConfigError::new(
+                    "edge.session_tickets",
+                    "no random bytes for session ticket keys",
+                    "check the system's random source, or set enabled = false",
+                ));
+                None
+            }
+            (Some(r), false) => match crate::tls::server_config(
+                &config.edge.tls,
+                &config.edge.acme,
+                acme.as_ref(),
+                r,
+                &mut cert_expiry,
+            ) {
+                Ok(t) => Some(Arc::new(t)),
                 Err(mut e) => {
                     errors.append(&mut e);
                     None
                 }
-            }
+            },
         };
+        let tls = tls_sites.as_deref().map(crate::tls::Sites::default_config);
         // On with the routes whatever failed above: every error is reported together.
         let mut routes = Vec::new();
         for (i, r) in config.routes.iter().enumerate() {
@@ -245,6 +268,8 @@ impl State {
             routes: routes.into_boxed_slice(),
             pools: pools.into_boxed_slice(),
             tls,
+            tls_sites,
+            tls_resumption,
             acme,
             cert_expiry,
             no_route: metrics.route(NO_ROUTE),
@@ -439,8 +464,8 @@ fn build_pool(
             Ok(c) => Some(UpstreamTls {
                 connector: tokio_rustls::TlsConnector::from(c),
             }),
-            Err(e) => {
-                errors.push(e);
+            Err(mut e) => {
+                errors.append(&mut e);
                 None
             }
         }

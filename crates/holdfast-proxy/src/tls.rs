@@ -1,12 +1,20 @@
-//! TLS material: the listeners' certificates (chosen by SNI, exact name, then an ACME name
-//! set's, then `*.suffix`, then the default, then the first ACME set's; a `tls-alpn-01`
-//! validation gets its challenge certificate) and the client configuration for TLS origins. Key files are read through
-//! `holdfast-artifact`; a broken or mismatched pair is a build error, so a reload keeps the
-//! previous certificates.
+//! TLS material: the listeners' certificate files and the client configuration for TLS
+//! origins (with the pool's client certificate, for authenticated origin pulls). Key files
+//! are read through `holdfast-artifact`; a broken or mismatched pair is a build error, so a
+//! reload keeps the previous certificates. The sites (one per `[[edge.tls]]` and per
+//! `[[edge.acme]]` table: SNI choice, certificate, policy, client certificates, the
+//! `tls-alpn-01` answer) are in `sites`, their policy in `policy`, session resumption in
+//! `tickets`.
 
-use holdfast_acme::{CertStore, ACME_TLS_ALPN};
-use holdfast_config::{ConfigError, TlsCert, UpstreamTls};
-use std::collections::HashMap;
+mod policy;
+mod sites;
+mod tickets;
+
+pub(crate) use sites::{accept, Sites};
+pub(crate) use tickets::Resumption;
+
+use holdfast_acme::CertStore;
+use holdfast_config::{AcmeCert, ClientCertFiles, ConfigError, TlsCert, UpstreamTls};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -16,10 +24,9 @@ use tokio_rustls::rustls::client::danger::{
 use tokio_rustls::rustls::crypto::{ring, CryptoProvider};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{
-    self, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
+    self, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
 /// Certificate and key files larger than this are refused.
@@ -42,48 +49,13 @@ fn read_pem(path: &Path, at: &str) -> Result<Vec<u8>, ConfigError> {
 }
 
 fn load_certified_key(cert: &TlsCert, at: &str) -> Result<CertifiedKey, Vec<ConfigError>> {
-    // Read both files before giving up, so a missing cert and a missing key are both reported.
-    let (cert_pem, key_pem) = match (
-        read_pem(&cert.cert, &format!("{at}.cert")),
-        read_pem(&cert.key, &format!("{at}.key")),
-    ) {
-        (Ok(c), Ok(k)) => (c, k),
-        (c, k) => return Err(c.err().into_iter().chain(k.err()).collect()),
+    let files = ClientCertFiles {
+        cert: cert.cert.clone(),
+        key: cert.key.clone(),
     };
-    parse_certified_key(cert, at, &cert_pem, &key_pem).map_err(|e| vec![e])
-}
-
-fn parse_certified_key(
-    cert: &TlsCert,
-    at: &str,
-    cert_pem: &[u8],
-    key_pem: &[u8],
-) -> Result<CertifiedKey, ConfigError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| {
-            ConfigError::new(
-                format!("{at}.cert"),
-                format!("{}: not a PEM certificate chain: {e}", cert.cert.display()),
-                "give a PEM file with one or more CERTIFICATE blocks",
-            )
-        })?;
-    if chain.is_empty() {
-        return Err(ConfigError::new(
-            format!("{at}.cert"),
-            format!("{}: no certificate found", cert.cert.display()),
-            "give a PEM file with one or more CERTIFICATE blocks",
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
-        ConfigError::new(
-            format!("{at}.key"),
-            format!("{}: no usable private key: {e}", cert.key.display()),
-            "give a PEM file with a PRIVATE KEY block (PKCS#8, PKCS#1 or SEC1)",
-        )
-    })?;
+    let (chain, key) = load_pair(&files, ("cert", "key"), at)?;
     CertifiedKey::from_der(chain, key, &provider()).map_err(|e| {
-        ConfigError::new(
+        vec![ConfigError::new(
             format!("{at}.key"),
             format!(
                 "{} does not fit {}: {e}",
@@ -91,82 +63,83 @@ fn parse_certified_key(
                 cert.cert.display()
             ),
             "use the private key that belongs to this certificate",
-        )
+        )]
     })
 }
 
-/// Picks a certificate by SNI: exact name, then an ACME set's, then wildcard, then the
-/// default (a file's, else the first ACME set's).
-#[derive(Debug)]
-struct SniResolver {
-    exact: HashMap<String, Arc<CertifiedKey>>,
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
-    default: Option<Arc<CertifiedKey>>,
-    /// `[[edge.acme]]`'s certificates and challenges (shared across generations).
-    acme: Option<Arc<CertStore>>,
+/// A certificate chain and its private key from PEM files; `fields` name the two keys
+/// (`cert`/`key`, `client_cert`/`client_key`) under `at` for errors.
+fn load_pair(
+    files: &ClientCertFiles,
+    fields: (&str, &str),
+    at: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Vec<ConfigError>> {
+    // Read both files before giving up, so a missing cert and a missing key are both reported.
+    let (cert_pem, key_pem) = match (
+        read_pem(&files.cert, &format!("{at}.{}", fields.0)),
+        read_pem(&files.key, &format!("{at}.{}", fields.1)),
+    ) {
+        (Ok(c), Ok(k)) => (c, k),
+        (c, k) => return Err(c.err().into_iter().chain(k.err()).collect()),
+    };
+    parse_pair(files, fields, at, &cert_pem, &key_pem).map_err(|e| vec![e])
 }
 
-impl SniResolver {
-    fn fallback(&self) -> Option<Arc<CertifiedKey>> {
-        self.default
-            .clone()
-            .or_else(|| self.acme.as_ref()?.default_certificate())
+fn parse_pair(
+    cert: &ClientCertFiles,
+    (cert_field, key_field): (&str, &str),
+    at: &str,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ConfigError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            ConfigError::new(
+                format!("{at}.{cert_field}"),
+                format!("{}: not a PEM certificate chain: {e}", cert.cert.display()),
+                "give a PEM file with one or more CERTIFICATE blocks",
+            )
+        })?;
+    if chain.is_empty() {
+        return Err(ConfigError::new(
+            format!("{at}.{cert_field}"),
+            format!("{}: no certificate found", cert.cert.display()),
+            "give a PEM file with one or more CERTIFICATE blocks",
+        ));
     }
-}
-
-impl ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        if let Some(acme) = &self.acme {
-            // RFC 8737: a validation offers only `acme-tls/1` and gets the challenge
-            // certificate for its name, or no handshake.
-            if hello
-                .alpn()
-                .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN))
-            {
-                return acme.alpn_challenge(hello.server_name()?);
-            }
-        }
-        let Some(name) = hello.server_name() else {
-            return self.fallback();
-        };
-        let name = name.to_ascii_lowercase();
-        if let Some(k) = self.exact.get(&name) {
-            return Some(Arc::clone(k));
-        }
-        if let Some(k) = self.acme.as_ref().and_then(|a| a.certificate(&name)) {
-            return Some(k);
-        }
-        if let Some((_, parent)) = name.split_once('.') {
-            if let Some(k) = self.wildcard.get(parent) {
-                return Some(Arc::clone(k));
-            }
-        }
-        self.fallback()
-    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
+        ConfigError::new(
+            format!("{at}.{key_field}"),
+            format!("{}: no usable private key: {e}", cert.key.display()),
+            "give a PEM file with a PRIVATE KEY block (PKCS#8, PKCS#1 or SEC1)",
+        )
+    })?;
+    Ok((chain, key))
 }
 
 /// A certificate file's names (comma-separated, `default` for none) and its `notAfter`.
 pub(crate) type CertExpiry = (String, SystemTime);
 
-/// The listeners' TLS configuration: TLS 1.2 and 1.3, ALPN `h2` and `http/1.1` (and
-/// `acme-tls/1` with `[[edge.acme]]`). Each file's expiry is added to `expiry`.
+/// The listeners' TLS configurations: one per `[[edge.tls]]` table and per `[[edge.acme]]`
+/// table (`sites`), all over one certificate resolver (the files' keys loaded here, the ACME
+/// ones read live from `acme`) and the edge's session resumption. Each file's expiry is added
+/// to `expiry`.
 pub(crate) fn server_config(
     certs: &[TlsCert],
+    acme_sets: &[AcmeCert],
     acme: Option<&Arc<CertStore>>,
+    resumption: &Resumption,
     expiry: &mut Vec<CertExpiry>,
-) -> Result<Arc<ServerConfig>, Vec<ConfigError>> {
+) -> Result<Sites, Vec<ConfigError>> {
     let mut errors = Vec::new();
-    let mut resolver = SniResolver {
-        exact: HashMap::new(),
-        wildcard: HashMap::new(),
-        default: None,
-        acme: acme.cloned(),
-    };
+    let mut keys = Vec::with_capacity(certs.len());
     for (i, cert) in certs.iter().enumerate() {
         let key = match load_certified_key(cert, &format!("edge.tls[{i}]")) {
             Ok(k) => Arc::new(k),
             Err(mut e) => {
                 errors.append(&mut e);
+                keys.push(None);
                 continue;
             }
         };
@@ -182,52 +155,51 @@ pub(crate) fn server_config(
             };
             expiry.push((names, not_after));
         }
-        if cert.names.is_empty() {
-            resolver.default = Some(Arc::clone(&key));
-        }
-        for name in &cert.names {
-            match name.strip_prefix("*.") {
-                Some(suffix) => resolver
-                    .wildcard
-                    .insert(suffix.to_string(), Arc::clone(&key)),
-                None => resolver.exact.insert(name.clone(), Arc::clone(&key)),
-            };
+        keys.push(Some(key));
+    }
+    match sites::build(certs, keys, acme_sets, acme, resumption) {
+        Ok(sites) if errors.is_empty() => Ok(sites),
+        Ok(_) => Err(errors),
+        Err(mut more) => {
+            errors.append(&mut more);
+            Err(errors)
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| vec![ConfigError::new("edge.tls", e.to_string(), "")])?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    if acme.is_some() {
-        // Last: a client offering h2 or http/1.1 as well gets those, never a challenge.
-        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
-    }
-    Ok(Arc::new(config))
 }
 
-/// Client configuration for a TLS pool: trust the pool's CA file, else the system store.
+/// Client configuration for a TLS pool: trust the pool's CA file, else the system store;
+/// present the pool's client certificate, if it has one.
 pub(crate) fn client_config(
     tls: &UpstreamTls,
     http2: bool,
     at: &str,
-) -> Result<Arc<ClientConfig>, ConfigError> {
+) -> Result<Arc<ClientConfig>, Vec<ConfigError>> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| ConfigError::new(at, e.to_string(), ""))?;
-    let mut config = if tls.verify {
-        builder
-            .with_root_certificates(roots(tls, at)?)
-            .with_no_client_auth()
+        .map_err(|e| vec![ConfigError::new(at, e.to_string(), "")])?;
+    let builder = if tls.verify {
+        builder.with_root_certificates(roots(tls, at).map_err(|e| vec![e])?)
     } else {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
-            .with_no_client_auth()
+    };
+    let mut config = match &tls.client_cert {
+        None => builder.with_no_client_auth(),
+        Some(files) => {
+            let (chain, key) = load_pair(files, ("client_cert", "client_key"), at)?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| {
+                vec![ConfigError::new(
+                    format!("{at}.client_key"),
+                    format!(
+                        "{} does not fit {}: {e}",
+                        files.key.display(),
+                        files.cert.display()
+                    ),
+                    "use the private key that belongs to this certificate",
+                )]
+            })?
+        }
     };
     config.alpn_protocols = if http2 {
         vec![b"h2".to_vec()]

@@ -70,6 +70,34 @@ impl ArtifactKind for IpListKind {
     }
 }
 
+/// Files one entry. Lookups read an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what a
+/// dual-stack socket reports for an IPv4 client) as IPv4, so an entry written in that form is
+/// filed as the IPv4 prefix it names; a wider IPv6 prefix that covers all of `::ffff:0:0/96`
+/// covers every IPv4 address too.
+fn insert(set: &mut IpSet, net: IpNet) {
+    let n = match net {
+        IpNet::V4(n) => {
+            set.v4.insert(n);
+            return;
+        }
+        IpNet::V6(n) => n,
+    };
+    if let (Some(v4), true) = (n.network().to_ipv4_mapped(), n.prefix_len() >= 96) {
+        if let Ok(n4) = Ipv4Net::new(v4, n.prefix_len() - 96) {
+            set.v4.insert(n4);
+            return;
+        }
+    }
+    if n.contains(&MAPPED_SPACE) {
+        set.v4.insert(Ipv4Net::default());
+    }
+    set.v6.insert(n);
+}
+
+/// `::ffff:0:0/96`, where IPv4-mapped addresses live.
+const MAPPED_SPACE: Ipv6Net =
+    Ipv6Net::new_assert(std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96);
+
 /// The list's text to a set (see the module's doc for the checks).
 pub fn parse(text: &str) -> Result<IpSet, Rejection> {
     let mut set = IpSet {
@@ -122,10 +150,7 @@ pub fn parse(text: &str) -> Result<IpSet, Rejection> {
                     ),
                 )
             })?;
-        match net.trunc() {
-            IpNet::V4(n) => set.v4.insert(n),
-            IpNet::V6(n) => set.v6.insert(n),
-        };
+        insert(&mut set, net.trunc());
         set.entries += 1;
     }
     set.version = match version {
@@ -190,6 +215,39 @@ mod tests {
             assert!(!set.contains(ip(no)), "{no}");
         }
         assert!(set.contains(ip("::ffff:192.0.2.9")), "IPv4-mapped is IPv4");
+    }
+
+    #[test]
+    fn entries_written_as_ipv4_mapped_match_ipv4_clients() {
+        let set = parse(
+            "# version: 1
+::ffff:192.0.2.0/120
+::ffff:198.51.100.7
+",
+        )
+        .unwrap();
+        for yes in ["192.0.2.9", "::ffff:192.0.2.200", "198.51.100.7"] {
+            assert!(set.contains(ip(yes)), "{yes}");
+        }
+        for no in ["192.0.3.1", "198.51.100.8", "::192.0.2.9"] {
+            assert!(!set.contains(ip(no)), "{no}");
+        }
+        // A v6 prefix wide enough to hold all of ::ffff:0:0/96 holds every IPv4 client too.
+        let all = parse(
+            "# version: 1
+::/0
+",
+        )
+        .unwrap();
+        assert!(all.contains(ip("203.0.113.1")));
+        assert!(all.contains(ip("2001:db8::1")));
+        let narrow = parse(
+            "# version: 1
+2001:db8::/32
+",
+        )
+        .unwrap();
+        assert!(!narrow.contains(ip("203.0.113.1")));
     }
 
     #[test]

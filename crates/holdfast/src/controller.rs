@@ -164,6 +164,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     if old.edge.tls_listen != new.edge.tls_listen {
         changed.push(format!("edge.tls_listen: {LISTENERS}"));
     }
+    if old.edge.h3_listen != new.edge.h3_listen {
+        changed.push(format!("edge.h3_listen: {LISTENERS}"));
+    }
     if old.edge.threads != new.edge.threads {
         changed.push(format!("edge.threads: {LISTENERS}"));
     }
@@ -363,6 +366,11 @@ pub(crate) struct Controller {
     /// The ACME side, once a configuration with `[[edge.acme]]` has run.
     pub(crate) acme: Mutex<Option<holdfast_acme::AcmeManager>>,
     acme_metrics: holdfast_acme::AcmeMetrics,
+    /// The demo's origins and files (`holdfast demo` only).
+    pub(crate) demo: Mutex<Option<Arc<crate::demo::Tour>>>,
+    /// Where `POST /upgrade` sends its request: the loop that owns the `Running` (`holdfast
+    /// run`'s main thread); `None` in a process that takes no upgrades (an embedding test).
+    pub(crate) upgrades: Mutex<Option<crate::upgrade::UpgradeRequests>>,
 }
 
 impl Controller {
@@ -490,6 +498,8 @@ impl Controller {
             status_page: Mutex::new(None),
             acme: Mutex::new(acme),
             acme_metrics,
+            demo: Mutex::new(None),
+            upgrades: Mutex::new(None),
         })
     }
 
@@ -525,10 +535,14 @@ impl Controller {
     }
 
     /// Start the DNS server (if configured) on the health of the current state.
-    pub(crate) fn start_dns(&self) -> Result<(), crate::app::StartError> {
+    pub(crate) fn start_dns(
+        &self,
+        sockets: &crate::upgrade::Sockets,
+    ) -> Result<(), crate::app::StartError> {
         let config = Arc::clone(&self.states.load().config);
         let handle = crate::dns::start(
             &config,
+            sockets,
             &self.states,
             &self.registry,
             Arc::clone(&self.artifact_metrics),
@@ -669,6 +683,31 @@ impl Controller {
     }
 }
 
+impl Controller {
+    /// `/status`'s entry of the bot feature file (null without one).
+    fn feature_file_status(&self) -> serde_json::Value {
+        serde_json::to_value(self.modules.status().artifacts)
+            .ok()
+            .and_then(|all| {
+                all.as_array()?
+                    .iter()
+                    .find(|a| {
+                        a.get("kind").and_then(serde_json::Value::as_str) == Some("bot-features")
+                    })
+                    .cloned()
+            })
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// How many bot feature files were rejected so far.
+    fn feature_file_rejections(&self) -> u64 {
+        self.feature_file_status()
+            .get("rejections")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    }
+}
+
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -690,9 +729,10 @@ impl Backend for Controller {
                 "errors": l.errors,
             })
         });
-        json!({
+        let mut status = json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": self.started.elapsed().as_secs(),
+            "pid": std::process::id(),
             "serving": self.healthy(),
             "config": {
                 "source": self.source().label(),
@@ -713,11 +753,28 @@ impl Backend for Controller {
             "fleet": *lock(&self.fleet_status),
             "status_page": self.status_page_handle().as_ref().map(|p| p.status()),
             "acme": lock(&self.acme).as_ref().map(|a| a.status()),
-        })
+        });
+        if let (Some(tour), Some(obj)) = (lock(&self.demo).as_ref(), status.as_object_mut()) {
+            obj.insert("demo".into(), tour.status());
+        }
+        status
     }
 
     fn reload(&self) -> ReloadOutcome {
         self.do_reload()
+    }
+
+    fn upgrade(
+        &self,
+        request: &holdfast_admin::UpgradeRequest,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let Some(requests) = lock(&self.upgrades).clone() else {
+            return Err((
+                404,
+                "this process takes no upgrades (not `holdfast run`)".into(),
+            ));
+        };
+        requests.ask(request.binary.clone())
     }
 
     fn set_module(
@@ -790,6 +847,28 @@ impl Backend for Controller {
         page.post_incident(id, post)
     }
 
+    fn demo(&self, action: holdfast_admin::DemoAction) -> Result<serde_json::Value, (u16, String)> {
+        let tour = lock(&self.demo)
+            .clone()
+            .ok_or_else(|| (404, "only `holdfast demo` has demo controls".to_string()))?;
+        match action {
+            holdfast_admin::DemoAction::Origin { name, start } => tour.origin(&name, start),
+            holdfast_admin::DemoAction::Replay => {
+                let before = self.feature_file_rejections();
+                let mut wrote = tour.replay()?;
+                // The watcher takes the file within about a second: answer with its verdict.
+                let deadline = Instant::now() + std::time::Duration::from_secs(5);
+                while self.feature_file_rejections() <= before && Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                if let Some(obj) = wrote.as_object_mut() {
+                    obj.insert("artifact".into(), self.feature_file_status());
+                }
+                Ok(wrote)
+            }
+        }
+    }
+
     fn registry(&self) -> &Registry {
         // Ejections end by the clock: bring the health gauges up to date for this scrape.
         let state = self.states.load();
@@ -829,4 +908,11 @@ pub(crate) fn listeners_json(
     admin: SocketAddr,
 ) -> serde_json::Value {
     json!({ "http": plain, "https": tls, "admin": admin })
+}
+
+/// `/status` `listeners.h3`: the HTTP/3 (UDP) listeners.
+pub(crate) fn add_h3_listeners(listeners: &mut serde_json::Value, h3: &[SocketAddr]) {
+    if let Some(map) = listeners.as_object_mut() {
+        map.insert("h3".into(), json!(h3));
+    }
 }

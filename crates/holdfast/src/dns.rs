@@ -29,6 +29,7 @@ impl HealthSource for EdgeHealth {
 /// Start the DNS server if `[dns]` is configured.
 pub(crate) fn start(
     config: &Config,
+    sockets: &crate::upgrade::Sockets,
     states: &Arc<ArcSwap<State>>,
     registry: &Registry,
     artifact_metrics: Arc<ArtifactMetrics>,
@@ -37,8 +38,12 @@ pub(crate) fn start(
         return Ok(None);
     };
     let metrics = DnsMetrics::new(registry).map_err(crate::app::StartError::metrics)?;
-    DnsHandle::start(
+    let bound = sockets.dns(dns.listen).map_err(|e| {
+        crate::app::StartError::Io(format!("dns.listen: cannot listen on {}", dns.listen), e)
+    })?;
+    DnsHandle::start_on(
         dns,
+        bound,
         config.edge.state_dir.as_deref(),
         Arc::new(EdgeHealth(Arc::clone(states))),
         artifact_metrics,

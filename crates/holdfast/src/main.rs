@@ -1,5 +1,7 @@
-//! The `holdfast` command: `run`, `check`, `rollout`, `demo`. Parses arguments, sets up logging, starts
-//! the edge and turns signals into reloads and shutdown. Everything else is in the library.
+//! The `holdfast` command: `run`, `check`, `upgrade`, `rollout`, `demo`. Parses arguments, sets up
+//! logging, starts the edge (on inherited sockets when it replaces a running process or systemd
+//! passed them) and turns signals into reloads, binary upgrades and shutdown. Everything else
+//! is in the library.
 
 #![forbid(unsafe_code)]
 
@@ -52,14 +54,24 @@ enum Command {
         #[arg(long, value_name = "BASE64")]
         public_key: Option<String>,
     },
+    /// Replace the running edge by a new binary without dropping a connection: the running
+    /// process (found through its admin plane) starts the new one on its listening sockets
+    /// and drains once it is ready. Exits 1 with the reason if the new one failed (the old
+    /// one keeps serving). `SIGUSR2` to the process does the same.
+    Upgrade(holdfast::upgrade::cli::UpgradeArgs),
     /// Roll a configuration out to a fleet in stages through etcd, gated on the fleet's health.
     Rollout(holdfast::RolloutArgs),
-    /// Run a self-contained demo: an in-process origin behind the edge.
+    /// Run a self-contained tour: two in-process origins behind the edge, with failover, a
+    /// fallback page, cache, rate limit, rule, challenge, the 18 Nov 2025 replay and DNS
+    /// steering; prints what to try. Port 0 picks a free port (printed).
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: SocketAddr,
+        /// The demo's DNS server (UDP and TCP).
+        #[arg(long, default_value = "127.0.0.1:8053")]
+        dns: SocketAddr,
     },
 }
 
@@ -91,12 +103,22 @@ fn main() -> ExitCode {
         } => check(&files, &kind, public_key.as_deref()),
         Command::Run { config } => {
             init_logging();
-            exit(serve(ConfigSource::File(config), None))
+            exit(serve(ConfigSource::File(config)))
         }
+        Command::Upgrade(args) => match holdfast::upgrade::cli::run(&args) {
+            Ok(body) => {
+                println!("{body}");
+                ExitCode::SUCCESS
+            }
+            Err(reason) => {
+                eprintln!("holdfast upgrade: {reason}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Rollout(args) => holdfast::rollout(args),
-        Command::Demo { listen, admin } => {
+        Command::Demo { listen, admin, dns } => {
             init_logging();
-            exit(demo(listen, admin))
+            exit(demo(holdfast::demo::DemoAddrs { listen, admin, dns }))
         }
     }
 }
@@ -148,40 +170,61 @@ fn check(files: &[PathBuf], kind: &str, public_key: Option<&str>) -> ExitCode {
     }
 }
 
-fn demo(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<()> {
-    let origin = holdfast::demo::DemoOrigin::start().context("starting the demo origin")?;
-    let source = holdfast::demo::config(listen, admin, origin.addr)?;
-    serve(
-        source,
-        Some(&|r: &Running| {
-            eprintln!(
-                "{}",
-                holdfast::demo::instructions(
-                    r.http_addrs.first().copied().unwrap_or(listen),
-                    r.admin_addr
-                )
-            );
-        }),
-    )
-}
-
-fn serve(source: ConfigSource, on_ready: Option<&dyn Fn(&Running)>) -> anyhow::Result<()> {
-    // Handlers go in before the edge starts: SIGHUP's default action is to terminate, so a
-    // reload signal sent as soon as the edge says it is serving must already be ours.
+fn demo(addrs: holdfast::demo::DemoAddrs) -> anyhow::Result<()> {
     let signals = Signals::install()?;
-    let running = Running::start(source)?;
-    if let Some(f) = on_ready {
-        f(&running);
-    }
-    signals.wait(&running);
-    running.shutdown();
+    let demo = holdfast::demo::Demo::start(&addrs).context("starting the demo")?;
+    eprintln!("{}", demo.instructions());
+    // Stopped, or upgraded (the new process runs the tour on these sockets): either way this
+    // one's origins and files go.
+    let _ = signals.wait(demo.running());
+    demo.shutdown();
     Ok(())
 }
 
-/// SIGHUP reloads; SIGINT and SIGTERM stop. Installed before the edge starts.
+fn serve(source: ConfigSource) -> anyhow::Result<()> {
+    // Handlers go in before the edge starts: SIGHUP's default action is to terminate, so a
+    // reload signal sent as soon as the edge says it is serving must already be ours.
+    let signals = Signals::install()?;
+    // Sockets from the process this one replaces (a binary upgrade) or from systemd.
+    let inherited = holdfast::upgrade::inherit()?;
+    let running = match Running::start_inherited(source, inherited.sockets) {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(handover) = inherited.handover {
+                handover.failed(&e.to_string());
+            }
+            return Err(e.into());
+        }
+    };
+    match inherited.handover {
+        // The old process stops accepting and drains once it reads this.
+        Some(handover) => {
+            if let Err(e) = handover.ready() {
+                running.shutdown();
+                anyhow::bail!("upgrade: cannot tell the old process this one is ready: {e}");
+            }
+        }
+        None => holdfast::upgrade::notify_ready(),
+    }
+    match signals.wait(&running) {
+        Exit::Stop => running.shutdown(),
+        Exit::Upgraded => running.drain_after_upgrade(),
+    }
+    Ok(())
+}
+
+enum Exit {
+    Stop,
+    /// A new process serves on this one's sockets: drain and stop.
+    Upgraded,
+}
+
+/// SIGHUP reloads; SIGUSR2 upgrades the binary; SIGINT and SIGTERM stop. Installed before
+/// the edge starts.
 struct Signals {
     rt: tokio::runtime::Runtime,
     hup: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
@@ -192,25 +235,35 @@ impl Signals {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (hup, term, int) = {
+        let (hup, usr2, term, int) = {
             let _runtime = rt.enter();
             (
                 signal(SignalKind::hangup())?,
+                signal(SignalKind::user_defined2())?,
                 signal(SignalKind::terminate())?,
                 signal(SignalKind::interrupt())?,
             )
         };
-        Ok(Signals { rt, hup, term, int })
+        Ok(Signals {
+            rt,
+            hup,
+            usr2,
+            term,
+            int,
+        })
     }
 
-    /// Reload on SIGHUP until SIGINT or SIGTERM.
-    fn wait(self, running: &Running) {
+    /// Reload on SIGHUP, upgrade on SIGUSR2 or `POST /upgrade`, until SIGINT or SIGTERM or
+    /// a successful upgrade.
+    fn wait(self, running: &Running) -> Exit {
         let Signals {
             rt,
             mut hup,
+            mut usr2,
             mut term,
             mut int,
         } = self;
+        let mut jobs = running.upgrade_requests();
         rt.block_on(async {
             loop {
                 tokio::select! {
@@ -218,11 +271,37 @@ impl Signals {
                         ReloadOutcome::Applied { generation } => tracing::info!(generation, "SIGHUP: reloaded"),
                         ReloadOutcome::Rejected { errors, .. } => tracing::warn!(?errors, "SIGHUP: reload rejected"),
                     },
+                    _ = usr2.recv() => if upgrade(running, None, "SIGUSR2").is_ok() {
+                        return Exit::Upgraded;
+                    },
+                    Some(job) = jobs.recv() => {
+                        let outcome = upgrade(running, job.binary.clone(), "POST /upgrade");
+                        let upgraded = outcome.is_ok();
+                        job.reply(outcome);
+                        if upgraded {
+                            return Exit::Upgraded;
+                        }
+                    }
                     _ = term.recv() => break,
                     _ = int.recv() => break,
                 }
             }
             tracing::info!("stopping");
-        });
+            Exit::Stop
+        })
+    }
+}
+
+/// Run an upgrade (blocking this loop: signals wait, bounded by the ready timeout), log it.
+fn upgrade(running: &Running, binary: Option<PathBuf>, by: &str) -> Result<u32, String> {
+    match running.upgrade(binary) {
+        Ok(pid) => {
+            tracing::info!(new_pid = pid, by, "upgrade: the new process is ready");
+            Ok(pid)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, by, "upgrade failed; this process keeps serving");
+            Err(e.to_string())
+        }
     }
 }

@@ -88,13 +88,25 @@ pub fn start(
     state_dir: Option<&std::path::Path>,
     backend: Arc<dyn Backend>,
 ) -> std::io::Result<StatusPageHandle> {
+    let listener = std::net::TcpListener::bind(config.listen)?;
+    start_on(config, listener, state_dir, backend)
+}
+
+/// `start` on a listener bound (or inherited from the process before a binary upgrade) by
+/// the caller.
+pub fn start_on(
+    config: &holdfast_config::StatusPage,
+    listener: std::net::TcpListener,
+    state_dir: Option<&std::path::Path>,
+    backend: Arc<dyn Backend>,
+) -> std::io::Result<StatusPageHandle> {
     let exporter = Exporter::new(
         config.export_dir.clone(),
         config.export_put.clone(),
+        config.export_ca_file.as_deref(),
         backend.registry(),
     )
     .map_err(std::io::Error::other)?;
-    let listener = std::net::TcpListener::bind(config.listen)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {

@@ -100,15 +100,21 @@ impl ChallengeRunning {
             }
             NOJS_PATH if post => {
                 let token = form_value(req.body, "t").unwrap_or_default();
-                let result = self
-                    .signer()
-                    .check_nojs(&token, req.client_ip, SystemTime::now());
+                let now = SystemTime::now();
+                let result = self.signer().check_nojs(&token, req.client_ip, now);
                 if result == Err(Reject::TooEarly) {
                     self.metrics
                         .rejected
                         .with_label_values(&[Reject::TooEarly.as_str()])
                         .inc();
-                    let wait = self.signer().settings().nojs_wait.as_secs().max(1);
+                    // What is left of the wait, in whole seconds rounded up: a client that
+                    // comes back after `Retry-After` is never too early again.
+                    let left = self
+                        .signer()
+                        .nojs_wait_left(&token, now)
+                        .unwrap_or(self.signer().settings().nojs_wait);
+                    let wait = left.as_millis().div_ceil(1000).max(1);
+                    let wait = u64::try_from(wait).unwrap_or(u64::MAX);
                     let to = target(req.body);
                     let mut page = html(
                         StatusCode::TOO_MANY_REQUESTS,

@@ -273,3 +273,74 @@ fn the_reserved_paths_answer_only_what_they_should() {
     assert_eq!(status.challenge.loop_pages, 1);
     assert_eq!(status.challenge.rejected["forged"], 1);
 }
+
+#[test]
+fn the_nojs_form_posted_early_is_told_what_is_left_of_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = new(&kind(), &config(dir.path(), "", "nojs_wait = \"10s\""));
+    let headers = HeaderMap::new();
+    let post = http::Method::POST;
+    // A form issued 7 s ago: 3 s of the 10 s wait are left.
+    let issued = SystemTime::now() - std::time::Duration::from_secs(7);
+    let token = running.signer().nojs_token(IP, issued);
+    let body = format!("t={token}&to=/cart");
+    let r = running.answer(&edge_request(&post, NOJS_PATH, &headers, body.as_bytes()));
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    let retry: u64 = r.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=3).contains(&retry),
+        "Retry-After {retry}, 3 s were left"
+    );
+    assert!(
+        r.body.contains(&format!("Wait {retry} second")),
+        "{}",
+        r.body
+    );
+    // Just issued: the whole wait is left (rounded up, never more).
+    let fresh = running.signer().nojs_token(IP, SystemTime::now());
+    let body = format!("t={fresh}&to=/cart");
+    let r = running.answer(&edge_request(&post, NOJS_PATH, &headers, body.as_bytes()));
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((9..=10).contains(&retry), "Retry-After {retry} of 10");
+}
+
+#[test]
+fn the_json_answers_name_the_request_id_and_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = new(&kind(), &config(dir.path(), "", ""));
+    let mut api = HeaderMap::new();
+    api.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    let ModuleAction::Respond(no_cookie) = running.check(&view(&api, "shop"), ASK) else {
+        panic!("no JSON");
+    };
+    assert!(
+        no_cookie.body.contains(REQUEST_ID_MARK),
+        "{:?}",
+        no_cookie.body
+    );
+    let post = http::Method::POST;
+    let bad = running.answer(&edge_request(
+        &post,
+        VERIFY_PATH,
+        &api,
+        b"c=p1.bad&n=1&to=/cart",
+    ));
+    assert!(bad.body.contains(REQUEST_ID_MARK), "{:?}", bad.body);
+    let parse = |body: &str| -> serde_json::Value {
+        serde_json::from_str(&body.replace(REQUEST_ID_MARK, "id-1")).unwrap()
+    };
+    let (no_cookie, bad) = (parse(&no_cookie.body), parse(&bad.body));
+    assert_eq!(no_cookie["request_id"], "id-1");
+    assert_eq!(bad["request_id"], "id-1");
+    assert_eq!(bad["reason"], "forged");
+    assert_ne!(no_cookie["detail"], bad["detail"], "{bad}");
+}

@@ -1,7 +1,8 @@
 //! `[[edge.acme]]`: certificates the edge orders from an ACME server. Each table names a set
 //! of DNS names (no wildcards: those need DNS-01, which the edge does not answer), each name
 //! on one table only and on no `[[edge.tls]]`; the challenge needs a listener of its kind, and
-//! the account key and certificates need `edge.state_dir`.
+//! the account key and certificates need `edge.state_dir`. Each table is also a TLS site: the
+//! client-certificate and policy keys of `[[edge.tls]]` apply to its names.
 
 use super::Errors;
 use crate::config::{AcmeCert, AcmeChallenge, LETS_ENCRYPT_DIRECTORY};
@@ -52,6 +53,8 @@ pub(super) fn acme(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Vec<A
             }
             Some(base_dir.join(f))
         });
+        let client_auth = super::tls::client_auth(&at, &a.site_keys(), base_dir, errs);
+        let policy = super::tls::policy(&at, &a.site_keys(), errs);
         if let (Some(challenge), Some(directory)) = (challenge, directory) {
             out.push(AcmeCert {
                 domains,
@@ -59,6 +62,8 @@ pub(super) fn acme(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Vec<A
                 directory,
                 challenge,
                 ca_file,
+                client_auth,
+                policy,
             });
         }
     }
@@ -259,6 +264,50 @@ mod tests {
             a.ca_file.as_deref(),
             Some(Path::new("/etc/holdfast/pebble.pem"))
         );
+    }
+
+    #[test]
+    fn a_table_takes_the_site_keys_of_edge_tls() {
+        let config = parsed(
+            "[[edge.acme]]\ndomains = [\"a.test\"]\nclient_auth = \"optional\"\nclient_ca = \"clients.pem\"\nmin_version = \"1.3\"\ncipher_suites = [\"TLS13_AES_256_GCM_SHA384\"]\nkx_groups = [\"X25519\"]\n",
+        );
+        let a = &config.edge.acme[0];
+        assert_eq!(
+            a.client_auth,
+            Some(crate::ClientAuth {
+                required: false,
+                ca: "/etc/holdfast/clients.pem".into(),
+            })
+        );
+        assert_eq!(a.policy.min_version, crate::TlsVersion::Tls13);
+        assert_eq!(a.policy.cipher_suites, ["TLS13_AES_256_GCM_SHA384"]);
+        assert_eq!(a.policy.kx_groups, ["X25519"]);
+        let plain = parsed("[[edge.acme]]\ndomains = [\"a.test\"]\n");
+        assert_eq!(plain.edge.acme[0].client_auth, None);
+        assert_eq!(plain.edge.acme[0].policy, crate::TlsPolicy::default());
+        // A change of the site keys alone is the same order.
+        assert!(a.same_order(&plain.edge.acme[0]));
+        let other = parsed("[[edge.acme]]\ndomains = [\"a.test\"]\nchallenge = \"tls-alpn-01\"\n");
+        assert!(!other.edge.acme[0].same_order(&plain.edge.acme[0]));
+    }
+
+    #[test]
+    fn bad_site_keys_are_reported_under_the_acme_table() {
+        let errs = errors(
+            "client_cert_header = \"X-Client\"\n[[edge.acme]]\ndomains = [\"a.test\"]\nclient_auth = \"always\"\nmin_version = \"1.1\"\nkx_groups = []\n[[edge.acme]]\ndomains = [\"b.test\"]\nclient_ca = \"c.pem\"\n",
+        );
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "edge.acme[0].client_auth",
+                "edge.acme[0].min_version",
+                "edge.acme[0].kx_groups",
+                "edge.acme[1].client_ca",
+            ],
+            "{errs:#?}"
+        );
+        assert!(errs.iter().all(|e| !e.hint.is_empty()), "{errs:#?}");
     }
 
     #[test]

@@ -13,6 +13,9 @@ use std::time::Duration;
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// `edge.max_connections` when not set.
+const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_HEADER_BYTES: u64 = 32 << 10;
 /// hyper's smallest read buffer; headers must fit in it.
 const MIN_MAX_HEADER_BYTES: u64 = 8 << 10;
@@ -226,11 +229,14 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
             "list the load balancers that send it in edge.trusted_proxies, e.g. [\"10.0.0.0/8\"]",
         );
     }
+    let (h3_listen, h3) = h3::h3(spec, errs);
     Edge {
         listen,
         tls_listen,
         tls,
         acme,
+        h3_listen,
+        h3,
         threads,
         h2c: spec.h2c,
         forwarded: spec.forwarded,
@@ -243,6 +249,7 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
             errs,
         ),
         shutdown_grace: spec.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+        drain_timeout: spec.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         trusted_proxies: spec
             .trusted_proxies
             .iter()
@@ -253,6 +260,32 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
             .collect(),
         client_ip_header: client_ip_header(spec.client_ip_header.as_deref(), errs),
         proxy_protocol: spec.proxy_protocol,
+        max_connections: match spec.max_connections {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some(n) if (1..=10_000_000).contains(&n) => n as usize,
+            Some(n) => {
+                errs.add(
+                    "edge.max_connections",
+                    format!("{n} is out of range"),
+                    "use 1 to 10000000 with an open-files limit (LimitNOFILE) above it, or leave it out for 100000",
+                );
+                DEFAULT_MAX_CONNECTIONS
+            }
+        },
+        encoded_slashes: match spec.encoded_slashes.as_deref() {
+            None | Some("refuse") => EncodedSlashes::Refuse,
+            Some("keep") => EncodedSlashes::Keep,
+            Some(other) => {
+                errs.add(
+                    "edge.encoded_slashes",
+                    format!("unknown value {other:?}"),
+                    "use \"refuse\" to answer 400 to %2F and %5C in paths (the default), or \"keep\" to forward them still encoded",
+                );
+                EncodedSlashes::Refuse
+            }
+        },
+        client_cert_header: tls::client_cert_header(spec, errs),
+        session_tickets: tls::session_tickets(spec, errs),
         state_dir: spec.state_dir.as_deref().and_then(|d| {
             if d.is_empty() {
                 errs.add(
@@ -404,10 +437,13 @@ fn tls_certs(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Vec<TlsCert
                 );
             }
         }
+        let at = format!("edge.tls[{i}]");
         out.push(TlsCert {
             names,
             cert: base_dir.join(&t.cert),
             key: base_dir.join(&t.key),
+            client_auth: tls::client_auth(&at, &t.site_keys(), base_dir, errs),
+            policy: tls::policy(&at, &t.site_keys(), errs),
         });
     }
     out
@@ -575,10 +611,12 @@ mod cache;
 mod challenge;
 mod dns;
 mod fleet;
+mod h3;
 mod ip_lists;
 mod limits;
 mod rules;
 mod status_page;
+mod tls;
 pub use rules::{check_rule_expr, check_rule_expr_with, rule_list_entries};
 mod modules;
 mod pool;

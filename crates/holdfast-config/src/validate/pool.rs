@@ -99,6 +99,7 @@ fn pool(at: &str, p: &PoolSpec, base_dir: &Path, errs: &mut Errors) -> Pool {
         sni: t.sni.clone(),
         ca_file: t.ca_file.as_ref().map(|f| base_dir.join(f)),
         verify: t.verify,
+        client_cert: super::tls::origin_client_cert(&format!("{at}.tls"), t, base_dir, errs),
     });
     Pool {
         name: p.name.clone(),

@@ -100,6 +100,7 @@ fn route(at: &str, r: &RouteSpec, pools: &[PoolSpec], base_dir: &Path, errs: &mu
         request_headers: header_ops(&format!("{at}.request_headers"), &r.request_headers, errs),
         response_headers: header_ops(&format!("{at}.response_headers"), &r.response_headers, errs),
         critical: r.critical,
+        alt_svc: r.alt_svc.unwrap_or(true),
         cache: super::cache::cache(at, r.cache.as_ref(), base_dir, errs),
     }
 }

@@ -38,15 +38,28 @@ pub(super) fn status_page(
         Some(base_dir.join(d))
     });
     let export_put = spec.export_put.as_deref().and_then(|u| {
-        if u.starts_with("http://") && u.ends_with('/') && u.parse::<http::Uri>().is_ok() {
+        let scheme = u.starts_with("http://") || u.starts_with("https://");
+        if scheme && u.ends_with('/') && u.parse::<http::Uri>().is_ok() {
             return Some(u.to_string());
         }
         errs.add(
             "status_page.export_put",
-            format!("{u:?} is not an http:// URL ending in /"),
-            "write e.g. \"http://storage.internal:9000/status/\" (index.html and status.json are PUT under it; https is not supported yet: put a local proxy in front)",
+            format!("{u:?} is not an http:// or https:// URL ending in /"),
+            "write e.g. \"https://storage.example.net/status/\" (index.html and status.json are PUT under it)",
         );
         None
+    });
+    let export_ca_file = spec.export_ca_file.as_deref().and_then(|f| {
+        let https = export_put.as_deref().is_some_and(|u| u.starts_with("https://"));
+        if f.is_empty() || !https {
+            errs.add(
+                "status_page.export_ca_file",
+                if f.is_empty() { "empty path" } else { "set, but export_put is not an https:// URL" },
+                "name a PEM file of the CAs the https:// export_put is checked against, or leave it out (the system's CAs)",
+            );
+            return None;
+        }
+        Some(base_dir.join(f))
     });
     let components = components(spec, all, dns, errs);
     Some(StatusPage {
@@ -54,6 +67,7 @@ pub(super) fn status_page(
         title: spec.title.clone().unwrap_or_else(|| "Status".to_string()),
         export_dir,
         export_put,
+        export_ca_file,
         components,
     })
 }

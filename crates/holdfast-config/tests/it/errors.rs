@@ -2410,3 +2410,23 @@ fn a_cache_key_without_the_host_is_refused() {
         "#]],
     );
 }
+
+#[test]
+fn connection_cap_and_encoded_slashes_are_checked() {
+    check_each(
+        edge_with,
+        &[
+            "max_connections = 0",
+            "max_connections = 20000000",
+            "encoded_slashes = \"decode\"",
+        ],
+        expect![[r#"
+            max_connections = 0
+                edge.max_connections: 0 is out of range (use 1 to 10000000 with an open-files limit (LimitNOFILE) above it, or leave it out for 100000)
+            max_connections = 20000000
+                edge.max_connections: 20000000 is out of range (use 1 to 10000000 with an open-files limit (LimitNOFILE) above it, or leave it out for 100000)
+            encoded_slashes = "decode"
+                edge.encoded_slashes: unknown value "decode" (use "refuse" to answer 400 to %2F and %5C in paths (the default), or "keep" to forward them still encoded)
+        "#]],
+    );
+}

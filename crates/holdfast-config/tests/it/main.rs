@@ -14,7 +14,9 @@
 mod dns;
 mod docs;
 mod errors;
+mod h3;
 mod shape;
+mod tls_keys;
 mod valid;
 
 use expect_test::Expect;

@@ -47,6 +47,13 @@ fn minimal_file_is_accepted_with_every_default() {
             tls_listen: vec![],
             tls: vec![],
             acme: vec![],
+            h3_listen: vec![],
+            h3: holdfast_config::H3 {
+                max_streams: 100,
+                idle_timeout: secs(30),
+                zero_rtt: false,
+                max_connections_per_ip: 256,
+            },
             threads: None,
             h2c: false,
             forwarded: false,
@@ -58,10 +65,15 @@ fn minimal_file_is_accepted_with_every_default() {
             },
             client_header_timeout: secs(30),
             shutdown_grace: secs(10),
+            drain_timeout: secs(30),
             state_dir: None,
             trusted_proxies: vec![],
             client_ip_header: holdfast_config::ClientIpHeader::XForwardedFor,
             proxy_protocol: false,
+            max_connections: 100_000,
+            encoded_slashes: holdfast_config::EncodedSlashes::Refuse,
+            client_cert_header: None,
+            session_tickets: holdfast_config::SessionTickets::default(),
         }
     );
     assert_eq!(config.modules, holdfast_config::Modules::default());
@@ -146,6 +158,7 @@ forwarded = true
 access_log = "logs/access.log"
 client_header_timeout = "10s"
 shutdown_grace = "1m 30s"
+drain_timeout = "45s"
 max_header_bytes = "32KiB"
 max_headers = 200
 max_request_body = "10MiB"
@@ -227,6 +240,7 @@ fn full_featured_file_is_accepted() {
     );
     assert_eq!(e.client_header_timeout, secs(10));
     assert_eq!(e.shutdown_grace, secs(90));
+    assert_eq!(e.drain_timeout, secs(45));
     assert_eq!(
         e.limits,
         Limits {
@@ -247,11 +261,15 @@ fn tls_paths_resolve_against_base_dir_and_names_are_lower_cased() {
                 names: vec![],
                 cert: "/etc/holdfast/certs/default.pem".into(),
                 key: "/etc/holdfast/certs/default.key".into(),
+                client_auth: None,
+                policy: Default::default(),
             },
             TlsCert {
                 names: vec!["example.com".into(), "*.example.com".into()],
                 cert: "/srv/tls/example.pem".into(),
                 key: "/srv/tls/example.key".into(),
+                client_auth: None,
+                policy: Default::default(),
             },
         ]
     );
@@ -293,6 +311,7 @@ fn pools_keep_servers_host_header_and_upstream_tls() {
             sni: Some("app.internal".into()),
             ca_file: Some("/etc/holdfast/ca/internal.pem".into()),
             verify: true,
+            client_cert: None,
         })
     );
 
@@ -309,6 +328,7 @@ fn pools_keep_servers_host_header_and_upstream_tls() {
             sni: None,
             ca_file: None,
             verify: false,
+            client_cert: None,
         })
     );
     assert_eq!(stat.overload, None);

@@ -6,7 +6,7 @@
 //! invalidate the target URI and same-origin `Location`/`Content-Location`. The RFC rules
 //! themselves live in `holdfast-cache`; this module only moves requests and bodies.
 
-use crate::body::{ResponseBody, Tap};
+use crate::body::{ClientBody, ResponseBody, Tap};
 use crate::ctx::{CacheResult, RequestCtx};
 use crate::error::ProxyError;
 use crate::phases::{headers, upstream};
@@ -17,7 +17,6 @@ use holdfast_cache::{
     key, policy, vary, Cache, CacheStatus, Entry, Fwd, Lock, RequestDirectives, Use, CACHE_STATUS,
 };
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -25,7 +24,7 @@ pub(crate) async fn handle(
     state: &Arc<State>,
     route: &RouteRt,
     cache: &Arc<Cache>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let resp = lookup_or_fetch(state, route, cache, req, ctx).await;
@@ -56,7 +55,7 @@ async fn lookup_or_fetch(
     state: &Arc<State>,
     route: &RouteRt,
     cache: &Arc<Cache>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let method = req.method().clone();
@@ -175,7 +174,7 @@ impl Fetch<'_> {
         self,
         state: &Arc<State>,
         route: &RouteRt,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         ctx: &mut RequestCtx,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let (mut parts, body) = req.into_parts();
@@ -446,7 +445,7 @@ async fn forward_unsafe(
     state: &Arc<State>,
     route: &RouteRt,
     cache: &Cache,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let safe = req.method().is_safe();
@@ -463,9 +462,11 @@ async fn forward_unsafe(
             let target = resp.headers().get(field).and_then(|v| v.to_str().ok());
             if let Some(path) = target.and_then(|t| same_origin_path(t, &host)) {
                 // Stored under the normalised path, as every request is.
-                let normal = http::uri::PathAndQuery::try_from(path)
-                    .ok()
-                    .and_then(|pq| crate::phases::path::normalise(&pq).ok().flatten());
+                let normal = http::uri::PathAndQuery::try_from(path).ok().and_then(|pq| {
+                    // As in purge.rs: computing a key takes no risk.
+                    let keep = holdfast_config::EncodedSlashes::Keep;
+                    crate::phases::path::normalise(&pq, keep).ok().flatten()
+                });
                 let path = normal.as_ref().map_or(path, |pq| pq.as_str());
                 cache
                     .store
@@ -499,7 +500,7 @@ fn spawn_refresh(
     cache: &Arc<Cache>,
     key: &str,
     entry: &Arc<Entry>,
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     ctx: &RequestCtx,
 ) {
     let mut builder = Request::builder().method(Method::GET).uri(ctx.path.clone());

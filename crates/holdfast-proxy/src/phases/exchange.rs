@@ -41,7 +41,7 @@ pub(crate) fn send_error(e: hyper::Error) -> ProxyError {
     let body = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<BodyError>());
     match body {
         Some(BodyError::TooLarge) => ProxyError::BodyTooLarge,
-        Some(BodyError::Hyper(_)) => ProxyError::ClientBody(e),
+        Some(BodyError::Hyper(_) | BodyError::Stream(_)) => ProxyError::ClientBody(e),
         _ => ProxyError::Upstream(e),
     }
 }
@@ -186,9 +186,52 @@ async fn send(
     }
 }
 
+thread_local! {
+    /// Tunnels open on this worker thread, and their last one closing: a stop (or a binary
+    /// upgrade's drain) lets them run within its grace period, like requests.
+    static TUNNELS: (std::cell::Cell<usize>, std::rc::Rc<tokio::sync::Notify>) =
+        (std::cell::Cell::new(0), std::rc::Rc::new(tokio::sync::Notify::new()));
+}
+
+/// Counts a tunnel of this worker thread while it lives (it is spawned on the worker's
+/// single-threaded runtime, so it is dropped on the same thread).
+struct TunnelGuard;
+
+impl TunnelGuard {
+    fn open() -> TunnelGuard {
+        TUNNELS.with(|(n, _)| n.set(n.get().saturating_add(1)));
+        TunnelGuard
+    }
+}
+
+impl Drop for TunnelGuard {
+    fn drop(&mut self) {
+        TUNNELS.with(|(n, closed)| {
+            n.set(n.get().saturating_sub(1));
+            if n.get() == 0 {
+                closed.notify_waiters();
+            }
+        });
+    }
+}
+
+/// Resolves once no tunnel is open on this worker thread.
+pub(crate) async fn tunnels_closed() {
+    let closed = TUNNELS.with(|(_, closed)| std::rc::Rc::clone(closed));
+    loop {
+        let notified = closed.notified();
+        if TUNNELS.with(|(n, _)| n.get()) == 0 {
+            return;
+        }
+        notified.await;
+    }
+}
+
 /// After `101 Switching Protocols`, copy bytes both ways until either side closes.
 pub(crate) fn tunnel(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpgrade) {
+    let guard = TunnelGuard::open();
     tokio::spawn(async move {
+        let _guard = guard;
         let (client, origin) = match tokio::try_join!(client, origin) {
             Ok(pair) => pair,
             Err(e) => {

@@ -142,6 +142,7 @@ fn append_value(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue) 
 fn via(version: Version) -> HeaderValue {
     HeaderValue::from_static(match version {
         Version::HTTP_2 => "2 holdfast",
+        Version::HTTP_3 => "3 holdfast",
         Version::HTTP_10 => "1.0 holdfast",
         _ => "1.1 holdfast",
     })
@@ -177,6 +178,11 @@ pub(crate) fn rewrite_request(
     rw: &RequestRewrite<'_>,
 ) {
     let client_version = parts.version;
+    if client_version == Version::HTTP_3 {
+        // The edge speaks HTTP/1.1 or HTTP/2 to origins (hyper's HTTP/1.1 client refuses a
+        // request marked HTTP/3); `Via` still names the client's protocol.
+        parts.version = Version::HTTP_11;
+    }
     let headers = &mut parts.headers;
     remove_hop_by_hop(headers, rw.upgrade);
     // The edge answers `Expect: 100-continue` itself (hyper sends 100 when the body is read).

@@ -1,5 +1,9 @@
 //! The request phases, in the order `service::handle` runs them: `strict` (the front door:
-//! refuse ambiguous requests, normalise the rest, the path with `path`), `reserved` (paths the
+//! refuse ambiguous requests, normalise the rest, the path with `path`), with `[[edge.acme]]`
+//! the `http-01` challenge (`reserved::acme_challenge`, before `client_cert` so the CA's
+//! plain-HTTP validation reaches a site that requires certificates), `client_cert` (the
+//! client-certificate subject header: stripped from input, set from the handshake; a host
+//! whose site requires a certificate refused on another site's connection), `reserved` (paths the
 //! edge answers itself before any route, e.g. the challenge's), `route` (which route and
 //! pool), `limits` (refuse what must not reach an origin), `module_chain` (per-request decision
 //! modules: headers for the origin, a denial or their own page), `cache` (on cached routes:
@@ -9,6 +13,7 @@
 //! `respond` (pages the edge makes itself).
 
 pub(crate) mod cache;
+pub(crate) mod client_cert;
 pub(crate) mod exchange;
 pub(crate) mod headers;
 pub(crate) mod limits;

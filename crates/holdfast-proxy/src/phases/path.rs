@@ -3,10 +3,13 @@
 //! characters decoded, other percent-encodings' hex upper-cased, dot segments removed (`..`
 //! stops at the root), runs of `/` merged. What cannot be normalised without guessing how the
 //! origin decodes it is refused: an encoded `/` or `\`, a raw `\`, encoded control bytes,
-//! a bad `%` escape, raw bytes outside ASCII, and `.`/`..` segments carrying `;` parameters
-//! (Tomcat reads `/..;/` as `/../`). Case is left alone (paths are case-sensitive); the query
+//! a bad `%` escape, raw bytes outside ASCII, and `.`/`..` segments carrying `;` parameters,
+//! raw or encoded (Tomcat reads `/..;/` as `/../`). With `edge.encoded_slashes = "keep"` an
+//! encoded `/` or `\` stays encoded instead (never decoded here), and a `.`/`..` piece between
+//! encoded separators is refused, since an origin that decodes them would climb with it. Case is left alone (paths are case-sensitive); the query
 //! is kept exactly as sent. A path that is already normal costs one scan and no allocation.
 
+use holdfast_config::EncodedSlashes;
 use http::uri::PathAndQuery;
 
 /// Why a path was refused.
@@ -22,8 +25,10 @@ pub enum PathError {
     BadEscape,
     /// A raw byte outside printable ASCII.
     RawByte,
-    /// `.;x` or `..;x`: a dot segment with a path parameter.
+    /// `.;x` or `..;x` (or `..%3Bx`): a dot segment with a path parameter.
     DotParameter,
+    /// With encoded slashes kept: `.` or `..` between `%2F`/`%5C` (`/a%2F..%2Fadmin`).
+    EncodedDotSegment,
 }
 
 impl PathError {
@@ -35,18 +40,22 @@ impl PathError {
             PathError::BadEscape => "a % not followed by two hex digits",
             PathError::RawByte => "a byte outside printable ASCII",
             PathError::DotParameter => "a . or .. segment with a ;parameter",
+            PathError::EncodedDotSegment => "a . or .. between encoded slashes",
         }
     }
 }
 
 /// The normalised form of `pq`, or `None` when it is already normal (the common case: one
 /// scan, no allocation). `*` (OPTIONS) is left as it is.
-pub(crate) fn normalise(pq: &PathAndQuery) -> Result<Option<PathAndQuery>, PathError> {
+pub(crate) fn normalise(
+    pq: &PathAndQuery,
+    slashes: EncodedSlashes,
+) -> Result<Option<PathAndQuery>, PathError> {
     let path = pq.path();
     if path == "*" || !needs_work(path.as_bytes())? {
         return Ok(None);
     }
-    let decoded = decode(path.as_bytes())?;
+    let decoded = decode(path.as_bytes(), slashes)?;
     let mut out = remove_dots_and_merge(&decoded)?;
     if let Some(q) = pq.query() {
         out.push('?');
@@ -86,10 +95,33 @@ fn has_dot_segment(path: &[u8]) -> bool {
 }
 
 fn is_dotty(seg: &[u8]) -> bool {
-    matches!(
-        seg,
-        [b'.'] | [b'.', b'.'] | [b'.', b';', ..] | [b'.', b'.', b';', ..]
-    )
+    let rest = match seg {
+        [b'.', b'.', rest @ ..] | [b'.', rest @ ..] => rest,
+        _ => return false,
+    };
+    // `.`, `..`, then nothing or a path parameter, raw or encoded (`%3B`).
+    matches!(rest, [] | [b';', ..] | [b'%', b'3', b'B' | b'b', ..])
+}
+
+/// With encoded separators kept: a segment one of whose `%2F`/`%5C`-separated pieces is a dot
+/// segment.
+fn has_encoded_dot_piece(seg: &[u8]) -> bool {
+    let mut start = 0;
+    let mut i = 0;
+    let mut split = false;
+    while let Some(window) = seg.get(i..i + 3) {
+        if matches!(window, [b'%', b'2', b'F'] | [b'%', b'5', b'C']) {
+            split = true;
+            if seg.get(start..i).is_some_and(is_dotty) {
+                return true;
+            }
+            i += 3;
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    split && seg.get(start..).is_some_and(is_dotty)
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -106,7 +138,7 @@ fn is_unreserved(b: u8) -> bool {
 }
 
 /// Decode escapes of unreserved characters; upper-case the hex of the others.
-fn decode(path: &[u8]) -> Result<Vec<u8>, PathError> {
+fn decode(path: &[u8], slashes: EncodedSlashes) -> Result<Vec<u8>, PathError> {
     let mut out = Vec::with_capacity(path.len());
     let mut bytes = path.iter().copied();
     while let Some(b) = bytes.next() {
@@ -122,7 +154,9 @@ fn decode(path: &[u8]) -> Result<Vec<u8>, PathError> {
         };
         let c = hi * 16 + lo;
         match c {
-            b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+            b'/' | b'\\' if slashes == EncodedSlashes::Refuse => {
+                return Err(PathError::EncodedSeparator)
+            }
             0..=0x1F | 0x7F => return Err(PathError::EncodedControl),
             c if is_unreserved(c) => out.push(c),
             _ => {
@@ -149,6 +183,7 @@ fn remove_dots_and_merge(path: &[u8]) -> Result<String, PathError> {
                 kept.pop();
             }
             s if is_dotty(s) => return Err(PathError::DotParameter),
+            s if has_encoded_dot_piece(s) => return Err(PathError::EncodedDotSegment),
             s => {
                 kept.push(s);
                 trailing = false;
@@ -173,7 +208,8 @@ mod tests {
 
     fn norm(s: &str) -> Result<String, PathError> {
         let pq = PathAndQuery::try_from(s).unwrap();
-        Ok(normalise(&pq)?.map_or_else(|| s.to_string(), |p| p.as_str().to_string()))
+        Ok(normalise(&pq, EncodedSlashes::Refuse)?
+            .map_or_else(|| s.to_string(), |p| p.as_str().to_string()))
     }
 
     #[test]
@@ -188,7 +224,7 @@ mod tests {
             "/a..b/c.",
         ] {
             let pq = PathAndQuery::try_from(p).unwrap();
-            assert_eq!(normalise(&pq), Ok(None), "{p}");
+            assert_eq!(normalise(&pq, EncodedSlashes::Refuse), Ok(None), "{p}");
         }
     }
 
@@ -202,10 +238,16 @@ mod tests {
             "/%252e%252e/wp-admin",
         ] {
             let pq = PathAndQuery::try_from(p).unwrap();
-            assert_eq!(normalise(&pq), Ok(None), "{p}");
+            assert_eq!(normalise(&pq, EncodedSlashes::Refuse), Ok(None), "{p}");
         }
         let pq = PathAndQuery::from_static("/caf%c3%a9");
-        assert_eq!(normalise(&pq).unwrap().unwrap().as_str(), "/caf%C3%A9");
+        assert_eq!(
+            normalise(&pq, EncodedSlashes::Refuse)
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "/caf%C3%A9"
+        );
     }
 
     #[test]
@@ -258,11 +300,41 @@ mod tests {
             ("/public/..;/wp-admin", PathError::DotParameter),
             ("/public/.;x/wp-admin", PathError::DotParameter),
             ("/public/%2e%2e;/wp-admin", PathError::DotParameter),
+            ("/public/..%3B/wp-admin", PathError::DotParameter),
+            ("/public/.%3bx/wp-admin", PathError::DotParameter),
+            ("/public/%2E%2E%3b/wp-admin", PathError::DotParameter),
             ("/caf\u{e9}", PathError::RawByte),
         ];
         for (p, want) in cases {
             assert_eq!(norm(p), Err(want), "{p}");
         }
+    }
+
+    fn keep(s: &str) -> Result<String, PathError> {
+        let pq = PathAndQuery::try_from(s).unwrap();
+        let out = normalise(&pq, EncodedSlashes::Keep)?;
+        Ok(out.map_or_else(|| s.to_string(), |p| p.as_str().to_string()))
+    }
+
+    #[test]
+    fn kept_encoded_slashes_stay_encoded_and_never_hide_a_dot_segment() {
+        assert_eq!(keep("/repo/a%2fb/raw").unwrap(), "/repo/a%2Fb/raw");
+        assert_eq!(keep("/a%5Cb").unwrap(), "/a%5Cb");
+        assert_eq!(keep("/x/%2E%2E/a%2Fb").unwrap(), "/a%2Fb");
+        assert_eq!(keep("/a%2F..b").unwrap(), "/a%2F..b");
+        for p in [
+            "/a%2F..%2Fadmin",
+            "/a%2F%2e%2e%2Fadmin",
+            "/a%2F.",
+            "/%2F..",
+            "/a%5C..%5Cadmin",
+            "/a%2F..;x%2Fadmin",
+        ] {
+            assert_eq!(keep(p), Err(PathError::EncodedDotSegment), "{p}");
+        }
+        // Everything else is refused as without `keep`.
+        assert_eq!(keep("/a%00"), Err(PathError::EncodedControl));
+        assert_eq!(keep("/a\\b"), Err(PathError::Backslash));
     }
 
     #[test]

@@ -3,14 +3,13 @@
 //! `http-01` challenge (`/.well-known/acme-challenge/<token>`). A POST body there is small
 //! and read whole, within `RESERVED_BODY_LIMIT` and `BODY_TIMEOUT`.
 
-use crate::body::ResponseBody;
+use crate::body::{BodyError, ClientBody, ResponseBody};
 use crate::ctx::RequestCtx;
 use crate::error::ProxyError;
 use crate::state::State;
 use holdfast_modules::{EdgeRequest, EdgeResponse, RequestModule, REQUEST_ID_MARK};
 use http::{header, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,7 +65,7 @@ pub(crate) fn owner<'s>(state: &'s State, path: &str) -> Option<&'s Arc<dyn Requ
 pub(crate) async fn answer(
     state: &State,
     module: &Arc<dyn RequestModule>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     ctx: &mut RequestCtx,
 ) -> Response<ResponseBody> {
     let module = Arc::clone(module);
@@ -80,8 +79,9 @@ pub(crate) async fn answer(
         {
             Ok(Ok(collected)) => collected.to_bytes(),
             Ok(Err(e)) => {
-                let err = match e.downcast::<hyper::Error>() {
-                    Ok(e) => ProxyError::ClientBody(*e),
+                let err = match e.downcast::<BodyError>().map(|e| *e) {
+                    Ok(BodyError::Hyper(e)) => ProxyError::ClientBody(e),
+                    Ok(e) => ProxyError::ClientStream(e),
                     Err(_) => ProxyError::BodyTooLarge,
                 };
                 return super::respond::error(&err, ctx);

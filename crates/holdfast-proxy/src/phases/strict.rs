@@ -26,13 +26,17 @@ pub(crate) fn check<B>(
     req: &mut Request<B>,
     ctx: &mut RequestCtx,
 ) -> Result<(), ProxyError> {
-    inspect(req, ctx).map_err(|r| {
+    inspect(req, ctx, state.config.edge.encoded_slashes).map_err(|r| {
         state.metrics.bad_request(r.reason());
         ProxyError::Refused(r)
     })
 }
 
-pub(crate) fn inspect<B>(req: &mut Request<B>, ctx: &mut RequestCtx) -> Result<(), Refusal> {
+pub(crate) fn inspect<B>(
+    req: &mut Request<B>,
+    ctx: &mut RequestCtx,
+    slashes: holdfast_config::EncodedSlashes,
+) -> Result<(), Refusal> {
     if req.method() == Method::CONNECT {
         return Err(Refusal::Connect);
     }
@@ -53,7 +57,7 @@ pub(crate) fn inspect<B>(req: &mut Request<B>, ctx: &mut RequestCtx) -> Result<(
         edit_headers(req.headers_mut());
     }
     if let Some(pq) = req.uri().path_and_query() {
-        if let Some(normal) = path::normalise(pq).map_err(Refusal::Path)? {
+        if let Some(normal) = path::normalise(pq, slashes).map_err(Refusal::Path)? {
             set_path(req, normal.clone());
             ctx.path = normal;
         }
@@ -196,7 +200,9 @@ fn host<B>(req: &Request<B>, scan: &Scan, target_host: Option<&str>) -> Result<(
     let sent = req.headers().get(header::HOST);
     match (sent, target_host) {
         (None, None) => Err(Refusal::HostMissing),
-        (None, Some(_)) if req.version() != Version::HTTP_2 => Err(Refusal::HostMissing),
+        (None, Some(_)) if !matches!(req.version(), Version::HTTP_2 | Version::HTTP_3) => {
+            Err(Refusal::HostMissing)
+        }
         (None, Some(_)) => Ok(()),
         (Some(h), t) => {
             if !valid_host(h.as_bytes()) {

@@ -7,14 +7,13 @@
 
 use super::exchange::{copy_request, exchange, is_upgrade, tunnel, Exchanged};
 use super::retry::{no_servers, Attempt, Judgement, RetryPlan};
-use crate::body::{BodyError, RequestBody, ResponseBody, Upload};
+use crate::body::{BodyError, ClientBody, RequestBody, ResponseBody, Upload};
 use crate::ctx::RequestCtx;
 use crate::error::{with_causes, ProxyError, Side};
 use crate::phases::headers::{self, RequestRewrite};
 use crate::state::{RouteRt, State};
 use crate::upstream::{stable_hash, InFlight, Pool, Server, Target};
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,7 +21,7 @@ use std::time::Instant;
 pub(crate) async fn forward(
     state: &State,
     route: &RouteRt,
-    req: Request<Option<Incoming>>,
+    req: Request<Option<ClientBody>>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     // Choose: the chain's first pool that is not down, or its fallback.
@@ -160,7 +159,7 @@ impl Outgoing {
         state: &State,
         route: &RouteRt,
         plan: &RetryPlan<'_>,
-        mut req: Request<Option<Incoming>>,
+        mut req: Request<Option<ClientBody>>,
         ctx: &mut RequestCtx,
     ) -> Result<(Outgoing, Option<OnUpgrade>), ProxyError> {
         let pool = plan.pool();
@@ -258,7 +257,7 @@ async fn request_body(
     route: &RouteRt,
     pool: &Pool,
     parts: &http::request::Parts,
-    body: Option<Incoming>,
+    body: Option<ClientBody>,
     upgrade: bool,
 ) -> Result<RequestBody, ProxyError> {
     let Some(body) = body.filter(|b| !http_body::Body::is_end_stream(b)) else {
@@ -284,6 +283,7 @@ async fn request_body(
         Err(_) | Ok(Err(BodyError::Timeout)) => ProxyError::ClientTimeout,
         Ok(Err(BodyError::TooLarge)) => ProxyError::BodyTooLarge,
         Ok(Err(BodyError::Hyper(e))) => ProxyError::ClientBody(e),
+        Ok(Err(e @ BodyError::Stream(_))) => ProxyError::ClientStream(e),
     };
     count_client_error(state, &error);
     Err(error)

@@ -100,6 +100,7 @@ async fn each_request_is_one_json_line() {
             "host",
             "method",
             "path",
+            "protocol",
             "request_id",
             "route",
             "status",
@@ -118,6 +119,7 @@ async fn each_request_is_one_json_line() {
     assert_eq!(first["method"], "GET");
     assert_eq!(first["host"], "www.example.com");
     assert_eq!(first["path"], "/page?q=1");
+    assert_eq!(first["protocol"], "HTTP/1.1");
     assert_eq!(first["status"], 200);
     assert_eq!(first["route"], "site");
     assert_eq!(first["upstream"], origin.addr.to_string());

@@ -5,8 +5,10 @@
 //! served over TLS (verified by a rustls client against pebble's root), renewal of
 //! short-lived certificates on schedule, a failed order (pebble down) that keeps the
 //! certificate serving and says so on `/status` and in metrics, a restart that serves the
-//! stored certificate with pebble gone, the placeholder while no CA answers, and the
-//! edge-owned challenge path. A missing `pebble` fails the test and names its package
+//! stored certificate with pebble gone, the placeholder while no CA answers, a challenge the
+//! CA cannot validate, an expired certificate that keeps serving while the CA is down, an
+//! ACME table as a TLS site (its client certificates and policy, beside `[[edge.tls]]`
+//! sites), and the edge-owned challenge path. A missing `pebble` fails the test and names its package
 //! (`scripts/test` installs it).
 
 use crate::support::*;
@@ -339,6 +341,18 @@ impl AcmeEdge {
     }
 
     fn config(&self, directory: &str, challenge: &str, origin: SocketAddr) -> String {
+        self.config_with(directory, challenge, origin, "", "")
+    }
+
+    /// `config` with more keys on the `[[edge.acme]]` table and more tables after it.
+    fn config_with(
+        &self,
+        directory: &str,
+        challenge: &str,
+        origin: SocketAddr,
+        acme_keys: &str,
+        tables: &str,
+    ) -> String {
         let names = NAMES.map(|n| format!("\"{n}\"")).join(", ");
         format!(
             r#"
@@ -355,6 +369,8 @@ contact = "mailto:ops@acme.test"
 directory = "{directory}"
 challenge = "{challenge}"
 ca_file = "wfe-ca.pem"
+{acme_keys}
+{tables}
 
 [admin]
 listen = "127.0.0.1:0"
@@ -653,4 +669,260 @@ async fn an_unreadable_ca_file_stops_the_start_and_names_the_key() {
     let text = err.to_string();
     assert!(text.contains("edge.acme[0].ca_file"), "{text}");
     assert!(text.contains("edge.toml"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_the_ca_cannot_validate_fails_the_order_and_the_placeholder_stays() {
+    let mut origin = Origin::text("from the origin").await;
+    let edge = AcmeEdge::ports();
+    // pebble validates on ports where nothing listens: every challenge fails.
+    let pebble = Pebble::start(free_port(), free_port(), None);
+    let dir = tempfile::tempdir().unwrap();
+    let running = edge.start(
+        dir.path(),
+        &edge.config(&pebble.directory(), "http-01", origin.addr),
+        &pebble.wfe_ca.pem,
+    );
+    let admin = running.admin_addr;
+    eventually(
+        "the failed order on /status",
+        Duration::from_secs(60),
+        || async { status_of(admin).await["failures"].as_u64() >= Some(1) },
+    )
+    .await;
+    let status = status_of(admin).await;
+    assert_eq!(status["certificate"], "placeholder", "{status}");
+    assert!(status["last_error"].is_string(), "{status}");
+    let metrics = metrics_of(admin).await;
+    assert!(
+        metric(&metrics, r#"holdfast_acme_orders_total{result="failed"}"#) >= Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, r#"holdfast_acme_orders_total{result="issued"}"#),
+        Some(0.0),
+        "{metrics}"
+    );
+    // The placeholder still answers every name, and requests still reach the origin.
+    for name in NAMES {
+        let leaf = any_leaf(edge.https(), name).await;
+        assert!(subject_cn(&leaf).contains("placeholder"), "{name}");
+    }
+    let tls = handshake(edge.https(), NAMES[0], any_cert()).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = send
+        .send_request(
+            http::Request::get("/")
+                .header("host", NAMES[0])
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    origin.stop();
+    blocking(|| running.shutdown());
+}
+
+fn not_after(cert: &CertificateDer<'_>) -> std::time::SystemTime {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, c) = X509Certificate::from_der(cert.as_ref()).unwrap();
+    let secs = u64::try_from(c.validity().not_after.timestamp()).unwrap();
+    std::time::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_certificate_keeps_serving_while_the_ca_is_down_and_after_a_restart() {
+    let origin = Origin::text("ok").await;
+    let edge = AcmeEdge::ports();
+    // 8 s certificates: they expire while the test watches.
+    let mut pebble = Pebble::start(edge.http, edge.https, Some(8));
+    let root = pebble.root().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = edge.config(&pebble.directory(), "http-01", origin.addr);
+    let running = edge.start(dir.path(), &config, &pebble.wfe_ca.pem);
+    let admin = running.admin_addr;
+    issued(&edge, &root, None, Duration::from_secs(60), admin).await;
+    // The CA goes away; what serves now is the last good certificate.
+    pebble.stop();
+    let leaf = any_leaf(edge.https(), NAMES[0]).await;
+    assert!(!subject_cn(&leaf).contains("placeholder"));
+    let expiry = not_after(&leaf);
+    // Wait for the wall clock to pass notAfter (the edge is not told anything).
+    eventually(
+        "the certificate's notAfter to pass",
+        Duration::from_secs(60),
+        || async { std::time::SystemTime::now() > expiry + Duration::from_secs(1) },
+    )
+    .await;
+    // Renewals fail (the CA is down), and the expired certificate is still what serves:
+    // never a placeholder, never no certificate.
+    assert!(running.acme_renew_now());
+    eventually(
+        "a failed renewal on /status",
+        Duration::from_secs(60),
+        || async { status_of(admin).await["failures"].as_u64() >= Some(1) },
+    )
+    .await;
+    assert_eq!(any_leaf(edge.https(), NAMES[0]).await, leaf);
+    assert_eq!(any_leaf(edge.https(), NAMES[1]).await, leaf);
+    let status = status_of(admin).await;
+    assert_eq!(status["certificate"], "issued", "{status}");
+    assert!(status["days_left"].as_f64().unwrap() <= 0.0, "{status}");
+    let metrics = metrics_of(admin).await;
+    let left = metric(
+        &metrics,
+        &format!(
+            r#"holdfast_tls_certificate_expiry_seconds{{names="{}"}}"#,
+            NAMES.join(",")
+        ),
+    )
+    .unwrap();
+    assert!(left < 0.0, "{metrics}");
+    blocking(|| running.shutdown());
+
+    // A restart with the CA still gone serves the stored, expired certificate.
+    let running = edge.start(dir.path(), &config, &pebble.wfe_ca.pem);
+    assert_eq!(any_leaf(edge.https(), NAMES[0]).await, leaf);
+    let status = status_of(running.admin_addr).await;
+    assert_eq!(status["certificate"], "issued", "{status}");
+    blocking(|| running.shutdown());
+}
+
+/// A client trusting `root` (pebble's) for the edge, presenting `cert`, with `versions`.
+fn client_with_cert(
+    root: &CertificateDer<'static>,
+    cert: Option<&Leaf>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match cert {
+        None => builder.with_no_client_auth(),
+        Some(leaf) => builder
+            .with_client_auth_cert(
+                vec![leaf.der.clone()],
+                tokio_rustls::rustls::pki_types::PrivateKeyDer::from_pem_slice(
+                    leaf.key_pem.as_bytes(),
+                )
+                .unwrap(),
+            )
+            .unwrap(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// One request for `/` with `host` over a TLS connection made with `config` for `sni`: the
+/// status, or why the handshake or the exchange failed.
+async fn get_over(
+    addr: SocketAddr,
+    sni: &str,
+    host: &str,
+    config: Arc<ClientConfig>,
+) -> Result<http::StatusCode, String> {
+    let tls = handshake(addr, sni, config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = http::Request::get("/")
+        .header("host", host)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    Ok(resp.status())
+}
+
+/// An `[[edge.acme]]` table is a TLS site like an `[[edge.tls]]` one: its names are chosen by
+/// SNI before a file's wildcard, its `client_auth` and `min_version` apply to their
+/// handshakes, and the CA's validation still passes (the `http-01` path before the
+/// client-certificate check, the `tls-alpn-01` handshake with the challenge configuration).
+async fn run_acme_site_flow(challenge: &str) {
+    let origin = Origin::text("from the origin").await;
+    let edge = AcmeEdge::ports();
+    let pebble = Pebble::start(edge.http, edge.https, None);
+    let root = pebble.root().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clients = TestCa::new("clients");
+    std::fs::write(dir.path().join("clients-ca.pem"), &clients.pem).unwrap();
+    let files = TestCa::new("files");
+    files.leaf(&["*.acme.test"]).write(dir.path(), "wildcard");
+    let config = edge.config_with(
+        &pebble.directory(),
+        challenge,
+        origin.addr,
+        "client_auth = \"require\"\nclient_ca = \"clients-ca.pem\"\nmin_version = \"1.3\"\n",
+        "[[edge.tls]]\nnames = [\"*.acme.test\"]\ncert = \"wildcard.pem\"\nkey = \"wildcard.key\"\n",
+    );
+    let running = edge.start(dir.path(), &config, &pebble.wfe_ca.pem);
+    let admin = running.admin_addr;
+    issued(&edge, &root, None, Duration::from_secs(60), admin).await;
+    let status = status_of(admin).await;
+    assert_eq!(status["certificate"], "issued", "{status}");
+    assert_eq!(status["challenge"], challenge);
+
+    let alice = clients.client("alice");
+    let tls13 = &[&rustls::version::TLS13];
+    let tls12 = &[&rustls::version::TLS12];
+    // With a certificate from client_ca: served.
+    let got = get_over(
+        edge.https(),
+        NAMES[0],
+        NAMES[0],
+        client_with_cert(&root, Some(&alice), tls13),
+    )
+    .await;
+    assert_eq!(got, Ok(http::StatusCode::OK));
+    // Without one: refused (TLS 1.3 shows it on the first read).
+    let got = get_over(
+        edge.https(),
+        NAMES[1],
+        NAMES[1],
+        client_with_cert(&root, None, tls13),
+    )
+    .await;
+    assert!(got.is_err(), "{got:?}");
+    // Below the table's min_version: no handshake.
+    let got = handshake(
+        edge.https(),
+        NAMES[0],
+        client_with_cert(&root, Some(&alice), tls12),
+    )
+    .await;
+    assert!(got.is_err());
+    // Another name under the wildcard gets the file's site: its certificate, no client
+    // certificate asked; but a request for an ACME name on that connection is 421.
+    let other = any_leaf(edge.https(), "other.acme.test").await;
+    assert_eq!(subject_cn(&other), "*.acme.test");
+    let got = get_over(
+        edge.https(),
+        "other.acme.test",
+        "other.acme.test",
+        any_cert(),
+    )
+    .await;
+    assert_eq!(got, Ok(http::StatusCode::OK));
+    let got = get_over(edge.https(), "other.acme.test", NAMES[0], any_cert()).await;
+    assert_eq!(got, Ok(http::StatusCode::MISDIRECTED_REQUEST));
+    blocking(|| running.shutdown());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acme_table_is_a_tls_site_validated_by_http_01() {
+    run_acme_site_flow("http-01").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acme_table_is_a_tls_site_validated_by_tls_alpn_01() {
+    run_acme_site_flow("tls-alpn-01").await;
 }

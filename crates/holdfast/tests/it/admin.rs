@@ -111,6 +111,7 @@ async fn status_describes_the_running_edge() {
         serde_json::json!({
             "http": [running.http_addrs[0].to_string()],
             "https": [],
+            "h3": [],
             "admin": running.admin_addr.to_string(),
         })
     );

@@ -244,6 +244,11 @@ async fn the_issue_block_as_written_challenges_browsers_and_answers_apis_with_js
     let json = api.json();
     assert_eq!(json["reason"], "no_cookie", "{json}");
     assert_eq!(json["error"], "challenge required");
+    assert_eq!(
+        json["request_id"],
+        api.header("x-request-id").unwrap(),
+        "the body names the request's own id: {json}"
+    );
     assert_eq!(origin.requests(), 0);
 
     assert_eq!(browse(&edge, "/wp-admin/x", None).await.status, 403);
@@ -322,6 +327,33 @@ async fn a_wrong_solution_and_a_tampered_token_are_refused() {
     assert_eq!(got.status, 403, "{}", got.text());
     assert!(got.header("set-cookie").is_none());
     assert!(got.text().contains("bad_solution"), "{}", got.text());
+    assert!(
+        got.text().contains(got.header("x-request-id").unwrap()),
+        "{}",
+        got.text()
+    );
+    // The same wrong answer from an API client: JSON with the real id and its own detail.
+    let got = request(
+        "POST",
+        &verify,
+        &[("accept", "application/json"), ("user-agent", UA)],
+        &format!("c={}&n={bad}&to=/protected/x", enc(&token)),
+    )
+    .await;
+    assert_eq!(got.status, 403, "{}", got.text());
+    let json = got.json();
+    assert_eq!(json["reason"], "bad_solution", "{json}");
+    assert_eq!(
+        json["request_id"],
+        got.header("x-request-id").unwrap(),
+        "{json}"
+    );
+    let detail = json["detail"].as_str().unwrap();
+    assert!(detail.contains("proof of work"), "{json}");
+    assert!(
+        !detail.contains("API clients cannot"),
+        "the no-cookie text: {json}"
+    );
     // A token with its difficulty lowered no longer carries our signature.
     let easier = token.replacen(".8.", ".1.", 1);
     let nonce = holdfast_challenge::solve(&easier, 1);
@@ -343,7 +375,7 @@ async fn a_wrong_solution_and_a_tampered_token_are_refused() {
     let got = request("POST", &verify, &[], &"c=".repeat(10_000)).await;
     assert_eq!(got.status, 413, "{}", got.text());
     let metrics = edge.metrics().await;
-    assert_eq!(rejected(&metrics, "bad_solution"), 1.0);
+    assert_eq!(rejected(&metrics, "bad_solution"), 2.0);
     assert_eq!(rejected(&metrics, "forged"), 1.0);
     assert_eq!(origin.requests(), 0);
 }

@@ -50,24 +50,32 @@ fn the_systemd_unit_verifies() {
         "StateDirectory=holdfast",
         "AmbientCapabilities=CAP_NET_BIND_SERVICE",
         "LimitNOFILE=",
+        // Readiness, and the main pid handed on at a binary upgrade.
+        "Type=notify",
+        "NotifyAccess=main",
     ] {
         assert!(unit.contains(must), "{must}");
     }
-    // Verify it with this build's binary in place of the installed one.
+    let socket = std::fs::read_to_string(root().join("deploy/holdfast.socket")).unwrap();
+    assert!(socket.contains("ListenDatagram="), "the DNS socket");
+    // Verify both with this build's binary in place of the installed one.
     let dir = tempfile::tempdir().unwrap();
     let local = unit.replace("/usr/local/bin/holdfast", env!("CARGO_BIN_EXE_holdfast"));
     let path = dir.path().join("holdfast.service");
     std::fs::write(&path, local).unwrap();
+    let socket_path = dir.path().join("holdfast.socket");
+    std::fs::write(&socket_path, socket).unwrap();
     let out = std::process::Command::new(tool("systemd-analyze", "systemd"))
         .arg("verify")
         .arg(&path)
+        .arg(&socket_path)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr).to_string();
-    // Only lines about this unit count (the host's own units may have warnings).
+    // Only lines about these units count (the host's own units may have warnings).
     let ours: Vec<&str> = text
         .lines()
-        .filter(|l| l.starts_with("holdfast.service"))
+        .filter(|l| l.starts_with("holdfast."))
         .collect();
     assert!(ours.is_empty(), "{text}");
 }

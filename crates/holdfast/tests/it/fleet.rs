@@ -338,6 +338,15 @@ async fn a_good_version_rolls_through_every_stage_and_every_member_serves_it() {
     let member_status = members[0].status().await;
     assert_eq!(member_status["fleet"]["version"], 2, "{member_status}");
     assert_eq!(member_status["fleet"]["etcd"]["reachable"], true);
+    // The operator page shows the same: this instance in the fleet, the last rollout.
+    let page = get(&members[0].admin_url("/")).await.text();
+    for part in [
+        "<h2 id=\"fleet\">Fleet</h2>",
+        "running version <span class=\"word\">2</span>",
+        "data-rollout=\"2\"",
+    ] {
+        assert!(page.contains(part), "{part:?} in {page}");
+    }
     let metrics = get(&members[0].admin_url("/metrics")).await.text();
     assert_eq!(metric(&metrics, "holdfast_fleet_version"), Some(2.0));
     assert_eq!(metric(&metrics, "holdfast_fleet_etcd_up"), Some(1.0));

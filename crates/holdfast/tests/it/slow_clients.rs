@@ -154,3 +154,42 @@ async fn an_idle_keep_alive_connection_is_closed() {
     );
     assert_eq!(origin.requests(), 1);
 }
+
+/// `edge.max_connections`: at the cap the edge stops accepting; a client beyond it waits in
+/// the backlog and is served as soon as one connection closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_max_connections_the_next_client_waits_for_a_free_place() {
+    let origin = Origin::text("ok").await;
+    let edge = app_edge_with(origin.addr, "max_connections = 2");
+    let addr = edge_addr(&edge);
+    let first = TcpStream::connect(addr).await.unwrap();
+    let _second = TcpStream::connect(addr).await.unwrap();
+    let capped = |text: &str| metric(text, "holdfast_http_connections_capped_total");
+    eventually("the edge to reach its cap", LIMIT, || async {
+        capped(&edge.metrics().await).unwrap_or(0.0) >= 1.0
+    })
+    .await;
+    // The admin plane is not a data listener: it still answers at the cap.
+    let text = edge.metrics().await;
+    assert_eq!(
+        metric(&text, "holdfast_http_connections_active"),
+        Some(2.0),
+        "{text}"
+    );
+    // The third connects (the kernel's backlog) and sends its request, but is not accepted.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    third
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let text = edge.metrics().await;
+    assert_eq!(
+        metric(&text, "holdfast_http_connections_total"),
+        Some(2.0),
+        "{text}"
+    );
+    drop(first);
+    let (mut read, _write) = third.into_split();
+    let answer = String::from_utf8_lossy(&until_closed(&mut read).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

@@ -213,7 +213,7 @@ fn a_component_naming_nothing_that_exists_is_refused() {
         &edge_config(
             1,
             &format!(
-                "{APP_POOL}\n[status_page]\nlisten = \"127.0.0.1:0\"\nexport_put = \"https://x/\"\n\n[[status_page.components]]\nname = \"Website\"\nroutes = [\"nope\"]\ndns = [\"www.example.com\"]\n"
+                "{APP_POOL}\n[status_page]\nlisten = \"127.0.0.1:0\"\nexport_put = \"ftp://x/\"\n\n[[status_page.components]]\nname = \"Website\"\nroutes = [\"nope\"]\ndns = [\"www.example.com\"]\n"
             ),
         ),
         &app_vars("\"127.0.0.1:9\"", "", ""),
@@ -231,4 +231,44 @@ fn a_component_naming_nothing_that_exists_is_refused() {
     ] {
         assert!(all.contains(key), "{key} in\n{all}");
     }
+}
+
+#[test]
+fn export_put_takes_https_and_its_ca_file_only_with_https() {
+    let errors = |keys: &str| {
+        let text = render(
+            &edge_config(
+                1,
+                // Parsed only, never bound.
+                &format!("{BASIC_POOL}\n[status_page]\nlisten = \"127.0.0.1:18081\"\n{keys}\n"),
+            ),
+            &[("origin", "127.0.0.1:9".to_string())],
+        );
+        match holdfast_config::parse(&text, Path::new("/etc/holdfast")) {
+            Ok(config) => {
+                let page = config.status_page.unwrap();
+                format!("ok {:?} {:?}", page.export_put, page.export_ca_file)
+            }
+            Err(errors) => errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    };
+    assert_eq!(
+        errors("export_put = \"https://storage.example.net/status/\"\nexport_ca_file = \"ca.pem\""),
+        "ok Some(\"https://storage.example.net/status/\") Some(\"/etc/holdfast/ca.pem\")"
+    );
+    let plain =
+        errors("export_put = \"http://storage.example.net/status/\"\nexport_ca_file = \"ca.pem\"");
+    assert!(
+        plain.contains("status_page.export_ca_file: set, but export_put is not an https:// URL"),
+        "{plain}"
+    );
+    let ftp = errors("export_put = \"ftp://storage.example.net/status/\"");
+    assert!(
+        ftp.contains("status_page.export_put: \"ftp://storage.example.net/status/\" is not an http:// or https:// URL"),
+        "{ftp}"
+    );
 }

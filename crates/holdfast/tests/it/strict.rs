@@ -578,6 +578,32 @@ async fn paths_that_cannot_be_normalised_safely_are_refused_with_400() {
             b"GET /a%0d%0aX:1 HTTP/1.1\r\nHost: a.test\r\n\r\n",
             b"GET /a%zz HTTP/1.1\r\nHost: a.test\r\n\r\n",
             b"GET /public/..;/wp-admin HTTP/1.1\r\nHost: a.test\r\n\r\n",
+            b"GET /public/..%3B/wp-admin HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        ],
+        400,
+        "path",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_slashes_keep_forwards_them_encoded() {
+    let door = Door::start_with("encoded_slashes = \"keep\"").await;
+    for (sent, forwarded) in [
+        ("/repo/a%2fb/raw", "/repo/a%2Fb/raw"),
+        ("/x/../a%5Cb", "/a%5Cb"),
+    ] {
+        let req = format!("GET {sent} HTTP/1.1\r\nHost: a.test\r\n\r\n");
+        let got = door.send(req.as_bytes()).await;
+        assert_eq!(got.status, 200, "{sent}: {}", got.head);
+        assert_eq!(door.origin.last().uri, forwarded, "{sent}");
+    }
+    // Kept encoded, a `..` between encoded slashes would climb at an origin that decodes them.
+    door.all_refused(
+        &[
+            b"GET /a%2F..%2Fwp-admin HTTP/1.1\r\nHost: a.test\r\n\r\n",
+            b"GET /a%2f%2e%2e%2fwp-admin HTTP/1.1\r\nHost: a.test\r\n\r\n",
+            b"GET /a%00 HTTP/1.1\r\nHost: a.test\r\n\r\n",
         ],
         400,
         "path",
