@@ -464,6 +464,8 @@ pub struct Edge {
     pub listen: Vec<SocketAddr>,
     pub tls_listen: Vec<SocketAddr>,
     pub tls: Vec<TlsCert>,
+    /// Certificates ordered from an ACME server (`[[edge.acme]]`), one per name set.
+    pub acme: Vec<AcmeCert>,
     /// UDP addresses served with HTTP/3 over QUIC (certificates as for `tls_listen`).
     pub h3_listen: Vec<SocketAddr>,
     /// QUIC settings of the HTTP/3 listeners.
@@ -568,7 +570,7 @@ pub struct TlsCert {
     pub policy: TlsPolicy,
 }
 
-/// `client_auth` and `client_ca` of an `[[edge.tls]]` table.
+/// `client_auth` and `client_ca` of an `[[edge.tls]]` or `[[edge.acme]]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientAuth {
     /// A connection without a valid certificate is refused (`true`) or served without a
@@ -608,6 +610,58 @@ impl Default for SessionTickets {
         SessionTickets {
             enabled: true,
             rotate: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+/// Let's Encrypt's production directory: `edge.acme.directory` when not given.
+pub const LETS_ENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// `[[edge.acme]]`: one certificate for `domains`, ordered and renewed by the edge, and the
+/// TLS site that serves it (client certificates and policy, as on `[[edge.tls]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeCert {
+    /// Lower-cased, in the order written; the first is the certificate's subject.
+    pub domains: Vec<String>,
+    /// E.g. `mailto:ops@example.com`; given to the CA with the account.
+    pub contact: Option<String>,
+    /// The ACME server's directory URL (https).
+    pub directory: String,
+    pub challenge: AcmeChallenge,
+    /// CA certificates (PEM) trusted for the ACME server's own TLS instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificates asked of connections to these names; `None`: not asked.
+    pub client_auth: Option<ClientAuth>,
+    /// Versions, cipher suites and key-exchange groups for these names.
+    pub policy: TlsPolicy,
+}
+
+impl AcmeCert {
+    /// Whether `other` orders the same certificate: the same names from the same CA, the
+    /// same way (the site's client certificates and policy do not matter to the order).
+    pub fn same_order(&self, other: &AcmeCert) -> bool {
+        self.domains == other.domains
+            && self.contact == other.contact
+            && self.directory == other.directory
+            && self.challenge == other.challenge
+            && self.ca_file == other.ca_file
+    }
+}
+
+/// How the CA checks that the edge answers for a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AcmeChallenge {
+    /// `http-01`: `GET /.well-known/acme-challenge/<token>` on port 80 (a plain listener).
+    Http01,
+    /// `tls-alpn-01`: a TLS handshake with ALPN `acme-tls/1` on port 443 (a TLS listener).
+    TlsAlpn01,
+}
+
+impl AcmeChallenge {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcmeChallenge::Http01 => "http-01",
+            AcmeChallenge::TlsAlpn01 => "tls-alpn-01",
         }
     }
 }

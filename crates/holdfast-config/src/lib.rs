@@ -28,14 +28,14 @@ mod units;
 mod validate;
 
 pub use config::{
-    AccessLog, Admin, AdminAuth, AdminTls, Balance, BotModule, Breaker, CacheConfig, CacheDisk,
-    CacheKey, Challenge, CheckKind, ClientAuth, ClientCertFiles, ClientIpHeader, Component, Config,
-    Dns, DnsZone, Edge, EncodedSlashes, FailPolicy, Fallback, Fleet, FleetRollout, HashKey,
-    HeaderOps, HealthCheck, HostMatch, IpList, Limit, LimitKey, LimitScope, Limits, Modules,
-    NamedFile, Outlier, Overload, Pool, QueryKey, Redis, RetryOn, RetryPolicy, Route, Rule,
-    RuleAction, RuleFields, RuleHeader, RuleList, RuleMode, ServerAddr, SessionTickets, StatusPage,
-    SteerPolicy, Steered, Timeouts, TlsCert, TlsPolicy, TlsVersion, UpstreamTls, WhenAllDown, H3,
-    MAX_FALLBACK_BYTES,
+    AccessLog, AcmeCert, AcmeChallenge, Admin, AdminAuth, AdminTls, Balance, BotModule, Breaker,
+    CacheConfig, CacheDisk, CacheKey, Challenge, CheckKind, ClientAuth, ClientCertFiles,
+    ClientIpHeader, Component, Config, Dns, DnsZone, Edge, EncodedSlashes, FailPolicy, Fallback,
+    Fleet, FleetRollout, HashKey, HeaderOps, HealthCheck, HostMatch, IpList, Limit, LimitKey,
+    LimitScope, Limits, Modules, NamedFile, Outlier, Overload, Pool, QueryKey, Redis, RetryOn,
+    RetryPolicy, Route, Rule, RuleAction, RuleFields, RuleHeader, RuleList, RuleMode, ServerAddr,
+    SessionTickets, StatusPage, SteerPolicy, Steered, Timeouts, TlsCert, TlsPolicy, TlsVersion,
+    UpstreamTls, WhenAllDown, H3, LETS_ENCRYPT_DIRECTORY, MAX_FALLBACK_BYTES,
 };
 pub use error::ConfigError;
 pub use fleet_split::{

@@ -228,6 +228,9 @@ pub struct EdgeSpec {
     pub tls_listen: Vec<String>,
     #[serde(default)]
     pub tls: Vec<TlsCertSpec>,
+    /// `[[edge.acme]]`: certificates Holdfast orders itself (RFC 8555).
+    #[serde(default)]
+    pub acme: Vec<AcmeSpec>,
     /// UDP addresses for HTTP/3 (QUIC); certificates as for `tls_listen`.
     #[serde(default)]
     pub h3_listen: Vec<String>,
@@ -270,6 +273,57 @@ pub struct H3Spec {
     pub idle_timeout: Option<Duration>,
     pub zero_rtt: Option<bool>,
     pub max_connections_per_ip: Option<i64>,
+}
+
+/// `[[edge.acme]]`: one certificate for a set of names, ordered from an ACME server.
+#[derive(Debug, Deserialize)]
+pub struct AcmeSpec {
+    #[serde(default)]
+    pub domains: Vec<String>,
+    pub contact: Option<String>,
+    pub directory: Option<String>,
+    pub challenge: Option<String>,
+    pub ca_file: Option<String>,
+    /// As on `[[edge.tls]]`: client certificates and policy for these names.
+    pub client_auth: Option<String>,
+    pub client_ca: Option<String>,
+    pub min_version: Option<String>,
+    pub cipher_suites: Option<Vec<String>>,
+    pub kx_groups: Option<Vec<String>>,
+}
+
+/// The keys an `[[edge.tls]]` and an `[[edge.acme]]` table share: what a TLS *site* asks of
+/// its clients (`client_auth`, `client_ca`) and its policy.
+pub struct SiteKeys<'a> {
+    pub client_auth: Option<&'a str>,
+    pub client_ca: Option<&'a str>,
+    pub min_version: Option<&'a str>,
+    pub cipher_suites: Option<&'a [String]>,
+    pub kx_groups: Option<&'a [String]>,
+}
+
+impl TlsCertSpec {
+    pub fn site_keys(&self) -> SiteKeys<'_> {
+        SiteKeys {
+            client_auth: self.client_auth.as_deref(),
+            client_ca: self.client_ca.as_deref(),
+            min_version: self.min_version.as_deref(),
+            cipher_suites: self.cipher_suites.as_deref(),
+            kx_groups: self.kx_groups.as_deref(),
+        }
+    }
+}
+
+impl AcmeSpec {
+    pub fn site_keys(&self) -> SiteKeys<'_> {
+        SiteKeys {
+            client_auth: self.client_auth.as_deref(),
+            client_ca: self.client_ca.as_deref(),
+            min_version: self.min_version.as_deref(),
+            cipher_suites: self.cipher_suites.as_deref(),
+            kx_groups: self.kx_groups.as_deref(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -31,8 +31,9 @@ impl ConnInfo {
     }
 }
 
-/// A TLS connection's site and client: which `[[edge.tls]]` table its SNI chose (`None`: no
-/// table, no default) and the subject of the client certificate that table's CA verified.
+/// A TLS connection's site and client: which `[[edge.tls]]` (or, numbered after those,
+/// `[[edge.acme]]`) table its SNI chose (`None`: no table, no default) and the subject of
+/// the client certificate that table's CA verified.
 /// Only when some table asks for client certificates; then each request of the connection
 /// carries it as an extension (`Arc<TlsPeer>`), not in `ConnInfo`, so the request future of
 /// every other edge stays its size (`service::tests::handle_future_stays_small`).

@@ -50,7 +50,8 @@
 //!   `holdfast-modules`, built by the module host) in order with one `ModuleCtx`: an action is
 //!   a header for the origin, an edit, deny, a block, a 429 or its own page (`EdgeResponse`). A module may also own a reserved path prefix (the challenge's
 //!   `/.holdfast/challenge`): `phases/reserved.rs` answers those first, before route matching,
-//!   on every host, reading a small POST body (≤ 8 KiB, 10 s).
+//!   on every host, reading a small POST body (≤ 8 KiB, 10 s); with `[[edge.acme]]` it also
+//!   owns `/.well-known/acme-challenge/` (the `http-01` key authorizations, else 404).
 //! - `phases/`: `strict` (the first phase, before reserved paths and routing: refuses what
 //!   hyper's parser lets through but an origin could read differently — `Host` missing, repeated,
 //!   malformed or unlike the target / `:authority`, target forms that do not fit the method,
@@ -123,11 +124,16 @@
 //!   so a reload opens no new origin connections and forgets no in-flight count.
 //! - `purge.rs`: a purge URL in any form a client sends (scheme or not, host case, port,
 //!   query order, dot segments) turned into the keys the cache stores it under, per route.
-//! - `tls.rs`: SNI certificate resolver (exact, `*.suffix`, default), origin TLS client config
-//!   (with the pool's client certificate). `tls/sites.rs`: one `ServerConfig` per
-//!   `[[edge.tls]]` table (its policy, its client-certificate verifier), chosen by SNI before
-//!   the handshake (`accept`, rustls's lazy acceptor), and the connection's `TlsPeer` (site,
-//!   verified subject); `tls/policy.rs`: versions, suites and groups checked against *ring*'s
+//! - `tls.rs`: the certificate files (and their expiry), origin TLS client config (with the
+//!   pool's client certificate). `tls/sites.rs`: one `ServerConfig` per `[[edge.tls]]` and
+//!   per `[[edge.acme]]` table (its policy, its client-certificate verifier), chosen by SNI
+//!   before the handshake (`accept`, rustls's lazy acceptor); one `NameIndex` picks the site
+//!   (exact — files' and ACME names —, `*.suffix`, the default, else the first ACME table)
+//!   for the configuration and for the shared certificate resolver, which serves a file's key
+//!   or what `holdfast_acme::CertStore` serves for the set now; a ClientHello offering ALPN
+//!   `acme-tls/1` gets the `tls-alpn-01` challenge configuration, and `server.rs` closes
+//!   such a connection after the handshake. The connection's `TlsPeer` (site, verified
+//!   subject); `tls/policy.rs`: versions, suites and groups checked against *ring*'s
 //!   lists; `tls/tickets.rs`: session-ticket keys rotated on a schedule, shared by every site
 //!   and kept across reloads. `phases/client_cert.rs` strips and sets the subject header and
 //!   answers 421 for a host whose site requires a certificate on another site's connection.

@@ -407,8 +407,13 @@ async fn serve_conn<S>(
             return;
         }
     };
+    let alpn = stream.get_ref().1.alpn_protocol();
+    if alpn == Some(holdfast_acme::ACME_TLS_ALPN) {
+        // A tls-alpn-01 validation (`tls::accept`): the handshake was the answer (RFC 8737 §3).
+        return;
+    }
+    let h2 = alpn == Some(b"h2");
     let svc = conn_service(states, info, tls_peer, shutdown.clone());
-    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     if h2 {
         serve_h2(TokioIo::new(stream), svc, state, shutdown).await
     } else {

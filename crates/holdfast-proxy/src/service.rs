@@ -39,6 +39,11 @@ async fn proxy(
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     phases::strict::check(state, &mut req, ctx)?;
+    // Before the client-certificate check: the CA validates over plain HTTP, also for a
+    // site that requires client certificates.
+    if let Some(page) = phases::reserved::acme_challenge(state, req.uri().path(), ctx) {
+        return Ok(page);
+    }
     phases::client_cert::check(state, &mut req, ctx)?;
     if let Some(module) = phases::reserved::owner(state, req.uri().path()) {
         // Boxed for the same reason as the exchange below; rare.

@@ -31,6 +31,8 @@ pub struct StateInputs {
     /// The generation being replaced: servers (with their idle connections and counters),
     /// retry budgets and concurrency slots carry over where their settings did not change.
     pub previous: Option<Arc<State>>,
+    /// `[[edge.acme]]`'s certificates and challenges (`None`: no ACME, or `holdfast check`).
+    pub acme: Option<Arc<holdfast_acme::CertStore>>,
 }
 
 pub struct State {
@@ -43,6 +45,10 @@ pub struct State {
     pub(crate) tls_sites: Option<Arc<crate::tls::Sites>>,
     /// Session resumption, shared by every TLS configuration and kept across reloads.
     pub(crate) tls_resumption: Option<crate::tls::Resumption>,
+    /// The ACME certificates and challenges, when `[[edge.acme]]` is configured.
+    pub(crate) acme: Option<Arc<holdfast_acme::CertStore>>,
+    /// Each certificate file's names and `notAfter` (for the expiry metric).
+    cert_expiry: Vec<crate::tls::CertExpiry>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) no_route: RouteMetrics,
     pub(crate) access_log: Option<Arc<AccessLogWriter>>,
@@ -156,6 +162,7 @@ impl State {
             workers,
             modules,
             previous,
+            acme,
         } = inputs;
         let mut errors = Vec::new();
         let pools: Vec<Arc<Pool>> = config
@@ -167,11 +174,14 @@ impl State {
                 build_pool(i, p, before, &metrics, workers, &mut errors)
             })
             .collect();
+        let acme = acme.filter(|_| !config.edge.acme.is_empty());
+        let mut cert_expiry = Vec::new();
         let tls_resumption = crate::tls::Resumption::new(
             config.edge.session_tickets,
             previous.as_deref().and_then(|s| s.tls_resumption.as_ref()),
         );
-        let tls_sites = match (&tls_resumption, config.edge.tls.is_empty()) {
+        let no_tls = config.edge.tls.is_empty() && config.edge.acme.is_empty();
+        let tls_sites = match (&tls_resumption, no_tls) {
             (_, true) => None,
             (None, false) => {
                 errors.push(ConfigError::new(
@@ -181,7 +191,13 @@ impl State {
                 ));
                 None
             }
-            (Some(r), false) => match crate::tls::server_config(&config.edge.tls, r) {
+            (Some(r), false) => match crate::tls::server_config(
+                &config.edge.tls,
+                &config.edge.acme,
+                acme.as_ref(),
+                r,
+                &mut cert_expiry,
+            ) {
                 Ok(t) => Some(Arc::new(t)),
                 Err(mut e) => {
                     errors.append(&mut e);
@@ -257,6 +273,8 @@ impl State {
             tls,
             tls_sites,
             tls_resumption,
+            acme,
+            cert_expiry,
             no_route: metrics.route(NO_ROUTE),
             metrics,
             access_log,
@@ -328,6 +346,12 @@ impl State {
                 self.metrics.cache.refresh(&r.name, cache);
             }
         }
+    }
+
+    /// Each certificate file's names (comma-separated; `default` for the one without names)
+    /// and its `notAfter`.
+    pub fn certificate_expiries(&self) -> &[(String, std::time::SystemTime)] {
+        &self.cert_expiry
     }
 
     /// Bring the `holdfast_upstream_healthy` gauges up to date (before a scrape): ejections

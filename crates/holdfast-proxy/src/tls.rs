@@ -1,9 +1,10 @@
-//! TLS material: the listeners' certificates (chosen by SNI, exact name, then `*.suffix`,
-//! then the default) and the client configuration for TLS origins (with the pool's client
-//! certificate, for authenticated origin pulls). Key files are read through
-//! `holdfast-artifact`; a broken or mismatched pair is a build error, so a reload keeps the
-//! previous certificates. Per-site configurations (policy, client certificates) are in
-//! `sites`, their policy in `policy`, session resumption in `tickets`.
+//! TLS material: the listeners' certificate files and the client configuration for TLS
+//! origins (with the pool's client certificate, for authenticated origin pulls). Key files
+//! are read through `holdfast-artifact`; a broken or mismatched pair is a build error, so a
+//! reload keeps the previous certificates. The sites (one per `[[edge.tls]]` and per
+//! `[[edge.acme]]` table: SNI choice, certificate, policy, client certificates, the
+//! `tls-alpn-01` answer) are in `sites`, their policy in `policy`, session resumption in
+//! `tickets`.
 
 mod policy;
 mod sites;
@@ -12,17 +13,17 @@ mod tickets;
 pub(crate) use sites::{accept, Sites};
 pub(crate) use tickets::Resumption;
 
-use holdfast_config::{ClientCertFiles, ConfigError, TlsCert, UpstreamTls};
-use std::collections::HashMap;
+use holdfast_acme::CertStore;
+use holdfast_config::{AcmeCert, ClientCertFiles, ConfigError, TlsCert, UpstreamTls};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
 use tokio_rustls::rustls::crypto::{ring, CryptoProvider};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{
     self, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
@@ -117,65 +118,46 @@ fn parse_pair(
     Ok((chain, key))
 }
 
-/// Picks a certificate by SNI: exact name, then wildcard, then the default.
-#[derive(Debug)]
-struct SniResolver {
-    exact: HashMap<String, Arc<CertifiedKey>>,
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
-    default: Option<Arc<CertifiedKey>>,
-}
+/// A certificate file's names (comma-separated, `default` for none) and its `notAfter`.
+pub(crate) type CertExpiry = (String, SystemTime);
 
-impl ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let Some(name) = hello.server_name() else {
-            return self.default.clone();
-        };
-        let name = name.to_ascii_lowercase();
-        if let Some(k) = self.exact.get(&name) {
-            return Some(Arc::clone(k));
-        }
-        if let Some((_, parent)) = name.split_once('.') {
-            if let Some(k) = self.wildcard.get(parent) {
-                return Some(Arc::clone(k));
-            }
-        }
-        self.default.clone()
-    }
-}
-
-/// The listeners' TLS configurations: one per `[[edge.tls]]` table (`sites`), all over one
-/// certificate resolver and the edge's session resumption.
+/// The listeners' TLS configurations: one per `[[edge.tls]]` table and per `[[edge.acme]]`
+/// table (`sites`), all over one certificate resolver (the files' keys loaded here, the ACME
+/// ones read live from `acme`) and the edge's session resumption. Each file's expiry is added
+/// to `expiry`.
 pub(crate) fn server_config(
     certs: &[TlsCert],
+    acme_sets: &[AcmeCert],
+    acme: Option<&Arc<CertStore>>,
     resumption: &Resumption,
+    expiry: &mut Vec<CertExpiry>,
 ) -> Result<Sites, Vec<ConfigError>> {
     let mut errors = Vec::new();
-    let mut resolver = SniResolver {
-        exact: HashMap::new(),
-        wildcard: HashMap::new(),
-        default: None,
-    };
+    let mut keys = Vec::with_capacity(certs.len());
     for (i, cert) in certs.iter().enumerate() {
         let key = match load_certified_key(cert, &format!("edge.tls[{i}]")) {
             Ok(k) => Arc::new(k),
             Err(mut e) => {
                 errors.append(&mut e);
+                keys.push(None);
                 continue;
             }
         };
-        if cert.names.is_empty() {
-            resolver.default = Some(Arc::clone(&key));
-        }
-        for name in &cert.names {
-            match name.strip_prefix("*.") {
-                Some(suffix) => resolver
-                    .wildcard
-                    .insert(suffix.to_string(), Arc::clone(&key)),
-                None => resolver.exact.insert(name.clone(), Arc::clone(&key)),
+        if let Some(not_after) = key
+            .end_entity_cert()
+            .ok()
+            .and_then(holdfast_acme::not_after)
+        {
+            let names = if cert.names.is_empty() {
+                "default".to_string()
+            } else {
+                cert.names.join(",")
             };
+            expiry.push((names, not_after));
         }
+        keys.push(Some(key));
     }
-    match sites::build(certs, Arc::new(resolver), resumption) {
+    match sites::build(certs, keys, acme_sets, acme, resumption) {
         Ok(sites) if errors.is_empty() => Ok(sites),
         Ok(_) => Err(errors),
         Err(mut more) => {

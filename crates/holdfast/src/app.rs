@@ -302,6 +302,16 @@ impl Running {
             .is_some()
     }
 
+    /// Test hook: order every `[[edge.acme]]` certificate now, whatever its schedule.
+    /// `false` if no ACME side runs.
+    #[doc(hidden)]
+    pub fn acme_renew_now(&self) -> bool {
+        holdfast_common::lock(&self.controller.acme)
+            .as_ref()
+            .map(holdfast_acme::AcmeManager::renew_now)
+            .is_some()
+    }
+
     /// Give the admin plane the demo's controls (`holdfast demo` only): `/status` gains
     /// `demo`, the operator page its buttons, and `POST /demo/…` answers.
     pub(crate) fn set_demo(&self, tour: Arc<crate::demo::Tour>) {
@@ -362,6 +372,7 @@ impl Running {
             }
         };
         controller.stop_checks();
+        controller.stop_acme();
         controller.access_log.sync();
         tracing::info!("holdfast stopped");
     }

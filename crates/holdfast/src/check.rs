@@ -69,6 +69,7 @@ fn check_loaded(label: &str, loaded: crate::controller::Loaded) -> Result<(), Ve
             workers: 1,
             modules: chain,
             previous: None,
+            acme: None,
         }
     })
     .map(drop)

@@ -248,6 +248,7 @@ pub(crate) fn build_generation(
     inputs: impl FnOnce(Vec<Arc<dyn RequestModule>>) -> StateInputs,
 ) -> Result<(State, Option<Prepared>), Vec<String>> {
     let mut errors = access_log_errors(&config.edge.access_log);
+    errors.extend(holdfast_acme::check(&config.edge.acme));
     let plan = match modules.plan(config) {
         Ok(plan) => Some(plan),
         Err(e) => {
@@ -362,6 +363,9 @@ pub(crate) struct Controller {
     pub(crate) fleet_status: Mutex<serde_json::Value>,
     /// The public status page, when `[status_page]` is configured (set once serving).
     pub(crate) status_page: Mutex<Option<holdfast_admin::public::StatusPageHandle>>,
+    /// The ACME side, once a configuration with `[[edge.acme]]` has run.
+    pub(crate) acme: Mutex<Option<holdfast_acme::AcmeManager>>,
+    acme_metrics: holdfast_acme::AcmeMetrics,
     /// The demo's origins and files (`holdfast demo` only).
     pub(crate) demo: Mutex<Option<Arc<crate::demo::Tour>>>,
     /// Where `POST /upgrade` sends its request: the loop that owns the `Running` (`holdfast
@@ -408,10 +412,17 @@ impl Controller {
             Arc::new(ArtifactMetrics::new(&registry).map_err(StartError::metrics)?);
         let modules = crate::registry::module_host(&registry, &artifact_metrics, extra_modules)
             .map_err(StartError::metrics)?;
+        let acme_metrics =
+            holdfast_acme::AcmeMetrics::new(&registry).map_err(StartError::metrics)?;
         let label = source.label();
         let config = &loaded.config;
+        // Stored certificates (or placeholders) are served from the first handshake on.
+        let acme = start_acme(config, &acme_metrics)
+            .map_err(|e| StartError::Config(vec![format!("{label}: edge.acme: {e}")]))?;
+        let acme_store = acme.as_ref().map(holdfast_acme::AcmeManager::store);
         let inputs = |access_log: Option<Arc<AccessLogWriter>>| {
             let metrics = Arc::clone(&metrics);
+            let acme = acme_store.clone();
             move |chain| StateInputs {
                 config: Arc::clone(config),
                 generation: 1,
@@ -420,6 +431,7 @@ impl Controller {
                 workers,
                 modules: chain,
                 previous: None,
+                acme,
             }
         };
         // A log that cannot be opened: every problem of the file, as `check` reports them.
@@ -427,6 +439,7 @@ impl Controller {
             let errors = build_generation(&label, config, &modules, Mode::Check, inputs(None))
                 .err()
                 .unwrap_or_default();
+            stop_acme(acme.as_ref());
             return Err(StartError::Config(errors));
         }
         let access_log = Arc::new(
@@ -443,7 +456,10 @@ impl Controller {
             Mode::Run,
             inputs(Some(Arc::clone(&access_log))),
         )
-        .map_err(StartError::Config)?;
+        .map_err(|e| {
+            stop_acme(acme.as_ref());
+            StartError::Config(e)
+        })?;
         if let Some(prepared) = prepared {
             modules.install(prepared);
         }
@@ -480,9 +496,33 @@ impl Controller {
             dns: Mutex::new(None),
             fleet_status: Mutex::new(serde_json::Value::Null),
             status_page: Mutex::new(None),
+            acme: Mutex::new(acme),
+            acme_metrics,
             demo: Mutex::new(None),
             upgrades: Mutex::new(None),
         })
+    }
+
+    /// Stop ordering certificates (at shutdown).
+    pub(crate) fn stop_acme(&self) {
+        stop_acme(lock(&self.acme).as_ref());
+    }
+
+    /// The ACME certificates' store for a reload's `State`: the running manager's, or a new
+    /// manager's (with no name set yet: `follow` gives it the sets once the reload applies).
+    fn acme_store(&self, config: &Config) -> Result<Option<Arc<holdfast_acme::CertStore>>, String> {
+        let mut acme = lock(&self.acme);
+        if let Some(m) = acme.as_ref() {
+            return Ok(Some(m.store()));
+        }
+        let (false, Some(dir)) = (config.edge.acme.is_empty(), &config.edge.state_dir) else {
+            return Ok(None);
+        };
+        let m = holdfast_acme::AcmeManager::start(&[], dir, self.acme_metrics.clone())
+            .map_err(|e| format!("edge.acme: {e}"))?;
+        let store = m.store();
+        *acme = Some(m);
+        Ok(Some(store))
     }
 
     /// Stop the active health checks (at shutdown).
@@ -541,6 +581,9 @@ impl Controller {
         if !fixed.is_empty() {
             return Err(fixed.into_iter().map(|e| format!("{label}: {e}")).collect());
         }
+        let acme = self
+            .acme_store(&loaded.config)
+            .map_err(|e| vec![format!("{label}: {e}")])?;
         let (state, prepared) =
             build_generation(&label, &loaded.config, &self.modules, Mode::Run, |chain| {
                 StateInputs {
@@ -551,6 +594,7 @@ impl Controller {
                     workers: self.workers,
                     modules: chain,
                     previous: Some(self.states.load_full()),
+                    acme,
                 }
             })?;
         // `Mode::Run` starts the modules whenever the build succeeds.
@@ -603,6 +647,9 @@ impl Controller {
                 let sha256 = loaded.sha256;
                 let state = Arc::new(state);
                 self.health.follow(&state);
+                if let Some(acme) = lock(&self.acme).as_ref() {
+                    acme.follow(&state.config.edge.acme);
+                }
                 self.states.store(state);
                 book.generation = candidate;
                 book.sha256 = sha256;
@@ -705,6 +752,7 @@ impl Backend for Controller {
             "dns": self.dns_handle().as_ref().map(|d| d.status()),
             "fleet": *lock(&self.fleet_status),
             "status_page": self.status_page_handle().as_ref().map(|p| p.status()),
+            "acme": lock(&self.acme).as_ref().map(|a| a.status()),
         });
         if let (Some(tour), Some(obj)) = (lock(&self.demo).as_ref(), status.as_object_mut()) {
             obj.insert("demo".into(), tour.status());
@@ -826,7 +874,30 @@ impl Backend for Controller {
         let state = self.states.load();
         state.refresh_health_gauges();
         state.refresh_cache_metrics();
+        let mut certs = state.certificate_expiries().to_vec();
+        if let Some(acme) = lock(&self.acme).as_ref() {
+            certs.extend(acme.expiries());
+        }
+        self.acme_metrics.refresh_expiry(&certs);
         &self.registry
+    }
+}
+
+/// The ACME side for `config` at start, when it has `[[edge.acme]]` (validation made sure
+/// `state_dir` is set): stored certificates or placeholders are loaded before it returns.
+fn start_acme(
+    config: &Config,
+    metrics: &holdfast_acme::AcmeMetrics,
+) -> Result<Option<holdfast_acme::AcmeManager>, holdfast_acme::AcmeError> {
+    let (false, Some(dir)) = (config.edge.acme.is_empty(), &config.edge.state_dir) else {
+        return Ok(None);
+    };
+    holdfast_acme::AcmeManager::start(&config.edge.acme, dir, metrics.clone()).map(Some)
+}
+
+fn stop_acme(acme: Option<&holdfast_acme::AcmeManager>) {
+    if let Some(a) = acme {
+        a.stop();
     }
 }
 

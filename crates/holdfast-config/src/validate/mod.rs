@@ -199,6 +199,7 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
         );
     }
     let tls = tls_certs(spec, base_dir, errs);
+    let acme = acme::acme(spec, base_dir, errs);
     let threads = match spec.threads {
         None => None,
         Some(n) if n >= 1 && n as u64 <= MAX_THREADS as u64 => usize::try_from(n).ok(),
@@ -237,6 +238,7 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
         listen,
         tls_listen,
         tls,
+        acme,
         h3_listen,
         h3,
         threads,
@@ -383,11 +385,11 @@ fn limits(spec: &EdgeSpec, errs: &mut Errors) -> Limits {
 }
 
 fn tls_certs(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Vec<TlsCert> {
-    if !spec.tls_listen.is_empty() && spec.tls.is_empty() {
+    if !spec.tls_listen.is_empty() && spec.tls.is_empty() && spec.acme.is_empty() {
         errs.add(
             "edge.tls",
             "tls_listen is set but no certificate is configured",
-            "add an [[edge.tls]] table with cert and key",
+            "add an [[edge.tls]] table with cert and key, or an [[edge.acme]] table with the domains",
         );
     }
     if spec.tls_listen.is_empty() && !spec.tls.is_empty() {
@@ -450,8 +452,8 @@ fn tls_certs(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Vec<TlsCert
             names,
             cert: base_dir.join(&t.cert),
             key: base_dir.join(&t.key),
-            client_auth: tls::client_auth(&at, t, base_dir, errs),
-            policy: tls::policy(&at, t, errs),
+            client_auth: tls::client_auth(&at, &t.site_keys(), base_dir, errs),
+            policy: tls::policy(&at, &t.site_keys(), errs),
         });
     }
     out
@@ -614,6 +616,7 @@ fn taken_addrs(edge: &EdgeSpec, admin: Option<SocketAddr>) -> Vec<(String, Socke
     all
 }
 
+mod acme;
 mod cache;
 mod challenge;
 mod dns;

@@ -17,14 +17,14 @@ const MIN_TICKET_ROTATION: Duration = Duration::from_secs(60);
 /// for two periods.
 const MAX_TICKET_ROTATION: Duration = Duration::from_secs(7 * 24 * 3600 / 2);
 
-/// `client_auth` and `client_ca` of `edge.tls[i]`.
+/// `client_auth` and `client_ca` of `edge.tls[i]` or `edge.acme[i]`.
 pub(super) fn client_auth(
     at: &str,
-    t: &TlsCertSpec,
+    t: &SiteKeys<'_>,
     base_dir: &Path,
     errs: &mut Errors,
 ) -> Option<ClientAuth> {
-    let required = match t.client_auth.as_deref() {
+    let required = match t.client_auth {
         None => {
             if t.client_ca.is_some() {
                 errs.add(
@@ -46,7 +46,7 @@ pub(super) fn client_auth(
             return None;
         }
     };
-    match t.client_ca.as_deref() {
+    match t.client_ca {
         Some(ca) if !ca.is_empty() => Some(ClientAuth {
             required,
             ca: base_dir.join(ca),
@@ -62,9 +62,9 @@ pub(super) fn client_auth(
     }
 }
 
-/// `min_version`, `cipher_suites` and `kx_groups` of `edge.tls[i]`.
-pub(super) fn policy(at: &str, t: &TlsCertSpec, errs: &mut Errors) -> TlsPolicy {
-    let min_version = match t.min_version.as_deref() {
+/// `min_version`, `cipher_suites` and `kx_groups` of `edge.tls[i]` or `edge.acme[i]`.
+pub(super) fn policy(at: &str, t: &SiteKeys<'_>, errs: &mut Errors) -> TlsPolicy {
+    let min_version = match t.min_version {
         None | Some("1.2") => TlsVersion::Tls12,
         Some("1.3") => TlsVersion::Tls13,
         Some(other) => {
@@ -80,7 +80,7 @@ pub(super) fn policy(at: &str, t: &TlsCertSpec, errs: &mut Errors) -> TlsPolicy 
         ("cipher_suites", &t.cipher_suites),
         ("kx_groups", &t.kx_groups),
     ] {
-        if list.as_ref().is_some_and(Vec::is_empty) {
+        if list.is_some_and(<[String]>::is_empty) {
             errs.add(
                 format!("{at}.{field}"),
                 "an empty list would allow no handshake at all",
@@ -90,8 +90,8 @@ pub(super) fn policy(at: &str, t: &TlsCertSpec, errs: &mut Errors) -> TlsPolicy 
     }
     TlsPolicy {
         min_version,
-        cipher_suites: t.cipher_suites.clone().unwrap_or_default(),
-        kx_groups: t.kx_groups.clone().unwrap_or_default(),
+        cipher_suites: t.cipher_suites.map(<[String]>::to_vec).unwrap_or_default(),
+        kx_groups: t.kx_groups.map(<[String]>::to_vec).unwrap_or_default(),
     }
 }
 
@@ -106,10 +106,12 @@ pub(super) fn client_cert_header(spec: &EdgeSpec, errs: &mut Errors) -> Option<H
             "use a name such as \"X-Client-Subject\"",
         );
     }
-    if !spec.tls.iter().any(|t| t.client_auth.is_some()) {
+    let asked = spec.tls.iter().any(|t| t.client_auth.is_some())
+        || spec.acme.iter().any(|a| a.client_auth.is_some());
+    if !asked {
         errs.add(
             "edge.client_cert_header",
-            "no [[edge.tls]] table asks for client certificates, so it would never be sent",
+            "no [[edge.tls]] or [[edge.acme]] table asks for client certificates, so it would never be sent",
             "set client_auth and client_ca on a certificate, or remove client_cert_header",
         );
     }

@@ -372,7 +372,7 @@ fn tls_listen_without_certificates() {
     check_errors(
         &edge_with("tls_listen = [\"127.0.0.1:8443\"]"),
         expect![[r#"
-            edge.tls: tls_listen is set but no certificate is configured (add an [[edge.tls]] table with cert and key)
+            edge.tls: tls_listen is set but no certificate is configured (add an [[edge.tls]] table with cert and key, or an [[edge.acme]] table with the domains)
         "#]],
     );
 }

@@ -107,7 +107,7 @@ fn client_cert_header_must_be_a_name_and_have_a_use() {
         &edge_tls("", "client_cert_header = \"X Client\""),
         expect![[r#"
             edge.client_cert_header: "X Client" is not a header name (use a name such as "X-Client-Subject")
-            edge.client_cert_header: no [[edge.tls]] table asks for client certificates, so it would never be sent (set client_auth and client_ca on a certificate, or remove client_cert_header)
+            edge.client_cert_header: no [[edge.tls]] or [[edge.acme]] table asks for client certificates, so it would never be sent (set client_auth and client_ca on a certificate, or remove client_cert_header)
         "#]],
     );
 }

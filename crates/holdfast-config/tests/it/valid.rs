@@ -46,6 +46,7 @@ fn minimal_file_is_accepted_with_every_default() {
             listen: vec![addr("127.0.0.1:8080")],
             tls_listen: vec![],
             tls: vec![],
+            acme: vec![],
             h3_listen: vec![],
             h3: holdfast_config::H3 {
                 max_streams: 100,

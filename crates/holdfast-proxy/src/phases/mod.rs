@@ -1,5 +1,7 @@
 //! The request phases, in the order `service::handle` runs them: `strict` (the front door:
-//! refuse ambiguous requests, normalise the rest, the path with `path`), `client_cert` (the
+//! refuse ambiguous requests, normalise the rest, the path with `path`), with `[[edge.acme]]`
+//! the `http-01` challenge (`reserved::acme_challenge`, before `client_cert` so the CA's
+//! plain-HTTP validation reaches a site that requires certificates), `client_cert` (the
 //! client-certificate subject header: stripped from input, set from the handshake; a host
 //! whose site requires a certificate refused on another site's connection), `reserved` (paths the
 //! edge answers itself before any route, e.g. the challenge's), `route` (which route and

@@ -1,6 +1,7 @@
 //! Paths the edge answers itself, before any route: a module's reserved prefix (the
-//! challenge's `/.holdfast/challenge/…`) on every host. A POST body there is small and read
-//! whole, within `RESERVED_BODY_LIMIT` and `BODY_TIMEOUT`.
+//! challenge's `/.holdfast/challenge/…`) on every host, and with `[[edge.acme]]` the ACME
+//! `http-01` challenge (`/.well-known/acme-challenge/<token>`). A POST body there is small
+//! and read whole, within `RESERVED_BODY_LIMIT` and `BODY_TIMEOUT`.
 
 use crate::body::{BodyError, ClientBody, ResponseBody};
 use crate::ctx::RequestCtx;
@@ -16,6 +17,37 @@ use std::time::Duration;
 pub(crate) const RESERVED_BODY_LIMIT: usize = 8 << 10;
 /// The longest a client may take to send that body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// With `[[edge.acme]]`, the edge owns `/.well-known/acme-challenge/`: a token of an order in
+/// flight gets its key authorization (RFC 8555 §8.3), any other path under it a 404.
+pub(crate) fn acme_challenge(
+    state: &State,
+    path: &str,
+    ctx: &RequestCtx,
+) -> Option<Response<ResponseBody>> {
+    let acme = state.acme.as_ref()?;
+    let token = path.strip_prefix(holdfast_acme::HTTP_CHALLENGE_PREFIX)?;
+    let (status, body) = match acme.http_challenge(token) {
+        Some(key_authorization) => (http::StatusCode::OK, key_authorization.to_string()),
+        None => (
+            http::StatusCode::NOT_FOUND,
+            "no such ACME challenge\n".to_string(),
+        ),
+    };
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Some(edge_response(
+        EdgeResponse {
+            status,
+            headers,
+            body,
+        },
+        ctx,
+    ))
+}
 
 /// The module whose reserved prefix `path` is under, if any (one byte compared for every
 /// other request).

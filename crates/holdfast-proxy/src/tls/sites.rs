@@ -1,14 +1,22 @@
-//! The TLS listeners' configurations, one per `[[edge.tls]]` table (a *site*): its policy
+//! The TLS listeners' configurations, one per `[[edge.tls]]` table and one per
+//! `[[edge.acme]]` table (a *site*; the ACME ones numbered after the files'): its policy
 //! (`policy`), whether it asks clients for a certificate and which CA verifies it, and the
-//! shared certificate resolver and session resumption. `accept` reads the ClientHello first
-//! and finishes the handshake with the configuration its SNI names (exact, `*.suffix`, then
-//! the default table, as the certificate resolver chooses); `TlsPeer` records the site and
-//! the verified client certificate's subject for the connection's requests.
+//! shared certificate resolver and session resumption. One `NameIndex` picks the site for
+//! a server name (exact — a file's names and the ACME names —, then `*.suffix`, then the
+//! default table, else the first ACME table): `accept` reads the ClientHello first and
+//! finishes the handshake with that site's configuration, and the resolver (shared by every
+//! site and by the QUIC listeners) serves that site's certificate — a file's, or what the
+//! ACME `CertStore` serves for the name set now (a placeholder until the first issuance, then
+//! each renewal, without a reload). A ClientHello offering ALPN `acme-tls/1` is a
+//! `tls-alpn-01` validation (RFC 8737): it gets the challenge configuration (that protocol
+//! only, the challenge certificate for its name, else no handshake). `TlsPeer` records the
+//! site and the verified client certificate's subject for the connection's requests.
 
 use super::policy;
 use super::tickets::Resumption;
 use crate::ctx::TlsPeer;
-use holdfast_config::{ClientAuth, ConfigError, TlsCert, TlsPolicy};
+use holdfast_acme::{CertStore, ACME_TLS_ALPN};
+use holdfast_config::{AcmeCert, AcmeChallenge, ClientAuth, ConfigError, TlsCert, TlsPolicy};
 use http::HeaderValue;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +25,11 @@ use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::server::danger::ClientCertVerifier;
-use tokio_rustls::rustls::server::{Acceptor, ResolvesServerCert, WebPkiClientVerifier};
-use tokio_rustls::rustls::{RootCertStore, ServerConfig};
+use tokio_rustls::rustls::server::{
+    Acceptor, ClientHello, ResolvesServerCert, WebPkiClientVerifier,
+};
+use tokio_rustls::rustls::sign::CertifiedKey;
+use tokio_rustls::rustls::{version, RootCertStore, ServerConfig};
 
 /// ALPN offered on every TLS listener.
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -29,13 +40,15 @@ struct Site {
     client_auth: Option<bool>,
 }
 
-/// One configuration per `[[edge.tls]]` table, chosen by SNI.
+/// One configuration per `[[edge.tls]]` and `[[edge.acme]]` table, chosen by SNI.
 pub(crate) struct Sites {
     /// For a name no table lists when no table is the default (the resolver then has no
     /// certificate either): rustls's defaults, no client certificates.
     fallback: Arc<ServerConfig>,
     sites: Box<[Site]>,
-    names: NameIndex,
+    names: Arc<NameIndex>,
+    /// With an `[[edge.acme]]` table using `tls-alpn-01`: what a validation shakes hands with.
+    acme_challenge: Option<Arc<ServerConfig>>,
     /// Some table asks for client certificates: connections record a `TlsPeer`, requests
     /// are checked against it.
     pub(crate) checks_clients: bool,
@@ -66,7 +79,8 @@ impl Sites {
     }
 }
 
-/// Server names to table indices: exact, then `*.suffix` one label up, then the default.
+/// Server names to site indices: exact, then `*.suffix` one label up, then the default.
+#[derive(Debug)]
 struct NameIndex {
     exact: HashMap<String, usize>,
     wildcard: HashMap<String, usize>,
@@ -74,7 +88,10 @@ struct NameIndex {
 }
 
 impl NameIndex {
-    fn of(certs: &[TlsCert]) -> Self {
+    /// The files' tables are sites `0..certs.len()`, the ACME tables the ones after. ACME
+    /// names are exact names (no wildcards; none is also a file's, the config checks); the
+    /// default is the file without names, else the first ACME table.
+    fn of(certs: &[TlsCert], acme: &[AcmeCert]) -> Self {
         let mut index = NameIndex {
             exact: HashMap::new(),
             wildcard: HashMap::new(),
@@ -90,6 +107,15 @@ impl NameIndex {
                     None => index.exact.insert(name.clone(), i),
                 };
             }
+        }
+        for (j, set) in acme.iter().enumerate() {
+            let i = certs.len() + j;
+            for name in &set.domains {
+                index.exact.entry(name.clone()).or_insert(i);
+            }
+        }
+        if index.default.is_none() && !acme.is_empty() {
+            index.default = Some(certs.len());
         }
         index
     }
@@ -109,31 +135,101 @@ impl NameIndex {
     }
 }
 
-/// Every table's configuration over the shared `resolver` and `resumption`; all errors.
+/// What one site serves.
+#[derive(Debug)]
+enum SiteCert {
+    /// An `[[edge.tls]]` table's files (`None`: they did not load, and the build fails).
+    File(Option<Arc<CertifiedKey>>),
+    /// An `[[edge.acme]]` table's: what the store serves for this name (the set's first) now.
+    Acme(String),
+}
+
+/// The certificate for a ClientHello: the site its SNI names, as `accept` picks it, and that
+/// site's certificate. One for every site's configuration and the QUIC listeners.
+#[derive(Debug)]
+struct SiteResolver {
+    names: Arc<NameIndex>,
+    certs: Box<[SiteCert]>,
+    /// `[[edge.acme]]`'s certificates (shared across generations; `None`: no ACME, or
+    /// `holdfast check`, which serves nothing).
+    acme: Option<Arc<CertStore>>,
+}
+
+impl SiteResolver {
+    fn certificate(&self, site: usize) -> Option<Arc<CertifiedKey>> {
+        match self.certs.get(site)? {
+            SiteCert::File(key) => key.clone(),
+            SiteCert::Acme(name) => self.acme.as_ref()?.certificate(name),
+        }
+    }
+}
+
+impl ResolvesServerCert for SiteResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.certificate(self.names.find(hello.server_name())?)
+    }
+}
+
+/// `tls-alpn-01`: the challenge certificate for the name being validated, while an order
+/// waits for it; otherwise no certificate, so no handshake.
+#[derive(Debug)]
+struct ChallengeResolver(Arc<CertStore>);
+
+impl ResolvesServerCert for ChallengeResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.alpn_challenge(hello.server_name()?)
+    }
+}
+
+/// Every site's configuration over one resolver and `resumption`; all errors. `keys` are the
+/// files' certificates, one per `certs` entry; `acme` the store the ACME sites serve from.
 pub(crate) fn build(
     certs: &[TlsCert],
-    resolver: Arc<dyn ResolvesServerCert>,
+    keys: Vec<Option<Arc<CertifiedKey>>>,
+    acme_sets: &[AcmeCert],
+    acme: Option<&Arc<CertStore>>,
     resumption: &Resumption,
 ) -> Result<Sites, Vec<ConfigError>> {
+    let names = Arc::new(NameIndex::of(certs, acme_sets));
+    let files = keys.into_iter().map(SiteCert::File);
+    let ordered = acme_sets
+        .iter()
+        .map(|set| SiteCert::Acme(set.domains.first().cloned().unwrap_or_default()));
+    let resolver: Arc<dyn ResolvesServerCert> = Arc::new(SiteResolver {
+        names: Arc::clone(&names),
+        certs: files.chain(ordered).collect(),
+        acme: acme.cloned(),
+    });
+    let tables = certs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("edge.tls[{i}]"), &c.policy, c.client_auth.as_ref()));
+    let sets = acme_sets
+        .iter()
+        .enumerate()
+        .map(|(j, a)| (format!("edge.acme[{j}]"), &a.policy, a.client_auth.as_ref()));
     let mut errors = Vec::new();
-    let mut sites = Vec::with_capacity(certs.len());
-    for (i, cert) in certs.iter().enumerate() {
-        let at = format!("edge.tls[{i}]");
-        let made = site_config(
-            &cert.policy,
-            cert.client_auth.as_ref(),
-            &resolver,
-            resumption,
-            &at,
-        );
-        match made {
+    let mut sites = Vec::with_capacity(certs.len() + acme_sets.len());
+    for (at, policy, client_auth) in tables.chain(sets) {
+        match site_config(policy, client_auth, &resolver, resumption, &at) {
             Ok(config) => sites.push(Site {
                 config,
-                client_auth: cert.client_auth.as_ref().map(|c| c.required),
+                client_auth: client_auth.map(|c| c.required),
             }),
             Err(e) => errors.push(e),
         }
     }
+    let alpn_01 = acme_sets
+        .iter()
+        .any(|s| s.challenge == AcmeChallenge::TlsAlpn01);
+    let acme_challenge = match acme.filter(|_| alpn_01).map(challenge_config) {
+        None => None,
+        Some(Ok(config)) => Some(config),
+        Some(Err(e)) => {
+            errors.push(e);
+            None
+        }
+    };
     let fallback = site_config(
         &TlsPolicy::default(),
         None,
@@ -146,7 +242,8 @@ pub(crate) fn build(
             fallback,
             checks_clients: sites.iter().any(|s| s.client_auth.is_some()),
             sites: sites.into_boxed_slice(),
-            names: NameIndex::of(certs),
+            names,
+            acme_challenge,
         }),
         Ok(_) => Err(errors),
         Err(e) => {
@@ -179,6 +276,27 @@ fn site_config(
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     resumption.apply(&mut config);
     Ok(Arc::new(config))
+}
+
+/// The configuration a `tls-alpn-01` validation shakes hands with: ALPN `acme-tls/1` only,
+/// TLS 1.2 or 1.3 (RFC 8737 §4), the challenge certificate, no client certificates, no
+/// resumption.
+fn challenge_config(store: &Arc<CertStore>) -> Result<Arc<ServerConfig>, ConfigError> {
+    let mut config = ServerConfig::builder_with_provider(super::provider())
+        .with_protocol_versions(&[&version::TLS13, &version::TLS12])
+        .map_err(|e| ConfigError::new("edge.acme", e.to_string(), ""))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(ChallengeResolver(Arc::clone(store))));
+    config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
+    config.send_tls13_tickets = 0;
+    Ok(Arc::new(config))
+}
+
+/// Whether a ClientHello offers ALPN `acme-tls/1`: a `tls-alpn-01` validation.
+fn offers_acme_tls(hello: &ClientHello<'_>) -> bool {
+    hello
+        .alpn()
+        .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN))
 }
 
 fn client_verifier(
@@ -225,7 +343,9 @@ fn bad_ca(path: &std::path::Path, at: &str) -> ConfigError {
 
 /// The server side of a TLS handshake: read the ClientHello, pick the site its SNI names,
 /// shake hands with that site's configuration. The `TlsPeer` is `None` when no site asks
-/// for client certificates (nothing to check per request).
+/// for client certificates (nothing to check per request). A `tls-alpn-01` validation shakes
+/// hands with the challenge configuration instead; its stream's ALPN is `acme-tls/1`, and
+/// the handshake was the whole answer (the caller closes it).
 pub(crate) async fn accept<S>(
     stream: S,
     sites: &Sites,
@@ -234,7 +354,14 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let start = tokio_rustls::LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
-    let site = sites.names.find(start.client_hello().server_name());
+    let hello = start.client_hello();
+    if let Some(challenge) = sites.acme_challenge.as_ref() {
+        if offers_acme_tls(&hello) {
+            let tls = start.into_stream(Arc::clone(challenge)).await?;
+            return Ok((tls, None));
+        }
+    }
+    let site = sites.names.find(hello.server_name());
     let tls = start.into_stream(Arc::clone(sites.config_of(site))).await?;
     let peer = sites.checks_clients.then(|| {
         let subject = tls
@@ -349,13 +476,49 @@ mod tests {
             client_auth: None,
             policy: TlsPolicy::default(),
         };
-        let index = NameIndex::of(&[cert(&["a.test"]), cert(&["*.b.test"]), cert(&[])]);
+        let index = NameIndex::of(&[cert(&["a.test"]), cert(&["*.b.test"]), cert(&[])], &[]);
         assert_eq!(index.find(Some("A.test")), Some(0));
         assert_eq!(index.find(Some("x.b.test")), Some(1));
         assert_eq!(index.find(Some("b.test")), Some(2));
         assert_eq!(index.find(Some("y.x.b.test")), Some(2));
         assert_eq!(index.find(None), Some(2));
-        let no_default = NameIndex::of(&[cert(&["a.test"])]);
+        let no_default = NameIndex::of(&[cert(&["a.test"])], &[]);
         assert_eq!(no_default.find(Some("other.test")), None);
+    }
+
+    fn acme(domains: &[&str]) -> AcmeCert {
+        AcmeCert {
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            contact: None,
+            directory: holdfast_config::LETS_ENCRYPT_DIRECTORY.to_string(),
+            challenge: AcmeChallenge::Http01,
+            ca_file: None,
+            client_auth: None,
+            policy: TlsPolicy::default(),
+        }
+    }
+
+    #[test]
+    fn acme_names_are_sites_after_the_files_exact_before_wildcards() {
+        let cert = |names: &[&str]| TlsCert {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            cert: "c".into(),
+            key: "k".into(),
+            client_auth: None,
+            policy: TlsPolicy::default(),
+        };
+        let files = [cert(&["a.test"]), cert(&["*.b.test"])];
+        let sets = [acme(&["x.b.test", "y.test"]), acme(&["z.test"])];
+        let index = NameIndex::of(&files, &sets);
+        assert_eq!(index.find(Some("a.test")), Some(0));
+        assert_eq!(index.find(Some("X.b.test")), Some(2));
+        assert_eq!(index.find(Some("w.b.test")), Some(1));
+        assert_eq!(index.find(Some("z.test")), Some(3));
+        // No file without names: the first ACME table is the default.
+        assert_eq!(index.find(Some("other.test")), Some(2));
+        assert_eq!(index.find(None), Some(2));
+        let with_default = NameIndex::of(&[cert(&[])], &sets);
+        assert_eq!(with_default.find(Some("other.test")), Some(0));
+        assert_eq!(with_default.find(Some("z.test")), Some(2));
     }
 }

@@ -37,7 +37,7 @@ fn the_alert_rules_pass_promtool() {
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("SUCCESS: 13 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 15 rules found"), "{text}");
 }
 
 #[test]
@@ -246,7 +246,11 @@ async fn every_alert_and_panel_queries_metrics_holdfast_exports() {
     let good2 = Origin::serve(on("127.0.0.3").await, cacheable());
     let dead = dead_addr();
     let edge = Edge::start_in_dir(
-        &edge_config_with(1, "state_dir = \"state\"", CONFIG),
+        &edge_config_with(
+            1,
+            "state_dir = \"state\"\ntls_listen = [\"127.0.0.1:0\"]\n[[edge.tls]]\ncert = \"site.pem\"\nkey = \"site.key\"",
+            CONFIG,
+        ),
         &[
             ("dead", dead.to_string()),
             ("good", good.addr.to_string()),
@@ -254,6 +258,9 @@ async fn every_alert_and_panel_queries_metrics_holdfast_exports() {
         ],
         |dir| {
             std::fs::write(dir.join("example.test.zone"), ZONE).unwrap();
+            TestCa::new("deploy test CA")
+                .leaf(&["www.example.test"])
+                .write(dir, "site");
             std::fs::write(dir.join("sorry.html"), "sorry").unwrap();
             std::fs::write(dir.join("partners.txt"), "# version: 1\n192.0.2.0/24\n").unwrap();
         },

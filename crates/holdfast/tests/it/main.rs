@@ -13,6 +13,7 @@
 mod support;
 
 mod access_log;
+mod acme;
 mod admin;
 mod bad_input;
 mod balancing;
