@@ -25,14 +25,16 @@
 //! - `conn_limit.rs`: `edge.max_connections`, the open client connections of all workers
 //!   together; at the cap the accept loops pause until one closes (the backlog holds the rest).
 //! - `h3/`: HTTP/3 to clients (`edge.h3_listen`, `quinn` + `h3`): `listener.rs` binds one UDP
-//!   socket and one QUIC endpoint per address on a thread of its own (not per worker: a
+//!   socket (or takes the one a binary upgrade handed over) and runs one QUIC endpoint per
+//!   address on a thread of its own (not per worker: a
 //!   client's changed address would reach an endpoint that does not know its connection) and
 //!   admits attempts (Retry under load and `max_connections_per_ip`, counted in
 //!   `admission.rs`; QUIC settings and the TLS listeners' certificate resolver from the
 //!   current `State`); `connection.rs` one connection
 //!   (handshake, GOAWAY on shutdown); `request.rs` one request stream handed to
 //!   `service::handle` like any other, its body adapted by `body.rs` into `ClientBody`;
-//!   `alt_svc.rs` adds `Alt-Svc` to TLS responses; `metrics.rs` the `holdfast_quic_*` families.
+//!   `alt_svc.rs` adds `Alt-Svc` to TLS responses; `metrics.rs` the `holdfast_quic_*` families;
+//!   `memory.rs` an in-memory UDP network on which `fuzzing` runs the listener without sockets.
 //! - `send_timeout.rs`: the client socket's write side with a stall limit (60 s): a client
 //!   that stops reading is disconnected, releasing the response body, its origin connection
 //!   and pool slot. **Invariant:** no client holds an origin connection by not reading.
@@ -228,6 +230,6 @@ pub use holdfast_modules::{
     Block, EdgeRequest, EdgeResponse, Edit, ModuleAction, RequestModule, TooMany, REQUEST_ID_MARK,
 };
 pub use metrics::Metrics;
-pub use server::{bind_all, start, start_bound, BoundListeners, EdgeHandle, Listeners};
+pub use server::{bind_all, bind_h3, start, start_bound, BoundListeners, EdgeHandle, Listeners};
 pub use state::{PoolStatus, RouteCacheStatus, RouteStatus, ServerStatus, State, StateInputs};
 pub use upstream::{CheckTargets, HealthChecker};

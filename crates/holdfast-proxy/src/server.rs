@@ -85,8 +85,9 @@ impl EdgeHandle {
 pub struct BoundListeners {
     pub plain: Vec<Vec<std::net::TcpListener>>,
     pub tls: Vec<Vec<std::net::TcpListener>>,
-    /// HTTP/3 (UDP) addresses, bound here: QUIC sockets are not handed over at an upgrade.
-    pub h3: Vec<SocketAddr>,
+    /// HTTP/3's UDP sockets, one per `edge.h3_listen` address (`bind_h3`, or inherited: a
+    /// binary upgrade hands them over like the TCP listeners).
+    pub h3: Vec<std::net::UdpSocket>,
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -117,6 +118,11 @@ pub fn bind_all(
     Ok((actual, all))
 }
 
+/// An HTTP/3 listener's UDP socket for `addr` (non-blocking; IPv6 only for an IPv6 address).
+pub fn bind_h3(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    crate::h3::bind(addr)
+}
+
 /// Bind every listener and start the workers.
 pub fn start(listeners: &Listeners, state: Arc<ArcSwap<State>>) -> std::io::Result<EdgeHandle> {
     let n = listeners.threads.max(1);
@@ -129,7 +135,11 @@ pub fn start(listeners: &Listeners, state: Arc<ArcSwap<State>>) -> std::io::Resu
     let bound = BoundListeners {
         plain: group(&listeners.plain)?,
         tls: group(&listeners.tls)?,
-        h3: listeners.h3.clone(),
+        h3: listeners
+            .h3
+            .iter()
+            .map(|a| bind_h3(*a))
+            .collect::<std::io::Result<_>>()?,
     };
     start_bound(bound, n, state)
 }
@@ -176,7 +186,7 @@ pub fn start_bound(
         };
     let plain = spread(bound.plain, false)?;
     let tls = spread(bound.tls, true)?;
-    let h3_sockets = crate::h3::bind(&bound.h3)?;
+    let h3_sockets = crate::h3::H3Sockets::new(bound.h3)?;
     let h3 = h3_sockets.addrs();
     let alt_svc = crate::h3::alt_svc::value(&h3);
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -198,7 +208,12 @@ pub fn start_bound(
                 })?,
         );
     }
-    workers.extend(crate::h3::start(h3_sockets, state, shutdown_rx)?);
+    workers.extend(crate::h3::start(
+        h3_sockets,
+        state,
+        shutdown_rx,
+        Arc::clone(&grace),
+    )?);
     Ok(EdgeHandle {
         plain,
         tls,

@@ -94,7 +94,7 @@ pub struct Running {
 }
 
 /// The data path's sockets: every `edge.listen` and `edge.tls_listen` address, inherited or
-/// bound (one per worker).
+/// bound (one per worker), and one UDP socket per `edge.h3_listen` address.
 fn edge_sockets(
     sockets: &Sockets,
     config: &holdfast_config::Config,
@@ -113,7 +113,16 @@ fn edge_sockets(
     Ok(BoundListeners {
         plain: group(&config.edge.listen, Role::Http, "edge.listen")?,
         tls: group(&config.edge.tls_listen, Role::Https, "edge.tls_listen")?,
-        h3: config.edge.h3_listen.clone(),
+        h3: config
+            .edge
+            .h3_listen
+            .iter()
+            .map(|a| {
+                sockets
+                    .udp(Role::H3, *a)
+                    .map_err(|e| StartError::Io(format!("edge.h3_listen: cannot listen on {a}"), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
     })
 }
 

@@ -88,8 +88,10 @@ pub(super) async fn serve(incoming: quinn::Incoming, start: Start) {
             _ = shutdown.wait_for(|stop| *stop) => None,
         };
         let Some(accepted) = accepted else {
-            // GOAWAY: the requests already accepted finish, no new ones are taken.
-            break h3.shutdown(0).await.is_err();
+            // GOAWAY: the requests already accepted finish, no new ones are taken. Its stream
+            // id is the first one not processed: one past the last accepted (`shutdown(0)`
+            // would name the last accepted itself, telling the client it was not processed).
+            break h3.shutdown(1).await.is_err();
         };
         while requests.try_join_next().is_some() {}
         match accepted {

@@ -19,7 +19,7 @@ use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Endpoint, EndpointConfig, IdleTimeout, ServerConfig, TransportConfig, VarInt};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -36,50 +36,66 @@ const CONFIG_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How long a closing endpoint waits for its connections to say goodbye.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
-/// The bound UDP sockets, with the addresses they got (port 0 resolved).
+/// The UDP sockets, with the addresses they have (port 0 resolved).
 pub(crate) struct H3Sockets {
     sockets: Vec<(SocketAddr, std::net::UdpSocket)>,
 }
 
 impl H3Sockets {
+    /// Sockets bound by `bind` or inherited (a binary upgrade, systemd).
+    pub(crate) fn new(sockets: Vec<std::net::UdpSocket>) -> std::io::Result<H3Sockets> {
+        let sockets = sockets
+            .into_iter()
+            .map(|s| {
+                // An inherited socket may come blocking; the endpoint needs it not to.
+                s.set_nonblocking(true)?;
+                Ok((s.local_addr()?, s))
+            })
+            .collect::<std::io::Result<_>>()?;
+        Ok(H3Sockets { sockets })
+    }
+
     pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
         self.sockets.iter().map(|(a, _)| *a).collect()
     }
 }
 
-/// Bind every HTTP/3 address now, so a busy port is reported at start.
-pub(crate) fn bind(addrs: &[SocketAddr]) -> std::io::Result<H3Sockets> {
+/// Bind an HTTP/3 address now, so a busy port is reported at start.
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let mut sockets = Vec::new();
-    for addr in addrs {
-        let socket = Socket::new(Domain::for_address(*addr), Type::DGRAM, Some(Protocol::UDP))?;
-        if addr.is_ipv6() {
-            socket.set_only_v6(true)?;
-        }
-        socket.set_nonblocking(true)?;
-        socket.bind(&(*addr).into())?;
-        let socket: std::net::UdpSocket = socket.into();
-        sockets.push((socket.local_addr()?, socket));
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
     }
-    Ok(H3Sockets { sockets })
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
-/// Start the HTTP/3 thread serving `sockets`; `None` if there are none.
+/// Start the HTTP/3 thread serving `sockets`; `None` if there are none. At shutdown each
+/// endpoint stops admitting and lets its connections finish within `grace` (set by a binary
+/// upgrade's drain: `edge.drain_timeout`), else `edge.shutdown_grace`.
 pub(crate) fn start(
     sockets: H3Sockets,
     states: Arc<ArcSwap<State>>,
     shutdown: watch::Receiver<bool>,
+    grace: Arc<OnceLock<Duration>>,
 ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
     if sockets.sockets.is_empty() {
         return Ok(None);
     }
     let thread = std::thread::Builder::new()
         .name("holdfast-quic".into())
-        .spawn(move || run(sockets, states, shutdown))?;
+        .spawn(move || run(sockets, states, shutdown, grace))?;
     Ok(Some(thread))
 }
 
-fn run(sockets: H3Sockets, states: Arc<ArcSwap<State>>, shutdown: watch::Receiver<bool>) {
+fn run(
+    sockets: H3Sockets,
+    states: Arc<ArcSwap<State>>,
+    shutdown: watch::Receiver<bool>,
+    grace: Arc<OnceLock<Duration>>,
+) {
     // Origin connections made here share worker 0's idle lists.
     crate::upstream::set_worker_slot(0);
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -98,7 +114,8 @@ fn run(sockets: H3Sockets, states: Arc<ArcSwap<State>>, shutdown: watch::Receive
             let runtime = Arc::new(quinn::TokioRuntime);
             match Endpoint::new(EndpointConfig::default(), None, socket, runtime) {
                 Ok(endpoint) => {
-                    loops.spawn(accept_loop(endpoint, Arc::clone(&states), shutdown.clone()));
+                    let stop = (shutdown.clone(), Arc::clone(&grace));
+                    loops.spawn(accept_loop(endpoint, Arc::clone(&states), stop));
                 }
                 Err(e) => tracing::error!(%addr, error = %e, "cannot start the HTTP/3 endpoint"),
             }
@@ -122,10 +139,10 @@ async fn flush_access_log(states: Arc<ArcSwap<State>>) {
     }
 }
 
-async fn accept_loop(
+pub(crate) async fn accept_loop(
     endpoint: Endpoint,
     states: Arc<ArcSwap<State>>,
-    mut shutdown: watch::Receiver<bool>,
+    (mut shutdown, grace): (watch::Receiver<bool>, Arc<OnceLock<Duration>>),
 ) {
     let mut configs = Configs::default();
     let per_ip = PerIp::default();
@@ -136,13 +153,16 @@ async fn accept_loop(
     configs.current(&states.load(), &endpoint);
     let mut tick = tokio::time::interval(CONFIG_CHECK_EVERY);
     loop {
+        // Shutdown first: once it is signalled no further attempt is admitted (after an
+        // upgrade they are the new process's).
         let incoming = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => break,
             i = endpoint.accept() => i,
             _ = tick.tick() => {
                 configs.current(&states.load(), &endpoint);
                 continue;
             }
-            _ = shutdown.wait_for(|stop| *stop) => break,
         };
         let Some(incoming) = incoming else { break };
         while conns.try_join_next().is_some() {}
@@ -183,9 +203,17 @@ async fn accept_loop(
         conns.spawn(connection::serve(incoming, start));
     }
     // Stop admitting (new attempts get no answer), then let connections finish their
-    // requests within the grace period (each sent GOAWAY by its own task).
+    // requests within the grace period (each sent GOAWAY by its own task). After a binary
+    // upgrade the new process reads the same socket: until this endpoint is gone, datagrams
+    // are read by whichever process reads first, so some of the new process's arrive here
+    // and are dropped (an Initial gets no answer, a packet of an unknown connection a
+    // stateless reset under this process's key, which its client ignores) and are sent
+    // again; some of this process's connections' go there and are dropped likewise.
     endpoint.set_server_config(None);
-    let grace = states.load().config.edge.shutdown_grace;
+    let grace = grace
+        .get()
+        .copied()
+        .unwrap_or_else(|| states.load().config.edge.shutdown_grace);
     let drained =
         tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
     if drained.is_err() {
@@ -232,22 +260,44 @@ impl Configs {
     }
 }
 
-fn server_config(state: &State, base: Option<&ServerConfig>) -> Result<ServerConfig, String> {
-    let tls = state
-        .tls
-        .as_ref()
-        .ok_or("no TLS certificate is configured")?;
-    let h3 = &state.config.edge.h3;
+/// Why no QUIC server configuration could be built.
+#[derive(Debug, thiserror::Error)]
+pub enum QuicConfigError {
+    #[error("no TLS certificate is configured")]
+    NoCertificate,
+    #[error("TLS 1.3 for QUIC: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("QUIC: {0}")]
+    Cipher(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    #[error("edge.h3.idle_timeout: {0}")]
+    IdleTimeout(#[from] quinn::VarIntBoundsExceeded),
+}
+
+fn server_config(
+    state: &State,
+    base: Option<&ServerConfig>,
+) -> Result<ServerConfig, QuicConfigError> {
+    let tls = state.tls.as_ref().ok_or(QuicConfigError::NoCertificate)?;
+    quic_server_config(Arc::clone(&tls.cert_resolver), &state.config.edge.h3, base)
+}
+
+/// The QUIC server configuration for `edge.h3` with certificates from `resolver`: TLS 1.3
+/// only, ALPN `h3`, early data as `zero_rtt` says, the stream limits and idle timeout.
+/// `base` (the endpoint's previous configuration) keeps its handshake token key.
+pub(crate) fn quic_server_config(
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+    h3: &holdfast_config::H3,
+    base: Option<&ServerConfig>,
+) -> Result<ServerConfig, QuicConfigError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut crypto = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::clone(&tls.cert_resolver));
+        .with_cert_resolver(resolver);
     crypto.alpn_protocols = vec![b"h3".to_vec()];
     // quinn accepts early data only with the QUIC value (all of it) or none.
     crypto.max_early_data_size = if h3.zero_rtt { u32::MAX } else { 0 };
-    let crypto = Arc::new(QuicServerConfig::try_from(crypto).map_err(|e| e.to_string())?);
+    let crypto = Arc::new(QuicServerConfig::try_from(crypto)?);
     let mut config = match base {
         Some(base) => {
             let mut c = base.clone();
@@ -260,9 +310,7 @@ fn server_config(state: &State, base: Option<&ServerConfig>) -> Result<ServerCon
     transport
         .max_concurrent_bidi_streams(VarInt::from_u32(h3.max_streams))
         .max_concurrent_uni_streams(VarInt::from_u32(MAX_UNI_STREAMS))
-        .max_idle_timeout(Some(
-            IdleTimeout::try_from(h3.idle_timeout).map_err(|e| e.to_string())?,
-        ));
+        .max_idle_timeout(Some(IdleTimeout::try_from(h3.idle_timeout)?));
     config.transport = Arc::new(transport);
     Ok(config)
 }

@@ -5,14 +5,17 @@
 //! UDP sockets and runs the endpoints on their own thread, `connection.rs` one QUIC
 //! connection, `request.rs` one request stream; `alt_svc.rs` advertises HTTP/3 on TLS
 //! responses; `metrics.rs` holds the `holdfast_quic_*` families. Certificates come from the
-//! TLS listeners' resolver in the current `State` (so a reload rotates them), with ALPN `h3`.
+//! TLS listeners' resolver in the current `State` (so a reload rotates them), with ALPN `h3`. `memory.rs` is an in-memory UDP network on which `fuzzing` runs the listener's
+//! own accept loop without sockets.
 
 mod admission;
 pub(crate) mod alt_svc;
 mod body;
 mod connection;
 mod listener;
+pub(crate) mod memory;
 pub(crate) mod metrics;
 mod request;
 
-pub(crate) use listener::{bind, start};
+pub use listener::QuicConfigError;
+pub(crate) use listener::{accept_loop, bind, quic_server_config, start, H3Sockets};

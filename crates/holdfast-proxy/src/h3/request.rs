@@ -11,7 +11,7 @@ use crate::send_timeout::CLIENT_SEND_TIMEOUT;
 use crate::state::State;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use h3::error::Code;
+use h3::error::{Code, StreamError};
 use h3::server::{RequestResolver, RequestStream};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -46,7 +46,12 @@ pub(super) async fn serve(
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::debug!(client = %conn.client, error = %e, "HTTP/3 request refused");
-            if !e.is_h3_no_error() {
+            if matches!(e, StreamError::HeaderTooBig { .. }) {
+                // h3 has answered 431 on the stream; the connection goes on.
+                state.metrics.bad_request("header_too_large");
+            } else if !e.is_h3_no_error() {
+                // A malformed frame or field section: h3 closes the connection (or resets
+                // the stream) with the RFC 9114 error code.
                 state.metrics.bad_request("malformed");
             }
             return;

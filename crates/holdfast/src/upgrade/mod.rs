@@ -38,8 +38,13 @@ pub(crate) enum Role {
     Admin,
     Dns,
     StatusPage,
+    /// An HTTP/3 listener's UDP socket (`edge.h3_listen`).
+    H3,
     /// From systemd socket activation: its use is known once an address matches.
     Systemd,
+    /// A role a later version added: matched by the address it is bound to only.
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -156,6 +161,20 @@ impl Sockets {
             tracing::warn!(%addr, extra = taken.len(), "more inherited sockets than used for this address; closed");
         }
         self.keep(role, Proto::Tcp, addr, socket.local_addr()?, &socket)?;
+        Ok(socket)
+    }
+
+    /// An HTTP/3 listener's UDP socket for `addr`: the inherited one, else a fresh one.
+    pub(crate) fn udp(&self, role: Role, addr: SocketAddr) -> std::io::Result<UdpSocket> {
+        let mut taken = self.take(role, Proto::Udp, addr).into_iter();
+        let socket = match taken.next() {
+            Some(fd) => UdpSocket::from(fd),
+            None => holdfast_proxy::bind_h3(addr)?,
+        };
+        if taken.len() > 0 {
+            tracing::warn!(%addr, extra = taken.len(), "more inherited sockets than used for this address; closed");
+        }
+        self.keep(role, Proto::Udp, addr, socket.local_addr()?, &socket)?;
         Ok(socket)
     }
 
@@ -315,5 +334,33 @@ impl UpgradeRequests {
                 format!("no outcome in time; pid {old_pid} is still serving"),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn h3_sockets_are_in_the_manifest_and_later_roles_match_by_address() {
+        let local: SocketAddr = "127.0.0.1:4433".parse().unwrap();
+        let meta = SocketMeta {
+            role: Role::H3,
+            proto: Proto::Udp,
+            configured: Some("127.0.0.1:0".parse().unwrap()),
+            local,
+        };
+        let text = serde_json::to_string(&meta).unwrap();
+        assert!(text.contains(r#""role":"h3""#), "{text}");
+        assert_eq!(serde_json::from_str::<SocketMeta>(&text).unwrap(), meta);
+        // Port 0 in the configuration: the same role's socket; by address: any role's.
+        assert!(meta.matches(Role::H3, Proto::Udp, "127.0.0.1:0".parse().unwrap()));
+        assert!(!meta.matches(Role::Dns, Proto::Udp, "127.0.0.1:0".parse().unwrap()));
+        assert!(!meta.matches(Role::H3, Proto::Tcp, local));
+        let later = text.replace(r#""h3""#, r#""some_later_role""#);
+        let later: SocketMeta = serde_json::from_str(&later).unwrap();
+        assert_eq!(later.role, Role::Other);
+        assert!(later.matches(Role::H3, Proto::Udp, local));
     }
 }

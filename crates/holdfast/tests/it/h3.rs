@@ -19,7 +19,7 @@ const H3_EDGE: &str = r#"
 listen = ["{edge}"]
 tls_listen = ["{edge}"]
 h3_listen = ["{edge}"]
-h3 = { max_connections_per_ip = {per_ip} }
+h3 = { {h3} }
 threads = 1
 access_log = "off"
 
@@ -71,7 +71,7 @@ const BIG: usize = 1 << 20;
 
 /// An origin: `/echo` answers the request body, `/big` 1 MiB, `/cached` a cacheable page,
 /// anything else `hello`.
-async fn origin() -> Origin {
+pub(crate) async fn origin() -> Origin {
     Origin::start(handler(|req: Request<hyper::body::Incoming>| async move {
         use http_body_util::BodyExt;
         let path = req.uri().path().to_string();
@@ -90,7 +90,12 @@ async fn origin() -> Origin {
     .await
 }
 
-fn start_edge(origin: &Origin, per_ip: u32) -> (Edge, TestCa) {
+pub(crate) fn start_edge(origin: &Origin, per_ip: u32) -> (Edge, TestCa) {
+    start_edge_with(origin, &format!("max_connections_per_ip = {per_ip}"))
+}
+
+/// The edge with `edge.h3 = { <h3> }`.
+pub(crate) fn start_edge_with(origin: &Origin, h3: &str) -> (Edge, TestCa) {
     let ca = TestCa::new("Holdfast test CA");
     let leaf = ca.leaf(&["example.com"]);
     let edge = Edge::start_in_dir(
@@ -98,19 +103,19 @@ fn start_edge(origin: &Origin, per_ip: u32) -> (Edge, TestCa) {
         &[
             ("origin", origin.addr.to_string()),
             ("dead", dead_addr().to_string()),
-            ("per_ip", per_ip.to_string()),
+            ("h3", h3.to_string()),
         ],
         |dir| leaf.write(dir, "site"),
     );
     (edge, ca)
 }
 
-fn h3_addr(edge: &Edge) -> SocketAddr {
+pub(crate) fn h3_addr(edge: &Edge) -> SocketAddr {
     edge.running().h3_addrs[0]
 }
 
 /// A QUIC client endpoint trusting `ca`, offering ALPN `h3`.
-fn client_endpoint(ca: &TestCa) -> quinn::Endpoint {
+pub(crate) fn client_endpoint(ca: &TestCa) -> quinn::Endpoint {
     let mut roots = RootCertStore::empty();
     roots.add(ca.der.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -126,10 +131,10 @@ fn client_endpoint(ca: &TestCa) -> quinn::Endpoint {
     endpoint
 }
 
-type Sender = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
+pub(crate) type Sender = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
 
 /// An HTTP/3 connection to the edge, its driver running in the background.
-async fn h3_connect(endpoint: &quinn::Endpoint, addr: SocketAddr) -> Sender {
+pub(crate) async fn h3_connect(endpoint: &quinn::Endpoint, addr: SocketAddr) -> Sender {
     let conn = endpoint
         .connect(addr, "example.com")
         .unwrap()
@@ -142,13 +147,18 @@ async fn h3_connect(endpoint: &quinn::Endpoint, addr: SocketAddr) -> Sender {
     sender
 }
 
-struct H3Got {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: Bytes,
+pub(crate) struct H3Got {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
 }
 
-async fn h3_request(sender: &mut Sender, method: &str, path: &str, body: &[u8]) -> H3Got {
+pub(crate) async fn h3_request(
+    sender: &mut Sender,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> H3Got {
     let mut req = Request::builder()
         .method(method)
         .uri(format!("https://example.com{path}"));

@@ -36,6 +36,7 @@ mod faults;
 mod fleet;
 mod global_limits;
 mod h3;
+mod h3_bad_input;
 mod headers;
 mod health;
 mod keepalive;

@@ -4,7 +4,9 @@
 //! is lost and nothing mid-request is cut: what was open finishes on the old process, new
 //! connections go to the new one, the old one exits. A new process that cannot start (its
 //! configuration is broken, its binary missing) is refused and the old one keeps serving;
-//! the admin plane, the DNS sockets and the status page move too.
+//! the admin plane, the DNS sockets and the status page move too, and so do the HTTP/3 (UDP)
+//! sockets: a request in flight over HTTP/3 finishes on the old process, new QUIC
+//! connections on the same port are served by the new one.
 
 use crate::support::*;
 use bytes::Bytes;
@@ -87,6 +89,11 @@ async fn answer(mut req: Request<Incoming>, seen: Seen, gate: Gate) -> Response<
                 }
             });
             Response::new(StreamBody::new(chunks).boxed())
+        }
+        // Once the test opens the gate.
+        "/gated" => {
+            gate.wait().await;
+            Response::new(full("late"))
         }
         "/upload" => {
             let mut body = req.into_body();
@@ -681,5 +688,130 @@ async fn a_broken_upgrade_is_refused_and_a_good_one_moves_admin_dns_and_status_p
     assert!(hyper_get(&format!("http://{}/small", old.http))
         .await
         .is_some());
+    signal(new.pid, "TERM");
+}
+
+/// `edge_toml` with a TLS and an HTTP/3 listener (the certificate `site` in the folder).
+fn h3_edge_toml(origin: SocketAddr) -> String {
+    let tls = "[[edge.tls]]\ncert = \"site.pem\"\nkey = \"site.key\"\n";
+    edge_toml(origin, tls).replacen(
+        "listen = [\"127.0.0.1:0\"]\n",
+        "listen = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\nh3_listen = [\"127.0.0.1:0\"]\n",
+        1,
+    )
+}
+
+async fn metrics_of(admin: SocketAddr) -> String {
+    let body = within("metrics", hyper_get(&format!("http://{admin}/metrics"))).await;
+    String::from_utf8(body.unwrap().to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_hands_over_the_http3_socket() {
+    use crate::h3::{client_endpoint, h3_connect, h3_request};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    let gate = Gate::new();
+    tokio::spawn(serve_origin(listener, Seen::default(), gate.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Holdfast test CA");
+    ca.leaf(&["example.com"]).write(dir.path(), "site");
+    let config = dir.path().join("edge.toml");
+    std::fs::write(&config, h3_edge_toml(origin)).unwrap();
+    let (mut edge, old) = blocking(|| Edge::start(&config));
+    let status = within(
+        "the status",
+        hyper_get(&format!("http://{}/status", old.admin)),
+    )
+    .await
+    .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status).unwrap();
+    let h3: SocketAddr = status["listeners"]["h3"][0]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // Served by the old process: one idle connection, and one with a request left in
+    // flight (the origin holds it).
+    let endpoint = client_endpoint(&ca);
+    let idle = within(
+        "QUIC handshake",
+        endpoint.connect(h3, "example.com").unwrap(),
+    )
+    .await
+    .unwrap();
+    let (mut driver, _idle_sender) = within(
+        "HTTP/3 set-up",
+        h3::client::new(h3_quinn::Connection::new(idle.clone())),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+    let mut before = within("HTTP/3 handshake", h3_connect(&endpoint, h3)).await;
+    let got = within("GET", h3_request(&mut before, "GET", "/small", b"")).await;
+    assert_eq!((got.status.as_u16(), &got.body[..]), (200, &b"ok"[..]));
+    let mut held = before.clone();
+    let in_flight = tokio::spawn(async move { h3_request(&mut held, "GET", "/gated", b"").await });
+    eventually("the request to be in flight", WAIT, || async {
+        metric(&metrics_of(old.admin).await, "holdfast_quic_streams_total") == Some(2.0)
+    })
+    .await;
+
+    // The upgrade hands the UDP socket over: the new process takes it, binds nothing.
+    signal(old.pid, "USR2");
+    let new = blocking(|| edge.next_serving("the new process to serve"));
+    assert_ne!(new.pid, old.pid);
+    let log = edge.log();
+    let took_udp = log
+        .lines()
+        .any(|l| l.contains("listening on inherited sockets") && l.contains(r#""proto":"Udp""#));
+    let serves_h3 = format!(r#""h3":"[{h3}]""#);
+    let new_serves_h3 = log.lines().any(|l| {
+        l.contains("holdfast is serving")
+            && l.contains(&serves_h3)
+            && l.contains(&format!(r#""pid":{}"#, new.pid))
+    });
+    assert!(took_udp && new_serves_h3, "{log}");
+    // Draining, the old process sends GOAWAY everywhere and closes the idle connection
+    // cleanly (H3_NO_ERROR); from then on it admits no new connection.
+    match within("the idle connection to be closed", idle.closed()).await {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code.into_inner(), 0x100, "H3_NO_ERROR: {close}")
+        }
+        other => panic!("the idle connection ended with {other}"),
+    }
+    // A new QUIC connection to the same port is served by the new process. Until the old
+    // process is gone both read the socket, so a datagram may reach the one that does not
+    // know its connection (dropped; a stateless reset under the wrong key, which the client
+    // ignores); QUIC sends it again.
+    let mut after = within(
+        "HTTP/3 handshake after the upgrade",
+        h3_connect(&endpoint, h3),
+    )
+    .await;
+    let got = within(
+        "GET after the upgrade",
+        h3_request(&mut after, "GET", "/small", b""),
+    )
+    .await;
+    assert_eq!((got.status.as_u16(), &got.body[..]), (200, &b"ok"[..]));
+
+    // The request in flight on the old process finishes there, then the old process exits.
+    gate.open();
+    let late = within("the request in flight", in_flight).await.unwrap();
+    assert_eq!((late.status.as_u16(), &late.body[..]), (200, &b"late"[..]));
+    let status = edge.old_exits().await;
+    assert!(status.success(), "old process: {status}\n{}", edge.log());
+    // The connection made after the upgrade is the new process's: it outlives the old one.
+    let got = within("GET", h3_request(&mut after, "GET", "/small", b"")).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(admin_pid(old.admin).await, Some(u64::from(new.pid)));
+    let m = metrics_of(old.admin).await;
+    assert_eq!(
+        metric(&m, "holdfast_quic_handshakes_total"),
+        Some(1.0),
+        "{m}"
+    );
     signal(new.pid, "TERM");
 }
