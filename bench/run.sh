@@ -76,8 +76,8 @@ trap 'exit 143' TERM
 # ---- build (before anything runs: never compile while measuring) -------------------
 if [ "$NO_BUILD" != 1 ]; then
   if [ "$run_holdfast" = 1 ]; then
-    log "building the workspace (cargo build --release)"
-    (cd "$ROOT" && cargo build --release)
+    log "building holdfast and minimal-proxy (cargo build --release -p holdfast -p minimal-proxy)"
+    (cd "$ROOT" && cargo build --release -p holdfast -p minimal-proxy)
   else
     log "building minimal-proxy only (cargo build --release -p minimal-proxy)"
     (cd "$ROOT" && cargo build --release -p minimal-proxy)
