@@ -1,6 +1,7 @@
 //! HTTP/3 to clients (`edge.h3_listen`): an `h3` + `quinn` client trusting a test CA sends
 //! GET, POST with a body, a large (streamed) response, a cached response, a rule-blocked
-//! route and a request that fails over from a dead pool, all through the same phases as
+//! route, a challenged route, a request that fails over from a dead pool, and requests in
+//! flight at an origin that then resets them (they finish on the next pool), all through the same phases as
 //! HTTP/1.1 and HTTP/2 (the origin sees HTTP/1.1 with `Via: 3 holdfast`); TLS responses
 //! advertise HTTP/3 (`Alt-Svc`) unless the route says not to; garbage datagrams and a flood
 //! of connection attempts from one address leave the edge serving; and ngtcp2's
@@ -38,11 +39,20 @@ servers = ["{origin}"]
 name = "dead"
 servers = ["{dead}"]
 
+[[pools]]
+name = "gate"
+servers = ["{gate}"]
+
 [[rules]]
 id = "no-probes"
 expr = 'request.path.startsWith("/wp-admin")'
 action = "block"
 status = 451
+
+[[rules]]
+id = "guard-protected"
+expr = 'request.path.startsWith("/protected")'
+action = "challenge"
 
 [[routes]]
 name = "cached"
@@ -54,6 +64,11 @@ cache = { enabled = true }
 name = "failover"
 match = { path_prefix = "/failover" }
 pools = ["dead", "app"]
+
+[[routes]]
+name = "inflight"
+match = { path_prefix = "/inflight" }
+pools = ["gate", "app"]
 
 [[routes]]
 name = "quiet"
@@ -96,6 +111,12 @@ pub(crate) fn start_edge(origin: &Origin, per_ip: u32) -> (Edge, TestCa) {
 
 /// The edge with `edge.h3 = { <h3> }`.
 pub(crate) fn start_edge_with(origin: &Origin, h3: &str) -> (Edge, TestCa) {
+    start_edge_gated(origin, h3, dead_addr())
+}
+
+/// The edge with `edge.h3 = { <h3> }` and `gate` as the server of pool "gate" (route
+/// `/inflight`, which fails over to pool "app").
+fn start_edge_gated(origin: &Origin, h3: &str, gate: SocketAddr) -> (Edge, TestCa) {
     let ca = TestCa::new("Holdfast test CA");
     let leaf = ca.leaf(&["example.com"]);
     let edge = Edge::start_in_dir(
@@ -104,6 +125,7 @@ pub(crate) fn start_edge_with(origin: &Origin, h3: &str) -> (Edge, TestCa) {
             ("origin", origin.addr.to_string()),
             ("dead", dead_addr().to_string()),
             ("h3", h3.to_string()),
+            ("gate", gate.to_string()),
         ],
         |dir| leaf.write(dir, "site"),
     );
@@ -297,6 +319,78 @@ async fn cached_blocked_and_failed_over_requests_over_http3() {
     assert_eq!(moved.status, 200);
     assert_eq!(moved.body, "hello");
     assert_eq!(origin.requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenged_route_answers_the_challenge_over_http3() {
+    let origin = origin().await;
+    let (edge, ca) = start_edge(&origin, 256);
+    let endpoint = client_endpoint(&ca);
+    let mut h3 = within("HTTP/3 handshake", h3_connect(&endpoint, h3_addr(&edge))).await;
+    let page = within("challenge", h3_request(&mut h3, "GET", "/protected/x", b"")).await;
+    assert_eq!(page.status, 403);
+    assert!(page.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(
+        html.contains("action=\"/.holdfast/challenge/verify\""),
+        "{html}"
+    );
+    assert_eq!(
+        origin.requests(),
+        0,
+        "a challenged request never reaches the origin"
+    );
+    let open = within("open", h3_request(&mut h3, "GET", "/hello", b"")).await;
+    assert_eq!(open.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_at_an_origin_that_resets_finish_on_the_next_pool() {
+    // The gate origin reads each request head, says so, and resets every connection once
+    // released: four requests are in flight there when it fails.
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let gate = {
+        let release = release.clone();
+        RawOrigin::start(move |mut c| {
+            let arrived_tx = arrived_tx.clone();
+            let release = release.clone();
+            async move {
+                c.read_head().await;
+                let _ = arrived_tx.send(());
+                let _ = release.acquire().await;
+                c.stream.set_zero_linger().unwrap();
+                drop(c);
+            }
+        })
+        .await
+    };
+    let origin = origin().await;
+    let (edge, ca) = start_edge_gated(&origin, "max_connections_per_ip = 256", gate.addr);
+    let endpoint = client_endpoint(&ca);
+    let h3 = within("HTTP/3 handshake", h3_connect(&endpoint, h3_addr(&edge))).await;
+    let requests: Vec<_> = (0..4)
+        .map(|_| {
+            let mut sender = h3.clone();
+            tokio::spawn(async move { h3_request(&mut sender, "GET", "/inflight", b"").await })
+        })
+        .collect();
+    for _ in 0..4 {
+        within("a request at the gate", arrived.recv())
+            .await
+            .unwrap();
+    }
+    assert_eq!(origin.requests(), 0);
+    release.add_permits(4);
+    for r in requests {
+        let got = within("failover", r).await.unwrap();
+        assert_eq!(got.status, 200);
+        assert_eq!(got.body, "hello");
+    }
+    assert_eq!(origin.requests(), 4, "each went to the next pool once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
