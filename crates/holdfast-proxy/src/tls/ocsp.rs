@@ -691,3 +691,247 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    struct Ca {
+        pem: String,
+        key_pem: String,
+        issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    }
+
+    fn ca(name: &str) -> Ca {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A leaf for `www.test` naming `url` as its responder (none: no AIA), with its chain.
+    fn leaf(ca: &Ca, url: Option<&str>) -> (CertifiedKey, String) {
+        let mut params = rcgen::CertificateParams::new(vec!["www.test".to_string()]).unwrap();
+        if let Some(url) = url {
+            let oid = der::tlv(der::OID, OID_AD_OCSP);
+            let access = der::tlv(
+                der::SEQUENCE,
+                &[oid, der::tlv(0x86, url.as_bytes())].concat(),
+            );
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(
+                    &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+                    der::tlv(der::SEQUENCE, &access),
+                ));
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &ca.issuer).unwrap();
+        let ca_der = CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap();
+        let key_der = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let certified = CertifiedKey::from_der(
+            vec![cert.der().clone(), ca_der],
+            key_der,
+            &tokio_rustls::rustls::crypto::ring::default_provider(),
+        )
+        .unwrap();
+        (certified, cert.pem())
+    }
+
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+
+    /// `openssl ocsp` answering `target.request()` (our encoder) as `ca`'s responder, with
+    /// `status` (`V` valid, `R` revoked) for the leaf.
+    fn respond(ca: &Ca, target: &Target, status: &str) -> Vec<u8> {
+        let dir = std::env::temp_dir().join(format!(
+            "holdfast-ocsp-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
+        std::fs::write(dir.join("ca.key"), &ca.key_pem).unwrap();
+        std::fs::write(dir.join("req.der"), target.request()).unwrap();
+        let serial: String = target
+            .serial
+            .iter()
+            .skip_while(|b| **b == 0)
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        let revoked = if status == "R" { "250101000000Z" } else { "" };
+        std::fs::write(
+            dir.join("index.txt"),
+            format!("{status}\t391231235959Z\t{revoked}\t{serial}\tunknown\t/CN=www.test\n"),
+        )
+        .unwrap();
+        let out = std::process::Command::new("openssl")
+            .current_dir(&dir)
+            .args([
+                "ocsp",
+                "-index",
+                "index.txt",
+                "-CA",
+                "ca.pem",
+                "-rsigner",
+                "ca.pem",
+                "-rkey",
+                "ca.key",
+                "-reqin",
+                "req.der",
+                "-respout",
+                "resp.der",
+                "-ndays",
+                "1",
+            ])
+            .output()
+            .expect("openssl is needed for this test");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let der = std::fs::read(dir.join("resp.der")).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        der
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        N.fetch_add(1, Ordering::SeqCst)
+    }
+
+    #[test]
+    fn the_responder_and_issuer_come_from_the_certificate() {
+        let ca = ca("Test CA");
+        let (key, _) = leaf(&ca, Some("http://127.0.0.1:9/ocsp"));
+        let target = Target::of(&key).unwrap();
+        assert_eq!(target.url, "http://127.0.0.1:9/ocsp");
+        let (none, _) = leaf(&ca, None);
+        assert!(Target::of(&none).is_none(), "no AIA");
+        let mut alone = key.clone();
+        alone.cert.truncate(1);
+        assert!(Target::of(&alone).is_none(), "no issuer in the chain");
+        let (https, _) = leaf(&ca, Some("https://ocsp.test/"));
+        assert!(Target::of(&https).is_none(), "only http:// responders");
+    }
+
+    #[test]
+    fn a_response_is_checked_for_window_certificate_status_and_signer() {
+        let ca1 = ca("Test CA");
+        let (key, _) = leaf(&ca1, Some("http://127.0.0.1:9/"));
+        let target = Target::of(&key).unwrap();
+        let good = respond(&ca1, &target, "V");
+        let now = SystemTime::now();
+        let window = target.check(&good, now).unwrap();
+        assert!(window.next_update > now && window.this_update <= now + MIN_REFRESH);
+        // Refresh halfway through the window.
+        let at = window.refresh_at(window.this_update);
+        assert!(at > window.this_update && at < window.next_update);
+        // Past nextUpdate: refused.
+        let later = window.next_update + Duration::from_secs(1);
+        assert!(matches!(
+            target.check(&good, later),
+            Err(OcspError::OutOfWindow)
+        ));
+        // Another certificate of the same CA: not ours.
+        let (other, _) = leaf(&ca1, Some("http://127.0.0.1:9/"));
+        let other = Target::of(&other).unwrap();
+        assert!(matches!(
+            other.check(&good, now),
+            Err(OcspError::OtherCertificate)
+        ));
+        // Signed by someone else (a response of another CA, checked as from ca1).
+        let ca2 = ca("Other CA");
+        let (foreign, _) = leaf(&ca2, Some("http://127.0.0.1:9/"));
+        let foreign = respond(&ca2, &Target::of(&foreign).unwrap(), "V");
+        assert!(matches!(
+            target.check(&foreign, now),
+            Err(OcspError::BadSignature)
+        ));
+        assert!(matches!(
+            target.check(&respond(&ca1, &target, "R"), now),
+            Err(OcspError::Revoked)
+        ));
+        assert!(matches!(
+            target.check(b"garbage", now),
+            Err(OcspError::Malformed)
+        ));
+        // tryLater (3), unsigned.
+        assert!(matches!(
+            target.check(&[0x30, 0x03, 0x0a, 0x01, 0x03], now),
+            Err(OcspError::Unsuccessful(3))
+        ));
+        // Every truncation of a good response is refused without a panic.
+        for n in 0..good.len() {
+            assert!(target.check(good.get(..n).unwrap(), now).is_err());
+        }
+    }
+
+    #[test]
+    fn a_staple_serves_its_certificate_until_next_update_and_is_then_dropped() {
+        let ca = ca("Test CA");
+        let (key, _) = leaf(&ca, Some("http://127.0.0.1:9/"));
+        let target = Target::of(&key).unwrap();
+        let der = respond(&ca, &target, "V");
+        let now = SystemTime::now();
+        let window = target.check(&der, now).unwrap();
+        let base = Arc::new(key);
+        let staples = Staples::new(vec!["www.test".into()]);
+        assert!(staples.apply(0, Arc::clone(&base)).ocsp.is_none());
+        staples.set(0, &base, der.clone(), window);
+        assert_eq!(staples.apply(0, Arc::clone(&base)).ocsp, Some(der.clone()));
+        assert!(staples.status().first().unwrap().stapled);
+        // Another certificate for the site (an ACME renewal): not stapled with this one.
+        let (renewed, _) = leaf(&ca, Some("http://127.0.0.1:9/"));
+        assert!(staples.apply(0, Arc::new(renewed)).ocsp.is_none());
+        // Still valid: kept.
+        staples.drop_stale(0, Some(&base), now);
+        assert!(staples.apply(0, Arc::clone(&base)).ocsp.is_some());
+        // Past nextUpdate: dropped.
+        staples.drop_stale(0, Some(&base), window.next_update);
+        assert!(staples.apply(0, Arc::clone(&base)).ocsp.is_none());
+        assert!(!staples.status().first().unwrap().stapled);
+        // An expired staple is not served even before the task drops it.
+        let expired = Window {
+            this_update: now - Duration::from_secs(7200),
+            next_update: now - Duration::from_secs(1),
+        };
+        staples.set(0, &base, der, expired);
+        assert!(staples.apply(0, Arc::clone(&base)).ocsp.is_none());
+    }
+
+    #[test]
+    fn the_cache_is_owner_only_and_loaded_only_while_valid() {
+        let ca = ca("Test CA");
+        let (key, _) = leaf(&ca, Some("http://127.0.0.1:9/"));
+        let target = Target::of(&key).unwrap();
+        let der = respond(&ca, &target, "V");
+        let dir = std::env::temp_dir().join(format!(
+            "holdfast-ocsp-cache-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        let path = dir.join("ocsp").join("leaf.der");
+        write_private(&path, &der).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let now = SystemTime::now();
+        let (loaded, window) = load(&path, &target, now).unwrap();
+        assert_eq!(loaded, der);
+        assert!(load(&path, &target, window.next_update).is_none());
+        std::fs::write(&path, vec![0u8; MAX_RESPONSE_BYTES + 1]).unwrap();
+        assert!(load(&path, &target, now).is_none(), "bounded read");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
