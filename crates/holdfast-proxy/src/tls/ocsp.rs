@@ -752,6 +752,11 @@ mod tests {
     /// `openssl ocsp` answering `target.request()` (our encoder) as `ca`'s responder, with
     /// `status` (`V` valid, `R` revoked) for the leaf.
     fn respond(ca: &Ca, target: &Target, status: &str) -> Vec<u8> {
+        respond_as(ca, (&ca.pem, &ca.key_pem), target, status)
+    }
+
+    /// `respond`, signed by `signer` (certificate and key PEM).
+    fn respond_as(ca: &Ca, signer: (&str, &str), target: &Target, status: &str) -> Vec<u8> {
         let dir = std::env::temp_dir().join(format!(
             "holdfast-ocsp-{}-{}",
             std::process::id(),
@@ -759,7 +764,8 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
-        std::fs::write(dir.join("ca.key"), &ca.key_pem).unwrap();
+        std::fs::write(dir.join("signer.pem"), signer.0).unwrap();
+        std::fs::write(dir.join("signer.key"), signer.1).unwrap();
         std::fs::write(dir.join("req.der"), target.request()).unwrap();
         let serial: String = target
             .serial
@@ -782,9 +788,9 @@ mod tests {
                 "-CA",
                 "ca.pem",
                 "-rsigner",
-                "ca.pem",
+                "signer.pem",
                 "-rkey",
-                "ca.key",
+                "signer.key",
                 "-reqin",
                 "req.der",
                 "-respout",
@@ -875,6 +881,47 @@ mod tests {
         for n in 0..good.len() {
             assert!(target.check(good.get(..n).unwrap(), now).is_err());
         }
+    }
+
+    /// A responder certificate issued by `ca`, with id-kp-OCSPSigning or without.
+    fn delegate(ca: &Ca, may_sign: bool) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "OCSP responder");
+        params.extended_key_usages = if may_sign {
+            vec![rcgen::ExtendedKeyUsagePurpose::OcspSigning]
+        } else {
+            vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth]
+        };
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &ca.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_delegated_responder_must_be_the_issuers_and_for_ocsp_signing() {
+        let ca1 = ca("Test CA");
+        let (key, _) = leaf(&ca1, Some("http://127.0.0.1:9/"));
+        let target = Target::of(&key).unwrap();
+        let now = SystemTime::now();
+        let (pem, key_pem) = delegate(&ca1, true);
+        let signed = respond_as(&ca1, (&pem, &key_pem), &target, "V");
+        assert!(target.check(&signed, now).is_ok());
+        let (pem, key_pem) = delegate(&ca1, false);
+        let signed = respond_as(&ca1, (&pem, &key_pem), &target, "V");
+        assert!(matches!(
+            target.check(&signed, now),
+            Err(OcspError::BadSignature)
+        ));
+        // Marked for OCSP signing, but by another CA.
+        let ca2 = ca("Other CA");
+        let (pem, key_pem) = delegate(&ca2, true);
+        let signed = respond_as(&ca1, (&pem, &key_pem), &target, "V");
+        assert!(matches!(
+            target.check(&signed, now),
+            Err(OcspError::BadSignature)
+        ));
     }
 
     #[test]
