@@ -498,6 +498,9 @@ pub struct Edge {
     pub client_cert_header: Option<HeaderName>,
     /// Stateless session resumption on the TLS listeners.
     pub session_tickets: SessionTickets,
+    /// OCSP stapling: certificates with an OCSP responder get its answer fetched in the
+    /// background, cached in `state_dir` and stapled to handshakes (default on).
+    pub ocsp_stapling: bool,
     /// Most client connections open at once, all listeners and workers together; at the cap
     /// the edge stops accepting until one closes (new ones wait in the kernel's backlog).
     pub max_connections: usize,

@@ -263,6 +263,8 @@ pub struct EdgeSpec {
     /// The request header a verified client certificate's subject is sent to origins in.
     pub client_cert_header: Option<String>,
     pub session_tickets: Option<SessionTicketsSpec>,
+    /// OCSP stapling for certificates with a responder (default true).
+    pub ocsp_stapling: Option<bool>,
 }
 
 /// `[edge] h3`: the HTTP/3 listeners' QUIC settings.

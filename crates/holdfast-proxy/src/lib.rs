@@ -220,6 +220,7 @@ mod server;
 mod service;
 mod state;
 mod tls;
+pub use tls::OcspStatus;
 mod upstream;
 
 pub use access_log::{AccessLogTarget, AccessLogWriter};

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub(crate) connections_active: IntGauge,
     pub(crate) connections_capped: IntCounter,
     pub(crate) tls_handshake_errors: IntCounter,
+    /// `holdfast_tls_ocsp_*`: stapling fetches and how long each staple has left.
+    pub(crate) ocsp: crate::tls::OcspMetrics,
     pub(crate) access_log_dropped: IntCounter,
     pub(crate) cache: crate::cache_metrics::CacheMetrics,
     pub(crate) quic: crate::h3::metrics::QuicMetrics,
@@ -214,6 +216,7 @@ impl Metrics {
                 "holdfast_tls_handshake_errors_total",
                 "TLS handshakes with clients that failed or timed out.",
             )?,
+            ocsp: crate::tls::OcspMetrics::new(registry)?,
             access_log_dropped: IntCounter::new(
                 "holdfast_access_log_dropped_total",
                 "Access-log lines dropped because the writer could not keep up.",

@@ -373,6 +373,33 @@ impl State {
         Some((self.config.pools.get(i)?, self.pools.get(i)?))
     }
 
+    /// Start OCSP stapling for this generation's TLS sites (`edge.ocsp_stapling`, on by
+    /// default): a background thread that ends with the generation. Not for `holdfast check`.
+    pub fn start_ocsp(&self) -> std::io::Result<()> {
+        match &self.tls_sites {
+            Some(sites) if self.config.edge.ocsp_stapling => {
+                let dir = self.config.edge.state_dir.as_ref().map(|d| d.join("ocsp"));
+                sites.start_ocsp(dir, &self.metrics.ocsp)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Each TLS site's OCSP staple (empty without TLS or with stapling off).
+    pub fn ocsp_status(&self) -> Vec<crate::tls::OcspStatus> {
+        match &self.tls_sites {
+            Some(sites) if self.config.edge.ocsp_stapling => sites.ocsp_status(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Bring `holdfast_tls_ocsp_staple_expiry_seconds` up to date (before a scrape).
+    pub fn refresh_ocsp_metrics(&self) {
+        if let Some(sites) = &self.tls_sites {
+            sites.refresh_ocsp_gauges(&self.metrics.ocsp);
+        }
+    }
+
     pub fn has_tls(&self) -> bool {
         self.tls.is_some()
     }

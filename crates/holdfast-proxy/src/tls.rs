@@ -6,10 +6,13 @@
 //! `tls-alpn-01` answer) are in `sites`, their policy in `policy`, session resumption in
 //! `tickets`.
 
+mod ocsp;
 mod policy;
 mod sites;
 mod tickets;
 
+pub(crate) use ocsp::OcspMetrics;
+pub use ocsp::OcspStatus;
 pub(crate) use sites::{accept, Sites};
 pub(crate) use tickets::Resumption;
 

@@ -270,6 +270,12 @@ pub(crate) fn build_generation(
             return Err(in_file(label, &errors));
         }
     };
+    if matches!(mode, Mode::Run) {
+        // Off the data path: handshakes go on without a staple until a response is in.
+        if let Err(e) = state.start_ocsp() {
+            tracing::warn!(error = %e, "OCSP stapling: cannot start its thread; serving without staples");
+        }
+    }
     Ok((state, prepared))
 }
 
@@ -753,6 +759,7 @@ impl Backend for Controller {
             "fleet": *lock(&self.fleet_status),
             "status_page": self.status_page_handle().as_ref().map(|p| p.status()),
             "acme": lock(&self.acme).as_ref().map(|a| a.status()),
+            "ocsp": state.ocsp_status(),
         });
         if let (Some(tour), Some(obj)) = (lock(&self.demo).as_ref(), status.as_object_mut()) {
             obj.insert("demo".into(), tour.status());
@@ -874,6 +881,7 @@ impl Backend for Controller {
         let state = self.states.load();
         state.refresh_health_gauges();
         state.refresh_cache_metrics();
+        state.refresh_ocsp_metrics();
         let mut certs = state.certificate_expiries().to_vec();
         if let Some(acme) = lock(&self.acme).as_ref() {
             certs.extend(acme.expiries());

@@ -290,6 +290,7 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
         },
         client_cert_header: tls::client_cert_header(spec, errs),
         session_tickets: tls::session_tickets(spec, errs),
+        ocsp_stapling: spec.ocsp_stapling.unwrap_or(true),
         state_dir: spec.state_dir.as_deref().and_then(|d| {
             if d.is_empty() {
                 errs.add(

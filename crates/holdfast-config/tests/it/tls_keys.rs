@@ -62,6 +62,13 @@ fn defaults_ask_nothing_of_clients_and_keep_rustls_defaults() {
         config.edge.session_tickets.rotate,
         Duration::from_secs(12 * 3600)
     );
+    assert!(config.edge.ocsp_stapling, "OCSP stapling is on by default");
+}
+
+#[test]
+fn ocsp_stapling_can_be_turned_off() {
+    let config = accept(&edge_tls("", "ocsp_stapling = false"));
+    assert!(!config.edge.ocsp_stapling);
 }
 
 #[test]

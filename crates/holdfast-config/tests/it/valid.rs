@@ -75,6 +75,7 @@ fn minimal_file_is_accepted_with_every_default() {
             encoded_slashes: holdfast_config::EncodedSlashes::Refuse,
             client_cert_header: None,
             session_tickets: holdfast_config::SessionTickets::default(),
+            ocsp_stapling: true,
         }
     );
     assert_eq!(config.modules, holdfast_config::Modules::default());

@@ -52,6 +52,8 @@ pub(crate) struct Sites {
     /// Some table asks for client certificates: connections record a `TlsPeer`, requests
     /// are checked against it.
     pub(crate) checks_clients: bool,
+    /// Every site's certificate (and OCSP staple).
+    resolver: Arc<SiteResolver>,
 }
 
 impl Sites {
@@ -69,6 +71,52 @@ impl Sites {
     /// The site serving `host` (a name without port), as SNI would pick it.
     pub(crate) fn site_of(&self, host: &str) -> Option<usize> {
         self.names.find(Some(host))
+    }
+
+    /// Each site's OCSP staple, for `/status`.
+    pub(crate) fn ocsp_status(&self) -> Vec<super::OcspStatus> {
+        self.resolver.staples.status()
+    }
+
+    pub(crate) fn refresh_ocsp_gauges(&self, metrics: &super::OcspMetrics) {
+        self.resolver.staples.refresh_gauges(metrics);
+    }
+
+    /// Start stapling OCSP responses for the sites whose certificates name a responder: one
+    /// thread (its own current-thread runtime, off the data path) that ends once these sites
+    /// are no longer used by any configuration. Responses are cached in `cache_dir`.
+    pub(crate) fn start_ocsp(
+        &self,
+        cache_dir: Option<std::path::PathBuf>,
+        metrics: &super::OcspMetrics,
+    ) -> std::io::Result<()> {
+        let staplers: Vec<_> = (0..self.resolver.certs.len())
+            .map(|site| {
+                let resolver = Arc::downgrade(&self.resolver);
+                super::ocsp::Stapler {
+                    site,
+                    staples: Arc::downgrade(&self.resolver.staples),
+                    certificate: Box::new(move || resolver.upgrade()?.certificate(site)),
+                    cache_dir: cache_dir.clone(),
+                    metrics: metrics.clone(),
+                    closed: self.resolver.staples.closed(),
+                }
+            })
+            .collect();
+        if staplers.is_empty() {
+            return Ok(());
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("holdfast-ocsp".into())
+            .spawn(move || {
+                runtime.block_on(futures_util::future::join_all(
+                    staplers.into_iter().map(super::ocsp::Stapler::run),
+                ))
+            })
+            .map(drop)
     }
 
     /// Whether `site` refuses clients without a certificate.
@@ -153,6 +201,8 @@ struct SiteResolver {
     /// `[[edge.acme]]`'s certificates (shared across generations; `None`: no ACME, or
     /// `holdfast check`, which serves nothing).
     acme: Option<Arc<CertStore>>,
+    /// The sites' OCSP staples, applied to the certificate each handshake gets.
+    staples: Arc<super::ocsp::Staples>,
 }
 
 impl SiteResolver {
@@ -166,7 +216,9 @@ impl SiteResolver {
 
 impl ResolvesServerCert for SiteResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.certificate(self.names.find(hello.server_name())?)
+        let site = self.names.find(hello.server_name())?;
+        let base = self.certificate(site)?;
+        Some(self.staples.apply(site, base))
     }
 }
 
@@ -195,11 +247,24 @@ pub(crate) fn build(
     let ordered = acme_sets
         .iter()
         .map(|set| SiteCert::Acme(set.domains.first().cloned().unwrap_or_default()));
-    let resolver: Arc<dyn ResolvesServerCert> = Arc::new(SiteResolver {
+    let site_names = certs
+        .iter()
+        .map(|c| {
+            if c.names.is_empty() {
+                "default".to_string()
+            } else {
+                c.names.join(",")
+            }
+        })
+        .chain(acme_sets.iter().map(|a| a.domains.join(",")))
+        .collect();
+    let site_resolver = Arc::new(SiteResolver {
         names: Arc::clone(&names),
         certs: files.chain(ordered).collect(),
         acme: acme.cloned(),
+        staples: Arc::new(super::ocsp::Staples::new(site_names)),
     });
+    let resolver: Arc<dyn ResolvesServerCert> = Arc::clone(&site_resolver) as _;
     let tables = certs
         .iter()
         .enumerate()
@@ -244,6 +309,7 @@ pub(crate) fn build(
             sites: sites.into_boxed_slice(),
             names,
             acme_challenge,
+            resolver: site_resolver,
         }),
         Ok(_) => Err(errors),
         Err(e) => {

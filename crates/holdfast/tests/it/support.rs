@@ -679,6 +679,46 @@ impl TestCa {
 }
 
 impl TestCa {
+    /// The CA's private key, PEM (for `openssl ocsp` to sign responses with).
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
+    /// A server certificate for `names` whose Authority Information Access names the OCSP
+    /// responder `url`.
+    pub fn leaf_with_ocsp(&self, names: &[&str], url: &str) -> Leaf {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names.clone()).unwrap();
+        if let Some(first) = names.first() {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, first.as_str());
+        }
+        params
+            .extended_key_usages
+            .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+        // AuthorityInfoAccess ::= SEQUENCE OF SEQUENCE { id-ad-ocsp, [6] IA5String url }
+        let der = |tag: u8, content: &[u8]| {
+            assert!(content.len() < 128);
+            [&[tag, content.len() as u8][..], content].concat()
+        };
+        let oid = der(0x06, &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01]);
+        let access = der(0x30, &[oid, der(0x86, url.as_bytes())].concat());
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::from_oid_content(
+                &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+                der(0x30, &access),
+            ));
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+        }
+    }
+
     /// A client certificate for `name` (TLS client authentication).
     pub fn client(&self, name: &str) -> Leaf {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();

@@ -4,6 +4,7 @@
 //! resumption (`resumption`). Certificates are made at run time with `rcgen`.
 
 mod client_certs;
+mod ocsp;
 mod origin_pulls;
 mod policy;
 mod resumption;
