@@ -2,7 +2,8 @@
 //! `X-Forwarded-For`/`Forwarded`, the PROXY protocol header read from a byte slice, the path
 //! normalisation and the strict request checks, each as the data path calls it; the HTTP/3
 //! listener's QUIC server configuration (`quic_server_config`), and the listener itself on an
-//! in-memory network with a client (`H3Exchange`). Not used by the server.
+//! in-memory network with a client (`H3Exchange`); the OCSP response check (`OcspProbe`).
+//! Not used by the server.
 
 use crate::ctx::{ConnInfo, RequestCtx};
 use arc_swap::ArcSwap;
@@ -302,6 +303,34 @@ fn ready<F: Future>(fut: F) -> Option<F::Output> {
         }
     }
     None
+}
+
+/// The check an OCSP responder's answer goes through before it is stapled, for one
+/// certificate (a leaf naming an `http://` responder, and its issuer).
+pub struct OcspProbe(crate::tls::ocsp::Target);
+
+impl OcspProbe {
+    /// `None` when the leaf names no `http://` responder or either certificate does not parse.
+    pub fn new(leaf_der: &[u8], issuer_der: &[u8]) -> Option<OcspProbe> {
+        crate::tls::ocsp::Target::from_chain(leaf_der, issuer_der).map(OcspProbe)
+    }
+
+    /// Checks `response` (DER) at `now`: its validity window, or why it was refused.
+    pub fn check(
+        &self,
+        response: &[u8],
+        now: std::time::SystemTime,
+    ) -> Result<(std::time::SystemTime, std::time::SystemTime), String> {
+        self.0
+            .check(response, now)
+            .map(|w| (w.this_update, w.next_update))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The DER request the edge sends for this certificate.
+    pub fn request(&self) -> Vec<u8> {
+        self.0.request()
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! `tls-alpn-01` answer) are in `sites`, their policy in `policy`, session resumption in
 //! `tickets`.
 
-mod ocsp;
+pub(crate) mod ocsp;
 mod policy;
 mod sites;
 mod tickets;

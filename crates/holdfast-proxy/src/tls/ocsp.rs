@@ -99,8 +99,11 @@ impl Target {
     /// The leaf's responder and the issuer (the chain's second certificate); `None` when the
     /// leaf names no `http://` responder or the chain has no issuer.
     pub(crate) fn of(key: &CertifiedKey) -> Option<Target> {
-        let leaf_der = key.cert.first()?;
-        let issuer_der = key.cert.get(1)?;
+        Target::from_chain(key.cert.first()?, key.cert.get(1)?)
+    }
+
+    /// The same from the leaf's and the issuer's DER.
+    pub(crate) fn from_chain(leaf_der: &[u8], issuer_der: &[u8]) -> Option<Target> {
         let (_, leaf) = X509Certificate::from_der(leaf_der).ok()?;
         let (_, issuer) = X509Certificate::from_der(issuer_der).ok()?;
         let url = leaf.extensions().iter().find_map(|ext| {
