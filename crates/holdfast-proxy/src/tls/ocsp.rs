@@ -752,6 +752,25 @@ mod tests {
 
     use tokio_rustls::rustls::pki_types::pem::PemObject;
 
+    #[test]
+    fn the_fuzzing_probe_checks_as_the_stapler_does() {
+        let ca = ca("probe CA");
+        let (key, _) = leaf(&ca, Some("http://127.0.0.1:9/"));
+        let target = Target::of(&key).unwrap();
+        let response = respond(&ca, &target, "V");
+        let (leaf_der, issuer_der) = (key.cert.first().unwrap(), key.cert.get(1).unwrap());
+        let probe = crate::fuzzing::OcspProbe::new(leaf_der, issuer_der).unwrap();
+        assert_eq!(probe.request(), target.request());
+        let now = SystemTime::now();
+        let window = target.check(&response, now).unwrap();
+        let got = probe.check(&response, now).unwrap();
+        assert_eq!(got, (window.this_update, window.next_update));
+        assert!(probe.check(b"\x30\x03\x0a\x01\x00", now).is_err());
+        let (plain, _) = leaf(&ca, None);
+        let plain_leaf = plain.cert.first().unwrap();
+        assert!(crate::fuzzing::OcspProbe::new(plain_leaf, issuer_der).is_none());
+    }
+
     /// `openssl ocsp` answering `target.request()` (our encoder) as `ca`'s responder, with
     /// `status` (`V` valid, `R` revoked) for the leaf.
     fn respond(ca: &Ca, target: &Target, status: &str) -> Vec<u8> {
