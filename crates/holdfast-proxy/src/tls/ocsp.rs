@@ -159,35 +159,35 @@ impl Target {
     pub(crate) fn check(&self, response: &[u8], now: SystemTime) -> Result<Window, OcspError> {
         use der::*;
         let m = || OcspError::Malformed;
-        let mut top = Reader(Reader(response).expect(SEQUENCE).ok_or_else(m)?.value);
-        let status = top.expect(ENUMERATED).ok_or_else(m)?;
+        let mut top = Reader(Reader(response).take(SEQUENCE).ok_or_else(m)?.value);
+        let status = top.take(ENUMERATED).ok_or_else(m)?;
         match status.value {
             [0] => {}
             [s] => return Err(OcspError::Unsuccessful(*s)),
             _ => return Err(m()),
         }
-        let bytes = top.expect(0xa0).ok_or_else(m)?;
-        let mut rb = Reader(Reader(bytes.value).expect(SEQUENCE).ok_or_else(m)?.value);
-        if rb.expect(OID).ok_or_else(m)?.value != OID_OCSP_BASIC {
+        let bytes = top.take(0xa0).ok_or_else(m)?;
+        let mut rb = Reader(Reader(bytes.value).take(SEQUENCE).ok_or_else(m)?.value);
+        if rb.take(OID).ok_or_else(m)?.value != OID_OCSP_BASIC {
             return Err(OcspError::NotBasic);
         }
-        let basic = rb.expect(OCTET_STRING).ok_or_else(m)?;
-        let mut basic = Reader(Reader(basic.value).expect(SEQUENCE).ok_or_else(m)?.value);
-        let tbs = basic.expect(SEQUENCE).ok_or_else(m)?;
-        let sig_alg = basic.expect(SEQUENCE).ok_or_else(m)?;
-        let signature = basic.expect(BIT_STRING).ok_or_else(m)?;
+        let basic = rb.take(OCTET_STRING).ok_or_else(m)?;
+        let mut basic = Reader(Reader(basic.value).take(SEQUENCE).ok_or_else(m)?.value);
+        let tbs = basic.take(SEQUENCE).ok_or_else(m)?;
+        let sig_alg = basic.take(SEQUENCE).ok_or_else(m)?;
+        let signature = basic.take(BIT_STRING).ok_or_else(m)?;
         let certs = basic.optional(0xa0);
         self.check_signature(tbs.raw, sig_alg, signature, certs)?;
 
         let mut data = Reader(tbs.value);
         data.optional(0xa0); // version
         data.any().ok_or_else(m)?; // responderID
-        data.expect(GENERALIZED_TIME).ok_or_else(m)?; // producedAt
-        let mut responses = Reader(data.expect(SEQUENCE).ok_or_else(m)?.value);
+        data.take(GENERALIZED_TIME).ok_or_else(m)?; // producedAt
+        let mut responses = Reader(data.take(SEQUENCE).ok_or_else(m)?.value);
         while !responses.is_empty() {
-            let single = responses.expect(SEQUENCE).ok_or_else(m)?;
+            let single = responses.take(SEQUENCE).ok_or_else(m)?;
             let mut single = Reader(single.value);
-            let cert_id = single.expect(SEQUENCE).ok_or_else(m)?;
+            let cert_id = single.take(SEQUENCE).ok_or_else(m)?;
             if !self.is_this(cert_id)? {
                 continue;
             }
@@ -198,11 +198,11 @@ impl Target {
                 0x82 => return Err(OcspError::Unknown),
                 _ => return Err(m()),
             }
-            let this_update = single.expect(GENERALIZED_TIME).ok_or_else(m)?;
+            let this_update = single.take(GENERALIZED_TIME).ok_or_else(m)?;
             let this_update = generalized_time(this_update.value).ok_or_else(m)?;
             let next_update = match single.optional(0xa0) {
                 Some(n) => {
-                    let t = Reader(n.value).expect(GENERALIZED_TIME).ok_or_else(m)?;
+                    let t = Reader(n.value).take(GENERALIZED_TIME).ok_or_else(m)?;
                     generalized_time(t.value).ok_or_else(m)?
                 }
                 None => this_update + 2 * RECHECK,
@@ -227,11 +227,11 @@ impl Target {
         use der::*;
         let m = || OcspError::Malformed;
         let mut id = Reader(cert_id.value);
-        let alg = id.expect(SEQUENCE).ok_or_else(m)?;
-        let oid = Reader(alg.value).expect(OID).ok_or_else(m)?;
-        let name = id.expect(OCTET_STRING).ok_or_else(m)?;
-        let key = id.expect(OCTET_STRING).ok_or_else(m)?;
-        let serial = id.expect(INTEGER).ok_or_else(m)?;
+        let alg = id.take(SEQUENCE).ok_or_else(m)?;
+        let oid = Reader(alg.value).take(OID).ok_or_else(m)?;
+        let name = id.take(OCTET_STRING).ok_or_else(m)?;
+        let key = id.take(OCTET_STRING).ok_or_else(m)?;
+        let serial = id.take(INTEGER).ok_or_else(m)?;
         Ok(oid.value == OID_SHA1
             && name.value == self.name_hash.as_slice()
             && key.value == self.key_hash.as_slice()
@@ -255,7 +255,7 @@ impl Target {
         let Some(certs) = certs else {
             return Err(OcspError::BadSignature);
         };
-        let list = Reader(certs.value).expect(der::SEQUENCE);
+        let list = Reader(certs.value).take(der::SEQUENCE);
         let mut list = Reader(list.ok_or(OcspError::Malformed)?.value);
         while let Some(cert) = list.any() {
             if self.delegate_verifies(cert.raw, tbs, alg, sig) {
@@ -279,14 +279,14 @@ impl Target {
         }
         // The delegate's own certificate, signed by the issuer.
         let mut outer = Reader(cert);
-        let Some(seq) = outer.expect(der::SEQUENCE) else {
+        let Some(seq) = outer.take(der::SEQUENCE) else {
             return false;
         };
         let mut parts = Reader(seq.value);
         let (Some(cert_tbs), Some(cert_alg), Some(cert_sig)) = (
-            parts.expect(der::SEQUENCE),
-            parts.expect(der::SEQUENCE),
-            parts.expect(der::BIT_STRING),
+            parts.take(der::SEQUENCE),
+            parts.take(der::SEQUENCE),
+            parts.take(der::BIT_STRING),
         ) else {
             return false;
         };
@@ -302,22 +302,21 @@ impl Target {
 /// algorithm `alg` (an AlgorithmIdentifier).
 fn verify(spki: &[u8], alg: Tlv<'_>, message: &[u8], sig: &[u8]) -> bool {
     use ring::signature as s;
-    let Some(oid) = Reader(alg.value).expect(der::OID) else {
+    let Some(oid) = Reader(alg.value).take(der::OID) else {
         return false;
     };
-    let Some(info) = Reader(spki).expect(der::SEQUENCE) else {
+    let Some(info) = Reader(spki).take(der::SEQUENCE) else {
         return false;
     };
     let mut info = Reader(info.value);
-    let (Some(key_alg), Some(key)) = (info.expect(der::SEQUENCE), info.expect(der::BIT_STRING))
-    else {
+    let (Some(key_alg), Some(key)) = (info.take(der::SEQUENCE), info.take(der::BIT_STRING)) else {
         return false;
     };
     let Some((_, key)) = key.value.split_first() else {
         return false;
     };
     let mut key_alg = Reader(key_alg.value);
-    key_alg.expect(der::OID);
+    key_alg.take(der::OID);
     let curve = key_alg.optional(der::OID).map(|c| c.value);
     let algorithm: &dyn s::VerificationAlgorithm = match (oid.value, curve) {
         (OID_RSA_SHA256, _) => &s::RSA_PKCS1_2048_8192_SHA256,

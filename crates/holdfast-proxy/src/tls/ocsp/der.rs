@@ -70,7 +70,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next element, which must have `tag`.
-    pub fn expect(&mut self, tag: u8) -> Option<Tlv<'a>> {
+    pub fn take(&mut self, tag: u8) -> Option<Tlv<'a>> {
         self.any().filter(|t| t.tag == tag)
     }
 
@@ -129,7 +129,7 @@ mod tests {
             let content = vec![7u8; n];
             let encoded = tlv(OCTET_STRING, &content);
             let mut r = Reader(&encoded);
-            let t = r.expect(OCTET_STRING).unwrap();
+            let t = r.take(OCTET_STRING).unwrap();
             assert_eq!(t.value.len(), n);
             assert_eq!(t.raw.len(), encoded.len());
             assert!(r.is_empty());
