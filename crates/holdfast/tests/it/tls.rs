@@ -129,7 +129,7 @@ fn client_config(
 /// Accepts any server certificate: for looking at which one the default is, whatever name
 /// the client asked for.
 #[derive(Debug)]
-struct AcceptAny(Arc<CryptoProvider>);
+pub(crate) struct AcceptAny(pub(crate) Arc<CryptoProvider>);
 
 impl ServerCertVerifier for AcceptAny {
     fn verify_server_cert(
