@@ -136,8 +136,8 @@ pub(crate) fn h3_addr(edge: &Edge) -> SocketAddr {
     edge.running().h3_addrs[0]
 }
 
-/// A QUIC client endpoint trusting `ca`, offering ALPN `h3`.
-pub(crate) fn client_endpoint(ca: &TestCa) -> quinn::Endpoint {
+/// QUIC client TLS trusting `ca`, offering ALPN `h3`.
+pub(crate) fn client_crypto(ca: &TestCa) -> Arc<quinn::crypto::rustls::QuicClientConfig> {
     let mut roots = RootCertStore::empty();
     roots.add(ca.der.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -147,9 +147,13 @@ pub(crate) fn client_endpoint(ca: &TestCa) -> quinn::Endpoint {
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"h3".to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap())
+}
+
+/// A QUIC client endpoint trusting `ca`, offering ALPN `h3`.
+pub(crate) fn client_endpoint(ca: &TestCa) -> quinn::Endpoint {
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    endpoint.set_default_client_config(quinn::ClientConfig::new(client_crypto(ca)));
     endpoint
 }
 

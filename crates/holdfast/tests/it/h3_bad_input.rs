@@ -8,7 +8,8 @@
 //! plain UDP socket, never answered).
 
 use crate::h3::{
-    client_endpoint, h3_addr, h3_connect, h3_request, origin, start_edge, start_edge_with,
+    client_crypto, client_endpoint, h3_addr, h3_connect, h3_request, origin, start_edge,
+    start_edge_with,
 };
 use crate::support::*;
 use bytes::Bytes;
@@ -17,7 +18,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::UdpSocket;
-use tokio_rustls::rustls::{self, RootCertStore};
 
 /// The edge's Retry threshold (handshakes in flight on one endpoint; `docs/tls.md`).
 const RETRY_ABOVE: u64 = 64;
@@ -33,17 +33,7 @@ struct Initials {
 
 impl Initials {
     fn new(ca: &TestCa, server: SocketAddr) -> Initials {
-        let mut roots = RootCertStore::empty();
-        roots.add(ca.der.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![b"h3".to_vec()];
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-        let config = quinn_proto::ClientConfig::new(Arc::new(crypto));
+        let config = quinn_proto::ClientConfig::new(client_crypto(ca));
         let endpoint = quinn_proto::Endpoint::new(
             Arc::new(quinn_proto::EndpointConfig::default()),
             None,
