@@ -479,6 +479,10 @@ pub struct Edge {
     pub access_log: AccessLog,
     pub limits: Limits,
     pub client_header_timeout: Duration,
+    /// An HTTP/1 connection with nothing in flight and no bytes moved for this long gives
+    /// back its HTTP state (hyper's buffers, the request future) until its next byte
+    /// arrives; zero: it keeps them.
+    pub idle_release_after: Duration,
     pub shutdown_grace: Duration,
     /// After a binary upgrade handed the listeners over: how long the old process lets its
     /// open connections finish before it closes them and exits.

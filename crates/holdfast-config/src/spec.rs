@@ -244,6 +244,9 @@ pub struct EdgeSpec {
     pub access_log: Option<String>,
     #[serde(default, with = "humantime_serde")]
     pub client_header_timeout: Option<Duration>,
+    /// An HTTP/1 connection idle this long gives its buffers back; `0s`: never.
+    #[serde(default, with = "humantime_serde")]
+    pub idle_release_after: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
     #[serde(default, with = "humantime_serde")]

@@ -308,6 +308,34 @@ pub struct ResponseBody {
     /// Sees every chunk on the way to the client (the cache filling an entry); `None`
     /// everywhere else, so an uncached route pays nothing for it.
     tap: Option<Box<dyn Tap>>,
+    /// The HTTP/1 request this body answers, in flight until the body is dropped (`idle`).
+    in_flight: Option<Hold>,
+}
+
+/// What a [`Hold`] lets go of when it is dropped.
+pub(crate) trait Release: Send + Sync {
+    fn release(&self);
+}
+
+/// Keeps something (a connection's request in flight) until dropped; no allocation of its own.
+pub(crate) struct Hold(std::sync::Arc<dyn Release>);
+
+impl Hold {
+    pub(crate) fn new(held: std::sync::Arc<dyn Release>) -> Self {
+        Hold(held)
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hold")
+    }
 }
 
 /// A copy of the body as it streams: `data` for each chunk (false drops the tap), `end`
@@ -369,7 +397,13 @@ impl ResponseBody {
             failed: false,
             completion: None,
             tap: None,
+            in_flight: None,
         }
+    }
+
+    /// Keep the connection's request in flight until this body is dropped.
+    pub(crate) fn hold(&mut self, in_flight: Hold) {
+        self.in_flight = Some(in_flight);
     }
 
     pub(crate) fn set_tap(&mut self, tap: Box<dyn Tap>) {

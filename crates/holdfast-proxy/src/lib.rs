@@ -35,6 +35,11 @@
 //!   `service::handle` like any other, its body adapted by `body.rs` into `ClientBody`;
 //!   `alt_svc.rs` adds `Alt-Svc` to TLS responses; `metrics.rs` the `holdfast_quic_*` families;
 //!   `memory.rs` an in-memory UDP network on which `fuzzing` runs the listener without sockets.
+//! - `idle.rs`: an HTTP/1 connection idle for `edge.idle_release_after` (no request in
+//!   flight, no bytes moved, nothing unsent) is taken apart (`into_parts`) and waits for its
+//!   next byte holding only its socket; `server.rs` (`serve_h1`, `until_idle`) sets hyper up
+//!   again when it comes, replaying the byte. **Invariant:** a release changes nothing on the
+//!   wire: no request, byte or keep-alive is lost to it.
 //! - `send_timeout.rs`: the client socket's write side with a stall limit (60 s): a client
 //!   that stops reading is disconnected, releasing the response body, its origin connection
 //!   and pool slot. **Invariant:** no client holds an origin connection by not reading.
@@ -206,6 +211,7 @@ mod error;
 pub mod fuzzing;
 mod h2c;
 mod h3;
+mod idle;
 mod metrics;
 #[cfg(test)]
 mod module_cycles;

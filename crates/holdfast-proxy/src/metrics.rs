@@ -32,6 +32,7 @@ pub struct Metrics {
     pub(crate) bad_requests: IntCounterVec,
     pub(crate) connections: IntCounter,
     pub(crate) connections_active: IntGauge,
+    pub(crate) connections_idle_released: IntGauge,
     pub(crate) connections_capped: IntCounter,
     pub(crate) tls_handshake_errors: IntCounter,
     /// `holdfast_tls_ocsp_*`: stapling fetches and how long each staple has left.
@@ -208,6 +209,10 @@ impl Metrics {
                 "holdfast_http_connections_active",
                 "Client connections open now.",
             )?,
+            connections_idle_released: IntGauge::new(
+                "holdfast_http_connections_idle_released",
+                "Open HTTP/1 connections idle past edge.idle_release_after, holding only their socket.",
+            )?,
             connections_capped: IntCounter::new(
                 "holdfast_http_connections_capped_total",
                 "Times the edge stopped accepting because edge.max_connections were open.",
@@ -250,6 +255,7 @@ impl Metrics {
         registry.register(Box::new(m.bad_requests.clone()))?;
         registry.register(Box::new(m.connections.clone()))?;
         registry.register(Box::new(m.connections_active.clone()))?;
+        registry.register(Box::new(m.connections_idle_released.clone()))?;
         registry.register(Box::new(m.connections_capped.clone()))?;
         registry.register(Box::new(m.tls_handshake_errors.clone()))?;
         registry.register(Box::new(m.access_log_dropped.clone()))?;

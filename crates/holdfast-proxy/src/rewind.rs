@@ -20,6 +20,12 @@ impl<S> Rewind<S> {
             inner,
         }
     }
+
+    /// Replay `prefix` before the connection's next bytes (what was read but not used).
+    pub(crate) fn replay(&mut self, prefix: Vec<u8>) {
+        self.prefix = prefix;
+        self.pos = 0;
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {

@@ -33,6 +33,10 @@ impl<I> SendTimeout<I> {
         }
     }
 
+    pub(crate) fn into_inner(self) -> I {
+        self.inner
+    }
+
     /// The write side is `Pending`: `Pending` until the stall has lasted `limit`, then the error.
     fn stall<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         let limit = self.limit;

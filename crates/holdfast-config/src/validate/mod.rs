@@ -12,6 +12,7 @@ use std::time::Duration;
 
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_IDLE_RELEASE_AFTER: Duration = Duration::from_secs(1);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// `edge.max_connections` when not set.
 const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
@@ -252,6 +253,9 @@ fn edge(spec: &EdgeSpec, base_dir: &Path, errs: &mut Errors) -> Edge {
             DEFAULT_CLIENT_HEADER_TIMEOUT,
             errs,
         ),
+        idle_release_after: spec
+            .idle_release_after
+            .unwrap_or(DEFAULT_IDLE_RELEASE_AFTER),
         shutdown_grace: spec.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         drain_timeout: spec.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         trusted_proxies: spec

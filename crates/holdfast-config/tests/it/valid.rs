@@ -65,6 +65,7 @@ fn minimal_file_is_accepted_with_every_default() {
                 request_buffer: 64 * 1024,
             },
             client_header_timeout: secs(30),
+            idle_release_after: secs(1),
             shutdown_grace: secs(10),
             drain_timeout: secs(30),
             state_dir: None,

@@ -39,6 +39,7 @@ mod h3;
 mod h3_bad_input;
 mod headers;
 mod health;
+mod idle_release;
 mod keepalive;
 mod limits;
 mod operator_page;
