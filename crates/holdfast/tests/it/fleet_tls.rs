@@ -358,3 +358,50 @@ async fn one_member_orders_the_fleets_certificate_and_every_member_serves_and_va
         Some(leaf)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_ring_from_etcd_a_member_resumes_with_its_own_keys_and_says_so() {
+    // etcd never answers: no version, no ring. The member serves its placeholder
+    // certificate before the first version, and tickets from its own keys.
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let m = blocking(|| {
+        Edge::start(
+            MEMBER,
+            &[
+                ("etcd", nowhere),
+                ("id", "edge-a".to_string()),
+                ("http", "127.0.0.1:0".to_string()),
+                ("https", "127.0.0.1:0".to_string()),
+            ],
+        )
+    });
+    let status = m.status().await;
+    assert_eq!(
+        status["fleet"]["ticket_keys"]["source"], "local",
+        "{status}"
+    );
+    let metrics = get(&m.admin_url("/metrics")).await.text();
+    assert_eq!(
+        metric(&metrics, "holdfast_fleet_ticket_keys_shared"),
+        Some(0.0)
+    );
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(crate::tls::AcceptAny(provider())))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = Arc::new(config);
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let tls = handshake(m.running().https_addrs[0], "www.test", config.clone())
+            .await
+            .unwrap();
+        kinds.push(tls.get_ref().1.handshake_kind().unwrap());
+        // Before the first version every answer is 503; reading it brings the tickets.
+        let (status, _) = request(tls, "www.test", "/", &[]).await.unwrap();
+        assert_eq!(status, 503);
+    }
+    assert_eq!(kinds, [HandshakeKind::Full, HandshakeKind::Resumed]);
+}
