@@ -109,6 +109,21 @@ pub(crate) fn placeholder(domains: &[String]) -> Result<CertifiedKey, AcmeError>
     certified(&cert, &key)
 }
 
+/// A self-signed certificate and its key as PEM text (a fleet member's TLS listener serves
+/// one before the fleet's first version gives it certificates).
+pub fn placeholder_pem(domains: &[String]) -> Result<(String, String), AcmeError> {
+    let mut params = CertificateParams::new(domains.to_vec()).map_err(rcgen_err)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        "Holdfast placeholder (no fleet version yet)",
+    );
+    params.distinguished_name = dn;
+    let key = KeyPair::generate().map_err(rcgen_err)?;
+    let cert = params.self_signed(&key).map_err(rcgen_err)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 /// The `tls-alpn-01` answer for `name`: self-signed, its only name `name`, and the critical
 /// acmeIdentifier extension holding the SHA-256 digest of the key authorization.
 pub(crate) fn alpn_challenge(name: &str, digest: &[u8]) -> Result<CertifiedKey, AcmeError> {

@@ -21,6 +21,9 @@ pub enum AcmeError {
     File { path: PathBuf, what: String },
     #[error("certificate: {0}")]
     Certificate(String),
+    /// The fleet's etcd failed while an order needed it (its challenges are published there).
+    #[error("fleet etcd: {0}")]
+    Fleet(String),
 }
 
 impl From<instant_acme::Error> for AcmeError {

@@ -35,12 +35,20 @@
 //!
 //! **Invariant:** at most one order at a time per name set (one task per set).
 //!
-//! Not done yet: sharing one certificate per name set across a fleet through etcd.
+//! - `fleet.rs`: with `[fleet]`, one certificate per name set for the whole fleet: only the
+//!   instance holding the fleet election orders; it stores the chain and key at
+//!   `acme/certs/SET` and a pending order's challenges at `acme/challenges/SET` (under a
+//!   lease), and every instance installs the certificate (same checks as from `state_dir`,
+//!   then written there) and answers the challenges, acknowledging them at `acme/seen/ID`.
+//!
+//! **Invariant:** in a fleet, only the instance holding the election orders; a certificate
+//! from etcd that fails a check never replaces one that serves (counted, logged).
 
 #![forbid(unsafe_code)]
 
 mod cert;
 mod error;
+mod fleet;
 mod http;
 mod manager;
 mod order;
@@ -48,7 +56,9 @@ mod schedule;
 mod storage;
 mod store;
 
+pub use cert::placeholder_pem;
 pub use error::AcmeError;
+pub use fleet::{AcmeFleet, ConnectFuture};
 pub use manager::{AcmeManager, AcmeMetrics, SetStatus};
 pub use store::{CertStore, ACME_TLS_ALPN, HTTP_CHALLENGE_PREFIX};
 

@@ -4,9 +4,11 @@
 //! at most one order at a time per name set. A failed order changes nothing that serves: the
 //! old certificate (or the placeholder) stays, and the failure is logged, counted and kept
 //! for `/status`. `follow` takes a reloaded configuration: new sets start, removed ones stop,
-//! changed ones restart.
+//! changed ones restart. In a fleet (`fleet.rs`), a set's task orders only while this
+//! instance holds the fleet election, and reads what etcd holds before it does.
 
 use crate::cert::{self, Issued};
+use crate::fleet::{self, AcmeFleet, FleetSide, Pending};
 use crate::order;
 use crate::schedule;
 use crate::storage::Storage;
@@ -40,6 +42,10 @@ pub struct SetStatus {
     pub last_error_at: Option<String>,
     /// Failed orders in a row (0 after a success).
     pub failures: u32,
+    /// In a fleet: `orders` (this instance holds the election) or `follows` (it installs
+    /// what the elected one stores in etcd); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<&'static str>,
 }
 
 struct SetState {
@@ -57,7 +63,7 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 impl SetState {
-    fn status(&self, now: SystemTime) -> SetStatus {
+    fn status(&self, now: SystemTime, fleet: Option<&'static str>) -> SetStatus {
         let not_after = self.issued.as_ref().map(|i| i.not_after);
         SetStatus {
             domains: self.set.domains.clone(),
@@ -76,6 +82,7 @@ impl SetState {
             last_error: self.last_error.as_ref().map(|(_, e)| e.clone()),
             last_error_at: self.last_error.as_ref().map(|(t, _)| rfc3339(*t)),
             failures: self.failures,
+            fleet,
         }
     }
 }
@@ -90,7 +97,7 @@ fn days_between(now: SystemTime, t: SystemTime) -> f64 {
 }
 
 /// The set's key: its names as written.
-fn key_of(set: &AcmeCert) -> String {
+pub(crate) fn key_of(set: &AcmeCert) -> String {
     set.domains.join(",")
 }
 
@@ -101,6 +108,7 @@ fn key_of(set: &AcmeCert) -> String {
 pub struct AcmeMetrics {
     orders: IntCounterVec,
     expiry: GaugeVec,
+    fleet: IntCounterVec,
 }
 
 impl AcmeMetrics {
@@ -124,7 +132,22 @@ impl AcmeMetrics {
             &["names"],
         )?;
         registry.register(Box::new(expiry.clone()))?;
-        Ok(AcmeMetrics { orders, expiry })
+        let fleet = IntCounterVec::new(
+            Opts::new(
+                "holdfast_acme_fleet_certificates_total",
+                "Certificates shared through the fleet's etcd, by result: installed (taken from etcd), rejected (a value in etcd that failed a check; the serving one stayed), published (written to etcd by the elected instance).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(fleet.clone()))?;
+        for r in ["installed", "rejected", "published"] {
+            fleet.with_label_values(&[r]);
+        }
+        Ok(AcmeMetrics {
+            orders,
+            expiry,
+            fleet,
+        })
     }
 
     /// Set the expiry gauges to `certs` (names, notAfter) as of now; others are dropped.
@@ -143,13 +166,19 @@ impl AcmeMetrics {
     fn count(&self, result: &str) {
         self.orders.with_label_values(&[result]).inc();
     }
+
+    pub(crate) fn count_fleet(&self, result: &str) {
+        self.fleet.with_label_values(&[result]).inc();
+    }
 }
 
-struct Shared {
-    store: Arc<CertStore>,
+pub(crate) struct Shared {
+    pub(crate) store: Arc<CertStore>,
     storage: Storage,
     sets: Mutex<BTreeMap<String, SetState>>,
-    metrics: AcmeMetrics,
+    pub(crate) metrics: AcmeMetrics,
+    /// With `[fleet]`: the etcd side (ordering gated on the election).
+    fleet: Option<Arc<FleetSide>>,
     /// One account creation at a time (two sets may share a directory).
     accounts: tokio::sync::Mutex<()>,
     /// Test hook: order every set now.
@@ -165,17 +194,20 @@ pub struct AcmeManager {
 }
 
 impl AcmeManager {
-    /// Load what is stored (or make placeholders) for `sets`, then start ordering.
+    /// Load what is stored (or make placeholders) for `sets`, then start ordering (in a
+    /// fleet, only while this instance holds the election).
     pub fn start(
         sets: &[AcmeCert],
         state_dir: &Path,
         metrics: AcmeMetrics,
+        fleet: Option<AcmeFleet>,
     ) -> Result<AcmeManager, AcmeError> {
         let shared = Arc::new(Shared {
             store: Arc::new(CertStore::new()),
             storage: Storage::new(state_dir),
             sets: Mutex::new(BTreeMap::new()),
             metrics,
+            fleet: fleet.map(|f| Arc::new(FleetSide::new(f))),
             accounts: tokio::sync::Mutex::new(()),
             renew_now: Notify::new(),
         });
@@ -229,9 +261,14 @@ impl AcmeManager {
     /// Every name set, for `/status`.
     pub fn status(&self) -> Vec<SetStatus> {
         let now = SystemTime::now();
+        let role = self
+            .shared
+            .fleet
+            .as_ref()
+            .map(|f| if f.leading() { "orders" } else { "follows" });
         lock(&self.shared.sets)
             .values()
-            .map(|s| s.status(now))
+            .map(|s| s.status(now, role))
             .collect()
     }
 
@@ -346,6 +383,70 @@ impl Shared {
     fn update<T>(&self, key: &str, f: impl FnOnce(&mut SetState) -> T) -> Option<T> {
         lock(&self.sets).get_mut(key).map(f)
     }
+
+    /// The configured sets.
+    pub(crate) fn sets(&self) -> Vec<AcmeCert> {
+        lock(&self.sets).values().map(|s| s.set.clone()).collect()
+    }
+
+    /// The `notAfter` of the set's issued certificate (none for a placeholder).
+    pub(crate) fn issued_not_after(&self, set: &AcmeCert) -> Option<SystemTime> {
+        self.update(&key_of(set), |s| s.issued.as_ref().map(|i| i.not_after))
+            .flatten()
+    }
+
+    /// The set's file in `state_dir` (chain, then key), if readable.
+    pub(crate) fn stored_pem(&self, set: &AcmeCert) -> Option<Vec<u8>> {
+        self.storage
+            .read(&self.storage.cert_path(&set.domains))
+            .ok()
+            .flatten()
+    }
+
+    /// A certificate from the fleet's etcd: the checks a stored one passes (parses, names
+    /// every domain) and more (not expired, not older than the one serving), then stored in
+    /// `state_dir` and served. `Ok(false)`: it is the one serving, or older; `Err`: refused.
+    pub(crate) fn install_shared(&self, set: &AcmeCert, pem: &[u8]) -> Result<bool, String> {
+        let issued = Issued::from_pem(pem).map_err(|e| e.to_string())?;
+        if !issued.covers(&set.domains) {
+            return Err(format!(
+                "it names {:?}, not every domain of the set",
+                issued.names
+            ));
+        }
+        let now = SystemTime::now();
+        if issued.not_after <= now {
+            return Err(format!("it expired at {}", rfc3339(issued.not_after)));
+        }
+        let key = key_of(set);
+        let serving = self
+            .update(&key, |s| {
+                s.issued.as_ref().map(|i| (i.leaf.clone(), i.not_after))
+            })
+            .ok_or_else(|| "the set is no longer configured".to_string())?;
+        if let Some((leaf, not_after)) = serving {
+            if leaf == issued.leaf || not_after > issued.not_after {
+                return Ok(false);
+            }
+        }
+        // Kept before it serves: a restart with etcd down serves it too.
+        if let Err(e) = self
+            .storage
+            .write_private(&self.storage.cert_path(&set.domains), pem)
+        {
+            tracing::error!(error = %e, "ACME: cannot keep the fleet's certificate in state_dir; serving it anyway");
+        }
+        self.store
+            .serve(&key, &set.domains, Arc::clone(&issued.key));
+        let next = schedule::renew_at(issued.not_before, issued.not_after, now, schedule::draw());
+        tracing::info!(names = %key, not_after = %rfc3339(issued.not_after), "ACME: serving the fleet's certificate from etcd");
+        self.update(&key, |s| {
+            s.issued = Some(issued);
+            s.next = Some(next);
+            s.failures = 0;
+        });
+        Ok(true)
+    }
 }
 
 /// Runs one task per name set; restarts them when the configuration changes.
@@ -355,6 +456,10 @@ async fn supervise(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tasks: BTreeMap<String, (AcmeCert, tokio::task::JoinHandle<()>)> = BTreeMap::new();
+    let follower = shared
+        .fleet
+        .as_ref()
+        .map(|side| tokio::spawn(fleet::follow(Arc::clone(&shared), Arc::clone(side))));
     loop {
         let sets = config.borrow_and_update().clone();
         tasks.retain(|k, (set, task)| {
@@ -381,6 +486,36 @@ async fn supervise(
     for (_, (_, task)) in tasks {
         task.abort();
     }
+    if let Some(f) = follower {
+        f.abort();
+    }
+}
+
+/// Wakes when a certificate from the fleet moved a set's renewal (never without a fleet).
+async fn fleet_changed(shared: &Shared) {
+    match &shared.fleet {
+        Some(side) => side.changed.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// In a fleet: wait until this instance holds the election, then read what etcd holds (a
+/// new controller takes the fleet's certificate rather than ordering again). `false` when
+/// the manager is going away.
+async fn fleet_turn(side: &FleetSide, shared: &Shared) -> bool {
+    let mut leading = side.link.leading.clone();
+    if leading.wait_for(|l| *l).await.is_err() {
+        return false;
+    }
+    match side.store().await {
+        Ok(store) => {
+            if let Err(e) = fleet::sync(shared, side, store.as_ref()).await {
+                tracing::warn!(error = %e, "ACME: cannot read the fleet's certificates before ordering");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "ACME: cannot reach the fleet's etcd before ordering"),
+    }
+    true
 }
 
 /// One name set's life: wait for the next due time (or a forced renewal), order, repeat.
@@ -394,9 +529,22 @@ async fn run_set(shared: Arc<Shared>, set: AcmeCert) {
         let wait = next
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shared.renew_now.notified() => {}
+        let forced = tokio::select! {
+            _ = tokio::time::sleep(wait) => false,
+            _ = shared.renew_now.notified() => true,
+            _ = fleet_changed(&shared) => continue,
+        };
+        if let Some(side) = &shared.fleet {
+            if !fleet_turn(side, &shared).await {
+                return;
+            }
+            let due = shared
+                .update(&key, |s| s.next)
+                .flatten()
+                .is_some_and(|n| n <= SystemTime::now());
+            if !forced && !due {
+                continue;
+            }
         }
         shared.update(&key, |s| s.ordering = true);
         let result = attempt(&shared, &set, &mut account).await;
@@ -466,7 +614,15 @@ async fn attempt(
             a
         }
     };
-    let (issued, pem) = order::issue(&acct, set, &shared.store).await?;
+    let mut pending = match &shared.fleet {
+        Some(side) => Some(Pending::begin(side, &set.domains).await?),
+        None => None,
+    };
+    let result = order::issue(&acct, set, &shared.store, pending.as_mut()).await;
+    if let Some(p) = pending {
+        p.end().await;
+    }
+    let (issued, pem) = result?;
     // Stored before it serves: a restart serves what the clients already saw.
     shared
         .storage
@@ -474,7 +630,29 @@ async fn attempt(
     shared
         .store
         .serve(&key_of(set), &set.domains, Arc::clone(&issued.key));
+    if let Some(side) = &shared.fleet {
+        publish(side, &shared.metrics, set, pem.into_bytes()).await;
+    }
     Ok(issued)
+}
+
+/// Store a new certificate in the fleet's etcd; on failure the follower's next read does it
+/// (`fleet::sync` publishes a newer certificate etcd lacks).
+async fn publish(side: &FleetSide, metrics: &AcmeMetrics, set: &AcmeCert, pem: Vec<u8>) {
+    let key = side
+        .link
+        .layout
+        .acme_cert(&crate::storage::set_id(&set.domains));
+    let stored = match side.store().await {
+        Ok(store) => store.put(&key, pem, None).await,
+        Err(e) => Err(e),
+    };
+    match stored {
+        Ok(()) => metrics.count_fleet("published"),
+        Err(e) => {
+            tracing::warn!(key = %key, error = %e, "ACME: cannot publish the certificate to the fleet; trying again at the next read")
+        }
+    }
 }
 
 /// The CA's renewal window where it offers one (ARI), else two thirds of the lifetime.

@@ -1,9 +1,11 @@
 //! One order, start to end (RFC 8555 §7.4): the account (created once per directory and
 //! kept in `state_dir`), a new order for the set's names, each authorization's challenge
 //! published in the `CertStore` and announced, the order polled until ready, a CSR for a
-//! fresh key, the chain fetched. The challenges are withdrawn however it ends.
+//! fresh key, the chain fetched. The challenges are withdrawn however it ends. In a fleet
+//! they are also published in etcd (`fleet::Pending`) before the CA is told to validate.
 
 use crate::cert::{self, Issued};
+use crate::fleet::Pending;
 use crate::http::AcmeHttp;
 use crate::storage::Storage;
 use crate::store::CertStore;
@@ -82,6 +84,7 @@ pub(crate) async fn issue(
     account: &Account,
     set: &AcmeCert,
     store: &CertStore,
+    mut fleet: Option<&mut Pending>,
 ) -> Result<(Issued, String), AcmeError> {
     let names = set.domains.join(",");
     let failed = |what: String| AcmeError::Order {
@@ -119,12 +122,22 @@ pub(crate) async fn issue(
             AcmeChallenge::Http01 => {
                 store.put_http(&challenge.token, key_auth.as_str());
                 published.tokens.push(challenge.token.clone());
+                if let Some(p) = fleet.as_deref_mut() {
+                    p.add_http(&challenge.token, key_auth.as_str());
+                }
             }
             AcmeChallenge::TlsAlpn01 => {
                 let answer = cert::alpn_challenge(&name, key_auth.digest().as_ref())?;
                 store.put_alpn(&name, Arc::new(answer));
                 published.names.push(name.clone());
+                if let Some(p) = fleet.as_deref_mut() {
+                    p.add_alpn(&name, key_auth.as_str());
+                }
             }
+        }
+        // In a fleet, the CA may ask any instance: every one must hold the answer first.
+        if let Some(p) = fleet.as_deref() {
+            p.publish().await?;
         }
         challenge.set_ready().await?;
     }

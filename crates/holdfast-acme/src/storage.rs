@@ -22,6 +22,15 @@ fn short_hash(text: &str) -> String {
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
+/// A name set's id: its first name and a hash of all of them (the stem of its file, and its
+/// key in a fleet's etcd).
+pub(crate) fn set_id(domains: &[String]) -> String {
+    let mut sorted = domains.to_vec();
+    sorted.sort();
+    let first = domains.first().map_or("none", String::as_str);
+    format!("{first}-{}", short_hash(&sorted.join(",")))
+}
+
 impl Storage {
     pub fn new(state_dir: &Path) -> Storage {
         Storage {
@@ -36,11 +45,7 @@ impl Storage {
 
     /// The set's file: named after its first name (readable) and a hash of all of them.
     pub fn cert_path(&self, domains: &[String]) -> PathBuf {
-        let mut sorted = domains.to_vec();
-        sorted.sort();
-        let first = domains.first().map_or("none", String::as_str);
-        self.dir
-            .join(format!("{first}-{}.pem", short_hash(&sorted.join(","))))
+        self.dir.join(format!("{}.pem", set_id(domains)))
     }
 
     /// The file's bytes, `None` if it does not exist.

@@ -1,7 +1,9 @@
 //! `CertStore`: what the data path reads, lock-free — the certificate serving each ACME name
 //! (issued, stored or a placeholder), the `http-01` key authorizations by token and the
 //! `tls-alpn-01` challenge certificates by name. Written only by the manager (rarely: an
-//! issuance, a challenge published or withdrawn); every write replaces a whole table.
+//! issuance, a challenge published or withdrawn); every write replaces a whole table. In a
+//! fleet, the challenges the elected instance published in etcd are a second pair of tables
+//! (`set_fleet_challenges`), answered after this instance's own.
 
 use arc_swap::ArcSwap;
 use holdfast_common::lock;
@@ -34,6 +36,9 @@ pub struct CertStore {
     live: ArcSwap<Live>,
     http: ArcSwap<HashMap<String, Arc<str>>>,
     alpn: ArcSwap<HashMap<String, Arc<CertifiedKey>>>,
+    /// The fleet's pending challenges, from etcd (replaced whole at each read).
+    fleet_http: ArcSwap<HashMap<String, Arc<str>>>,
+    fleet_alpn: ArcSwap<HashMap<String, Arc<CertifiedKey>>>,
     /// The writers' view: set key → what it serves, and the sets' order in the
     /// configuration (`live` is rebuilt from both).
     sets: Mutex<(BTreeMap<String, Served>, Vec<String>)>,
@@ -65,12 +70,31 @@ impl CertStore {
 
     /// The `tls-alpn-01` challenge certificate for `name`, while an order waits for it.
     pub fn alpn_challenge(&self, name: &str) -> Option<Arc<CertifiedKey>> {
-        self.alpn.load().get(&name.to_ascii_lowercase()).cloned()
+        let name = name.to_ascii_lowercase();
+        self.alpn
+            .load()
+            .get(&name)
+            .cloned()
+            .or_else(|| self.fleet_alpn.load().get(&name).cloned())
     }
 
     /// The key authorization to answer `GET /.well-known/acme-challenge/<token>` with.
     pub fn http_challenge(&self, token: &str) -> Option<Arc<str>> {
-        self.http.load().get(token).cloned()
+        self.http
+            .load()
+            .get(token)
+            .cloned()
+            .or_else(|| self.fleet_http.load().get(token).cloned())
+    }
+
+    /// The challenges a fleet's elected instance published (replacing the previous ones).
+    pub(crate) fn set_fleet_challenges(
+        &self,
+        http: HashMap<String, Arc<str>>,
+        alpn: HashMap<String, Arc<CertifiedKey>>,
+    ) {
+        self.fleet_http.store(Arc::new(http));
+        self.fleet_alpn.store(Arc::new(alpn));
     }
 
     /// Serve `key` for the names of the set `set` (replacing what it served).
@@ -188,5 +212,14 @@ mod tests {
         assert!(store.alpn_challenge("A.test").is_some());
         store.remove_alpn("a.test");
         assert!(store.alpn_challenge("a.test").is_none());
+        // A fleet's challenges answer too, until replaced.
+        store.set_fleet_challenges(
+            HashMap::from([("ft".to_string(), Arc::from("ft.thumb"))]),
+            HashMap::from([("b.test".to_string(), key("b.test"))]),
+        );
+        assert_eq!(store.http_challenge("ft").as_deref(), Some("ft.thumb"));
+        assert!(store.alpn_challenge("B.test").is_some());
+        store.set_fleet_challenges(HashMap::new(), HashMap::new());
+        assert!(store.http_challenge("ft").is_none());
     }
 }

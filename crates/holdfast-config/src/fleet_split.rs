@@ -20,6 +20,39 @@ pub const INSTANCE_OWNED: &[&str] = &[
 /// The instance part `rollout start` checks a version with (no instance's listeners).
 pub const CHECK_PLACEHOLDER: &str = "[edge]\nlisten = [\"127.0.0.1:0\"]\n";
 
+/// The instance part a version with `[[edge.tls]]` or `[[edge.acme]]` is checked with: a TLS
+/// listener and a `state_dir` too (each instance's own file must then have them, or it
+/// rejects the version).
+const CHECK_PLACEHOLDER_TLS: &str =
+    "[edge]\nlisten = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\nstate_dir = \"state\"\n";
+
+/// The instance part to check `version_text` with: `CHECK_PLACEHOLDER`, with a TLS listener
+/// and a `state_dir` when the version has TLS sites.
+pub fn check_placeholder(version_text: &str) -> &'static str {
+    let tls = toml::from_str::<toml::Table>(version_text).is_ok_and(|t| {
+        t.get("edge")
+            .and_then(toml::Value::as_table)
+            .is_some_and(|e| e.contains_key("tls") || e.contains_key("acme"))
+    });
+    if tls {
+        CHECK_PLACEHOLDER_TLS
+    } else {
+        CHECK_PLACEHOLDER
+    }
+}
+
+/// Whether an instance's local file has a TLS listener (before its first fleet version it
+/// then needs a placeholder certificate, which the binary makes).
+pub fn has_tls_listener(local_text: &str) -> bool {
+    toml::from_str::<toml::Table>(local_text).is_ok_and(|t| {
+        t.get("edge")
+            .and_then(toml::Value::as_table)
+            .and_then(|e| e.get("tls_listen"))
+            .and_then(toml::Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    })
+}
+
 /// The `[edge]` keys an instance owns.
 const EDGE_OWNED: &[&str] = &["listen", "tls_listen", "h3_listen", "threads", "state_dir"];
 

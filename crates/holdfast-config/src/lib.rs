@@ -39,8 +39,8 @@ pub use config::{
 };
 pub use error::ConfigError;
 pub use fleet_split::{
-    is_fleet_member, local_violations, merge_fleet_version, no_version_yet, version_violations,
-    CHECK_PLACEHOLDER, INSTANCE_OWNED,
+    check_placeholder, has_tls_listener, is_fleet_member, local_violations, merge_fleet_version,
+    no_version_yet, version_violations, CHECK_PLACEHOLDER, INSTANCE_OWNED,
 };
 pub use parse::{parse, state_dir_hint, MAX_CONFIG_BYTES};
 pub use spec::RuleSpec;

@@ -87,6 +87,48 @@ impl Layout {
         format!("{}/election", self.prefix)
     }
 
+    /// `PREFIX/tls/ticket_keys`: the fleet's session-ticket key ring (`TicketKeyRing`),
+    /// written by the elected controller, read by every instance. Secret: etcd must be on
+    /// TLS with authentication.
+    pub fn ticket_keys(&self) -> String {
+        format!("{}/tls/ticket_keys", self.prefix)
+    }
+
+    /// `PREFIX/acme/`: everything the fleet shares of `[[edge.acme]]`.
+    pub fn acme(&self) -> String {
+        format!("{}/acme/", self.prefix)
+    }
+
+    /// `PREFIX/acme/certs/SET`: a name set's certificate chain and private key (PEM),
+    /// written by the elected controller's ACME manager, installed by every instance.
+    pub fn acme_cert(&self, set_id: &str) -> String {
+        format!("{}/acme/certs/{set_id}", self.prefix)
+    }
+
+    pub fn acme_certs(&self) -> String {
+        format!("{}/acme/certs/", self.prefix)
+    }
+
+    /// `PREFIX/acme/challenges/SET`: the challenges of the set's pending order (under a
+    /// lease; deleted when the order ends), answered by every instance.
+    pub fn acme_challenges(&self, set_id: &str) -> String {
+        format!("{}/acme/challenges/{set_id}", self.prefix)
+    }
+
+    pub fn acme_challenges_all(&self) -> String {
+        format!("{}/acme/challenges/", self.prefix)
+    }
+
+    /// `PREFIX/acme/seen/ID`: the revision of the challenges instance ID answers (the
+    /// elected instance waits for every live instance before the CA validates).
+    pub fn acme_seen(&self, id: &str) -> String {
+        format!("{}/acme/seen/{id}", self.prefix)
+    }
+
+    pub fn acme_seens(&self) -> String {
+        format!("{}/acme/seen/", self.prefix)
+    }
+
     /// The instance id in an `instances/ID` or `target/ID` key.
     pub fn id_in<'a>(&self, key: &'a str) -> Option<&'a str> {
         key.rsplit_once('/').map(|(_, id)| id)

@@ -13,9 +13,11 @@
 //!
 //! the fleet layer on etcd v3 (docs/fleet.md). `layout` (every key
 //! under the prefix: `versions/N`, `blobs/SHA256`, `instances/ID` under each instance's lease,
-//! `current`, `target/ID`, `rollout`, `intent`, `history/N`, `defaults`, `election`), `record`
-//! (the JSON values), `store` (`FleetStore`: get, put, a compare-and-swap `txn`, watch, leases,
-//! election; `EtcdStore` over `etcd-client` with every call bounded by a timeout; `MemoryStore`,
+//! `current`, `target/ID`, `rollout`, `intent`, `history/N`, `defaults`, `election`,
+//! `tls/ticket_keys`, `acme/certs/SET`, `acme/challenges/SET`), `tickets` (the
+//! session-ticket key ring the controller rotates: pure `plan`, one-transaction `rotate`),
+//! `record` (the JSON values), `store` (`FleetStore`: get, put, a compare-and-swap `txn`,
+//! watch, leases, election; `EtcdStore` over `etcd-client` with every call bounded by a timeout; `MemoryStore`,
 //! the fake with fault injection the state machine's tests run on), `gate` (the health gate as
 //! pure arithmetic: absolute and relative margins, never a pass on no data), `stages`,
 //! `rollout` (the rollout state machine, pure: record + live instances + intent + time → next
@@ -46,6 +48,7 @@ pub mod rollout;
 mod rollout_sim;
 pub mod stages;
 mod store;
+pub mod tickets;
 
 pub use driver::{tick, TickOutcome};
 pub use error::{FleetError, StoreError};
@@ -60,3 +63,4 @@ pub use record::{
 pub use rollout::RolloutDefaults;
 pub use stages::RolloutStage;
 pub use store::{Compare, FleetStore, Kv, TxnOp};
+pub use tickets::{TicketKeyRecord, TicketKeyRing};

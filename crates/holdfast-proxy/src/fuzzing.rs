@@ -127,6 +127,7 @@ pub fn state_from_toml(text: &str, base: &std::path::Path) -> Result<crate::Stat
         modules: Vec::new(),
         previous: None,
         acme: None,
+        ticket_keys: None,
     })
     .map_err(join)
 }

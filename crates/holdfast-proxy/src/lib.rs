@@ -142,7 +142,8 @@
 //!   such a connection after the handshake. The connection's `TlsPeer` (site, verified
 //!   subject); `tls/policy.rs`: versions, suites and groups checked against *ring*'s
 //!   lists; `tls/tickets.rs`: session-ticket keys rotated on a schedule, shared by every site
-//!   and kept across reloads. `phases/client_cert.rs` strips and sets the subject header and
+//!   and kept across reloads, and with `[fleet]` the fleet's key ring (`FleetTicketKeys`,
+//!   installed by the fleet agent, preferred while it has a key issuing now). `phases/client_cert.rs` strips and sets the subject header and
 //!   answers 421 for a host whose site requires a certificate on another site's connection.
 //! - `access_log.rs`: JSON lines formatted into a thread-local buffer, batches handed to a
 //!   writer thread through a bounded channel; overflow is dropped and counted.
@@ -226,7 +227,7 @@ mod server;
 mod service;
 mod state;
 mod tls;
-pub use tls::OcspStatus;
+pub use tls::{fresh_ticket_key, FleetTicketKeys, OcspStatus, RingError, SharedTicketKey};
 mod upstream;
 
 pub use access_log::{AccessLogTarget, AccessLogWriter};

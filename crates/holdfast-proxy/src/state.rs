@@ -33,6 +33,8 @@ pub struct StateInputs {
     pub previous: Option<Arc<State>>,
     /// `[[edge.acme]]`'s certificates and challenges (`None`: no ACME, or `holdfast check`).
     pub acme: Option<Arc<holdfast_acme::CertStore>>,
+    /// The session-ticket key ring a fleet shares (`None` without `[fleet]`).
+    pub ticket_keys: Option<Arc<crate::tls::FleetTicketKeys>>,
 }
 
 pub struct State {
@@ -163,6 +165,7 @@ impl State {
             modules,
             previous,
             acme,
+            ticket_keys,
         } = inputs;
         let mut errors = Vec::new();
         let pools: Vec<Arc<Pool>> = config
@@ -179,6 +182,7 @@ impl State {
         let tls_resumption = crate::tls::Resumption::new(
             config.edge.session_tickets,
             previous.as_deref().and_then(|s| s.tls_resumption.as_ref()),
+            ticket_keys.as_ref(),
         );
         let no_tls = config.edge.tls.is_empty() && config.edge.acme.is_empty();
         let tls_sites = match (&tls_resumption, no_tls) {

@@ -15,6 +15,7 @@ pub(crate) use ocsp::OcspMetrics;
 pub use ocsp::OcspStatus;
 pub(crate) use sites::{accept, Sites};
 pub(crate) use tickets::Resumption;
+pub use tickets::{fresh_ticket_key, FleetTicketKeys, RingError, SharedTicketKey};
 
 use holdfast_acme::CertStore;
 use holdfast_config::{AcmeCert, ClientCertFiles, ConfigError, TlsCert, UpstreamTls};

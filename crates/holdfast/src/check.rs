@@ -37,11 +37,14 @@ fn check_fleet_member(path: &Path) -> Option<Result<(), Vec<String>>> {
         return Some(Err(in_file(violations)));
     }
     let base = crate::controller::base_dir(path);
-    Some(
-        holdfast_config::no_version_yet(&read.content, &base)
-            .map_err(in_file)
-            .and_then(|text| check_text(&label, text, &base)),
-    )
+    // A TLS listener serves a placeholder before the first version: made in a folder of
+    // its own that goes away after the check.
+    let scratch = tempfile::tempdir().map_err(|e| vec![format!("{label}: {e}")]);
+    Some(scratch.and_then(|dir| {
+        crate::fleet::waiting_text(&read.content, &base, dir.path())
+            .map_err(|errs| errs.iter().map(|e| format!("{label}: {e}")).collect())
+            .and_then(|text| check_text(&label, text, &base))
+    }))
 }
 
 /// `check_file` for text that is not (yet) a file: a fleet version merged with an instance
@@ -70,6 +73,7 @@ fn check_loaded(label: &str, loaded: crate::controller::Loaded) -> Result<(), Ve
             modules: chain,
             previous: None,
             acme: None,
+            ticket_keys: None,
         }
     })
     .map(drop)

@@ -372,6 +372,11 @@ pub(crate) struct Controller {
     /// The ACME side, once a configuration with `[[edge.acme]]` has run.
     pub(crate) acme: Mutex<Option<holdfast_acme::AcmeManager>>,
     acme_metrics: holdfast_acme::AcmeMetrics,
+    /// Whether this instance holds the fleet election (set by the fleet agent's controller;
+    /// the ACME manager orders only while it does).
+    pub(crate) fleet_leading: tokio::sync::watch::Sender<bool>,
+    /// With `[fleet]`: the session-ticket key ring the fleet shares, installed by the agent.
+    pub(crate) ticket_keys: Option<Arc<holdfast_proxy::FleetTicketKeys>>,
     /// The demo's origins and files (`holdfast demo` only).
     pub(crate) demo: Mutex<Option<Arc<crate::demo::Tour>>>,
     /// Where `POST /upgrade` sends its request: the loop that owns the `Running` (`holdfast
@@ -422,13 +427,19 @@ impl Controller {
             holdfast_acme::AcmeMetrics::new(&registry).map_err(StartError::metrics)?;
         let label = source.label();
         let config = &loaded.config;
+        let (fleet_leading, _) = tokio::sync::watch::channel(false);
+        let ticket_keys = config
+            .fleet
+            .as_ref()
+            .map(|_| Arc::new(holdfast_proxy::FleetTicketKeys::new()));
         // Stored certificates (or placeholders) are served from the first handshake on.
-        let acme = start_acme(config, &acme_metrics)
+        let acme = start_acme(config, &acme_metrics, &fleet_leading)
             .map_err(|e| StartError::Config(vec![format!("{label}: edge.acme: {e}")]))?;
         let acme_store = acme.as_ref().map(holdfast_acme::AcmeManager::store);
         let inputs = |access_log: Option<Arc<AccessLogWriter>>| {
             let metrics = Arc::clone(&metrics);
             let acme = acme_store.clone();
+            let ticket_keys = ticket_keys.clone();
             move |chain| StateInputs {
                 config: Arc::clone(config),
                 generation: 1,
@@ -438,6 +449,7 @@ impl Controller {
                 modules: chain,
                 previous: None,
                 acme,
+                ticket_keys,
             }
         };
         // A log that cannot be opened: every problem of the file, as `check` reports them.
@@ -504,6 +516,8 @@ impl Controller {
             status_page: Mutex::new(None),
             acme: Mutex::new(acme),
             acme_metrics,
+            fleet_leading,
+            ticket_keys,
             demo: Mutex::new(None),
             upgrades: Mutex::new(None),
         })
@@ -524,7 +538,8 @@ impl Controller {
         let (false, Some(dir)) = (config.edge.acme.is_empty(), &config.edge.state_dir) else {
             return Ok(None);
         };
-        let m = holdfast_acme::AcmeManager::start(&[], dir, self.acme_metrics.clone())
+        let fleet = crate::fleet::tls::acme_link(config, self.fleet_leading.subscribe());
+        let m = holdfast_acme::AcmeManager::start(&[], dir, self.acme_metrics.clone(), fleet)
             .map_err(|e| format!("edge.acme: {e}"))?;
         let store = m.store();
         *acme = Some(m);
@@ -601,6 +616,7 @@ impl Controller {
                     modules: chain,
                     previous: Some(self.states.load_full()),
                     acme,
+                    ticket_keys: self.ticket_keys.clone(),
                 }
             })?;
         // `Mode::Run` starts the modules whenever the build succeeds.
@@ -896,11 +912,13 @@ impl Backend for Controller {
 fn start_acme(
     config: &Config,
     metrics: &holdfast_acme::AcmeMetrics,
+    leading: &tokio::sync::watch::Sender<bool>,
 ) -> Result<Option<holdfast_acme::AcmeManager>, holdfast_acme::AcmeError> {
     let (false, Some(dir)) = (config.edge.acme.is_empty(), &config.edge.state_dir) else {
         return Ok(None);
     };
-    holdfast_acme::AcmeManager::start(&config.edge.acme, dir, metrics.clone()).map(Some)
+    let fleet = crate::fleet::tls::acme_link(config, leading.subscribe());
+    holdfast_acme::AcmeManager::start(&config.edge.acme, dir, metrics.clone(), fleet).map(Some)
 }
 
 fn stop_acme(acme: Option<&holdfast_acme::AcmeManager>) {

@@ -37,6 +37,13 @@ pub(super) struct Seen {
     pub leader: bool,
     pub rollout: Option<RolloutRecord>,
     pub started_on_lkg: bool,
+    /// The ticket ring's revision last read from etcd.
+    pub ring_revision: i64,
+    /// Why the last ring read was refused, if it was.
+    pub ring_refused: Option<String>,
+    /// The fallback to local ticket keys was logged (once until the ring issues again).
+    pub ring_warned: bool,
+    pub agent_started_ms: u64,
 }
 
 pub(super) struct Shared {
@@ -52,9 +59,46 @@ impl Shared {
         lock(&self.seen)
     }
 
+    /// `fleet` (the fleet's ring issues this instance's tickets), `local` (its own keys do:
+    /// no ring yet, or none issuing now) or `off` (`edge.session_tickets` disabled).
+    fn ticket_keys(&self, s: &mut Seen) -> &'static str {
+        let enabled = self
+            .controller
+            .states
+            .load()
+            .config
+            .edge
+            .session_tickets
+            .enabled;
+        let Some(keys) = self.controller.ticket_keys.as_ref().filter(|_| enabled) else {
+            return "off";
+        };
+        let now = now_ms();
+        if keys.in_use_at(now / 1000) {
+            s.ring_warned = false;
+            return "fleet";
+        }
+        // A controller writes the ring within a lease TTL and a heartbeat of being elected.
+        let grace = self.plan.fleet.lease_ttl + self.plan.fleet.heartbeat * 2;
+        let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        if !s.ring_warned && now.saturating_sub(s.agent_started_ms) > grace_ms {
+            s.ring_warned = true;
+            tracing::warn!(
+                installed = keys.installed(),
+                refused = ?s.ring_refused,
+                "FLEET: no session-ticket key ring from etcd issues now; this instance issues tickets with its own keys (other instances cannot resume them)"
+            );
+        }
+        "local"
+    }
+
     /// Copy what was seen to `/status` and the gauges.
     pub fn publish(&self) {
-        let s = self.seen();
+        let mut s = self.seen();
+        let ticket_keys = self.ticket_keys(&mut s);
+        self.metrics
+            .ticket_ring
+            .set(i64::from(ticket_keys == "fleet"));
         self.metrics.version.set(
             s.running
                 .map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX)),
@@ -89,6 +133,7 @@ impl Shared {
             "etcd": { "endpoints": self.plan.fleet.etcd, "reachable": s.etcd_up, "error": s.etcd_error },
             "controller": s.leader,
             "rollout": rollout,
+            "ticket_keys": { "source": ticket_keys, "revision": s.ring_revision, "refused": s.ring_refused },
         });
         drop(s);
         *lock(&self.controller.fleet_status) = value;
@@ -110,6 +155,7 @@ impl Agent {
         let seen = Seen {
             running: plan.started_on,
             since_ms: now_ms(),
+            agent_started_ms: now_ms(),
             started_on_lkg: plan.started_on.is_some(),
             ..Seen::default()
         };
@@ -221,6 +267,7 @@ async fn session(
         .await
         .ok();
     let mut current = store.watch_prefix(&layout.current()).await.ok();
+    let mut ring = store.watch_prefix(&layout.ticket_keys()).await.ok();
     let mut first = true;
     loop {
         sync(shared, store).await.map_err(|e| e.to_string())?;
@@ -236,6 +283,7 @@ async fn session(
             _ = tokio::time::sleep(fleet.heartbeat) => {}
             Some(()) = recv(&mut target) => {}
             Some(()) = recv(&mut current) => {}
+            Some(()) = recv(&mut ring) => {}
             _ = stopped.changed() => {
                 let _ = store.lease_revoke(lease).await;
                 return Ok(());
@@ -262,6 +310,7 @@ async fn recv(rx: &mut Option<tokio::sync::mpsc::Receiver<()>>) -> Option<()> {
 /// rejected it in this same rollout).
 async fn sync(shared: &Shared, store: &EtcdStore) -> Result<(), holdfast_fleet::FleetError> {
     let layout = &shared.layout;
+    sync_ring(shared, store).await?;
     let wanted = ops::wanted_version(store, layout, &shared.plan.id).await?;
     let rollout = match store.get(&layout.rollout()).await? {
         Some(kv) => serde_json::from_slice::<RolloutRecord>(&kv.value).ok(),
@@ -341,17 +390,38 @@ async fn sync(shared: &Shared, store: &EtcdStore) -> Result<(), holdfast_fleet::
     Ok(())
 }
 
+/// Install the fleet's session-ticket key ring when it changed.
+async fn sync_ring(shared: &Shared, store: &EtcdStore) -> Result<(), holdfast_fleet::StoreError> {
+    let Some(keys) = shared.controller.ticket_keys.as_ref() else {
+        return Ok(());
+    };
+    let mut last = shared.seen().ring_revision;
+    let read = super::tls::install_ring(store, &shared.layout, keys, &mut last).await?;
+    let mut s = shared.seen();
+    s.ring_revision = last;
+    match read {
+        super::tls::RingRead::Refused(why) => {
+            if s.ring_refused.as_deref() != Some(why.as_str()) {
+                shared.metrics.ticket_ring_refused.inc();
+                tracing::error!(key = %shared.layout.ticket_keys(), error = %why, "FLEET: the session-ticket key ring in etcd is refused; the keys in use stay");
+            }
+            s.ring_refused = Some(why);
+        }
+        super::tls::RingRead::Installed | super::tls::RingRead::Absent => s.ring_refused = None,
+    }
+    Ok(())
+}
+
 /// Serve the 503-only configuration again (the first version was rolled back).
 fn back_to_none(shared: &Shared) {
-    let file = shared.plan.dir.join("none").join(versions::MERGED);
-    let text = holdfast_config::no_version_yet(&shared.plan.local_text, &shared.plan.local_base);
-    let written = text.map_err(|e| format!("{e:?}")).and_then(|t| {
-        holdfast_artifact::write_atomic(&file, t.as_bytes()).map_err(|e| e.to_string())
-    });
-    if let Err(e) = written {
-        tracing::error!(error = %e, "fleet: cannot write the no-version configuration");
-        return;
-    }
+    let plan = &shared.plan;
+    let file = match super::start::write_waiting(&plan.local_text, &plan.local_base, &plan.dir) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = ?e, "fleet: cannot write the no-version configuration");
+            return;
+        }
+    };
     if let ReloadOutcome::Applied { .. } = shared.controller.apply_source(ConfigSource::File(file))
     {
         tracing::warn!(

@@ -416,7 +416,7 @@ fn prepare_version(file: &Path) -> Result<NewVersion, Vec<String>> {
             .collect::<Vec<_>>()
     };
     let merged = holdfast_config::merge_fleet_version(
-        holdfast_config::CHECK_PLACEHOLDER,
+        holdfast_config::check_placeholder(&read.content),
         &base,
         &read.content,
     )

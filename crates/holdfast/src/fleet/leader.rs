@@ -1,7 +1,9 @@
 //! The controller: every instance campaigns in the fleet's etcd election on its own lease;
 //! the one elected ticks the rollout state machine at every heartbeat for as long as that
-//! lease lives. Another instance takes over within a lease TTL of its death and continues
-//! from the record in etcd.
+//! lease lives, and keeps the fleet's session-ticket key ring rotating. While elected, the
+//! instance's ACME manager orders the fleet's certificates (`fleet_leading`). Another
+//! instance takes over within a lease TTL of its death and continues from the record, the
+//! ring and the certificates in etcd.
 
 use super::agent::Shared;
 use super::now_ms;
@@ -35,9 +37,12 @@ pub(super) async fn run(
         tracing::info!(instance = %shared.plan.id, "fleet controller: elected; this instance now runs rollouts");
         publish_defaults(&shared, &store).await;
         shared.seen().leader = true;
+        shared.controller.fleet_leading.send_replace(true);
         shared.publish();
         while *lease.borrow() == Some(id) && !*stopped.borrow() {
             tick(&shared, &store).await;
+            let config = std::sync::Arc::clone(&shared.controller.states.load().config);
+            super::tls::rotate_ring(&store, &shared.layout, &config).await;
             tokio::select! {
                 _ = tokio::time::sleep(heartbeat) => {}
                 _ = lease.changed() => {}
@@ -45,6 +50,7 @@ pub(super) async fn run(
             }
         }
         tracing::warn!(instance = %shared.plan.id, "fleet controller: leadership lost (lease gone)");
+        shared.controller.fleet_leading.send_replace(false);
         shared.seen().leader = false;
         shared.publish();
     }

@@ -1,6 +1,7 @@
 //! The fleet's metrics: the version this instance runs, whether etcd answers, the stage of
 //! the rollout in progress, and (on the controller that ran them) rollouts by result and
-//! gate failures by signal.
+//! gate failures by signal; whether the fleet's session-ticket ring issues this instance's
+//! tickets, and rings refused.
 
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 
@@ -11,6 +12,8 @@ pub(super) struct FleetMetrics {
     pub rollout_stage: IntGauge,
     pub rollouts: IntCounterVec,
     pub gate_failures: IntCounterVec,
+    pub ticket_ring: IntGauge,
+    pub ticket_ring_refused: prometheus::IntCounter,
 }
 
 impl FleetMetrics {
@@ -42,7 +45,17 @@ impl FleetMetrics {
                 ),
                 &["signal"],
             )?,
+            ticket_ring: IntGauge::new(
+                "holdfast_fleet_ticket_keys_shared",
+                "1 while the fleet's session-ticket key ring (from etcd) issues this instance's tickets; 0 while its local keys do (no ring yet, or none for a whole period).",
+            )?,
+            ticket_ring_refused: prometheus::IntCounter::new(
+                "holdfast_fleet_ticket_rings_refused_total",
+                "Session-ticket key rings read from etcd that failed a check (the keys in use stayed).",
+            )?,
         };
+        registry.register(Box::new(m.ticket_ring.clone()))?;
+        registry.register(Box::new(m.ticket_ring_refused.clone()))?;
         registry.register(Box::new(m.version.clone()))?;
         registry.register(Box::new(m.etcd_up.clone()))?;
         registry.register(Box::new(m.rollout_stage.clone()))?;

@@ -3,7 +3,9 @@
 //! registers under a lease, follows its target version and reports (`agent`), the controller
 //! that runs rollouts while holding the etcd election (`leader`), the versions written to
 //! `state_dir` and applied through the reload pipeline (`versions`), the health counters read
-//! from the metrics registry (`counters`), and `holdfast rollout` (`cli`). Nothing here is on
+//! from the metrics registry (`counters`), what the fleet shares for TLS (`tls`: the ACME
+//! manager's link to etcd and the election, the session-ticket key ring), and `holdfast
+//! rollout` (`cli`). Nothing here is on
 //! the request path: the data path only ever sees the `State` a reload swapped in.
 //!
 //! # Map
@@ -26,10 +28,11 @@ mod counters;
 mod leader;
 mod metrics;
 mod start;
+pub(crate) mod tls;
 mod versions;
 
 pub(crate) use agent::Agent;
-pub(crate) use start::prepare;
+pub(crate) use start::{prepare, waiting_text};
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -29,6 +29,63 @@ fn host_name() -> String {
         .unwrap_or_else(|| "holdfast".to_string())
 }
 
+/// The configuration before the first fleet version (every request 503), written to
+/// `dir/none/`. With `tls_listen`, its TLS listener serves a self-signed placeholder made
+/// there too (a version brings the real certificates).
+pub(crate) fn write_waiting(
+    local_text: &str,
+    local_base: &std::path::Path,
+    dir: &std::path::Path,
+) -> Result<PathBuf, Vec<String>> {
+    let none = dir.join("none");
+    let text = waiting_text(local_text, local_base, &none)?;
+    let file = none.join(versions::MERGED);
+    holdfast_artifact::write_atomic(&file, text.as_bytes())
+        .map_err(|e| vec![format!("{}: cannot write: {e}", file.display())])?;
+    Ok(file)
+}
+
+/// `no_version_yet`, and with `tls_listen` a placeholder certificate written in `dir` for
+/// its TLS listener.
+pub(crate) fn waiting_text(
+    local_text: &str,
+    local_base: &std::path::Path,
+    dir: &std::path::Path,
+) -> Result<String, Vec<String>> {
+    let text = holdfast_config::no_version_yet(local_text, local_base)
+        .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    if !holdfast_config::has_tls_listener(local_text) {
+        return Ok(text);
+    }
+    let (cert, key) =
+        holdfast_acme::placeholder_pem(&["holdfast.invalid".to_string()]).map_err(|e| {
+            vec![format!(
+                "fleet: cannot make the placeholder certificate: {e}"
+            )]
+        })?;
+    let (cert_path, key_path) = (dir.join("placeholder.pem"), dir.join("placeholder.key"));
+    for (path, bytes) in [(&cert_path, cert), (&key_path, key)] {
+        holdfast_artifact::write_atomic(path, bytes.as_bytes())
+            .map_err(|e| vec![format!("{}: cannot write: {e}", path.display())])?;
+    }
+    Ok(with_placeholder_tls(text, &cert_path, &key_path))
+}
+
+/// `text` with an `[[edge.tls]]` table for the placeholder at `cert` and `key`.
+fn with_placeholder_tls(mut text: String, cert: &std::path::Path, key: &std::path::Path) -> String {
+    text.push_str(&format!(
+        "\n[[edge.tls]]\ncert = {:?}\nkey = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    ));
+    text
+}
+
+/// The instance's id: `[fleet] instance`, else the host name.
+pub(crate) fn instance_id(fleet: &Fleet) -> String {
+    fleet.instance.clone().unwrap_or_else(host_name)
+}
+
 /// For a local file with `[fleet]`: the source to start on, and the agent's plan. Any
 /// other source is returned as it is.
 pub(crate) fn prepare(
@@ -57,7 +114,11 @@ pub(crate) fn prepare(
     // relative paths (state_dir above all) must not be read against that folder.
     let base =
         crate::controller::base_dir(&std::path::absolute(path).unwrap_or_else(|_| path.clone()));
-    let waiting = holdfast_config::no_version_yet(&read.content, &base).map_err(errors)?;
+    let mut waiting = holdfast_config::no_version_yet(&read.content, &base).map_err(errors)?;
+    if holdfast_config::has_tls_listener(&read.content) {
+        // Parsed only (no file is read): the placeholder is made below, when needed.
+        waiting = with_placeholder_tls(waiting, &base.join("p.pem"), &base.join("p.key"));
+    }
     let config = holdfast_config::parse(&waiting, &base).map_err(errors)?;
     let (Some(fleet), Some(state_dir)) = (config.fleet, config.edge.state_dir) else {
         return Err(StartError::Config(vec![format!(
@@ -65,7 +126,7 @@ pub(crate) fn prepare(
         )]));
     };
     let dir = state_dir.join("fleet");
-    let id = fleet.instance.clone().unwrap_or_else(host_name);
+    let id = instance_id(&fleet);
     let mut plan = MemberPlan {
         fleet,
         id,
@@ -83,9 +144,10 @@ pub(crate) fn prepare(
         plan.started_on = Some(n);
         return Ok((ConfigSource::File(file), Some(plan)));
     }
-    let file = plan.dir.join("none").join(versions::MERGED);
-    holdfast_artifact::write_atomic(&file, waiting.as_bytes())
-        .map_err(|e| StartError::Io(format!("{}: cannot write", file.display()), e))?;
+    drop(waiting);
+    let file = write_waiting(&plan.local_text, &plan.local_base, &plan.dir).map_err(|errs| {
+        StartError::Config(errs.into_iter().map(|e| format!("{label}: {e}")).collect())
+    })?;
     tracing::warn!(
         instance = %plan.id,
         "FLEET: no fleet version yet: every request is answered 503 until the first arrives"

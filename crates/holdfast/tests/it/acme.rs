@@ -77,20 +77,20 @@ fn wait_for_port(what: &str, port: u16, child: &mut Child) {
 }
 
 /// pebble and its DNS server; both are killed on drop.
-struct Pebble {
+pub(crate) struct Pebble {
     pebble: Child,
     dns: Child,
     port: u16,
     management: u16,
     /// The CA pebble's own HTTPS certificate chains to (the edge's `ca_file`).
-    wfe_ca: TestCa,
+    pub(crate) wfe_ca: TestCa,
     _dir: tempfile::TempDir,
 }
 
 impl Pebble {
     /// pebble validating on the edge's `http_port` / `tls_port`; certificates valid for
     /// `validity` seconds (pebble's default when `None`).
-    fn start(http_port: u16, tls_port: u16, validity: Option<u64>) -> Pebble {
+    pub(crate) fn start(http_port: u16, tls_port: u16, validity: Option<u64>) -> Pebble {
         let pebble_bin = tool("pebble", "pebble");
         let dns_bin = tool("pebble-challtestsrv", "pebble");
         let dir = tempfile::tempdir().unwrap();
@@ -162,12 +162,12 @@ impl Pebble {
         }
     }
 
-    fn directory(&self) -> String {
+    pub(crate) fn directory(&self) -> String {
         format!("https://localhost:{}/dir", self.port)
     }
 
     /// pebble's issuing root, from its management interface (made anew at each start).
-    async fn root(&self) -> CertificateDer<'static> {
+    pub(crate) async fn root(&self) -> CertificateDer<'static> {
         let mut roots = RootCertStore::empty();
         roots.add(self.wfe_ca.der.clone()).unwrap();
         let config = ClientConfig::builder_with_provider(provider())
@@ -249,7 +249,7 @@ fn any_cert() -> Arc<ClientConfig> {
 
 /// The leaf the edge serves for `sni`, verified against `root`; `None` if the handshake or
 /// the verification fails.
-async fn served_leaf(
+pub(crate) async fn served_leaf(
     addr: SocketAddr,
     sni: &str,
     root: &CertificateDer<'static>,
@@ -271,7 +271,7 @@ async fn any_leaf(addr: SocketAddr, sni: &str) -> CertificateDer<'static> {
         .into_owned()
 }
 
-fn subject_cn(cert: &CertificateDer<'_>) -> String {
+pub(crate) fn subject_cn(cert: &CertificateDer<'_>) -> String {
     use x509_parser::prelude::{FromDer, X509Certificate};
     let (_, c) = X509Certificate::from_der(cert.as_ref()).unwrap();
     let cn = c

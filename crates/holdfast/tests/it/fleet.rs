@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -21,7 +21,7 @@ fn free_port() -> u16 {
 }
 
 /// One etcd member on free loopback ports, its data in a temporary folder.
-struct Etcd {
+pub(crate) struct Etcd {
     dir: tempfile::TempDir,
     client: u16,
     peer: u16,
@@ -29,7 +29,7 @@ struct Etcd {
 }
 
 impl Etcd {
-    async fn start() -> Etcd {
+    pub(crate) async fn start() -> Etcd {
         let mut e = Etcd {
             dir: tempfile::tempdir().unwrap(),
             client: free_port(),
@@ -40,7 +40,7 @@ impl Etcd {
         e
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.client)
     }
 
@@ -88,7 +88,7 @@ impl Etcd {
         }
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -103,7 +103,7 @@ impl Drop for Etcd {
 }
 
 /// `holdfast rollout --etcd URL ARGS...`: exit code, stdout, stderr.
-fn rollout(etcd: &Etcd, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn rollout(etcd: &Etcd, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_holdfast"))
         .args(["rollout", "--etcd", &etcd.url()])
         .args(args)
@@ -174,7 +174,7 @@ fn version_file_logging(
 }
 
 /// Per member, every answer: when, status, body.
-type Answers = Vec<Vec<(Instant, u16, String)>>;
+pub(crate) type Answers = Vec<Vec<(Instant, u16, String)>>;
 
 /// Clients sending GET / to every member until stopped; every answer kept per member.
 struct Load {
@@ -217,7 +217,7 @@ impl Load {
     }
 }
 
-async fn wait_for_members(etcd: &Etcd, n: usize) {
+pub(crate) async fn wait_for_members(etcd: &Etcd, n: usize) {
     eventually(&format!("{n} members registered"), LIMIT, || async {
         blocking(|| status(etcd))["instances"]
             .as_array()
@@ -234,7 +234,12 @@ async fn body_of(edge: &Edge) -> (u16, String) {
 
 /// Start `file` and wait for the rollout's end under client load: `wait`'s exit code, and
 /// what the clients saw.
-async fn roll(etcd: &Etcd, members: &[Edge], file: &str, flags: &[&str]) -> (i32, Answers) {
+pub(crate) async fn roll(
+    etcd: &Etcd,
+    members: &[Edge],
+    file: &str,
+    flags: &[&str],
+) -> (i32, Answers) {
     let load = Load::start(members.iter().map(|m| m.url("/")).collect());
     let mut args = vec!["start", file];
     args.extend_from_slice(flags);

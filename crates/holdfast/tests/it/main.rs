@@ -34,6 +34,7 @@ mod failover;
 mod fallback;
 mod faults;
 mod fleet;
+mod fleet_tls;
 mod global_limits;
 mod h3;
 mod h3_bad_input;
