@@ -60,13 +60,20 @@ CONF
 "$NGINX" -c "$D/edge/nginx.conf" -p "$D/edge"
 wait_http "http://127.0.0.1:$N/"
 
+# A process that exited but was not reaped (a zombie: PID 1 of a container may never reap the
+# old master, which nginx's new master re-parents to) counts as gone.
+gone() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) || return 0; [[ -z "$st" || "$st" == Z* ]]; }
 nginx_upgrade() {
-  local old; old=$(cat "$D/edge/nginx.pid")
+  local old new=""; old=$(cat "$D/edge/nginx.pid")
   kill -USR2 "$old"
-  for _ in $(seq 800); do [ -s "$D/edge/nginx.pid.oldbin" ] && [ "$(cat "$D/edge/nginx.pid" 2>/dev/null)" != "$old" ] && break; sleep 0.05; done
-  [ -s "$D/edge/nginx.pid.oldbin" ] || { echo "nginx: no new master" >&2; return 1; }
+  for _ in $(seq 200); do
+    new=$(cat "$D/edge/nginx.pid" 2>/dev/null || true)
+    [ -s "$D/edge/nginx.pid.oldbin" ] && [ -n "$new" ] && [ "$new" != "$old" ] && break
+    sleep 0.05
+  done
+  [ -n "$new" ] && [ "$new" != "$old" ] || { echo "nginx: no new master (see $D/edge/error.log)" >&2; return 1; }
   kill -QUIT "$old"
-  for _ in $(seq 400); do kill -0 "$old" 2>/dev/null || return 0; sleep 0.05; done
+  for _ in $(seq 400); do gone "$old" && return 0; sleep 0.05; done
   echo "nginx: old master $old still running" >&2; return 1
 }
 

@@ -34,8 +34,16 @@ const LISTEN_BACKLOG: i32 = 4096;
 const DRAIN_QUIET: Duration = Duration::from_secs(2);
 
 thread_local! {
-    /// Set on a worker thread when its stop is a binary upgrade's drain.
-    static DRAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The worker's edge's drain grace (`EdgeHandle::drain`), set before its stop is sent: a
+    /// task that sees the stop sees whether it is a binary upgrade's drain, whichever task of
+    /// the worker woke first.
+    static DRAIN_GRACE: std::cell::RefCell<Option<Arc<OnceLock<Duration>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Whether this worker's stop is a binary upgrade's drain (answered only once stopping).
+fn draining() -> bool {
+    DRAIN_GRACE.with(|g| g.borrow().as_ref().is_some_and(|g| g.get().is_some()))
 }
 /// Smallest read buffer per client connection (hyper's minimum is 8 KiB).
 const CLIENT_BUF: usize = 16 << 10;
@@ -235,6 +243,7 @@ fn run_worker(
     grace: Arc<OnceLock<Duration>>,
 ) {
     crate::upstream::set_worker_slot(slot);
+    DRAIN_GRACE.with(|g| *g.borrow_mut() = Some(Arc::clone(&grace)));
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -326,7 +335,6 @@ async fn accept_loop(
         while conns.try_join_next().is_some() {}
     }
     // Only a shutdown ends the loop: an upgrade's drain if `drain` set the grace period.
-    DRAINING.with(|d| d.set(grace.get().is_some()));
     drop(listener);
     let grace = stop_grace(&grace, &state);
     let drained =
@@ -543,7 +551,7 @@ async fn finish<C, E>(mut conn: Pin<&mut C>, graceful: impl FnOnce(Pin<&mut C>))
 where
     C: Future<Output = Result<(), E>>,
 {
-    if DRAINING.with(std::cell::Cell::get) {
+    if draining() {
         if let Ok(r) = tokio::time::timeout(DRAIN_QUIET, conn.as_mut()).await {
             return r;
         }
@@ -777,7 +785,7 @@ where
         r = read.as_mut() => return outcome(r),
         _ = shutdown.wait_for(|stop| *stop) => {}
     }
-    if DRAINING.with(std::cell::Cell::get) {
+    if draining() {
         if let Ok(r) = tokio::time::timeout(DRAIN_QUIET, read).await {
             return outcome(r);
         }

@@ -351,3 +351,48 @@ async fn a_release_never_gives_a_slow_head_more_time() {
         "{metrics}"
     );
 }
+
+/// A binary upgrade's drain answers the next request of every open keep-alive connection
+/// (with `Connection: close`) instead of closing it under a request on its way: whichever of
+/// the worker's tasks wakes first on the stop, each connection knows it is a drain. Held and
+/// released connections alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_answers_the_next_request_of_every_keep_alive_connection() {
+    let origin = Origin::text("ok").await;
+    for release in ["0s", "50ms"] {
+        let keys = format!("idle_release_after = \"{release}\"\ndrain_timeout = \"10s\"");
+        let mut edge = Edge::start(
+            &edge_config_with(1, &keys, EDGE),
+            &[("origin", origin.addr.to_string())],
+        );
+        let addr = plain(&edge);
+        let mut conns = Vec::new();
+        for _ in 0..4 {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (head, _) = exchange(&mut s, "/before").await;
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            conns.push(s);
+        }
+        if release != "0s" {
+            until_released(&edge, 4.0).await;
+        }
+        let drained = edge.drain_in_background();
+        // The listener closes once the worker saw the stop.
+        eventually("the listener closed", Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(addr).await.is_err()
+        })
+        .await;
+        for (i, s) in conns.iter_mut().enumerate() {
+            let (head, body) = exchange(s, "/during").await;
+            assert!(
+                head.starts_with("HTTP/1.1 200"),
+                "release {release}, conn {i}: {head}"
+            );
+            assert_eq!(head_header(&head, "connection"), Some("close"), "{head}");
+            assert_eq!(body, "ok");
+        }
+        tokio::task::spawn_blocking(move || drained.join().unwrap())
+            .await
+            .unwrap();
+    }
+}

@@ -222,6 +222,13 @@ impl Edge {
             r.shutdown();
         }
     }
+
+    /// Drain as after a binary upgrade (`drain_after_upgrade`), on a thread: it returns once
+    /// every open connection finished or `edge.drain_timeout` passed.
+    pub fn drain_in_background(&mut self) -> std::thread::JoinHandle<()> {
+        let running = self.running.take().unwrap();
+        std::thread::spawn(move || running.drain_after_upgrade())
+    }
 }
 
 impl Drop for Edge {
