@@ -14,7 +14,10 @@
 //! reading) keeps the connection as it is. A connection released in the middle of a request
 //! head (a slow client) keeps the bytes it sent and the time its head began: the
 //! `client_header_timeout` runs from then, across releases, so a release never gives a slow
-//! client more time.
+//! client more time. That time is not read per request (a clock read on every head): the
+//! release check stamps a head it finds begun with the check before it, the earliest the
+//! head can have begun, so a slow head may get up to one `idle_release_after` less, never
+//! more.
 
 use crate::body::{Hold, Release};
 use crate::rewind::Rewind;
@@ -31,7 +34,8 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub(crate) struct Activity {
     born: Instant,
-    /// When the head being read began, in ms after `born` (valid while `read_since_idle`).
+    /// When the head being read began, in ms after `born` (valid while `read_since_idle`;
+    /// `UNSTAMPED` until a release check or a released connection's next byte stamps it).
     head_began_ms: AtomicU64,
     /// Reads that returned bytes and writes that took some: only the socket writes it.
     moved: AtomicU64,
@@ -42,11 +46,13 @@ pub(crate) struct Activity {
     write_blocked: AtomicBool,
 }
 
+const UNSTAMPED: u64 = u64::MAX;
+
 impl Activity {
     pub(crate) fn new() -> Self {
         Activity {
             born: Instant::now(),
-            head_began_ms: AtomicU64::new(0),
+            head_began_ms: AtomicU64::new(UNSTAMPED),
             moved: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             read_since_idle: AtomicBool::new(false),
@@ -71,23 +77,33 @@ impl Activity {
         self.in_flight.load(Ordering::Relaxed) == 0 && !self.write_blocked.load(Ordering::Relaxed)
     }
 
+    fn mid_head(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0 && self.read_since_idle.load(Ordering::Relaxed)
+    }
+
     /// When the request head being read began: `Some` while bytes came after the last
-    /// response ended and no request has begun since.
+    /// response ended, no request has begun since, and the head has been stamped.
     pub(crate) fn head_began(&self) -> Option<Instant> {
-        let mid_head = self.in_flight.load(Ordering::Relaxed) == 0
-            && self.read_since_idle.load(Ordering::Relaxed);
-        mid_head.then(|| {
-            self.born + std::time::Duration::from_millis(self.head_began_ms.load(Ordering::Relaxed))
-        })
+        let ms = self.head_began_ms.load(Ordering::Relaxed);
+        (self.mid_head() && ms != UNSTAMPED)
+            .then(|| self.born + std::time::Duration::from_millis(ms))
     }
 
     /// Bytes of a head arrived (or are replayed after a release): the first since the last
-    /// response ended starts the head's clock.
+    /// response ended marks a head begun, not yet stamped.
     pub(crate) fn mark_read(&self) {
         if !self.read_since_idle.load(Ordering::Relaxed) {
-            let ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-            self.head_began_ms.store(ms, Ordering::Relaxed);
+            self.head_began_ms.store(UNSTAMPED, Ordering::Relaxed);
             self.read_since_idle.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A head begun and not yet stamped began at `at` at the earliest: stamp it so.
+    pub(crate) fn stamp_head(&self, at: Instant) {
+        if self.mid_head() && self.head_began_ms.load(Ordering::Relaxed) == UNSTAMPED {
+            let since = at.saturating_duration_since(self.born).as_millis();
+            let ms = u64::try_from(since).unwrap_or(UNSTAMPED - 1);
+            self.head_began_ms.store(ms, Ordering::Relaxed);
         }
     }
 
@@ -224,14 +240,14 @@ mod tests {
         let a = Arc::new(Activity::new());
         assert_eq!(a.head_began(), None);
         a.mark_read();
-        let began = a.head_began().unwrap();
-        assert!(began >= a.born);
-        a.head_began_ms.store(7, Ordering::Relaxed); // as if the head had begun at 7 ms
+        assert_eq!(a.head_began(), None, "begun, not yet stamped");
+        a.stamp_head(a.born + std::time::Duration::from_millis(7));
         a.mark_read();
+        a.stamp_head(a.born + std::time::Duration::from_millis(900));
         assert_eq!(
             a.head_began(),
             Some(a.born + std::time::Duration::from_millis(7)),
-            "later bytes of the same head keep its start"
+            "later bytes and checks of the same head keep its start"
         );
         let req = a.begin();
         assert_eq!(a.head_began(), None, "the head is complete");
@@ -239,6 +255,15 @@ mod tests {
         drop(req);
         assert!(a.releasable());
         assert_eq!(a.head_began(), None, "the next head has not begun");
+        a.stamp_head(a.born + std::time::Duration::from_millis(900));
+        assert_eq!(a.head_began(), None, "only a begun head is stamped");
+        a.mark_read();
+        a.stamp_head(a.born + std::time::Duration::from_millis(1200));
+        assert_eq!(
+            a.head_began(),
+            Some(a.born + std::time::Duration::from_millis(1200)),
+            "the next head has its own start"
+        );
     }
 
     #[tokio::test]
@@ -251,6 +276,7 @@ mod tests {
         let mut buf = [0u8; 2];
         w.read_exact(&mut buf).await.unwrap();
         assert_eq!(a.moved(), 1);
+        a.stamp_head(Instant::now());
         assert!(a.head_began().is_some(), "bytes of a head were read");
         drop(a.begin());
         assert!(a.releasable());

@@ -655,19 +655,25 @@ async fn serve_h1<S, Svc>(
         };
         (stream, svc) = (socket, service);
         if !head.is_empty() {
+            // Stamped by the check that released it; if not, nothing moved for a period.
             activity.mark_read();
+            let quiet_since = tokio::time::Instant::now()
+                .checked_sub(edge.idle_release_after)
+                .unwrap_or_else(tokio::time::Instant::now);
+            activity.stamp_head(quiet_since);
         }
         let deadline = match activity.head_began() {
             Some(began) => began,
-            None => tokio::time::Instant::now()
-                .checked_sub(edge.idle_release_after)
-                .unwrap_or_else(tokio::time::Instant::now),
+            None => tokio::time::Instant::now(),
         } + edge.client_header_timeout;
         state.metrics.connections_idle_released.inc();
         let next = Box::pin(next_byte(&mut stream, deadline, &mut shutdown)).await;
         state.metrics.connections_idle_released.dec();
         match next {
             Next::Byte(byte) => {
+                // A head that begins with this byte begins now.
+                activity.mark_read();
+                activity.stamp_head(tokio::time::Instant::now());
                 head.push(byte);
                 stream.replay(head);
             }
@@ -726,6 +732,8 @@ where
         tokio::time::Instant::now() + after
     };
     let mut seen = activity.moved();
+    // A head found begun at a check began after the check before it, at the earliest.
+    let mut checked = tokio::time::Instant::now();
     let tick = tokio::time::sleep_until(period);
     let mut tick = std::pin::pin!(tick);
     let head = tokio::time::sleep_until(head_deadline.unwrap_or(far));
@@ -734,12 +742,14 @@ where
         tokio::select! {
             r = &mut *conn => return Run::Ended(r),
             () = &mut tick => {
+                activity.stamp_head(checked);
+                checked = tokio::time::Instant::now();
                 let moved = activity.moved();
                 if moved == seen && activity.releasable() {
                     return Run::Idle;
                 }
                 seen = moved;
-                tick.as_mut().reset(tokio::time::Instant::now() + after);
+                tick.as_mut().reset(checked + after);
             }
             () = &mut head, if head_deadline.is_some() => {
                 if activity.head_began() == head_began {
