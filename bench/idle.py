@@ -11,7 +11,7 @@ MODE is one of
               one GET of PATH read to its END_STREAM, SETTINGS acknowledged, then nothing
 
 PIDs are the server's processes (nginx: its worker; Holdfast: its one process); their VmRSS
-is summed from /proc. Prints one line:
+is summed from /proc, IDLE_SETTLE (5) seconds after the last connection opened. Prints one line:
   mode=M opened=N failed=F rss_before_kib=A rss_open_kib=B per_conn_kib=(B-A)/N open_s=S
 and exits 1 when fewer than 99 % of the connections opened.
 """
@@ -25,6 +25,7 @@ import time
 
 PATH = os.environ.get("IDLE_PATH", "/1k")
 BATCH = 250
+SETTLE_S = float(os.environ.get("IDLE_SETTLE", "5"))
 
 
 def rss_kib(pids: list[int]) -> int:
@@ -123,8 +124,10 @@ async def main() -> int:
             else:
                 conns.append(c)
     opened_s = time.monotonic() - t0
-    # let the server settle (timers, buffers released after the last write)
-    await asyncio.sleep(2)
+    # let the server settle: timers, buffers freed after the last write, and Holdfast's
+    # release of idle connections (1-2 periods of edge.idle_release_after, default 1 s,
+    # after a connection's last byte)
+    await asyncio.sleep(SETTLE_S)
     after = rss_kib(pids)
     per = (after - before) / len(conns) if conns else 0.0
     print(f"mode={mode} opened={len(conns)} failed={failed} rss_before_kib={before} rss_open_kib={after} "

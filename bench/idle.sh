@@ -3,7 +3,7 @@
 # connections"): Holdfast against nginx in the same run, each server started afresh for every
 # measurement, pinned to TARGET_CPU, in front of the same nginx origin. bench/idle.py opens
 # IDLE connections (after one warm-up connection and a second of quiet) and reads the growth
-# of the server's resident memory (Holdfast's process; nginx's worker) two seconds after the
+# of the server's resident memory (Holdfast's process; nginx's worker) IDLE_SETTLE (5) s after the
 # last one opened. Modes:
 #   keepalive   HTTP/1.1, one GET /1k read to its end, then idle (a keep-alive client)
 #   half-head   HTTP/1.1, half a request head, then nothing (slowloris)
@@ -12,7 +12,7 @@
 # is closed while it is measured. REPEAT times, medians, ratio Holdfast / nginx.
 #
 # usage: bench/idle.sh [--no-build]
-# env:   NO_BUILD=1  HOLDFAST_BIN  IDLE=10000  REPEAT=3  MODES="keepalive half-head h2"
+# env:   NO_BUILD=1  HOLDFAST_BIN  IDLE=10000  REPEAT=3  IDLE_SETTLE=5  MODES="keepalive half-head h2"
 #        TARGETS="holdfast nginx"  PORT_BASE=18650  SHARED_BENCH  BENCH_STATE
 # needs: apt-get install nginx openssl python3
 set -euo pipefail
@@ -55,30 +55,12 @@ start_origin_nginx "$D/origin" "$O_PORT" TERM origin
 
 conf_holdfast() {
   local d="$D/holdfast"; mkdir -p "$d"
-  cat > "$d/holdfast.toml" <<EOC
-[edge]
-listen = ["$HOST:${PORT[holdfast]}"]
-tls_listen = ["$HOST:${TLS_PORT[holdfast]}"]
-threads = 1
-access_log = "$d/access.log"
-client_header_timeout = "10m"
+  ACCESS_LOG=1 holdfast_conf "${PORT[holdfast]}" "$HF_ADMIN" "$d" "tls_listen = [\"$HOST:${TLS_PORT[holdfast]}\"]
+client_header_timeout = \"10m\"
 
 [[edge.tls]]
-cert = "$D/cert.pem"
-key = "$D/key.pem"
-
-[admin]
-listen = "$HOST:$HF_ADMIN"
-
-[[pools]]
-name = "origin"
-servers = ["$HOST:$O_PORT"]
-
-[[routes]]
-name = "all"
-match = { path_prefix = "/" }
-pool = "origin"
-EOC
+cert = \"$D/cert.pem\"
+key = \"$D/key.pem\"" > "$d/holdfast.toml"
   "$HOLDFAST_BIN" check "$d/holdfast.toml" > "$d/check.txt" 2>&1 \
     || { cat "$d/check.txt" >&2; die "holdfast check rejects $d/holdfast.toml"; }
 }
