@@ -410,9 +410,7 @@ async fn serve_conn<S>(
     let info = ConnInfo::new(client, tls);
     if !tls {
         if !state.config.edge.h2c {
-            let activity = Arc::new(Activity::new());
-            let svc = conn_service(states, info, None, Some(&activity), shutdown.clone());
-            return serve_h1(stream, svc, state, shutdown, activity).await;
+            return serve_h1(stream, states, info, None, state, shutdown).await;
         }
         // Boxed: only connections on an `h2c` listener pay for the sniff.
         return Box::pin(serve_h2c(stream, info, state, states, shutdown)).await;
@@ -439,11 +437,7 @@ async fn serve_h2c<S>(
             let svc = conn_service(states, info, None, None, shutdown.clone());
             Box::pin(serve_h2(TokioIo::new(s), svc, state, shutdown)).await
         }
-        Ok(Ok((false, s))) => {
-            let activity = Arc::new(Activity::new());
-            let svc = conn_service(states, info, None, Some(&activity), shutdown.clone());
-            serve_h1(s, svc, state, shutdown, activity).await
-        }
+        Ok(Ok((false, s))) => serve_h1(s, states, info, None, state, shutdown).await,
         Ok(Err(e)) => tracing::debug!(%client, error = %e, "connection failed"),
         Err(_) => state.metrics.bad_request("header_timeout"),
     }
@@ -485,9 +479,7 @@ async fn serve_tls<S>(
         let svc = conn_service(states, info, tls_peer, None, shutdown.clone());
         Box::pin(serve_h2(TokioIo::new(stream), svc, state, shutdown)).await
     } else {
-        let activity = Arc::new(Activity::new());
-        let svc = conn_service(states, info, tls_peer, Some(&activity), shutdown.clone());
-        serve_h1(stream, svc, state, shutdown, activity).await
+        serve_h1(stream, states, info, tls_peer, state, shutdown).await
     }
 }
 
@@ -613,17 +605,19 @@ fn http1_builder(state: &State) -> http1::Builder {
 /// Serve HTTP/1 on `stream` until it closes. An idle connection gives hyper's state back
 /// after `edge.idle_release_after` and holds only its socket (and any bytes of a head it
 /// sent) until its next byte (`idle`).
-async fn serve_h1<S, Svc>(
+async fn serve_h1<S>(
     stream: S,
-    mut svc: Svc,
+    states: Arc<ArcSwap<State>>,
+    info: ConnInfo,
+    tls_peer: Option<Arc<crate::ctx::TlsPeer>>,
     state: &State,
     mut shutdown: watch::Receiver<bool>,
-    activity: Arc<Activity>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    Svc: EdgeService + Unpin,
 {
     let edge = &state.config.edge;
+    let activity = Arc::new(Activity::new());
+    let mut svc = conn_service(states, info, tls_peer, Some(&activity), shutdown.clone());
     let mut stream = Rewind::new(Vec::new(), stream);
     loop {
         let watched = Watched::new(stream, Arc::clone(&activity));
@@ -654,18 +648,16 @@ async fn serve_h1<S, Svc>(
             return;
         };
         (stream, svc) = (socket, service);
+        // Nothing moved for a whole period: the wait's limit runs from then, or from when a
+        // head the client had begun began (stamped by the check that released it).
+        let quiet_since = tokio::time::Instant::now()
+            .checked_sub(edge.idle_release_after)
+            .unwrap_or_else(tokio::time::Instant::now);
         if !head.is_empty() {
-            // Stamped by the check that released it; if not, nothing moved for a period.
             activity.mark_read();
-            let quiet_since = tokio::time::Instant::now()
-                .checked_sub(edge.idle_release_after)
-                .unwrap_or_else(tokio::time::Instant::now);
             activity.stamp_head(quiet_since);
         }
-        let deadline = match activity.head_began() {
-            Some(began) => began,
-            None => tokio::time::Instant::now(),
-        } + edge.client_header_timeout;
+        let deadline = activity.head_began().unwrap_or(quiet_since) + edge.client_header_timeout;
         state.metrics.connections_idle_released.inc();
         let next = Box::pin(next_byte(&mut stream, deadline, &mut shutdown)).await;
         state.metrics.connections_idle_released.dec();

@@ -14,23 +14,12 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
-const EDGE: &str = r#"
-[[pools]]
-name = "primary"
-servers = ["{origin}"]
-
-[[routes]]
-name = "all"
-match = { path_prefix = "/" }
-pool = "primary"
-"#;
-
 const RELEASE: &str = r#"idle_release_after = "50ms""#;
 const GAUGE: &str = "holdfast_http_connections_idle_released";
 
 fn start(origin: SocketAddr) -> Edge {
     Edge::start(
-        &edge_config_with(1, RELEASE, EDGE),
+        &edge_config_with(1, RELEASE, BASIC_POOL),
         &[("origin", origin.to_string())],
     )
 }
@@ -273,7 +262,7 @@ key = "leaf.key"
 
 [admin]
 listen = "{{admin}}"
-{EDGE}"#
+{BASIC_POOL}"#
         ),
         &[("origin", origin.addr.to_string())],
         |dir| leaf.write(dir, "leaf"),
@@ -313,7 +302,7 @@ async fn a_release_never_gives_a_slow_head_more_time() {
         &edge_config_with(
             1,
             &format!("{RELEASE}\nclient_header_timeout = \"1s\""),
-            EDGE,
+            BASIC_POOL,
         ),
         &[("origin", origin.addr.to_string())],
     );
@@ -362,7 +351,7 @@ async fn a_drain_answers_the_next_request_of_every_keep_alive_connection() {
     for release in ["0s", "50ms"] {
         let keys = format!("idle_release_after = \"{release}\"\ndrain_timeout = \"10s\"");
         let mut edge = Edge::start(
-            &edge_config_with(1, &keys, EDGE),
+            &edge_config_with(1, &keys, BASIC_POOL),
             &[("origin", origin.addr.to_string())],
         );
         let addr = plain(&edge);
