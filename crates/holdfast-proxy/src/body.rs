@@ -356,17 +356,21 @@ struct UpstreamBody {
     read_timeout: Duration,
     deadline: Option<Instant>,
     /// Created only when the origin makes us wait, so bodies already buffered cost no timer.
+    /// Not moved by each chunk (a timer reset per chunk costs more than the chunk's own
+    /// work): when it fires after progress, it is set again from `last_progress`.
     timer: Option<Pin<Box<Sleep>>>,
+    /// When the last chunk came, once the timer runs.
+    last_progress: Option<Instant>,
     /// The connection to hand back, the server's in-flight count and the pool's slot,
     /// released when the body is done or dropped.
     lease: OriginLease,
 }
 
-impl UpstreamBody {
-    fn next_deadline(&self) -> Instant {
-        let idle = Instant::now() + self.read_timeout;
-        self.deadline.map_or(idle, |d| d.min(idle))
-    }
+/// When waiting for the origin's next chunk ends: `read_timeout` after `from`, or the
+/// route's total deadline if that comes first.
+fn wait_limit(read_timeout: Duration, deadline: Option<Instant>, from: Instant) -> Instant {
+    let idle = from + read_timeout;
+    deadline.map_or(idle, |d| d.min(idle))
 }
 
 impl ResponseBody {
@@ -386,6 +390,7 @@ impl ResponseBody {
             read_timeout,
             deadline,
             timer: None,
+            last_progress: None,
             lease,
         }))
     }
@@ -492,10 +497,7 @@ fn poll_upstream(
     match Pin::new(&mut up.inner).poll_frame(cx) {
         Poll::Ready(Some(Ok(frame))) => {
             if up.timer.is_some() {
-                let next = up.next_deadline();
-                if let Some(t) = up.timer.as_mut() {
-                    t.as_mut().reset(next.into());
-                }
+                up.last_progress = Some(Instant::now());
             }
             Poll::Ready(Some(Ok(frame)))
         }
@@ -508,17 +510,32 @@ fn poll_upstream(
             Poll::Ready(None)
         }
         Poll::Pending => {
-            let next = up.next_deadline();
-            let timer = up
-                .timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(next.into())));
-            match timer.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    up.lease.conn = None;
-                    Poll::Ready(Some(Err(BodyError::Timeout)))
+            let timer = match &mut up.timer {
+                Some(timer) => timer,
+                None => {
+                    let at = wait_limit(up.read_timeout, up.deadline, Instant::now());
+                    up.timer
+                        .insert(Box::pin(tokio::time::sleep_until(at.into())))
                 }
-                Poll::Pending => Poll::Pending,
+            };
+            // Twice at most: a timer that fired after progress is set again from the last
+            // chunk, and a timer set in the future is pending.
+            for _ in 0..2 {
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let again = up
+                    .last_progress
+                    .take()
+                    .map(|last| wait_limit(up.read_timeout, up.deadline, last))
+                    .filter(|at| *at > Instant::now());
+                match again {
+                    Some(at) => timer.as_mut().reset(at.into()),
+                    None => break,
+                }
             }
+            up.lease.conn = None;
+            Poll::Ready(Some(Err(BodyError::Timeout)))
         }
     }
 }

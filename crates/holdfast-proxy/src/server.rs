@@ -530,6 +530,7 @@ where
 {
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
+        biased;
         r = conn.as_mut() => return r,
         _ = shutdown.wait_for(|stop| *stop) => {}
     }
@@ -731,7 +732,10 @@ where
     let head = tokio::time::sleep_until(head_deadline.unwrap_or(far));
     let mut head = std::pin::pin!(head);
     loop {
+        // Biased: the connection first, as it is what woke the task nearly every time (and
+        // no random draw per wake-up).
         tokio::select! {
+            biased;
             r = &mut *conn => return Run::Ended(r),
             () = &mut tick => {
                 activity.stamp_head(checked);

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 /// Largest read buffer per origin connection; without a cap hyper's buffers grow to the
 /// size of large bodies on every connection.
-const MAX_BUF: usize = 32 << 10;
+const MAX_BUF: usize = 64 << 10;
 
 pub(crate) async fn connect(
     pool: &Pool,

@@ -205,6 +205,28 @@ async fn a_slow_origin_within_its_timeouts_is_not_cut() {
     assert_eq!(got.text(), "hello");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_keeps_coming_for_longer_than_the_read_timeout_is_not_cut() {
+    // The read timeout counts from the last chunk, not from the first wait: 8 chunks 100ms
+    // apart take ~800ms, over twice `read`, and every gap is well inside it. (The edge's timer
+    // is not moved per chunk; when it fires after progress it is set again from the last.)
+    let origin = RawOrigin::start(|mut c| async move {
+        c.read_request().await;
+        c.write(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n")
+            .await;
+        for b in b"12345678" {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            c.write(&[*b]).await;
+        }
+        c.read_to_end().await;
+    })
+    .await;
+    let edge = start(origin.addr, r#"{ read = "350ms", total = "10s" }"#);
+    let got = within_limit(get(&edge.url("/"))).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.text(), "12345678");
+}
+
 /// A loopback listener whose connects hang: its accept queue (backlog 0, so one connection)
 /// is full and never drained, so Linux drops further SYNs and the connecting side keeps
 /// retransmitting. Returns the listener and the connections that filled the queue; both
