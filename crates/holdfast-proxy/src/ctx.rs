@@ -113,11 +113,16 @@ impl CacheResult {
 impl RequestCtx {
     pub fn new<B>(req: &Request<B>, conn: ConnInfo) -> Self {
         let headers = req.headers();
-        let request_id = headers
+        let mut request_id = headers
             .get(&crate::request_id::HEADER)
             .filter(|v| crate::request_id::is_well_formed(v))
             .cloned()
             .unwrap_or_else(crate::request_id::generate);
+        // Unique per request, so never worth an HPACK table entry: marked sensitive, HTTP/2
+        // sends it as a literal "never indexed" (as nginx sends its headers) instead of
+        // filling the connection's table with ids, which evicts the headers that repeat
+        // and makes each response walk the ids already there. (No effect on HTTP/1.)
+        request_id.set_sensitive(true);
         let wants_json = wants_json(headers);
         let host = match req.uri().authority() {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
@@ -169,7 +174,23 @@ fn strip_port(host: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::{strip_port, wants_json};
+    use super::{strip_port, wants_json, ConnInfo, RequestCtx};
+
+    /// HTTP/2 must never put request ids in its HPACK table (one per response would evict
+    /// the headers that repeat): the id is sensitive, whether generated or the client's.
+    #[test]
+    fn request_ids_are_never_indexed() {
+        let conn = ConnInfo::new(([127, 0, 0, 1], 1).into(), false);
+        let fresh = RequestCtx::new(&http::Request::new(()), conn.clone());
+        assert!(fresh.request_id.is_sensitive());
+        let sent = http::Request::builder()
+            .header("x-request-id", "client-id-1")
+            .body(())
+            .unwrap();
+        let kept = RequestCtx::new(&sent, conn);
+        assert_eq!(kept.request_id, "client-id-1");
+        assert!(kept.request_id.is_sensitive());
+    }
 
     #[test]
     fn json_for_api_clients_only() {
