@@ -10,17 +10,19 @@
 # env:   NO_BUILD=1  HOLDFAST_BIN (default ${CARGO_TARGET_DIR:-target}/release/holdfast)
 #        DURATION=10  REPEAT=3  CLIENTS=16 (dnsperf -c)  OUTSTANDING=200 (dnsperf -q)
 #        TARGETS="holdfast nsd knot pdns"  PORT_BASE=18400  SHARED_BENCH  BENCH_STATE
+#        REPIN=1 (0: leave threads that set their own CPU affinity where they went)
 # needs: apt-get install dnsperf nsd knot pdns-server pdns-backend-bind
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
-case " $* " in *" -h "*|*" --help "*) sed -n '2,13p' "$0"; exit 0 ;; esac
+case " $* " in *" -h "*|*" --help "*) sed -n '2,14p' "$0"; exit 0 ;; esac
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$HERE/common.sh"
 parse_args "$@"
 
 DURATION=${DURATION:-10}; REPEAT=${REPEAT:-3}; CLIENTS=${CLIENTS:-16}; OUTSTANDING=${OUTSTANDING:-200}
+REPIN=${REPIN:-1}
 TARGETS=${TARGETS:-"holdfast nsd knot pdns"}
 PORT_BASE=${PORT_BASE:-18400}
 HOLDFAST_BIN=${HOLDFAST_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/holdfast}
@@ -173,6 +175,22 @@ webserver=no
 EOC
 }
 
+# A server may set its own threads' CPU affinity: Knot pins its UDP worker to CPU 0 (worker i
+# on CPU i), which put it on LOADGEN_CPU beside dnsperf, out of the one core the others get
+# (and with dnsperf's wake-ups local, no cross-CPU interrupt). Once the server answers, every
+# thread of its tree is put back on TARGET_CPU; REPIN=0 leaves them where they went.
+repin() { # NAME PID
+  [ "$REPIN" = 1 ] || return 0
+  local p t moved=0
+  for p in $(tree_pids "$2"); do
+    for t in /proc/"$p"/task/*; do
+      grep -q "^Cpus_allowed_list:[[:space:]]*$TARGET_CPU\$" "$t/status" 2>/dev/null && continue
+      if taskset -p -c "$TARGET_CPU" "${t##*/}" > /dev/null 2>&1; then moved=$(( moved + 1 )); fi
+    done
+  done
+  if [ "$moved" -gt 0 ]; then log "$1: $moved thread(s) had left CPU $TARGET_CPU, put back"; fi
+}
+
 start_target() { # NAME; sets STARTED_PID
   local d="$D/$1"
   case $1 in
@@ -183,7 +201,7 @@ start_target() { # NAME; sets STARTED_PID
   esac
   local i
   for (( i = 0; i < 100; i++ )); do
-    if dig +short +time=1 +tries=1 -p "${PORT[$1]}" @"$HOST" mail.example.test A 2>/dev/null | grep -q 192.0.2.25; then return 0; fi
+    if dig +short +time=1 +tries=1 -p "${PORT[$1]}" @"$HOST" mail.example.test A 2>/dev/null | grep -q 192.0.2.25; then repin "$1" "$STARTED_PID"; return 0; fi
     pid_alive "$STARTED_PID" || { tail -20 "$d/stdout.log" >&2; die "$1 exited during start-up"; }
     sleep 0.1
   done
@@ -225,7 +243,7 @@ while True:
 "
 {
   env_head "targets on CPU $TARGET_CPU (one at a time), dnsperf on CPU $LOADGEN_CPU"
-  echo "dnsperf: -l $DURATION -c $CLIENTS -q $OUTSTANDING; $(wc -l < "$QUERIES") queries in the mix; repeat $REPEAT"
+  echo "dnsperf: -l $DURATION -c $CLIENTS -q $OUTSTANDING; $(wc -l < "$QUERIES") queries in the mix; repeat $REPEAT; REPIN=$REPIN"
   for t in $TARGETS; do
     case $t in
       holdfast) echo "holdfast: $("$HOLDFAST_BIN" --version 2>/dev/null || echo "$HOLDFAST_BIN")" ;;

@@ -1,6 +1,6 @@
 //! The DNS server over real UDP and TCP sockets on 127.0.0.1:0, queried with hickory-proto
 //! messages (no resolver cache in the way): records, negative answers, truncation, zone
-//! reloads, steering, bad input.
+//! reloads, steering, bad input, bursts through the batched UDP loop.
 
 #![allow(
     clippy::unwrap_used,
@@ -11,6 +11,7 @@
 
 mod authoritative;
 mod bad_input;
+mod batch;
 mod steering;
 mod support;
 mod zones;
