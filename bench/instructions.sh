@@ -16,9 +16,10 @@
 #      BUDGET_SLACK=2 (percent, for --update-budget)  STARTUP_TIMEOUT=180  BENCH_STATE=/tmp/bench-state
 #      HOLDFAST_BIN MINIMAL_BIN  SHARED_BENCH (the harness: origin.sh, lib.sh)
 #      Attribution (what a feature costs per request; no budget check when set):
-#      EDGE_EXTRA / POOL_EXTRA  TOML lines added to [edge] / the pool (e.g.
+#      EDGE_EXTRA / POOL_EXTRA / ROUTE_EXTRA  TOML lines added to [edge] / the pool / the route (e.g.
 #      EDGE_EXTRA='idle_release_after = "0s"', POOL_EXTRA=$'[pools.retry]\nattempts = 0')
-#      NO_ACCESS_LOG=1 (access_log = "off")  ONLY_HOLDFAST=1 (skip minimal-proxy)
+#      ROUTE_EXTRA=$'cache = { enabled = true }\nresponse_headers = { set = { "Cache-Control" = "max-age=600" } }'
+#      for cache hits)  NO_ACCESS_LOG=1 (access_log = "off")  ONLY_HOLDFAST=1 (skip minimal-proxy)
 # Exit status: 0 within budget, 1 over it (or a failed run), 2 on bad usage.
 # Output: $BENCH_STATE/instructions/<timestamp>/ — result.tsv, the callgrind dumps
 # (`callgrind_annotate FILE` shows where the instructions go), logs.
@@ -41,7 +42,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --no-build) NO_BUILD=1; shift ;;
     --update-budget) UPDATE=1; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "instructions: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -87,7 +88,7 @@ fi
 access_log="$out/holdfast-access.log"
 [ "${NO_ACCESS_LOG:-0}" = 1 ] && access_log=off
 attribution=0
-[ -n "${EDGE_EXTRA:-}${POOL_EXTRA:-}" ] || [ "${NO_ACCESS_LOG:-0}" = 1 ] && attribution=1
+[ -n "${EDGE_EXTRA:-}${POOL_EXTRA:-}${ROUTE_EXTRA:-}" ] || [ "${NO_ACCESS_LOG:-0}" = 1 ] && attribution=1
 config="$out/holdfast.toml"
 cat > "$config" <<EOF
 [edge]
@@ -108,6 +109,7 @@ ${POOL_EXTRA:-}
 name = "all"
 match = { path_prefix = "/" }
 pool = "origin"
+${ROUTE_EXTRA:-}
 EOF
 
 # h2load with a fixed count; fails unless every request got a 2xx.
@@ -173,7 +175,7 @@ if [ -n "$bare" ]; then
 fi
 echo "  dumps: $out/*.measured.callgrind (callgrind_annotate FILE)"
 if [ "$attribution" = 1 ]; then
-  echo "  (attribution run: EDGE_EXTRA/POOL_EXTRA/NO_ACCESS_LOG set; the budget applies to the default config only)"
+  echo "  (attribution run: EDGE_EXTRA/POOL_EXTRA/ROUTE_EXTRA/NO_ACCESS_LOG set; the budget applies to the default config only)"
   exit 0
 fi
 

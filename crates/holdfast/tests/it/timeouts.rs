@@ -185,24 +185,35 @@ async fn total_timeout_also_bounds_the_wait_for_the_head() {
     assert_origin_timeout_page(&got);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_origin_within_its_timeouts_is_not_cut() {
-    // The counterpart of the tests above: gaps and total well inside the limits.
-    let origin = RawOrigin::start(|mut c| async move {
+/// An origin that sends `body` a byte at a time, `gap` apart, after a head declaring its length.
+async fn dripping_origin(body: &'static [u8], gap: Duration) -> RawOrigin {
+    RawOrigin::start(move |mut c| async move {
         c.read_request().await;
-        c.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
-            .await;
-        for b in b"hello" {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+        c.write(head.as_bytes()).await;
+        for b in body {
+            tokio::time::sleep(gap).await;
             c.write(&[*b]).await;
         }
         c.read_to_end().await;
     })
-    .await;
-    let edge = start(origin.addr, r#"{ read = "5s", total = "8s" }"#);
+    .await
+}
+
+/// `body` dripped by the origin through an edge with `timeouts` arrives whole.
+async fn assert_dripped_body_arrives(body: &'static [u8], gap: Duration, timeouts: &str) {
+    let origin = dripping_origin(body, gap).await;
+    let edge = start(origin.addr, timeouts);
     let got = within_limit(get(&edge.url("/"))).await;
     assert_eq!(got.status, 200);
-    assert_eq!(got.text(), "hello");
+    assert_eq!(got.text().as_bytes(), body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_origin_within_its_timeouts_is_not_cut() {
+    // The counterpart of the tests above: gaps and total well inside the limits.
+    let gap = Duration::from_millis(20);
+    assert_dripped_body_arrives(b"hello", gap, r#"{ read = "5s", total = "8s" }"#).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,21 +221,8 @@ async fn a_body_that_keeps_coming_for_longer_than_the_read_timeout_is_not_cut() 
     // The read timeout counts from the last chunk, not from the first wait: 8 chunks 100ms
     // apart take ~800ms, over twice `read`, and every gap is well inside it. (The edge's timer
     // is not moved per chunk; when it fires after progress it is set again from the last.)
-    let origin = RawOrigin::start(|mut c| async move {
-        c.read_request().await;
-        c.write(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n")
-            .await;
-        for b in b"12345678" {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            c.write(&[*b]).await;
-        }
-        c.read_to_end().await;
-    })
-    .await;
-    let edge = start(origin.addr, r#"{ read = "350ms", total = "10s" }"#);
-    let got = within_limit(get(&edge.url("/"))).await;
-    assert_eq!(got.status, 200);
-    assert_eq!(got.text(), "12345678");
+    let gap = Duration::from_millis(100);
+    assert_dripped_body_arrives(b"12345678", gap, r#"{ read = "350ms", total = "10s" }"#).await;
 }
 
 /// A loopback listener whose connects hang: its accept queue (backlog 0, so one connection)
