@@ -161,15 +161,26 @@ impl RequestCtx {
     }
 }
 
+/// On bytes, not `str` patterns: it runs for every request (routing, the cache key), and the
+/// generic pattern search cost several times the plain loop.
 fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host
-            .split_once(']')
-            .map_or(host, |(h, _)| h.get(1..).unwrap_or(h));
+    let bytes = host.as_bytes();
+    if bytes.first() == Some(&b'[') {
+        return match bytes.iter().position(|&b| b == b']') {
+            Some(end) => host.get(1..end).unwrap_or(host),
+            None => host,
+        };
     }
-    host.rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(host, |(h, _)| h)
+    match bytes.iter().rposition(|&b| b == b':') {
+        Some(colon)
+            if bytes
+                .get(colon + 1..)
+                .is_some_and(|port| port.iter().all(u8::is_ascii_digit)) =>
+        {
+            host.get(..colon).unwrap_or(host)
+        }
+        _ => host,
+    }
 }
 
 #[cfg(test)]
@@ -213,6 +224,11 @@ mod tests {
         assert_eq!(strip_port("example.com:8080"), "example.com");
         assert_eq!(strip_port("example.com"), "example.com");
         assert_eq!(strip_port("[::1]:80"), "::1");
+        assert_eq!(strip_port("[::1]"), "::1");
+        assert_eq!(strip_port("[::1"), "[::1");
+        assert_eq!(strip_port("example.com:"), "example.com");
+        assert_eq!(strip_port("example.com:8a"), "example.com:8a");
+        assert_eq!(strip_port("a:b:80"), "a:b");
         assert_eq!(strip_port(""), "");
     }
 }
