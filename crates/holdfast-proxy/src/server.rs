@@ -718,15 +718,15 @@ where
 {
     let after = edge.idle_release_after;
     let head_deadline = head_began.map(|t| t + edge.client_header_timeout);
-    let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+    // A head found begun at a check began after the check before it, at the earliest.
+    let mut checked = tokio::time::Instant::now();
+    let far = checked + Duration::from_secs(86_400 * 365);
     let period = if after.is_zero() {
         far
     } else {
-        tokio::time::Instant::now() + after
+        checked + after
     };
     let mut seen = activity.moved();
-    // A head found begun at a check began after the check before it, at the earliest.
-    let mut checked = tokio::time::Instant::now();
     let tick = tokio::time::sleep_until(period);
     let mut tick = std::pin::pin!(tick);
     let head = tokio::time::sleep_until(head_deadline.unwrap_or(far));
