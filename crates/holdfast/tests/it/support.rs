@@ -1161,7 +1161,9 @@ pub struct Killable {
 
 impl Killable {
     pub async fn start(handler: Handler) -> Killable {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let socket = Self::port_sharing_socket();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1024).unwrap();
         let mut k = Killable {
             addr: listener.local_addr().unwrap(),
             seen: Arc::new(Mutex::new(Vec::new())),
@@ -1194,6 +1196,17 @@ impl Killable {
     /// Close the listener and cut every open connection; when this returns, connections to
     /// `addr` are refused.
     pub async fn kill(&mut self) {
+        if self.reserved.is_none() {
+            // Bound but not listening: once the listener is gone, connections are refused
+            // and no other test can be given the port. Bound *before* the listener closes
+            // (SO_REUSEPORT, which both carry, allows it): bound after, the port would be
+            // free for an instant, and another test's connection could take it as its own.
+            let socket = Self::port_sharing_socket();
+            socket
+                .bind(self.addr)
+                .unwrap_or_else(|e| panic!("could not keep port {} for a kill: {e}", self.addr));
+            self.reserved = Some(socket);
+        }
         if let Some(accept) = self.accept.take() {
             accept.abort();
             let _ = accept.await;
@@ -1205,22 +1218,25 @@ impl Killable {
         for c in open {
             let _ = c.await;
         }
-        if self.reserved.is_none() {
-            // Bound but not listening: connections are refused, and no other test is given
-            // the port. SO_REUSEADDR because the cut connections linger in TIME_WAIT.
-            let socket = tokio::net::TcpSocket::new_v4().unwrap();
-            socket.set_reuseaddr(true).unwrap();
-            socket
-                .bind(self.addr)
-                .unwrap_or_else(|e| panic!("could not keep port {} after a kill: {e}", self.addr));
-            self.reserved = Some(socket);
-        }
     }
 
     /// Serve again, on the same port, with the same handler.
     pub fn restart(&mut self) {
         let socket = self.reserved.take().expect("restart after kill");
-        self.serve(socket.listen(1024).unwrap());
+        let listener = socket
+            .listen(1024)
+            .unwrap_or_else(|e| panic!("could not listen on {} again: {e}", self.addr));
+        self.serve(listener);
+    }
+
+    /// SO_REUSEADDR because cut connections linger in TIME_WAIT; SO_REUSEPORT so that the
+    /// reservation and the listener can hold the port together, and only sockets of this
+    /// process that ask for it can share it.
+    fn port_sharing_socket() -> tokio::net::TcpSocket {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.set_reuseport(true).unwrap();
+        socket
     }
 
     pub fn requests(&self) -> usize {
