@@ -10,16 +10,20 @@
 #   h2          HTTP/2 over TLS 1.3, one GET /1k, then idle (a browser between clicks)
 # Both servers keep such connections for 10 minutes (keepalive and header timeouts), so none
 # is closed while it is measured. REPEAT times, medians, ratio Holdfast / nginx.
+# Both keep at most POOL_IDLE (64) idle connections to the origin (nginx `keepalive`,
+# Holdfast `max_idle_per_server`): a burst of openings leaves that many behind, a cost of the
+# origin side that is fixed, not per client connection, and counted in the growth measured.
 #
 # usage: bench/idle.sh [--no-build]
 # env:   NO_BUILD=1  HOLDFAST_BIN  IDLE=10000  REPEAT=3  IDLE_SETTLE=5  MODES="keepalive half-head h2"
+#        POOL_IDLE=64
 #        TARGETS="holdfast nginx"  PORT_BASE=18650  SHARED_BENCH  BENCH_STATE
 # needs: apt-get install nginx openssl python3
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
-case " $* " in *" -h "*|*" --help "*) sed -n '2,17p' "$0"; exit 0 ;; esac
+case " $* " in *" -h "*|*" --help "*) sed -n '2,21p' "$0"; exit 0 ;; esac
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$HERE/common.sh"
 parse_args "$@"
@@ -28,7 +32,8 @@ IDLE=${IDLE:-10000}; REPEAT=${REPEAT:-3}; MODES=${MODES:-"keepalive half-head h2
 TARGETS=${TARGETS:-"holdfast nginx"}; PORT_BASE=${PORT_BASE:-18650}; STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-30}
 HOLDFAST_BIN=${HOLDFAST_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/holdfast}
 PATH_=/1k
-for v in IDLE REPEAT; do [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v: a whole number above 0"; done
+POOL_IDLE=${POOL_IDLE:-64}
+for v in IDLE REPEAT POOL_IDLE; do [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v: a whole number above 0"; done
 for m in $MODES; do case $m in keepalive|half-head|h2) ;; *) die "unknown mode $m" ;; esac; done
 for t in $TARGETS; do case $t in holdfast|nginx) ;; *) die "unknown target $t" ;; esac; done
 for c in nginx openssl python3 curl; do command -v "$c" >/dev/null || die "no $c (apt-get install nginx openssl python3 curl)"; done
@@ -60,7 +65,7 @@ client_header_timeout = \"10m\"
 
 [[edge.tls]]
 cert = \"$D/cert.pem\"
-key = \"$D/key.pem\"" > "$d/holdfast.toml"
+key = \"$D/key.pem\"" | sed "/^servers = /a max_idle_per_server = $POOL_IDLE" > "$d/holdfast.toml"
   "$HOLDFAST_BIN" check "$d/holdfast.toml" > "$d/check.txt" 2>&1 \
     || { cat "$d/check.txt" >&2; die "holdfast check rejects $d/holdfast.toml"; }
 }
@@ -69,7 +74,7 @@ conf_nginx() {
   nginx_conf "$d" <<EOC | sed -e 's/worker_connections [0-9]*/worker_connections 40000/' \
       -e 's/keepalive_timeout 300s/keepalive_timeout 10m/' > "$d/nginx.conf"
   client_header_timeout 10m;
-  upstream origin { server $HOST:$O_PORT; keepalive 64; }
+  upstream origin { server $HOST:$O_PORT; keepalive $POOL_IDLE; }
   server {
     listen $HOST:${PORT[nginx]} backlog=4096;
     listen $HOST:${TLS_PORT[nginx]} ssl http2 backlog=4096;
