@@ -1,21 +1,26 @@
 //! The JSON access log. Lines are formatted on the worker thread into a thread-local buffer
 //! (no lock, no allocation per line once the buffer is warm) and handed to a writer thread in
 //! batches; if the writer falls behind, batches are dropped and counted rather than slowing
-//! the data path.
+//! the data path. A thread's buffer is handed over when it is full, and `FLUSH_AFTER` after
+//! its first line by the thread's `flusher`, which sleeps while nothing is logged.
 
 use crate::ctx::RequestCtx;
 use prometheus::IntCounter;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
 
 /// Flush a worker's buffer once it holds this much.
 const BATCH_BYTES: usize = 32 << 10;
 /// Batches queued for the writer thread before new ones are dropped.
 const QUEUE_BATCHES: usize = 256;
+/// A line waits at most this long in its thread's buffer.
+const FLUSH_AFTER: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AccessLogTarget {
@@ -48,7 +53,45 @@ thread_local! {
     };
 }
 
+thread_local! {
+    /// This thread's `flusher`, woken when a line lands in the thread's empty buffer.
+    static FLUSHER: Cell<Option<Arc<Notify>>> = const { Cell::new(None) };
+}
+
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
+/// The task that hands the calling thread's buffered lines to the writer `FLUSH_AFTER` after
+/// the first of them, for a thread that serves requests (a worker, the HTTP/3 thread): spawn
+/// it on that thread's runtime. It is registered when called, so no line is missed before its
+/// first poll. It sleeps while nothing is logged: a timer would wake every idle worker ten
+/// times a second. `current` is the access log in force (a reload may change it).
+pub(crate) fn flusher(
+    current: impl Fn() -> Option<Arc<AccessLogWriter>>,
+) -> impl std::future::Future<Output = ()> {
+    let written = Arc::new(Notify::new());
+    FLUSHER.with(|f| f.set(Some(Arc::clone(&written))));
+    async move {
+        loop {
+            written.notified().await;
+            tokio::time::sleep(FLUSH_AFTER).await;
+            if let Some(log) = current() {
+                log.flush_local();
+            }
+        }
+    }
+}
+
+/// A line landed in an empty buffer: wake the thread's flusher (a permit is kept if it is
+/// busy, so the line is flushed on its next round).
+fn wake_flusher() {
+    FLUSHER.with(|f| {
+        let written = f.take();
+        if let Some(w) = &written {
+            w.notify_one();
+        }
+        f.set(written);
+    });
+}
 
 fn open(target: &AccessLogTarget) -> std::io::Result<Box<dyn Write + Send>> {
     Ok(match target {
@@ -134,15 +177,19 @@ impl AccessLogWriter {
                 local.owner = self.id;
                 local.tx = Some(self.tx.clone());
             }
+            let first = local.bytes.is_empty();
             write_line(&mut local.bytes, ctx, route, bytes, elapsed, failed);
             local.lines += 1;
             if local.bytes.len() >= BATCH_BYTES {
                 self.send_batch(&mut local);
+            } else if first {
+                wake_flusher();
             }
         });
     }
 
-    /// Hand this thread's buffered lines to the writer (workers call it on a short timer).
+    /// Hand this thread's buffered lines to the writer (its `flusher` calls it after the first
+    /// line, and a thread calls it once more as it stops).
     pub fn flush_local(&self) {
         LOCAL.with(|local| {
             if let Ok(mut local) = local.try_borrow_mut() {
@@ -326,6 +373,38 @@ fn write_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The flusher runs when a line lands in an empty buffer (and only then: an idle worker
+    /// is not woken; `strace -c` on an idle edge shows it, see bench/README.md).
+    #[test]
+    fn a_first_line_wakes_the_threads_flusher() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let rounds = Arc::new(AtomicUsize::new(0));
+            let counted = Arc::clone(&rounds);
+            let task = tokio::spawn(flusher(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                None
+            }));
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(rounds.load(Ordering::SeqCst), 0, "nothing logged, no round");
+            wake_flusher();
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while rounds.load(Ordering::SeqCst) == 0 {
+                assert!(std::time::Instant::now() < until, "the flusher never ran");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(rounds.load(Ordering::SeqCst), 1, "one wake, one round");
+            task.abort();
+        });
+        // Another thread's flusher is not this one's: a wake here reaches nothing.
+        std::thread::spawn(wake_flusher).join().unwrap();
+    }
 
     #[test]
     fn formats_time_with_millis_and_caches_the_second() {

@@ -27,7 +27,6 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const ACCESS_LOG_FLUSH_EVERY: Duration = Duration::from_millis(100);
 const LISTEN_BACKLOG: i32 = 4096;
 /// While draining after a binary upgrade, how long an HTTP/1 keep-alive connection may still
 /// bring a request (answered with `Connection: close`) before an idle one is closed: closing
@@ -267,7 +266,10 @@ fn run_worker(
                 Err(e) => tracing::error!(error = %e, "cannot register listener"),
             }
         }
-        let flusher = tokio::spawn(flush_access_log(Arc::clone(&state)));
+        let logs = Arc::clone(&state);
+        let flusher = tokio::spawn(crate::access_log::flusher(move || {
+            logs.load().access_log.clone()
+        }));
         let started = std::time::Instant::now();
         while loops.join_next().await.is_some() {}
         // Upgraded connections (WebSocket) run as tasks of their own: they get what is left
@@ -279,16 +281,6 @@ fn run_worker(
             log.flush_local();
         }
     });
-}
-
-async fn flush_access_log(state: Arc<ArcSwap<State>>) {
-    let mut tick = tokio::time::interval(ACCESS_LOG_FLUSH_EVERY);
-    loop {
-        tick.tick().await;
-        if let Some(log) = &state.load().access_log {
-            log.flush_local();
-        }
-    }
 }
 
 async fn accept_loop(

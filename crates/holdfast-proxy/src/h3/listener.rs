@@ -120,23 +120,16 @@ fn run(
                 Err(e) => tracing::error!(%addr, error = %e, "cannot start the HTTP/3 endpoint"),
             }
         }
-        let flusher = tokio::spawn(flush_access_log(Arc::clone(&states)));
+        let logs = Arc::clone(&states);
+        let flusher = tokio::spawn(crate::access_log::flusher(move || {
+            logs.load().access_log.clone()
+        }));
         while loops.join_next().await.is_some() {}
         flusher.abort();
         if let Some(log) = &states.load().access_log {
             log.flush_local();
         }
     });
-}
-
-async fn flush_access_log(states: Arc<ArcSwap<State>>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        tick.tick().await;
-        if let Some(log) = &states.load().access_log {
-            log.flush_local();
-        }
-    }
 }
 
 pub(crate) async fn accept_loop(
