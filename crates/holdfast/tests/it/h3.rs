@@ -157,6 +157,19 @@ pub(crate) fn client_endpoint(ca: &TestCa) -> quinn::Endpoint {
     endpoint
 }
 
+/// `client_endpoint` whose first round trip is assumed to take 10 ms (quinn's default,
+/// 333 ms, suits the Internet): on loopback a lost handshake packet is then sent again
+/// within tens of milliseconds, and a run of losses backs off from there, not from a second.
+pub(crate) fn loopback_client_endpoint(ca: &TestCa) -> quinn::Endpoint {
+    let mut transport = quinn::TransportConfig::default();
+    transport.initial_rtt(std::time::Duration::from_millis(10));
+    let mut config = quinn::ClientConfig::new(client_crypto(ca));
+    config.transport_config(std::sync::Arc::new(transport));
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(config);
+    endpoint
+}
+
 pub(crate) type Sender = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
 
 /// An HTTP/3 connection to the edge, its driver running in the background.

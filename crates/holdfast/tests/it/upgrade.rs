@@ -191,11 +191,14 @@ impl Edge {
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(s) = serving(&line) {
+                let serves = serving(&line);
+                // Logged before it is announced: a test that reads the log after
+                // `next_serving` finds the line there.
+                log2.lock().unwrap().push(line);
+                if let Some(s) = serves {
                     pids2.lock().unwrap().push(s.pid);
                     let _ = tx.send(s);
                 }
-                log2.lock().unwrap().push(line);
             }
         });
         let mut edge = Edge {
@@ -692,13 +695,44 @@ async fn a_broken_upgrade_is_refused_and_a_good_one_moves_admin_dns_and_status_p
 }
 
 /// `edge_toml` with a TLS and an HTTP/3 listener (the certificate `site` in the folder).
+/// `edge_toml` with TLS and HTTP/3 listeners, and a drain longer than the test's limit for
+/// any one step (`LIMIT`), so that a slow step fails as itself, not as a request the drain cut.
 fn h3_edge_toml(origin: SocketAddr) -> String {
     let tls = "[[edge.tls]]\ncert = \"site.pem\"\nkey = \"site.key\"\n";
-    edge_toml(origin, tls).replacen(
-        "listen = [\"127.0.0.1:0\"]\n",
-        "listen = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\nh3_listen = [\"127.0.0.1:0\"]\n",
-        1,
-    )
+    edge_toml(origin, tls)
+        .replacen(
+            "listen = [\"127.0.0.1:0\"]\n",
+            "listen = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\nh3_listen = [\"127.0.0.1:0\"]\n",
+            1,
+        )
+        .replacen("drain_timeout = \"20s\"", "drain_timeout = \"60s\"", 1)
+}
+
+/// `GET /small` on a new HTTP/3 connection to `h3`, each try on a connection of its own and
+/// bounded in time, at most `TRIES` tries; how many it took. Panics with every failure when
+/// none answered 200.
+async fn get_on_new_connections(endpoint: &quinn::Endpoint, h3: SocketAddr, when: &str) -> usize {
+    use crate::h3::{h3_connect, h3_request};
+    const TRIES: usize = 4;
+    let mut failures = Vec::new();
+    for attempt in 1..=TRIES {
+        let endpoint = endpoint.clone();
+        let try_once = tokio::spawn(async move {
+            let mut sender = h3_connect(&endpoint, h3).await;
+            h3_request(&mut sender, "GET", "/small", b"").await
+        });
+        let abort = try_once.abort_handle();
+        match tokio::time::timeout(Duration::from_secs(8), try_once).await {
+            Ok(Ok(got)) if got.status == 200 && &got.body[..] == b"ok" => return attempt,
+            Ok(Ok(got)) => failures.push(format!("{} {:?}", got.status, got.body)),
+            Ok(Err(e)) => failures.push(format!("failed: {e}")),
+            Err(_) => {
+                abort.abort();
+                failures.push("no answer within 8s".to_owned());
+            }
+        }
+    }
+    panic!("GET on a new HTTP/3 connection {when}: every try failed: {failures:?}");
 }
 
 async fn metrics_of(admin: SocketAddr) -> String {
@@ -708,7 +742,7 @@ async fn metrics_of(admin: SocketAddr) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_hands_over_the_http3_socket() {
-    use crate::h3::{client_endpoint, h3_connect, h3_request};
+    use crate::h3::{h3_connect, h3_request, loopback_client_endpoint};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = listener.local_addr().unwrap();
     let gate = Gate::new();
@@ -734,7 +768,11 @@ async fn an_upgrade_hands_over_the_http3_socket() {
 
     // Served by the old process: one idle connection, and one with a request left in
     // flight (the origin holds it).
-    let endpoint = client_endpoint(&ca);
+    // Both processes read the socket while the old one drains, so a datagram the client
+    // sends may reach the one that does not know its connection and be dropped; QUIC sends
+    // it again after its probe timeout, which doubles with each loss. A loopback first round
+    // trip keeps a run of such losses well inside the test's limits.
+    let endpoint = loopback_client_endpoint(&ca);
     let idle = within(
         "QUIC handshake",
         endpoint.connect(h3, "example.com").unwrap(),
@@ -781,21 +819,12 @@ async fn an_upgrade_hands_over_the_http3_socket() {
         }
         other => panic!("the idle connection ended with {other}"),
     }
-    // A new QUIC connection to the same port is served by the new process. Until the old
-    // process is gone both read the socket, so a datagram may reach the one that does not
-    // know its connection (dropped; a stateless reset under the wrong key, which the client
-    // ignores); QUIC sends it again.
-    let mut after = within(
-        "HTTP/3 handshake after the upgrade",
-        h3_connect(&endpoint, h3),
-    )
-    .await;
-    let got = within(
-        "GET after the upgrade",
-        h3_request(&mut after, "GET", "/small", b""),
-    )
-    .await;
-    assert_eq!((got.status.as_u16(), &got.body[..]), (200, &b"ok"[..]));
+    // While the old process drains, both read the socket, so a datagram may reach the one
+    // that does not know its connection (dropped; a stateless reset under the wrong key,
+    // which the client ignores) and QUIC sends it again; a connection attempt in that window
+    // may stall or be closed (see the closing note of session 10): a client tries again on a
+    // new connection, and so does this test, a bounded number of times.
+    let tries = get_on_new_connections(&endpoint, h3, "during the drain").await;
 
     // The request in flight on the old process finishes there, then the old process exits.
     gate.open();
@@ -803,15 +832,16 @@ async fn an_upgrade_hands_over_the_http3_socket() {
     assert_eq!((late.status.as_u16(), &late.body[..]), (200, &b"late"[..]));
     let status = edge.old_exits().await;
     assert!(status.success(), "old process: {status}\n{}", edge.log());
-    // The connection made after the upgrade is the new process's: it outlives the old one.
-    let got = within("GET", h3_request(&mut after, "GET", "/small", b"")).await;
-    assert_eq!(got.status, 200);
+    // Alone on the socket, the new process serves a new connection at the first try.
+    let once = get_on_new_connections(&endpoint, h3, "after the old process exited").await;
+    assert_eq!(once, 1, "with the old process gone no attempt may fail");
     assert_eq!(admin_pid(old.admin).await, Some(u64::from(new.pid)));
     let m = metrics_of(old.admin).await;
-    assert_eq!(
-        metric(&m, "holdfast_quic_handshakes_total"),
-        Some(1.0),
-        "{m}"
+    let handshakes = metric(&m, "holdfast_quic_handshakes_total").unwrap_or(0.0);
+    assert!(
+        (2.0..=(tries + once) as f64).contains(&handshakes),
+        "the new process shook hands with the connections made after the upgrade, \
+         at most one per try ({tries} + {once}): {m}"
     );
     signal(new.pid, "TERM");
 }
