@@ -6,7 +6,7 @@
 
 use crate::ctx::RequestCtx;
 use prometheus::IntCounter;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,17 +45,24 @@ struct LocalBuf {
     tx: Option<SyncSender<Msg>>,
     bytes: Vec<u8>,
     lines: u64,
+    /// This thread's `flusher`, woken when a line lands in the empty buffer.
+    flusher: Option<Arc<Notify>>,
+}
+
+impl LocalBuf {
+    /// A line landed in the empty buffer: wake the flusher (a permit is kept if it is busy, so
+    /// the line is flushed on its next round).
+    fn wake_flusher(&self) {
+        if let Some(written) = &self.flusher {
+            written.notify_one();
+        }
+    }
 }
 
 thread_local! {
     static LOCAL: RefCell<LocalBuf> = const {
-        RefCell::new(LocalBuf { owner: 0, tx: None, bytes: Vec::new(), lines: 0 })
+        RefCell::new(LocalBuf { owner: 0, tx: None, bytes: Vec::new(), lines: 0, flusher: None })
     };
-}
-
-thread_local! {
-    /// This thread's `flusher`, woken when a line lands in the thread's empty buffer.
-    static FLUSHER: Cell<Option<Arc<Notify>>> = const { Cell::new(None) };
 }
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
@@ -69,7 +76,11 @@ pub(crate) fn flusher(
     current: impl Fn() -> Option<Arc<AccessLogWriter>>,
 ) -> impl std::future::Future<Output = ()> {
     let written = Arc::new(Notify::new());
-    FLUSHER.with(|f| f.set(Some(Arc::clone(&written))));
+    LOCAL.with(|local| {
+        if let Ok(mut local) = local.try_borrow_mut() {
+            local.flusher = Some(Arc::clone(&written));
+        }
+    });
     async move {
         loop {
             written.notified().await;
@@ -79,18 +90,6 @@ pub(crate) fn flusher(
             }
         }
     }
-}
-
-/// A line landed in an empty buffer: wake the thread's flusher (a permit is kept if it is
-/// busy, so the line is flushed on its next round).
-fn wake_flusher() {
-    FLUSHER.with(|f| {
-        let written = f.take();
-        if let Some(w) = &written {
-            w.notify_one();
-        }
-        f.set(written);
-    });
 }
 
 fn open(target: &AccessLogTarget) -> std::io::Result<Box<dyn Write + Send>> {
@@ -183,7 +182,7 @@ impl AccessLogWriter {
             if local.bytes.len() >= BATCH_BYTES {
                 self.send_batch(&mut local);
             } else if first {
-                wake_flusher();
+                local.wake_flusher();
             }
         });
     }
@@ -373,6 +372,11 @@ fn write_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `record` does for a first line, without a line.
+    fn wake_flusher() {
+        LOCAL.with(|local| local.borrow().wake_flusher());
+    }
 
     /// The flusher runs when a line lands in an empty buffer (and only then: an idle worker
     /// is not woken; `strace -c` on an idle edge shows it, see bench/README.md).

@@ -645,7 +645,7 @@ fn serve_h1<S>(
     info: ConnInfo,
     tls_peer: Option<Arc<crate::ctx::TlsPeer>>,
     state: Arc<State>,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
     life: Option<ConnLife>,
 ) -> impl Future<Output = ()> + Send
 where
@@ -657,7 +657,6 @@ where
     let activity = Arc::new(Activity::new());
     let mut svc = conn_service(states, info, tls_peer, Some(&activity), shutdown.clone());
     let mut stream = Rewind::new(Vec::new(), stream);
-    let mut shutdown = shutdown;
     async move {
         // Captured (and so held) until the connection ends, without a copy of its own.
         let _held = &life;
