@@ -38,6 +38,20 @@ impl ConnLimit {
         }
     }
 
+    /// Waits until no connection is open.
+    pub(crate) async fn all_closed(&self) {
+        loop {
+            let freed = self.freed.notified();
+            let mut freed = std::pin::pin!(freed);
+            // Registered before the count is read: a close in between still wakes it.
+            freed.as_mut().enable();
+            if self.open() == 0 {
+                return;
+            }
+            freed.await;
+        }
+    }
+
     /// Counts a connection just accepted.
     pub(crate) fn enter(self: &Arc<Self>) -> ConnSlot {
         self.open.fetch_add(1, Ordering::Relaxed);
@@ -60,7 +74,7 @@ mod tests {
     async fn a_full_edge_waits_until_a_connection_closes() {
         let limit = Arc::new(ConnLimit::default());
         let a = limit.enter();
-        let _b = limit.enter();
+        let b = limit.enter();
         assert_eq!(limit.open(), 2);
         let mut waited = false;
         limit.wait_below(|| 3, || waited = true).await;
@@ -79,5 +93,17 @@ mod tests {
         drop(a);
         assert!(waiter.await.unwrap_or(false), "it waited, then went on");
         assert_eq!(limit.open(), 1);
+        let closed = {
+            let limit = Arc::clone(&limit);
+            tokio::spawn(async move { limit.all_closed().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!closed.is_finished(), "one is still open");
+        drop(b);
+        tokio::time::timeout(Duration::from_secs(60), closed)
+            .await
+            .expect("the last close ends the wait")
+            .expect("no panic");
+        assert_eq!(limit.open(), 0);
     }
 }

@@ -19,6 +19,10 @@
 //! head can have begun, so a slow head may get up to one `idle_release_after` less, never
 //! more.
 
+mod park;
+
+pub(crate) use park::{next_byte, Next, StopRule};
+
 use crate::body::{Hold, Release};
 use crate::rewind::Rewind;
 use std::io;

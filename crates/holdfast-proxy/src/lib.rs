@@ -38,7 +38,9 @@
 //! - `idle.rs`: an HTTP/1 connection idle for `edge.idle_release_after` (no request in
 //!   flight, no bytes moved, nothing unsent) is taken apart (`into_parts`) and waits for its
 //!   next byte holding only its socket; `server.rs` (`serve_h1`, `until_idle`) sets hyper up
-//!   again when it comes, replaying the byte. **Invariant:** a release changes nothing on the
+//!   again when it comes, replaying the byte. `idle/park.rs`: the worker's park, which keeps
+//!   the released connections' deadlines and wakers (one timer per worker, not one each) and
+//!   ends their waits when the edge stops. **Invariant:** a release changes nothing on the
 //!   wire: no request, byte or keep-alive is lost to it.
 //! - `send_timeout.rs`: the client socket's write side with a stall limit (60 s): a client
 //!   that stops reading is disconnected, releasing the response body, its origin connection

@@ -26,6 +26,20 @@ impl<S> Rewind<S> {
         self.prefix = prefix;
         self.pos = 0;
     }
+
+    /// Add `byte` (read from the connection itself) to what is replayed.
+    pub(crate) fn push(&mut self, byte: u8) {
+        if self.pos > 0 && self.pos >= self.prefix.len() {
+            self.prefix.clear();
+            self.pos = 0;
+        }
+        self.prefix.push(byte);
+    }
+
+    /// The connection itself, past what is replayed.
+    pub(crate) fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {

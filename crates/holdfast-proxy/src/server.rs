@@ -6,7 +6,7 @@
 use crate::body::ResponseBody;
 use crate::conn_limit::{ConnLimit, ConnSlot};
 use crate::ctx::ConnInfo;
-use crate::idle::{Activity, Watched};
+use crate::idle::{Activity, Next, StopRule, Watched};
 use crate::rewind::Rewind;
 use crate::send_timeout::{SendTimeout, CLIENT_SEND_TIMEOUT};
 use crate::service::handle;
@@ -254,6 +254,7 @@ fn run_worker(
             return;
         }
     };
+    let logs = Arc::clone(&state);
     rt.block_on(async move {
         let mut loops = JoinSet::new();
         for (socket, tls) in sockets {
@@ -266,9 +267,9 @@ fn run_worker(
                 Err(e) => tracing::error!(error = %e, "cannot register listener"),
             }
         }
-        let logs = Arc::clone(&state);
+        let current = Arc::clone(&state);
         let flusher = tokio::spawn(crate::access_log::flusher(move || {
-            logs.load().access_log.clone()
+            current.load().access_log.clone()
         }));
         let started = std::time::Instant::now();
         while loops.join_next().await.is_some() {}
@@ -277,10 +278,13 @@ fn run_worker(
         let left = stop_grace(&grace, &state).saturating_sub(started.elapsed());
         let _ = tokio::time::timeout(left, crate::phases::exchange::tunnels_closed()).await;
         flusher.abort();
-        if let Some(log) = &state.load().access_log {
-            log.flush_local();
-        }
     });
+    // The tasks still running end here (their requests' log lines land in this thread's
+    // buffer as they are dropped); then the buffer goes to the log.
+    drop(rt);
+    if let Some(log) = &logs.load().access_log {
+        log.flush_local();
+    }
 }
 
 async fn accept_loop(
@@ -290,7 +294,6 @@ async fn accept_loop(
     limit: Arc<ConnLimit>,
     (mut shutdown, grace): (watch::Receiver<bool>, Arc<OnceLock<Duration>>),
 ) {
-    let mut conns = JoinSet::new();
     loop {
         let cap = || state.load().config.edge.max_connections;
         let full = || {
@@ -310,7 +313,9 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                conns.spawn(connection(
+                // A task of its own, not in a `JoinSet` (an entry of 64 bytes a connection):
+                // the drain below waits for the edge's count of open connections.
+                tokio::spawn(connection(
                     stream,
                     peer,
                     tls,
@@ -325,16 +330,13 @@ async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        while conns.try_join_next().is_some() {}
     }
     // Only a shutdown ends the loop: an upgrade's drain if `drain` set the grace period.
     drop(listener);
+    // Every worker waits for all of the edge's connections (they end together); those still
+    // open after the grace end with the worker's runtime.
     let grace = stop_grace(&grace, &state);
-    let drained =
-        tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        conns.abort_all();
-    }
+    let _ = tokio::time::timeout(grace, limit.all_closed()).await;
 }
 
 /// How long open connections may take to finish once accepting stopped: a binary upgrade's
@@ -660,7 +662,6 @@ where
     async move {
         // Captured (and so held) until the connection ends, without a copy of its own.
         let _held = &life;
-        let edge = &state.config.edge;
         loop {
             let watched = Watched::new(stream, Arc::clone(&activity));
             let io = SendTimeout::new(TokioIo::new(watched), CLIENT_SEND_TIMEOUT);
@@ -673,7 +674,7 @@ where
             let head_began = activity.head_began();
             let ran = Box::pin(until_idle(
                 &mut *conn,
-                edge,
+                &state.config.edge,
                 &activity,
                 head_began,
                 &mut shutdown,
@@ -686,31 +687,20 @@ where
             }
             // Take it apart (`None` only for an upgraded connection, which has ended); nothing of
             // hyper's may outlive this statement, or the release keeps what it should free.
-            let Some((socket, service, mut head)) = take_apart(conn) else {
+            let Some((socket, service, head)) = take_apart(conn) else {
                 return;
             };
             (stream, svc) = (socket, service);
-            // Nothing moved for a whole period: the wait's limit runs from then, or from when a
-            // head the client had begun began (stamped by the check that released it).
-            let quiet_since = tokio::time::Instant::now()
-                .checked_sub(edge.idle_release_after)
-                .unwrap_or_else(tokio::time::Instant::now);
-            if !head.is_empty() {
-                activity.mark_read();
-                activity.stamp_head(quiet_since);
-            }
-            let deadline =
-                activity.head_began().unwrap_or(quiet_since) + edge.client_header_timeout;
+            let deadline = released(&mut stream, head, &activity, &state.config.edge);
             state.metrics.connections_idle_released.inc();
-            let next = Box::pin(next_byte(&mut stream, deadline, &mut shutdown)).await;
+            let next = crate::idle::next_byte(&mut stream, deadline, &shutdown, STOP_RULE).await;
             state.metrics.connections_idle_released.dec();
             match next {
                 Next::Byte(byte) => {
                     // A head that begins with this byte begins now.
                     activity.mark_read();
                     activity.stamp_head(tokio::time::Instant::now());
-                    head.push(byte);
-                    stream.replay(head);
+                    stream.push(byte);
                 }
                 Next::TimedOut => return state.metrics.bad_request("header_timeout"),
                 Next::Closed => return,
@@ -718,6 +708,36 @@ where
         }
     }
 }
+
+/// A connection was taken apart with `head` (bytes of a request head hyper had read, if any)
+/// unparsed: they are replayed first when it resumes. Returns until when it may wait for its
+/// next byte: nothing moved for a whole `idle_release_after`, so its limit runs from then, or
+/// from when a head the client had begun began (stamped by the check that released it).
+// A plain function, not part of the loop's future: a local the loop's `async` block had
+// borrowed would be kept in it across the wait (24 bytes per released connection).
+fn released<S>(
+    stream: &mut Rewind<S>,
+    head: Vec<u8>,
+    activity: &Activity,
+    edge: &holdfast_config::Edge,
+) -> tokio::time::Instant {
+    let quiet_since = tokio::time::Instant::now()
+        .checked_sub(edge.idle_release_after)
+        .unwrap_or_else(tokio::time::Instant::now);
+    if !head.is_empty() {
+        activity.mark_read();
+        activity.stamp_head(quiet_since);
+    }
+    stream.replay(head);
+    activity.head_began().unwrap_or(quiet_since) + edge.client_header_timeout
+}
+
+/// How a released connection's wait ends when the edge stops: draining after an upgrade, it
+/// waits `DRAIN_QUIET` more (a request may be on its way), else none.
+const STOP_RULE: StopRule = StopRule {
+    draining,
+    quiet: DRAIN_QUIET,
+};
 
 /// A connection's socket, service and the bytes hyper had read but not parsed; hyper's
 /// buffers and the rest of its state are freed here.
@@ -802,46 +822,6 @@ where
     Run::Ended(finish(Pin::new(conn), |c| c.get_mut().shutdown_gracefully()).await)
 }
 
-/// What a released connection's wait for its client's next byte ended with.
-enum Next {
-    Byte(u8),
-    /// The idle limit, or the head's, passed.
-    TimedOut,
-    /// The client closed, or the edge stops.
-    Closed,
-}
-
-/// A released connection waits for its client's next byte until `deadline`; when the edge
-/// stops it waits `DRAIN_QUIET` more if draining after an upgrade (a request may be on its
-/// way), else none.
-async fn next_byte<S>(
-    stream: &mut Rewind<S>,
-    deadline: tokio::time::Instant,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Next
-where
-    S: tokio::io::AsyncRead + Unpin,
-{
-    use tokio::io::AsyncReadExt;
-    let read = tokio::time::timeout_at(deadline, stream.read_u8());
-    let mut read = std::pin::pin!(read);
-    let outcome = |r: Result<std::io::Result<u8>, tokio::time::error::Elapsed>| match r {
-        Ok(Ok(byte)) => Next::Byte(byte),
-        Ok(Err(_)) => Next::Closed,
-        Err(_) => Next::TimedOut,
-    };
-    tokio::select! {
-        r = read.as_mut() => return outcome(r),
-        _ = shutdown.wait_for(|stop| *stop) => {}
-    }
-    if draining() {
-        if let Ok(r) = tokio::time::timeout(DRAIN_QUIET, read).await {
-            return outcome(r);
-        }
-    }
-    Next::Closed
-}
-
 /// hyper's HTTP/1 connection, asked to finish (`graceful_shutdown` needs it pinned).
 trait GracefulConn {
     fn shutdown_gracefully(&mut self);
@@ -897,11 +877,15 @@ mod tests {
     /// holds little else but its socket): the TLS path, the PROXY header, the h2c sniff,
     /// HTTP/2 and hyper's HTTP/1 connection are boxed while they run, so that they do not
     /// size the task of a plain HTTP/1 connection, and the plain one is the HTTP/1 loop's
-    /// own future, not nested `async fn`s that each keep their arguments. (296 bytes in a
-    /// test build when this was written; 1,024 with the nesting, 9,336 before the boxing.)
+    /// own future, not nested `async fn`s that each keep their arguments; a released one
+    /// waits in the worker's park (`idle::park`), with no timer of its own. tokio allocates
+    /// a task as one cell aligned to 128 bytes: 96 bytes of its own around the future, so a
+    /// future of up to 280 bytes takes 384 and one of 281–408 takes 512. (272 bytes in a test
+    /// build when this was written; 296 with the released wait's timer, 1,024 with the
+    /// nesting, 9,336 before the boxing.)
     #[test]
     fn a_connection_task_stays_small() {
         let size = task_size(connection);
-        assert!(size <= 320, "a connection's task is {size} bytes");
+        assert!(size <= 280, "a connection's task is {size} bytes");
     }
 }

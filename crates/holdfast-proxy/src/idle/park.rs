@@ -1,0 +1,497 @@
+//! The worker's park: where released connections wait for their client's next byte.
+//!
+//! A released connection's wait needs a deadline (the idle or head limit) and to end when the
+//! edge stops. A `tokio::time::Sleep` and a `watch::Receiver::wait_for` future of its own
+//! were 344 bytes per connection (boxed, so that they did not size every connection's task).
+//! Here each wait is [`NextByte`]: the socket's own read and a slot number. The thread's
+//! [`Park`] keeps every waiting connection's deadline and waker (~40 bytes a slot, plus its
+//! place in the deadline order) and one task, [`run`], with one timer for the earliest
+//! deadline: it rings a slot when its deadline passes, or all of them when the edge stops.
+//!
+//! A connection's task runs on its worker's current-thread runtime and never moves, so the
+//! park is a thread-local and a wait holds only its slot's number. Each worker thread's park
+//! starts with its first released connection.
+
+use crate::rewind::Rewind;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// What a released connection's wait for its client's next byte ended with.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    Byte(u8),
+    /// The idle limit, or the head's, passed.
+    TimedOut,
+    /// The client closed, or the edge stops.
+    Closed,
+}
+
+/// How the edge's stop ends the waits: `quiet` more for each (a request may be on its way)
+/// while `draining()` says the stop is a binary upgrade's drain, else none.
+#[derive(Clone, Copy)]
+pub(crate) struct StopRule {
+    pub(crate) draining: fn() -> bool,
+    pub(crate) quiet: Duration,
+}
+
+/// Wait for `stream`'s next byte (not counting bytes it would replay) until `deadline`, or
+/// until the edge stops (`shutdown`) as `rule` says.
+pub(crate) fn next_byte<'a, S>(
+    stream: &'a mut Rewind<S>,
+    deadline: Instant,
+    shutdown: &watch::Receiver<bool>,
+    rule: StopRule,
+) -> NextByte<'a, S> {
+    let slot = PARK.with(|p| {
+        let mut p = p.borrow_mut();
+        let park = p.get_or_insert_with(|| {
+            tokio::spawn(run(shutdown.clone(), rule, Unpark));
+            Park::default()
+        });
+        park.enter(deadline)
+    });
+    NextByte { stream, slot }
+}
+
+/// A released connection's wait: see [`next_byte`]. Leaves the park when dropped.
+pub(crate) struct NextByte<'a, S> {
+    stream: &'a mut Rewind<S>,
+    slot: SlotId,
+}
+
+impl<S: AsyncRead + Unpin> Future for NextByte<'_, S> {
+    type Output = Next;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Next> {
+        let this = self.get_mut();
+        // The byte first: one that came as the deadline passed is served.
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        match Pin::new(this.stream.inner_mut()).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                return Poll::Ready(match buf.filled().first() {
+                    Some(b) => Next::Byte(*b),
+                    None => Next::Closed,
+                })
+            }
+            Poll::Ready(Err(_)) => return Poll::Ready(Next::Closed),
+            Poll::Pending => {}
+        }
+        let rung = PARK.with(|p| match p.borrow_mut().as_mut() {
+            Some(park) => park.watch(this.slot, cx.waker()),
+            // Only a thread whose park is gone (its runtime ended) gets here.
+            None => Some(Ring::Stop),
+        });
+        match rung {
+            Some(Ring::Deadline) => Poll::Ready(Next::TimedOut),
+            Some(Ring::Stop) => Poll::Ready(Next::Closed),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<S> Drop for NextByte<'_, S> {
+    fn drop(&mut self) {
+        // `try_with`: a wait dropped as its thread ends finds no park, and has nothing to do.
+        let _ = PARK.try_with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut() {
+                if let Some(park) = p.as_mut() {
+                    park.leave(self.slot);
+                }
+            }
+        });
+    }
+}
+
+thread_local! {
+    static PARK: RefCell<Option<Park>> = const { RefCell::new(None) };
+}
+
+/// Why a slot's wait ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ring {
+    Deadline,
+    Stop,
+}
+
+/// A slot's index and the generation it was handed out in (a stale id finds nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SlotId {
+    index: u32,
+    generation: u32,
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    used: bool,
+    deadline: Instant,
+    rung: Option<Ring>,
+    waker: Option<Waker>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Running,
+    /// Draining: waits end at this instant (or their deadline, if sooner).
+    Quiet(Instant),
+    Stopped,
+}
+
+/// One thread's waiting connections (see the module's comment).
+#[derive(Debug)]
+struct Park {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Unrung slots by deadline.
+    due: BTreeSet<(Instant, u32)>,
+    stop: Stop,
+    /// What the runner's timer is set to; `None` when it has fired or is not set.
+    armed: Option<Instant>,
+    /// The runner, to wake when a wait's deadline comes before `armed`.
+    runner: Option<Waker>,
+    rearm: bool,
+}
+
+impl Default for Park {
+    fn default() -> Self {
+        Park {
+            slots: Vec::new(),
+            free: Vec::new(),
+            due: BTreeSet::new(),
+            stop: Stop::Running,
+            armed: None,
+            runner: None,
+            rearm: false,
+        }
+    }
+}
+
+impl Park {
+    fn enter(&mut self, deadline: Instant) -> SlotId {
+        let rung = (self.stop == Stop::Stopped).then_some(Ring::Stop);
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                // More than u32::MAX waits on one thread cannot be open (each is a socket).
+                let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+                self.slots.push(Slot {
+                    generation: 0,
+                    used: false,
+                    deadline,
+                    rung: None,
+                    waker: None,
+                });
+                index
+            }
+        };
+        let mut generation = 0;
+        if let Some(slot) = self.slots.get_mut(index as usize) {
+            slot.generation = slot.generation.wrapping_add(1);
+            slot.used = true;
+            slot.deadline = deadline;
+            slot.rung = rung;
+            slot.waker = None;
+            generation = slot.generation;
+        }
+        if rung.is_none() {
+            self.due.insert((deadline, index));
+            if self.armed.is_none_or(|armed| deadline < armed) {
+                self.rearm = true;
+                if let Some(runner) = &self.runner {
+                    runner.wake_by_ref();
+                }
+            }
+        }
+        SlotId { index, generation }
+    }
+
+    fn slot(&mut self, id: SlotId) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(id.index as usize)
+            .filter(|s| s.used && s.generation == id.generation)
+    }
+
+    /// How `id`'s wait ended, or `None` with `waker` kept to wake when it does.
+    fn watch(&mut self, id: SlotId, waker: &Waker) -> Option<Ring> {
+        let Some(slot) = self.slot(id) else {
+            return Some(Ring::Stop);
+        };
+        if slot.rung.is_none() {
+            match &mut slot.waker {
+                Some(w) if w.will_wake(waker) => {}
+                w => *w = Some(waker.clone()),
+            }
+        }
+        slot.rung
+    }
+
+    fn leave(&mut self, id: SlotId) {
+        let Some(slot) = self.slot(id) else {
+            return;
+        };
+        slot.used = false;
+        slot.waker = None;
+        let (deadline, rung) = (slot.deadline, slot.rung);
+        if rung.is_none() {
+            self.due.remove(&(deadline, id.index));
+        }
+        self.free.push(id.index);
+    }
+
+    /// When the runner should next look: the earliest deadline, or the drain's end.
+    fn next_alarm(&self) -> Option<Instant> {
+        let first = self.due.first().map(|(at, _)| *at);
+        match self.stop {
+            Stop::Quiet(until) => Some(first.map_or(until, |at| at.min(until))),
+            _ => first,
+        }
+    }
+
+    fn ring(&mut self, index: u32, ring: Ring) {
+        if let Some(slot) = self.slots.get_mut(index as usize) {
+            slot.rung = Some(ring);
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Ring every wait whose deadline is past; all of them once a drain's quiet time ends.
+    fn ring_due(&mut self, now: Instant) {
+        if matches!(self.stop, Stop::Quiet(until) if until <= now) {
+            return self.ring_all();
+        }
+        while let Some(&(at, index)) = self.due.first() {
+            if at > now {
+                break;
+            }
+            self.due.pop_first();
+            self.ring(index, Ring::Deadline);
+        }
+    }
+
+    fn ring_all(&mut self) {
+        self.stop = Stop::Stopped;
+        while let Some((_, index)) = self.due.pop_first() {
+            self.ring(index, Ring::Stop);
+        }
+    }
+
+    fn stop(&mut self, now: Instant, rule: StopRule) {
+        if (rule.draining)() {
+            self.stop = Stop::Quiet(now + rule.quiet);
+        } else {
+            self.ring_all();
+        }
+    }
+}
+
+/// The park's task: rings waits as their deadlines pass and when the edge stops. Runs with
+/// its thread's runtime.
+async fn run(mut shutdown: watch::Receiver<bool>, rule: StopRule, _unpark: Unpark) {
+    let far = Instant::now() + Duration::from_secs(86_400 * 365);
+    let timer = tokio::time::sleep_until(far);
+    let mut timer = std::pin::pin!(timer);
+    let mut stop_seen = false;
+    loop {
+        // Set the timer to the earliest alarm (it is at `far` when nothing is due).
+        let Some(change) = with_park(|p| {
+            p.rearm = false;
+            let next = p.next_alarm();
+            let changed = next != p.armed;
+            p.armed = next;
+            changed.then_some(next)
+        }) else {
+            return;
+        };
+        if let Some(next) = change {
+            timer.as_mut().reset(next.unwrap_or(far));
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop), if !stop_seen => {
+                stop_seen = true;
+                with_park(|p| p.stop(Instant::now(), rule));
+            }
+            () = &mut timer => {
+                timer.as_mut().reset(far);
+                with_park(|p| {
+                    p.armed = None;
+                    p.ring_due(Instant::now());
+                });
+            }
+            () = rearmed() => {}
+        }
+    }
+}
+
+/// Ready when a wait with a deadline before the timer's entered the park.
+fn rearmed() -> impl Future<Output = ()> {
+    std::future::poll_fn(|cx| {
+        let rearm = with_park(|p| {
+            if !p.rearm {
+                p.runner = Some(cx.waker().clone());
+            }
+            p.rearm
+        });
+        // No park (its thread's runtime is ending): nothing to wait for.
+        match rearm {
+            Some(false) => Poll::Pending,
+            _ => Poll::Ready(()),
+        }
+    })
+}
+
+/// Clears the thread's park when its runner is dropped (with its runtime): a wait made on the
+/// thread afterwards starts a new one.
+struct Unpark;
+
+impl Drop for Unpark {
+    fn drop(&mut self) {
+        let _ = PARK.try_with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut() {
+                p.take();
+            }
+        });
+    }
+}
+
+fn with_park<T>(f: impl FnOnce(&mut Park) -> T) -> Option<T> {
+    PARK.with(|p| p.borrow_mut().as_mut().map(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    const RULE: StopRule = StopRule {
+        draining: || false,
+        quiet: Duration::from_secs(2),
+    };
+
+    fn pair() -> (Rewind<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let (a, b) = tokio::io::duplex(64);
+        (Rewind::new(Vec::new(), a), b)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_byte_ends_the_wait_and_the_slot_is_given_back() {
+        let (_tx, rx) = watch::channel(false);
+        let (mut stream, mut client) = pair();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let wait = next_byte(&mut stream, deadline, &rx, RULE);
+        client.write_all(b"G").await.unwrap();
+        assert_eq!(wait.await, Next::Byte(b'G'));
+        let open = with_park(|p| p.due.len()).unwrap();
+        assert_eq!(open, 0, "a finished wait leaves no deadline behind");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_wait_times_out_at_its_own_deadline() {
+        let (_tx, rx) = watch::channel(false);
+        let (mut late, _c1) = pair();
+        let (mut soon, _c2) = pair();
+        let start = Instant::now();
+        let late = next_byte(&mut late, start + Duration::from_secs(30), &rx, RULE);
+        let soon = next_byte(&mut soon, start + Duration::from_secs(10), &rx, RULE);
+        assert_eq!(soon.await, Next::TimedOut);
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        assert_eq!(late.await, Next::TimedOut);
+        assert_eq!(start.elapsed(), Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_client_ends_the_wait() {
+        let (_tx, rx) = watch::channel(false);
+        let (mut stream, client) = pair();
+        let wait = next_byte(
+            &mut stream,
+            Instant::now() + Duration::from_secs(60),
+            &rx,
+            RULE,
+        );
+        drop(client);
+        assert_eq!(wait.await, Next::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_closes_every_wait_and_any_after_it() {
+        let (tx, rx) = watch::channel(false);
+        let (mut a, _ca) = pair();
+        let (mut b, _cb) = pair();
+        let far = Instant::now() + Duration::from_secs(600);
+        let wait_a = next_byte(&mut a, far, &rx, RULE);
+        let wait_b = next_byte(&mut b, far, &rx, RULE);
+        let start = Instant::now();
+        tx.send(true).unwrap();
+        assert_eq!(wait_a.await, Next::Closed);
+        assert_eq!(wait_b.await, Next::Closed);
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "no quiet time unless draining"
+        );
+        let (mut c, _cc) = pair();
+        assert_eq!(next_byte(&mut c, far, &rx, RULE).await, Next::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_gives_each_wait_its_quiet_time_then_closes_it() {
+        let rule = StopRule {
+            draining: || true,
+            quiet: Duration::from_secs(2),
+        };
+        let (tx, rx) = watch::channel(false);
+        let (mut quiet, _c1) = pair();
+        let (mut talks, mut client) = pair();
+        let (mut soon, _c3) = pair();
+        let start = Instant::now();
+        let far = start + Duration::from_secs(600);
+        let quiet = next_byte(&mut quiet, far, &rx, rule);
+        let talks = next_byte(&mut talks, far, &rx, rule);
+        let soon = next_byte(&mut soon, start + Duration::from_secs(1), &rx, rule);
+        tx.send(true).unwrap();
+        client.write_all(b"P").await.unwrap();
+        assert_eq!(
+            talks.await,
+            Next::Byte(b'P'),
+            "a request on its way is served"
+        );
+        assert_eq!(
+            soon.await,
+            Next::TimedOut,
+            "a deadline before the drain's end holds"
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        assert_eq!(quiet.await, Next::Closed);
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slots_are_reused_and_a_stale_id_finds_nothing() {
+        let (_tx, rx) = watch::channel(false);
+        let (mut a, mut ca) = pair();
+        let far = Instant::now() + Duration::from_secs(600);
+        let first = next_byte(&mut a, far, &rx, RULE);
+        let old = first.slot;
+        ca.write_all(b"x").await.unwrap();
+        assert_eq!(first.await, Next::Byte(b'x'));
+        let (mut b, _cb) = pair();
+        let second = next_byte(&mut b, far, &rx, RULE);
+        assert_eq!(second.slot.index, old.index, "the slot is reused");
+        assert_ne!(second.slot.generation, old.generation);
+        let stale = with_park(|p| p.watch(old, futures_util::task::noop_waker_ref())).unwrap();
+        assert_eq!(stale, Some(Ring::Stop));
+        drop(second);
+        assert_eq!(with_park(|p| p.due.len()), Some(0));
+    }
+}
