@@ -22,7 +22,7 @@ use crate::pool::Pool;
 
 // Same global allocator as Holdfast, so the allocator is not part of the difference.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: holdfast_alloc::Mimalloc = holdfast_alloc::Mimalloc;
 
 /// Read buffer cap for both the client and the upstream side (hyper's default is ~400 KiB).
 const MAX_BUF_SIZE: usize = 64 * 1024;

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 #[cfg(not(any(feature = "jemalloc", feature = "system-alloc")))]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: holdfast_alloc::Mimalloc = holdfast_alloc::Mimalloc;
 
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
