@@ -21,6 +21,7 @@
 
 mod park;
 
+pub(crate) use park::start as start_park;
 pub(crate) use park::{next_byte, Next, StopRule};
 
 use crate::body::{Hold, Release};

@@ -256,6 +256,8 @@ fn run_worker(
     };
     let logs = Arc::clone(&state);
     rt.block_on(async move {
+        // Before the first connection: its released waits need the park.
+        crate::idle::start_park(shutdown.clone(), STOP_RULE);
         let mut loops = JoinSet::new();
         for (socket, tls) in sockets {
             match TcpListener::from_std(socket) {
@@ -693,7 +695,7 @@ where
             (stream, svc) = (socket, service);
             let deadline = released(&mut stream, head, &activity, &state.config.edge);
             state.metrics.connections_idle_released.inc();
-            let next = crate::idle::next_byte(&mut stream, deadline, &shutdown, STOP_RULE).await;
+            let next = crate::idle::next_byte(&mut stream, deadline).await;
             state.metrics.connections_idle_released.dec();
             match next {
                 Next::Byte(byte) => {

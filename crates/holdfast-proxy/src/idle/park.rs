@@ -9,8 +9,8 @@
 //! deadline: it rings a slot when its deadline passes, or all of them when the edge stops.
 //!
 //! A connection's task runs on its worker's current-thread runtime and never moves, so the
-//! park is a thread-local and a wait holds only its slot's number. Each worker thread's park
-//! starts with its first released connection.
+//! park is a thread-local and a wait holds only its slot's number. Each worker starts its
+//! park ([`start`]) before it accepts.
 
 use crate::rewind::Rewind;
 use std::cell::RefCell;
@@ -41,22 +41,17 @@ pub(crate) struct StopRule {
     pub(crate) quiet: Duration,
 }
 
+/// Start the calling thread's park, whose waits end as `rule` says when `shutdown` turns
+/// true: each worker does this on its runtime before it accepts.
+pub(crate) fn start(shutdown: watch::Receiver<bool>, rule: StopRule) {
+    PARK.with(|p| *p.borrow_mut() = Some(Park::default()));
+    tokio::spawn(run(shutdown, rule, Unpark));
+}
+
 /// Wait for `stream`'s next byte (not counting bytes it would replay) until `deadline`, or
-/// until the edge stops (`shutdown`) as `rule` says.
-pub(crate) fn next_byte<'a, S>(
-    stream: &'a mut Rewind<S>,
-    deadline: Instant,
-    shutdown: &watch::Receiver<bool>,
-    rule: StopRule,
-) -> NextByte<'a, S> {
-    let slot = PARK.with(|p| {
-        let mut p = p.borrow_mut();
-        let park = p.get_or_insert_with(|| {
-            tokio::spawn(run(shutdown.clone(), rule, Unpark));
-            Park::default()
-        });
-        park.enter(deadline)
-    });
+/// until the edge stops. On a thread without a park (`start`) the wait ends at once, closed.
+pub(crate) fn next_byte<S>(stream: &mut Rewind<S>, deadline: Instant) -> NextByte<'_, S> {
+    let slot = with_park(|park| park.enter(deadline)).unwrap_or(SlotId::NONE);
     NextByte { stream, slot }
 }
 
@@ -86,7 +81,7 @@ impl<S: AsyncRead + Unpin> Future for NextByte<'_, S> {
         }
         let rung = PARK.with(|p| match p.borrow_mut().as_mut() {
             Some(park) => park.watch(this.slot, cx.waker()),
-            // Only a thread whose park is gone (its runtime ended) gets here.
+            // A thread without a park (never started, or its runtime ended).
             None => Some(Ring::Stop),
         });
         match rung {
@@ -128,6 +123,14 @@ struct SlotId {
     generation: u32,
 }
 
+impl SlotId {
+    /// No slot's id (generations start at 1).
+    const NONE: SlotId = SlotId {
+        index: u32::MAX,
+        generation: 0,
+    };
+}
+
 #[derive(Debug)]
 struct Slot {
     generation: u32,
@@ -153,6 +156,8 @@ struct Park {
     /// Unrung slots by deadline.
     due: BTreeSet<(Instant, u32)>,
     stop: Stop,
+    /// The generation of the slot handed out last.
+    generation: u32,
     /// What the runner's timer is set to; `None` when it has fired or is not set.
     armed: Option<Instant>,
     /// The runner, to wake when a wait's deadline comes before `armed`.
@@ -167,6 +172,7 @@ impl Default for Park {
             free: Vec::new(),
             due: BTreeSet::new(),
             stop: Stop::Running,
+            generation: 0,
             armed: None,
             runner: None,
             rearm: false,
@@ -177,30 +183,28 @@ impl Default for Park {
 impl Park {
     fn enter(&mut self, deadline: Instant) -> SlotId {
         let rung = (self.stop == Stop::Stopped).then_some(Ring::Stop);
+        self.generation = self.generation.wrapping_add(1).max(1);
+        let slot = Slot {
+            generation: self.generation,
+            used: true,
+            deadline,
+            rung,
+            waker: None,
+        };
         let index = match self.free.pop() {
-            Some(index) => index,
+            Some(index) => {
+                if let Some(free) = self.slots.get_mut(index as usize) {
+                    *free = slot;
+                }
+                index
+            }
             None => {
                 // More than u32::MAX waits on one thread cannot be open (each is a socket).
                 let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
-                self.slots.push(Slot {
-                    generation: 0,
-                    used: false,
-                    deadline,
-                    rung: None,
-                    waker: None,
-                });
+                self.slots.push(slot);
                 index
             }
         };
-        let mut generation = 0;
-        if let Some(slot) = self.slots.get_mut(index as usize) {
-            slot.generation = slot.generation.wrapping_add(1);
-            slot.used = true;
-            slot.deadline = deadline;
-            slot.rung = rung;
-            slot.waker = None;
-            generation = slot.generation;
-        }
         if rung.is_none() {
             self.due.insert((deadline, index));
             if self.armed.is_none_or(|armed| deadline < armed) {
@@ -210,7 +214,10 @@ impl Park {
                 }
             }
         }
-        SlotId { index, generation }
+        SlotId {
+            index,
+            generation: self.generation,
+        }
     }
 
     fn slot(&mut self, id: SlotId) -> Option<&mut Slot> {
@@ -386,9 +393,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_byte_ends_the_wait_and_the_slot_is_given_back() {
         let (_tx, rx) = watch::channel(false);
+        start(rx, RULE);
         let (mut stream, mut client) = pair();
         let deadline = Instant::now() + Duration::from_secs(60);
-        let wait = next_byte(&mut stream, deadline, &rx, RULE);
+        let wait = next_byte(&mut stream, deadline);
         client.write_all(b"G").await.unwrap();
         assert_eq!(wait.await, Next::Byte(b'G'));
         let open = with_park(|p| p.due.len()).unwrap();
@@ -398,11 +406,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn each_wait_times_out_at_its_own_deadline() {
         let (_tx, rx) = watch::channel(false);
+        start(rx, RULE);
         let (mut late, _c1) = pair();
         let (mut soon, _c2) = pair();
         let start = Instant::now();
-        let late = next_byte(&mut late, start + Duration::from_secs(30), &rx, RULE);
-        let soon = next_byte(&mut soon, start + Duration::from_secs(10), &rx, RULE);
+        let late = next_byte(&mut late, start + Duration::from_secs(30));
+        let soon = next_byte(&mut soon, start + Duration::from_secs(10));
         assert_eq!(soon.await, Next::TimedOut);
         assert_eq!(start.elapsed(), Duration::from_secs(10));
         assert_eq!(late.await, Next::TimedOut);
@@ -412,13 +421,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_closed_client_ends_the_wait() {
         let (_tx, rx) = watch::channel(false);
+        start(rx, RULE);
         let (mut stream, client) = pair();
-        let wait = next_byte(
-            &mut stream,
-            Instant::now() + Duration::from_secs(60),
-            &rx,
-            RULE,
-        );
+        let wait = next_byte(&mut stream, Instant::now() + Duration::from_secs(60));
         drop(client);
         assert_eq!(wait.await, Next::Closed);
     }
@@ -426,11 +431,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stop_closes_every_wait_and_any_after_it() {
         let (tx, rx) = watch::channel(false);
+        start(rx, RULE);
         let (mut a, _ca) = pair();
         let (mut b, _cb) = pair();
         let far = Instant::now() + Duration::from_secs(600);
-        let wait_a = next_byte(&mut a, far, &rx, RULE);
-        let wait_b = next_byte(&mut b, far, &rx, RULE);
+        let wait_a = next_byte(&mut a, far);
+        let wait_b = next_byte(&mut b, far);
         let start = Instant::now();
         tx.send(true).unwrap();
         assert_eq!(wait_a.await, Next::Closed);
@@ -441,7 +447,7 @@ mod tests {
             "no quiet time unless draining"
         );
         let (mut c, _cc) = pair();
-        assert_eq!(next_byte(&mut c, far, &rx, RULE).await, Next::Closed);
+        assert_eq!(next_byte(&mut c, far).await, Next::Closed);
     }
 
     #[tokio::test(start_paused = true)]
@@ -451,14 +457,15 @@ mod tests {
             quiet: Duration::from_secs(2),
         };
         let (tx, rx) = watch::channel(false);
+        start(rx, rule);
         let (mut quiet, _c1) = pair();
         let (mut talks, mut client) = pair();
         let (mut soon, _c3) = pair();
         let start = Instant::now();
         let far = start + Duration::from_secs(600);
-        let quiet = next_byte(&mut quiet, far, &rx, rule);
-        let talks = next_byte(&mut talks, far, &rx, rule);
-        let soon = next_byte(&mut soon, start + Duration::from_secs(1), &rx, rule);
+        let quiet = next_byte(&mut quiet, far);
+        let talks = next_byte(&mut talks, far);
+        let soon = next_byte(&mut soon, start + Duration::from_secs(1));
         tx.send(true).unwrap();
         client.write_all(b"P").await.unwrap();
         assert_eq!(
@@ -479,14 +486,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn slots_are_reused_and_a_stale_id_finds_nothing() {
         let (_tx, rx) = watch::channel(false);
+        start(rx, RULE);
         let (mut a, mut ca) = pair();
         let far = Instant::now() + Duration::from_secs(600);
-        let first = next_byte(&mut a, far, &rx, RULE);
+        let first = next_byte(&mut a, far);
         let old = first.slot;
         ca.write_all(b"x").await.unwrap();
         assert_eq!(first.await, Next::Byte(b'x'));
         let (mut b, _cb) = pair();
-        let second = next_byte(&mut b, far, &rx, RULE);
+        let second = next_byte(&mut b, far);
         assert_eq!(second.slot.index, old.index, "the slot is reused");
         assert_ne!(second.slot.generation, old.generation);
         let stale = with_park(|p| p.watch(old, futures_util::task::noop_waker_ref())).unwrap();
