@@ -240,6 +240,9 @@ pub use holdfast_modules::{
     Block, EdgeRequest, EdgeResponse, Edit, ModuleAction, RequestModule, TooMany, REQUEST_ID_MARK,
 };
 pub use metrics::Metrics;
-pub use server::{bind_all, bind_h3, start, start_bound, BoundListeners, EdgeHandle, Listeners};
+pub use server::{
+    bind_all, bind_h3, set_allocator_trim, start, start_bound, BoundListeners, EdgeHandle,
+    Listeners,
+};
 pub use state::{PoolStatus, RouteCacheStatus, RouteStatus, ServerStatus, State, StateInputs};
 pub use upstream::{CheckTargets, HealthChecker};

@@ -234,6 +234,18 @@ pub fn start_bound(
     })
 }
 
+/// The allocator's trim, if the program gave one (`set_allocator_trim`).
+static ALLOCATOR_TRIM: OnceLock<fn()> = OnceLock::new();
+
+/// Give the edge the allocator's trim: a function that gives the calling thread's free memory
+/// back to the system. Each worker calls it a second after its connections go idle or time
+/// out (`idle::park`), at most once a second; without it, the pages a burst of connections
+/// freed stay resident until the allocator is next entered. Set it once, before `start`; the
+/// `holdfast` binary gives mimalloc's (`holdfast_alloc::release_free_pages`).
+pub fn set_allocator_trim(trim: fn()) {
+    let _ = ALLOCATOR_TRIM.set(trim);
+}
+
 fn run_worker(
     slot: usize,
     sockets: Vec<(std::net::TcpListener, bool)>,
@@ -257,7 +269,7 @@ fn run_worker(
     let logs = Arc::clone(&state);
     rt.block_on(async move {
         // Before the first connection: its released waits need the park.
-        crate::idle::start_park(shutdown.clone(), STOP_RULE);
+        crate::idle::start_park(shutdown.clone(), STOP_RULE, ALLOCATOR_TRIM.get().copied());
         let mut loops = JoinSet::new();
         for (socket, tls) in sockets {
             match TcpListener::from_std(socket) {

@@ -41,4 +41,4 @@ pub use check::{check_artifact, check_file, config_notices, ARTIFACT_KINDS};
 pub use controller::ConfigSource;
 pub use fleet::cli::{run as rollout, RolloutAction, RolloutArgs, RolloutFlags};
 pub use holdfast_admin::ReloadOutcome;
-pub use holdfast_proxy::{ModuleAction, RequestModule};
+pub use holdfast_proxy::{set_allocator_trim, ModuleAction, RequestModule};

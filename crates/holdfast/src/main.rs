@@ -93,6 +93,9 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Idle workers give mimalloc's free pages back (see `holdfast_alloc::release_free_pages`).
+    #[cfg(not(any(feature = "jemalloc", feature = "system-alloc")))]
+    holdfast::set_allocator_trim(holdfast_alloc::release_free_pages);
     // A panic anywhere (a module's, caught at its boundary) is reported at a bounded rate.
     holdfast_modules::install_rate_limited_panic_hook();
     match cli.command {

@@ -11,6 +11,12 @@
 //! A connection's task runs on its worker's current-thread runtime and never moves, so the
 //! park is a thread-local and a wait holds only its slot's number. Each worker starts its
 //! park ([`start`]) before it accepts.
+//!
+//! The park also sees when its worker's connections go quiet: a release frees a connection's
+//! buffers, a rung deadline closes it. [`TRIM_AFTER`] later the runner calls the allocator's
+//! trim, if the edge was given one, which gives the worker's free pages back to the system:
+//! after a burst nothing allocates, and an allocator purges on its own only when it is next
+//! entered.
 
 use crate::rewind::Rewind;
 use std::cell::RefCell;
@@ -41,10 +47,19 @@ pub(crate) struct StopRule {
     pub(crate) quiet: Duration,
 }
 
+/// How long after a connection's release (or a rung deadline) the worker's free memory is
+/// given back: a burst's releases are taken in one go, and the trim runs at most this often.
+pub(crate) const TRIM_AFTER: Duration = Duration::from_secs(1);
+
 /// Start the calling thread's park, whose waits end as `rule` says when `shutdown` turns
-/// true: each worker does this on its runtime before it accepts.
-pub(crate) fn start(shutdown: watch::Receiver<bool>, rule: StopRule) {
-    PARK.with(|p| *p.borrow_mut() = Some(Park::default()));
+/// true, and which calls `trim` [`TRIM_AFTER`] after connections go quiet: each worker does
+/// this on its runtime before it accepts.
+pub(crate) fn start(shutdown: watch::Receiver<bool>, rule: StopRule, trim: Option<fn()>) {
+    let park = Park {
+        trim,
+        ..Park::default()
+    };
+    PARK.with(|p| *p.borrow_mut() = Some(park));
     tokio::spawn(run(shutdown, rule, Unpark));
 }
 
@@ -163,6 +178,9 @@ struct Park {
     /// The runner, to wake when a wait's deadline comes before `armed`.
     runner: Option<Waker>,
     rearm: bool,
+    /// The allocator's trim, and when it is due (`None`: nothing went quiet since the last).
+    trim: Option<fn()>,
+    trim_at: Option<Instant>,
 }
 
 impl Default for Park {
@@ -176,6 +194,8 @@ impl Default for Park {
             armed: None,
             runner: None,
             rearm: false,
+            trim: None,
+            trim_at: None,
         }
     }
 }
@@ -207,13 +227,9 @@ impl Park {
         };
         if rung.is_none() {
             self.due.insert((deadline, index));
-            if self.armed.is_none_or(|armed| deadline < armed) {
-                self.rearm = true;
-                if let Some(runner) = &self.runner {
-                    runner.wake_by_ref();
-                }
-            }
+            self.alarm_at(deadline);
         }
+        self.went_quiet(Instant::now);
         SlotId {
             index,
             generation: self.generation,
@@ -253,12 +269,47 @@ impl Park {
         self.free.push(id.index);
     }
 
-    /// When the runner should next look: the earliest deadline, or the drain's end.
+    /// Wake the runner to set its timer again if `at` comes before it.
+    fn alarm_at(&mut self, at: Instant) {
+        if self.armed.is_none_or(|armed| at < armed) {
+            self.rearm = true;
+            if let Some(runner) = &self.runner {
+                runner.wake_by_ref();
+            }
+        }
+    }
+
+    /// A connection was released or closed: trim [`TRIM_AFTER`] from `now`, unless a trim is
+    /// already due (it will cover this one).
+    fn went_quiet(&mut self, now: impl FnOnce() -> Instant) {
+        if self.trim.is_some() && self.trim_at.is_none() {
+            let at = now() + TRIM_AFTER;
+            self.trim_at = Some(at);
+            self.alarm_at(at);
+        }
+    }
+
+    /// The trim, if it is due at `now`.
+    fn take_trim(&mut self, now: Instant) -> Option<fn()> {
+        match self.trim_at {
+            Some(at) if at <= now => {
+                self.trim_at = None;
+                self.trim
+            }
+            _ => None,
+        }
+    }
+
+    /// When the runner should next look: the earliest deadline, the drain's end or the trim.
     fn next_alarm(&self) -> Option<Instant> {
         let first = self.due.first().map(|(at, _)| *at);
-        match self.stop {
+        let wait = match self.stop {
             Stop::Quiet(until) => Some(first.map_or(until, |at| at.min(until))),
             _ => first,
+        };
+        match (wait, self.trim_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -276,12 +327,17 @@ impl Park {
         if matches!(self.stop, Stop::Quiet(until) if until <= now) {
             return self.ring_all();
         }
+        let mut rung = false;
         while let Some(&(at, index)) = self.due.first() {
             if at > now {
                 break;
             }
             self.due.pop_first();
             self.ring(index, Ring::Deadline);
+            rung = true;
+        }
+        if rung {
+            self.went_quiet(|| now);
         }
     }
 
@@ -330,10 +386,16 @@ async fn run(mut shutdown: watch::Receiver<bool>, rule: StopRule, _unpark: Unpar
             }
             () = &mut timer => {
                 timer.as_mut().reset(far);
-                with_park(|p| {
+                let trim = with_park(|p| {
                     p.armed = None;
-                    p.ring_due(Instant::now());
+                    let now = Instant::now();
+                    p.ring_due(now);
+                    p.take_trim(now)
                 });
+                // Outside the park's borrow: the allocator does not need it.
+                if let Some(trim) = trim.flatten() {
+                    trim();
+                }
             }
             () = rearmed() => {}
         }
@@ -393,7 +455,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_byte_ends_the_wait_and_the_slot_is_given_back() {
         let (_tx, rx) = watch::channel(false);
-        start(rx, RULE);
+        start(rx, RULE, None);
         let (mut stream, mut client) = pair();
         let deadline = Instant::now() + Duration::from_secs(60);
         let wait = next_byte(&mut stream, deadline);
@@ -406,7 +468,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn each_wait_times_out_at_its_own_deadline() {
         let (_tx, rx) = watch::channel(false);
-        start(rx, RULE);
+        start(rx, RULE, None);
         let (mut late, _c1) = pair();
         let (mut soon, _c2) = pair();
         let start = Instant::now();
@@ -421,7 +483,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_closed_client_ends_the_wait() {
         let (_tx, rx) = watch::channel(false);
-        start(rx, RULE);
+        start(rx, RULE, None);
         let (mut stream, client) = pair();
         let wait = next_byte(&mut stream, Instant::now() + Duration::from_secs(60));
         drop(client);
@@ -431,7 +493,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stop_closes_every_wait_and_any_after_it() {
         let (tx, rx) = watch::channel(false);
-        start(rx, RULE);
+        start(rx, RULE, None);
         let (mut a, _ca) = pair();
         let (mut b, _cb) = pair();
         let far = Instant::now() + Duration::from_secs(600);
@@ -457,7 +519,7 @@ mod tests {
             quiet: Duration::from_secs(2),
         };
         let (tx, rx) = watch::channel(false);
-        start(rx, rule);
+        start(rx, rule, None);
         let (mut quiet, _c1) = pair();
         let (mut talks, mut client) = pair();
         let (mut soon, _c3) = pair();
@@ -486,7 +548,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn slots_are_reused_and_a_stale_id_finds_nothing() {
         let (_tx, rx) = watch::channel(false);
-        start(rx, RULE);
+        start(rx, RULE, None);
         let (mut a, mut ca) = pair();
         let far = Instant::now() + Duration::from_secs(600);
         let first = next_byte(&mut a, far);
@@ -501,5 +563,75 @@ mod tests {
         assert_eq!(stale, Some(Ring::Stop));
         drop(second);
         assert_eq!(with_park(|p| p.due.len()), Some(0));
+    }
+
+    thread_local! {
+        static TRIMS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+
+    fn count_trim() {
+        TRIMS.with(|t| t.set(t.get() + 1));
+    }
+
+    fn trims() -> u32 {
+        TRIMS.with(|t| t.get())
+    }
+
+    async fn sleep_to(start: Instant, secs_tenths: u64) {
+        tokio::time::sleep_until(start + Duration::from_millis(secs_tenths * 100)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_trim_runs_a_second_after_connections_go_idle_once_for_a_burst() {
+        let (_tx, rx) = watch::channel(false);
+        start(rx, RULE, Some(count_trim));
+        let start = Instant::now();
+        let far = start + Duration::from_secs(600);
+        let (mut a, _ca) = pair();
+        let (mut b, _cb) = pair();
+        let (mut c, _cc) = pair();
+        let _wait_a = next_byte(&mut a, far);
+        sleep_to(start, 3).await;
+        let _wait_b = next_byte(&mut b, far);
+        let _wait_c = next_byte(&mut c, far);
+        sleep_to(start, 9).await;
+        assert_eq!(trims(), 0, "not before a second has passed");
+        sleep_to(start, 11).await;
+        assert_eq!(trims(), 1, "one trim for the three releases");
+        sleep_to(start, 100).await;
+        assert_eq!(trims(), 1, "nothing went idle since: no trim");
+        let (mut d, _cd) = pair();
+        let _wait_d = next_byte(&mut d, far);
+        sleep_to(start, 111).await;
+        assert_eq!(trims(), 2, "a later release trims again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timed_out_wait_is_followed_by_a_trim() {
+        let (_tx, rx) = watch::channel(false);
+        start(rx, RULE, Some(count_trim));
+        let start = Instant::now();
+        let (mut a, _ca) = pair();
+        let wait = next_byte(&mut a, start + Duration::from_secs(5));
+        sleep_to(start, 20).await;
+        assert_eq!(trims(), 1, "the release's trim");
+        assert_eq!(wait.await, Next::TimedOut);
+        sleep_to(start, 59).await;
+        assert_eq!(trims(), 1);
+        sleep_to(start, 61).await;
+        assert_eq!(
+            trims(),
+            2,
+            "the timed-out connection closes; its memory is trimmed"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_park_without_a_trim_sets_no_alarm_for_it() {
+        let (_tx, rx) = watch::channel(false);
+        start(rx, RULE, None);
+        let (mut a, _ca) = pair();
+        let _wait = next_byte(&mut a, Instant::now() + Duration::from_secs(600));
+        assert_eq!(with_park(|p| p.trim_at), Some(None));
     }
 }
