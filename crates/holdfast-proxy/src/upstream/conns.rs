@@ -98,16 +98,26 @@ impl IdleConns {
 
     /// Keep an HTTP/1.1 connection whose response ended, if it is open and there is room.
     pub fn put(&self, sender: http1::SendRequest<RequestBody>) {
+        self.put_at(sender, Instant::now());
+    }
+
+    /// `put` at `now`. The worker's list is in the order connections came back, so those idle
+    /// longer than `idle_timeout` are at its front: they are closed here. (`checkout` takes
+    /// from the back, so under steady traffic it would never reach them.)
+    fn put_at(&self, sender: http1::SendRequest<RequestBody>, now: Instant) {
         if sender.is_closed() {
             return;
         }
         if let Some(mine) = self.mine() {
             let mut mine = lock(mine);
+            let expired = mine
+                .idle
+                .iter()
+                .take_while(|idle| now.saturating_duration_since(idle.since) > self.idle_timeout)
+                .count();
+            mine.idle.drain(..expired);
             if mine.idle.len() < self.max_idle {
-                mine.idle.push(Idle {
-                    sender,
-                    since: Instant::now(),
-                });
+                mine.idle.push(Idle { sender, since: now });
             }
         }
     }
@@ -122,6 +132,7 @@ impl IdleConns {
 mod tests {
     use super::*;
     use hyper_util::rt::TokioIo;
+    use tokio::io::AsyncReadExt;
 
     /// An open HTTP/1.1 sender over an in-memory pipe; the peer half is returned to keep it open.
     async fn sender() -> (http1::SendRequest<RequestBody>, tokio::io::DuplexStream) {
@@ -179,5 +190,33 @@ mod tests {
         }
         assert!(out.is_none(), "a closed connection was handed out");
         assert_eq!(conns.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn connections_idle_past_the_timeout_are_closed_when_others_come_back() {
+        set_worker_slot(0);
+        let conns = IdleConns::new(1, 2, Duration::from_secs(60));
+        let start = Instant::now();
+        let (old, mut p1) = sender().await;
+        let (newer, _p2) = sender().await;
+        let (latest, _p3) = sender().await;
+        conns.put_at(old, start);
+        conns.put_at(newer, start + Duration::from_secs(30));
+        assert_eq!(conns.count(), 2);
+        conns.put_at(latest, start + Duration::from_secs(61));
+        assert_eq!(
+            conns.count(),
+            2,
+            "the one idle past 60 s made room for the latest"
+        );
+        // The expired connection was closed: its origin side reads the end of the stream.
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), p1.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0))),
+            "the connection idle past the timeout is closed: {read:?}"
+        );
+        assert!(conns.checkout().is_some() && conns.checkout().is_some());
+        assert!(conns.checkout().is_none());
     }
 }
