@@ -9,6 +9,8 @@ use crate::phases::module_chain::AfterModules;
 use crate::state::State;
 use http::{Request, Response};
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// One request of any protocol: hyper's bodies (HTTP/1.1, HTTP/2) and the HTTP/3 listener's
@@ -62,9 +64,17 @@ async fn proxy(
     // the service future into its dispatcher on every request; one small allocation is
     // cheaper than copying kilobytes (see the size test below).
     if let Some(cache) = &route.cache {
-        return Box::pin(phases::cache::handle(state, route, cache, req, ctx)).await;
+        return boxed(|| phases::cache::handle(state, route, cache, req, ctx)).await;
     }
-    Box::pin(phases::upstream::forward(state, route, req.map(Some), ctx)).await
+    boxed(|| phases::upstream::forward(state, route, req.map(Some), ctx)).await
+}
+
+/// `Box::pin(make())`, with the box allocated before the future is made: the compiler can
+/// then build the future in the box instead of on the stack and copy it in (`Box::new` takes
+/// a finished value), which for these futures of kilobytes was a `memcpy` per request.
+#[inline(always)]
+fn boxed<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
 
 /// Runs when the response body is finished or dropped: metrics, then the access-log line.
