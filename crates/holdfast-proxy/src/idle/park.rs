@@ -303,14 +303,11 @@ impl Park {
     /// When the runner should next look: the earliest deadline, the drain's end or the trim.
     fn next_alarm(&self) -> Option<Instant> {
         let first = self.due.first().map(|(at, _)| *at);
-        let wait = match self.stop {
-            Stop::Quiet(until) => Some(first.map_or(until, |at| at.min(until))),
-            _ => first,
+        let drain_end = match self.stop {
+            Stop::Quiet(until) => Some(until),
+            _ => None,
         };
-        match (wait, self.trim_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [first, drain_end, self.trim_at].into_iter().flatten().min()
     }
 
     fn ring(&mut self, index: u32, ring: Ring) {

@@ -42,6 +42,13 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    /// Idle for longer than `limit` at `now`: to be closed, not handed out.
+    fn expired(&self, now: Instant, limit: Duration) -> bool {
+        now.saturating_duration_since(self.since) > limit
+    }
+}
+
 /// One worker's connections to a server.
 #[derive(Default)]
 struct WorkerConns {
@@ -81,8 +88,9 @@ impl IdleConns {
             }
             mine.h2 = None;
         }
+        let now = Instant::now();
         while let Some(idle) = mine.idle.pop() {
-            if idle.since.elapsed() <= self.idle_timeout && !idle.sender.is_closed() {
+            if !idle.expired(now, self.idle_timeout) && !idle.sender.is_closed() {
                 return Some(Conn::H1(idle.sender));
             }
         }
@@ -113,7 +121,7 @@ impl IdleConns {
             let expired = mine
                 .idle
                 .iter()
-                .take_while(|idle| now.saturating_duration_since(idle.since) > self.idle_timeout)
+                .take_while(|idle| idle.expired(now, self.idle_timeout))
                 .count();
             mine.idle.drain(..expired);
             if mine.idle.len() < self.max_idle {
